@@ -1,0 +1,1 @@
+//! layerlift-archive (being built).

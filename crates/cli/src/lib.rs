@@ -1,0 +1,11 @@
+//! The command-line front ends of layerlift.
+//!
+//! Each step lives in its own module with a clap `Args` struct and a `run` function; the binaries
+//! `layerlift-unpack`, `layerlift-convert`, `layerlift-push` and the git-style `layerlift` are thin
+//! wrappers over them (see `src/bin/`). Libraries return typed errors; this crate turns them into
+//! one-line messages and exit codes (see [`exit`]).
+
+pub mod convert;
+pub mod exit;
+pub mod push;
+pub mod unpack;

@@ -1,0 +1,1 @@
+//! layerlift-layers (being built).

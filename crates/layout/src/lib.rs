@@ -1,0 +1,1 @@
+//! layerlift-layout (being built).

@@ -1,0 +1,1 @@
+//! layerlift-manifest (being built).

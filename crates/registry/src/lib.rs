@@ -1,0 +1,1 @@
+//! layerlift-registry (being built).

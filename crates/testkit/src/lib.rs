@@ -1,0 +1,1 @@
+//! layerlift-testkit (being built).

@@ -1,0 +1,3 @@
+//! End-to-end tests: drive the built binaries against real archives, real tools and a real registry.
+
+mod util;
