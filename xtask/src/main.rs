@@ -1,1 +1,3 @@
-fn main() { eprintln!("xtask: nothing yet"); }
+fn main() {
+    eprintln!("xtask: nothing yet");
+}

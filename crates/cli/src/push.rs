@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 /// Command line of `layerlift-push`.
 #[derive(Debug, clap::Parser)]
-#[command(name = "layerlift-push", version, about = "layerlift push (not built yet)")]
+#[command(
+    name = "layerlift-push",
+    version,
+    about = "layerlift push (not built yet)"
+)]
 pub struct Args {
     /// Arguments (ignored until this step is built).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 /// Command line of `layerlift-unpack`.
 #[derive(Debug, clap::Parser)]
-#[command(name = "layerlift-unpack", version, about = "layerlift unpack (not built yet)")]
+#[command(
+    name = "layerlift-unpack",
+    version,
+    about = "layerlift unpack (not built yet)"
+)]
 pub struct Args {
     /// Arguments (ignored until this step is built).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -1,1 +1,16 @@
-//! layerlift-manifest (being built).
+//! OCI image-spec and Docker schema 2 types: digests, descriptors, manifests, indexes, the parts of an
+//! image config that layerlift reads, and media types.
+//!
+//! The types are small serde structs of our own: annotations are `BTreeMap`s (so a manifest we
+//! generate serialises the same way every run) and every struct keeps unknown fields in a flattened
+//! map. Bytes we did not create are never re-serialised: parse them to read them, keep the original
+//! bytes to store or push them.
+
+mod digest;
+pub mod media_types;
+mod types;
+
+pub use digest::{Digest, DigestError, Sha256Writer, sha256};
+pub use types::{
+    Descriptor, ImageConfig, Index, Manifest, ManifestError, Platform, RootFs, parse_json,
+};

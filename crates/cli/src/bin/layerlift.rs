@@ -27,8 +27,14 @@ enum Step {
 
 fn main() -> ExitCode {
     match Cli::parse().step {
-        Step::Unpack(args) => layerlift_cli::exit::finish("layerlift unpack", layerlift_cli::unpack::run(args)),
-        Step::Convert(args) => layerlift_cli::exit::finish("layerlift convert", layerlift_cli::convert::run(args)),
-        Step::Push(args) => layerlift_cli::exit::finish("layerlift push", layerlift_cli::push::run(args)),
+        Step::Unpack(args) => {
+            layerlift_cli::exit::finish("layerlift unpack", layerlift_cli::unpack::run(args))
+        }
+        Step::Convert(args) => {
+            layerlift_cli::exit::finish("layerlift convert", layerlift_cli::convert::run(args))
+        }
+        Step::Push(args) => {
+            layerlift_cli::exit::finish("layerlift push", layerlift_cli::push::run(args))
+        }
     }
 }

@@ -1,0 +1,43 @@
+//! Media types of OCI and Docker schema 2 documents and layers, and what they say.
+//!
+//! A layer's media type is a label, not a fact: writers label uncompressed layers as gzip
+//! (containers/image `dir:`), so code that needs to know the compression sniffs the bytes.
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const OCI_NONDISTRIBUTABLE_LAYER: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar";
+pub const OCI_NONDISTRIBUTABLE_LAYER_GZIP: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const OCI_NONDISTRIBUTABLE_LAYER_ZSTD: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
+
+/// An image manifest (OCI or Docker schema 2).
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// An image index or Docker manifest list.
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// A layer the registry is not expected to hold (foreign / non-distributable; carries `urls`).
+pub fn is_non_distributable(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.foreign.")
+}

@@ -1,0 +1,226 @@
+//! Serde types for descriptors, image manifests, image indexes and the image config's `rootfs`.
+
+use crate::Digest;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A JSON document that could not be read as the type it should be.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is not valid: {source}")]
+pub struct ManifestError {
+    pub what: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Parse `bytes` as JSON of type `T`; `what` names the document in the error ("image manifest", ...).
+pub fn parse_json<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, ManifestError> {
+    serde_json::from_slice(bytes).map_err(|source| ManifestError { what, source })
+}
+
+/// A content descriptor: what a manifest, index or index.json says about a blob.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Fields this type does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Descriptor {
+    /// A plain descriptor with no optional fields.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            urls: None,
+            annotations: None,
+            platform: None,
+            artifact_type: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The value of annotation `key`, if any.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// The platform an image in an index is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An image manifest, OCI or Docker schema 2 (the JSON is the same shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// An image index (OCI) or manifest list (Docker); also the shape of a layout's `index.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// `"manifests": null` (written by Docker 25.0.0–25.0.2) reads as empty.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Index {
+    /// An empty OCI index, as a new layout's `index.json`.
+    pub fn empty() -> Self {
+        Index {
+            schema_version: 2,
+            media_type: Some(crate::media_types::OCI_INDEX.to_string()),
+            artifact_type: None,
+            manifests: Vec::new(),
+            subject: None,
+            annotations: None,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Descriptor>, D::Error> {
+    Ok(Option::<Vec<Descriptor>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The parts of an image config layerlift reads. Never re-serialise a config: its bytes are the
+/// image ID.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub rootfs: RootFs,
+}
+
+/// `rootfs` of an image config: the uncompressed layer digests, base first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default, deserialize_with = "null_as_empty_digests")]
+    pub diff_ids: Vec<Digest>,
+}
+
+fn null_as_empty_digests<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Digest>, D::Error> {
+    Ok(Option::<Vec<Digest>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_manifests_read_as_empty() {
+        let idx: Index = parse_json("index", br#"{"schemaVersion":2,"manifests":null}"#).unwrap();
+        assert!(idx.manifests.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let text = r#"{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0,"data":"","zzz":1}"#;
+        let d: Descriptor = parse_json("descriptor", text.as_bytes()).unwrap();
+        assert_eq!(d.extra.len(), 2);
+        let back = serde_json::to_string(&d).unwrap();
+        assert!(back.contains(r#""zzz":1"#) && back.contains(r#""data":"""#));
+    }
+
+    #[test]
+    fn serialisation_is_stable() {
+        let mut d = Descriptor::new("m", Digest::of(b""), 0);
+        d.annotations = Some(
+            [
+                ("b".to_string(), "2".to_string()),
+                ("a".to_string(), "1".to_string()),
+            ]
+            .into(),
+        );
+        let s = serde_json::to_string(&d).unwrap();
+        assert!(s.find("\"a\"").unwrap() < s.find("\"b\"").unwrap());
+    }
+
+    #[test]
+    fn config_diff_ids() {
+        let c: ImageConfig = parse_json(
+            "config",
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.rootfs.diff_ids, vec![Digest::of(b"")]);
+    }
+}
