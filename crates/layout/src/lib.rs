@@ -1,1 +1,255 @@
-//! layerlift-layout (being built).
+//! The OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) as layerlift writes and reads it.
+//!
+//! Invariants this crate keeps:
+//! - a blob becomes visible under `blobs/sha256/<hex>` only after it was hashed while being written
+//!   and matched its digest (it is written to a temp file inside the layout and renamed into place);
+//! - `index.json` is replaced atomically (temp file, fsync, rename) under an exclusive lock, and every
+//!   top-level descriptor it lists points at a blob that is present;
+//! - so an interrupted writer leaves either the old `index.json` or the new one, never one that points
+//!   at a missing or partial blob. Leftover temp files live in `.layerlift-tmp/` and are not blobs.
+
+mod blob;
+mod error;
+
+pub use blob::{BlobWriter, StagedBlob};
+pub use error::LayoutError;
+pub use layerlift_manifest::Digest;
+
+use layerlift_manifest::{Index, parse_json};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The content of the `oci-layout` file layerlift writes.
+pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Largest JSON document (manifest, index, config) read into memory.
+pub const MAX_JSON_BLOB: u64 = 64 << 20;
+const TMP_DIR: &str = ".layerlift-tmp";
+const LOCK_FILE: &str = ".layerlift-lock";
+
+/// An OCI image layout directory.
+#[derive(Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Open an existing layout: `oci-layout` and `index.json` must be there.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
+        let root = root.into();
+        let marker = root.join("oci-layout");
+        let text = fs::read(&marker).map_err(|source| LayoutError::io(&marker, source))?;
+        check_oci_layout(&marker, &text)?;
+        let index = root.join("index.json");
+        if !index.is_file() {
+            return Err(LayoutError::NotALayout {
+                path: root,
+                why: "index.json is missing".into(),
+            });
+        }
+        Ok(Layout { root })
+    }
+
+    /// Open the layout at `root`, creating it (and the directory) when absent. An existing directory
+    /// that is not a layout must be empty.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
+        let root = root.into();
+        if root.join("oci-layout").exists() {
+            let layout = Layout::open(&root)?;
+            fs::create_dir_all(layout.blobs_dir())
+                .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
+            return Ok(layout);
+        }
+        if root.exists() {
+            let mut entries = fs::read_dir(&root).map_err(|e| LayoutError::io(&root, e))?;
+            if entries.next().is_some() {
+                return Err(LayoutError::NotALayout {
+                    path: root,
+                    why: "directory is not empty and holds no oci-layout file".into(),
+                });
+            }
+        }
+        fs::create_dir_all(&root).map_err(|e| LayoutError::io(&root, e))?;
+        let layout = Layout { root };
+        fs::create_dir_all(layout.blobs_dir())
+            .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
+        // index.json first, oci-layout last: a directory with oci-layout is a complete layout.
+        if !layout.root.join("index.json").exists() {
+            layout.write_atomically("index.json", &index_bytes(&Index::empty())?)?;
+        }
+        layout.write_atomically("oci-layout", OCI_LAYOUT_CONTENT.as_bytes())?;
+        Ok(layout)
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// Where the blob with `digest` lives (whether or not it is there).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.hex())
+    }
+
+    /// Is the blob present?
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Open a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, LayoutError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LayoutError::MissingBlob {
+                    digest: *digest,
+                    path,
+                }
+            } else {
+                LayoutError::io(path, source)
+            }
+        })
+    }
+
+    /// Read a small blob (manifest, index, config) into memory, verifying its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, LayoutError> {
+        let path = self.blob_path(digest);
+        let file = self.open_blob(digest)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_JSON_BLOB + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| LayoutError::io(&path, e))?;
+        if bytes.len() as u64 > MAX_JSON_BLOB {
+            return Err(LayoutError::TooLarge {
+                path,
+                limit: MAX_JSON_BLOB,
+            });
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(LayoutError::DigestMismatch {
+                path,
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Start writing a blob of not-yet-known digest; see [`BlobWriter`].
+    pub fn blob_writer(&self) -> Result<BlobWriter, LayoutError> {
+        let tmp = self.root.join(TMP_DIR);
+        fs::create_dir_all(&tmp).map_err(|e| LayoutError::io(&tmp, e))?;
+        BlobWriter::new(&tmp, self.blobs_dir())
+    }
+
+    /// Store `bytes` as a blob and return its digest.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest, LayoutError> {
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes)
+            .map_err(|e| LayoutError::io(w.temp_path(), e))?;
+        let staged = w.finish()?;
+        let digest = staged.digest();
+        staged.commit()?;
+        Ok(digest)
+    }
+
+    /// Read `index.json`.
+    pub fn index(&self) -> Result<Index, LayoutError> {
+        let path = self.root.join("index.json");
+        let bytes = fs::read(&path).map_err(|e| LayoutError::io(&path, e))?;
+        parse_json("index.json", &bytes).map_err(|source| LayoutError::Json { path, source })
+    }
+
+    /// Change `index.json` atomically: under an exclusive lock, read it, let `change` edit it, check
+    /// that every top-level descriptor's blob is present, write it to a temp file, fsync, rename.
+    pub fn update_index<E>(
+        &self,
+        change: impl FnOnce(&mut Index) -> Result<(), E>,
+    ) -> Result<Result<(), E>, LayoutError> {
+        let lock_path = self.root.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| LayoutError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| LayoutError::io(&lock_path, e))?;
+        let mut index = self.index()?;
+        if let Err(e) = change(&mut index) {
+            return Ok(Err(e));
+        }
+        for desc in &index.manifests {
+            if !self.has_blob(&desc.digest) {
+                return Err(LayoutError::MissingBlob {
+                    digest: desc.digest,
+                    path: self.blob_path(&desc.digest),
+                });
+            }
+        }
+        self.write_atomically("index.json", &index_bytes(&index)?)?;
+        drop(lock);
+        Ok(Ok(()))
+    }
+
+    /// Write `name` in the layout root via a temp file, fsync and rename.
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), LayoutError> {
+        let target = self.root.join(name);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .tempfile_in(&self.root)
+            .map_err(|e| LayoutError::io(&self.root, e))?;
+        tmp.write_all(bytes)
+            .map_err(|e| LayoutError::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| LayoutError::io(tmp.path(), e))?;
+        blob::make_readable(tmp.path())?;
+        tmp.persist(&target)
+            .map_err(|e| LayoutError::io(&target, e.error))?;
+        if let Ok(dir) = File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        // Tidy up the temp dir when no writer (of any process) is using it; fails harmlessly otherwise.
+        let _ = fs::remove_dir(self.root.join(TMP_DIR));
+    }
+}
+
+fn index_bytes(index: &Index) -> Result<Vec<u8>, LayoutError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(index).map_err(|e| LayoutError::Serialize(e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn check_oci_layout(path: &Path, text: &[u8]) -> Result<(), LayoutError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| LayoutError::NotALayout {
+            path: path.to_path_buf(),
+            why: format!("oci-layout is not JSON: {e}"),
+        })?;
+    match value.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(v) if v.starts_with("1.") => Ok(()),
+        Some(v) => Err(LayoutError::NotALayout {
+            path: path.to_path_buf(),
+            why: format!("unsupported imageLayoutVersion {v}"),
+        }),
+        None => Err(LayoutError::NotALayout {
+            path: path.to_path_buf(),
+            why: "oci-layout has no imageLayoutVersion".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! Writing blobs: hash while writing to a temp file inside the layout, then rename into place.
+
+use crate::LayoutError;
+use layerlift_manifest::{Digest, Sha256Writer};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tempfile::TempPath;
+
+const WRITE_BUFFER: usize = 256 << 10;
+
+/// A blob being written. Bytes go to a temp file in the layout and through sha256; nothing is visible
+/// under `blobs/` until [`StagedBlob::commit`]. Dropping it removes the temp file.
+#[derive(Debug)]
+pub struct BlobWriter {
+    out: Sha256Writer<BufWriter<File>>,
+    temp: TempPath,
+    blobs_dir: PathBuf,
+}
+
+impl BlobWriter {
+    pub(crate) fn new(tmp_dir: &Path, blobs_dir: PathBuf) -> Result<Self, LayoutError> {
+        let named = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(tmp_dir)
+            .map_err(|e| LayoutError::io(tmp_dir, e))?;
+        let (file, temp) = named.into_parts();
+        Ok(BlobWriter {
+            out: Sha256Writer::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            temp,
+            blobs_dir,
+        })
+    }
+
+    /// The temp file being written (for error messages).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.out.written()
+    }
+
+    /// Finish writing: the digest and size are now known, the blob is staged but not yet visible.
+    pub fn finish(self) -> Result<StagedBlob, LayoutError> {
+        let (digest, size, buffered) = self.out.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| LayoutError::io(&*self.temp, e.into_error()))?;
+        drop(file);
+        Ok(StagedBlob {
+            digest,
+            size,
+            temp: self.temp,
+            blobs_dir: self.blobs_dir,
+        })
+    }
+
+    /// Finish, check the digest if one is expected, and publish the blob.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), LayoutError> {
+        let staged = self.finish()?;
+        if let Some(expected) = expected {
+            staged.verify(expected)?;
+        }
+        let (digest, size) = (staged.digest(), staged.size());
+        staged.commit()?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.out.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A completely written, hashed blob that is not yet visible in the layout.
+#[derive(Debug)]
+pub struct StagedBlob {
+    digest: Digest,
+    size: u64,
+    temp: TempPath,
+    blobs_dir: PathBuf,
+}
+
+impl StagedBlob {
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The temp file holding the bytes (to read them back before committing).
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Fail unless the content has digest `expected`.
+    pub fn verify(&self, expected: &Digest) -> Result<(), LayoutError> {
+        if self.digest != *expected {
+            return Err(LayoutError::DigestMismatch {
+                path: self.temp.to_path_buf(),
+                expected: *expected,
+                actual: self.digest,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rename the blob into `blobs/sha256/<hex>`. If that blob already exists it is kept (same
+    /// content by construction) and the temp file is removed.
+    pub fn commit(self) -> Result<(), LayoutError> {
+        let target = self.blobs_dir.join(self.digest.hex());
+        if target.is_file() {
+            return Ok(()); // dropping `temp` deletes the staged copy
+        }
+        make_readable(&self.temp)?;
+        self.temp
+            .persist(&target)
+            .map_err(|e| LayoutError::io(&target, e.error))?;
+        Ok(())
+    }
+}
+
+/// Blobs and index.json are world-readable like every other tool's (temp files start as 0600).
+pub(crate) fn make_readable(path: &Path) -> Result<(), LayoutError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+            .map_err(|e| LayoutError::io(path, e))?;
+    }
+    let _ = path;
+    Ok(())
+}

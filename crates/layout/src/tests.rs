@@ -1,0 +1,106 @@
+use super::*;
+use layerlift_manifest::{Descriptor, media_types};
+
+#[test]
+fn create_write_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    let layout = Layout::create(&root).unwrap();
+    assert!(root.join("oci-layout").is_file());
+    assert!(layout.index().unwrap().manifests.is_empty());
+
+    let digest = layout.write_blob(b"{}").unwrap();
+    assert_eq!(digest, Digest::of(b"{}"));
+    assert_eq!(layout.read_blob(&digest).unwrap(), b"{}");
+    layout
+        .update_index(|index| {
+            index
+                .manifests
+                .push(Descriptor::new(media_types::OCI_MANIFEST, digest, 2));
+            Ok::<(), ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    let reopened = Layout::open(&root).unwrap();
+    assert_eq!(reopened.index().unwrap().manifests.len(), 1);
+}
+
+#[test]
+fn index_never_points_at_missing_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let missing = Digest::of(b"not stored");
+    let err = layout
+        .update_index(|index| {
+            index
+                .manifests
+                .push(Descriptor::new(media_types::OCI_MANIFEST, missing, 10));
+            Ok::<(), ()>(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, LayoutError::MissingBlob { .. }), "{err}");
+    assert!(layout.index().unwrap().manifests.is_empty());
+}
+
+#[test]
+fn staged_blob_is_invisible_until_committed_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let mut w = layout.blob_writer().unwrap();
+    w.write_all(b"layer bytes").unwrap();
+    let staged = w.finish().unwrap();
+    let digest = staged.digest();
+    assert!(!layout.has_blob(&digest));
+    assert!(staged.verify(&Digest::of(b"other")).is_err());
+    drop(staged);
+    assert!(!layout.has_blob(&digest));
+    assert_eq!(
+        fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
+        0,
+        "temp file removed"
+    );
+
+    let mut w = layout.blob_writer().unwrap();
+    w.write_all(b"layer bytes").unwrap();
+    assert!(w.commit(Some(&Digest::of(b"wrong"))).is_err());
+    assert!(!layout.has_blob(&digest));
+}
+
+#[test]
+fn corrupt_blob_is_detected_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let digest = layout.write_blob(b"abc").unwrap();
+    fs::write(layout.blob_path(&digest), b"abd").unwrap();
+    assert!(matches!(
+        layout.read_blob(&digest),
+        Err(LayoutError::DigestMismatch { .. })
+    ));
+}
+
+#[test]
+fn refuses_non_empty_foreign_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("precious.txt"), b"x").unwrap();
+    assert!(matches!(
+        Layout::create(dir.path()),
+        Err(LayoutError::NotALayout { .. })
+    ));
+}
+
+#[test]
+fn accepts_docker_spacing_in_oci_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("oci-layout"),
+        br#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("index.json"),
+        br#"{"schemaVersion":2,"manifests":null}"#,
+    )
+    .unwrap();
+    let layout = Layout::open(dir.path()).unwrap();
+    assert!(layout.index().unwrap().manifests.is_empty());
+}
