@@ -83,7 +83,7 @@ pub enum LayerError {
         "layer {layer}: uncompressed content has digest {actual}, but the config's diff_id is {expected}"
     )]
     DiffIdMismatch {
-        layer: String,
+        layer: Digest,
         expected: Digest,
         actual: Digest,
     },

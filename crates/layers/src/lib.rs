@@ -6,15 +6,22 @@
 //!   bzip2 multi-stream, xz concatenated, or plain), strict about truncation and trailing garbage.
 //! - [`DiffIdWriter`]: a `Write` sink that decodes on the fly and hashes the uncompressed stream, for
 //!   checking diff_ids while an archive streams past.
+//! - [`GzipEncoder`]: deterministic parallel gzip (pigz-style blocks); [`LayerEncoder`] adds zstd
+//!   (multi-threaded, deterministic too) and plain; [`encode_layer`] / [`copy_layer`] are the two
+//!   layer operations of convert (re-encode, or keep the bytes), both checking the diff_id.
 //!
 //! This crate never touches the network and never parses manifests beyond the digest type.
 
 mod decode;
 mod diff_id;
+mod encode;
 mod error;
+mod gzip;
 mod sniff;
 
 pub use decode::{DecodeReader, decoder};
 pub use diff_id::{DiffId, DiffIdWriter};
+pub use encode::{Encoding, LayerEncoder, copy_layer, encode_layer};
 pub use error::{DecodeError, LayerError};
+pub use gzip::{GZIP_BLOCK, GzipEncoder};
 pub use sniff::{Compression, SNIFF_LEN, sniff};

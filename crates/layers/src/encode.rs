@@ -1,0 +1,225 @@
+//! Layer encoders and the two layer operations convert is made of: [`encode_layer`] (decode
+//! whatever the stored bytes are, hash the tar, encode to the target) and [`copy_layer`] (keep the
+//! stored bytes, hash the decoded tar on the way).
+//!
+//! zstd uses the zstd crate (libzstd, version pinned in Cargo.lock) with `multithread(n)` always set,
+//! n ≥ 1: libzstd's multi-threaded format does not depend on the number of workers, while the
+//! single-threaded one (n = 0) differs from it. No pledged size is set (it would be written in the
+//! frame header and make the output depend on whether the input size was known), and a content
+//! checksum is included.
+
+use crate::decode::{BUF_LEN, decoder};
+use crate::error::LayerError;
+use crate::gzip::GzipEncoder;
+use crate::{Compression, DiffId, DiffIdWriter};
+use layerlift_manifest::{Digest, Sha256Writer};
+use std::io::{self, Read, Write};
+
+/// What to encode layers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// `None`, `Gzip` or `Zstd`.
+    pub compression: Compression,
+    /// Codec level; `None` means the default ([`Encoding::default_level`]).
+    pub level: Option<i32>,
+    /// Worker threads (the output does not depend on it).
+    pub threads: usize,
+}
+
+impl Encoding {
+    /// Default level: 6 for gzip (Docker's and pigz's), 3 for zstd (libzstd's).
+    pub fn default_level(compression: Compression) -> i32 {
+        match compression {
+            Compression::Zstd => 3,
+            _ => 6,
+        }
+    }
+
+    /// The accepted levels for a compression.
+    pub fn level_range(compression: Compression) -> std::ops::RangeInclusive<i32> {
+        match compression {
+            Compression::Gzip => 1..=9,
+            Compression::Zstd => 1..=19,
+            _ => 0..=0,
+        }
+    }
+
+    /// The level that will be used.
+    pub fn effective_level(&self) -> i32 {
+        self.level
+            .unwrap_or_else(|| Self::default_level(self.compression))
+    }
+}
+
+/// An encoder writing to `W`: plain, deterministic parallel gzip, or multi-threaded zstd.
+pub enum LayerEncoder<W: Write> {
+    Plain(W),
+    Gzip(GzipEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> std::fmt::Debug for LayerEncoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LayerEncoder::Plain(_) => "LayerEncoder::Plain",
+            LayerEncoder::Gzip(_) => "LayerEncoder::Gzip",
+            LayerEncoder::Zstd(_) => "LayerEncoder::Zstd",
+        })
+    }
+}
+
+impl<W: Write> LayerEncoder<W> {
+    /// Start encoding to `out`. bzip2 and xz are not layer encodings and are refused.
+    pub fn new(out: W, encoding: &Encoding) -> io::Result<Self> {
+        let level = encoding.effective_level();
+        let range = Encoding::level_range(encoding.compression);
+        if encoding.compression != Compression::None && !range.contains(&level) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} level {level} is out of range {}..={}",
+                    encoding.compression,
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(match encoding.compression {
+            Compression::None => LayerEncoder::Plain(out),
+            Compression::Gzip => {
+                LayerEncoder::Gzip(GzipEncoder::new(out, level as u32, encoding.threads)?)
+            }
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(out, level)?;
+                e.multithread(encoding.threads.max(1) as u32)?;
+                e.include_checksum(true)?;
+                LayerEncoder::Zstd(e)
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("layers are not encoded as {other}"),
+                ));
+            }
+        })
+    }
+
+    /// End the stream; returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            LayerEncoder::Plain(mut w) => {
+                w.flush()?;
+                Ok(w)
+            }
+            LayerEncoder::Gzip(e) => e.finish(),
+            LayerEncoder::Zstd(e) => {
+                let mut w = e.finish()?;
+                w.flush()?;
+                Ok(w)
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for LayerEncoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            LayerEncoder::Plain(w) => w.write(buf),
+            LayerEncoder::Gzip(e) => e.write(buf),
+            LayerEncoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            LayerEncoder::Plain(w) => w.write_all(buf),
+            LayerEncoder::Gzip(e) => e.write_all(buf),
+            LayerEncoder::Zstd(e) => e.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            LayerEncoder::Plain(w) => w.flush(),
+            LayerEncoder::Gzip(e) => e.flush(),
+            LayerEncoder::Zstd(_) => Ok(()), // a zstd flush would end a block early
+        }
+    }
+}
+
+/// Which side of a layer operation failed, for error messages.
+fn read_err(e: io::Error) -> LayerError {
+    LayerError::io("reading the layer", e)
+}
+fn write_err(e: io::Error) -> LayerError {
+    LayerError::io("writing the layer", e)
+}
+
+/// Decode `stored` (any compression, detected from its bytes), hash the uncompressed stream and
+/// encode it to `out` as `encoding` says. Returns what the input was and the inner writer.
+pub fn encode_layer<R: Read + Send + 'static, W: Write>(
+    stored: R,
+    out: W,
+    encoding: &Encoding,
+) -> Result<(DiffId, W), LayerError> {
+    let (compression, mut tar) = decoder(stored).map_err(read_err)?;
+    let mut enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
+    let mut buf = vec![0u8; BUF_LEN];
+    loop {
+        let n = match tar.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        enc.write_all(&buf[..n]).map_err(write_err)?;
+    }
+    let (digest, size, enc) = enc.finish();
+    let out = enc.finish().map_err(write_err)?;
+    Ok((
+        DiffId {
+            compression,
+            digest,
+            size,
+        },
+        out,
+    ))
+}
+
+/// Copy `stored` to `out` unchanged (pass `io::sink()` to only check), decoding it on the way to
+/// compute the diff_id. Returns the diff_id, the digest and size of the stored bytes, and `out`.
+pub fn copy_layer<R: Read, W: Write>(
+    mut stored: R,
+    out: W,
+) -> Result<(DiffId, Digest, u64, W), LayerError> {
+    let mut out = Sha256Writer::new(out);
+    let mut check = DiffIdWriter::new();
+    let mut buf = vec![0u8; BUF_LEN];
+    loop {
+        let n = match stored.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        check.write_all(&buf[..n]).map_err(read_err)?;
+        out.write_all(&buf[..n]).map_err(write_err)?;
+    }
+    let id = check.finish()?;
+    let (digest, size, mut out) = out.finish();
+    out.flush().map_err(write_err)?;
+    Ok((id, digest, size, out))
+}
+
+impl DiffId {
+    /// Fail with [`LayerError::DiffIdMismatch`] unless this is `expected`; `layer` names the blob.
+    pub fn check(&self, layer: &Digest, expected: &Digest) -> Result<(), LayerError> {
+        if self.digest == *expected {
+            Ok(())
+        } else {
+            Err(LayerError::DiffIdMismatch {
+                layer: *layer,
+                expected: *expected,
+                actual: self.digest,
+            })
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Encoders: round trips, standard-conforming gzip, and the determinism contract (golden digests
+//! that must not change across thread counts, write chunking, runs and machines).
+
+use layerlift_layers::{
+    Compression, Encoding, GZIP_BLOCK, GzipEncoder, LayerEncoder, LayerError, copy_layer,
+    encode_layer, sniff,
+};
+use layerlift_manifest::Digest;
+use std::io::{Read, Write};
+
+/// Deterministic data that compresses like a real layer would (text, binary, runs, noise).
+fn sample(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len);
+    let words: [&[u8]; 6] = [
+        b"usr/lib/x86_64-linux-gnu/",
+        b"libc.so.6\0",
+        b"#!/bin/sh\nset -e\n",
+        b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        b"ustar\x0000",
+        b"0000644\x000000000\x00",
+    ];
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        match x % 4 {
+            0 => out.extend_from_slice(&x.to_le_bytes()),
+            _ => out.extend_from_slice(words[(x >> 8) as usize % words.len()]),
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn encode(
+    data: &[u8],
+    compression: Compression,
+    level: Option<i32>,
+    threads: usize,
+    chunk: usize,
+) -> Vec<u8> {
+    let enc = Encoding {
+        compression,
+        level,
+        threads,
+    };
+    let mut e = LayerEncoder::new(Vec::new(), &enc).unwrap();
+    for piece in data.chunks(chunk) {
+        e.write_all(piece).unwrap();
+    }
+    e.finish().unwrap()
+}
+
+fn gunzip_flate2(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn gzip_round_trips_at_every_size() {
+    for len in [
+        0,
+        1,
+        100,
+        GZIP_BLOCK - 1,
+        GZIP_BLOCK,
+        GZIP_BLOCK + 1,
+        3 * GZIP_BLOCK + 17,
+    ] {
+        let data = sample(len, len as u64);
+        for threads in [1, 2] {
+            let gz = encode(&data, Compression::Gzip, None, threads, 10_000);
+            assert_eq!(sniff(&gz), Compression::Gzip);
+            assert_eq!(gunzip_flate2(&gz), data, "len {len} threads {threads}");
+            // Our own strict decoder agrees, and it is one single member.
+            let (id, ..) = copy_layer(&gz[..], std::io::sink()).unwrap();
+            assert_eq!(id.digest, Digest::of(&data));
+        }
+    }
+}
+
+#[test]
+fn gzip_is_identical_at_every_thread_count_and_chunking() {
+    let data = sample(5 * GZIP_BLOCK + 1234, 42);
+    let reference = encode(&data, Compression::Gzip, Some(6), 1, 1 << 20);
+    for (threads, chunk) in [(1, 1), (2, 7), (3, 65_536), (4, 131_072), (8, 1 << 22)] {
+        if chunk == 1 {
+            // Byte-at-a-time over a short prefix only (it is slow).
+            let short = &data[..GZIP_BLOCK + 10];
+            assert_eq!(
+                encode(short, Compression::Gzip, Some(6), threads, 1),
+                encode(short, Compression::Gzip, Some(6), 2, 1000)
+            );
+            continue;
+        }
+        assert_eq!(
+            encode(&data, Compression::Gzip, Some(6), threads, chunk),
+            reference,
+            "threads {threads} chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn zstd_is_identical_at_every_thread_count() {
+    // Larger than libzstd's job size at these levels (2 MiB at 1, 8 MiB at 3), so that the
+    // multi-threaded encoder really splits the input into jobs.
+    let data = sample(10 << 20, 7);
+    for level in [1, 3] {
+        let reference = encode(&data, Compression::Zstd, Some(level), 1, 1 << 20);
+        for (threads, chunk) in [(2, 4093), (3, 1 << 16), (4, 1 << 22)] {
+            assert_eq!(
+                Digest::of(&encode(
+                    &data,
+                    Compression::Zstd,
+                    Some(level),
+                    threads,
+                    chunk
+                )),
+                Digest::of(&reference),
+                "level {level} threads {threads} chunk {chunk}"
+            );
+        }
+        assert_eq!(zstd::stream::decode_all(&reference[..]).unwrap(), data);
+    }
+}
+
+/// The determinism contract: if one of these changes, every layer digest layerlift produces changes
+/// and registries will not recognise previously pushed layers. Update only on purpose (and say so
+/// in the changelog): a flate2/zlib-rs/libzstd update, a new block size or header.
+#[test]
+fn golden_digests() {
+    let data = sample(1 << 20, 2024);
+    let cases = [
+        (
+            Compression::Gzip,
+            6,
+            "sha256:d10b13ebdc44a6795dc0ad5d076bb9941022984071e4e9261df0d6568a94bf8b",
+        ),
+        (
+            Compression::Gzip,
+            1,
+            "sha256:5e87a78a9b2c3e1962eafbdcc2e7ed17c0dc88786805399eb4630d4430cc3dc2",
+        ),
+        (
+            Compression::Gzip,
+            9,
+            "sha256:bcb6b5deb2bbacfe79502ef431d3062f158eea4e519bef8ba84bd523bc41a8df",
+        ),
+        (
+            Compression::Zstd,
+            3,
+            "sha256:4ba847ee87080c1afb248d597f26f33f0f76b524d301c1b92415d455b7f886be",
+        ),
+        (
+            Compression::Zstd,
+            10,
+            "sha256:53c431a639a1a6b94d5d5ebd5928dd8504e784e1237c1b2596cb80962ec7165a",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (compression, level, want) in cases {
+        for threads in [1, 2] {
+            let got = Digest::of(&encode(&data, compression, Some(level), threads, 50_000));
+            if got.to_string() != want {
+                failures.push(format!(
+                    "{compression} level {level} threads {threads}: {got}, expected {want}"
+                ));
+            }
+        }
+    }
+    let empty = Digest::of(&encode(b"", Compression::Gzip, None, 2, 1)).to_string();
+    if empty != "sha256:ac73670af3abed54ac6fb4695131f4099be9fbe39d6076c5d0264a6bbdae9d83" {
+        failures.push(format!("gzip of nothing: {empty}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn system_gzip_accepts_the_output() {
+    let Ok(out) = std::process::Command::new("gzip").arg("--version").output() else {
+        eprintln!("gzip not installed; skipping");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let data = sample(3 * GZIP_BLOCK + 99, 5);
+    let path = dir.path().join("layer.tar.gz");
+    std::fs::write(&path, encode(&data, Compression::Gzip, None, 2, 1 << 16)).unwrap();
+    let status = std::process::Command::new("gzip")
+        .arg("-t")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "gzip -t rejected our output");
+    let out = std::process::Command::new("gzip")
+        .args(["-dc"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, data);
+}
+
+#[test]
+fn encode_layer_converts_between_codecs_and_reports_the_diff_id() {
+    let tar = sample(600_000, 9);
+    let want = Digest::of(&tar);
+    let gz = encode(&tar, Compression::Gzip, None, 2, 1 << 16);
+    let zst = encode(&tar, Compression::Zstd, None, 2, 1 << 16);
+    for (input, from) in [
+        (tar.clone(), Compression::None),
+        (gz.clone(), Compression::Gzip),
+        (zst.clone(), Compression::Zstd),
+    ] {
+        for (to, expected) in [
+            (Compression::None, &tar),
+            (Compression::Gzip, &gz),
+            (Compression::Zstd, &zst),
+        ] {
+            let enc = Encoding {
+                compression: to,
+                level: None,
+                threads: 2,
+            };
+            let (id, out) =
+                encode_layer(std::io::Cursor::new(input.clone()), Vec::new(), &enc).unwrap();
+            assert_eq!(
+                (id.compression, id.digest, id.size),
+                (from, want, tar.len() as u64)
+            );
+            // Same bytes whatever the input was: the layer's compressed digest is a function of its tar.
+            assert_eq!(&out, expected, "{from} -> {to}");
+        }
+    }
+}
+
+#[test]
+fn copy_layer_keeps_bytes_and_checks() {
+    let tar = sample(300_000, 10);
+    let gz = encode(&tar, Compression::Gzip, None, 1, 1 << 16);
+    let (id, stored, size, out) = copy_layer(&gz[..], Vec::new()).unwrap();
+    assert_eq!(out, gz);
+    assert_eq!((stored, size), (Digest::of(&gz), gz.len() as u64));
+    assert_eq!(id.digest, Digest::of(&tar));
+    id.check(&stored, &Digest::of(&tar)).unwrap();
+    let err = id.check(&stored, &Digest::of(b"other")).unwrap_err();
+    assert!(matches!(err, LayerError::DiffIdMismatch { .. }));
+    assert!(err.to_string().contains("diff_id"), "{err}");
+
+    let err = copy_layer(&gz[..gz.len() - 3], std::io::sink()).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn levels_out_of_range_are_refused() {
+    for (c, level) in [
+        (Compression::Gzip, 0),
+        (Compression::Gzip, 10),
+        (Compression::Zstd, 20),
+    ] {
+        let enc = Encoding {
+            compression: c,
+            level: Some(level),
+            threads: 1,
+        };
+        assert!(LayerEncoder::new(Vec::new(), &enc).is_err(), "{c} {level}");
+    }
+    let enc = Encoding {
+        compression: Compression::Bzip2,
+        level: None,
+        threads: 1,
+    };
+    assert!(LayerEncoder::new(Vec::new(), &enc).is_err());
+}
+
+#[test]
+fn gzip_encoder_direct_use() {
+    let mut e = GzipEncoder::new(Vec::new(), 6, 2).unwrap();
+    e.write_all(b"hello").unwrap();
+    let gz = e.finish().unwrap();
+    assert_eq!(gunzip_flate2(&gz), b"hello");
+    // Fixed header: no name, mtime 0, OS unknown.
+    assert_eq!(&gz[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+}
