@@ -1,3 +1,60 @@
-fn main() {
-    eprintln!("xtask: nothing yet");
+//! `cargo xtask`: the one entry point for development tasks (see docs/development.md).
+//!
+//! ```text
+//! cargo xtask test [CARGO TEST ARGS…]   install test tools, generate fixtures, cargo test --workspace
+//! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
+//! cargo xtask bench [--quick] [...]     time unpack against tar -xf on a ~300 MB image, peak RSS
+//! ```
+
+mod bench;
+mod fixtures;
+mod measure;
+mod synthetic;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, then
+                      `cargo test --workspace --locked ARGS…`
+  fixtures [--force]  generate test archives with real tools into target/fixtures/
+  bench [--quick] [--reps N] [--strict] [--no-build]
+                      build a ~300 MB docker-save archive from files on this machine and time
+                      layerlift-unpack (file and pipe) against `tar -xf`, with peak RSS
+
+See docs/development.md.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r),
+        None => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match task {
+        "test" => test::run(rest),
+        "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
+        "bench" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprintln!("xtask: unknown task `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask {task}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,459 @@
+//! `cargo xtask bench`: time `layerlift-unpack` against `tar -xf` of the same archive, in the same
+//! run, on a ~300 MB legacy `docker save` archive built once from real files on this machine.
+//!
+//! The page cache cannot be dropped (not root everywhere, and other people's work would suffer), so
+//! every step runs once to warm up and then `--reps` interleaved rounds; medians are compared.
+
+use crate::measure::{self, Log, Measurement, Step, Target};
+use crate::util::{self, HashWriter, human_bytes, sha256_hex};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Where the real files come from, in this order, until the size budget is reached.
+const SOURCE_ROOTS: [&str; 7] = [
+    "/usr/lib",
+    "/usr/share",
+    "/usr/bin",
+    "/usr/libexec",
+    "/usr/include",
+    "/usr/local",
+    "/opt",
+];
+
+struct Options {
+    quick: bool,
+    reps: usize,
+    strict: bool,
+    build: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        quick: false,
+        reps: 0,
+        strict: false,
+        build: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--strict" => o.strict = true,
+            "--no-build" => o.build = false,
+            "--reps" => {
+                o.reps = it
+                    .next()
+                    .context("--reps needs a number")?
+                    .parse()
+                    .context("--reps needs a number")?;
+                if o.reps == 0 {
+                    bail!("--reps must be at least 1");
+                }
+            }
+            "-h" | "--help" => {
+                println!(
+                    "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build]\n\n\
+                     --quick     ~30 MB image instead of ~300 MB (default reps 3 instead of 5)\n\
+                     --reps N    timed repetitions per step after one warm-up round\n\
+                     --strict    exit 1 when a target is missed (default: report only)\n\
+                     --no-build  use the release binaries already built"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("bench: unknown argument `{other}`"),
+        }
+    }
+    if o.reps == 0 {
+        o.reps = if o.quick { 3 } else { 5 };
+    }
+    Ok(o)
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let opts = parse(args)?;
+    let bench_dir = util::xtask_out_dir().join("bench");
+    fs::create_dir_all(&bench_dir)?;
+
+    let (budget, layers) = if opts.quick {
+        (30 << 20, 4)
+    } else {
+        (300 << 20, 6)
+    };
+    let archive = bench_dir.join(format!("docker-save-{}M.tar", budget >> 20));
+    if archive.exists() {
+        eprintln!("xtask bench: reusing {}", archive.display());
+    } else {
+        let t = Instant::now();
+        eprintln!(
+            "xtask bench: building {} from files under {} (once; cached)",
+            archive.display(),
+            SOURCE_ROOTS.join(" ")
+        );
+        util::build_once(&archive, |tmp| build_archive(tmp, budget, layers))?;
+        eprintln!("xtask bench: built in {:.1}s", t.elapsed().as_secs_f64());
+    }
+    let archive_size = fs::metadata(&archive)?.len();
+
+    if opts.build {
+        let mut cmd = util::cargo();
+        cmd.args(["build", "--release", "--locked", "-p", "layerlift"]);
+        eprintln!("xtask bench: {}", util::show(&cmd));
+        let status = cmd.status().context("cannot run cargo build")?;
+        if !status.success() {
+            bail!("cargo build --release failed ({status})");
+        }
+    }
+    let unpack = util::cargo_target_dir().join("release/layerlift-unpack");
+    if !unpack.is_file() {
+        bail!(
+            "{} not found (build it, or drop --no-build)",
+            unpack.display()
+        );
+    }
+
+    let work = bench_dir.join("work");
+    fs::create_dir_all(&work)?;
+    let mut steps = unpack_steps(&archive, &unpack, &work);
+    let targets = vec![
+        Target::Ratio {
+            label: "unpack FILE / tar -xf".into(),
+            numerator: "layerlift-unpack FILE DIR".into(),
+            denominator: "tar -xf FILE".into(),
+            max: 1.3,
+        },
+        Target::Ratio {
+            label: "unpack - (pipe) / unpack FILE".into(),
+            numerator: "cat FILE | layerlift-unpack - DIR".into(),
+            denominator: "layerlift-unpack FILE DIR".into(),
+            max: 1.1,
+        },
+        Target::PeakRss {
+            label: "unpack peak RSS (file)".into(),
+            step: "layerlift-unpack FILE DIR".into(),
+            max_mib: 32.0,
+        },
+        Target::PeakRss {
+            label: "unpack peak RSS (pipe)".into(),
+            step: "cat FILE | layerlift-unpack - DIR".into(),
+            max_mib: 32.0,
+        },
+    ];
+
+    println!(
+        "xtask bench: archive {} ({}, {layers} layers), {} CPUs, {} timed runs per step after 1 warm-up",
+        archive.display(),
+        human_bytes(archive_size),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        opts.reps
+    );
+    let results = measure::run_steps(&mut steps, opts.reps);
+    let pass = measure::report(&results, &targets);
+    print_throughput(&results, archive_size);
+    util::remove_any(&work)?;
+
+    if pass || !opts.strict {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn print_throughput(results: &[Measurement], bytes: u64) {
+    println!();
+    for m in results {
+        if let Some(d) = m.median() {
+            println!(
+                "{:<36} {:>8.0} MB/s",
+                m.name,
+                bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+}
+
+/// The three steps of issue 2: tar -xf, unpack from the file, unpack from a pipe.
+fn unpack_steps(archive: &Path, unpack: &Path, work: &Path) -> Vec<Step> {
+    let archive = Rc::new(archive.to_path_buf());
+    let unpack = Rc::new(unpack.to_path_buf());
+    let mut steps = Vec::new();
+
+    let (a, dir) = (archive.clone(), work.join("tar"));
+    let log = Rc::new(Log(work.join("tar.log")));
+    let d2 = dir.clone();
+    steps.push(
+        Step::new("tar -xf FILE", move || {
+            measure::time_command(
+                Command::new("tar").arg("-xf").arg(&*a).arg("-C").arg(&dir),
+                &log,
+            )
+        })
+        .prepare(move || measure::fresh_dir(&d2)),
+    );
+
+    let (a, u, dir) = (archive.clone(), unpack.clone(), work.join("unpack-file"));
+    let log = Rc::new(Log(work.join("unpack-file.log")));
+    let (d2, d3) = (dir.clone(), dir.clone());
+    steps.push(
+        Step::new("layerlift-unpack FILE DIR", move || {
+            measure::time_command(Command::new(&*u).arg(&*a).arg(&dir), &log)
+        })
+        .prepare(move || util::remove_any(&d2))
+        .verify(move || check_layout(&d3)),
+    );
+
+    let (a, u, dir) = (archive, unpack, work.join("unpack-pipe"));
+    let log = Rc::new(Log(work.join("unpack-pipe.log")));
+    let (d2, d3) = (dir.clone(), dir.clone());
+    steps.push(
+        Step::new("cat FILE | layerlift-unpack - DIR", move || {
+            measure::time_pipeline(
+                Command::new("cat").arg(&*a),
+                Command::new(&*u).arg("-").arg(&dir),
+                &log,
+            )
+        })
+        .prepare(move || util::remove_any(&d2))
+        .verify(move || check_layout(&d3)),
+    );
+    steps
+}
+
+/// A run only counts if it left a layout behind (a stub that exits 0 at once must not "win").
+fn check_layout(dir: &Path) -> Result<()> {
+    for f in ["oci-layout", "index.json", "blobs/sha256"] {
+        if !dir.join(f).exists() {
+            bail!("no {f} in {} after unpack", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// A file chosen for the image, with its path inside the layer.
+struct Item {
+    src: PathBuf,
+    name: String,
+    size: u64,
+}
+
+/// Walk `SOURCE_ROOTS` in sorted order, taking directories, symlinks and readable regular files until
+/// `budget` bytes of file content are collected.
+fn collect(budget: u64) -> Vec<Item> {
+    fn walk(dir: &Path, budget: u64, total: &mut u64, acc: &mut Vec<Item>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            if *total >= budget {
+                return;
+            }
+            let p = e.path();
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let name = p.strip_prefix("/").unwrap_or(&p).display().to_string();
+            if m.is_dir() {
+                acc.push(Item {
+                    src: p.clone(),
+                    name: format!("{name}/"),
+                    size: 0,
+                });
+                walk(&p, budget, total, acc);
+            } else if m.file_type().is_symlink() {
+                acc.push(Item {
+                    src: p,
+                    name,
+                    size: 0,
+                });
+            } else if m.is_file() && File::open(&p).is_ok() {
+                *total += m.len();
+                acc.push(Item {
+                    src: p,
+                    name,
+                    size: m.len(),
+                });
+            }
+        }
+    }
+    let mut acc = Vec::new();
+    let mut total = 0;
+    for root in SOURCE_ROOTS {
+        walk(Path::new(root), budget, &mut total, &mut acc);
+        if total >= budget {
+            break;
+        }
+    }
+    acc
+}
+
+/// Write one layer tar; returns (diff_id hex, size).
+fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
+    let f = File::create(dest).with_context(|| format!("create {}", dest.display()))?;
+    let mut b = tar::Builder::new(HashWriter::new(BufWriter::with_capacity(1 << 20, f)));
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    for it in items {
+        let name = it.name.trim_end_matches('/');
+        let r = if it.name.ends_with('/') {
+            b.append_dir(name, &it.src)
+        } else {
+            match File::open(&it.src) {
+                // Regular file: stream it with the metadata of the open handle.
+                Ok(mut f) if f.metadata().map(|m| m.is_file()).unwrap_or(false) => {
+                    b.append_file(name, &mut f)
+                }
+                // Symlink (or a file that vanished: skipped).
+                _ => match fs::symlink_metadata(&it.src) {
+                    Ok(m) if m.file_type().is_symlink() => b.append_path_with_name(&it.src, name),
+                    _ => Ok(()),
+                },
+            }
+        };
+        r.with_context(|| format!("add {} to {}", it.src.display(), dest.display()))?;
+    }
+    let (w, hex, len) = b.into_inner()?.finish();
+    w.into_inner().map_err(|e| e.into_error())?.sync_all().ok();
+    Ok((hex, len))
+}
+
+/// Build a legacy (Docker ≤ 24) `docker save` archive: `<v1id>/{VERSION,json,layer.tar}`,
+/// `<imageid>.json`, `manifest.json`, `repositories`, entries sorted by name as Docker's tar of its
+/// temporary directory has them (so `manifest.json` comes after the layers).
+fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
+    let items = collect(budget);
+    let total: u64 = items.iter().map(|i| i.size).sum();
+    if total < budget / 2 {
+        eprintln!(
+            "xtask bench: warning: only {} of files found for a {} image",
+            human_bytes(total),
+            human_bytes(budget)
+        );
+    }
+    // Split into `layers` chunks of about equal content size.
+    let per_layer = total.div_ceil(layers as u64).max(1);
+    let mut chunks: Vec<&[Item]> = Vec::new();
+    let (mut start, mut acc) = (0, 0);
+    for (i, it) in items.iter().enumerate() {
+        acc += it.size;
+        if acc >= per_layer && chunks.len() + 1 < layers {
+            chunks.push(&items[start..=i]);
+            start = i + 1;
+            acc = 0;
+        }
+    }
+    chunks.push(&items[start..]);
+
+    let scratch = dest.with_extension("parts");
+    measure::fresh_dir(&scratch)?;
+    let r = (|| -> Result<()> {
+        let mut diff_ids = Vec::new();
+        let mut files = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let path = scratch.join(format!("layer{i}.tar"));
+            let (hex, len) = write_layer(chunk, &path)?;
+            eprintln!(
+                "  layer {i}: {} entries, {}, sha256:{}",
+                chunk.len(),
+                human_bytes(len),
+                &hex[..12]
+            );
+            diff_ids.push(format!("sha256:{hex}"));
+            files.push(path);
+        }
+        let history: Vec<_> = (0..chunks.len())
+            .map(|i| json!({ "created": "2026-01-01T00:00:00Z", "created_by": format!("COPY layer {i} / # xtask bench") }))
+            .collect();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"] },
+            "created": "2026-01-01T00:00:00Z",
+            "history": history,
+            "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        }))?;
+        let config_hex = sha256_hex(&config);
+
+        // Synthetic v1 ids, chained like Docker's (their exact value does not matter to readers).
+        let mut v1_ids = Vec::new();
+        let mut parent = String::new();
+        for (i, d) in diff_ids.iter().enumerate() {
+            let top = if i + 1 == diff_ids.len() {
+                config_hex.as_str()
+            } else {
+                ""
+            };
+            let id = sha256_hex(format!("{parent}{d}{top}").as_bytes());
+            v1_ids.push(id.clone());
+            parent = id;
+        }
+        let manifest = serde_json::to_vec(&json!([{
+            "Config": format!("{config_hex}.json"),
+            "RepoTags": ["layerlift-bench:latest"],
+            "Layers": v1_ids.iter().map(|id| format!("{id}/layer.tar")).collect::<Vec<_>>(),
+        }]))?;
+        let repositories = serde_json::to_vec(
+            &json!({ "layerlift-bench": { "latest": v1_ids.last().unwrap() } }),
+        )?;
+
+        enum Src {
+            Dir,
+            Bytes(Vec<u8>),
+            File(PathBuf),
+        }
+        let mut entries: Vec<(String, Src)> = Vec::new();
+        for (i, id) in v1_ids.iter().enumerate() {
+            let mut v1 = json!({ "id": id, "created": "2026-01-01T00:00:00Z", "os": "linux" });
+            if i > 0 {
+                v1["parent"] = json!(v1_ids[i - 1]);
+            }
+            entries.push((format!("{id}/"), Src::Dir));
+            entries.push((format!("{id}/VERSION"), Src::Bytes(b"1.0".to_vec())));
+            entries.push((format!("{id}/json"), Src::Bytes(serde_json::to_vec(&v1)?)));
+            entries.push((format!("{id}/layer.tar"), Src::File(files[i].clone())));
+        }
+        entries.push((format!("{config_hex}.json"), Src::Bytes(config)));
+        entries.push(("manifest.json".into(), Src::Bytes(manifest)));
+        entries.push(("repositories".into(), Src::Bytes(repositories)));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let out = File::create(dest).with_context(|| format!("create {}", dest.display()))?;
+        let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
+        for (name, src) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_mtime(1_767_225_600);
+            h.set_uid(0);
+            h.set_gid(0);
+            match src {
+                Src::Dir => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    b.append_data(&mut h, &name, std::io::empty())?;
+                }
+                Src::Bytes(bytes) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(bytes.len() as u64);
+                    b.append_data(&mut h, &name, bytes.as_slice())?;
+                }
+                Src::File(path) => {
+                    let f = File::open(&path)?;
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(f.metadata()?.len());
+                    b.append_data(&mut h, &name, f)?;
+                    fs::remove_file(&path)?;
+                }
+            }
+        }
+        b.into_inner()?.flush()?;
+        Ok(())
+    })();
+    let _ = util::remove_any(&scratch);
+    r
+}

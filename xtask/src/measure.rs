@@ -1,0 +1,372 @@
+//! A small benchmark harness: steps that run commands, timed with wall clock and measured for peak
+//! RSS with wait4(2), repeated in interleaved rounds after a warm-up, reported as medians; and
+//! targets (ratios of medians, peak RSS bounds) checked against them.
+//!
+//! Adding a comparison later (convert vs skopeo, push vs skopeo) is: two more [`Step`]s and one
+//! [`Target::Ratio`].
+
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// One timed run.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub wall: Duration,
+    /// Peak resident set size of the measured process, in KiB (`ru_maxrss`).
+    pub peak_rss_kib: u64,
+}
+
+/// A benchmark step: how to prepare (untimed), run (timed) and check (untimed) one repetition.
+pub struct Step {
+    pub name: String,
+    pub prepare: Box<dyn FnMut() -> Result<()>>,
+    pub run: Box<dyn FnMut() -> Result<Sample>>,
+    pub verify: Box<dyn FnMut() -> Result<()>>,
+}
+
+impl Step {
+    pub fn new(name: impl Into<String>, run: impl FnMut() -> Result<Sample> + 'static) -> Self {
+        Self {
+            name: name.into(),
+            prepare: Box::new(|| Ok(())),
+            run: Box::new(run),
+            verify: Box::new(|| Ok(())),
+        }
+    }
+
+    pub fn prepare(mut self, f: impl FnMut() -> Result<()> + 'static) -> Self {
+        self.prepare = Box::new(f);
+        self
+    }
+
+    pub fn verify(mut self, f: impl FnMut() -> Result<()> + 'static) -> Self {
+        self.verify = Box::new(f);
+        self
+    }
+}
+
+/// The samples of one step (or why it could not be measured).
+#[derive(Debug)]
+pub struct Measurement {
+    pub name: String,
+    pub samples: Vec<Sample>,
+    pub error: Option<String>,
+}
+
+impl Measurement {
+    fn sorted_walls(&self) -> Vec<Duration> {
+        let mut w: Vec<_> = self.samples.iter().map(|s| s.wall).collect();
+        w.sort();
+        w
+    }
+
+    pub fn median(&self) -> Option<Duration> {
+        let w = self.sorted_walls();
+        match w.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(w[n / 2]),
+            n => Some((w[n / 2 - 1] + w[n / 2]) / 2),
+        }
+    }
+
+    pub fn min(&self) -> Option<Duration> {
+        self.sorted_walls().first().copied()
+    }
+
+    pub fn max(&self) -> Option<Duration> {
+        self.sorted_walls().last().copied()
+    }
+
+    /// Largest peak RSS over all repetitions, in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.samples.iter().map(|s| s.peak_rss_kib).max()
+    }
+}
+
+/// Run every step once to warm up (page cache, binaries), then `reps` interleaved rounds, so that
+/// background load drifts over all steps alike. A step that fails is reported and not run again.
+pub fn run_steps(steps: &mut [Step], reps: usize) -> Vec<Measurement> {
+    let mut results: Vec<Measurement> = steps
+        .iter()
+        .map(|s| Measurement {
+            name: s.name.clone(),
+            samples: Vec::new(),
+            error: None,
+        })
+        .collect();
+    for round in 0..=reps {
+        let label = if round == 0 {
+            "warm-up".to_string()
+        } else {
+            format!("round {round}/{reps}")
+        };
+        eprint!("  {label}:");
+        for (step, m) in steps.iter_mut().zip(results.iter_mut()) {
+            if m.error.is_some() {
+                continue;
+            }
+            let r = (step.prepare)()
+                .context("prepare")
+                .and_then(|()| (step.run)())
+                .and_then(|s| (step.verify)().context("verify").map(|()| s));
+            match r {
+                Ok(s) => {
+                    eprint!(" {} {:.2}s", step.name, s.wall.as_secs_f64());
+                    if round > 0 {
+                        m.samples.push(s);
+                    }
+                }
+                Err(e) => {
+                    eprint!(" {} FAILED", step.name);
+                    m.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+        eprintln!();
+    }
+    results
+}
+
+/// What a step should achieve.
+pub enum Target {
+    /// median(numerator) / median(denominator) ≤ max.
+    Ratio {
+        label: String,
+        numerator: String,
+        denominator: String,
+        max: f64,
+    },
+    /// The step's peak RSS over all repetitions ≤ max_mib.
+    PeakRss {
+        label: String,
+        step: String,
+        max_mib: f64,
+    },
+}
+
+/// Print the step table and the target table; returns whether every target passed.
+pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
+    let width = results
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!();
+    println!(
+        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
+        "step", "median", "min", "max", "peak RSS", "runs"
+    );
+    for m in results {
+        let secs = |d: Option<Duration>| {
+            d.map(|d| format!("{:.3}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        };
+        let rss = m
+            .peak_rss_kib()
+            .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
+            m.name,
+            secs(m.median()),
+            secs(m.min()),
+            secs(m.max()),
+            rss,
+            m.samples.len()
+        );
+        if let Some(e) = &m.error {
+            println!("{:<width$}  FAILED: {}", "", first_lines(e, 6));
+        }
+    }
+    let find = |name: &str| results.iter().find(|m| m.name == name);
+    let lw = targets
+        .iter()
+        .map(|t| match t {
+            Target::Ratio { label, .. } | Target::PeakRss { label, .. } => label.len(),
+        })
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!();
+    println!(
+        "{:<lw$}  {:>10}  {:>10}  result",
+        "check", "measured", "target"
+    );
+    let mut all = true;
+    for t in targets {
+        let (label, measured, target, pass) = match t {
+            Target::Ratio {
+                label,
+                numerator,
+                denominator,
+                max,
+            } => {
+                let ratio = find(numerator)
+                    .and_then(Measurement::median)
+                    .zip(find(denominator).and_then(Measurement::median))
+                    .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+                (
+                    label,
+                    ratio.map(|r| format!("{r:.2}×")),
+                    format!("≤ {max:.2}×"),
+                    ratio.map(|r| r <= *max),
+                )
+            }
+            Target::PeakRss {
+                label,
+                step,
+                max_mib,
+            } => {
+                let mib = find(step)
+                    .and_then(Measurement::peak_rss_kib)
+                    .map(|k| k as f64 / 1024.0);
+                (
+                    label,
+                    mib.map(|m| format!("{m:.1} MiB")),
+                    format!("≤ {max_mib:.0} MiB"),
+                    mib.map(|m| m <= *max_mib),
+                )
+            }
+        };
+        let result = match pass {
+            Some(true) => "pass",
+            Some(false) => "FAIL",
+            None => "n/a (step failed)",
+        };
+        all &= pass == Some(true);
+        println!(
+            "{:<lw$}  {:>10}  {:>10}  {result}",
+            label,
+            measured.unwrap_or_else(|| "-".into()),
+            target
+        );
+    }
+    all
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    let lines: Vec<_> = s.lines().take(n).collect();
+    lines.join(" | ")
+}
+
+/// Where a measured command's stderr goes (so a failure can be shown without deadlocking on a pipe).
+pub struct Log(pub PathBuf);
+
+impl Log {
+    fn file(&self) -> Result<File> {
+        File::create(&self.0).with_context(|| format!("create {}", self.0.display()))
+    }
+
+    fn tail(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.0) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let lines: Vec<_> = s.lines().collect();
+        lines[lines.len().saturating_sub(6)..].join("\n")
+    }
+}
+
+/// Time one command (stdin and stdout null, stderr to `log`); its peak RSS is measured.
+pub fn time_command(cmd: &mut Command, log: &Log) -> Result<Sample> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.file()?);
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run `{}`", crate::util::show(cmd)))?;
+    let (status, rss) = wait_rusage(&child)?;
+    let wall = start.elapsed();
+    check(status, cmd, log)?;
+    Ok(Sample {
+        wall,
+        peak_rss_kib: rss,
+    })
+}
+
+/// Time `producer | consumer` until both have exited; the consumer's peak RSS is measured.
+pub fn time_pipeline(producer: &mut Command, consumer: &mut Command, log: &Log) -> Result<Sample> {
+    producer
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    consumer.stdout(Stdio::null()).stderr(log.file()?);
+    let start = Instant::now();
+    let mut p = producer
+        .spawn()
+        .with_context(|| format!("cannot run `{}`", crate::util::show(producer)))?;
+    consumer.stdin(p.stdout.take().expect("piped stdout"));
+    let c = match consumer.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = p.kill();
+            let _ = p.wait();
+            return Err(e).with_context(|| format!("cannot run `{}`", crate::util::show(consumer)));
+        }
+    };
+    // The consumer holds the only read end now (ours was moved into it and closed in the parent by
+    // dropping the Command's Stdio when spawn returned), so the producer sees EPIPE if it quits early.
+    let (cstatus, rss) = wait_rusage(&c)?;
+    let (pstatus, _) = wait_rusage(&p)?;
+    let wall = start.elapsed();
+    check(cstatus, consumer, log)?;
+    // A consumer that stops reading early makes the producer die of SIGPIPE: that is the consumer's
+    // failure, and it already succeeded, so only a producer failure other than SIGPIPE counts.
+    if !pstatus.success() && pstatus.signal() != Some(libc::SIGPIPE) {
+        bail!("`{}` failed ({pstatus})", crate::util::show(producer));
+    }
+    Ok(Sample {
+        wall,
+        peak_rss_kib: rss,
+    })
+}
+
+fn check(status: ExitStatus, cmd: &Command, log: &Log) -> Result<()> {
+    if status.success() {
+        return Ok(());
+    }
+    bail!(
+        "`{}` failed ({status}): {}",
+        crate::util::show(cmd),
+        log.tail()
+    )
+}
+
+/// wait4(2) on a child: its exit status and peak RSS in KiB. The `Child` must not be waited on
+/// afterwards (the process is reaped here).
+#[allow(unsafe_code)]
+fn wait_rusage(child: &Child) -> Result<(ExitStatus, u64)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to a c_int and a rusage owned by this frame; `pid` is our child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err).context("wait4");
+        }
+    }
+    // Linux reports ru_maxrss in KiB.
+    Ok((
+        ExitStatus::from_raw(status),
+        u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    ))
+}
+
+/// Remove and recreate an empty directory.
+pub fn fresh_dir(dir: &Path) -> Result<()> {
+    crate::util::remove_any(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
+}
