@@ -6,6 +6,7 @@
 //! map. Bytes we did not create are never re-serialised: parse them to read them, keep the original
 //! bytes to store or push them.
 
+pub mod convert;
 mod digest;
 pub mod media_types;
 mod types;
