@@ -221,13 +221,13 @@ pub(crate) fn read_prefix<R: Read>(r: &mut R) -> io::Result<Vec<u8>> {
 
 /// Sniff the compression of `r` from its first bytes and return a reader of the uncompressed
 /// stream (plain input is passed through, without copying through a codec).
-pub fn decoder<R: Read + Send + 'static>(
+pub fn decoder<'a, R: Read + Send + 'a>(
     mut r: R,
-) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let prefix = read_prefix(&mut r)?;
     let compression = sniff(&prefix);
     let whole = io::Cursor::new(prefix).chain(r);
-    let reader: Box<dyn Read + Send> = match compression {
+    let reader: Box<dyn Read + Send + 'a> = match compression {
         Compression::None => Box::new(whole),
         c => Box::new(DecodeReader::new(whole, c)?),
     };

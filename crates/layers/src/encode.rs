@@ -153,60 +153,103 @@ fn write_err(e: io::Error) -> LayerError {
     LayerError::io("writing the layer", e)
 }
 
+/// The result of [`encode_layer`] or [`copy_layer`].
+#[derive(Debug)]
+pub struct LayerOutput<W> {
+    /// What the stored input was: its compression, and the digest and size of its tar (diff_id).
+    pub diff_id: DiffId,
+    /// sha256 and size of the stored input bytes (check them against the descriptor).
+    pub stored_digest: Digest,
+    pub stored_size: u64,
+    /// The writer given, after the end of the stream was written.
+    pub out: W,
+}
+
+/// A reader that hashes what passes through it.
+struct HashReader<R> {
+    inner: R,
+    hash: Sha256Writer<io::Sink>,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn read_chunk<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> Result<usize, LayerError> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(read_err),
+        }
+    }
+}
+
 /// Decode `stored` (any compression, detected from its bytes), hash the uncompressed stream and
-/// encode it to `out` as `encoding` says. Returns what the input was and the inner writer.
-pub fn encode_layer<R: Read + Send + 'static, W: Write>(
+/// encode it to `out` as `encoding` says. The stored bytes are hashed too.
+pub fn encode_layer<R: Read + Send, W: Write>(
     stored: R,
     out: W,
     encoding: &Encoding,
-) -> Result<(DiffId, W), LayerError> {
-    let (compression, mut tar) = decoder(stored).map_err(read_err)?;
+) -> Result<LayerOutput<W>, LayerError> {
+    let mut input = HashReader {
+        inner: stored,
+        hash: Sha256Writer::new(io::sink()),
+    };
     let mut enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
-    let mut buf = vec![0u8; BUF_LEN];
-    loop {
-        let n = match tar.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
-        enc.write_all(&buf[..n]).map_err(write_err)?;
-    }
+    let compression = {
+        let (compression, mut tar) = decoder(&mut input).map_err(read_err)?;
+        let mut buf = vec![0u8; BUF_LEN];
+        loop {
+            let n = read_chunk(&mut tar, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            enc.write_all(&buf[..n]).map_err(write_err)?;
+        }
+        compression
+    };
     let (digest, size, enc) = enc.finish();
     let out = enc.finish().map_err(write_err)?;
-    Ok((
-        DiffId {
+    let (stored_digest, stored_size, _) = input.hash.finish();
+    Ok(LayerOutput {
+        diff_id: DiffId {
             compression,
             digest,
             size,
         },
+        stored_digest,
+        stored_size,
         out,
-    ))
+    })
 }
 
 /// Copy `stored` to `out` unchanged (pass `io::sink()` to only check), decoding it on the way to
-/// compute the diff_id. Returns the diff_id, the digest and size of the stored bytes, and `out`.
-pub fn copy_layer<R: Read, W: Write>(
-    mut stored: R,
-    out: W,
-) -> Result<(DiffId, Digest, u64, W), LayerError> {
+/// compute the diff_id.
+pub fn copy_layer<R: Read, W: Write>(mut stored: R, out: W) -> Result<LayerOutput<W>, LayerError> {
     let mut out = Sha256Writer::new(out);
     let mut check = DiffIdWriter::new();
     let mut buf = vec![0u8; BUF_LEN];
     loop {
-        let n = match stored.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
+        let n = read_chunk(&mut stored, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         check.write_all(&buf[..n]).map_err(read_err)?;
         out.write_all(&buf[..n]).map_err(write_err)?;
     }
-    let id = check.finish()?;
-    let (digest, size, mut out) = out.finish();
+    let diff_id = check.finish()?;
+    let (stored_digest, stored_size, mut out) = out.finish();
     out.flush().map_err(write_err)?;
-    Ok((id, digest, size, out))
+    Ok(LayerOutput {
+        diff_id,
+        stored_digest,
+        stored_size,
+        out,
+    })
 }
 
 impl DiffId {

@@ -21,7 +21,7 @@ mod sniff;
 
 pub use decode::{DecodeReader, decoder};
 pub use diff_id::{DiffId, DiffIdWriter};
-pub use encode::{Encoding, LayerEncoder, copy_layer, encode_layer};
+pub use encode::{Encoding, LayerEncoder, LayerOutput, copy_layer, encode_layer};
 pub use error::{DecodeError, LayerError};
 pub use gzip::{GZIP_BLOCK, GzipEncoder};
 pub use sniff::{Compression, SNIFF_LEN, sniff};

@@ -77,8 +77,8 @@ fn gzip_round_trips_at_every_size() {
             assert_eq!(sniff(&gz), Compression::Gzip);
             assert_eq!(gunzip_flate2(&gz), data, "len {len} threads {threads}");
             // Our own strict decoder agrees, and it is one single member.
-            let (id, ..) = copy_layer(&gz[..], std::io::sink()).unwrap();
-            assert_eq!(id.digest, Digest::of(&data));
+            let copied = copy_layer(&gz[..], std::io::sink()).unwrap();
+            assert_eq!(copied.diff_id.digest, Digest::of(&data));
         }
     }
 }
@@ -226,14 +226,18 @@ fn encode_layer_converts_between_codecs_and_reports_the_diff_id() {
                 level: None,
                 threads: 2,
             };
-            let (id, out) =
-                encode_layer(std::io::Cursor::new(input.clone()), Vec::new(), &enc).unwrap();
+            let done = encode_layer(&input[..], Vec::new(), &enc).unwrap();
+            let id = done.diff_id;
             assert_eq!(
                 (id.compression, id.digest, id.size),
                 (from, want, tar.len() as u64)
             );
+            assert_eq!(
+                (done.stored_digest, done.stored_size),
+                (Digest::of(&input), input.len() as u64)
+            );
             // Same bytes whatever the input was: the layer's compressed digest is a function of its tar.
-            assert_eq!(&out, expected, "{from} -> {to}");
+            assert_eq!(&done.out, expected, "{from} -> {to}");
         }
     }
 }
@@ -242,8 +246,9 @@ fn encode_layer_converts_between_codecs_and_reports_the_diff_id() {
 fn copy_layer_keeps_bytes_and_checks() {
     let tar = sample(300_000, 10);
     let gz = encode(&tar, Compression::Gzip, None, 1, 1 << 16);
-    let (id, stored, size, out) = copy_layer(&gz[..], Vec::new()).unwrap();
-    assert_eq!(out, gz);
+    let copied = copy_layer(&gz[..], Vec::new()).unwrap();
+    let (id, stored, size) = (copied.diff_id, copied.stored_digest, copied.stored_size);
+    assert_eq!(copied.out, gz);
     assert_eq!((stored, size), (Digest::of(&gz), gz.len() as u64));
     assert_eq!(id.digest, Digest::of(&tar));
     id.check(&stored, &Digest::of(&tar)).unwrap();
