@@ -1,1 +1,29 @@
-//! layerlift-registry (being built).
+//! layerlift-registry: an OCI distribution client over ureq 3.
+//!
+//! It knows references ([`Reference`]), transport ([`TransportOptions`]: TLS verified by default,
+//! extra CAs, `--insecure`, plain HTTP and the loopback fallback), credentials ([`credentials`]:
+//! `--creds`, auth.json, Docker's config.json and its helpers), authentication (anonymous, Basic,
+//! the Bearer token flow), blob uploads (HEAD, cross-repository mount, monolithic POST+PUT, chunked
+//! PATCH with resume), manifest PUTs with the exact bytes, and retries with backoff. It never reads
+//! tar: a blob is an opaque [`BlobSource`].
+//!
+//! Errors are [`Error`]: they carry the method, URL, status and registry error code, never a secret
+//! (credentials live in [`Secret`], whose `Debug`/`Display` print `***`).
+
+mod auth;
+mod client;
+pub mod credentials;
+mod error;
+mod reference;
+mod retry;
+mod transport;
+
+pub use auth::Scope;
+pub use client::{
+    BlobSource, BytesSource, Client, FileSource, MountResult, UploadEvent, UploadOptions,
+};
+pub use credentials::{Credential, Secret};
+pub use error::{Error, RegistryErrorBody};
+pub use reference::{Reference, ReferenceError};
+pub use retry::RetryPolicy;
+pub use transport::{Scheme, TransportOptions};

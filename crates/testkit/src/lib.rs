@@ -1,1 +1,27 @@
-//! layerlift-testkit (being built).
+//! layerlift-testkit: helpers for tests that need a real registry (not published).
+//!
+//! - [`Registry`]: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 with a free port and
+//!   fresh storage, anonymous, htpasswd Basic, or token auth, optionally behind TLS with a
+//!   generated CA; killed on drop.
+//! - [`TokenServer`]: a small token server signing ES256 JWTs the registry trusts.
+//! - [`FaultProxy`]: a loopback HTTP proxy that drops connections, injects 5xx/429, stalls and
+//!   redirects, to test retries and resume.
+//! - [`tls`]: a CA and a server certificate for 127.0.0.1.
+//!
+//! Everything listens on 127.0.0.1 only.
+
+mod http;
+mod proxy;
+mod registry;
+pub mod tls;
+mod token;
+
+pub use proxy::{Fault, FaultProxy, ProxyLog};
+pub use registry::{Auth, Registry, RegistryOptions, registry_binary};
+pub use token::{TokenRequest, TokenServer};
+
+/// Reserve a free TCP port on 127.0.0.1 (the listener is closed again; a small race remains).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}

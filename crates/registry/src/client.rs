@@ -1,0 +1,1162 @@
+//! The registry client: one per registry host, shared by all upload threads (`Client` is `Sync`).
+//!
+//! Every request goes through [`Client::send`]: it adds the `Authorization` the registry asked for
+//! (Basic, or a Bearer token for the scopes asked for so far), answers a 401 by fetching a new
+//! token once, follows redirects itself (dropping `Authorization` on another host) and keeps the
+//! final URL so that `Location` headers resolve against it. Operations (HEAD, mount, upload,
+//! manifest PUT) wrap their requests in [`Client::retrying`]: connection errors, 408, 429 and 5xx
+//! are retried with backoff and jitter, honouring `Retry-After`. A chunked upload that breaks
+//! resumes from the offset the registry reports; a monolithic one starts a new session.
+
+use crate::auth::{self, AuthState, Challenge, Scope, Token, TokenResponse};
+use crate::credentials::{Credential, Secret};
+use crate::error::{Error, RegistryErrorBody, display_url};
+use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::transport::{self, Scheme, TransportOptions};
+use layerlift_manifest::Digest;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use ureq::http;
+use url::Url;
+
+/// Largest response body read into memory (manifests are at most 4 MiB by convention).
+const MAX_BODY: u64 = 16 << 20;
+
+/// A blob to upload: its digest, its size, and a way to read it from any offset (to retry and
+/// to resume chunked uploads).
+pub trait BlobSource: Sync {
+    fn digest(&self) -> Digest;
+    fn size(&self) -> u64;
+    /// A reader positioned at `offset`.
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send + '_>>;
+    /// For messages: a path or a description.
+    fn describe(&self) -> String;
+}
+
+/// A blob stored in a file.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl BlobSource for FileSource {
+    fn digest(&self) -> Digest {
+        self.digest
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(f))
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// A blob held in memory (configs, small test blobs).
+#[derive(Debug, Clone)]
+pub struct BytesSource {
+    pub bytes: Arc<[u8]>,
+    pub digest: Digest,
+}
+
+impl BytesSource {
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        let bytes = bytes.into();
+        let digest = Digest::of(&bytes);
+        BytesSource { bytes, digest }
+    }
+}
+
+impl BlobSource for BytesSource {
+    fn digest(&self) -> Digest {
+        self.digest
+    }
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        let start = (offset as usize).min(self.bytes.len());
+        Ok(Box::new(&self.bytes[start..]))
+    }
+    fn describe(&self) -> String {
+        format!("in-memory blob {}", self.digest)
+    }
+}
+
+/// How to upload blobs.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// Upload in PATCH chunks of this size (None: monolithic unless the blob is larger than
+    /// `max_single_upload`).
+    pub chunk_size: Option<u64>,
+    /// Blobs larger than this go up in chunks of `default_chunk_size`.
+    pub max_single_upload: u64,
+    pub default_chunk_size: u64,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            chunk_size: None,
+            max_single_upload: u64::MAX,
+            default_chunk_size: 64 << 20,
+        }
+    }
+}
+
+/// What happens during an upload, for progress and `--json`.
+#[derive(Debug, Clone)]
+pub enum UploadEvent {
+    /// Bytes of the blob sent so far in this attempt (monotonic within an attempt).
+    Progress { sent: u64 },
+    /// A request failed and will be retried after `delay`.
+    Retry {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// A chunked upload continues from `offset` instead of starting again.
+    Resumed { offset: u64 },
+}
+
+/// Result of a cross-repository mount attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountResult {
+    Mounted,
+    /// Not mounted; the registry opened an upload session at this URL instead (or none).
+    NotMounted(Option<Url>),
+}
+
+enum ReqBody<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    Source {
+        src: &'a dyn BlobSource,
+        offset: u64,
+        len: u64,
+        progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    },
+    Form(String),
+}
+
+struct Req<'a> {
+    method: &'static str,
+    url: Url,
+    headers: Vec<(&'static str, String)>,
+    body: ReqBody<'a>,
+}
+
+impl<'a> Req<'a> {
+    fn new(method: &'static str, url: Url) -> Self {
+        Req {
+            method,
+            url,
+            headers: Vec::new(),
+            body: ReqBody::Empty,
+        }
+    }
+    fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
+        self.headers.push((k, v.into()));
+        self
+    }
+    fn body(mut self, b: ReqBody<'a>) -> Self {
+        self.body = b;
+        self
+    }
+}
+
+/// A response with its body read (small bodies only) and the URL that produced it.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: http::HeaderMap,
+    url: Url,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A client for one registry host.
+pub struct Client {
+    agent: ureq::Agent,
+    /// `host[:port]` as written in references.
+    registry: String,
+    /// The API host (differs for Docker Hub).
+    api_host: String,
+    scheme: RwLock<Option<Scheme>>,
+    opts: TransportOptions,
+    credential: Credential,
+    auth: Mutex<AuthState>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("registry", &self.registry)
+            .field("credential", &self.credential.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -> Error {
+    let transient = matches!(
+        &e,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Protocol(_)
+    );
+    Error::Transport {
+        method,
+        url: display_url(url),
+        reason: e.to_string(),
+        transient,
+    }
+}
+
+fn status_error(method: &'static str, resp: &Resp) -> Error {
+    let body = RegistryErrorBody::parse(&resp.body);
+    if resp.status == 401 || resp.status == 403 {
+        return Error::Unauthorized {
+            method,
+            url: display_url(&resp.url),
+            status: resp.status,
+            body,
+            hint: String::new(),
+        };
+    }
+    Error::Status {
+        method,
+        url: display_url(&resp.url),
+        status: resp.status,
+        body,
+        retry_after: resp.header("retry-after").and_then(parse_retry_after),
+    }
+}
+
+/// A reader that reports how many bytes went through it.
+struct Counting<'a, R> {
+    inner: R,
+    sent: u64,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        if let Some(p) = self.progress {
+            p(self.sent);
+        }
+        Ok(n)
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `Range: 0-<end>` → the next offset (`end + 1`); `0-0` on an empty session means 0 only when
+/// nothing was sent, which callers know.
+fn parse_range_end(v: &str) -> Option<u64> {
+    let v = v.trim().trim_start_matches("bytes=");
+    let (_, end) = v.split_once('-')?;
+    end.trim().parse::<u64>().ok()
+}
+
+impl Client {
+    /// A client for `registry` (`host[:port]`; `docker.io` talks to `registry-1.docker.io`).
+    /// Nothing is sent until the first request.
+    pub fn new(
+        registry: &str,
+        credential: Credential,
+        opts: TransportOptions,
+        retry: RetryPolicy,
+    ) -> Result<Self, Error> {
+        let agent = transport::build_agent(&opts, registry)?;
+        let api_host = if registry == crate::reference::DOCKER_HUB {
+            crate::reference::DOCKER_HUB_API.to_string()
+        } else {
+            registry.to_string()
+        };
+        let scheme = if opts.plain_http {
+            Some(Scheme::Http)
+        } else {
+            None
+        };
+        Ok(Client {
+            agent,
+            registry: registry.to_string(),
+            api_host,
+            scheme: RwLock::new(scheme),
+            opts,
+            credential,
+            auth: Mutex::new(AuthState::default()),
+            retry,
+        })
+    }
+
+    /// The registry this client talks to.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The scheme in use (after [`Client::ping`]).
+    pub fn scheme(&self) -> Option<Scheme> {
+        *self.scheme.read().unwrap()
+    }
+
+    fn base(&self) -> Url {
+        let scheme = self.scheme().unwrap_or(Scheme::Https);
+        Url::parse(&format!("{}://{}/", scheme.as_str(), self.api_host))
+            .expect("registry host was validated")
+    }
+
+    fn api_url(&self, path: &str) -> Url {
+        self.base().join(path).expect("API paths are valid")
+    }
+
+    /// Ask for these scopes from now on (e.g. `pull,push` on the target, `pull` on a mount
+    /// source). A token covering them is fetched before the next request.
+    pub fn authorize(&self, scopes: &[Scope]) {
+        let mut st = self.auth.lock().unwrap();
+        let mut grew = false;
+        for s in scopes {
+            grew |= auth::merge_scopes(&mut st.scopes, s);
+        }
+        if grew {
+            st.token = None;
+        }
+    }
+
+    /// `GET /v2/`: choose the scheme (HTTPS, or HTTP for `--plain-http` and, after HTTPS failed,
+    /// loopback hosts) and learn the authentication challenge.
+    pub fn ping(&self) -> Result<(), Error> {
+        if self.scheme().is_none() {
+            *self.scheme.write().unwrap() = Some(Scheme::Https);
+            let first = self.retrying(&|_, _, _| {}, |_| self.ping_once());
+            match first {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if self.opts.loopback_http_fallback
+                        && transport::is_loopback(crate::reference::host_without_port(
+                            &self.registry,
+                        ))
+                        && matches!(e, Error::Transport { .. } | Error::GaveUp { .. }) =>
+                {
+                    *self.scheme.write().unwrap() = Some(Scheme::Http);
+                    // Only a real registry answer (200 or 401) counts: a TLS server answers
+                    // plain HTTP with 400, and then the HTTPS error is the one to report.
+                    return match self.ping_status() {
+                        Ok(200..=299 | 401) => self.ping_once(),
+                        _ => {
+                            *self.scheme.write().unwrap() = Some(Scheme::Https);
+                            Err(e)
+                        }
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.retrying(&|_, _, _| {}, |_| self.ping_once())
+    }
+
+    fn ping_status(&self) -> Result<u16, Error> {
+        Ok(self
+            .execute(&Req::new("GET", self.api_url("v2/")), None)?
+            .status)
+    }
+
+    fn ping_once(&self) -> Result<(), Error> {
+        let url = self.api_url("v2/");
+        let resp = self.execute(&Req::new("GET", url), None)?;
+        match resp.status {
+            200..=299 => Ok(()),
+            401 => {
+                let ch = resp
+                    .header("www-authenticate")
+                    .and_then(auth::parse_challenge);
+                self.auth.lock().unwrap().challenge = ch;
+                Ok(())
+            }
+            // Some registries answer 404 or 403 on /v2/; the real requests will tell.
+            400..=499 => Ok(()),
+            _ => Err(status_error("GET", &resp)),
+        }
+    }
+
+    /// Run `op` until it succeeds, fails for good, or retries run out. `on_retry(attempt,
+    /// error, delay)` is told before each wait.
+    pub(crate) fn retrying<T>(
+        &self,
+        on_retry: &dyn Fn(u32, &Error, Duration),
+        mut op: impl FnMut(u32) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let start = Instant::now();
+        let mut attempt = 1;
+        loop {
+            match op(attempt) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() => {
+                    let delay = self.retry.delay(attempt, e.retry_after());
+                    if attempt >= self.retry.max_attempts
+                        || start.elapsed() + delay > self.retry.max_total
+                    {
+                        if attempt == 1 {
+                            return Err(e);
+                        }
+                        return Err(Error::GaveUp {
+                            attempts: attempt,
+                            seconds: start.elapsed().as_secs(),
+                            last: Box::new(e),
+                        });
+                    }
+                    on_retry(attempt, &e, delay);
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The `Authorization` value for a request to the registry, fetching a token if needed.
+    /// Returns the auth generation it belongs to.
+    fn authorization(&self) -> Result<(Option<String>, u64), Error> {
+        let mut st = self.auth.lock().unwrap();
+        let generation = st.generation;
+        let value = match (&st.challenge, &self.credential) {
+            (_, Credential::RegistryToken(t)) => Some(format!("Bearer {}", t.expose())),
+            (Some(Challenge::Basic), Credential::Basic { username, password }) => Some(
+                http_auth::basic::encode_credentials(username, password.expose()),
+            ),
+            (Some(Challenge::Bearer { .. }), _) => {
+                if !st.token.as_ref().is_some_and(Token::fresh) {
+                    self.fetch_token(&mut st)?;
+                }
+                st.token
+                    .as_ref()
+                    .map(|t| format!("Bearer {}", t.value.expose()))
+            }
+            _ => None,
+        };
+        Ok((value, generation))
+    }
+
+    /// Get a token for the scopes in `st` from the challenge's realm.
+    fn fetch_token(&self, st: &mut AuthState) -> Result<(), Error> {
+        let Some(Challenge::Bearer { realm, service, .. }) = st.challenge.clone() else {
+            return Ok(());
+        };
+        let realm_url = self.base().join(&realm).map_err(|e| Error::Token {
+            url: realm.clone(),
+            reason: format!("realm is not a URL: {e}"),
+        })?;
+        let scopes = st.scope_strings();
+        let refresh = match &self.credential {
+            Credential::IdentityToken(t) => Some(t.clone()),
+            _ => st.refresh_token.clone(),
+        };
+        let resp = if let Some(refresh) = refresh {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token");
+            form.append_pair("refresh_token", refresh.expose());
+            if let Some(s) = &service {
+                form.append_pair("service", s);
+            }
+            form.append_pair("scope", &scopes.join(" "));
+            form.append_pair("client_id", "layerlift");
+            let req = Req::new("POST", realm_url.clone())
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(ReqBody::Form(form.finish()));
+            let resp = self.retrying(&|_, _, _| {}, |_| self.execute(&req, None))?;
+            if resp.status == 404 || resp.status == 405 {
+                // This token server only does GET.
+                st.refresh_token = None;
+                self.token_get(&realm_url, service.as_deref(), &scopes)?
+            } else {
+                resp
+            }
+        } else {
+            self.token_get(&realm_url, service.as_deref(), &scopes)?
+        };
+        if resp.status != 200 {
+            let mut e = status_error("GET", &resp);
+            if let Error::Unauthorized { hint, .. } = &mut e {
+                *hint = format!(" (token request as {})", self.credential.describe());
+            }
+            return Err(e);
+        }
+        let parsed: TokenResponse =
+            serde_json::from_slice(&resp.body).map_err(|e| Error::Token {
+                url: display_url(&realm_url),
+                reason: format!("answer is not token JSON: {e}"),
+            })?;
+        let (value, life, refresh) = parsed.into_token().ok_or_else(|| Error::Token {
+            url: display_url(&realm_url),
+            reason: "answer has neither `token` nor `access_token`".into(),
+        })?;
+        st.token = Some(Token {
+            value,
+            expires: Instant::now() + life,
+        });
+        if let Some(r) = refresh {
+            st.refresh_token = Some(r);
+        }
+        st.generation += 1;
+        Ok(())
+    }
+
+    fn token_get(
+        &self,
+        realm_url: &Url,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Resp, Error> {
+        let mut url = realm_url.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = Req::new("GET", url);
+        if let Credential::Basic { username, password } = &self.credential {
+            req = req.header(
+                "Authorization",
+                http_auth::basic::encode_credentials(username, password.expose()),
+            );
+        }
+        self.retrying(&|_, _, _| {}, |_| self.execute(&req, None))
+    }
+
+    /// React to a 401: learn the challenge, widen scopes, get a new token. True when a retry
+    /// with new credentials makes sense.
+    fn handle_unauthorized(
+        &self,
+        resp: &Resp,
+        generation: u64,
+        sent_auth: bool,
+    ) -> Result<bool, Error> {
+        let Some(ch) = resp
+            .header("www-authenticate")
+            .and_then(auth::parse_challenge)
+        else {
+            return Ok(false);
+        };
+        let mut st = self.auth.lock().unwrap();
+        match &ch {
+            Challenge::Basic => {
+                let first = st.challenge != Some(Challenge::Basic);
+                st.challenge = Some(Challenge::Basic);
+                Ok(first && !sent_auth && matches!(self.credential, Credential::Basic { .. }))
+            }
+            Challenge::Bearer { scope, .. } => {
+                if let Some(s) = scope {
+                    for one in s.split(' ') {
+                        if let Some(sc) = Scope::parse(one) {
+                            auth::merge_scopes(&mut st.scopes, &sc);
+                        }
+                    }
+                }
+                st.challenge = Some(ch.clone());
+                if st.generation != generation {
+                    // Another thread already got a new token.
+                    return Ok(true);
+                }
+                if matches!(self.credential, Credential::RegistryToken(_)) {
+                    return Ok(false);
+                }
+                self.fetch_token(&mut st)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Send a request to the registry with authentication (one retry after a 401).
+    fn send(&self, req: &Req<'_>) -> Result<Resp, Error> {
+        let mut retried_auth = false;
+        loop {
+            let (auth_value, generation) = self.authorization()?;
+            let sent_auth = auth_value.is_some();
+            let resp = self.execute(req, auth_value)?;
+            if resp.status == 401 && !retried_auth {
+                retried_auth = true;
+                if self.handle_unauthorized(&resp, generation, sent_auth)? {
+                    continue;
+                }
+            }
+            // HEAD has no body to read an error from, and its callers read a 401 themselves
+            // (Docker Hub answers so for repositories that do not exist yet).
+            if (resp.status == 401 || resp.status == 403) && req.method != "HEAD" {
+                let mut e = status_error(req.method, &resp);
+                if let Error::Unauthorized { hint, .. } = &mut e {
+                    *hint = format!(" as {}", self.credential.describe());
+                }
+                return Err(e);
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// One HTTP exchange, following redirects; `Authorization` only to the original origin.
+    fn execute(&self, req: &Req<'_>, auth: Option<String>) -> Result<Resp, Error> {
+        let mut url = req.url.clone();
+        let mut method = req.method;
+        let mut auth = auth;
+        for _ in 0..10 {
+            let mut builder = http::Request::builder().method(method).uri(url.as_str());
+            for (k, v) in &req.headers {
+                builder = builder.header(*k, v.as_str());
+            }
+            if let Some(a) = &auth {
+                builder = builder.header("Authorization", a.as_str());
+            }
+            let result = match &req.body {
+                ReqBody::Empty => {
+                    let b = if matches!(method, "POST" | "PUT" | "PATCH") {
+                        builder.header("Content-Length", "0")
+                    } else {
+                        builder
+                    };
+                    let r = b.body(()).map_err(|e| Error::Protocol {
+                        method,
+                        url: display_url(&url),
+                        reason: e.to_string(),
+                    })?;
+                    self.agent.run(r)
+                }
+                ReqBody::Bytes(bytes) => {
+                    let r = builder
+                        .header("Content-Length", bytes.len().to_string())
+                        .body(*bytes)
+                        .map_err(|e| Error::Protocol {
+                            method,
+                            url: display_url(&url),
+                            reason: e.to_string(),
+                        })?;
+                    self.agent.run(r)
+                }
+                ReqBody::Form(text) => {
+                    let r = builder
+                        .header("Content-Length", text.len().to_string())
+                        .body(text.as_bytes())
+                        .map_err(|e| Error::Protocol {
+                            method,
+                            url: display_url(&url),
+                            reason: e.to_string(),
+                        })?;
+                    self.agent.run(r)
+                }
+                ReqBody::Source {
+                    src,
+                    offset,
+                    len,
+                    progress,
+                } => {
+                    let reader = src.open_at(*offset).map_err(|source| Error::Io {
+                        what: "cannot read blob",
+                        path: src.describe(),
+                        source,
+                    })?;
+                    let mut counting = Counting {
+                        inner: reader.take(*len),
+                        sent: 0,
+                        progress: *progress,
+                    };
+                    let r = builder
+                        .header("Content-Length", len.to_string())
+                        .body(ureq::SendBody::from_reader(&mut counting))
+                        .map_err(|e| Error::Protocol {
+                            method,
+                            url: display_url(&url),
+                            reason: e.to_string(),
+                        })?;
+                    let res = self.agent.run(r);
+                    if res.is_ok() && counting.sent < *len {
+                        return Err(Error::Io {
+                            what: "blob is shorter than its descriptor says",
+                            path: src.describe(),
+                            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                        });
+                    }
+                    res
+                }
+            };
+            let mut resp = result.map_err(|e| transport_error(method, &url, e))?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = if method == "HEAD" {
+                Vec::new()
+            } else {
+                resp.body_mut()
+                    .with_config()
+                    .limit(MAX_BODY)
+                    .read_to_vec()
+                    .map_err(|e| transport_error(method, &url, e))?
+            };
+            if matches!(status, 301 | 302 | 303 | 307 | 308)
+                && let Some(loc) = headers.get("location").and_then(|v| v.to_str().ok())
+            {
+                let next = url.join(loc).map_err(|e| Error::Protocol {
+                    method,
+                    url: display_url(&url),
+                    reason: format!("redirect Location is not a URL: {e}"),
+                })?;
+                if !same_origin(&url, &next) {
+                    auth = None;
+                }
+                if status == 303 {
+                    method = "GET";
+                }
+                url = next;
+                continue;
+            }
+            return Ok(Resp {
+                status,
+                headers,
+                url,
+                body,
+            });
+        }
+        Err(Error::Protocol {
+            method,
+            url: display_url(&url),
+            reason: "more than 10 redirects".into(),
+        })
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>`: true when the registry has the blob. A 401 after the
+    /// token refresh reads as "absent" (Docker Hub and Harbor answer so for new repositories).
+    pub fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
+        self.retrying(&|_, _, _| {}, |_| {
+            let resp = self.send(&Req::new("HEAD", url.clone()))?;
+            match resp.status {
+                200 => Ok(true),
+                404 | 401 => Ok(false),
+                _ => Err(status_error("HEAD", &resp)),
+            }
+        })
+    }
+
+    /// Try to mount `digest` from `from` into `repo`. Any failure reads as "not mounted".
+    pub fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<MountResult, Error> {
+        self.authorize(&[Scope::pull(from)]);
+        let mut url = self.api_url(&format!("v2/{repo}/blobs/uploads/"));
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let resp = match self.retrying(&|_, _, _| {}, |_| {
+            let r = self.send(&Req::new("POST", url.clone()))?;
+            if crate::error::is_retryable_status(r.status) {
+                return Err(status_error("POST", &r));
+            }
+            Ok(r)
+        }) {
+            Ok(r) => r,
+            Err(Error::Unauthorized { .. }) => return Ok(MountResult::NotMounted(None)),
+            Err(e) => return Err(e),
+        };
+        match resp.status {
+            201 => Ok(MountResult::Mounted),
+            202 => {
+                let loc = resp.header("location").and_then(|l| resp.url.join(l).ok());
+                Ok(MountResult::NotMounted(loc))
+            }
+            _ => Ok(MountResult::NotMounted(None)),
+        }
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/` → the session URL and the registry's minimum chunk.
+    fn start_upload(&self, repo: &str) -> Result<(Url, u64), Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/uploads/"));
+        let resp = self.send(&Req::new("POST", url))?;
+        if resp.status != 202 {
+            return Err(status_error("POST", &resp));
+        }
+        let loc = self.location(&resp, "POST")?;
+        let min = resp
+            .header("oci-chunk-min-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok((loc, min))
+    }
+
+    fn location(&self, resp: &Resp, method: &'static str) -> Result<Url, Error> {
+        let l = resp.header("location").ok_or_else(|| Error::Protocol {
+            method,
+            url: display_url(&resp.url),
+            reason: format!("HTTP {} without a Location header", resp.status),
+        })?;
+        resp.url.join(l).map_err(|e| Error::Protocol {
+            method,
+            url: display_url(&resp.url),
+            reason: format!("Location `{l}` is not a URL: {e}"),
+        })
+    }
+
+    fn check_digest(&self, resp: &Resp, expected: &Digest) -> Result<(), Error> {
+        if let Some(got) = resp.header("docker-content-digest")
+            && got.trim() != expected.to_string()
+        {
+            return Err(Error::DigestMismatch {
+                url: display_url(&resp.url),
+                expected: *expected,
+                got: got.trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn with_digest(loc: &Url, digest: &Digest) -> Url {
+        let mut u = loc.clone();
+        u.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        u
+    }
+
+    /// Upload a blob into `repo` (the caller checked it is absent). `session` is an upload URL
+    /// the registry already opened (from a mount that did not mount).
+    pub fn upload_blob(
+        &self,
+        repo: &str,
+        src: &dyn BlobSource,
+        opts: &UploadOptions,
+        session: Option<Url>,
+        events: &(dyn Fn(UploadEvent) + Sync),
+    ) -> Result<(), Error> {
+        let size = src.size();
+        let chunk = match opts.chunk_size {
+            Some(c) => Some(c.max(1)),
+            None if size > opts.max_single_upload => Some(opts.default_chunk_size.max(1)),
+            None => None,
+        };
+        let on_retry = |attempt: u32, e: &Error, delay: Duration| {
+            events(UploadEvent::Retry {
+                attempt,
+                delay,
+                error: e.to_string(),
+            })
+        };
+        match chunk {
+            None => {
+                let mut session = session;
+                self.retrying(&on_retry, |_| {
+                    let loc = match session.take() {
+                        Some(l) => l,
+                        None => self.start_upload(repo)?.0,
+                    };
+                    self.put_monolithic(&loc, src, events)
+                })
+            }
+            Some(chunk) => self.upload_chunked(repo, src, chunk, session, events, &on_retry),
+        }
+    }
+
+    fn put_monolithic(
+        &self,
+        loc: &Url,
+        src: &dyn BlobSource,
+        events: &(dyn Fn(UploadEvent) + Sync),
+    ) -> Result<(), Error> {
+        let digest = src.digest();
+        let progress = |sent: u64| events(UploadEvent::Progress { sent });
+        let req = Req::new("PUT", Self::with_digest(loc, &digest))
+            .header("Content-Type", "application/octet-stream")
+            .body(ReqBody::Source {
+                src,
+                offset: 0,
+                len: src.size(),
+                progress: Some(&progress),
+            });
+        let resp = self.send(&req)?;
+        if resp.status != 201 && resp.status != 204 && resp.status != 200 {
+            return Err(status_error("PUT", &resp));
+        }
+        self.check_digest(&resp, &digest)
+    }
+
+    fn upload_chunked(
+        &self,
+        repo: &str,
+        src: &dyn BlobSource,
+        chunk: u64,
+        session: Option<Url>,
+        events: &(dyn Fn(UploadEvent) + Sync),
+        on_retry: &dyn Fn(u32, &Error, Duration),
+    ) -> Result<(), Error> {
+        let size = src.size();
+        let digest = src.digest();
+        // (location, next offset, minimum chunk)
+        let mut state: Option<(Url, u64, u64)> = session.map(|l| (l, 0, 0));
+        let mut broken = false;
+        self.retrying(on_retry, |_| {
+            if broken {
+                broken = false;
+                // Ask the registry how much it has; resume there, or start again.
+                state = match state.take() {
+                    Some((loc, _, min)) => match self.upload_status(&loc) {
+                        Ok(Some((loc, offset))) if offset <= size => {
+                            events(UploadEvent::Resumed { offset });
+                            Some((loc, offset, min))
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                };
+            }
+            let (mut loc, mut offset, min) = match state.take() {
+                Some(s) => s,
+                None => {
+                    let (l, m) = self.start_upload(repo)?;
+                    (l, 0, m)
+                }
+            };
+            let chunk = chunk.max(min);
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let base = offset;
+                let progress = |sent: u64| events(UploadEvent::Progress { sent: base + sent });
+                let req = Req::new("PATCH", loc.clone())
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
+                    .body(ReqBody::Source {
+                        src,
+                        offset,
+                        len,
+                        progress: Some(&progress),
+                    });
+                let resp = match self.send(&req) {
+                    Ok(r) if r.status == 202 || r.status == 201 || r.status == 204 => r,
+                    Ok(r) => {
+                        let e = status_error("PATCH", &r);
+                        if e.is_transient() || r.status == 416 {
+                            broken = true;
+                            state = Some((loc, offset, min));
+                            if r.status == 416 {
+                                return Err(Error::Transport {
+                                    method: "PATCH",
+                                    url: display_url(&r.url),
+                                    reason: "registry refused the chunk's range (416)".into(),
+                                    transient: true,
+                                });
+                            }
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        if e.is_transient() {
+                            broken = true;
+                            state = Some((loc, offset, min));
+                        }
+                        return Err(e);
+                    }
+                };
+                if let Some(l) = resp.header("location") {
+                    loc = resp.url.join(l).map_err(|e| Error::Protocol {
+                        method: "PATCH",
+                        url: display_url(&resp.url),
+                        reason: format!("Location `{l}` is not a URL: {e}"),
+                    })?;
+                }
+                offset = match resp.header("range").and_then(parse_range_end) {
+                    Some(end) => end + 1,
+                    None => offset + len,
+                };
+            }
+            let req = Req::new("PUT", Self::with_digest(&loc, &digest));
+            let resp = self.send(&req)?;
+            if resp.status != 201 && resp.status != 204 && resp.status != 200 {
+                let e = status_error("PUT", &resp);
+                if e.is_transient() {
+                    broken = true;
+                    state = Some((loc, offset, min));
+                }
+                return Err(e);
+            }
+            self.check_digest(&resp, &digest)
+        })
+    }
+
+    /// `GET <upload>` → the newest Location and the next offset, if the session still exists.
+    fn upload_status(&self, loc: &Url) -> Result<Option<(Url, u64)>, Error> {
+        let resp = self.send(&Req::new("GET", loc.clone()))?;
+        if resp.status != 204 && resp.status != 200 {
+            return Ok(None);
+        }
+        let next = match resp.header("range").and_then(parse_range_end) {
+            Some(0) => {
+                // `0-0` is what distribution says for an empty session as well as for one byte.
+                0
+            }
+            Some(end) => end + 1,
+            None => return Ok(None),
+        };
+        let loc = match resp.header("location") {
+            Some(_) => self.location(&resp, "GET")?,
+            None => loc.clone(),
+        };
+        Ok(Some((loc, next)))
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with exactly `bytes` and `Content-Type`
+    /// `media_type`. Returns the digest the registry confirmed.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, Error> {
+        let digest = Digest::of(bytes);
+        let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
+        self.retrying(&|_, _, _| {}, |_| {
+            let req = Req::new("PUT", url.clone())
+                .header("Content-Type", media_type)
+                .body(ReqBody::Bytes(bytes));
+            let resp = self.send(&req)?;
+            if !(200..=299).contains(&resp.status) {
+                return Err(status_error("PUT", &resp));
+            }
+            self.check_digest(&resp, &digest)?;
+            Ok(digest)
+        })
+    }
+
+    /// The digest `reference` (tag or digest) resolves to, or None when absent.
+    pub fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<Digest>, Error> {
+        let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
+        self.retrying(&|_, _, _| {}, |_| {
+            let resp =
+                self.send(&Req::new("HEAD", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
+            match resp.status {
+                200 => {
+                    let d =
+                        resp.header("docker-content-digest")
+                            .ok_or_else(|| Error::Protocol {
+                                method: "HEAD",
+                                url: display_url(&resp.url),
+                                reason: "no Docker-Content-Digest header".into(),
+                            })?;
+                    d.trim()
+                        .parse::<Digest>()
+                        .map(Some)
+                        .map_err(|e| Error::Protocol {
+                            method: "HEAD",
+                            url: display_url(&resp.url),
+                            reason: e.to_string(),
+                        })
+                }
+                404 => Ok(None),
+                _ => Err(status_error("HEAD", &resp)),
+            }
+        })
+    }
+
+    /// `GET` a manifest: its media type and exact bytes.
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<(String, Vec<u8>), Error> {
+        let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
+        self.retrying(&|_, _, _| {}, |_| {
+            let resp =
+                self.send(&Req::new("GET", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
+            if resp.status != 200 {
+                return Err(status_error("GET", &resp));
+            }
+            let mt = resp.header("content-type").unwrap_or_default().to_string();
+            Ok((mt, resp.body))
+        })
+    }
+
+    /// The credential in use, described without its secret.
+    pub fn credential_description(&self) -> String {
+        self.credential.describe()
+    }
+
+    #[doc(hidden)]
+    pub fn current_token_for_tests(&self) -> Option<Secret> {
+        self.auth
+            .lock()
+            .unwrap()
+            .token
+            .as_ref()
+            .map(|t| t.value.clone())
+    }
+}
+
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range_end("0-99"), Some(99));
+        assert_eq!(parse_range_end("bytes=0-4"), Some(4));
+        assert_eq!(parse_range_end("junk"), None);
+    }
+
+    #[test]
+    fn location_resolution() {
+        let base = Url::parse("https://r.example/v2/a/blobs/uploads/").unwrap();
+        assert_eq!(
+            base.join("/v2/a/blobs/uploads/u1?_state=x")
+                .unwrap()
+                .as_str(),
+            "https://r.example/v2/a/blobs/uploads/u1?_state=x"
+        );
+        assert_eq!(
+            base.join("u2").unwrap().as_str(),
+            "https://r.example/v2/a/blobs/uploads/u2"
+        );
+        assert_eq!(
+            base.join("/artifacts-uploads/namespaces/p/u3")
+                .unwrap()
+                .as_str(),
+            "https://r.example/artifacts-uploads/namespaces/p/u3"
+        );
+        let loc = Url::parse("https://r.example/up/u1?_state=x").unwrap();
+        let d = Digest::of(b"");
+        assert_eq!(
+            Client::with_digest(&loc, &d).as_str(),
+            format!(
+                "https://r.example/up/u1?_state=x&digest=sha256%3A{}",
+                d.hex()
+            )
+        );
+    }
+
+    #[test]
+    fn origins() {
+        let a = Url::parse("https://h:443/x").unwrap();
+        assert!(same_origin(&a, &Url::parse("https://h/y").unwrap()));
+        assert!(!same_origin(&a, &Url::parse("https://h:444/y").unwrap()));
+        assert!(!same_origin(&a, &Url::parse("http://h/y").unwrap()));
+        assert!(!same_origin(&a, &Url::parse("https://g/y").unwrap()));
+    }
+}

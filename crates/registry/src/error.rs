@@ -1,0 +1,224 @@
+//! Errors of the registry client. Each names the request (method and URL without its query, which
+//! may hold upload state), the HTTP status and the registry's error code when there is one. No
+//! variant carries a credential or a token.
+
+use layerlift_manifest::Digest;
+use serde::Deserialize;
+use std::fmt;
+
+/// The registry's error body: `{"errors":[{"code","message","detail"}]}` (parsed leniently).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryErrorBody {
+    /// First error code, e.g. `BLOB_UNKNOWN`, `DENIED`.
+    pub code: Option<String>,
+    /// First error message, or a short excerpt of a non-JSON body.
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Errors {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl RegistryErrorBody {
+    /// Parse a response body: the JSON error envelope, or a one-line excerpt of anything else.
+    pub fn parse(body: &[u8]) -> Self {
+        if let Ok(e) = serde_json::from_slice::<Errors>(body)
+            && let Some(first) = e.errors.into_iter().next()
+        {
+            return RegistryErrorBody {
+                code: first.code,
+                message: first.message,
+            };
+        }
+        let text = String::from_utf8_lossy(body);
+        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let message = if text.is_empty() {
+            None
+        } else if text.len() > 200 {
+            let mut cut = 200;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Some(format!("{}…", &text[..cut]))
+        } else {
+            Some(text)
+        };
+        RegistryErrorBody {
+            code: None,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for RegistryErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.message) {
+            (Some(c), Some(m)) => write!(f, " ({c}: {m})"),
+            (Some(c), None) => write!(f, " ({c})"),
+            (None, Some(m)) => write!(f, " ({m})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// Everything that can go wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connection failed (refused, reset, TLS, timeout...).
+    #[error("{method} {url}: {reason}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        reason: String,
+        /// Worth retrying (connection reset, timeout), as opposed to e.g. a certificate error.
+        transient: bool,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url}: HTTP {status}{body}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: RegistryErrorBody,
+        /// The registry's `Retry-After`, if it sent one.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Authentication failed or was refused.
+    #[error("{method} {url}: authentication failed (HTTP {status}){body}{hint}")]
+    Unauthorized {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: RegistryErrorBody,
+        /// e.g. " with user alice" / " anonymously".
+        hint: String,
+    },
+    /// The token server's answer was not usable.
+    #[error("token request to {url} failed: {reason}")]
+    Token { url: String, reason: String },
+    /// The registry stored something other than what we sent.
+    #[error("{url}: registry reports digest {got}, expected {expected}")]
+    DigestMismatch {
+        url: String,
+        expected: Digest,
+        got: String,
+    },
+    /// The registry broke the protocol (no Location, unparsable header...).
+    #[error("{method} {url}: {reason}")]
+    Protocol {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
+    /// A local file (blob, CA certificate) could not be read.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS configuration (CA file) is unusable.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    /// Retries ran out; the last error is the source.
+    #[error("gave up after {attempts} attempts over {seconds}s: {last}")]
+    GaveUp {
+        attempts: u32,
+        seconds: u64,
+        last: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { transient, .. } => *transient,
+            Error::Status { status, .. } => is_retryable_status(*status),
+            _ => false,
+        }
+    }
+
+    /// How long the registry asked us to wait.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } | Error::Unauthorized { status, .. } => Some(*status),
+            Error::GaveUp { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    /// The registry's error code (`DENIED`, `BLOB_UNKNOWN`...), if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Status { body, .. } | Error::Unauthorized { body, .. } => body.code.as_deref(),
+            Error::GaveUp { last, .. } => last.code(),
+            _ => None,
+        }
+    }
+}
+
+/// 408, 429 and the 5xx that mean "try again".
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// A URL for messages: no query (upload `_state`, tokens), no user info.
+pub fn display_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies() {
+        let b = RegistryErrorBody::parse(
+            br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":null}]}"#,
+        );
+        assert_eq!(b.code.as_deref(), Some("DENIED"));
+        assert_eq!(
+            b.to_string(),
+            " (DENIED: requested access to the resource is denied)"
+        );
+        assert_eq!(RegistryErrorBody::parse(b"").to_string(), "");
+        let html = RegistryErrorBody::parse(b"<html>\n<body>411 Length Required</body></html>");
+        assert_eq!(html.code, None);
+        assert!(html.to_string().contains("411 Length Required"));
+        let long = RegistryErrorBody::parse("é".repeat(500).as_bytes());
+        assert!(long.message.unwrap().len() < 210);
+    }
+
+    #[test]
+    fn urls_lose_query_and_userinfo() {
+        let u = url::Url::parse("https://u:p@h/v2/x/blobs/uploads/abc?_state=zz&digest=1").unwrap();
+        assert_eq!(display_url(&u), "https://h/v2/x/blobs/uploads/abc");
+    }
+}
