@@ -1,1 +1,386 @@
-//! layerlift-archive (being built).
+//! Read saved-image archives of every era, in one pass, into an OCI image layout.
+//!
+//! Accepted, detected from the content (never from file names or media types):
+//! `docker save` of every Docker era (legacy v1.2 with symlinked `layer.tar`, Docker 25+ with its
+//! built-in OCI layout, the containerd image store with compressed layers and nested indexes),
+//! podman/skopeo docker-archives (single and multi-image), kaniko/ggcr tarballs, oci-archives, OCI
+//! layout directories and `dir:` transport directories; the outer stream plain, gzip, zstd, bzip2
+//! or xz.
+//!
+//! How: [`scan`] streams every entry once (hashing it, decoding compressed entries to learn their
+//! uncompressed digest, staging it in the layout's temp dir), then the metadata — which Docker and
+//! skopeo write last — is reconciled ([`analyze`]), and [`plan::commit`] publishes the chosen
+//! images: verified blobs renamed into place, index.json written last. Nothing here touches the
+//! network.
+
+mod docker;
+mod error;
+pub mod model;
+pub mod names;
+mod oci;
+pub mod paths;
+pub mod plan;
+pub mod scan;
+
+pub use error::ArchiveError;
+pub use model::{
+    ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
+};
+pub use plan::{commit, label, select};
+pub use scan::Scan;
+
+use layerlift_layers::Compression;
+use layerlift_layout::Layout;
+use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
+use oci::Walker;
+use paths::Link;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+
+/// Where the archive comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file (tar, possibly compressed) or a directory (OCI layout, `dir:` transport, extracted archive).
+    Path(PathBuf),
+    /// Standard input, read once.
+    Stdin,
+}
+
+impl Input {
+    /// `-` means standard input.
+    pub fn from_arg(arg: &str) -> Self {
+        if arg == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(PathBuf::from(arg))
+        }
+    }
+
+    /// How messages name it.
+    pub fn display(&self) -> String {
+        match self {
+            Input::Path(p) => p.display().to_string(),
+            Input::Stdin => "<stdin>".to_string(),
+        }
+    }
+}
+
+const READ_BUFFER: usize = 1 << 20;
+
+/// Read the whole input once. With `layout`, every entry is staged there (nothing is published
+/// until [`commit`]); without, entries are only hashed (`--list`).
+pub fn read(input: &Input, layout: Option<&Layout>) -> Result<(ArchiveInfo, Scan), ArchiveError> {
+    let (scan, compression) = match input {
+        Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout)?, Compression::None),
+        Input::Path(p) => {
+            let file =
+                std::fs::File::open(p).map_err(|e| ArchiveError::io(p.display().to_string(), e))?;
+            scan_stream(Box::new(file), layout)?
+        }
+        Input::Stdin => scan_stream(Box::new(std::io::stdin()), layout)?,
+    };
+    let info = analyze(&scan, compression)?;
+    Ok((info, scan))
+}
+
+fn scan_stream(
+    source: Box<dyn Read + Send>,
+    layout: Option<&Layout>,
+) -> Result<(Scan, Compression), ArchiveError> {
+    let buffered = BufReader::with_capacity(READ_BUFFER, source);
+    let (compression, mut reader) = layerlift_layers::decoder(buffered)
+        .map_err(|e| ArchiveError::io("the start of the archive", e))?;
+    let scan = scan::scan_tar(&mut reader, layout).map_err(|e| match e {
+        ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
+            compression: compression.name(),
+            detail,
+        },
+        ArchiveError::NotTar { detail, .. } => ArchiveError::NotTar {
+            compression: compression.name(),
+            detail,
+        },
+        other => other,
+    })?;
+    Ok((scan, compression))
+}
+
+/// Work out what the scanned entries hold.
+pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, ArchiveError> {
+    let mut defects = Vec::new();
+    let links = scan
+        .links
+        .iter()
+        .map(|(path, link)| LinkInfo {
+            path: path.clone(),
+            target: link.target().to_string(),
+            kind: match link {
+                Link::Symlink(_) => "symlink",
+                Link::Hard(_) => "hardlink",
+            },
+            resolves_to: paths::resolve(&scan.links, path).map_err(|e| e.to_string()),
+        })
+        .collect();
+    for skipped in &scan.skipped {
+        defects.push(Defect::note(format!(
+            "entry `{skipped}` is neither a file, a directory nor a link; ignored"
+        )));
+    }
+    let metadata = |name: &str| -> Result<Option<&[u8]>, ArchiveError> {
+        match scan.file(name)? {
+            None => Ok(None),
+            Some((_, f)) => f
+                .json
+                .as_deref()
+                .map(Some)
+                .ok_or_else(|| ArchiveError::BadMetadata {
+                    file: name.to_string(),
+                    why: "is not a JSON document (or larger than 8 MiB)".into(),
+                }),
+        }
+    };
+    let bad = |file: &str, why: String| ArchiveError::BadMetadata {
+        file: file.to_string(),
+        why,
+    };
+
+    let has_layout = scan.file("oci-layout")?.is_some();
+    let index_json = metadata("index.json")?;
+    let oci_images = |defects: &mut Vec<Defect>| -> Result<Vec<ImageInfo>, ArchiveError> {
+        let Some(bytes) = index_json else {
+            return Ok(Vec::new());
+        };
+        let raw: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad("index.json", e.to_string()))?;
+        if raw.get("manifests").is_some_and(|m| m.is_null()) {
+            defects.push(Defect::note(
+                "index.json has \"manifests\": null (Docker 25.0.0–25.0.2 saving an untagged image, moby#47210)",
+            ));
+        }
+        let index: Index =
+            parse_json("index.json", bytes).map_err(|e| bad("index.json", e.to_string()))?;
+        let walker = Walker {
+            scan,
+            names: oci::BlobNames::Layout,
+        };
+        Ok(index
+            .manifests
+            .iter()
+            .enumerate()
+            .map(|(i, d)| walker.image(i, d.clone(), oci::descriptor_names(d), None))
+            .collect())
+    };
+
+    let Some(manifest_bytes) = metadata("manifest.json")? else {
+        if index_json.is_some() {
+            if !has_layout {
+                defects.push(Defect::note(
+                    "oci-layout is missing; index.json read anyway",
+                ));
+            }
+            let images = oci_images(&mut defects)?;
+            return finish(
+                Format::OciLayout,
+                Origin::Oci,
+                compression,
+                images,
+                links,
+                defects,
+                scan,
+            );
+        }
+        if scan.file("repositories")?.is_some() {
+            return Err(ArchiveError::PreManifestDocker);
+        }
+        return Err(ArchiveError::NotAnImageArchive);
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(manifest_bytes).map_err(|e| bad("manifest.json", e.to_string()))?;
+    match value {
+        serde_json::Value::Array(_) => {}
+        serde_json::Value::Object(ref o) if o.contains_key("schemaVersion") => {
+            return dir_transport(scan, manifest_bytes, compression, links, defects);
+        }
+        serde_json::Value::Null => {
+            return Err(bad(
+                "manifest.json",
+                "is `null`, not a list of images".into(),
+            ));
+        }
+        _ => {
+            return Err(bad(
+                "manifest.json",
+                "is neither a docker save list of images nor an image manifest".into(),
+            ));
+        }
+    }
+    let items: Vec<docker::Item> =
+        serde_json::from_value(value).map_err(|e| bad("manifest.json", e.to_string()))?;
+    if items.is_empty() {
+        return Err(bad("manifest.json", "lists no images".into()));
+    }
+    let docker_images = docker::images(scan, &items);
+    let origin = docker_origin(scan, &items, index_json.is_some());
+
+    // Docker 25+ and containerd-store saves are also OCI layouts. Their index.json keeps the real
+    // manifests (digests, media types, other platforms): use it when it covers every image of
+    // manifest.json, and manifest.json otherwise (it is always consistent with the files).
+    if index_json.is_some() {
+        let mut oci_defects = Vec::new();
+        let mut oci = oci_images(&mut oci_defects)?;
+        let uncovered: Vec<&ImageInfo> =
+            docker_images.iter().filter(|d| !covered(d, &oci)).collect();
+        if uncovered.is_empty() && oci.iter().all(|i| !i.is_fatal()) {
+            for d in &docker_images {
+                if let Some(o) = oci.iter_mut().find(|o| covered(d, std::slice::from_ref(o))) {
+                    for n in &d.names {
+                        if !o.names.contains(n) {
+                            o.names.push(n.clone());
+                        }
+                    }
+                }
+            }
+            defects.extend(oci_defects);
+            return finish(
+                Format::DockerArchive,
+                origin,
+                compression,
+                oci,
+                links,
+                defects,
+                scan,
+            );
+        }
+        defects.extend(oci_defects);
+        defects.push(Defect::note(format!(
+            "index.json does not describe {} of manifest.json's images as stored (Docker 25.0.0–25.0.2 defects); images read from manifest.json",
+            uncovered.len()
+        )));
+    }
+    finish(
+        Format::DockerArchive,
+        origin,
+        compression,
+        docker_images,
+        links,
+        defects,
+        scan,
+    )
+}
+
+/// Does one of `oci`'s images hold a manifest with `docker`'s config and stored layers?
+fn covered(docker: &ImageInfo, oci: &[ImageInfo]) -> bool {
+    let Some(want) = docker.manifests.first() else {
+        return false;
+    };
+    let key = |m: &ManifestInfo| -> Option<(Digest, Vec<Digest>)> {
+        Some((
+            m.config.as_ref()?.digest,
+            m.layers.iter().map(|l| l.descriptor.digest).collect(),
+        ))
+    };
+    let Some(want) = key(want) else { return false };
+    oci.iter().any(|o| {
+        o.manifests
+            .iter()
+            .filter(|m| m.present)
+            .any(|m| key(m).as_ref() == Some(&want))
+    })
+}
+
+fn docker_origin(scan: &Scan, items: &[docker::Item], has_index: bool) -> Origin {
+    let layer_paths = || items.iter().flat_map(|i| i.layers.iter().flatten());
+    let compressed = layer_paths()
+        .any(|p| matches!(scan.file(p), Ok(Some((_, f))) if f.compression != Compression::None));
+    if has_index {
+        let sources = items.iter().any(|i| i.layer_sources.is_some());
+        return if sources || !compressed {
+            Origin::Docker25
+        } else {
+            Origin::DockerContainerd
+        };
+    }
+    if items.iter().any(|i| i.config.starts_with("sha256:")) || compressed {
+        return Origin::Ggcr;
+    }
+    if layer_paths().all(|p| !p.contains('/') && docker::digest_in_name(p).is_some()) {
+        return Origin::ContainersImage;
+    }
+    Origin::DockerLegacy
+}
+
+fn dir_transport(
+    scan: &Scan,
+    manifest_bytes: &[u8],
+    compression: Compression,
+    links: Vec<LinkInfo>,
+    defects: Vec<Defect>,
+) -> Result<ArchiveInfo, ArchiveError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(manifest_bytes).map_err(|e| ArchiveError::BadMetadata {
+            file: "manifest.json".into(),
+            why: e.to_string(),
+        })?;
+    let media_type = value
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or(media_types::DOCKER_MANIFEST)
+        .to_string();
+    if !media_types::is_manifest(&media_type) {
+        return Err(ArchiveError::BadMetadata {
+            file: "manifest.json".into(),
+            why: format!("media type {media_type} is not an image manifest this tool reads"),
+        });
+    }
+    let (path, entry) = scan
+        .file("manifest.json")?
+        .expect("manifest.json was found before");
+    let desc = Descriptor::new(media_type, entry.digest, entry.size);
+    let walker = Walker {
+        scan,
+        names: oci::BlobNames::Hex,
+    };
+    let image = walker.image(0, desc, Vec::new(), Some((path, entry)));
+    finish(
+        Format::DirTransport,
+        Origin::DirTransport,
+        compression,
+        vec![image],
+        links,
+        defects,
+        scan,
+    )
+}
+
+fn finish(
+    format: Format,
+    origin: Origin,
+    compression: Compression,
+    images: Vec<ImageInfo>,
+    links: Vec<LinkInfo>,
+    defects: Vec<Defect>,
+    scan: &Scan,
+) -> Result<ArchiveInfo, ArchiveError> {
+    Ok(ArchiveInfo {
+        format,
+        origin,
+        compression,
+        images,
+        links,
+        defects,
+        entries: scan.files.len() + scan.links.len(),
+    })
+}
+
+/// Unpack `input` into the layout at `dir` (created if needed): all images, or those `selectors`
+/// choose. Returns what was read and the index.json entries added.
+pub fn unpack(
+    input: &Input,
+    dir: &std::path::Path,
+    selectors: &[String],
+) -> Result<(ArchiveInfo, Vec<Descriptor>), ArchiveError> {
+    let layout = Layout::create(dir)?;
+    let (info, mut scan) = read(input, Some(&layout))?;
+    let chosen = select(&info, selectors)?;
+    let added = commit(&info, &mut scan, &layout, &chosen)?;
+    Ok((info, added))
+}

@@ -1,0 +1,64 @@
+//! Errors of reading an archive. Each names the entry (or file) and what is wrong with it; the
+//! binary prefixes the archive's own name.
+
+use crate::paths::PathError;
+use layerlift_layout::LayoutError;
+use layerlift_manifest::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("cannot read {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not a tar archive (after decompression: {compression}): {detail}")]
+    NotTar {
+        compression: &'static str,
+        detail: String,
+    },
+    #[error("truncated archive: {0}")]
+    Truncated(String),
+    #[error("corrupt {compression} compression: {detail}")]
+    CorruptCompression {
+        compression: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("duplicate entry `{0}` in the archive")]
+    Duplicate(String),
+    #[error("entry `{path}`: {why}")]
+    BadEntry { path: String, why: String },
+    #[error(
+        "no manifest.json: this is a `docker save` archive from Docker < 1.10 (only `repositories` and \
+         v1 layer directories); current Docker refuses it too, re-save the image with a newer engine"
+    )]
+    PreManifestDocker,
+    #[error("not a saved image archive: neither manifest.json nor index.json found")]
+    NotAnImageArchive,
+    #[error("{file}: {why}")]
+    BadMetadata { file: String, why: String },
+    #[error("image {image}: {why}")]
+    BadImage { image: String, why: String },
+    #[error("no image matches `{0}` (see --list)")]
+    NoSuchImage(String),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("layer {path}: diff_id mismatch: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        path: String,
+        expected: Digest,
+        actual: Digest,
+    },
+}
+
+impl ArchiveError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ArchiveError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! What reading an archive found: its format, its images, their layers, links and defects. This is
+//! what `--list` prints and what unpack commits.
+
+use layerlift_layers::Compression;
+use layerlift_manifest::{Descriptor, Digest};
+use serde::Serialize;
+
+/// The kind of archive, detected from its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// `docker save` layout with a top-level `manifest.json` array.
+    DockerArchive,
+    /// An OCI image layout (`oci-layout`, `index.json`, `blobs/`), in a tar or a directory.
+    OciLayout,
+    /// containers/image `dir:` transport: `manifest.json` object, blobs named by hex.
+    DirTransport,
+}
+
+/// Which engine (and era) wrote the archive, as far as its shape tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Docker ≤ 24 (image spec v1.2): `<v1id>/layer.tar`, `<imageid>.json`, `repositories`.
+    DockerLegacy,
+    /// Docker ≥ 25 with the classic store: manifest.json and an OCI layout in one tar.
+    Docker25,
+    /// Docker with the containerd image store: OCI layout with the original (compressed) blobs.
+    DockerContainerd,
+    /// podman or skopeo (containers/image) docker-archive: `<diffid>.tar` plus symlinked legacy dirs.
+    ContainersImage,
+    /// kaniko / go-containerregistry tarball: `sha256:<hex>` config, compressed `<digest>.tar.gz` layers.
+    Ggcr,
+    /// An OCI image layout or oci-archive (BuildKit, podman, skopeo, umoci, regclient…).
+    Oci,
+    /// containers/image `dir:` transport directory.
+    DirTransport,
+}
+
+impl Origin {
+    /// Human description for `--list`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Origin::DockerLegacy => {
+                "docker save, Docker 1.10–24 (image spec v1.2, layer directories)"
+            }
+            Origin::Docker25 => {
+                "docker save, Docker 25+ classic store (manifest.json + OCI layout)"
+            }
+            Origin::DockerContainerd => {
+                "docker save, Docker with the containerd image store (original blobs)"
+            }
+            Origin::ContainersImage => "docker-archive written by podman/skopeo (containers/image)",
+            Origin::Ggcr => "tarball written by kaniko/go-containerregistry (compressed layers)",
+            Origin::Oci => "OCI image layout (oci-archive or directory)",
+            Origin::DirTransport => "containers/image dir: transport directory",
+        }
+    }
+}
+
+/// Something wrong or noteworthy found in the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Defect {
+    /// A fatal defect stops unpack (of the image it belongs to).
+    pub fatal: bool,
+    pub message: String,
+}
+
+impl Defect {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Defect {
+            fatal: true,
+            message: message.into(),
+        }
+    }
+    pub fn note(message: impl Into<String>) -> Self {
+        Defect {
+            fatal: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// A layer of an image as found in the archive.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// The path the manifest names (docker-archive) or `blobs/sha256/<hex>`.
+    pub path: Option<String>,
+    /// The file it resolves to when that differs (through symlinks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
+    /// The descriptor the layout's manifest carries.
+    pub descriptor: Descriptor,
+    /// Compression of the stored bytes (sniffed).
+    #[serde(serialize_with = "ser_compression")]
+    pub compression: Compression,
+    /// The config's diff_id for this layer.
+    pub diff_id: Option<Digest>,
+    /// Size of the uncompressed tar, when known.
+    pub uncompressed_size: Option<u64>,
+    /// Is the blob in the archive?
+    pub present: bool,
+}
+
+fn ser_compression<S: serde::Serializer>(c: &Compression, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
+/// A manifest found under an image (the image itself, or a platform of an index).
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub media_type: String,
+    pub platform: Option<String>,
+    pub present: bool,
+    pub config: Option<Descriptor>,
+    pub layers: Vec<LayerInfo>,
+}
+
+/// One image of the archive: what becomes one or more entries of the layout's index.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInfo {
+    /// Position in the archive (`@N`).
+    pub position: usize,
+    /// Names as the archive writes them (RepoTags, ref.name…), in order.
+    pub names: Vec<String>,
+    /// The descriptor index.json will hold (without name annotations for docker archives).
+    pub descriptor: Descriptor,
+    /// `Parent` image ID from a legacy manifest.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The image manifest, or the platforms of an index.
+    pub manifests: Vec<ManifestInfo>,
+    pub defects: Vec<Defect>,
+    /// Blobs to publish, as (digest, where they come from).
+    #[serde(skip)]
+    pub(crate) blobs: Vec<(Digest, crate::plan::BlobSource)>,
+    /// True when the names should be written as annotations (archives without an index.json).
+    #[serde(skip)]
+    pub(crate) annotate_names: bool,
+}
+
+impl ImageInfo {
+    pub fn is_fatal(&self) -> bool {
+        self.defects.iter().any(|d| d.fatal)
+    }
+}
+
+/// A link entry, for `--list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkInfo {
+    pub path: String,
+    pub target: String,
+    pub kind: &'static str,
+    /// Where it finally leads, or why it cannot be followed.
+    pub resolves_to: Result<String, String>,
+}
+
+/// Everything reading found.
+#[derive(Debug, Serialize)]
+pub struct ArchiveInfo {
+    pub format: Format,
+    pub origin: Origin,
+    /// Compression of the outer stream.
+    #[serde(serialize_with = "ser_compression")]
+    pub compression: Compression,
+    pub images: Vec<ImageInfo>,
+    pub links: Vec<LinkInfo>,
+    /// Defects about the archive as a whole.
+    pub defects: Vec<Defect>,
+    pub entries: usize,
+}

@@ -1,0 +1,361 @@
+//! Reading images through OCI descriptors: an OCI layout's `index.json` (oci-archive, layout
+//! directory, Docker 25+ and containerd-store saves) and the `dir:` transport's manifest. Every blob
+//! is checked against its descriptor's digest and size; image layers against the config's diff_ids.
+
+use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
+use crate::plan::BlobSource;
+use crate::scan::{FileEntry, Scan};
+use layerlift_layers::Compression;
+use layerlift_manifest::{
+    Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json,
+};
+
+const MAX_NESTING: usize = 8;
+
+/// How blobs are named in the archive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BlobNames {
+    /// `blobs/sha256/<hex>` (OCI layouts).
+    Layout,
+    /// Bare `<hex>` (the `dir:` transport).
+    Hex,
+}
+
+/// Names an index.json entry carries.
+pub(crate) fn descriptor_names(desc: &Descriptor) -> Vec<String> {
+    let mut names = Vec::new();
+    for key in [
+        "io.containerd.image.name",
+        "org.opencontainers.image.ref.name",
+    ] {
+        if let Some(v) = desc.annotation(key)
+            && !names.iter().any(|n| n == v)
+        {
+            names.push(v.to_string());
+        }
+    }
+    names
+}
+
+/// Walks descriptors, collecting blobs, manifest summaries and defects into an [`ImageInfo`].
+pub(crate) struct Walker<'a> {
+    pub scan: &'a Scan,
+    pub names: BlobNames,
+}
+
+impl<'a> Walker<'a> {
+    fn lookup(&self, digest: &Digest) -> Option<(String, &'a FileEntry)> {
+        let path = match self.names {
+            BlobNames::Layout => format!("blobs/sha256/{}", digest.hex()),
+            BlobNames::Hex => digest.hex(),
+        };
+        self.scan.file(&path).ok().flatten()
+    }
+
+    /// The image a top-level descriptor names. `source` overrides where the top blob comes from
+    /// (the `dir:` transport's `manifest.json`).
+    pub fn image(
+        &self,
+        position: usize,
+        desc: Descriptor,
+        names: Vec<String>,
+        source: Option<(String, &'a FileEntry)>,
+    ) -> ImageInfo {
+        let mut img = ImageInfo {
+            position,
+            names,
+            descriptor: desc.clone(),
+            parent: None,
+            manifests: Vec::new(),
+            defects: Vec::new(),
+            blobs: Vec::new(),
+            annotate_names: false,
+        };
+        self.visit(&desc, &mut img, 0, source);
+        img
+    }
+
+    fn visit(
+        &self,
+        desc: &Descriptor,
+        img: &mut ImageInfo,
+        depth: usize,
+        source: Option<(String, &'a FileEntry)>,
+    ) {
+        let top = depth == 0;
+        let missing = |img: &mut ImageInfo, what: String| {
+            img.defects.push(if top {
+                Defect::fatal(what)
+            } else {
+                Defect::note(what)
+            });
+        };
+        if depth > MAX_NESTING {
+            img.defects.push(Defect::fatal(format!(
+                "indexes nested deeper than {MAX_NESTING} levels"
+            )));
+            return;
+        }
+        let platform = desc.platform.as_ref().map(|p| p.to_string());
+        let Some((path, file)) = source.or_else(|| self.lookup(&desc.digest)) else {
+            let label = platform
+                .as_deref()
+                .map(|p| format!("platform {p}: "))
+                .unwrap_or_default();
+            missing(
+                img,
+                format!(
+                    "{label}{} {} is not in the archive",
+                    kind_of(&desc.media_type),
+                    desc.digest
+                ),
+            );
+            if media_types::is_manifest(&desc.media_type) {
+                img.manifests.push(ManifestInfo {
+                    digest: desc.digest,
+                    media_type: desc.media_type.clone(),
+                    platform,
+                    present: false,
+                    config: None,
+                    layers: Vec::new(),
+                });
+            }
+            return;
+        };
+        if !check_blob(desc, &path, file, img) {
+            return;
+        }
+        img.blobs
+            .push((desc.digest, BlobSource::Entry(path.clone())));
+        let json = file.json.as_deref();
+        let is_index = media_types::is_index(&desc.media_type)
+            || (!media_types::is_manifest(&desc.media_type)
+                && json.is_some_and(|j| looks_like(j, "manifests")));
+        let is_manifest = media_types::is_manifest(&desc.media_type)
+            || (!is_index
+                && json.is_some_and(|j| looks_like(j, "config") && looks_like(j, "layers")));
+        if !is_index && !is_manifest {
+            return; // some other document or artifact blob: copied as it is
+        }
+        let Some(json) = json else {
+            img.defects.push(Defect::fatal(format!(
+                "{path}: {} is not a JSON document",
+                kind_of(&desc.media_type)
+            )));
+            return;
+        };
+        if is_index {
+            let index: Index = match parse_json("image index", json) {
+                Ok(i) => i,
+                Err(e) => return img.defects.push(Defect::fatal(format!("{path}: {e}"))),
+            };
+            let before = img.manifests.len();
+            for child in &index.manifests {
+                self.visit(child, img, depth + 1, None);
+            }
+            let present = img.manifests[before..].iter().filter(|m| m.present).count();
+            if !index.manifests.is_empty() && present == 0 && img.manifests.len() > before {
+                img.defects.push(Defect::fatal(format!(
+                    "{path}: none of the index's manifests is in the archive"
+                )));
+            }
+            return;
+        }
+        let manifest: Manifest = match parse_json("image manifest", json) {
+            Ok(m) => m,
+            Err(e) => return img.defects.push(Defect::fatal(format!("{path}: {e}"))),
+        };
+        let info = self.manifest(&manifest, desc, platform, img, top);
+        img.manifests.push(info);
+    }
+
+    fn manifest(
+        &self,
+        manifest: &Manifest,
+        desc: &Descriptor,
+        platform: Option<String>,
+        img: &mut ImageInfo,
+        top: bool,
+    ) -> ManifestInfo {
+        let mut info = ManifestInfo {
+            digest: desc.digest,
+            media_type: desc.media_type.clone(),
+            platform,
+            present: true,
+            config: Some(manifest.config.clone()),
+            layers: Vec::new(),
+        };
+        let label = info
+            .platform
+            .as_deref()
+            .map(|p| format!("platform {p}: "))
+            .unwrap_or_default();
+        let absent = |img: &mut ImageInfo, what: String| {
+            img.defects.push(if top {
+                Defect::fatal(format!("{label}{what}"))
+            } else {
+                Defect::note(format!("{label}{what}"))
+            });
+        };
+        // The config.
+        let mut diff_ids: Option<Vec<Digest>> = None;
+        match self.lookup(&manifest.config.digest) {
+            None => absent(
+                img,
+                format!("config {} is not in the archive", manifest.config.digest),
+            ),
+            Some((path, file)) => {
+                if check_blob(&manifest.config, &path, file, img) {
+                    img.blobs
+                        .push((manifest.config.digest, BlobSource::Entry(path.clone())));
+                    let is_image_config = manifest.config.media_type == media_types::OCI_CONFIG
+                        || manifest.config.media_type == media_types::DOCKER_CONFIG
+                        || manifest.config.media_type == "application/octet-stream";
+                    if is_image_config {
+                        match file
+                            .json
+                            .as_deref()
+                            .map(|j| parse_json::<ImageConfig>("image config", j))
+                        {
+                            Some(Ok(c)) => {
+                                if info.platform.is_none() {
+                                    info.platform = platform_of(&c);
+                                }
+                                diff_ids = Some(c.rootfs.diff_ids);
+                            }
+                            Some(Err(e)) => img.defects.push(Defect::fatal(format!("{path}: {e}"))),
+                            None => img.defects.push(Defect::fatal(format!(
+                                "{path}: the image config is not a JSON document"
+                            ))),
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ids) = &diff_ids
+            && ids.len() != manifest.layers.len()
+        {
+            img.defects.push(Defect::fatal(format!(
+                "manifest {} lists {} layers but its config has {} diff_ids",
+                desc.digest,
+                manifest.layers.len(),
+                ids.len()
+            )));
+            diff_ids = None;
+        }
+        // The layers.
+        let mut missing = 0;
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            let expected = diff_ids.as_ref().map(|ids| ids[i]);
+            let mut li = LayerInfo {
+                path: None,
+                resolved: None,
+                descriptor: layer.clone(),
+                compression: Compression::None,
+                diff_id: expected,
+                uncompressed_size: None,
+                present: false,
+            };
+            match self.lookup(&layer.digest) {
+                None if media_types::is_non_distributable(&layer.media_type) => img.defects.push(Defect::note(format!(
+                    "{label}layer {} is non-distributable and not in the archive; its descriptor is kept",
+                    layer.digest
+                ))),
+                None => missing += 1,
+                Some((path, file)) => {
+                    li.path = Some(path.clone());
+                    li.present = true;
+                    li.compression = file.compression;
+                    if check_blob(layer, &path, file, img) {
+                        img.blobs.push((layer.digest, BlobSource::Entry(path.clone())));
+                        match (file.diff_id(), expected) {
+                            (Err(e), _) => img.defects.push(Defect::fatal(format!("layer {path}: cannot decompress ({e})"))),
+                            (Ok((actual, size)), Some(expected)) => {
+                                li.uncompressed_size = Some(size);
+                                if actual != expected {
+                                    img.defects.push(Defect::fatal(format!(
+                                        "layer {path}: diff_id mismatch: expected {expected}, got {actual}"
+                                    )));
+                                }
+                            }
+                            (Ok((_, size)), None) => li.uncompressed_size = Some(size),
+                        }
+                        if let Some(note) = mislabel(&layer.media_type, file.compression) {
+                            img.defects.push(Defect::note(format!("layer {path}: {note}")));
+                        }
+                    }
+                }
+            }
+            info.layers.push(li);
+        }
+        if missing > 0 {
+            absent(
+                img,
+                format!(
+                    "{missing} of {} layer blobs are not in the archive",
+                    manifest.layers.len()
+                ),
+            );
+        }
+        info
+    }
+}
+
+/// Check a present blob against its descriptor; record a fatal defect and return false if wrong.
+fn check_blob(desc: &Descriptor, path: &str, file: &FileEntry, img: &mut ImageInfo) -> bool {
+    if file.digest != desc.digest {
+        img.defects.push(Defect::fatal(format!(
+            "{path}: digest mismatch: expected {}, got {}",
+            desc.digest, file.digest
+        )));
+        return false;
+    }
+    if file.size != desc.size {
+        img.defects.push(Defect::fatal(format!(
+            "{path}: size mismatch: the descriptor says {} bytes, the blob has {}",
+            desc.size, file.size
+        )));
+        return false;
+    }
+    true
+}
+
+fn looks_like(json: &[u8], key: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(json).is_ok_and(|v| v.get(key).is_some())
+}
+
+fn kind_of(media_type: &str) -> &'static str {
+    if media_types::is_index(media_type) {
+        "index"
+    } else if media_types::is_manifest(media_type) {
+        "manifest"
+    } else {
+        "blob"
+    }
+}
+
+pub(crate) fn platform_of(c: &ImageConfig) -> Option<String> {
+    let (os, arch) = (c.os.as_deref()?, c.architecture.as_deref()?);
+    if os.is_empty() || arch.is_empty() {
+        return None;
+    }
+    Some(match &c.variant {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    })
+}
+
+/// A note when a layer's media type claims a compression its bytes do not have.
+fn mislabel(media_type: &str, actual: Compression) -> Option<String> {
+    let claimed = if media_type.ends_with("gzip") {
+        Compression::Gzip
+    } else if media_type.ends_with("zstd") {
+        Compression::Zstd
+    } else if media_type.ends_with(".tar") {
+        Compression::None
+    } else {
+        return None;
+    };
+    (claimed != actual)
+        .then(|| format!("labelled {media_type} but the bytes are {actual}; kept as they are"))
+}

@@ -1,0 +1,194 @@
+//! Entry names inside an archive: normalisation, and resolving symlinks and hard links without ever
+//! leaving the archive's root.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How many links one path may pass through before we call it a loop.
+const MAX_HOPS: usize = 40;
+
+/// A link entry: where it points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Symlink target as written (relative to the link's directory).
+    Symlink(String),
+    /// Hard link target as written (relative to the archive root).
+    Hard(String),
+}
+
+impl Link {
+    pub fn target(&self) -> &str {
+        match self {
+            Link::Symlink(t) | Link::Hard(t) => t,
+        }
+    }
+}
+
+/// Why an entry name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("entry `{0}` has an absolute path")]
+    Absolute(String),
+    #[error("entry `{0}` escapes the archive (`..`)")]
+    Escapes(String),
+    #[error("link `{link}` -> `{target}` points outside the archive")]
+    LinkEscapes { link: String, target: String },
+    #[error("link `{0}` is part of a symlink loop")]
+    Loop(String),
+    #[error("`{0}` goes through more than 40 links")]
+    TooManyLinks(String),
+}
+
+/// Normalise an entry name: strip `./` and trailing `/`, refuse absolute names and `..`.
+/// `Ok(None)` is the archive root itself.
+pub fn normalize(raw: &str) -> Result<Option<String>, PathError> {
+    if raw.starts_with('/') {
+        return Err(PathError::Absolute(raw.to_string()));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(PathError::Escapes(raw.to_string())),
+            p => parts.push(p),
+        }
+    }
+    Ok(if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    })
+}
+
+/// Resolve `path` through the links of the archive, component by component, so that links in
+/// directory positions are followed too. The result is a path with no link in it (it may not exist).
+pub fn resolve(links: &BTreeMap<String, Link>, path: &str) -> Result<String, PathError> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: VecDeque<String> = path.split('/').map(str::to_string).collect();
+    let mut seen = BTreeSet::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if done.pop().is_none() {
+                    return Err(PathError::Escapes(path.to_string()));
+                }
+                continue;
+            }
+            _ => done.push(part),
+        }
+        let here = done.join("/");
+        let Some(link) = links.get(&here) else {
+            continue;
+        };
+        hops += 1;
+        if hops > MAX_HOPS {
+            return Err(PathError::TooManyLinks(path.to_string()));
+        }
+        if !seen.insert(here.clone()) {
+            return Err(PathError::Loop(here));
+        }
+        let escape = || PathError::LinkEscapes {
+            link: here.clone(),
+            target: link.target().to_string(),
+        };
+        let target = link.target();
+        if target.starts_with('/') {
+            return Err(escape());
+        }
+        match link {
+            Link::Symlink(_) => {
+                done.pop();
+            }
+            Link::Hard(_) => done.clear(),
+        }
+        // Splice the target in front of what is left, and check it does not climb above the root.
+        let mut depth = done.len() as isize;
+        for t in target.split('/') {
+            match t {
+                "" | "." => {}
+                ".." => depth -= 1,
+                _ => depth += 1,
+            }
+            if depth < 0 {
+                return Err(escape());
+            }
+        }
+        for t in target.split('/').rev() {
+            todo.push_front(t.to_string());
+        }
+    }
+    Ok(done.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn links(list: &[(&str, Link)]) -> BTreeMap<String, Link> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn normalizes_names() {
+        assert_eq!(normalize("./a/b/").unwrap().as_deref(), Some("a/b"));
+        assert_eq!(normalize("./").unwrap(), None);
+        assert!(matches!(
+            normalize("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
+        assert!(matches!(normalize("a/../../x"), Err(PathError::Escapes(_))));
+    }
+
+    #[test]
+    fn follows_docker_layer_symlink() {
+        let l = links(&[("b/layer.tar", Link::Symlink("../a/layer.tar".into()))]);
+        assert_eq!(resolve(&l, "b/layer.tar").unwrap(), "a/layer.tar");
+        assert_eq!(resolve(&l, "a/layer.tar").unwrap(), "a/layer.tar");
+    }
+
+    #[test]
+    fn follows_chains_and_directory_links() {
+        let l = links(&[
+            ("c/layer.tar", Link::Symlink("../b/layer.tar".into())),
+            ("b/layer.tar", Link::Symlink("../a/layer.tar".into())),
+            ("d", Link::Symlink("c".into())),
+            ("h", Link::Hard("d/layer.tar".into())),
+        ]);
+        assert_eq!(resolve(&l, "c/layer.tar").unwrap(), "a/layer.tar");
+        assert_eq!(resolve(&l, "d/layer.tar").unwrap(), "a/layer.tar");
+        assert_eq!(resolve(&l, "h").unwrap(), "a/layer.tar");
+    }
+
+    #[test]
+    fn refuses_loops_and_escapes() {
+        let l = links(&[
+            ("a", Link::Symlink("b".into())),
+            ("b", Link::Symlink("a".into())),
+            ("up", Link::Symlink("../../etc/passwd".into())),
+            ("abs", Link::Symlink("/etc/passwd".into())),
+            ("x/deep", Link::Symlink("../../y".into())),
+        ]);
+        assert!(matches!(resolve(&l, "a"), Err(PathError::Loop(_))));
+        assert!(matches!(
+            resolve(&l, "up"),
+            Err(PathError::LinkEscapes { .. })
+        ));
+        assert!(matches!(
+            resolve(&l, "abs"),
+            Err(PathError::LinkEscapes { .. })
+        ));
+        assert!(matches!(
+            resolve(&l, "x/deep"),
+            Err(PathError::LinkEscapes { .. })
+        ));
+    }
+
+    #[test]
+    fn self_loop() {
+        let l = links(&[("s", Link::Symlink("./s".into()))]);
+        assert!(matches!(resolve(&l, "s"), Err(PathError::Loop(_))));
+    }
+}

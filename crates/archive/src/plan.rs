@@ -1,0 +1,175 @@
+//! Choosing images and publishing them into a layout: blobs first (verified, renamed into place),
+//! index.json last, so that an interrupted unpack never leaves an index pointing at a missing blob.
+
+use crate::error::ArchiveError;
+use crate::model::{ArchiveInfo, ImageInfo};
+use crate::names;
+use crate::scan::Scan;
+use layerlift_layout::Layout;
+use layerlift_manifest::{Descriptor, Digest};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// Where a blob of the output comes from.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    /// The staged bytes of this archive entry, as they are.
+    Entry(String),
+    /// Bytes layerlift generated (a manifest).
+    Generated(Vec<u8>),
+    /// The decompressed content of this entry (bzip2/xz layers, which OCI has no media type for).
+    Decompressed(String),
+}
+
+/// Which images `selectors` (`NAME` or `@N`) choose; all of them when there are no selectors.
+pub fn select(info: &ArchiveInfo, selectors: &[String]) -> Result<Vec<usize>, ArchiveError> {
+    if selectors.is_empty() {
+        return Ok((0..info.images.len()).collect());
+    }
+    let mut chosen = Vec::new();
+    for sel in selectors {
+        let found: Vec<usize> = match sel.strip_prefix('@') {
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) if n < info.images.len() => vec![n],
+                _ => Vec::new(),
+            },
+            None => info
+                .images
+                .iter()
+                .filter(|img| names::matches(img, sel))
+                .map(|img| img.position)
+                .collect(),
+        };
+        if found.is_empty() {
+            return Err(ArchiveError::NoSuchImage(sel.clone()));
+        }
+        for n in found {
+            if !chosen.contains(&n) {
+                chosen.push(n);
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// A short label for an image in messages: its first name, or `@N`.
+pub fn label(img: &ImageInfo) -> String {
+    img.names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("@{}", img.position))
+}
+
+/// Publish the chosen images' blobs, then add their entries to index.json. Returns the entries added.
+pub fn commit(
+    info: &ArchiveInfo,
+    scan: &mut Scan,
+    layout: &Layout,
+    chosen: &[usize],
+) -> Result<Vec<Descriptor>, ArchiveError> {
+    for &n in chosen {
+        let img = &info.images[n];
+        if let Some(d) = img.defects.iter().find(|d| d.fatal) {
+            return Err(ArchiveError::BadImage {
+                image: label(img),
+                why: d.message.clone(),
+            });
+        }
+    }
+    let mut done: BTreeSet<Digest> = BTreeSet::new();
+    let mut entries = Vec::new();
+    for &n in chosen {
+        let img = &info.images[n];
+        for (digest, source) in &img.blobs {
+            if done.contains(digest) {
+                continue;
+            }
+            publish(scan, layout, digest, source)?;
+            done.insert(*digest);
+        }
+        entries.extend(index_entries(img));
+    }
+    let added = entries.clone();
+    layout.update_index(|index| {
+        for entry in entries {
+            let name = entry.annotation(REF_NAME).map(str::to_string);
+            index.manifests.retain(|old| match &name {
+                Some(name) => old.annotation(REF_NAME) != Some(name),
+                None => *old != entry,
+            });
+            index.manifests.push(entry);
+        }
+        Ok::<(), ArchiveError>(())
+    })??;
+    Ok(added)
+}
+
+fn publish(
+    scan: &mut Scan,
+    layout: &Layout,
+    digest: &Digest,
+    source: &BlobSource,
+) -> Result<(), ArchiveError> {
+    match source {
+        BlobSource::Generated(bytes) => {
+            layout.write_blob(bytes)?;
+        }
+        BlobSource::Entry(path) => {
+            let entry = scan.files.get_mut(path).ok_or_else(|| missing(path))?;
+            match entry.staged.take() {
+                Some(staged) => {
+                    staged.verify(digest)?;
+                    staged.commit()?;
+                }
+                // Already published under another name, or staging was off.
+                None if layout.has_blob(digest) => {}
+                None => return Err(missing(path)),
+            }
+        }
+        BlobSource::Decompressed(path) => {
+            let entry = scan.files.get(path).ok_or_else(|| missing(path))?;
+            let staged = entry.staged.as_ref().ok_or_else(|| missing(path))?;
+            let file = std::fs::File::open(staged.path())
+                .map_err(|e| ArchiveError::io(format!("entry `{path}`"), e))?;
+            let (_, mut decoded) = layerlift_layers::decoder(file)
+                .map_err(|e| ArchiveError::io(format!("entry `{path}`"), e))?;
+            let mut writer = layout.blob_writer()?;
+            io::copy(&mut decoded as &mut dyn Read, &mut writer)
+                .map_err(|e| ArchiveError::io(format!("decompressing `{path}`"), e))?;
+            writer.commit(Some(digest))?;
+        }
+    }
+    Ok(())
+}
+
+fn missing(path: &str) -> ArchiveError {
+    ArchiveError::BadEntry {
+        path: path.to_string(),
+        why: "was not staged".into(),
+    }
+}
+
+/// The index.json entries of an image: one per name for docker archives (ref.name = the name as
+/// the archive writes it, io.containerd.image.name = the fully qualified name), the original
+/// descriptor otherwise.
+pub(crate) fn index_entries(img: &ImageInfo) -> Vec<Descriptor> {
+    if !img.annotate_names || img.names.is_empty() {
+        return vec![img.descriptor.clone()];
+    }
+    img.names
+        .iter()
+        .map(|name| {
+            let mut d = img.descriptor.clone();
+            let mut annotations = BTreeMap::new();
+            annotations.insert(REF_NAME.to_string(), name.clone());
+            if let Some(full) = names::full_name(name) {
+                annotations.insert(IMAGE_NAME.to_string(), full);
+            }
+            d.annotations = Some(annotations);
+            d
+        })
+        .collect()
+}

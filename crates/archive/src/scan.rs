@@ -1,0 +1,343 @@
+//! The one pass over an archive (or a directory): every regular entry is streamed once into a staged
+//! blob (or only hashed, for `--list`), its sha256 computed as it goes; compressed entries are also
+//! decoded on the fly to learn their uncompressed digest; small JSON documents are kept in memory so
+//! that the manifest that comes last can be reconciled at the end without reading anything twice.
+
+use crate::error::ArchiveError;
+use crate::paths::{self, Link};
+use layerlift_layers::{Compression, DiffIdWriter, sniff};
+use layerlift_layout::{Layout, StagedBlob};
+use layerlift_manifest::{Digest, Sha256Writer};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// JSON documents up to this size are kept in memory while scanning.
+const MAX_KEPT_JSON: u64 = 8 << 20;
+/// Total memory for kept JSON documents.
+const MAX_KEPT_TOTAL: u64 = 64 << 20;
+const COPY_BUFFER: usize = 1 << 20;
+
+/// A regular file of the archive, as seen while streaming it.
+#[derive(Debug)]
+pub struct FileEntry {
+    pub size: u64,
+    pub digest: Digest,
+    pub compression: Compression,
+    /// Digest and size of the decoded stream for compressed entries (or why decoding failed).
+    pub uncompressed: Option<Result<(Digest, u64), String>>,
+    /// The bytes, when the entry looked like a small JSON document.
+    pub json: Option<Vec<u8>>,
+    /// The staged copy (unpack mode).
+    pub staged: Option<StagedBlob>,
+}
+
+impl FileEntry {
+    /// The sha256 and size of the uncompressed content.
+    pub fn diff_id(&self) -> Result<(Digest, u64), String> {
+        match &self.uncompressed {
+            None => Ok((self.digest, self.size)),
+            Some(r) => r.clone(),
+        }
+    }
+}
+
+/// Everything one pass learnt about the archive's entries.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: BTreeMap<String, FileEntry>,
+    pub links: BTreeMap<String, Link>,
+    /// Entries of other kinds (devices, fifos) that were skipped, for --list.
+    pub skipped: Vec<String>,
+    kept_json: u64,
+}
+
+impl Scan {
+    /// The regular file at `path` after following links, with the resolved path.
+    pub fn file(&self, path: &str) -> Result<Option<(String, &FileEntry)>, ArchiveError> {
+        let resolved = paths::resolve(&self.links, path)?;
+        Ok(self.files.get(&resolved).map(|f| (resolved, f)))
+    }
+
+    /// The chain of links `path` goes through, for display: `a -> ../b/layer.tar`.
+    pub fn link_of(&self, path: &str) -> Option<&Link> {
+        self.links.get(path)
+    }
+
+    fn check_new(&self, path: &str) -> Result<(), ArchiveError> {
+        if self.files.contains_key(path) || self.links.contains_key(path) {
+            return Err(ArchiveError::Duplicate(path.to_string()));
+        }
+        Ok(())
+    }
+
+    fn add_link(&mut self, path: String, link: Link) -> Result<(), ArchiveError> {
+        self.check_new(&path)?;
+        self.links.insert(path, link);
+        Ok(())
+    }
+
+    /// Stream one regular entry: hash, stage (if `layout`), decode compressed content, keep JSON.
+    fn add_file(
+        &mut self,
+        path: String,
+        reader: &mut dyn Read,
+        layout: Option<&Layout>,
+    ) -> Result<(), ArchiveError> {
+        self.check_new(&path)?;
+        let read_err = |e: io::Error| ArchiveError::io(format!("entry `{path}`"), e);
+        let mut buf = vec![0u8; COPY_BUFFER];
+        // The first bytes decide whether this is compressed or JSON.
+        let mut head = 0;
+        while head < 512 {
+            match reader.read(&mut buf[head..512]) {
+                Ok(0) => break,
+                Ok(n) => head += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(e)),
+            }
+        }
+        let compression = sniff(&buf[..head]);
+        let looks_json = matches!(
+            buf[..head].iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[' | b'n')
+        );
+        let mut json = (looks_json && self.kept_json < MAX_KEPT_TOTAL).then(Vec::new);
+        let mut decode = (compression != Compression::None).then(DiffIdWriter::new);
+        let mut decode_err: Option<String> = None;
+
+        let mut sink = match layout {
+            Some(l) => Sink::Stage(l.blob_writer()?),
+            None => Sink::Hash(Sha256Writer::new(io::sink())),
+        };
+        let mut chunk = head;
+        loop {
+            if chunk > 0 {
+                let bytes = &buf[..chunk];
+                sink.write_all(bytes)
+                    .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
+                if let Some(d) = decode.as_mut()
+                    && let Err(e) = d.write_all(bytes)
+                {
+                    decode_err = Some(e.to_string());
+                    decode = None;
+                }
+                if let Some(j) = json.as_mut() {
+                    if (j.len() + chunk) as u64 <= MAX_KEPT_JSON {
+                        j.extend_from_slice(bytes);
+                    } else {
+                        json = None;
+                    }
+                }
+            }
+            chunk = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(read_err(e)),
+            };
+        }
+        let (digest, size, staged) = sink.finish()?;
+        let uncompressed = match (decode, decode_err) {
+            (_, Some(e)) => Some(Err(e)),
+            (Some(d), None) => Some(
+                d.finish()
+                    .map(|id| (id.digest, id.size))
+                    .map_err(|e| e.to_string()),
+            ),
+            (None, None) => None,
+        };
+        if let Some(j) = &json {
+            self.kept_json += j.len() as u64;
+        }
+        self.files.insert(
+            path,
+            FileEntry {
+                size,
+                digest,
+                compression,
+                uncompressed,
+                json,
+                staged,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Where an entry's bytes go: a staged blob in the layout (which hashes them), or only a hasher.
+enum Sink {
+    Stage(layerlift_layout::BlobWriter),
+    Hash(Sha256Writer<io::Sink>),
+}
+
+impl Sink {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stage(w) => w.write_all(bytes),
+            Sink::Hash(w) => w.write_all(bytes),
+        }
+    }
+
+    fn finish(self) -> Result<(Digest, u64, Option<StagedBlob>), ArchiveError> {
+        Ok(match self {
+            Sink::Stage(w) => {
+                let staged = w.finish()?;
+                (staged.digest(), staged.size(), Some(staged))
+            }
+            Sink::Hash(w) => {
+                let (digest, size, _) = w.finish();
+                (digest, size, None)
+            }
+        })
+    }
+}
+
+/// Read a tar stream to its end, feeding every entry into a [`Scan`].
+pub fn scan_tar(reader: &mut dyn Read, layout: Option<&Layout>) -> Result<Scan, ArchiveError> {
+    let mut counting = EofTracker {
+        inner: reader,
+        hit_eof: false,
+    };
+    let mut scan = Scan::default();
+    {
+        let mut archive = tar::Archive::new(&mut counting);
+        let entries = archive
+            .entries()
+            .map_err(|e| tar_error(e, "reading the first header"))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| tar_error(e, "reading an entry header"))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let Some(path) = paths::normalize(&raw)? else {
+                continue;
+            };
+            let kind = entry.header().entry_type();
+            use tar::EntryType as T;
+            match kind {
+                T::Regular | T::Continuous => {
+                    let declared = entry.size();
+                    scan.add_file(path.clone(), &mut entry, layout)?;
+                    let got = scan.files[&path].size;
+                    if got != declared {
+                        return Err(ArchiveError::Truncated(format!(
+                            "entry `{path}` should hold {declared} bytes, the stream ended after {got}"
+                        )));
+                    }
+                }
+                T::Symlink | T::Link => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| String::from_utf8_lossy(&t).into_owned())
+                        .ok_or_else(|| ArchiveError::BadEntry {
+                            path: path.clone(),
+                            why: "link without a target".into(),
+                        })?;
+                    let link = if kind == T::Symlink {
+                        Link::Symlink(target)
+                    } else {
+                        Link::Hard(target)
+                    };
+                    scan.add_link(path, link)?;
+                }
+                T::Directory => {}
+                T::GNUSparse => {
+                    return Err(ArchiveError::BadEntry {
+                        path,
+                        why: "sparse files are not supported".into(),
+                    });
+                }
+                _ => scan.skipped.push(path),
+            }
+        }
+    }
+    if counting.hit_eof {
+        return Err(ArchiveError::Truncated(
+            "the stream ended without the tar end-of-archive blocks".into(),
+        ));
+    }
+    // Read what follows the end blocks, so that a compressed stream's trailer (CRC, size) is checked
+    // and a writer on the other end of a pipe is not cut off.
+    io::copy(&mut counting, &mut io::sink())
+        .map_err(|e| read_error(e, "the end of the archive"))?;
+    Ok(scan)
+}
+
+fn tar_error(e: io::Error, doing: &str) -> ArchiveError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return ArchiveError::Truncated(format!("unexpected end of data while {doing}"));
+    }
+    if let Some(d) = layerlift_layers::DecodeError::from_io(&e) {
+        return ArchiveError::CorruptCompression {
+            compression: "outer",
+            detail: d.to_string(),
+        };
+    }
+    if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other {
+        return ArchiveError::NotTar {
+            compression: "-",
+            detail: format!("{e} (while {doing})"),
+        };
+    }
+    ArchiveError::io(doing.to_string(), e)
+}
+
+fn read_error(e: io::Error, what: &str) -> ArchiveError {
+    tar_error(e, &format!("reading {what}"))
+}
+
+/// Tracks whether the tar reader met end-of-stream (rather than the end-of-archive blocks).
+struct EofTracker<'a> {
+    inner: &'a mut dyn Read,
+    hit_eof: bool,
+}
+
+impl Read for EofTracker<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Walk a directory (an OCI layout, a `dir:` transport directory or an extracted archive) as if it
+/// were an archive: regular files are streamed like entries, symlinks are recorded (never followed
+/// on disk).
+pub fn scan_dir(root: &Path, layout: Option<&Layout>) -> Result<Scan, ArchiveError> {
+    let mut scan = Scan::default();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .map_err(|e| ArchiveError::io(dir.display().to_string(), e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| ArchiveError::io(dir.display().to_string(), e))?;
+        names.sort_by_key(|e| e.file_name());
+        for item in names {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let path = item.path();
+            let meta = fs::symlink_metadata(&path)
+                .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
+            if meta.is_dir() {
+                stack.push((path, rel));
+            } else if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path)
+                    .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
+                scan.add_link(rel, Link::Symlink(target.to_string_lossy().into_owned()))?;
+            } else if meta.is_file() {
+                let mut file = fs::File::open(&path)
+                    .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
+                scan.add_file(rel, &mut file, layout)?;
+            } else {
+                scan.skipped.push(rel);
+            }
+        }
+    }
+    Ok(scan)
+}
