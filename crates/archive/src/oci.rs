@@ -211,7 +211,11 @@ impl<'a> Walker<'a> {
                     let is_image_config = manifest.config.media_type == media_types::OCI_CONFIG
                         || manifest.config.media_type == media_types::DOCKER_CONFIG
                         || manifest.config.media_type == "application/octet-stream";
-                    if is_image_config {
+                    // Artifacts reuse the image config type with `{}` (regclient, oras): only a
+                    // config with a rootfs has diff_ids to check.
+                    let has_rootfs = file.json.as_deref().is_some_and(|j| looks_like(j, "rootfs"));
+                    let image_layers = manifest.layers.iter().any(|l| is_layer_type(&l.media_type));
+                    if is_image_config && (has_rootfs || image_layers) {
                         match file
                             .json
                             .as_deref()
@@ -322,6 +326,11 @@ fn check_blob(desc: &Descriptor, path: &str, file: &FileEntry, img: &mut ImageIn
 
 fn looks_like(json: &[u8], key: &str) -> bool {
     serde_json::from_slice::<serde_json::Value>(json).is_ok_and(|v| v.get(key).is_some())
+}
+
+fn is_layer_type(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
 }
 
 fn kind_of(media_type: &str) -> &'static str {
