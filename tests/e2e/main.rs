@@ -1,3 +1,4 @@
 //! End-to-end tests: drive the built binaries against real archives, real tools and a real registry.
 
 mod util;
+mod convert;
