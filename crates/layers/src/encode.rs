@@ -11,7 +11,7 @@
 use crate::decode::{BUF_LEN, decoder};
 use crate::error::LayerError;
 use crate::gzip::GzipEncoder;
-use crate::{Compression, DiffId, DiffIdWriter};
+use crate::{Compression, DiffId, DiffIdWriter, MtimeClamp};
 use layerlift_manifest::{Digest, Sha256Writer};
 use std::io::{self, Read, Write};
 
@@ -224,6 +224,69 @@ pub fn encode_layer<R: Read + Send, W: Write>(
         stored_digest,
         stored_size,
         out,
+    })
+}
+
+/// The result of [`encode_layer_clamped`].
+#[derive(Debug)]
+pub struct ClampedOutput<W> {
+    /// The input as it was (its diff_id is the one the old config has).
+    pub layer: LayerOutput<W>,
+    /// sha256 and size of the rewritten tar: the new diff_id.
+    pub new_diff_id: Digest,
+    pub new_size: u64,
+    /// Tar headers whose times were clamped (0: the tar is unchanged).
+    pub clamped: u64,
+}
+
+/// Like [`encode_layer`], with every tar entry time clamped to `epoch` (see [`MtimeClamp`]) on
+/// the way between decoding and encoding.
+pub fn encode_layer_clamped<R: Read + Send, W: Write>(
+    stored: R,
+    out: W,
+    encoding: &Encoding,
+    epoch: u64,
+) -> Result<ClampedOutput<W>, LayerError> {
+    let mut input = HashReader {
+        inner: stored,
+        hash: Sha256Writer::new(io::sink()),
+    };
+    let enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
+    let mut chain = Sha256Writer::new(MtimeClamp::new(enc, epoch));
+    let compression = {
+        let (compression, mut tar) = decoder(&mut input).map_err(read_err)?;
+        let mut buf = vec![0u8; BUF_LEN];
+        loop {
+            let n = read_chunk(&mut tar, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            chain.write_all(&buf[..n]).map_err(write_err)?;
+        }
+        compression
+    };
+    let (digest, size, clamp) = chain.finish();
+    let clamped = clamp.clamped();
+    let enc = clamp
+        .finish()
+        .map_err(|e| LayerError::io("rewriting the layer's tar", e))?;
+    let (new_diff_id, new_size, enc) = enc.finish();
+    let out = enc.finish().map_err(write_err)?;
+    let (stored_digest, stored_size, _) = input.hash.finish();
+    Ok(ClampedOutput {
+        layer: LayerOutput {
+            diff_id: DiffId {
+                compression,
+                digest,
+                size,
+            },
+            stored_digest,
+            stored_size,
+            out,
+        },
+        new_diff_id,
+        new_size,
+        clamped,
     })
 }
 
