@@ -191,7 +191,12 @@ fn umoci_accepts(dir: &Path, reference: &str) -> bool {
 
 /// A real tar of ~1.5 MB generated files (several gzip blocks, compressible like a real layer).
 fn make_tar(work: &Path, seed: u64, files: usize) -> Vec<u8> {
-    let root = work.join(format!("tree-{seed}"));
+    make_tar_at(work, seed, files, 0)
+}
+
+/// Like [`make_tar`], every entry dated `mtime`.
+fn make_tar_at(work: &Path, seed: u64, files: usize, mtime: u64) -> Vec<u8> {
+    let root = work.join(format!("tree-{seed}-{mtime}"));
     std::fs::create_dir_all(root.join("usr/lib")).unwrap();
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     for f in 0..files {
@@ -211,9 +216,9 @@ fn make_tar(work: &Path, seed: u64, files: usize) -> Vec<u8> {
         std::fs::write(root.join(format!("usr/lib/file{f}.txt")), data).unwrap();
     }
     let out = Command::new("tar")
+        .arg(format!("--mtime=@{mtime}"))
         .args([
             "--sort=name",
-            "--mtime=@0",
             "--owner=0",
             "--group=0",
             "--numeric-owner",
@@ -241,9 +246,10 @@ fn make_layout(dir: &Path, layers: &[Vec<u8>], diff_ids: Option<Vec<String>>, la
     let diff_ids = diff_ids.unwrap_or_else(|| layers.iter().map(|l| sha256_digest(l)).collect());
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",
+        "created": "2023-11-14T22:13:20Z",
         "config": {"Env": ["PATH=/usr/bin"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "test"}],
+        "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "test"}],
     }))
     .unwrap();
     let config_digest = put(&config);
@@ -623,5 +629,54 @@ fn image_selection_and_archive_input() {
             .unwrap()
             .count(),
         6
+    );
+}
+
+#[test]
+fn source_date_epoch_clamps_layers_and_config() {
+    if !have_tool("gzip") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dated");
+    let layers = vec![make_tar_at(tmp.path(), 4, 2, 1_700_000_000)];
+    make_layout(&dir, &layers, None, OCI_LAYER);
+    let old_config = walk(&dir).configs;
+    let mut snapshots = Vec::new();
+    for run in 0..2 {
+        let out = tmp.path().join(format!("clamped-{run}"));
+        let res = convert_ok(&[&dir, &out, &"--source-date-epoch", &"1000000000", &"--json"]);
+        let summary: Value = serde_json::from_slice(&res.stdout).unwrap();
+        assert_eq!(summary["configsRewritten"], json!(1));
+        assert!(summary["layers"][0]["newDiffId"].is_string());
+        // Layers decompress to the config's new diff_ids (walk checks), the image ID changed.
+        let w = walk(&out);
+        assert_ne!(w.configs, old_config);
+        let config = blob_json(&out, w.configs.iter().next().unwrap());
+        assert_eq!(config["created"], json!("2001-09-09T01:46:40Z"));
+        assert_eq!(
+            config["history"][0]["created"],
+            json!("2001-09-09T01:46:40Z")
+        );
+        assert_eq!(config["history"][0]["created_by"], json!("test"));
+        snapshots.push(snapshot(&out));
+    }
+    assert_eq!(snapshots[0], snapshots[1], "not reproducible");
+    // The system's tar sees the clamped times.
+    let out = tmp.path().join("clamped-0");
+    let index = read_json(&out.join("index.json"));
+    let manifest = blob_json(&out, index["manifests"][0]["digest"].as_str().unwrap());
+    let layer = blob(&out, manifest["layers"][0]["digest"].as_str().unwrap());
+    let tar_path = tmp.path().join("layer.tar");
+    std::fs::write(&tar_path, system_decompress(&layer, "gzip")).unwrap();
+    let listing = Command::new("tar")
+        .args(["--utc", "-tvf"])
+        .arg(&tar_path)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("2001-09-09 01:46") && !listing.contains("2023-"),
+        "{listing}"
     );
 }

@@ -10,7 +10,9 @@
 
 use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use layerlift_layers::{Compression, Encoding, LayerOutput, copy_layer, encode_layer, sniff};
+use layerlift_layers::{
+    Compression, Encoding, LayerOutput, copy_layer, encode_layer, encode_layer_clamped, sniff,
+};
 use layerlift_layout::{Layout, LayoutError};
 use layerlift_manifest::convert::{
     Format, LayerCompression, convert_index, convert_manifest, drop_compressed_bytes_annotations,
@@ -75,6 +77,11 @@ pub struct Args {
     /// Compression threads (default: all cores). The output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Reproducible builds: clamp every tar entry time (and the config's `created` and history
+    /// times) to this many seconds since 1970. Rewrites the layers, their diff_ids and the config:
+    /// image IDs change. Foreign layers are left as they are.
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
     /// In place, keep the blobs only the old images used.
     #[arg(long)]
     pub keep_old_blobs: bool,
@@ -182,9 +189,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         in_place,
         encoding,
         recompress: args.recompress,
+        epoch: args.source_date_epoch,
         format,
         progress,
         docs: HashMap::new(),
+        configs_rewritten: 0,
         layers: HashMap::new(),
         report: Vec::new(),
     };
@@ -259,6 +268,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "images": images,
             "layers": conv.report.iter().map(LayerReport::json).collect::<Vec<_>>(),
             "removedBlobs": removed,
+            "sourceDateEpoch": args.source_date_epoch,
+            "configsRewritten": conv.configs_rewritten,
             "seconds": elapsed.as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -285,11 +296,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter(|l| l.action == Action::Foreign)
                 .count();
-            let foreign = if foreign > 0 {
+            let mut foreign = if foreign > 0 {
                 format!(", {foreign} foreign kept as described")
             } else {
                 String::new()
             };
+            if conv.configs_rewritten > 0 {
+                foreign.push_str(&format!(
+                    "; times clamped to {}: {} config(s) rewritten, so the image IDs changed",
+                    args.source_date_epoch
+                        .map(format_rfc3339)
+                        .unwrap_or_default(),
+                    conv.configs_rewritten
+                ));
+            }
             eprintln!(
                 "layerlift-convert: {} image(s) into {} in {:.1} s: {} layer(s), {encoded} encoded to {}, {kept} kept{foreign}",
                 converted.len(),
@@ -429,6 +449,7 @@ struct LayerReport {
     from_compression: Option<Compression>,
     to: Descriptor,
     diff_id: Digest,
+    new_diff_id: Digest,
     action: Action,
     seconds: f64,
 }
@@ -444,6 +465,7 @@ impl LayerReport {
             },
             "to": desc_json(&self.to),
             "diffId": self.diff_id,
+            "newDiffId": (self.new_diff_id != self.diff_id).then_some(self.new_diff_id),
             "action": match self.action {
                 Action::Kept => "kept",
                 Action::Encoded => "encoded",
@@ -457,6 +479,8 @@ impl LayerReport {
 /// What a converted layer became (cached by source digest: images share layers).
 #[derive(Debug, Clone)]
 struct LayerDone {
+    /// The diff_id of the layer as stored now (differs from the old one with --source-date-epoch).
+    diff_id: Digest,
     media_type: String,
     digest: Digest,
     size: u64,
@@ -469,11 +493,15 @@ struct Converter<'a> {
     in_place: bool,
     encoding: Encoding,
     recompress: bool,
+    /// `--source-date-epoch`.
+    epoch: Option<u64>,
     /// `None`: keep each document's format.
     format: Option<Format>,
     progress: bool,
     /// Manifests and indexes already converted: source digest → new (mediaType, digest, size).
     docs: HashMap<Digest, (String, Digest, u64)>,
+    /// Configs rewritten by --source-date-epoch.
+    configs_rewritten: usize,
     layers: HashMap<(Digest, Format), LayerDone>,
     report: Vec<LayerReport>,
 }
@@ -564,20 +592,33 @@ impl Converter<'_> {
                 diff_ids.len()
             );
         }
-        // The config is copied as its bytes: the image ID does not change.
-        self.copy_doc(&config_bytes, &manifest.config.digest)?;
-
         let mut layers = Vec::with_capacity(manifest.layers.len());
+        let mut new_diff_ids = Vec::with_capacity(manifest.layers.len());
         for (n, (layer, diff_id)) in manifest.layers.iter().zip(diff_ids).enumerate() {
-            let new = self
+            let (new, new_diff_id) = self
                 .convert_layer(layer, diff_id, to)
                 .with_context(|| format!("layer {n} ({})", layer.digest))?;
             layers.push(new);
+            new_diff_ids.push(new_diff_id);
         }
-        let new = convert_manifest(&manifest, to, layers);
-        let unchanged = to == from
-            && new.layers == manifest.layers
-            && new.config.media_type == manifest.config.media_type;
+        let mut new = convert_manifest(&manifest, to, layers);
+        let rewritten = match self.epoch {
+            Some(epoch) => rewrite_config(&config_bytes, &new_diff_ids, epoch)
+                .with_context(|| format!("config {}", manifest.config.digest))?,
+            None => None,
+        };
+        match rewritten {
+            // --source-date-epoch: new diff_ids and times, so a new config and image ID.
+            Some(bytes) => {
+                new.config.digest = self.dst.write_blob(&bytes)?;
+                new.config.size = bytes.len() as u64;
+                self.configs_rewritten += 1;
+            }
+            // The config is copied as its bytes: the image ID does not change.
+            None => self.copy_doc(&config_bytes, &manifest.config.digest)?,
+        }
+        let unchanged =
+            to == from && new.layers == manifest.layers && new.config == manifest.config;
         if unchanged {
             // Bytes we did not create are not re-serialised.
             self.copy_doc(&bytes, &desc.digest)?;
@@ -629,7 +670,7 @@ impl Converter<'_> {
         layer: &Descriptor,
         diff_id: &Digest,
         format: Format,
-    ) -> anyhow::Result<Descriptor> {
+    ) -> anyhow::Result<(Descriptor, Digest)> {
         let started = Instant::now();
         if media_types::is_non_distributable(&layer.media_type) {
             let label =
@@ -644,10 +685,11 @@ impl Converter<'_> {
                 from_compression: None,
                 to: to.clone(),
                 diff_id: *diff_id,
+                new_diff_id: *diff_id,
                 action: Action::Foreign,
                 seconds: started.elapsed().as_secs_f64(),
             });
-            return Ok(to);
+            return Ok((to, *diff_id));
         }
         if let Some(done) = self.layers.get(&(layer.digest, format)) {
             let mut to = Descriptor {
@@ -659,14 +701,15 @@ impl Converter<'_> {
             if done.reencoded {
                 drop_compressed_bytes_annotations(&mut to);
             }
-            return Ok(to);
+            return Ok((to, done.diff_id));
         }
 
         let mut file = self.src.open_blob(&layer.digest)?;
         let path = self.src.blob_path(&layer.digest);
         let from = sniff_file(&mut file).with_context(|| path.display().to_string())?;
         let target = self.encoding.compression;
-        let keep = !self.recompress && from == target;
+        let keep = self.epoch.is_none() && !self.recompress && from == target;
+        let mut new_diff_id = *diff_id;
         let bar = self.bar(layer, from, target, keep);
         let reader = bar.wrap_read(file);
 
@@ -689,6 +732,18 @@ impl Converter<'_> {
                 }
             };
             (output, Action::Kept)
+        } else if let Some(epoch) = self.epoch {
+            let o = encode_layer_clamped(reader, self.dst.blob_writer()?, &self.encoding, epoch)?;
+            new_diff_id = o.new_diff_id;
+            (
+                LayerOutput {
+                    out: Some(o.layer.out),
+                    diff_id: o.layer.diff_id,
+                    stored_digest: o.layer.stored_digest,
+                    stored_size: o.layer.stored_size,
+                },
+                Action::Encoded,
+            )
         } else {
             let o = encode_layer(reader, self.dst.blob_writer()?, &self.encoding)?;
             (
@@ -750,6 +805,7 @@ impl Converter<'_> {
         self.layers.insert(
             (layer.digest, format),
             LayerDone {
+                diff_id: new_diff_id,
                 media_type: to.media_type.clone(),
                 digest,
                 size,
@@ -761,10 +817,11 @@ impl Converter<'_> {
             from_compression: Some(from),
             to: to.clone(),
             diff_id: *diff_id,
+            new_diff_id,
             action,
             seconds: started.elapsed().as_secs_f64(),
         });
-        Ok(to)
+        Ok((to, new_diff_id))
     }
 
     /// A progress bar for one layer (hidden unless standard error is a terminal).
@@ -855,4 +912,168 @@ fn remove_unreferenced(layout: &Layout, old_entries: &[Descriptor]) -> anyhow::R
         }
     }
     Ok(removed)
+}
+
+/// The config with `diff_ids` and its `created` and history times clamped to `epoch`; `None`
+/// when nothing changes (then the original bytes, and the image ID, stay).
+fn rewrite_config(
+    bytes: &[u8],
+    diff_ids: &[Digest],
+    epoch: u64,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut config: serde_json::Value =
+        serde_json::from_slice(bytes).context("the config is not JSON")?;
+    let mut changed = false;
+    let ids: Vec<serde_json::Value> = diff_ids
+        .iter()
+        .map(|d| serde_json::Value::String(d.to_string()))
+        .collect();
+    if let Some(slot) = config.get_mut("rootfs").and_then(|r| r.get_mut("diff_ids"))
+        && slot.as_array() != Some(&ids)
+    {
+        *slot = serde_json::Value::Array(ids);
+        changed = true;
+    }
+    if let Some(created) = config.get_mut("created") {
+        changed |= clamp_time(created, epoch);
+    }
+    if let Some(history) = config.get_mut("history").and_then(|h| h.as_array_mut()) {
+        for entry in history {
+            if let Some(created) = entry.get_mut("created") {
+                changed |= clamp_time(created, epoch);
+            }
+        }
+    }
+    Ok(changed.then(|| serde_json::to_vec(&config)).transpose()?)
+}
+
+/// Replace an RFC 3339 time later than `epoch` by `epoch`; true if it did.
+fn clamp_time(value: &mut serde_json::Value, epoch: u64) -> bool {
+    let Some((secs, frac)) = value.as_str().and_then(parse_rfc3339) else {
+        return false;
+    };
+    let epoch_i = i64::try_from(epoch).unwrap_or(i64::MAX);
+    if secs > epoch_i || (secs == epoch_i && frac) {
+        *value = serde_json::Value::String(format_rfc3339(epoch));
+        true
+    } else {
+        false
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since 1970 of an RFC 3339 time (`2024-01-02T03:04:05.6Z`, `…+02:00`), and whether it
+/// has a non-zero fraction of a second.
+fn parse_rfc3339(s: &str) -> Option<(i64, bool)> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut frac = false;
+    if let Some(f) = rest.strip_prefix('.') {
+        let digits = f.bytes().take_while(u8::is_ascii_digit).count();
+        frac = f[..digits].bytes().any(|c| c != b'0');
+        rest = &f[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset, frac))
+}
+
+/// `epoch` as `YYYY-MM-DDTHH:MM:SSZ`.
+fn format_rfc3339(epoch: u64) -> String {
+    let secs = i64::try_from(epoch).unwrap_or(i64::MAX);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, false)));
+        assert_eq!(
+            parse_rfc3339("2001-09-09T01:46:40Z"),
+            Some((1_000_000_000, false))
+        );
+        assert_eq!(
+            parse_rfc3339("2001-09-09T03:46:40.000000001+02:00"),
+            Some((1_000_000_000, true))
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.000Z"),
+            Some((1_709_208_000, false))
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(format_rfc3339(1_000_000_000), "2001-09-09T01:46:40Z");
+        assert_eq!(format_rfc3339(1_709_208_000), "2024-02-29T12:00:00Z");
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn config_rewrite() {
+        let config = br#"{"created":"2023-11-14T22:13:20.5Z","history":[{"created":"1999-01-01T00:00:00Z"},{"created":"2023-01-01T00:00:00Z"}],"rootfs":{"type":"layers","diff_ids":["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]}}"#;
+        let same = [Digest::of(b"")];
+        assert_eq!(rewrite_config(config, &same, 2_000_000_000).unwrap(), None);
+        let out = rewrite_config(config, &same, 1_000_000_000)
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["created"], "2001-09-09T01:46:40Z");
+        assert_eq!(v["history"][0]["created"], "1999-01-01T00:00:00Z");
+        assert_eq!(v["history"][1]["created"], "2001-09-09T01:46:40Z");
+        let other = [Digest::of(b"x")];
+        let out = rewrite_config(config, &other, 2_000_000_000)
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["rootfs"]["diff_ids"][0], Digest::of(b"x").to_string());
+        assert!(v.get("architecture").is_none(), "no fields invented");
+    }
 }
