@@ -25,7 +25,7 @@ pub use clamp::{MAX_PAX, MtimeClamp};
 pub use decode::{DecodeReader, decoder};
 pub use diff_id::{DiffId, DiffIdWriter};
 pub use encode::{
-    ClampedOutput, Encoding, LayerEncoder, LayerOutput, copy_layer, encode_layer,
+    ClampedOutput, Encoding, LayerEncoder, LayerOutput, ZSTD_JOB_SIZE, copy_layer, encode_layer,
     encode_layer_clamped,
 };
 pub use error::{DecodeError, LayerError};
