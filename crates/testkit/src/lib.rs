@@ -16,7 +16,7 @@ mod registry;
 pub mod tls;
 mod token;
 
-pub use proxy::{Fault, FaultProxy, ProxyLog};
+pub use proxy::{Fault, FaultProxy, ProxyLog, RequestInfo};
 pub use registry::{Auth, Registry, RegistryOptions, registry_binary};
 pub use token::{TokenRequest, TokenServer};
 

@@ -1,11 +1,301 @@
-//! A fault-injecting HTTP proxy on 127.0.0.1 (filled in after the main flows work).
+//! A fault-injecting reverse proxy on 127.0.0.1, between a client and a real registry.
+//!
+//! Each request is numbered and handed to a rule that picks a [`Fault`]: pass it through, drop the
+//! connection after part of the request body was forwarded, answer 5xx or 429 with `Retry-After`
+//! itself, stall before forwarding, or redirect to another base URL (a second "host"). The `Host`
+//! header is kept, so the registry's `Location` headers point back at the proxy. Every request is
+//! logged with whether it carried `Authorization`, so tests can check where credentials went.
+//! Bodies are re-framed with `Content-Length`; responses are buffered (the proxy is for uploads,
+//! not for pulling large blobs through it).
 
-/// Placeholder.
+use crate::http::{self, Head};
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it.
+    Pass,
+    /// Forward the head and `after` bytes of the body, then close both connections.
+    Drop { after: u64 },
+    /// Answer this status without forwarding (`Retry-After` seconds when given).
+    Status {
+        status: u16,
+        retry_after: Option<u32>,
+    },
+    /// Wait, then forward.
+    Stall(Duration),
+    /// Answer `307` with `Location: <to><path and query>`.
+    Redirect { to: String },
+}
+
+/// What a rule sees.
 #[derive(Debug, Clone)]
-pub enum Fault {}
-/// Placeholder.
-#[derive(Debug)]
-pub struct FaultProxy;
-/// Placeholder.
-#[derive(Debug)]
-pub struct ProxyLog;
+pub struct RequestInfo {
+    /// 0-based request number across all connections.
+    pub n: usize,
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub content_length: u64,
+}
+
+/// One logged request.
+#[derive(Debug, Clone)]
+pub struct ProxyLog {
+    pub n: usize,
+    pub method: String,
+    pub target: String,
+    pub authorization: bool,
+    pub fault: Fault,
+}
+
+type Rule = dyn Fn(&RequestInfo) -> Fault + Send + Sync;
+
+struct Shared {
+    upstream: u16,
+    rule: Box<Rule>,
+    counter: AtomicUsize,
+    log: Mutex<Vec<ProxyLog>>,
+    stop: AtomicBool,
+}
+
+/// A running proxy; stops on drop.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FaultProxy(127.0.0.1:{} → {})",
+            self.port, self.shared.upstream
+        )
+    }
+}
+
+impl FaultProxy {
+    /// Proxy to `127.0.0.1:<upstream>`, applying `rule` to every request.
+    pub fn start(
+        upstream: u16,
+        rule: impl Fn(&RequestInfo) -> Fault + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(Shared {
+            upstream,
+            rule: Box::new(rule),
+            counter: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let s2 = shared.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s2.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(c) = conn {
+                    let s3 = s2.clone();
+                    std::thread::spawn(move || {
+                        let _ = serve(c, &s3);
+                    });
+                }
+            }
+        });
+        FaultProxy {
+            port,
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// A proxy that passes everything.
+    pub fn transparent(upstream: u16) -> Self {
+        Self::start(upstream, |_| Fault::Pass)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Requests seen so far.
+    pub fn log(&self) -> Vec<ProxyLog> {
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    /// How many requests got a fault other than `Pass`.
+    pub fn faults(&self) -> usize {
+        self.log().iter().filter(|l| l.fault != Fault::Pass).count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        307 => "Temporary Redirect",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut w = client.try_clone()?;
+    let mut r = BufReader::new(client);
+    loop {
+        // A TLS ClientHello (a client probing HTTPS first): close at once, as a plain-HTTP
+        // server that does not speak TLS would fail the handshake.
+        match std::io::BufRead::fill_buf(&mut r) {
+            Ok([0x16, ..]) | Ok([]) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        let head = match http::read_head(&mut r) {
+            Ok(Some(h)) if h.start.ends_with("HTTP/1.1") || h.start.ends_with("HTTP/1.0") => h,
+            // EOF, garbage (a TLS ClientHello), or an error: close.
+            _ => return Ok(()),
+        };
+        let kind = http::body_kind(&head, false, head.method());
+        let content_length = match kind {
+            http::BodyKind::Length(n) => n,
+            _ => 0,
+        };
+        let info = RequestInfo {
+            n: shared.counter.fetch_add(1, Ordering::SeqCst),
+            method: head.method().to_string(),
+            target: head.target().to_string(),
+            content_length,
+        };
+        let fault = (shared.rule)(&info);
+        shared.log.lock().unwrap().push(ProxyLog {
+            n: info.n,
+            method: info.method.clone(),
+            target: info.target.clone(),
+            authorization: head.header("authorization").is_some(),
+            fault: fault.clone(),
+        });
+        match fault {
+            Fault::Status {
+                status,
+                retry_after,
+            } => {
+                http::read_body(&mut r, &kind)?;
+                let mut headers = vec![("Content-Type", "application/json".to_string())];
+                if let Some(s) = retry_after {
+                    headers.push(("Retry-After", s.to_string()));
+                }
+                let code = if status == 429 {
+                    "TOOMANYREQUESTS"
+                } else {
+                    "UNAVAILABLE"
+                };
+                let body = format!(
+                    r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#
+                );
+                http::respond(&mut w, status, reason(status), &headers, body.as_bytes())?;
+            }
+            Fault::Redirect { to } => {
+                http::read_body(&mut r, &kind)?;
+                let loc = format!("{}{}", to.trim_end_matches('/'), head.target());
+                http::respond(&mut w, 307, reason(307), &[("Location", loc)], b"")?;
+            }
+            Fault::Drop { after } => {
+                let mut up = TcpStream::connect(("127.0.0.1", shared.upstream))?;
+                let mut h = head.clone();
+                h.set("Connection", "close");
+                h.write_to(&mut up)?;
+                let mut sink = Vec::new();
+                http::copy_body(&mut r, &kind, &mut sink, after)?;
+                up.write_all(&sink)?;
+                up.flush()?;
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = up.shutdown(Shutdown::Both);
+                let _ = w.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Fault::Stall(d) => {
+                std::thread::sleep(d);
+                forward(&head, &kind, &mut r, &mut w, shared)?;
+            }
+            Fault::Pass => forward(&head, &kind, &mut r, &mut w, shared)?,
+        }
+        if head
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Forward one request upstream (new connection) and its buffered response back.
+fn forward(
+    head: &Head,
+    kind: &http::BodyKind,
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let up = TcpStream::connect(("127.0.0.1", shared.upstream))?;
+    let mut upw = up.try_clone()?;
+    let mut h = head.clone();
+    h.set("Connection", "close");
+    match kind {
+        http::BodyKind::Chunked => {
+            // Re-frame with Content-Length.
+            let body = http::read_body(r, kind)?;
+            h.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("transfer-encoding"));
+            h.set("Content-Length", &body.len().to_string());
+            h.write_to(&mut upw)?;
+            upw.write_all(&body)?;
+        }
+        _ => {
+            h.write_to(&mut upw)?;
+            http::copy_body(r, kind, &mut upw, u64::MAX)?;
+        }
+    }
+    upw.flush()?;
+    let mut ur = BufReader::new(up);
+    let Some(mut rh) = http::read_head(&mut ur)? else {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+    };
+    let rkind = http::body_kind(&rh, true, head.method());
+    let body = http::read_body(&mut ur, &rkind)?;
+    rh.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("transfer-encoding"));
+    rh.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("connection"));
+    // HEAD and 204 keep their headers (a HEAD's Content-Length is the blob's size).
+    if !matches!(rkind, http::BodyKind::None) {
+        rh.set("Content-Length", &body.len().to_string());
+    }
+    rh.write_to(w)?;
+    w.write_all(&body)?;
+    w.flush()
+}

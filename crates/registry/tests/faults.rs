@@ -1,0 +1,283 @@
+//! Fault tests: the registry client against a real `docker-registry` behind the testkit's fault
+//! proxy (dropped connections mid-upload, 500/503, 429 with and without Retry-After, stalls, a
+//! redirect to a second host that must not receive `Authorization`).
+
+use layerlift_manifest::Digest;
+use layerlift_registry::{
+    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, TransportOptions,
+    UploadEvent, UploadOptions,
+};
+use layerlift_testkit::{Fault, FaultProxy, Registry};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+struct Image {
+    blobs: Vec<BytesSource>,
+    manifest: Vec<u8>,
+}
+
+/// A config and four layers of a few KiB each.
+fn image(seed: u8) -> Image {
+    let config = BytesSource::new(format!(r#"{{"os":"linux","seed":{seed}}}"#).into_bytes());
+    let layers: Vec<BytesSource> = (0..4u8)
+        .map(|i| {
+            BytesSource::new(
+                (0..(2500 + 1000 * usize::from(i)))
+                    .map(|j| (j as u8) ^ seed ^ i.wrapping_mul(17))
+                    .collect::<Vec<u8>>(),
+            )
+        })
+        .collect();
+    let d = |s: &BytesSource, mt: &str| serde_json::json!({"mediaType": mt, "digest": s.digest().to_string(), "size": s.size()});
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": MT,
+        "config": d(&config, "application/vnd.oci.image.config.v1+json"),
+        "layers": layers.iter().map(|l| d(l, "application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let mut blobs = vec![config];
+    blobs.extend(layers);
+    Image { blobs, manifest }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 10,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(200),
+        max_total: Duration::from_secs(60),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+fn client_for(addr: &str, cred: Credential, retry: RetryPolicy) -> Client {
+    Client::new(
+        addr,
+        cred,
+        TransportOptions {
+            plain_http: true,
+            ..TransportOptions::default()
+        },
+        retry,
+    )
+    .unwrap()
+}
+
+fn push(
+    c: &Client,
+    repo: &str,
+    img: &Image,
+    opts: &UploadOptions,
+    events: &(dyn Fn(UploadEvent) + Sync),
+) -> Result<Digest, Error> {
+    c.ping()?;
+    c.authorize(&[Scope::pull_push(repo)]);
+    for b in &img.blobs {
+        if !c.blob_exists(repo, &b.digest())? {
+            c.upload_blob(repo, b, opts, None, events)?;
+        }
+    }
+    c.put_manifest(repo, "latest", MT, &img.manifest)?;
+    Ok(c.manifest_digest(repo, "latest")?.expect("tag exists"))
+}
+
+#[test]
+fn twenty_pushes_through_drops_5xx_and_429() {
+    let reg = Registry::anonymous();
+    // One request in five fails: dropped mid-body, 500, 503, 429, or stalled.
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.n % 5 != 4 {
+            return Fault::Pass;
+        }
+        match (r.n / 5) % 5 {
+            0 => Fault::Drop {
+                after: r.content_length / 2,
+            },
+            1 => Fault::Status {
+                status: 500,
+                retry_after: None,
+            },
+            2 => Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+            3 => Fault::Status {
+                status: 429,
+                retry_after: None,
+            },
+            _ => Fault::Stall(Duration::from_millis(50)),
+        }
+    });
+    let retries = Mutex::new(0usize);
+    let on_event = |e: UploadEvent| {
+        if let UploadEvent::Retry { .. } = e {
+            *retries.lock().unwrap() += 1;
+        }
+    };
+    for i in 0..20u8 {
+        let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
+        let img = image(i);
+        let opts = if i % 2 == 0 {
+            UploadOptions::default()
+        } else {
+            UploadOptions {
+                chunk_size: Some(1024),
+                ..UploadOptions::default()
+            }
+        };
+        let d = push(&c, &format!("faulty/r{i}"), &img, &opts, &on_event)
+            .unwrap_or_else(|e| panic!("push {i}: {e}"));
+        assert_eq!(d, Digest::of(&img.manifest), "push {i}");
+    }
+    assert!(proxy.faults() >= 40, "faults injected: {}", proxy.faults());
+    assert!(*retries.lock().unwrap() > 0);
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.method == "PUT" && r.target.contains("/manifests/") && r.n < 100 {
+            // Only the first manifest PUT.
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            let mut hit = false;
+            ONCE.call_once(|| hit = true);
+            if hit {
+                return Fault::Status {
+                    status: 429,
+                    retry_after: Some(1),
+                };
+            }
+        }
+        Fault::Pass
+    });
+    let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
+    let img = image(99);
+    let start = Instant::now();
+    push(&c, "ra/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "waited only {:?}",
+        start.elapsed()
+    );
+    assert_eq!(proxy.faults(), 1);
+}
+
+#[test]
+fn gives_up_with_a_clear_error() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.method == "POST" {
+            Fault::Status {
+                status: 503,
+                retry_after: None,
+            }
+        } else {
+            Fault::Pass
+        }
+    });
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        ..fast_retries()
+    };
+    let c = client_for(&proxy.addr(), Credential::Anonymous, policy);
+    let err = push(&c, "down/x", &image(1), &UploadOptions::default(), &|_| {}).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::GaveUp { attempts: 3, .. }), "{text}");
+    assert!(
+        text.contains("POST") && text.contains("/v2/down/x/blobs/uploads/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("503") && text.contains("UNAVAILABLE"),
+        "{text}"
+    );
+    assert_eq!(err.code(), Some("UNAVAILABLE"));
+}
+
+#[test]
+fn chunked_upload_resumes_where_the_registry_is() {
+    let reg = Registry::anonymous();
+    // The third PATCH loses its connection before any of its body arrives.
+    let proxy = FaultProxy::start(reg.port(), {
+        let patches = Mutex::new(0);
+        move |r| {
+            if r.method == "PATCH" {
+                let mut p = patches.lock().unwrap();
+                *p += 1;
+                if *p == 3 {
+                    return Fault::Drop { after: 0 };
+                }
+            }
+            Fault::Pass
+        }
+    });
+    let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
+    c.ping().unwrap();
+    let blob = BytesSource::new((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    let resumed = Mutex::new(Vec::new());
+    c.upload_blob(
+        "resume/x",
+        &blob,
+        &UploadOptions {
+            chunk_size: Some(2000),
+            ..UploadOptions::default()
+        },
+        None,
+        &|e| {
+            if let UploadEvent::Resumed { offset } = e {
+                resumed.lock().unwrap().push(offset);
+            }
+        },
+    )
+    .unwrap();
+    assert!(c.blob_exists("resume/x", &blob.digest()).unwrap());
+    assert_eq!(
+        *resumed.lock().unwrap(),
+        vec![4000],
+        "resumed after two chunks"
+    );
+    // One upload session only: no second POST.
+    let posts = proxy.log().iter().filter(|l| l.method == "POST").count();
+    assert_eq!(posts, 1);
+}
+
+#[test]
+fn redirect_to_another_host_drops_authorization() {
+    let reg = Registry::htpasswd("dora", "pw-redirect-1");
+    // The second host: another proxy to the same registry, on another port.
+    let second = FaultProxy::transparent(reg.port());
+    let to = format!("http://{}", second.addr());
+    let first = FaultProxy::start(reg.port(), move |r| {
+        if r.method == "GET" && r.target.contains("/manifests/") {
+            Fault::Redirect { to: to.clone() }
+        } else {
+            Fault::Pass
+        }
+    });
+    let c = client_for(
+        &first.addr(),
+        Credential::from_creds("dora:pw-redirect-1").unwrap(),
+        RetryPolicy::none(),
+    );
+    let img = image(3);
+    push(&c, "redir/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
+    // The redirected GET reaches the second host without credentials, which then refuses it.
+    let err = c.get_manifest("redir/x", "latest").unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
+    let first_log = first.log();
+    assert!(
+        first_log
+            .iter()
+            .any(|l| l.authorization && l.method == "GET")
+    );
+    let second_log = second.log();
+    assert!(!second_log.is_empty(), "the redirect was followed");
+    assert!(
+        second_log.iter().all(|l| !l.authorization),
+        "Authorization leaked to the second host: {second_log:?}"
+    );
+}
