@@ -238,13 +238,22 @@ fn check_layout(dir: &Path) -> Result<()> {
 struct Item {
     src: PathBuf,
     name: String,
+    kind: Kind,
     size: u64,
 }
 
+#[derive(Clone, Copy)]
+enum Kind {
+    Dir,
+    Symlink,
+    File,
+}
+
 /// Walk `SOURCE_ROOTS` in sorted order, taking directories, symlinks and readable regular files until
-/// `budget` bytes of file content are collected.
-fn collect(budget: u64) -> Vec<Item> {
-    fn walk(dir: &Path, budget: u64, total: &mut u64, acc: &mut Vec<Item>) {
+/// `budget` bytes of file content are collected. Files larger than `max_file` are skipped (one huge
+/// file would make one huge layer and overshoot the budget).
+fn collect(budget: u64, max_file: u64) -> Vec<Item> {
+    fn walk(dir: &Path, budget: u64, max_file: u64, total: &mut u64, acc: &mut Vec<Item>) {
         let Ok(rd) = fs::read_dir(dir) else { return };
         let mut entries: Vec<_> = rd.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
@@ -261,20 +270,23 @@ fn collect(budget: u64) -> Vec<Item> {
                 acc.push(Item {
                     src: p.clone(),
                     name: format!("{name}/"),
+                    kind: Kind::Dir,
                     size: 0,
                 });
-                walk(&p, budget, total, acc);
+                walk(&p, budget, max_file, total, acc);
             } else if m.file_type().is_symlink() {
                 acc.push(Item {
                     src: p,
                     name,
+                    kind: Kind::Symlink,
                     size: 0,
                 });
-            } else if m.is_file() && File::open(&p).is_ok() {
+            } else if m.is_file() && m.len() <= max_file && File::open(&p).is_ok() {
                 *total += m.len();
                 acc.push(Item {
                     src: p,
                     name,
+                    kind: Kind::File,
                     size: m.len(),
                 });
             }
@@ -283,7 +295,7 @@ fn collect(budget: u64) -> Vec<Item> {
     let mut acc = Vec::new();
     let mut total = 0;
     for root in SOURCE_ROOTS {
-        walk(Path::new(root), budget, &mut total, &mut acc);
+        walk(Path::new(root), budget, max_file, &mut total, &mut acc);
         if total >= budget {
             break;
         }
@@ -299,20 +311,17 @@ fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
     b.follow_symlinks(false);
     for it in items {
         let name = it.name.trim_end_matches('/');
-        let r = if it.name.ends_with('/') {
-            b.append_dir(name, &it.src)
-        } else {
-            match File::open(&it.src) {
-                // Regular file: stream it with the metadata of the open handle.
+        let r = match it.kind {
+            Kind::Dir => b.append_dir(name, &it.src),
+            // Stored as a link (collect saw it with symlink_metadata; never follow it).
+            Kind::Symlink => b.append_path_with_name(&it.src, name),
+            // Stream it with the metadata of the open handle; a file that vanished is skipped.
+            Kind::File => match File::open(&it.src) {
                 Ok(mut f) if f.metadata().map(|m| m.is_file()).unwrap_or(false) => {
                     b.append_file(name, &mut f)
                 }
-                // Symlink (or a file that vanished: skipped).
-                _ => match fs::symlink_metadata(&it.src) {
-                    Ok(m) if m.file_type().is_symlink() => b.append_path_with_name(&it.src, name),
-                    _ => Ok(()),
-                },
-            }
+                _ => Ok(()),
+            },
         };
         r.with_context(|| format!("add {} to {}", it.src.display(), dest.display()))?;
     }
@@ -325,7 +334,7 @@ fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
 /// `<imageid>.json`, `manifest.json`, `repositories`, entries sorted by name as Docker's tar of its
 /// temporary directory has them (so `manifest.json` comes after the layers).
 fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
-    let items = collect(budget);
+    let items = collect(budget, (budget / layers as u64 / 2).max(1));
     let total: u64 = items.iter().map(|i| i.size).sum();
     if total < budget / 2 {
         eprintln!(
@@ -346,7 +355,9 @@ fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
             acc = 0;
         }
     }
-    chunks.push(&items[start..]);
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
 
     let scratch = dest.with_extension("parts");
     measure::fresh_dir(&scratch)?;

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::run(rest),
+        measure::RUSAGE_TASK => measure::rusage_main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

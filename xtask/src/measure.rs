@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// One timed run.
@@ -19,6 +19,8 @@ pub struct Sample {
     pub wall: Duration,
     /// Peak resident set size of the measured process, in KiB (`ru_maxrss`).
     pub peak_rss_kib: u64,
+    /// User + system CPU time of the measured process (not of a pipeline's producer).
+    pub cpu: Duration,
 }
 
 /// A benchmark step: how to prepare (untimed), run (timed) and check (untimed) one repetition.
@@ -80,6 +82,17 @@ impl Measurement {
 
     pub fn max(&self) -> Option<Duration> {
         self.sorted_walls().last().copied()
+    }
+
+    /// Median CPU time (user + system) of the measured process.
+    pub fn median_cpu(&self) -> Option<Duration> {
+        let mut c: Vec<_> = self.samples.iter().map(|s| s.cpu).collect();
+        c.sort();
+        match c.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(c[n / 2]),
+            n => Some((c[n / 2 - 1] + c[n / 2]) / 2),
+        }
     }
 
     /// Largest peak RSS over all repetitions, in KiB.
@@ -159,8 +172,8 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
         .max(4);
     println!();
     println!(
-        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
-        "step", "median", "min", "max", "peak RSS", "runs"
+        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
+        "step", "median", "min", "max", "CPU", "peak RSS", "runs"
     );
     for m in results {
         let secs = |d: Option<Duration>| {
@@ -172,11 +185,12 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
             .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
             m.name,
             secs(m.median()),
             secs(m.min()),
             secs(m.max()),
+            secs(m.median_cpu()),
             rss,
             m.samples.len()
         );
@@ -275,35 +289,42 @@ impl Log {
 
 /// Time one command (stdin and stdout null, stderr to `log`); its peak RSS is measured.
 pub fn time_command(cmd: &mut Command, log: &Log) -> Result<Sample> {
-    cmd.stdin(Stdio::null())
+    let (mut wrapped, rss_file) = with_rusage(cmd, log)?;
+    wrapped
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log.file()?);
     let start = Instant::now();
-    let child = cmd
+    let mut child = wrapped
         .spawn()
         .with_context(|| format!("cannot run `{}`", crate::util::show(cmd)))?;
-    let (status, rss) = wait_rusage(&child)?;
+    let status = child.wait()?;
     let wall = start.elapsed();
     check(status, cmd, log)?;
+    let (peak_rss_kib, cpu) = read_rusage(&rss_file)?;
     Ok(Sample {
         wall,
-        peak_rss_kib: rss,
+        peak_rss_kib,
+        cpu,
     })
 }
 
 /// Time `producer | consumer` until both have exited; the consumer's peak RSS is measured.
 pub fn time_pipeline(producer: &mut Command, consumer: &mut Command, log: &Log) -> Result<Sample> {
+    let (mut wrapped, rss_file) = with_rusage(consumer, log)?;
     producer
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    consumer.stdout(Stdio::null()).stderr(log.file()?);
+    wrapped.stdout(Stdio::null()).stderr(log.file()?);
     let start = Instant::now();
     let mut p = producer
         .spawn()
         .with_context(|| format!("cannot run `{}`", crate::util::show(producer)))?;
-    consumer.stdin(p.stdout.take().expect("piped stdout"));
-    let c = match consumer.spawn() {
+    // Moved into the consumer: after spawn only the consumer holds the read end, so the producer
+    // gets EPIPE if the consumer quits early.
+    wrapped.stdin(p.stdout.take().expect("piped stdout"));
+    let mut c = match wrapped.spawn() {
         Ok(c) => c,
         Err(e) => {
             let _ = p.kill();
@@ -311,20 +332,21 @@ pub fn time_pipeline(producer: &mut Command, consumer: &mut Command, log: &Log) 
             return Err(e).with_context(|| format!("cannot run `{}`", crate::util::show(consumer)));
         }
     };
-    // The consumer holds the only read end now (ours was moved into it and closed in the parent by
-    // dropping the Command's Stdio when spawn returned), so the producer sees EPIPE if it quits early.
-    let (cstatus, rss) = wait_rusage(&c)?;
-    let (pstatus, _) = wait_rusage(&p)?;
+    drop(wrapped);
+    let cstatus = c.wait()?;
+    let pstatus = p.wait()?;
     let wall = start.elapsed();
     check(cstatus, consumer, log)?;
-    // A consumer that stops reading early makes the producer die of SIGPIPE: that is the consumer's
-    // failure, and it already succeeded, so only a producer failure other than SIGPIPE counts.
+    // A consumer that stops reading early kills the producer with SIGPIPE; the consumer succeeded,
+    // so only a producer failure other than SIGPIPE counts.
     if !pstatus.success() && pstatus.signal() != Some(libc::SIGPIPE) {
         bail!("`{}` failed ({pstatus})", crate::util::show(producer));
     }
+    let (peak_rss_kib, cpu) = read_rusage(&rss_file)?;
     Ok(Sample {
         wall,
-        peak_rss_kib: rss,
+        peak_rss_kib,
+        cpu,
     })
 }
 
@@ -339,10 +361,84 @@ fn check(status: ExitStatus, cmd: &Command, log: &Log) -> Result<()> {
     )
 }
 
-/// wait4(2) on a child: its exit status and peak RSS in KiB. The `Child` must not be waited on
-/// afterwards (the process is reaped here).
+/// The hidden xtask task that runs a command and records its peak RSS: `xtask __rusage FILE -- CMD…`.
+pub const RUSAGE_TASK: &str = "__rusage";
+
+/// Why a wrapper: Linux starts a new process's `ru_maxrss` at the RSS of the process that spawned it
+/// (the parent's memory map is what exec replaces), so a command spawned straight from this xtask,
+/// which holds buffers of its own, would report at least xtask's size. A freshly exec'd xtask is a few
+/// MiB, like GNU time; that small floor is what the measured command inherits instead.
+fn with_rusage(cmd: &Command, log: &Log) -> Result<(Command, PathBuf)> {
+    let rss_file = log.0.with_extension("rss");
+    let _ = std::fs::remove_file(&rss_file);
+    let mut w = Command::new(std::env::current_exe().context("current_exe")?);
+    w.arg(RUSAGE_TASK)
+        .arg(&rss_file)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        w.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    Ok((w, rss_file))
+}
+
+/// (peak RSS in KiB, CPU time) from the wrapper's record.
+fn read_rusage(path: &Path) -> Result<(u64, Duration)> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("peak RSS not recorded in {}", path.display()))?;
+    let v: Vec<u64> = s
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match v[..] {
+        [rss, _floor, cpu_us] => Ok((rss, Duration::from_micros(cpu_us))),
+        _ => bail!("bad rusage record in {}: {s:?}", path.display()),
+    }
+}
+
+/// `xtask __rusage FILE -- CMD ARGS…`: run CMD with our stdio, write
+/// "PEAK_RSS_KIB FLOOR_KIB CPU_MICROSECONDS" to FILE,
+/// exit with CMD's status (128 + signal when it was killed).
+pub fn rusage_main(args: &[String]) -> Result<ExitCode> {
+    let [file, dashdash, program, rest @ ..] = args else {
+        bail!("usage: xtask {RUSAGE_TASK} FILE -- CMD [ARGS…]");
+    };
+    if dashdash != "--" {
+        bail!("usage: xtask {RUSAGE_TASK} FILE -- CMD [ARGS…]");
+    }
+    let floor = self_hwm_kib().unwrap_or(0);
+    let child = Command::new(program)
+        .args(rest)
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let (status, rss, cpu) = wait_rusage(&child)?;
+    std::fs::write(file, format!("{rss} {floor} {}\n", cpu.as_micros()))
+        .with_context(|| format!("write {file}"))?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(255)),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// This process's own peak RSS (VmHWM) in KiB: the floor a child spawned now starts from.
+fn self_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// wait4(2) on a child: its exit status, peak RSS in KiB and CPU time. The `Child` must not be
+/// waited on afterwards (the process is reaped here).
 #[allow(unsafe_code)]
-fn wait_rusage(child: &Child) -> Result<(ExitStatus, u64)> {
+fn wait_rusage(child: &Child) -> Result<(ExitStatus, u64, Duration)> {
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
@@ -358,10 +454,15 @@ fn wait_rusage(child: &Child) -> Result<(ExitStatus, u64)> {
             return Err(err).context("wait4");
         }
     }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
     // Linux reports ru_maxrss in KiB.
     Ok((
         ExitStatus::from_raw(status),
         u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        tv(usage.ru_utime) + tv(usage.ru_stime),
     ))
 }
 

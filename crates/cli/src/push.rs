@@ -1,22 +1,596 @@
-//! `layerlift-push` (not built yet).
+//! `layerlift-push SOURCE DEST [--tag T]…`: push the images of an OCI image layout (or of any
+//! archive `layerlift-unpack` reads) to a registry.
+//!
+//! Order: every blob (configs and layers, `--jobs` at a time; HEAD first, then a mount from
+//! `--mount-from` or from a repository this run already wrote, else an upload), then manifests
+//! children first (image manifests before the indexes that list them), then tags. Finally every tag
+//! is read back and must point at the pushed digest: exit code 0 means the registry holds it all.
+//!
+//! Output: stdout gets one `REGISTRY/REPO:TAG@sha256:…` line per pushed tag (`--json`: one JSON
+//! event per line instead); progress bars go to stderr on a terminal only; `-q` silences it.
 
+mod plan;
+mod progress;
+
+use anyhow::{Context, bail};
+use layerlift_layout::Layout;
+use layerlift_manifest::Digest;
+use layerlift_registry::{
+    Client, Credential, FileSource, MountResult, Reference, RetryPolicy, Scope, TransportOptions,
+    UploadEvent, UploadOptions, credentials,
+};
+use plan::{Blob, Plan, RepoPlan};
+use progress::Output;
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Command line of `layerlift-push`.
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-push",
     version,
-    about = "layerlift push (not built yet)"
+    about = "Push the images of an OCI image layout (or a saved-image archive) to a registry",
+    after_help = "\
+Examples:
+  layerlift-push oci-dir registry.example.com/team/app:1.0
+  layerlift-push oci-dir 127.0.0.1:5000/app --tag 1.0 --tag latest --digest-file app.digest
+  layerlift-push image.tar registry.example.com/app:1.0       an archive, unpacked on the way
+  echo \"$TOKEN\" | layerlift-push -u ci --password-stdin oci-dir ghcr.io/org/app:1
+  layerlift-push --all oci-dir registry.example.com/mirror    every image, under its own tag
+
+Credentials: --creds, --username with --password-stdin, --authfile, REGISTRY_AUTH_FILE,
+containers auth.json, Docker's config.json (DOCKER_CONFIG) and its credential helpers.
+Registries on 127.0.0.0/8 are tried over HTTPS, then plain HTTP (like Docker).
+Exit code: 0 when every tag points at the pushed digest, 1 on failure, 2 on usage errors."
 )]
 pub struct Args {
-    /// Arguments (ignored until this step is built).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// An OCI image layout directory, or a saved-image archive (`-` for standard input).
+    pub source: String,
+    /// Destination `HOST[:PORT]/REPOSITORY[:TAG]` (Docker Hub names are normalised).
+    pub dest: String,
+    /// Also tag the image as TAG (repeatable). Without any tag, DEST's tag or `latest`.
+    #[arg(short, long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Everything else (boxed: keeps the `layerlift` subcommand enum small).
+    #[command(flatten)]
+    pub opts: Box<Options>,
 }
 
-/// Run the step.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    eprintln!("layerlift-push: not built yet");
-    Ok(ExitCode::from(crate::exit::USAGE))
+/// Options of `layerlift-push` besides SOURCE, DEST and --tag.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Push only this image of SOURCE: its name (`org.opencontainers.image.ref.name`), full
+    /// name, digest, or `@N` for the N-th entry of index.json. Repeatable.
+    #[arg(long = "image", value_name = "NAME|DIGEST|@N")]
+    pub images: Vec<String>,
+    /// Push every image of SOURCE, each under its own name retargeted to DEST's registry and
+    /// repository prefix.
+    #[arg(long, conflicts_with = "images")]
+    pub all: bool,
+    /// Credentials as USER:PASSWORD (prefer --password-stdin: arguments are visible to others).
+    #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "username")]
+    pub creds: Option<String>,
+    /// User name; the password is read from standard input (--password-stdin).
+    #[arg(short, long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Credentials file (containers auth.json or Docker config.json format), searched first.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) for the registry (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Directory with `<host[:port]>/*.crt` CA files (default: /etc/docker/certs.d,
+    /// /etc/containers/certs.d, ~/.config/containers/certs.d).
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    pub certs_dirs: Vec<PathBuf>,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Talk plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Try to mount blobs from this repository of the same registry first (repeatable).
+    #[arg(long = "mount-from", value_name = "REPOSITORY")]
+    pub mount_from: Vec<String>,
+    /// Upload in chunks of this size (PATCH), e.g. `16MiB`. Default: one PUT per blob.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// Blobs larger than this are uploaded in chunks (of --chunk-size, default 64MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_single_upload: Option<u64>,
+    /// Blobs uploaded in parallel.
+    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Attempts per request before giving up (1 = no retries).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub retries: u32,
+    /// Give up retrying one operation after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub retry_max_time: u64,
+    /// Write the pushed digest(s) to FILE, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    /// One JSON event per line on stdout (blob skipped/mounted/uploaded/retried, manifest, tag,
+    /// result) instead of the plain output.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress or messages on stderr, only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Say what would be uploaded (after asking the registry what it has); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Connect timeout and per-read/per-write timeout, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", hide = true)]
+    pub timeout: u64,
+}
+
+/// `123`, `64k`, `16MiB`, `1G`… (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (like 16MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit (use k, M or G)")),
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if v == 0 {
+        return Err("size must be more than 0".into());
+    }
+    Ok(v)
+}
+
+/// Run `layerlift-push`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let out = Output::new(args.opts.json, args.opts.quiet);
+    let result = push(&args, &out);
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            out.finish_bars();
+            if args.opts.json {
+                out.event(json!({"event": "result", "ok": false, "error": one_line(&e)}));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        let t = cause.to_string();
+        if i > 0 {
+            if line.contains(&t) {
+                continue;
+            }
+            line.push_str(": ");
+        }
+        line.push_str(&t);
+    }
+    line.replace('\n', " ")
+}
+
+fn push(args: &Args, out: &Output) -> anyhow::Result<()> {
+    let dest = Reference::parse(&args.dest)?;
+    if args.opts.all && (dest.tag.is_some() || dest.digest.is_some() || !args.tags.is_empty()) {
+        bail!("--all takes the tags from SOURCE: give DEST as HOST/REPOSITORY without a tag");
+    }
+    // Credentials first: --password-stdin consumes standard input, which an archive on `-` needs.
+    if args.opts.password_stdin && args.source == "-" {
+        bail!("--password-stdin and SOURCE `-` both need standard input");
+    }
+    let credential = if let Some(c) = &args.opts.creds {
+        Credential::from_creds(c)?
+    } else if let Some(user) = &args.opts.username {
+        let password = credentials::read_password(std::io::stdin().lock())
+            .context("cannot read the password from standard input")?;
+        Credential::Basic {
+            username: user.clone(),
+            password,
+        }
+    } else {
+        credentials::lookup_with(
+            args.opts.authfile.as_deref(),
+            &dest.registry,
+            &dest.repository,
+        )?
+    };
+
+    // The source: an OCI layout directory as it is; an archive is unpacked into a temporary one.
+    let (_tmp, layout) = open_source(args, out)?;
+    let plan = Plan::build(&layout, &dest, &args.opts.images, args.opts.all, &args.tags)?;
+
+    let mut opts = TransportOptions {
+        ca_certs: args.opts.ca_certs.clone(),
+        insecure: args.opts.insecure,
+        plain_http: args.opts.plain_http,
+        connect_timeout: Duration::from_secs(args.opts.timeout),
+        io_timeout: Duration::from_secs(args.opts.timeout),
+        ..TransportOptions::default()
+    };
+    if !args.opts.certs_dirs.is_empty() {
+        opts.certs_dirs = args.opts.certs_dirs.clone();
+    }
+    let retry = RetryPolicy {
+        max_attempts: args.opts.retries.max(1),
+        max_total: Duration::from_secs(args.opts.retry_max_time),
+        ..RetryPolicy::default()
+    };
+    let client = Client::new(&dest.registry, credential, opts, retry)?;
+    let mut scopes: Vec<Scope> = plan
+        .repos
+        .iter()
+        .map(|r| {
+            if args.opts.dry_run {
+                Scope::pull(&r.repository)
+            } else {
+                Scope::pull_push(&r.repository)
+            }
+        })
+        .collect();
+    scopes.extend(args.opts.mount_from.iter().map(|m| Scope::pull(m)));
+    client.authorize(&scopes);
+    client
+        .ping()
+        .with_context(|| format!("cannot reach registry {}", dest.registry))?;
+
+    let upload = UploadOptions {
+        chunk_size: args.opts.chunk_size,
+        max_single_upload: args.opts.max_single_upload.unwrap_or(u64::MAX),
+        default_chunk_size: args.opts.chunk_size.unwrap_or(64 << 20),
+    };
+    // Repositories of this registry known to hold a blob (for automatic mounts).
+    let mut holders: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut pushed: Vec<(String, Digest)> = Vec::new();
+    for repo in &plan.repos {
+        push_blobs(args, out, &client, &layout, repo, &upload, &mut holders)?;
+        if args.opts.dry_run {
+            for t in &repo.tags {
+                let r = format!("{}/{}:{}", dest.registry, repo.repository, t.tag);
+                out.event(json!({"event": "tag", "reference": r, "digest": t.digest.to_string(), "dryRun": true}));
+                out.plain(&format!("would push {r}@{}", t.digest));
+            }
+            continue;
+        }
+        for m in &repo.manifests {
+            let d = client
+                .put_manifest(
+                    &repo.repository,
+                    &m.digest.to_string(),
+                    &m.media_type,
+                    &m.bytes,
+                )
+                .with_context(|| {
+                    format!(
+                        "pushing manifest {} to {}/{}",
+                        m.digest, dest.registry, repo.repository
+                    )
+                })?;
+            out.event(json!({"event": "manifest", "repository": repo.repository, "digest": d.to_string(), "mediaType": m.media_type, "size": m.bytes.len()}));
+        }
+        for t in &repo.tags {
+            client
+                .put_manifest(&repo.repository, &t.tag, &t.media_type, &t.bytes)
+                .with_context(|| {
+                    format!("tagging {}/{}:{}", dest.registry, repo.repository, t.tag)
+                })?;
+        }
+        // Read every tag back: exit 0 only when the registry serves what we pushed.
+        for t in &repo.tags {
+            let r = format!("{}/{}:{}", dest.registry, repo.repository, t.tag);
+            let got = client
+                .manifest_digest(&repo.repository, &t.tag)
+                .with_context(|| format!("checking {r}"))?;
+            if got != Some(t.digest) {
+                bail!(
+                    "{r} points at {} after the push, not at the pushed {}",
+                    got.map_or("nothing".to_string(), |d| d.to_string()),
+                    t.digest
+                );
+            }
+            out.event(json!({"event": "tag", "reference": r, "digest": t.digest.to_string()}));
+            out.plain(&format!("{r}@{}", t.digest));
+            pushed.push((r, t.digest));
+        }
+        for d in &repo.untagged {
+            let r = format!("{}/{}@{}", dest.registry, repo.repository, d);
+            out.plain(&r);
+            pushed.push((r, *d));
+        }
+    }
+    out.finish_bars();
+    if let Some(f) = &args.opts.digest_file
+        && !args.opts.dry_run
+    {
+        let mut text = String::new();
+        let mut seen = Vec::new();
+        for (_, d) in &pushed {
+            if !seen.contains(d) {
+                seen.push(*d);
+                text.push_str(&format!("{d}\n"));
+            }
+        }
+        std::fs::write(f, text).with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    out.event(json!({
+        "event": "result",
+        "ok": true,
+        "dryRun": args.opts.dry_run,
+        "images": pushed.iter().map(|(r, d)| json!({"reference": r, "digest": d.to_string()})).collect::<Vec<_>>(),
+    }));
+    Ok(())
+}
+
+/// Open SOURCE: a directory is an OCI layout; anything else is an archive unpacked into a
+/// temporary layout first.
+fn open_source(args: &Args, out: &Output) -> anyhow::Result<(Option<TempDir>, Layout)> {
+    let path = std::path::Path::new(&args.source);
+    if args.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
+        let layout = Layout::open(path).with_context(|| args.source.clone())?;
+        return Ok((None, layout));
+    }
+    let tmp = TempDir::new()?;
+    out.message(&format!("unpacking {}", args.source));
+    let input = layerlift_archive::Input::from_arg(&args.source);
+    layerlift_archive::unpack(&input, tmp.path(), &[])
+        .with_context(|| format!("reading {}", input.display()))?;
+    let layout = Layout::open(tmp.path())?;
+    Ok((Some(tmp), layout))
+}
+
+/// A temporary directory removed on drop (the unpacked layout of an archive SOURCE).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let base = std::env::temp_dir();
+        for n in 0..100u32 {
+            let p = base.join(format!("layerlift-push-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return Ok(TempDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", p.display()));
+                }
+            }
+        }
+        bail!("cannot create a temporary directory in {}", base.display())
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Skipped,
+    Mounted,
+    Uploaded,
+    WouldUpload,
+    Missing,
+}
+
+fn push_blobs(
+    args: &Args,
+    out: &Output,
+    client: &Client,
+    layout: &Layout,
+    repo: &RepoPlan,
+    upload: &UploadOptions,
+    holders: &mut BTreeMap<Digest, String>,
+) -> anyhow::Result<()> {
+    let queue: Mutex<VecDeque<&Blob>> = Mutex::new(repo.blobs.iter().collect());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let done: Mutex<Vec<(Digest, Action)>> = Mutex::new(Vec::new());
+    let total: u64 = repo.blobs.iter().map(|b| b.size).sum();
+    out.start_total(total, &repo.repository);
+    let holders_ro = holders.clone();
+    let workers = usize::from(args.opts.jobs).min(repo.blobs.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    if first_error.lock().unwrap().is_some() {
+                        return;
+                    }
+                    let Some(blob) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    match push_blob(args, out, client, layout, repo, blob, upload, &holders_ro) {
+                        Ok(a) => done.lock().unwrap().push((blob.digest, a)),
+                        Err(e) => {
+                            let mut slot = first_error.lock().unwrap();
+                            if slot.is_none() {
+                                *slot = Some(e);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e);
+    }
+    for (d, a) in done.into_inner().unwrap() {
+        if matches!(a, Action::Uploaded | Action::Mounted | Action::Skipped) {
+            holders.entry(d).or_insert_with(|| repo.repository.clone());
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_blob(
+    args: &Args,
+    out: &Output,
+    client: &Client,
+    layout: &Layout,
+    repo: &RepoPlan,
+    blob: &Blob,
+    upload: &UploadOptions,
+    holders: &BTreeMap<Digest, String>,
+) -> anyhow::Result<Action> {
+    let name = &repo.repository;
+    let d = blob.digest;
+    let event = |action: &str, extra: serde_json::Value| {
+        let mut v = json!({"event": "blob", "action": action, "repository": name, "digest": d.to_string(), "size": blob.size});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        out.event(v);
+    };
+    let exists = client
+        .blob_exists(name, &d)
+        .with_context(|| format!("checking blob {d} in {}", client.registry()))?;
+    if exists {
+        event("skipped", json!({}));
+        out.advance_total(blob.size);
+        return Ok(Action::Skipped);
+    }
+    let path = layout.blob_path(&d);
+    let meta = std::fs::metadata(&path);
+    if meta.is_err() {
+        if blob.non_distributable {
+            event("foreign", json!({}));
+            return Ok(Action::Missing);
+        }
+        bail!(
+            "blob {d} is missing from {} and the registry does not have it",
+            args.source
+        );
+    }
+    let size_on_disk = meta.map(|m| m.len()).unwrap_or(0);
+    if size_on_disk != blob.size {
+        bail!(
+            "blob {d} ({}) is {size_on_disk} bytes, its descriptor says {}",
+            path.display(),
+            blob.size
+        );
+    }
+    if args.opts.dry_run {
+        event("would-upload", json!({}));
+        out.plain(&format!("would upload {d} ({} bytes)", blob.size));
+        return Ok(Action::WouldUpload);
+    }
+    // Mount candidates: --mount-from, then a repository this run already pushed the blob to.
+    let mut sources: Vec<String> = args
+        .opts
+        .mount_from
+        .iter()
+        .filter(|m| *m != name)
+        .cloned()
+        .collect();
+    if let Some(h) = holders.get(&d)
+        && h != name
+        && !sources.contains(h)
+    {
+        sources.push(h.clone());
+    }
+    let mut session = None;
+    for from in &sources {
+        match client.mount_blob(name, &d, from) {
+            Ok(MountResult::Mounted) => {
+                event("mounted", json!({"from": from}));
+                out.advance_total(blob.size);
+                return Ok(Action::Mounted);
+            }
+            Ok(MountResult::NotMounted(s)) => {
+                if s.is_some() {
+                    session = s;
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let src = FileSource {
+        path,
+        digest: d,
+        size: blob.size,
+    };
+    let bar = out.blob_bar(&d, blob.size);
+    let last = Mutex::new(0u64);
+    let on_event = |e: UploadEvent| match e {
+        UploadEvent::Progress { sent } => {
+            let mut l = last.lock().unwrap();
+            if sent > *l {
+                out.advance_total(sent - *l);
+                *l = sent;
+            }
+            if let Some(b) = &bar {
+                b.set_position(sent);
+            }
+        }
+        UploadEvent::Retry {
+            attempt,
+            delay,
+            error,
+        } => {
+            event(
+                "retried",
+                json!({"attempt": attempt, "delayMs": delay.as_millis() as u64, "error": error}),
+            );
+            out.message(&format!(
+                "retrying {} in {:.1}s after: {error}",
+                d.short(),
+                delay.as_secs_f64()
+            ));
+        }
+        UploadEvent::Resumed { offset } => {
+            event("resumed", json!({"offset": offset}));
+        }
+    };
+    let result = client.upload_blob(name, &src, upload, session, &on_event);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result.with_context(|| format!("uploading blob {d} to {}/{name}", client.registry()))?;
+    // Progress may have counted bytes of failed attempts: settle the total on the blob's size.
+    let sent = *last.lock().unwrap();
+    if sent < blob.size {
+        out.advance_total(blob.size - sent);
+    }
+    event("uploaded", json!({}));
+    Ok(Action::Uploaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12parsecs").is_err());
+        assert!(parse_size("").is_err());
+    }
 }

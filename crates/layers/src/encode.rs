@@ -4,16 +4,25 @@
 //!
 //! zstd uses the zstd crate (libzstd, version pinned in Cargo.lock) with `multithread(n)` always set,
 //! n ≥ 1: libzstd's multi-threaded format does not depend on the number of workers, while the
-//! single-threaded one (n = 0) differs from it. No pledged size is set (it would be written in the
-//! frame header and make the output depend on whether the input size was known), and a content
-//! checksum is included.
+//! single-threaded one (n = 0) differs from it. The job size is pinned to [`ZSTD_JOB_SIZE`] rather
+//! than left to libzstd's default (8 MiB at level 3, which took ~50 MB of memory with two
+//! workers; 4 MiB costs under 1% in size). No pledged size is set (it would be written in the frame
+//! header and make the output depend on whether the input size was known), and a content checksum
+//! is included.
+//!
+//! Default levels: gzip 4, zstd 3. With zlib-rs, gzip level 4 is within ~2% of level 6's size for
+//! about two thirds of its CPU time (measured on a 270 MB image of real files: 95.4 vs 93.3 MB).
 
 use crate::decode::{BUF_LEN, decoder};
 use crate::error::LayerError;
 use crate::gzip::GzipEncoder;
-use crate::{Compression, DiffId, DiffIdWriter};
+use crate::{Compression, DiffId, DiffIdWriter, MtimeClamp};
 use layerlift_manifest::{Digest, Sha256Writer};
 use std::io::{self, Read, Write};
+
+/// Bytes of input per zstd job (part of the determinism contract: changing it changes every zstd
+/// digest).
+pub const ZSTD_JOB_SIZE: u32 = 4 << 20;
 
 /// What to encode layers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +36,11 @@ pub struct Encoding {
 }
 
 impl Encoding {
-    /// Default level: 6 for gzip (Docker's and pigz's), 3 for zstd (libzstd's).
+    /// Default level: 4 for gzip (see the module docs), 3 for zstd (libzstd's).
     pub fn default_level(compression: Compression) -> i32 {
         match compression {
             Compression::Zstd => 3,
-            _ => 6,
+            _ => 4,
         }
     }
 
@@ -92,6 +101,7 @@ impl<W: Write> LayerEncoder<W> {
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(out, level)?;
                 e.multithread(encoding.threads.max(1) as u32)?;
+                e.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 e.include_checksum(true)?;
                 LayerEncoder::Zstd(e)
             }
@@ -224,6 +234,69 @@ pub fn encode_layer<R: Read + Send, W: Write>(
         stored_digest,
         stored_size,
         out,
+    })
+}
+
+/// The result of [`encode_layer_clamped`].
+#[derive(Debug)]
+pub struct ClampedOutput<W> {
+    /// The input as it was (its diff_id is the one the old config has).
+    pub layer: LayerOutput<W>,
+    /// sha256 and size of the rewritten tar: the new diff_id.
+    pub new_diff_id: Digest,
+    pub new_size: u64,
+    /// Tar headers whose times were clamped (0: the tar is unchanged).
+    pub clamped: u64,
+}
+
+/// Like [`encode_layer`], with every tar entry time clamped to `epoch` (see [`MtimeClamp`]) on
+/// the way between decoding and encoding.
+pub fn encode_layer_clamped<R: Read + Send, W: Write>(
+    stored: R,
+    out: W,
+    encoding: &Encoding,
+    epoch: u64,
+) -> Result<ClampedOutput<W>, LayerError> {
+    let mut input = HashReader {
+        inner: stored,
+        hash: Sha256Writer::new(io::sink()),
+    };
+    let enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
+    let mut chain = Sha256Writer::new(MtimeClamp::new(enc, epoch));
+    let compression = {
+        let (compression, mut tar) = decoder(&mut input).map_err(read_err)?;
+        let mut buf = vec![0u8; BUF_LEN];
+        loop {
+            let n = read_chunk(&mut tar, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            chain.write_all(&buf[..n]).map_err(write_err)?;
+        }
+        compression
+    };
+    let (digest, size, clamp) = chain.finish();
+    let clamped = clamp.clamped();
+    let enc = clamp
+        .finish()
+        .map_err(|e| LayerError::io("rewriting the layer's tar", e))?;
+    let (new_diff_id, new_size, enc) = enc.finish();
+    let out = enc.finish().map_err(write_err)?;
+    let (stored_digest, stored_size, _) = input.hash.finish();
+    Ok(ClampedOutput {
+        layer: LayerOutput {
+            diff_id: DiffId {
+                compression,
+                digest,
+                size,
+            },
+            stored_digest,
+            stored_size,
+            out,
+        },
+        new_diff_id,
+        new_size,
+        clamped,
     })
 }
 

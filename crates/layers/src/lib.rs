@@ -9,9 +9,11 @@
 //! - [`GzipEncoder`]: deterministic parallel gzip (pigz-style blocks); [`LayerEncoder`] adds zstd
 //!   (multi-threaded, deterministic too) and plain; [`encode_layer`] / [`copy_layer`] are the two
 //!   layer operations of convert (re-encode, or keep the bytes), both checking the diff_id.
+//! - [`MtimeClamp`] / [`encode_layer_clamped`]: clamp tar entry times to `SOURCE_DATE_EPOCH`.
 //!
 //! This crate never touches the network and never parses manifests beyond the digest type.
 
+mod clamp;
 mod decode;
 mod diff_id;
 mod encode;
@@ -19,9 +21,13 @@ mod error;
 mod gzip;
 mod sniff;
 
+pub use clamp::{MAX_PAX, MtimeClamp};
 pub use decode::{DecodeReader, decoder};
 pub use diff_id::{DiffId, DiffIdWriter};
-pub use encode::{Encoding, LayerEncoder, LayerOutput, copy_layer, encode_layer};
+pub use encode::{
+    ClampedOutput, Encoding, LayerEncoder, LayerOutput, ZSTD_JOB_SIZE, copy_layer, encode_layer,
+    encode_layer_clamped,
+};
 pub use error::{DecodeError, LayerError};
 pub use gzip::{GZIP_BLOCK, GzipEncoder};
 pub use sniff::{Compression, SNIFF_LEN, sniff};

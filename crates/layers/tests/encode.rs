@@ -107,8 +107,8 @@ fn gzip_is_identical_at_every_thread_count_and_chunking() {
 
 #[test]
 fn zstd_is_identical_at_every_thread_count() {
-    // Larger than libzstd's job size at these levels (2 MiB at 1, 8 MiB at 3), so that the
-    // multi-threaded encoder really splits the input into jobs.
+    // Larger than the pinned job size (4 MiB), so that the multi-threaded encoder really splits the
+    // input into jobs.
     let data = sample(10 << 20, 7);
     for level in [1, 3] {
         let reference = encode(&data, Compression::Zstd, Some(level), 1, 1 << 20);
@@ -171,6 +171,15 @@ fn golden_digests() {
                     "{compression} level {level} threads {threads}: {got}, expected {want}"
                 ));
             }
+        }
+    }
+    // Several zstd jobs (the job size is part of the contract).
+    let big = sample(9 << 20, 77);
+    for threads in [1, 2] {
+        let got =
+            Digest::of(&encode(&big, Compression::Zstd, Some(3), threads, 1 << 20)).to_string();
+        if got != "sha256:563959b2cdcb598749d11e51f31c8851acc317c5fc5382770f55c3cbfd2caeb6" {
+            failures.push(format!("zstd 9 MiB threads {threads}: {got}"));
         }
     }
     let empty = Digest::of(&encode(b"", Compression::Gzip, None, 2, 1)).to_string();

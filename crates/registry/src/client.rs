@@ -213,13 +213,12 @@ impl std::fmt::Debug for Client {
 }
 
 fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -> Error {
-    let transient = matches!(
-        &e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Protocol(_)
-    );
+    let transient = match &e {
+        // TLS failures (bad certificate, wrong protocol) surface as InvalidData: not transient.
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => true,
+        _ => false,
+    };
     Error::Transport {
         method,
         url: display_url(url),
@@ -348,39 +347,39 @@ impl Client {
     /// `GET /v2/`: choose the scheme (HTTPS, or HTTP for `--plain-http` and, after HTTPS failed,
     /// loopback hosts) and learn the authentication challenge.
     pub fn ping(&self) -> Result<(), Error> {
+        let loopback = self.opts.loopback_http_fallback
+            && transport::is_loopback(crate::reference::host_without_port(&self.registry));
         if self.scheme().is_none() {
             *self.scheme.write().unwrap() = Some(Scheme::Https);
-            let first = self.retrying(&|_, _, _| {}, |_| self.ping_once());
-            match first {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if self.opts.loopback_http_fallback
-                        && transport::is_loopback(crate::reference::host_without_port(
-                            &self.registry,
-                        ))
-                        && matches!(e, Error::Transport { .. } | Error::GaveUp { .. }) =>
-                {
-                    *self.scheme.write().unwrap() = Some(Scheme::Http);
-                    // Only a real registry answer (200 or 401) counts: a TLS server answers
-                    // plain HTTP with 400, and then the HTTPS error is the one to report.
-                    return match self.ping_status() {
-                        Ok(200..=299 | 401) => self.ping_once(),
-                        _ => {
-                            *self.scheme.write().unwrap() = Some(Scheme::Https);
-                            Err(e)
-                        }
-                    };
+            if loopback {
+                // One HTTPS attempt; when the connection itself fails, try plain HTTP. Only a
+                // real registry answer (200 or 401) counts: a TLS server answers plain HTTP with
+                // 400, and then the HTTPS error is the one to report.
+                match self.ping_once() {
+                    Ok(()) => return Ok(()),
+                    Err(e @ Error::Transport { .. }) => {
+                        *self.scheme.write().unwrap() = Some(Scheme::Http);
+                        return match self.retrying(&|_, _, _| {}, |_| self.ping_status()) {
+                            Ok(200..=299 | 401) => self.ping_once(),
+                            _ => {
+                                *self.scheme.write().unwrap() = Some(Scheme::Https);
+                                Err(e)
+                            }
+                        };
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         self.retrying(&|_, _, _| {}, |_| self.ping_once())
     }
 
     fn ping_status(&self) -> Result<u16, Error> {
-        Ok(self
-            .execute(&Req::new("GET", self.api_url("v2/")), None)?
-            .status)
+        let resp = self.execute(&Req::new("GET", self.api_url("v2/")), None)?;
+        if crate::error::is_retryable_status(resp.status) {
+            return Err(status_error("GET", &resp));
+        }
+        Ok(resp.status)
     }
 
     fn ping_once(&self) -> Result<(), Error> {

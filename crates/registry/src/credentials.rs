@@ -163,6 +163,31 @@ pub fn lookup(registry: &str, repository: &str) -> Result<Credential, Credential
     lookup_in_files(&default_files(), registry, repository)
 }
 
+/// Like [`lookup`], with `authfile` (`--authfile`) searched first when given.
+pub fn lookup_with(
+    authfile: Option<&Path>,
+    registry: &str,
+    repository: &str,
+) -> Result<Credential, CredentialError> {
+    match authfile {
+        Some(f) => {
+            if !f.is_file() {
+                return Err(CredentialError::Read {
+                    path: f.to_path_buf(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            let c = lookup_in_files(&[f.to_path_buf()], registry, repository)?;
+            if c.is_anonymous() {
+                lookup(registry, repository)
+            } else {
+                Ok(c)
+            }
+        }
+        None => lookup(registry, repository),
+    }
+}
+
 /// Look up credentials in the given files (missing files are skipped).
 pub fn lookup_in_files(
     files: &[PathBuf],
@@ -350,11 +375,6 @@ pub fn read_password(mut r: impl std::io::Read) -> std::io::Result<Secret> {
         .unwrap_or(&s)
         .to_string();
     Ok(Secret::new(s))
-}
-
-/// Whether `path` exists and is a file (for messages).
-pub fn exists(path: &Path) -> bool {
-    path.is_file()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ mod auth;
 mod client;
 pub mod credentials;
 mod error;
-mod reference;
+pub mod reference;
 mod retry;
 mod transport;
 

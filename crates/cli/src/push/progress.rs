@@ -1,0 +1,120 @@
+//! What `layerlift-push` shows: plain lines or JSON events on stdout, progress bars (overall and
+//! per blob, with bytes/s) on stderr only when it is a terminal and neither `-q` nor `--json` is
+//! given.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use layerlift_manifest::Digest;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+pub struct Output {
+    json: bool,
+    quiet: bool,
+    bars: Option<MultiProgress>,
+    total: Mutex<Option<ProgressBar>>,
+    stdout: Mutex<()>,
+}
+
+impl Output {
+    pub fn new(json: bool, quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bars = (tty && !quiet && !json)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+        Output {
+            json,
+            quiet,
+            bars,
+            total: Mutex::new(None),
+            stdout: Mutex::new(()),
+        }
+    }
+
+    fn print(&self, line: &str) {
+        let _g = self.stdout.lock().unwrap();
+        let write = || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        };
+        match &self.bars {
+            Some(m) => m.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// A JSON event (only with `--json`).
+    pub fn event(&self, v: serde_json::Value) {
+        if self.json {
+            self.print(&v.to_string());
+        }
+    }
+
+    /// A result line on stdout (not with `--json`).
+    pub fn plain(&self, line: &str) {
+        if !self.json {
+            self.print(line);
+        }
+    }
+
+    /// A message for a person on stderr: only on a terminal, not with `-q` or `--json`.
+    pub fn message(&self, msg: &str) {
+        if self.quiet || self.json {
+            return;
+        }
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(msg);
+            }
+            None => {
+                if std::io::stderr().is_terminal() {
+                    eprintln!("{msg}");
+                }
+            }
+        }
+    }
+
+    pub fn start_total(&self, total: u64, label: &str) {
+        let Some(m) = &self.bars else { return };
+        let bar = m.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        if let Some(old) = self.total.lock().unwrap().replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    pub fn advance_total(&self, n: u64) {
+        if let Some(b) = self.total.lock().unwrap().as_ref() {
+            b.inc(n);
+        }
+    }
+
+    pub fn blob_bar(&self, d: &Digest, size: u64) -> Option<ProgressBar> {
+        let m = self.bars.as_ref()?;
+        let bar = m.add(ProgressBar::new(size));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "  {prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(d.short());
+        Some(bar)
+    }
+
+    pub fn finish_bars(&self) {
+        if let Some(b) = self.total.lock().unwrap().take() {
+            b.finish_and_clear();
+        }
+        if let Some(m) = &self.bars {
+            let _ = m.clear();
+        }
+    }
+}

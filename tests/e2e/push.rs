@@ -1,0 +1,612 @@
+//! `layerlift-push` end to end: real `docker-registry` instances (one per test, from
+//! layerlift-testkit), OCI layout and archive fixtures, and skopeo as the independent client that
+//! pulls every pushed image back so that its manifests and blobs can be compared byte for byte.
+
+use crate::util::{have_tool, sha256_digest, shared_fixtures};
+use layerlift_testkit::{Auth, Registry, RegistryOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const PASSWORD: &str = "e2e-Pa55w0rd-xyzzy";
+const WRONG_PASSWORD: &str = "e2e-Wr0ng-plugh";
+
+fn push_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_layerlift-push"));
+    // No credentials from the machine running the tests.
+    let empty = std::env::temp_dir().join("layerlift-e2e-no-docker-config");
+    c.env("DOCKER_CONFIG", &empty)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_AUTH_CONFIG")
+        .env("XDG_RUNTIME_DIR", &empty)
+        .env("XDG_CONFIG_HOME", &empty)
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("run layerlift-push")
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn layerlift-push");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_ok(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(o.status.success(), "push failed: {err}\nstdout: {out}");
+    out
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    shared_fixtures().join(rel)
+}
+
+const TWO_IMAGES: &str = "generated-local/skopeo-1.9.3/skopeo-oci-layout-2images";
+const MULTI_PLATFORM: &str = "anchore-stereoscope/pkg/image/oci/testdata/multiplatform_oci_dir";
+const REGCLIENT: &str = "regclient-regclient/testdata/testrepo";
+
+/// The `REF@sha256:…` lines of a push: reference → digest.
+fn pushed(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (r, d) = l.rsplit_once('@')?;
+            Some((r.to_string(), d.to_string()))
+        })
+        .collect()
+}
+
+/// Pull `reference` back with skopeo into a `dir:` and check it against the pushed digest: the
+/// manifest bytes hash to it, and every blob skopeo wrote hashes to its name. Returns the layer
+/// digests seen.
+fn skopeo_check(reference: &str, digest: &str, extra: &[&str]) -> Vec<String> {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("img");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q", "--multi-arch", "all"])
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        o.status.success(),
+        "skopeo copy {reference}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    assert_eq!(
+        sha256_digest(&manifest),
+        digest,
+        "{reference}: manifest bytes differ"
+    );
+    let mut manifests = vec![manifest];
+    let mut layers = Vec::new();
+    while let Some(m) = manifests.pop() {
+        let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        if let Some(children) = v["manifests"].as_array() {
+            for c in children {
+                let hex = c["digest"].as_str().unwrap().trim_start_matches("sha256:");
+                let p = dir.join(format!("{hex}.manifest.json"));
+                if let Ok(bytes) = std::fs::read(&p) {
+                    assert_eq!(sha256_digest(&bytes), format!("sha256:{hex}"));
+                    manifests.push(bytes);
+                }
+            }
+            continue;
+        }
+        let mut blobs = vec![v["config"]["digest"].as_str().unwrap().to_string()];
+        for l in v["layers"].as_array().unwrap() {
+            let d = l["digest"].as_str().unwrap().to_string();
+            layers.push(d.clone());
+            blobs.push(d);
+        }
+        for d in blobs {
+            let hex = d.trim_start_matches("sha256:");
+            let bytes = std::fs::read(dir.join(hex))
+                .unwrap_or_else(|e| panic!("{reference}: blob {d} not pulled: {e}"));
+            assert_eq!(sha256_digest(&bytes), d, "{reference}: blob {d} differs");
+        }
+    }
+    layers
+}
+
+/// The layer digests of the image `digest` in the OCI layout at `dir` (all platforms).
+fn layout_layers(dir: &Path, digest: &str) -> Vec<String> {
+    let blob = |d: &str| {
+        std::fs::read(
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let v: serde_json::Value = serde_json::from_slice(&blob(digest)).unwrap();
+    if let Some(children) = v["manifests"].as_array() {
+        return children
+            .iter()
+            .filter(|c| {
+                dir.join("blobs/sha256")
+                    .join(c["digest"].as_str().unwrap().trim_start_matches("sha256:"))
+                    .exists()
+            })
+            .flat_map(|c| layout_layers(dir, c["digest"].as_str().unwrap()))
+            .collect();
+    }
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn push_oci_layouts_and_pull_back_with_skopeo() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let tls_off = ["--src-tls-verify=false"];
+
+    // One image of a two-image layout, with two tags.
+    let src = fixture(TWO_IMAGES);
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/two:t1", reg.addr())).args([
+        "--image",
+        "test_image_3",
+        "--tag",
+        "also",
+    ]);
+    let out = assert_ok(&run(c));
+    let refs = pushed(&out);
+    assert_eq!(refs.len(), 2, "{out}");
+    assert_eq!(refs[0].0, format!("{}/two:t1", reg.addr()));
+    assert_eq!(refs[1].0, format!("{}/two:also", reg.addr()));
+    let d = &refs[0].1;
+    assert_eq!(
+        d,
+        "sha256:a36581762fbb8003932ec5d93641dd50a8733e7e4d0770b35c24653f30c25c97"
+    );
+    assert_eq!(
+        sorted(skopeo_check(&refs[0].0, d, &tls_off)),
+        sorted(layout_layers(&src, d))
+    );
+
+    // Without --image, a layout with two different images is refused (exit 1, no push).
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/none:x", reg.addr()));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("--image") && err.contains("test_image_1"),
+        "{err}"
+    );
+
+    // --all: each image under its own name; the shared layer is uploaded once.
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/all", reg.addr())).arg("--all");
+    let out = assert_ok(&run(c));
+    let refs = pushed(&out);
+    assert_eq!(refs.len(), 2, "{out}");
+    for (r, d) in &refs {
+        assert_eq!(
+            sorted(skopeo_check(r, d, &tls_off)),
+            sorted(layout_layers(&src, d))
+        );
+    }
+
+    // A multi-platform BuildKit layout (nested index): every platform comes back.
+    let src = fixture(MULTI_PLATFORM);
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/multi:1", reg.addr()));
+    let out = assert_ok(&run(c));
+    let refs = pushed(&out);
+    assert_eq!(refs.len(), 1);
+    let layers = skopeo_check(&refs[0].0, &refs[0].1, &tls_off);
+    assert!(!layers.is_empty());
+    assert_eq!(sorted(layers), sorted(layout_layers(&src, &refs[0].1)));
+}
+
+#[test]
+fn push_regclient_testrepo_all_tags() {
+    let reg = Registry::anonymous();
+    let src = fixture(REGCLIENT);
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/rc", reg.addr()))
+        .args(["--all", "--json", "--jobs", "2"]);
+    let out = assert_ok(&run(c));
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let result = events.last().unwrap();
+    assert_eq!(result["event"], "result");
+    assert_eq!(result["ok"], true);
+    // Every tag of index.json is there, pointing at its digest (the push read them back; check
+    // again with our own client, independently of the process that pushed).
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+    let client = layerlift_registry::Client::new(
+        &reg.addr(),
+        layerlift_registry::Credential::Anonymous,
+        layerlift_registry::TransportOptions::default(),
+        layerlift_registry::RetryPolicy::none(),
+    )
+    .unwrap();
+    client.ping().unwrap();
+    let mut tags = 0;
+    for m in index["manifests"].as_array().unwrap() {
+        if let Some(name) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() {
+            let got = client.manifest_digest("rc", name).unwrap().unwrap();
+            assert_eq!(got.to_string(), m["digest"].as_str().unwrap(), "tag {name}");
+            tags += 1;
+        }
+    }
+    assert!(tags >= 6);
+    // Every blob event says what happened; nothing was uploaded twice.
+    let uploaded: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "blob" && e["action"] == "uploaded")
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sorted(uploaded.iter().map(|s| s.to_string()).collect()).len(),
+        uploaded.len()
+    );
+}
+
+#[test]
+fn json_dry_run_digest_file_and_second_push() {
+    let reg = Registry::anonymous();
+    let src = fixture(TWO_IMAGES);
+    let dest = format!("{}/app:1", reg.addr());
+    let work = tempfile::tempdir().unwrap();
+
+    // Dry run: says what it would upload, pushes nothing.
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(&dest)
+        .args(["--image", "test_image_1", "--dry-run", "--json"]);
+    let out = assert_ok(&run(c));
+    assert!(out.contains("\"would-upload\""), "{out}");
+    let client = layerlift_registry::Client::new(
+        &reg.addr(),
+        layerlift_registry::Credential::Anonymous,
+        layerlift_registry::TransportOptions::default(),
+        layerlift_registry::RetryPolicy::none(),
+    )
+    .unwrap();
+    client.ping().unwrap();
+    assert_eq!(client.manifest_digest("app", "1").unwrap(), None);
+
+    // Real push with a digest file; stdout is exactly the one reference line.
+    let df = work.path().join("digest");
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(&dest)
+        .args(["--image", "test_image_1", "--digest-file"])
+        .arg(&df)
+        .arg("-q");
+    let o = run(c);
+    let out = assert_ok(&o);
+    let d = "sha256:2bfd9dafcdb18e82e86b6a2360929b48ddda8af5d54bfd37fd70e01a1bc70afb";
+    assert_eq!(out, format!("{dest}@{d}\n"));
+    assert_eq!(std::fs::read_to_string(&df).unwrap(), format!("{d}\n"));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Second push: every blob is already there.
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(&dest)
+        .args(["--image", "test_image_1", "--json"]);
+    let out = assert_ok(&run(c));
+    let blobs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "blob")
+        .collect();
+    assert!(!blobs.is_empty());
+    assert!(blobs.iter().all(|e| e["action"] == "skipped"), "{out}");
+
+    // Into another repository with --mount-from: blobs are mounted, not uploaded.
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/copy:1", reg.addr())).args([
+        "--image",
+        "test_image_1",
+        "--json",
+        "--mount-from",
+        "app",
+    ]);
+    let out = assert_ok(&run(c));
+    assert!(
+        out.contains("\"mounted\"") && !out.contains("\"uploaded\""),
+        "{out}"
+    );
+
+    // Chunked upload.
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/chunked:1", reg.addr())).args([
+        "--image",
+        "test_image_3",
+        "--chunk-size",
+        "100",
+    ]);
+    assert_ok(&run(c));
+    assert!(reg.log().contains("\"PATCH /v2/chunked/blobs/uploads/"));
+
+    // A registry that is gone: exit 1 and a one-line error naming it.
+    let addr = reg.addr();
+    drop(reg);
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{addr}/app:1"))
+        .args(["--image", "test_image_1", "--retries", "1"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let (out, err) = text(&o);
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&addr), "{err}");
+}
+
+#[test]
+fn push_with_htpasswd_token_and_tls_and_never_print_the_password() {
+    let have_skopeo = have_tool("skopeo");
+    let src = fixture(TWO_IMAGES);
+    let d3 = "sha256:a36581762fbb8003932ec5d93641dd50a8733e7e4d0770b35c24653f30c25c97";
+    let mut outputs: Vec<Output> = Vec::new();
+
+    // htpasswd Basic, password on stdin.
+    let reg = Registry::htpasswd("alice", PASSWORD);
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/basic:1", reg.addr())).args([
+        "--image",
+        "test_image_3",
+        "-u",
+        "alice",
+        "--password-stdin",
+    ]);
+    let o = run_with_stdin(c, &format!("{PASSWORD}\n"));
+    assert_ok(&o);
+    outputs.push(o);
+    if have_skopeo {
+        skopeo_check(
+            &format!("{}/basic:1", reg.addr()),
+            d3,
+            &[
+                "--src-tls-verify=false",
+                "--src-creds",
+                &format!("alice:{PASSWORD}"),
+            ],
+        );
+    }
+    // Wrong password: exit 1, the error names the user and the 401, not the password.
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/basic:2", reg.addr()))
+        .args(["--image", "test_image_3", "--json", "--creds"])
+        .arg(format!("alice:{WRONG_PASSWORD}"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let (out, err) = text(&o);
+    assert!(err.contains("401") && err.contains("alice"), "{err}");
+    assert!(out.contains("\"ok\":false"), "{out}");
+    outputs.push(o);
+    // Credentials from an auth.json (--authfile).
+    let work = tempfile::tempdir().unwrap();
+    let authfile = work.path().join("auth.json");
+    let auth = base64_encode(&format!("alice:{PASSWORD}"));
+    std::fs::write(
+        &authfile,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr()),
+    )
+    .unwrap();
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/basic:3", reg.addr()))
+        .args(["--image", "test_image_3", "--authfile"])
+        .arg(&authfile);
+    let o = run(c);
+    assert_ok(&o);
+    outputs.push(o);
+    // And from DOCKER_CONFIG/config.json.
+    let mut c = push_cmd();
+    std::fs::write(
+        work.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr()),
+    )
+    .unwrap();
+    c.env("DOCKER_CONFIG", work.path())
+        .arg(&src)
+        .arg(format!("{}/basic:4", reg.addr()))
+        .args(["--image", "test_image_3", "--json"]);
+    let o = run(c);
+    assert_ok(&o);
+    outputs.push(o);
+    drop(reg);
+
+    // Token auth.
+    let reg = Registry::token("bob", PASSWORD);
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tok:1", reg.addr()))
+        .args(["--image", "test_image_3", "--creds"])
+        .arg(format!("bob:{PASSWORD}"));
+    let o = run(c);
+    assert_ok(&o);
+    outputs.push(o);
+    let reqs = reg.token_server().unwrap().requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.scopes.contains(&"repository:tok:pull,push".to_string())),
+        "{reqs:?}"
+    );
+    if have_skopeo {
+        skopeo_check(
+            &format!("{}/tok:1", reg.addr()),
+            d3,
+            &[
+                "--src-tls-verify=false",
+                "--src-creds",
+                &format!("bob:{PASSWORD}"),
+            ],
+        );
+    }
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tok:2", reg.addr()))
+        .args(["--image", "test_image_3", "--creds"])
+        .arg(format!("bob:{WRONG_PASSWORD}"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    outputs.push(o);
+    // Anonymous gets a pull-only token: refused, exit 1.
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tok:3", reg.addr()))
+        .args(["--image", "test_image_3"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    outputs.push(o);
+    drop(reg);
+
+    // TLS with a generated CA: verified with --ca-cert, refused without it.
+    let reg = Registry::start(RegistryOptions {
+        auth: Auth::Htpasswd(vec![("carol".into(), PASSWORD.into())]),
+        tls: true,
+    });
+    let ca = reg.ca_cert_path().unwrap();
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tls:1", reg.addr()))
+        .args(["--image", "test_image_3", "--ca-cert"])
+        .arg(&ca)
+        .arg("--creds")
+        .arg(format!("carol:{PASSWORD}"));
+    let o = run(c);
+    assert_ok(&o);
+    outputs.push(o);
+    if have_skopeo {
+        let certs = tempfile::tempdir().unwrap();
+        std::fs::copy(&ca, certs.path().join("ca.crt")).unwrap();
+        skopeo_check(
+            &format!("{}/tls:1", reg.addr()),
+            d3,
+            &[
+                "--src-cert-dir",
+                certs.path().to_str().unwrap(),
+                "--src-creds",
+                &format!("carol:{PASSWORD}"),
+            ],
+        );
+    }
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tls:2", reg.addr()))
+        .args(["--image", "test_image_3", "--creds"])
+        .arg(format!("carol:{PASSWORD}"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    outputs.push(o);
+
+    // No password, right or wrong, in anything any of these pushes printed.
+    assert!(outputs.len() >= 8);
+    for o in &outputs {
+        let (out, err) = text(o);
+        for secret in [
+            PASSWORD,
+            WRONG_PASSWORD,
+            &base64_encode(&format!("alice:{PASSWORD}")),
+        ] {
+            assert!(!out.contains(secret), "secret in stdout: {out}");
+            assert!(!err.contains(secret), "secret in stderr: {err}");
+        }
+    }
+}
+
+#[test]
+fn push_docker_archives() {
+    let reg = Registry::anonymous();
+    // A real `docker save` of two images with a symlinked layer, both pushed under their names.
+    let archive = fixture("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
+    let mut c = push_cmd();
+    c.arg(&archive)
+        .arg(format!("{}/mirror", reg.addr()))
+        .arg("--all");
+    let out = assert_ok(&run(c));
+    let refs = pushed(&out);
+    assert_eq!(refs.len(), 2, "{out}");
+    assert!(
+        refs.iter()
+            .any(|(r, _)| r.ends_with("/mirror/bazel/v1/tarball:test_image_1")),
+        "{out}"
+    );
+    if have_tool("skopeo") {
+        for (r, d) in &refs {
+            skopeo_check(r, d, &["--src-tls-verify=false"]);
+        }
+    }
+    // From a pipe.
+    let podman = fixture("generated-local/podman-4.3.1/podman-docker-archive-single.tar");
+    let mut c = push_cmd();
+    c.arg("-")
+        .arg(format!("{}/piped:1", reg.addr()))
+        .stdin(std::fs::File::open(&podman).unwrap());
+    let out = assert_ok(&run(c));
+    let refs = pushed(&out);
+    assert_eq!(refs.len(), 1, "{out}");
+    if have_tool("skopeo") {
+        skopeo_check(&refs[0].0, &refs[0].1, &["--src-tls-verify=false"]);
+    }
+}
+
+fn base64_encode(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
