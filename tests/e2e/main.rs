@@ -1,5 +1,8 @@
 //! End-to-end tests: drive the built binaries against real archives, real tools and a real registry.
 
-mod util;
 mod convert;
+mod fixtures;
 mod push;
+mod unpack;
+mod util;
+mod verify;

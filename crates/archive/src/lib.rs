@@ -120,6 +120,12 @@ pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, Arc
             resolves_to: paths::resolve(&scan.links, path).map_err(|e| e.to_string()),
         })
         .collect();
+    // A link out of the archive's root is an attack or a broken writer, referenced or not.
+    for path in scan.links.keys() {
+        if let Err(e @ paths::PathError::LinkEscapes { .. }) = paths::resolve(&scan.links, path) {
+            return Err(e.into());
+        }
+    }
     for skipped in &scan.skipped {
         defects.push(Defect::note(format!(
             "entry `{skipped}` is neither a file, a directory nor a link; ignored"

@@ -213,7 +213,10 @@ impl<'a> Walker<'a> {
                         || manifest.config.media_type == "application/octet-stream";
                     // Artifacts reuse the image config type with `{}` (regclient, oras): only a
                     // config with a rootfs has diff_ids to check.
-                    let has_rootfs = file.json.as_deref().is_some_and(|j| looks_like(j, "rootfs"));
+                    let has_rootfs = file
+                        .json
+                        .as_deref()
+                        .is_some_and(|j| looks_like(j, "rootfs"));
                     let image_layers = manifest.layers.iter().any(|l| is_layer_type(&l.media_type));
                     if is_image_config && (has_rootfs || image_layers) {
                         match file

@@ -264,7 +264,7 @@ pub fn scan_tar(reader: &mut dyn Read, layout: Option<&Layout>) -> Result<Scan, 
 }
 
 fn tar_error(e: io::Error, doing: &str) -> ArchiveError {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
+    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("unexpected EOF") {
         return ArchiveError::Truncated(format!("unexpected end of data while {doing}"));
     }
     if let Some(d) = layerlift_layers::DecodeError::from_io(&e) {
