@@ -610,3 +610,59 @@ fn base64_encode(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn push_through_a_faulty_proxy() {
+    use layerlift_testkit::{Fault, FaultProxy};
+    let reg = Registry::anonymous();
+    // One request in five fails: dropped mid-body, 500, 503 or 429 with Retry-After.
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.n % 5 != 4 {
+            return Fault::Pass;
+        }
+        match (r.n / 5) % 4 {
+            0 => Fault::Drop {
+                after: r.content_length / 2,
+            },
+            1 => Fault::Status {
+                status: 500,
+                retry_after: None,
+            },
+            2 => Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+            _ => Fault::Status {
+                status: 429,
+                retry_after: Some(0),
+            },
+        }
+    });
+    let src = fixture(TWO_IMAGES);
+    let d3 = "sha256:a36581762fbb8003932ec5d93641dd50a8733e7e4d0770b35c24653f30c25c97";
+    let mut retried = 0;
+    for i in 0..4 {
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/faulty{i}:1", proxy.addr()))
+            .args(["--image", "test_image_3", "--json", "--plain-http"]);
+        if i % 2 == 1 {
+            c.args(["--chunk-size", "256"]);
+        }
+        let out = assert_ok(&run(c));
+        retried += out.matches("\"retried\"").count();
+        let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(last["ok"], true);
+        assert_eq!(last["images"][0]["digest"], d3);
+        if have_tool("skopeo") {
+            // Pulled straight from the registry, not through the proxy.
+            skopeo_check(
+                &format!("{}/faulty{i}:1", reg.addr()),
+                d3,
+                &["--src-tls-verify=false"],
+            );
+        }
+    }
+    assert!(proxy.faults() >= 5, "faults: {}", proxy.faults());
+    assert!(retried > 0);
+}

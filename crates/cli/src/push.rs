@@ -25,7 +25,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Command line of `layerlift-push`.
@@ -158,7 +158,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Run `layerlift-push`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let out = Output::new(args.opts.json, args.opts.quiet);
+    let out = Arc::new(Output::new(args.opts.json, args.opts.quiet));
     let result = push(&args, &out);
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -187,7 +187,7 @@ fn one_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-fn push(args: &Args, out: &Output) -> anyhow::Result<()> {
+fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     let dest = Reference::parse(&args.dest)?;
     if args.opts.all && (dest.tag.is_some() || dest.digest.is_some() || !args.tags.is_empty()) {
         bail!("--all takes the tags from SOURCE: give DEST as HOST/REPOSITORY without a tag");
@@ -233,7 +233,12 @@ fn push(args: &Args, out: &Output) -> anyhow::Result<()> {
         max_total: Duration::from_secs(args.opts.retry_max_time),
         ..RetryPolicy::default()
     };
-    let client = Client::new(&dest.registry, credential, opts, retry)?;
+    let mut client = Client::new(&dest.registry, credential, opts, retry)?;
+    let observer_out = Arc::clone(out);
+    client.set_retry_observer(Box::new(move |attempt, error, delay| {
+        observer_out.event(json!({"event": "retried", "attempt": attempt, "delayMs": delay.as_millis() as u64, "error": error.to_string()}));
+        observer_out.message(&format!("retrying in {:.1}s after: {error}", delay.as_secs_f64()));
+    }));
     let mut scopes: Vec<Scope> = plan
         .repos
         .iter()

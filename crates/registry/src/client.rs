@@ -189,6 +189,13 @@ impl Resp {
     }
 }
 
+/// Told about one retry: attempt number, the error, the wait before the next attempt.
+type RetryHook<'a> = dyn Fn(u32, &Error, Duration) + 'a;
+
+/// Told about every retry of an operation that has no hook of its own (HEAD, mount, manifest PUT,
+/// token requests): attempt number, the error, and the wait before the next attempt.
+pub type RetryObserver = Box<dyn Fn(u32, &Error, Duration) + Send + Sync>;
+
 /// A client for one registry host.
 pub struct Client {
     agent: ureq::Agent,
@@ -201,6 +208,7 @@ pub struct Client {
     credential: Credential,
     auth: Mutex<AuthState>,
     retry: RetryPolicy,
+    observer: Option<RetryObserver>,
 }
 
 impl std::fmt::Debug for Client {
@@ -308,7 +316,14 @@ impl Client {
             credential,
             auth: Mutex::new(AuthState::default()),
             retry,
+            observer: None,
         })
+    }
+
+    /// Be told about retries of operations other than blob uploads (those report through their
+    /// own event callback).
+    pub fn set_retry_observer(&mut self, observer: RetryObserver) {
+        self.observer = Some(observer);
     }
 
     /// The registry this client talks to.
@@ -359,7 +374,7 @@ impl Client {
                     Ok(()) => return Ok(()),
                     Err(e @ Error::Transport { .. }) => {
                         *self.scheme.write().unwrap() = Some(Scheme::Http);
-                        return match self.retrying(&|_, _, _| {}, |_| self.ping_status()) {
+                        return match self.retrying(None, |_| self.ping_status()) {
                             Ok(200..=299 | 401) => self.ping_once(),
                             _ => {
                                 *self.scheme.write().unwrap() = Some(Scheme::Https);
@@ -371,7 +386,7 @@ impl Client {
                 }
             }
         }
-        self.retrying(&|_, _, _| {}, |_| self.ping_once())
+        self.retrying(None, |_| self.ping_once())
     }
 
     fn ping_status(&self) -> Result<u16, Error> {
@@ -401,10 +416,10 @@ impl Client {
     }
 
     /// Run `op` until it succeeds, fails for good, or retries run out. `on_retry(attempt,
-    /// error, delay)` is told before each wait.
+    /// error, delay)` is told before each wait (else the client's retry observer).
     pub(crate) fn retrying<T>(
         &self,
-        on_retry: &dyn Fn(u32, &Error, Duration),
+        on_retry: Option<&RetryHook<'_>>,
         mut op: impl FnMut(u32) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let start = Instant::now();
@@ -426,7 +441,11 @@ impl Client {
                             last: Box::new(e),
                         });
                     }
-                    on_retry(attempt, &e, delay);
+                    match (on_retry, &self.observer) {
+                        (Some(hook), _) => hook(attempt, &e, delay),
+                        (None, Some(obs)) => obs(attempt, &e, delay),
+                        (None, None) => {}
+                    }
                     std::thread::sleep(delay);
                     attempt += 1;
                 }
@@ -484,7 +503,7 @@ impl Client {
             let req = Req::new("POST", realm_url.clone())
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(ReqBody::Form(form.finish()));
-            let resp = self.retrying(&|_, _, _| {}, |_| self.execute(&req, None))?;
+            let resp = self.retrying(None, |_| self.execute(&req, None))?;
             if resp.status == 404 || resp.status == 405 {
                 // This token server only does GET.
                 st.refresh_token = None;
@@ -545,7 +564,7 @@ impl Client {
                 http_auth::basic::encode_credentials(username, password.expose()),
             );
         }
-        self.retrying(&|_, _, _| {}, |_| self.execute(&req, None))
+        self.retrying(None, |_| self.execute(&req, None))
     }
 
     /// React to a 401: learn the challenge, widen scopes, get a new token. True when a retry
@@ -748,7 +767,7 @@ impl Client {
     /// token refresh reads as "absent" (Docker Hub and Harbor answer so for new repositories).
     pub fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
         let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
-        self.retrying(&|_, _, _| {}, |_| {
+        self.retrying(None, |_| {
             let resp = self.send(&Req::new("HEAD", url.clone()))?;
             match resp.status {
                 200 => Ok(true),
@@ -770,7 +789,7 @@ impl Client {
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
-        let resp = match self.retrying(&|_, _, _| {}, |_| {
+        let resp = match self.retrying(None, |_| {
             let r = self.send(&Req::new("POST", url.clone()))?;
             if crate::error::is_retryable_status(r.status) {
                 return Err(status_error("POST", &r));
@@ -865,7 +884,7 @@ impl Client {
         match chunk {
             None => {
                 let mut session = session;
-                self.retrying(&on_retry, |_| {
+                self.retrying(Some(&on_retry), |_| {
                     let loc = match session.take() {
                         Some(l) => l,
                         None => self.start_upload(repo)?.0,
@@ -914,7 +933,7 @@ impl Client {
         // (location, next offset, minimum chunk)
         let mut state: Option<(Url, u64, u64)> = session.map(|l| (l, 0, 0));
         let mut broken = false;
-        self.retrying(on_retry, |_| {
+        self.retrying(Some(on_retry), |_| {
             if broken {
                 broken = false;
                 // Ask the registry how much it has; resume there, or start again.
@@ -1034,7 +1053,7 @@ impl Client {
     ) -> Result<Digest, Error> {
         let digest = Digest::of(bytes);
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
-        self.retrying(&|_, _, _| {}, |_| {
+        self.retrying(None, |_| {
             let req = Req::new("PUT", url.clone())
                 .header("Content-Type", media_type)
                 .body(ReqBody::Bytes(bytes));
@@ -1050,7 +1069,7 @@ impl Client {
     /// The digest `reference` (tag or digest) resolves to, or None when absent.
     pub fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<Digest>, Error> {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
-        self.retrying(&|_, _, _| {}, |_| {
+        self.retrying(None, |_| {
             let resp =
                 self.send(&Req::new("HEAD", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
             match resp.status {
@@ -1080,7 +1099,7 @@ impl Client {
     /// `GET` a manifest: its media type and exact bytes.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<(String, Vec<u8>), Error> {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
-        self.retrying(&|_, _, _| {}, |_| {
+        self.retrying(None, |_| {
             let resp =
                 self.send(&Req::new("GET", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
             if resp.status != 200 {

@@ -375,3 +375,26 @@ fn plain_http_flag_and_unreachable_registry() {
         "{err}"
     );
 }
+
+#[test]
+fn token_is_refreshed_before_it_expires() {
+    let reg = Registry::start(RegistryOptions {
+        auth: Auth::Token {
+            users: vec![("eve".into(), PASSWORD.into())],
+            expires_in: 2,
+        },
+        tls: false,
+    });
+    let c = client(
+        &reg,
+        Credential::from_creds(&format!("eve:{PASSWORD}")).unwrap(),
+        TransportOptions::default(),
+    );
+    push(&c, "exp/app", &image(20), &UploadOptions::default()).unwrap();
+    let before = reg.token_server().unwrap().requests().len();
+    assert_eq!(before, 1);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    push(&c, "exp/app", &image(21), &UploadOptions::default()).unwrap();
+    let after = reg.token_server().unwrap().requests().len();
+    assert_eq!(after, 2, "a new token once the first one expired");
+}
