@@ -666,3 +666,57 @@ fn push_through_a_faulty_proxy() {
     assert!(proxy.faults() >= 5, "faults: {}", proxy.faults());
     assert!(retried > 0);
 }
+
+#[test]
+fn credentials_from_a_docker_credential_helper() {
+    let reg = Registry::htpasswd("hal", PASSWORD);
+    let work = tempfile::tempdir().unwrap();
+    // A `docker-credential-*` helper on PATH that knows this registry, named by credsStore.
+    let helper = work.path().join("docker-credential-lle2e");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\nif [ \"$server\" = \"{}\" ]; then echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"hal\",\"Secret\":\"{PASSWORD}\"}}'; else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            reg.addr()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(
+        work.path().join("config.json"),
+        r#"{"auths":{},"credsStore":"lle2e"}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        work.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = push_cmd();
+    c.env("PATH", &path)
+        .env("DOCKER_CONFIG", work.path())
+        .arg(fixture(TWO_IMAGES))
+        .arg(format!("{}/helped:1", reg.addr()))
+        .args(["--image", "test_image_1"]);
+    let o = run(c);
+    let out = assert_ok(&o);
+    assert!(!out.contains(PASSWORD) && !String::from_utf8_lossy(&o.stderr).contains(PASSWORD));
+    // Without the helper's answer (another registry name), the push is anonymous and refused.
+    std::fs::write(
+        work.path().join("config.json"),
+        r#"{"auths":{},"credHelpers":{"other.example":"lle2e"}}"#,
+    )
+    .unwrap();
+    let mut c = push_cmd();
+    c.env("PATH", &path)
+        .env("DOCKER_CONFIG", work.path())
+        .arg(fixture(TWO_IMAGES))
+        .arg(format!("{}/helped:2", reg.addr()))
+        .args(["--image", "test_image_1"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("anonymous"));
+}
