@@ -590,6 +590,39 @@ fn push_docker_archives() {
     if have_tool("skopeo") {
         skopeo_check(&refs[0].0, &refs[0].1, &["--src-tls-verify=false"]);
     }
+    // The archive's plain tar layers went up gzip-compressed (the default), or as they are with
+    // --compression none.
+    let mut c = push_cmd();
+    c.arg(&podman)
+        .arg(format!("{}/plain:1", reg.addr()))
+        .args(["--compression", "none"]);
+    let out = assert_ok(&run(c));
+    let plain = pushed(&out);
+    let client = layerlift_registry::Client::new(
+        &reg.addr(),
+        layerlift_registry::Credential::Anonymous,
+        layerlift_registry::TransportOptions::default(),
+        layerlift_registry::RetryPolicy::none(),
+    )
+    .unwrap();
+    client.ping().unwrap();
+    let layer_types = |repo: &str, d: &str| -> Vec<String> {
+        let (_, bytes) = client.get_manifest(repo, d).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let gz = layer_types("piped", &refs[0].1);
+    assert!(
+        !gz.is_empty() && gz.iter().all(|t| t.contains("gzip")),
+        "{gz:?}"
+    );
+    let raw = layer_types("plain", &plain[0].1);
+    assert!(raw.iter().all(|t| !t.contains("gzip")), "{raw:?}");
 }
 
 fn base64_encode(s: &str) -> String {
