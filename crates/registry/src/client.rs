@@ -255,6 +255,18 @@ fn status_error(method: &'static str, resp: &Resp) -> Error {
     }
 }
 
+/// The registry forgot an upload session (404, `BLOB_UPLOAD_UNKNOWN`: restarted, expired, or a
+/// load balancer sent us to another instance). Transient: the retry opens a new session.
+fn session_lost(method: &'static str, resp: &Resp) -> Error {
+    let body = RegistryErrorBody::parse(&resp.body);
+    Error::Transport {
+        method,
+        url: display_url(&resp.url),
+        reason: format!("the registry lost the upload session (HTTP 404{body}); starting it again"),
+        transient: true,
+    }
+}
+
 /// A reader that reports how many bytes went through it.
 struct Counting<'a, R> {
     inner: R,
@@ -913,6 +925,9 @@ impl Client {
                 progress: Some(&progress),
             });
         let resp = self.send(&req)?;
+        if resp.status == 404 {
+            return Err(session_lost("PUT", &resp));
+        }
         if resp.status != 201 && resp.status != 204 && resp.status != 200 {
             return Err(status_error("PUT", &resp));
         }
@@ -971,6 +986,10 @@ impl Client {
                     });
                 let resp = match self.send(&req) {
                     Ok(r) if r.status == 202 || r.status == 201 || r.status == 204 => r,
+                    Ok(r) if r.status == 404 => {
+                        // Session gone: the next attempt starts a new one.
+                        return Err(session_lost("PATCH", &r));
+                    }
                     Ok(r) => {
                         let e = status_error("PATCH", &r);
                         if e.is_transient() || r.status == 416 {
@@ -1009,6 +1028,9 @@ impl Client {
             }
             let req = Req::new("PUT", Self::with_digest(&loc, &digest));
             let resp = self.send(&req)?;
+            if resp.status == 404 {
+                return Err(session_lost("PUT", &resp));
+            }
             if resp.status != 201 && resp.status != 204 && resp.status != 200 {
                 let e = status_error("PUT", &resp);
                 if e.is_transient() {

@@ -478,9 +478,8 @@ mod tests {
             dir.path().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        // Run the helper lookups in a child environment by setting PATH for this process only
-        // while the test runs; the helper name is unique to this test.
-        // SAFETY-free: std::env::set_var is unsafe in edition 2024, so run via a wrapper instead.
+        // The helper must be on PATH: run the lookups in a child test process with its own PATH
+        // (changing this process's environment would race with other tests).
         let text = r#"{"credsStore":"lltest"}"#;
         let run = |host: &str| {
             let out = std::process::Command::new(std::env::current_exe().unwrap())

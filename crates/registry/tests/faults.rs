@@ -281,3 +281,48 @@ fn redirect_to_another_host_drops_authorization() {
         "Authorization leaked to the second host: {second_log:?}"
     );
 }
+
+#[test]
+fn a_lost_upload_session_is_started_again() {
+    let reg = Registry::anonymous();
+    // The first blob PUT and the first PATCH find their session gone.
+    let proxy = FaultProxy::start(reg.port(), {
+        let seen = Mutex::new((false, false));
+        move |r| {
+            let mut s = seen.lock().unwrap();
+            let upload = r.target.contains("/blobs/uploads/");
+            if upload && r.method == "PUT" && !s.0 {
+                s.0 = true;
+                return Fault::Status {
+                    status: 404,
+                    retry_after: None,
+                };
+            }
+            if upload && r.method == "PATCH" && !s.1 {
+                s.1 = true;
+                return Fault::Status {
+                    status: 404,
+                    retry_after: None,
+                };
+            }
+            Fault::Pass
+        }
+    });
+    let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
+    c.ping().unwrap();
+    let a = BytesSource::new(vec![1u8; 5000]);
+    let b = BytesSource::new(vec![2u8; 5000]);
+    c.upload_blob("lost/x", &a, &UploadOptions::default(), None, &|_| {})
+        .unwrap();
+    let chunked = UploadOptions {
+        chunk_size: Some(1500),
+        ..UploadOptions::default()
+    };
+    c.upload_blob("lost/x", &b, &chunked, None, &|_| {})
+        .unwrap();
+    assert!(c.blob_exists("lost/x", &a.digest()).unwrap());
+    assert!(c.blob_exists("lost/x", &b.digest()).unwrap());
+    assert_eq!(proxy.faults(), 2);
+    // Each lost session was replaced by a new POST.
+    assert_eq!(proxy.log().iter().filter(|l| l.method == "POST").count(), 4);
+}

@@ -156,6 +156,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         307 => "Temporary Redirect",
+        404 => "Not Found",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
@@ -209,10 +210,10 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 if let Some(s) = retry_after {
                     headers.push(("Retry-After", s.to_string()));
                 }
-                let code = if status == 429 {
-                    "TOOMANYREQUESTS"
-                } else {
-                    "UNAVAILABLE"
+                let code = match status {
+                    429 => "TOOMANYREQUESTS",
+                    404 => "BLOB_UPLOAD_UNKNOWN",
+                    _ => "UNAVAILABLE",
                 };
                 let body = format!(
                     r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#
