@@ -629,7 +629,9 @@ impl Client {
             let (auth_value, generation) = self.authorization()?;
             let sent_auth = auth_value.is_some();
             let resp = self.execute(req, auth_value)?;
-            if resp.status == 401 && !retried_auth {
+            // Only the registry's own challenges change our credentials, not those of a host a
+            // redirect led to.
+            if resp.status == 401 && !retried_auth && same_origin(&resp.url, &req.url) {
                 retried_auth = true;
                 if self.handle_unauthorized(&resp, generation, sent_auth)? {
                     continue;
