@@ -398,3 +398,30 @@ fn token_is_refreshed_before_it_expires() {
     let after = reg.token_server().unwrap().requests().len();
     assert_eq!(after, 2, "a new token once the first one expired");
 }
+
+#[test]
+fn streamed_upload_of_unknown_digest() {
+    let reg = Registry::anonymous();
+    let c = client(&reg, Credential::Anonymous, TransportOptions::default());
+    c.ping().unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let sent = Mutex::new(0u64);
+    let (digest, size) = c
+        .upload_stream("stream/x", &mut &data[..], &|e| {
+            if let UploadEvent::Progress { sent: s } = e {
+                *sent.lock().unwrap() = s;
+            }
+        })
+        .unwrap();
+    assert_eq!(digest, Digest::of(&data));
+    assert_eq!(size, 1_000_000);
+    assert_eq!(*sent.lock().unwrap(), 1_000_000);
+    assert!(c.blob_exists("stream/x", &digest).unwrap());
+    // One PATCH without Content-Length: chunked transfer encoding.
+    assert!(reg.log().contains("\"PATCH /v2/stream/x/blobs/uploads/"));
+    // An empty stream is a valid (empty) blob.
+    let (d, n) = c
+        .upload_stream("stream/x", &mut std::io::empty(), &no_events)
+        .unwrap();
+    assert_eq!((d, n), (Digest::of(b""), 0));
+}
