@@ -326,3 +326,47 @@ fn a_lost_upload_session_is_started_again() {
     // Each lost session was replaced by a new POST.
     assert_eq!(proxy.log().iter().filter(|l| l.method == "POST").count(), 4);
 }
+
+#[test]
+fn a_stalled_request_times_out_and_is_retried() {
+    let reg = Registry::anonymous();
+    // The first blob HEAD stalls longer than the client's read timeout.
+    let proxy = FaultProxy::start(reg.port(), {
+        let stalled = Mutex::new(false);
+        move |r| {
+            let mut s = stalled.lock().unwrap();
+            if r.method == "HEAD" && !*s {
+                *s = true;
+                return Fault::Stall(Duration::from_secs(3));
+            }
+            Fault::Pass
+        }
+    });
+    let c = Client::new(
+        &proxy.addr(),
+        Credential::Anonymous,
+        TransportOptions {
+            plain_http: true,
+            io_timeout: Duration::from_millis(700),
+            ..TransportOptions::default()
+        },
+        fast_retries(),
+    )
+    .unwrap();
+    let retries = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = retries.clone();
+    let mut c = c;
+    c.set_retry_observer(Box::new(move |attempt, e, _| {
+        seen.lock().unwrap().push((attempt, e.to_string()));
+    }));
+    c.ping().unwrap();
+    let img = image(42);
+    let start = Instant::now();
+    let d = push(&c, "stall/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
+    assert_eq!(d, Digest::of(&img.manifest));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "did not wait for the stall"
+    );
+    assert_eq!(proxy.faults(), 1);
+}
