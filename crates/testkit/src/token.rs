@@ -184,6 +184,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     while let Some(head) = http::read_head(&mut r)? {
