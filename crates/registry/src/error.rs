@@ -27,17 +27,34 @@ struct ErrorItem {
     code: Option<String>,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
 }
 
 impl RegistryErrorBody {
     /// Parse a response body: the JSON error envelope, or a one-line excerpt of anything else.
     pub fn parse(body: &[u8]) -> Self {
         if let Ok(e) = serde_json::from_slice::<Errors>(body)
-            && let Some(first) = e.errors.into_iter().next()
+            && !e.errors.is_empty()
         {
+            // distribution sends several errors for one failure ("unknown error", then the
+            // real reason): keep every distinct message.
+            let code = e.errors.iter().find_map(|x| x.code.clone());
+            let mut messages: Vec<String> = Vec::new();
+            for x in e.errors {
+                let detail = match x.detail {
+                    Some(serde_json::Value::String(d)) => Some(d),
+                    _ => None,
+                };
+                for m in x.message.into_iter().chain(detail) {
+                    if !m.is_empty() && !messages.contains(&m) {
+                        messages.push(m);
+                    }
+                }
+            }
             return RegistryErrorBody {
-                code: first.code,
-                message: first.message,
+                code,
+                message: (!messages.is_empty()).then(|| messages.join("; ")),
             };
         }
         let text = String::from_utf8_lossy(body);
@@ -209,6 +226,13 @@ mod tests {
             " (DENIED: requested access to the resource is denied)"
         );
         assert_eq!(RegistryErrorBody::parse(b"").to_string(), "");
+        let two = RegistryErrorBody::parse(
+            br#"{"errors":[{"code":"UNKNOWN","message":"unknown error"},{"code":"UNKNOWN","message":"unknown error","detail":"invalid URL on layer"},{"code":"UNKNOWN","message":"unknown error"}]}"#,
+        );
+        assert_eq!(
+            two.to_string(),
+            " (UNKNOWN: unknown error; invalid URL on layer)"
+        );
         let html = RegistryErrorBody::parse(b"<html>\n<body>411 Length Required</body></html>");
         assert_eq!(html.code, None);
         assert!(html.to_string().contains("411 Length Required"));
