@@ -337,7 +337,7 @@ fn a_stalled_request_times_out_and_is_retried() {
             let mut s = stalled.lock().unwrap();
             if r.method == "HEAD" && !*s {
                 *s = true;
-                return Fault::Stall(Duration::from_secs(3));
+                return Fault::Stall(Duration::from_secs(8));
             }
             Fault::Pass
         }
