@@ -48,8 +48,8 @@ Examples:
 Layers are detected from their bytes (plain tar, gzip, zstd, bzip2, xz) and every layer's
 uncompressed digest is checked against its config's diff_id. A layer already in the target
 compression is kept byte for byte unless --recompress. The same layer, compression and level give
-the same bytes on every run, machine and thread count. Config bytes are never rewritten, so image
-IDs stay the same. In place, index.json is replaced atomically at the end and blobs only the old
+the same bytes on every run, machine and thread count. Config bytes are never rewritten (except
+with --source-date-epoch), so image IDs stay the same. In place, index.json is replaced atomically at the end and blobs only the old
 images used are removed. Exit code: 0 done, 1 failed, 2 usage."
 )]
 pub struct Args {
@@ -139,6 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // Not a layout: any archive layerlift-unpack reads, unpacked into OUT, then converted there.
     let is_layout = args.input.join("oci-layout").is_file();
+    if !is_layout && args.input.as_os_str() != "-" && !args.input.exists() {
+        bail!("{}: no such file or directory", args.input.display());
+    }
     let mut unpacked = None;
     let src = if is_layout {
         Layout::open(&args.input)
