@@ -240,7 +240,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let removed = if in_place && !args.keep_old_blobs {
         let olds: Vec<Descriptor> = converted.iter().map(|(_, old, _)| old.clone()).collect();
-        remove_unreferenced(&src, &olds).context("removing the blobs only the old images used")?
+        // The conversion is done and published; a failed cleanup only leaves unreferenced blobs.
+        match remove_unreferenced(&src, &olds) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!(
+                    "layerlift-convert: warning: could not remove the blobs only the old images used: {e:#}"
+                );
+                0
+            }
+        }
     } else {
         0
     };
