@@ -85,7 +85,9 @@ pub fn generate(out: &Path) -> Result<()> {
     let shared = shared
         .canonicalize()
         .with_context(|| format!("resolve {}", shared.display()))?;
-    let tools = ["gzip", "zstd", "bzip2", "xz", "skopeo", "umoci", "tar"];
+    let tools = [
+        "gzip", "pigz", "zstd", "bzip2", "xz", "skopeo", "umoci", "tar",
+    ];
     let missing: Vec<_> = tools.iter().filter(|t| !util::have(t)).collect();
     if !missing.is_empty() {
         bail!(

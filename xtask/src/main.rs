@@ -4,10 +4,12 @@
 //! cargo xtask test [CARGO TEST ARGS…]   install test tools, generate fixtures, cargo test --workspace
 //! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
 //! cargo xtask bench [--quick] [...]     time unpack against tar -xf on a ~300 MB image, peak RSS
+//! cargo xtask man [DIR]                 man pages from the CLI's clap definitions (target/man)
 //! ```
 
 mod bench;
 mod fixtures;
+mod man;
 mod measure;
 mod synthetic;
 mod test;
@@ -25,6 +27,7 @@ tasks:
   bench [--quick] [--reps N] [--strict] [--no-build]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, with peak RSS
+  man [DIR]           man pages for the four binaries (clap_mangen) into DIR (target/man)
 
 See docs/development.md.";
 
@@ -41,7 +44,9 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::run(rest),
+        "man" => man::run(rest),
         measure::RUSAGE_TASK => measure::rusage_main(rest),
+        man::MAN_TASK => man::generate(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
