@@ -753,3 +753,26 @@ fn credentials_from_a_docker_credential_helper() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("anonymous"));
 }
+
+#[test]
+fn http_proxy_from_the_environment() {
+    use layerlift_testkit::FaultProxy;
+    let reg = Registry::anonymous();
+    // A forward proxy on loopback: ureq tunnels through it with CONNECT.
+    let proxy = FaultProxy::transparent(reg.port());
+    let mut c = push_cmd();
+    c.env("HTTP_PROXY", format!("http://{}", proxy.addr()))
+        .env("http_proxy", format!("http://{}", proxy.addr()))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .arg(fixture(TWO_IMAGES))
+        .arg(format!("{}/proxied:1", reg.addr()))
+        .args(["--image", "test_image_1", "--plain-http"]);
+    assert_ok(&run(c));
+    let log = proxy.log();
+    assert!(
+        log.iter()
+            .any(|l| l.method == "CONNECT" && l.target == reg.addr()),
+        "requests went through the proxy: {log:?}"
+    );
+}

@@ -183,6 +183,10 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             // EOF, garbage (a TLS ClientHello), or an error: close.
             _ => return Ok(()),
         };
+        if head.method() == "CONNECT" {
+            // Forward-proxy use (HTTPS_PROXY/HTTP_PROXY): a raw tunnel, loopback targets only.
+            return tunnel(&head, r, w, shared);
+        }
         let kind = http::body_kind(&head, false, head.method());
         let content_length = match kind {
             http::BodyKind::Length(n) => n,
@@ -255,6 +259,44 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// `CONNECT host:port`: log it, then copy bytes both ways (no faults inside the tunnel).
+fn tunnel(
+    head: &Head,
+    mut r: BufReader<TcpStream>,
+    mut w: TcpStream,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let target = head.target().to_string();
+    shared.log.lock().unwrap().push(ProxyLog {
+        n: shared.counter.fetch_add(1, Ordering::SeqCst),
+        method: "CONNECT".into(),
+        target: target.clone(),
+        authorization: head.header("authorization").is_some(),
+        fault: Fault::Pass,
+    });
+    let loopback = target
+        .rsplit_once(':')
+        .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    if !loopback {
+        return http::respond(&mut w, 403, "Forbidden", &[], b"loopback targets only");
+    }
+    let up = TcpStream::connect(target.as_str())?;
+    up.set_nodelay(true)?;
+    w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    let mut up_w = up.try_clone()?;
+    let mut up_r = up;
+    let to_client = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut up_r, &mut w);
+        let _ = w.shutdown(Shutdown::Both);
+    });
+    // Bytes the client already sent after the CONNECT head are in the BufReader.
+    let _ = std::io::copy(&mut r, &mut up_w);
+    let _ = up_w.shutdown(Shutdown::Both);
+    let _ = to_client.join();
+    Ok(())
 }
 
 /// Forward one request upstream (new connection) and its buffered response back.
