@@ -683,3 +683,83 @@ fn source_date_epoch_clamps_layers_and_config() {
         "{listing}"
     );
 }
+
+/// Every archive fixture that unpacks: unpacked as it is and converted to each compression (via
+/// convert's archive input), the images keep their configs, layers decompress to their diff_ids,
+/// and skopeo accepts what it accepted before conversion.
+#[test]
+fn every_unpacked_archive_fixture_converts() {
+    let skopeo = have_tool("skopeo");
+    if !(have_tool("gzip") && have_tool("zstd")) {
+        return;
+    }
+    let fixtures = shared_fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let archives = [
+        "anchore-stereoscope/pkg/image/oci/testdata/valid-oci.tar",
+        "containers-image/docker/archive/fixtures/almostempty.tar",
+        "generated-local/podman-4.3.1/podman-docker-archive-multi.tar",
+        "generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar",
+        "generated-local/podman-4.3.1/podman-oci-archive.tar",
+        "generated-local/skopeo-1.9.3/skopeo-oci-archive.tar",
+        "google-go-containerregistry/pkg/v1/mutate/testdata/whiteout_dir.tar",
+        "google-go-containerregistry/pkg/v1/mutate/testdata/whiteout_image.tar",
+        "google-go-containerregistry/pkg/v1/tarball/testdata/foreign.tar",
+        "google-go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
+        "google-go-containerregistry/pkg/v1/tarball/testdata/sparse_foreign.tar",
+        "google-go-containerregistry/pkg/v1/tarball/testdata/test_bundle.tar",
+        "wagoodman-dive/.data/test-docker-image.tar",
+        "wagoodman-dive/.data/test-kaniko-image.tar",
+        "wagoodman-dive/.data/test-oci-estargz-image.tar",
+        "wagoodman-dive/.data/test-oci-zstd-image.tar",
+    ];
+    for (n, rel) in archives.iter().enumerate() {
+        let archive = fixtures.join(rel);
+        assert!(archive.is_file(), "fixture {} missing", archive.display());
+        let plain = tmp.path().join(format!("{n}-unpacked"));
+        let out = Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
+            .arg(&archive)
+            .arg(&plain)
+            .arg("-q")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "unpack {rel}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let before = walk(&plain);
+        let accepted: Vec<(String, bool)> = refs(&plain)
+            .into_iter()
+            .map(|r| {
+                let ok = skopeo && skopeo_accepts(&plain, &r, tmp.path());
+                (r, ok)
+            })
+            .collect();
+        for compression in ["gzip", "zstd", "none"] {
+            let dir = tmp.path().join(format!("{n}-{compression}"));
+            convert_ok(&[&archive, &dir, &"--compression", &compression, &"-q"]);
+            let after = walk(&dir);
+            assert_eq!(
+                after.configs, before.configs,
+                "{rel} {compression}: image IDs changed"
+            );
+            for t in &after.layer_types {
+                let foreign = t.contains("foreign") || t.contains("nondistributable");
+                let want = match compression {
+                    "none" => t.ends_with(".tar"),
+                    c => t.ends_with(c),
+                };
+                assert!(foreign || want, "{rel} {compression}: layer type {t}");
+            }
+            for (r, ok) in &accepted {
+                if *ok {
+                    assert!(
+                        skopeo_accepts(&dir, r, tmp.path()),
+                        "skopeo rejects {rel} {compression} {r}"
+                    );
+                }
+            }
+        }
+    }
+}
