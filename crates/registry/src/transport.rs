@@ -1,7 +1,9 @@
 //! Transport: one ureq `Agent` per registry with one TLS configuration (verified by default; extra
 //! CA files; `certs.d` directories like Docker's and containers'; `--insecure`), plain HTTP on
 //! request, and the loopback rule Docker applies to 127.0.0.0/8: try HTTPS, fall back to HTTP.
-//! Proxies come from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+//! Proxies come from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`),
+//! except for loopback registries, which are always reached directly (as Go's
+//! `ProxyFromEnvironment`, and so Docker and skopeo, do).
 //! Redirects are not followed by ureq: the client follows them itself so that it knows the final
 //! URL (to resolve `Location`) and drops `Authorization` when the host changes.
 
@@ -142,7 +144,14 @@ pub fn build_agent(opts: &TransportOptions, registry: &str) -> Result<ureq::Agen
         .root_certs(roots)
         .disable_verification(opts.insecure)
         .build();
+    let host = crate::reference::host_without_port(registry);
+    let proxy = if is_loopback(host) {
+        None
+    } else {
+        ureq::Proxy::try_from_env()
+    };
     let config = ureq::Agent::config_builder()
+        .proxy(proxy)
         .http_status_as_error(false)
         .max_redirects(0)
         .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
