@@ -370,3 +370,25 @@ fn a_stalled_request_times_out_and_is_retried() {
     );
     assert_eq!(proxy.faults(), 1);
 }
+
+#[test]
+fn head_401_reads_as_absent() {
+    // Docker Hub and Harbor answer 401 to HEAD on a repository that does not exist yet.
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.method == "HEAD" && r.target.contains("/blobs/") {
+            Fault::Status {
+                status: 401,
+                retry_after: None,
+            }
+        } else {
+            Fault::Pass
+        }
+    });
+    let c = client_for(&proxy.addr(), Credential::Anonymous, RetryPolicy::none());
+    let img = image(7);
+    let d = push(&c, "new/repo", &img, &UploadOptions::default(), &|_| {}).unwrap();
+    assert_eq!(d, Digest::of(&img.manifest));
+    let posts = proxy.log().iter().filter(|l| l.method == "POST").count();
+    assert_eq!(posts, img.blobs.len(), "every blob uploaded");
+}

@@ -224,7 +224,21 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 let body = format!(
                     r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#
                 );
-                http::respond(&mut w, status, reason(status), &headers, body.as_bytes())?;
+                if head.method() == "HEAD" {
+                    // A HEAD response has no body (its Content-Length still says how long).
+                    headers.push(("Content-Length", body.len().to_string()));
+                    let h = Head {
+                        start: format!("HTTP/1.1 {status} {}", reason(status)),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.clone()))
+                            .collect(),
+                    };
+                    h.write_to(&mut w)?;
+                    w.flush()?;
+                } else {
+                    http::respond(&mut w, status, reason(status), &headers, body.as_bytes())?;
+                }
             }
             Fault::Redirect { to } => {
                 http::read_body(&mut r, &kind)?;
