@@ -488,7 +488,6 @@ impl Client {
     /// Returns the auth generation it belongs to.
     fn authorization(&self) -> Result<(Option<String>, u64), Error> {
         let mut st = self.auth.lock().unwrap();
-        let generation = st.generation;
         let value = match (&st.challenge, &self.credential) {
             (_, Credential::RegistryToken(t)) => Some(format!("Bearer {}", t.expose())),
             (Some(Challenge::Basic), Credential::Basic { username, password }) => Some(
@@ -504,7 +503,8 @@ impl Client {
             }
             _ => None,
         };
-        Ok((value, generation))
+        // The generation of the token actually sent (read after a possible fetch above).
+        Ok((value, st.generation))
     }
 
     /// Get a token for the scopes in `st` from the challenge's realm.
@@ -619,22 +619,24 @@ impl Client {
                 Ok(first && !sent_auth && matches!(self.credential, Credential::Basic { .. }))
             }
             Challenge::Bearer { scope, .. } => {
+                // `error="insufficient_scope"` names the scope the request needs: ask for the
+                // union of it and what we had.
+                let mut grew = false;
                 if let Some(s) = scope {
                     for one in s.split(' ') {
                         if let Some(sc) = Scope::parse(one) {
-                            auth::merge_scopes(&mut st.scopes, &sc);
+                            grew |= auth::merge_scopes(&mut st.scopes, &sc);
                         }
                     }
                 }
                 st.challenge = Some(ch.clone());
-                if st.generation != generation {
-                    // Another thread already got a new token.
-                    return Ok(true);
-                }
                 if matches!(self.credential, Credential::RegistryToken(_)) {
                     return Ok(false);
                 }
-                self.fetch_token(&mut st)?;
+                // Unless another thread already got a new token for the same scopes.
+                if grew || st.generation == generation {
+                    self.fetch_token(&mut st)?;
+                }
                 Ok(true)
             }
         }

@@ -425,3 +425,33 @@ fn streamed_upload_of_unknown_digest() {
         .unwrap();
     assert_eq!((d, n), (Digest::of(b""), 0));
 }
+
+#[test]
+fn insufficient_scope_widens_the_token() {
+    let reg = Registry::token("fay", PASSWORD);
+    let c = client(
+        &reg,
+        Credential::from_creds(&format!("fay:{PASSWORD}")).unwrap(),
+        TransportOptions::default(),
+    );
+    c.ping().unwrap();
+    // Only pull asked for: the upload's 401 names the scope it needs, and the client asks again.
+    c.authorize(&[Scope::pull("ins/app")]);
+    let blob = BytesSource::new(b"needs push".to_vec());
+    let r = c.upload_blob(
+        "ins/app",
+        &blob,
+        &UploadOptions::default(),
+        None,
+        &no_events,
+    );
+    let reqs = reg.token_server().unwrap().requests();
+    r.unwrap_or_else(|e| panic!("{e}: {reqs:?}"));
+    assert!(c.blob_exists("ins/app", &blob.digest()).unwrap());
+    assert_eq!(reqs[0].scopes, vec!["repository:ins/app:pull"], "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .any(|r| r.scopes == vec!["repository:ins/app:pull,push"]),
+        "{reqs:?}"
+    );
+}
