@@ -392,3 +392,50 @@ fn head_401_reads_as_absent() {
     let posts = proxy.log().iter().filter(|l| l.method == "POST").count();
     assert_eq!(posts, img.blobs.len(), "every blob uploaded");
 }
+
+#[test]
+fn a_token_that_expires_mid_upload_is_renewed() {
+    let reg = Registry::token("gus", "pw-token-expiry");
+    let ts = reg.token_server().unwrap();
+    let challenge = format!(
+        r#"Bearer realm="{}",service="{}",scope="repository:exp/x:pull,push",error="invalid_token""#,
+        ts.realm(),
+        ts.service()
+    );
+    // The first blob PUT is refused as if its token had just expired.
+    let proxy = FaultProxy::start(reg.port(), {
+        let done = Mutex::new(false);
+        move |r| {
+            let mut d = done.lock().unwrap();
+            if r.method == "PUT" && r.target.contains("/blobs/uploads/") && !*d {
+                *d = true;
+                return Fault::Unauthorized {
+                    challenge: challenge.clone(),
+                };
+            }
+            Fault::Pass
+        }
+    });
+    let c = client_for(
+        &proxy.addr(),
+        Credential::from_creds("gus:pw-token-expiry").unwrap(),
+        RetryPolicy::none(),
+    );
+    let img = image(11);
+    let d = push(&c, "exp/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
+    assert_eq!(d, Digest::of(&img.manifest));
+    assert_eq!(proxy.faults(), 1);
+    assert_eq!(
+        ts.requests().len(),
+        2,
+        "one token, then a new one after the 401"
+    );
+    // The refused PUT was sent again, with its body and credentials.
+    let puts: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.method == "PUT" && l.target.contains("/blobs/uploads/"))
+        .collect();
+    assert_eq!(puts.len(), img.blobs.len() + 1);
+    assert!(puts.iter().all(|l| l.authorization));
+}

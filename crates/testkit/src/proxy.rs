@@ -29,6 +29,8 @@ pub enum Fault {
     },
     /// Wait, then forward.
     Stall(Duration),
+    /// Answer `401` with this `WWW-Authenticate` (a token that expired mid-upload).
+    Unauthorized { challenge: String },
     /// Answer `307` with `Location: <to><path and query>`.
     Redirect { to: String },
 }
@@ -238,6 +240,28 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     w.flush()?;
                 } else {
                     http::respond(&mut w, status, reason(status), &headers, body.as_bytes())?;
+                }
+            }
+            Fault::Unauthorized { challenge } => {
+                http::read_body(&mut r, &kind)?;
+                let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired (injected by the fault proxy)"}]}"#;
+                let headers = [
+                    ("WWW-Authenticate", challenge),
+                    ("Content-Type", "application/json".to_string()),
+                ];
+                if head.method() == "HEAD" {
+                    let mut h = Head {
+                        start: "HTTP/1.1 401 Unauthorized".into(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.clone()))
+                            .collect(),
+                    };
+                    h.set("Content-Length", &body.len().to_string());
+                    h.write_to(&mut w)?;
+                    w.flush()?;
+                } else {
+                    http::respond(&mut w, 401, "Unauthorized", &headers, body)?;
                 }
             }
             Fault::Redirect { to } => {
