@@ -521,18 +521,28 @@ fn docker_format_round_trip_and_refusals() {
 fn a_wrong_diff_id_fails_and_leaves_the_layout_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bad");
-    let layers = vec![b"not really a tar, but bytes".to_vec()];
+    // Two small layers (converted side by side), the second one with a wrong diff_id.
+    let layers = vec![
+        b"a first layer".to_vec(),
+        b"not really a tar, but bytes".to_vec(),
+    ];
     make_layout(
         &dir,
         &layers,
-        Some(vec![sha256_digest(b"something else")]),
+        Some(vec![
+            sha256_digest(&layers[0]),
+            sha256_digest(b"something else"),
+        ]),
         OCI_LAYER,
     );
     let before = snapshot(&dir);
     let out = convert(&[&dir]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("diff_id") && err.contains("big:1"), "{err}");
+    assert!(
+        err.contains("diff_id") && err.contains("big:1") && err.contains("layer 1"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     // index.json and the old blobs are untouched (a new blob may have been written, unreferenced).
     let after = snapshot(&dir);

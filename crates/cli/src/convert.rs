@@ -9,7 +9,7 @@
 //! (in place) removes the blobs only the old images used.
 
 use anyhow::{Context, anyhow, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use layerlift_layers::{
     Compression, Encoding, LayerOutput, copy_layer, encode_layer, encode_layer_clamped, sniff,
 };
@@ -26,10 +26,13 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const IMAGE_NAME: &str = "io.containerd.image.name";
+/// Layers up to this size are converted side by side (see `prefetch_small_layers`).
+const SMALL_LAYER: u64 = 8 << 20;
 
 /// Command line of `layerlift-convert`.
 #[derive(Debug, clap::Parser)]
@@ -185,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect(),
         None => select(&index, &args.images)?,
     };
-    let progress = !args.quiet && io::stderr().is_terminal();
+    let progress = (!args.quiet && io::stderr().is_terminal()).then(MultiProgress::new);
     let mut conv = Converter {
         src: &src,
         dst,
@@ -198,6 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         docs: HashMap::new(),
         configs_rewritten: 0,
         layers: HashMap::new(),
+        prefetched: HashMap::new(),
         report: Vec::new(),
     };
 
@@ -509,12 +513,15 @@ struct Converter<'a> {
     epoch: Option<u64>,
     /// `None`: keep each document's format.
     format: Option<Format>,
-    progress: bool,
+    /// Progress bars (standard error is a terminal and not --quiet).
+    progress: Option<MultiProgress>,
     /// Manifests and indexes already converted: source digest → new (mediaType, digest, size).
     docs: HashMap<Digest, (String, Digest, u64)>,
     /// Configs rewritten by --source-date-epoch.
     configs_rewritten: usize,
     layers: HashMap<(Digest, Format), LayerDone>,
+    /// Report lines of layers converted ahead (small ones), added when the manifest reaches them.
+    prefetched: HashMap<(Digest, Format), LayerReport>,
     report: Vec<LayerReport>,
 }
 
@@ -604,6 +611,7 @@ impl Converter<'_> {
                 diff_ids.len()
             );
         }
+        self.prefetch_small_layers(&manifest.layers, diff_ids, to)?;
         let mut layers = Vec::with_capacity(manifest.layers.len());
         let mut new_diff_ids = Vec::with_capacity(manifest.layers.len());
         for (n, (layer, diff_id)) in manifest.layers.iter().zip(diff_ids).enumerate() {
@@ -713,13 +721,33 @@ impl Converter<'_> {
             if done.reencoded {
                 drop_compressed_bytes_annotations(&mut to);
             }
-            return Ok((to, done.diff_id));
+            let new_diff_id = done.diff_id;
+            if let Some(report) = self.prefetched.remove(&(layer.digest, format)) {
+                self.report.push(report);
+            }
+            return Ok((to, new_diff_id));
         }
+        let (done, report, to) = self.transcode(layer, diff_id, format, &self.encoding)?;
+        let new_diff_id = done.diff_id;
+        self.layers.insert((layer.digest, format), done);
+        self.report.push(report);
+        Ok((to, new_diff_id))
+    }
 
+    /// Re-encode or check one layer into the destination: what it became, its report line, and its
+    /// new descriptor. Takes `&self` only, so that small layers can run side by side.
+    fn transcode(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        format: Format,
+        encoding: &Encoding,
+    ) -> anyhow::Result<(LayerDone, LayerReport, Descriptor)> {
+        let started = Instant::now();
         let mut file = self.src.open_blob(&layer.digest)?;
         let path = self.src.blob_path(&layer.digest);
         let from = sniff_file(&mut file).with_context(|| path.display().to_string())?;
-        let target = self.encoding.compression;
+        let target = encoding.compression;
         let keep = self.epoch.is_none() && !self.recompress && from == target;
         let mut new_diff_id = *diff_id;
         let bar = self.bar(layer, from, target, keep);
@@ -745,7 +773,7 @@ impl Converter<'_> {
             };
             (output, Action::Kept)
         } else if let Some(epoch) = self.epoch {
-            let o = encode_layer_clamped(reader, self.dst.blob_writer()?, &self.encoding, epoch)?;
+            let o = encode_layer_clamped(reader, self.dst.blob_writer()?, encoding, epoch)?;
             new_diff_id = o.new_diff_id;
             (
                 LayerOutput {
@@ -757,7 +785,7 @@ impl Converter<'_> {
                 Action::Encoded,
             )
         } else {
-            let o = encode_layer(reader, self.dst.blob_writer()?, &self.encoding)?;
+            let o = encode_layer(reader, self.dst.blob_writer()?, encoding)?;
             (
                 LayerOutput {
                     out: Some(o.out),
@@ -814,17 +842,14 @@ impl Converter<'_> {
         if reencoded {
             drop_compressed_bytes_annotations(&mut to);
         }
-        self.layers.insert(
-            (layer.digest, format),
-            LayerDone {
-                diff_id: new_diff_id,
-                media_type: to.media_type.clone(),
-                digest,
-                size,
-                reencoded,
-            },
-        );
-        self.report.push(LayerReport {
+        let done = LayerDone {
+            diff_id: new_diff_id,
+            media_type: to.media_type.clone(),
+            digest,
+            size,
+            reencoded,
+        };
+        let report = LayerReport {
             from: layer.clone(),
             from_compression: Some(from),
             to: to.clone(),
@@ -832,8 +857,70 @@ impl Converter<'_> {
             new_diff_id,
             action,
             seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok((done, report, to))
+    }
+
+    /// Small layers keep one encoder thread busy for a moment only: convert them side by side, one
+    /// thread each, before the big ones get all the threads one at a time (the bytes do not depend
+    /// on the thread count). Results land in the layer cache; errors surface here.
+    fn prefetch_small_layers(
+        &mut self,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        format: Format,
+    ) -> anyhow::Result<()> {
+        let threads = self.encoding.threads;
+        let mut seen = std::collections::HashSet::new();
+        let todo: Vec<(usize, &Descriptor, &Digest)> = layers
+            .iter()
+            .zip(diff_ids)
+            .enumerate()
+            .filter(|(_, (l, _))| {
+                !media_types::is_non_distributable(&l.media_type)
+                    && l.size <= SMALL_LAYER
+                    && !self.layers.contains_key(&(l.digest, format))
+                    && seen.insert(l.digest)
+            })
+            .map(|(n, (l, d))| (n, l, d))
+            .collect();
+        if threads < 2 || todo.len() < 2 {
+            return Ok(());
+        }
+        let one = Encoding {
+            threads: 1,
+            ..self.encoding
+        };
+        let next = AtomicUsize::new(0);
+        let this = &*self;
+        type Done = (usize, anyhow::Result<(LayerDone, LayerReport, Descriptor)>);
+        let mut results: Vec<Done> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads.min(todo.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        while let Some(&(n, l, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed))
+                        {
+                            out.push((n, this.transcode(l, d, format, &one)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            // A worker that panicked leaves its layers to the sequential pass.
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
         });
-        Ok((to, new_diff_id))
+        results.sort_by_key(|(n, _)| *n);
+        for (n, result) in results {
+            let (done, report, _) =
+                result.with_context(|| format!("layer {n} ({})", layers[n].digest))?;
+            self.layers.insert((layers[n].digest, format), done);
+            self.prefetched.insert((layers[n].digest, format), report);
+        }
+        Ok(())
     }
 
     /// A progress bar for one layer (hidden unless standard error is a terminal).
@@ -844,10 +931,10 @@ impl Converter<'_> {
         to: Compression,
         keep: bool,
     ) -> ProgressBar {
-        if !self.progress {
+        let Some(multi) = &self.progress else {
             return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(layer.size), ProgressDrawTarget::stderr());
+        };
+        let bar = multi.add(ProgressBar::new(layer.size));
         let style = ProgressStyle::with_template(
             "{prefix} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
         )
