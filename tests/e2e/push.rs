@@ -220,6 +220,33 @@ fn push_oci_layouts_and_pull_back_with_skopeo() {
         );
     }
 
+    // Two different images chosen with --image: each under its own name, like --all.
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/chosen", reg.addr())).args([
+        "--image",
+        "test_image_1",
+        "--image",
+        "@1",
+    ]);
+    let out = assert_ok(&run(c));
+    let refs: Vec<String> = pushed(&out).into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        refs,
+        vec![
+            format!("{}/chosen:test_image_1", reg.addr()),
+            format!("{}/chosen:test_image_3", reg.addr())
+        ]
+    );
+    // ...which cannot all get DEST's one tag.
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/chosen:one", reg.addr())).args([
+        "--image",
+        "test_image_1",
+        "--image",
+        "@1",
+    ]);
+    assert_eq!(run(c).status.code(), Some(1));
+
     // A multi-platform BuildKit layout (nested index): every platform comes back.
     let src = fixture(MULTI_PLATFORM);
     let mut c = push_cmd();

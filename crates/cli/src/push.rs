@@ -64,7 +64,8 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Push only this image of SOURCE: its name (`org.opencontainers.image.ref.name`), full
-    /// name, digest, or `@N` for the N-th entry of index.json. Repeatable.
+    /// name, digest, or `@N` for the N-th entry of index.json. Repeatable; several different
+    /// images are each pushed under their own name, as with --all.
     #[arg(long = "image", value_name = "NAME|DIGEST|@N")]
     pub images: Vec<String>,
     /// Push every image of SOURCE, each under its own name retargeted to DEST's registry and

@@ -142,9 +142,20 @@ impl Plan {
         if selectors.is_empty() {
             chosen = entries.clone();
         }
+        // Several different images chosen with --image: each goes under its own name, as with
+        // --all (DEST cannot give one tag to all of them).
+        let distinct: BTreeSet<Digest> = chosen.iter().map(|(_, d)| d.digest).collect();
+        let each_own_name = all || (!selectors.is_empty() && distinct.len() > 1);
+        if each_own_name && (dest.tag.is_some() || dest.digest.is_some() || !extra_tags.is_empty())
+        {
+            bail!(
+                "{} images are pushed under their own names: give DEST as HOST/REPOSITORY, without a tag, and no --tag",
+                distinct.len()
+            );
+        }
         // (repository, tag or None, descriptor)
         let mut targets: Vec<(String, Option<String>, &Descriptor)> = Vec::new();
-        if all {
+        if each_own_name {
             for (_, d) in &chosen {
                 match entry_name(d) {
                     Some(name) => {
