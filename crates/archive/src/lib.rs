@@ -20,6 +20,7 @@ pub mod names;
 mod oci;
 pub mod paths;
 pub mod plan;
+mod readahead;
 pub mod scan;
 
 pub use error::ArchiveError;
@@ -88,8 +89,10 @@ fn scan_stream(
     layout: Option<&Layout>,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
-    let (compression, mut reader) = layerlift_layers::decoder(buffered)
+    let (compression, decoded) = layerlift_layers::decoder(buffered)
         .map_err(|e| ArchiveError::io("the start of the archive", e))?;
+    // Reading and decompressing run on their own thread, ahead of hashing and staging.
+    let mut reader = readahead::ReadAhead::new(decoded);
     let scan = scan::scan_tar(&mut reader, layout).map_err(|e| match e {
         ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
             compression: compression.name(),
