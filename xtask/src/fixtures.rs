@@ -201,6 +201,58 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
         ));
     }
 
+    // Damaged streams (bad input, issue 2 item 4): each must fail with a one-line error, exit 1.
+    for (ext, tool, args) in WRAPPERS {
+        let src = link.clone();
+        plan.push(fixture(
+            format!("bad/test_link.tar.truncated.{ext}"),
+            format!(
+                "**bad**: `{tool} {}` of `test_link.tar`, cut to 60 % of its length \
+                 (truncated compressed stream)",
+                args.join(" ")
+            ),
+            move |dest| {
+                run_filter(tool, args, &src, dest)?;
+                cut(dest, 60)
+            },
+        ));
+    }
+    let src = link.clone();
+    plan.push(fixture(
+        "bad/test_link.tar.corrupt.gz",
+        "**bad**: `gzip -n -c` of `test_link.tar` with one byte of the deflate data inverted \
+         (corrupt data or CRC mismatch)",
+        move |dest| {
+            run_filter("gzip", ["-n", "-c"], &src, dest)?;
+            let mut b = fs::read(dest)?;
+            let i = b.len() / 2;
+            b[i] = !b[i];
+            fs::write(dest, b).map_err(Into::into)
+        },
+    ));
+    let src = link.clone();
+    plan.push(fixture(
+        "bad/test_link.tar.trailing-garbage.gz",
+        "**bad**: `gzip -n -c` of `test_link.tar` followed by 100 bytes that are not gzip \
+         (gzip(1) only warns \"trailing garbage ignored\")",
+        move |dest| {
+            run_filter("gzip", ["-n", "-c"], &src, dest)?;
+            let mut b = fs::read(dest)?;
+            b.extend((0..100u8).map(|i| i.wrapping_mul(37)));
+            fs::write(dest, b).map_err(Into::into)
+        },
+    ));
+    let src = link.clone();
+    plan.push(fixture(
+        "bad/test_link.truncated.tar",
+        "**bad**: plain `test_link.tar` cut to 60 % of its length (mid-entry, no end-of-archive blocks)",
+        move |dest| {
+            fs::copy(&src, dest)?;
+            fs::set_permissions(dest, fs::Permissions::from_mode(0o644))?;
+            cut(dest, 60)
+        },
+    ));
+
     // 2. skopeo (containers/image) conversions of shared docker-archives.
     let dive = shared.join("wagoodman-dive/.data/test-docker-image.tar");
     let link_s = link.display().to_string();
@@ -342,6 +394,14 @@ fn skopeo(
         )
         .map(drop)
     })
+}
+
+/// Truncate a file to `percent` % of its length.
+fn cut(path: &Path, percent: u64) -> Result<()> {
+    let f = fs::OpenOptions::new().write(true).open(path)?;
+    let len = f.metadata()?.len();
+    f.set_len(len * percent / 100)?;
+    Ok(())
 }
 
 /// Split `src` in two, compress each half with `tool`, concatenate.
