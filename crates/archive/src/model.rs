@@ -17,6 +17,17 @@ pub enum Format {
     DirTransport,
 }
 
+impl Format {
+    /// The name `--list` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::DockerArchive => "docker-archive (manifest.json)",
+            Format::OciLayout => "OCI image layout (index.json)",
+            Format::DirTransport => "dir: transport (manifest.json + bare-hex blobs)",
+        }
+    }
+}
+
 /// Which engine (and era) wrote the archive, as far as its shape tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

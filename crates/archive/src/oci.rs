@@ -252,6 +252,7 @@ impl<'a> Walker<'a> {
         }
         // The layers.
         let mut missing = 0;
+        let mut mislabelled: Vec<(String, String)> = Vec::new();
         for (i, layer) in manifest.layers.iter().enumerate() {
             let expected = diff_ids.as_ref().map(|ids| ids[i]);
             let mut li = LayerInfo {
@@ -288,12 +289,22 @@ impl<'a> Walker<'a> {
                             (Ok((_, size)), None) => li.uncompressed_size = Some(size),
                         }
                         if let Some(note) = mislabel(&layer.media_type, file.compression) {
-                            img.defects.push(Defect::note(format!("layer {path}: {note}")));
+                            mislabelled.push((note, path.clone()));
                         }
                     }
                 }
             }
             info.layers.push(li);
+        }
+        mislabelled.sort();
+        for group in mislabelled.chunk_by(|a, b| a.0 == b.0) {
+            let (note, first) = (&group[0].0, &group[0].1);
+            let which = match group.len() {
+                1 => format!("layer {first}"),
+                n => format!("{n} layers ({first}, …)"),
+            };
+            img.defects
+                .push(Defect::note(format!("{label}{which}: {note}")));
         }
         if missing > 0 {
             absent(
@@ -368,6 +379,17 @@ fn mislabel(media_type: &str, actual: Compression) -> Option<String> {
     } else {
         return None;
     };
-    (claimed != actual)
-        .then(|| format!("labelled {media_type} but the bytes are {actual}; kept as they are"))
+    (claimed != actual).then(|| {
+        format!(
+            "labelled {media_type} but the bytes are {}; kept as they are",
+            describe(actual)
+        )
+    })
+}
+
+fn describe(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "uncompressed",
+        other => other.name(),
+    }
 }

@@ -156,7 +156,7 @@ fn list_text(name: &str, info: &ArchiveInfo, chosen: &[usize]) -> String {
         "none" => String::new(),
         c => format!(", {c}-compressed"),
     };
-    let _ = writeln!(o, "{name}: {:?}{outer}", info.format);
+    let _ = writeln!(o, "{name}: {}{outer}", info.format.name());
     let _ = writeln!(o, "  written by: {}", info.origin.describe());
     let _ = writeln!(
         o,

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The README's first command: the main job on the bundled sample. Starts a throw-away registry on
+# 127.0.0.1, shows what the archive holds, pushes it with layerlift, and reads it back with skopeo.
+# Installs the Debian packages it needs when run as root (scripts/install-test-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+archive=${1:-samples/sample-docker-archive.tar}
+
+if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        scripts/install-test-deps.sh
+    else
+        echo "demo: needs docker-registry and skopeo: sudo scripts/install-test-deps.sh" >&2
+        exit 1
+    fi
+fi
+
+echo "==> building layerlift (release)" >&2
+cargo build --quiet --release --locked -p layerlift
+bin=${CARGO_TARGET_DIR:-target}/release
+
+work=$(mktemp -d)
+registry_pid=
+cleanup() {
+    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/storage"
+cat >"$work/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $work/storage
+http:
+  addr: 127.0.0.1:$port
+YAML
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+echo "==> layerlift unpack --list $archive" >&2
+"$bin/layerlift" unpack --list "$archive"
+
+echo "==> layerlift push --all $archive 127.0.0.1:$port/demo" >&2
+"$bin/layerlift" push --all "$archive" "127.0.0.1:$port/demo"
+
+echo "==> skopeo reads it back" >&2
+skopeo inspect --tls-verify=false "docker://127.0.0.1:$port/demo/bazel/v1/tarball:test_image_3" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("digest", d["Digest"]); print("layers", *d["Layers"], sep="\n  ")'
