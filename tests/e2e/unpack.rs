@@ -48,18 +48,32 @@ fn unpack_fails(archive: &Path, expect: &str) -> String {
         "names the archive: {stderr}"
     );
     assert!(stderr.contains(expect), "expected `{expect}` in: {stderr}");
-    // Nothing but the (empty) layout was written, and nothing beside it.
+    // Nothing was written: not the layout, nothing beside it.
     let names: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(names.len() <= 1, "{names:?}");
-    if dir.exists() {
-        let blobs = std::fs::read_dir(dir.join("blobs/sha256")).unwrap().count();
-        assert_eq!(blobs, 0, "no blob published on failure");
-        let index = std::fs::read_to_string(dir.join("index.json")).unwrap();
-        assert!(!index.contains("sha256:"), "index.json untouched: {index}");
-    }
+    assert!(names.is_empty(), "{names:?}");
+    // Into an existing layout: it is left as it was.
+    let existing = tmp.path().join("existing");
+    unpack_ok(
+        &shared("wagoodman-dive/.data/test-oci-gzip-image.tar"),
+        &existing,
+    );
+    let before = index_refs(&existing);
+    let blobs_before = std::fs::read_dir(existing.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    let out = unpack(&[archive.to_str().unwrap(), existing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(index_refs(&existing), before, "index.json untouched");
+    assert_eq!(
+        std::fs::read_dir(existing.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        blobs_before,
+        "no blob published"
+    );
     stderr
 }
 
@@ -803,6 +817,8 @@ fn bad_archives_fail_with_one_clear_line() {
         let path = write(t, name, &bytes);
         unpack_fails(&path, expect);
     }
+
+    unpack_fails(&t.join("does-not-exist.tar"), "cannot read the archive");
 
     // Symlink loop: the manifest names a link that never reaches a file.
     let config = config_for(&[format!("sha256:{diff_id}")]);

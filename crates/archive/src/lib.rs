@@ -74,8 +74,7 @@ pub fn read(input: &Input, layout: Option<&Layout>) -> Result<(ArchiveInfo, Scan
     let (scan, compression) = match input {
         Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout)?, Compression::None),
         Input::Path(p) => {
-            let file =
-                std::fs::File::open(p).map_err(|e| ArchiveError::io(p.display().to_string(), e))?;
+            let file = std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
             scan_stream(Box::new(file), layout)?
         }
         Input::Stdin => scan_stream(Box::new(std::io::stdin()), layout)?,
@@ -387,9 +386,17 @@ pub fn unpack(
     dir: &std::path::Path,
     selectors: &[String],
 ) -> Result<(ArchiveInfo, Vec<Descriptor>), ArchiveError> {
-    let layout = Layout::create(dir)?;
-    let (info, mut scan) = read(input, Some(&layout))?;
-    let chosen = select(&info, selectors)?;
-    let added = commit(&info, &mut scan, &layout, &chosen)?;
-    Ok((info, added))
+    // A layout this run creates is removed again if the run fails: no output that looks like a result.
+    let created = !dir.exists();
+    let result = (|| {
+        let layout = Layout::create(dir)?;
+        let (info, mut scan) = read(input, Some(&layout))?;
+        let chosen = select(&info, selectors)?;
+        let added = commit(&info, &mut scan, &layout, &chosen)?;
+        Ok((info, added))
+    })();
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
 }
