@@ -844,3 +844,48 @@ fn bad_archives_fail_with_one_clear_line() {
     }
     unpack_fails(&write(t, "huge-header.tar", &huge), "truncated");
 }
+
+/// A platform left out of a containerd-store save is only a note, until it is the one chosen.
+#[test]
+fn platform_choice_narrows_an_index_and_refuses_absent_platforms() {
+    let archive = generated("synthetic/containerd-store-save.tar");
+    let a = archive.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("oci");
+    let out = unpack(&["-q", "--platform", "linux/amd64", a, dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refs = index_refs(&dir);
+    assert_eq!(refs.len(), 1);
+    assert!(
+        refs[0].2.contains("manifest.v2"),
+        "the amd64 manifest, not the list: {refs:?}"
+    );
+    assert_eq!(refs[0].1.as_deref(), Some("latest"), "names kept");
+    assert_eq!(verify::layout(&dir).len(), 1);
+    unpack_fails_with(
+        &["--platform", "linux/arm64"],
+        &archive,
+        "platform linux/arm64: its manifest is not in the archive",
+    );
+    unpack_fails_with(
+        &["--platform", "linux/s390x"],
+        &archive,
+        "no manifest for platform linux/s390x",
+    );
+}
+
+fn unpack_fails_with(flags: &[&str], archive: &Path, expect: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("oci");
+    let mut args = flags.to_vec();
+    args.extend([archive.to_str().unwrap(), dir.to_str().unwrap()]);
+    let out = unpack(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(expect), "expected `{expect}` in: {stderr}");
+    assert!(!dir.exists(), "nothing written");
+}

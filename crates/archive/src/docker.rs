@@ -264,8 +264,11 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
         media_type: media_types::OCI_MANIFEST.to_string(),
         platform: platform_of(&config),
         present: true,
+        complete: !img.is_fatal(),
         config: Some(config_desc),
         layers,
+        descriptor: Some(descriptor.clone()),
+        blobs: 0..img.blobs.len(),
     });
     img.descriptor = descriptor;
     img

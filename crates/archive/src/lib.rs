@@ -77,10 +77,22 @@ pub fn read(input: &Input, layout: Option<&Layout>) -> Result<(ArchiveInfo, Scan
             let file = std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
             scan_stream(Box::new(file), layout)?
         }
-        Input::Stdin => scan_stream(Box::new(std::io::stdin()), layout)?,
+        Input::Stdin => {
+            grow_pipe_buffer();
+            scan_stream(Box::new(std::io::stdin()), layout)?
+        }
     };
     let info = analyze(&scan, compression)?;
     Ok((info, scan))
+}
+
+/// A pipe hands out at most its buffer (64 KiB by default) per read: ask for 1 MiB so that reading
+/// `docker save | layerlift-unpack -` costs a sixteenth of the system calls. Best effort.
+fn grow_pipe_buffer() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::pipe::fcntl_setpipe_size(std::io::stdin(), READ_BUFFER);
+    }
 }
 
 fn scan_stream(
@@ -386,13 +398,23 @@ pub fn unpack(
     dir: &std::path::Path,
     selectors: &[String],
 ) -> Result<(ArchiveInfo, Vec<Descriptor>), ArchiveError> {
+    unpack_platform(input, dir, selectors, None)
+}
+
+/// [`unpack`], narrowing multi-platform images to `platform` (`os/arch[/variant]`) when given.
+pub fn unpack_platform(
+    input: &Input,
+    dir: &std::path::Path,
+    selectors: &[String],
+    platform: Option<&str>,
+) -> Result<(ArchiveInfo, Vec<Descriptor>), ArchiveError> {
     // A layout this run creates is removed again if the run fails: no output that looks like a result.
     let created = !dir.exists();
     let result = (|| {
         let layout = Layout::create(dir)?;
         let (info, mut scan) = read(input, Some(&layout))?;
         let chosen = select(&info, selectors)?;
-        let added = commit(&info, &mut scan, &layout, &chosen)?;
+        let added = commit(&info, &mut scan, &layout, &chosen, platform)?;
         Ok((info, added))
     })();
     if result.is_err() && created {

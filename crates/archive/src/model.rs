@@ -124,8 +124,16 @@ pub struct ManifestInfo {
     pub media_type: String,
     pub platform: Option<String>,
     pub present: bool,
+    /// Manifest, config and every distributable layer are in the archive and check out.
+    pub complete: bool,
     pub config: Option<Descriptor>,
     pub layers: Vec<LayerInfo>,
+    /// The descriptor that names this manifest (in its index, or index.json).
+    #[serde(skip)]
+    pub(crate) descriptor: Option<Descriptor>,
+    /// Which of the image's `blobs` belong to this manifest.
+    #[serde(skip)]
+    pub(crate) blobs: std::ops::Range<usize>,
 }
 
 /// One image of the archive: what becomes one or more entries of the layout's index.json.

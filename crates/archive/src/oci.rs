@@ -116,8 +116,11 @@ impl<'a> Walker<'a> {
                     media_type: desc.media_type.clone(),
                     platform,
                     present: false,
+                    complete: false,
                     config: None,
                     layers: Vec::new(),
+                    descriptor: Some(desc.clone()),
+                    blobs: 0..0,
                 });
             }
             return;
@@ -125,6 +128,7 @@ impl<'a> Walker<'a> {
         if !check_blob(desc, &path, file, img) {
             return;
         }
+        let first_blob = img.blobs.len();
         img.blobs
             .push((desc.digest, BlobSource::Entry(path.clone())));
         let json = file.json.as_deref();
@@ -165,7 +169,8 @@ impl<'a> Walker<'a> {
             Ok(m) => m,
             Err(e) => return img.defects.push(Defect::fatal(format!("{path}: {e}"))),
         };
-        let info = self.manifest(&manifest, desc, platform, img, top);
+        let mut info = self.manifest(&manifest, desc, platform, img, top);
+        info.blobs = first_blob..img.blobs.len();
         img.manifests.push(info);
     }
 
@@ -182,9 +187,14 @@ impl<'a> Walker<'a> {
             media_type: desc.media_type.clone(),
             platform,
             present: true,
+            complete: false,
             config: Some(manifest.config.clone()),
             layers: Vec::new(),
+            descriptor: Some(desc.clone()),
+            blobs: 0..0,
         };
+        let defects_before = img.defects.len();
+        let mut config_ok = false;
         let label = info
             .platform
             .as_deref()
@@ -206,6 +216,7 @@ impl<'a> Walker<'a> {
             ),
             Some((path, file)) => {
                 if check_blob(&manifest.config, &path, file, img) {
+                    config_ok = true;
                     img.blobs
                         .push((manifest.config.digest, BlobSource::Entry(path.clone())));
                     let is_image_config = manifest.config.media_type == media_types::OCI_CONFIG
@@ -306,6 +317,8 @@ impl<'a> Walker<'a> {
             img.defects
                 .push(Defect::note(format!("{label}{which}: {note}")));
         }
+        info.complete =
+            config_ok && missing == 0 && !img.defects[defects_before..].iter().any(|d| d.fatal);
         if missing > 0 {
             absent(
                 img,

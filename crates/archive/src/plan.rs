@@ -64,33 +64,32 @@ pub fn label(img: &ImageInfo) -> String {
 }
 
 /// Publish the chosen images' blobs, then add their entries to index.json. Returns the entries added.
+///
+/// With `platform` (`os/arch[/variant]`), an image that is an index is narrowed to that platform's
+/// manifest: its blobs must all be in the archive (platforms an archive leaves out are only notes
+/// until one is chosen this way), and index.json names that manifest.
 pub fn commit(
     info: &ArchiveInfo,
     scan: &mut Scan,
     layout: &Layout,
     chosen: &[usize],
+    platform: Option<&str>,
 ) -> Result<Vec<Descriptor>, ArchiveError> {
+    let mut plans = Vec::new();
     for &n in chosen {
-        let img = &info.images[n];
-        if let Some(d) = img.defects.iter().find(|d| d.fatal) {
-            return Err(ArchiveError::BadImage {
-                image: label(img),
-                why: d.message.clone(),
-            });
-        }
+        plans.push(plan_image(&info.images[n], platform)?);
     }
     let mut done: BTreeSet<Digest> = BTreeSet::new();
     let mut entries = Vec::new();
-    for &n in chosen {
-        let img = &info.images[n];
-        for (digest, source) in &img.blobs {
+    for (img, blobs, descriptor) in plans {
+        for (digest, source) in blobs {
             if done.contains(digest) {
                 continue;
             }
             publish(scan, layout, digest, source)?;
             done.insert(*digest);
         }
-        entries.extend(index_entries(img));
+        entries.extend(index_entries(img, descriptor));
     }
     let added = entries.clone();
     layout.update_index(|index| {
@@ -105,6 +104,67 @@ pub fn commit(
         Ok::<(), ArchiveError>(())
     })??;
     Ok(added)
+}
+
+type Plan<'a> = (&'a ImageInfo, &'a [(Digest, BlobSource)], Descriptor);
+
+/// What one chosen image publishes, and the descriptor index.json gets for it.
+fn plan_image<'a>(img: &'a ImageInfo, platform: Option<&str>) -> Result<Plan<'a>, ArchiveError> {
+    let fatal = |why: String| ArchiveError::BadImage {
+        image: label(img),
+        why,
+    };
+    if let Some(d) = img.defects.iter().find(|d| d.fatal) {
+        return Err(fatal(d.message.clone()));
+    }
+    let Some(wanted) = platform else {
+        return Ok((img, &img.blobs, img.descriptor.clone()));
+    };
+    let found = img.manifests.iter().find(|m| {
+        m.platform
+            .as_deref()
+            .is_some_and(|p| platform_matches(p, wanted))
+    });
+    let Some(m) = found else {
+        let have: Vec<_> = img
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.clone())
+            .collect();
+        return Err(fatal(format!(
+            "no manifest for platform {wanted} (the image has: {})",
+            have.join(", ")
+        )));
+    };
+    if !m.complete {
+        let what = if m.present {
+            "some of its blobs are"
+        } else {
+            "its manifest is"
+        };
+        return Err(fatal(format!(
+            "platform {wanted}: {what} not in the archive"
+        )));
+    }
+    let mut descriptor = m
+        .descriptor
+        .clone()
+        .unwrap_or_else(|| img.descriptor.clone());
+    // Keep the names the image had.
+    if let Some(a) = &img.descriptor.annotations {
+        descriptor
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(a.clone());
+    }
+    Ok((img, &img.blobs[m.blobs.clone()], descriptor))
+}
+
+/// `linux/arm64` matches `linux/arm64/v8`; a variant, when given, must match.
+fn platform_matches(have: &str, wanted: &str) -> bool {
+    let have: Vec<&str> = have.split('/').collect();
+    let wanted: Vec<&str> = wanted.split('/').collect();
+    wanted.len() <= have.len() && wanted.iter().zip(&have).all(|(w, h)| w == h)
 }
 
 fn publish(
@@ -155,14 +215,14 @@ fn missing(path: &str) -> ArchiveError {
 /// The index.json entries of an image: one per name for docker archives (ref.name = the name as
 /// the archive writes it, io.containerd.image.name = the fully qualified name), the original
 /// descriptor otherwise.
-pub(crate) fn index_entries(img: &ImageInfo) -> Vec<Descriptor> {
+pub(crate) fn index_entries(img: &ImageInfo, descriptor: Descriptor) -> Vec<Descriptor> {
     if !img.annotate_names || img.names.is_empty() {
-        return vec![img.descriptor.clone()];
+        return vec![descriptor];
     }
     img.names
         .iter()
         .map(|name| {
-            let mut d = img.descriptor.clone();
+            let mut d = descriptor.clone();
             let mut annotations = BTreeMap::new();
             annotations.insert(REF_NAME.to_string(), name.clone());
             if let Some(full) = names::full_name(name) {

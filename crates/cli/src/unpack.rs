@@ -34,6 +34,10 @@ pub struct Args {
     /// for the N-th image (from 0). Repeatable.
     #[arg(long = "image", value_name = "NAME|@N")]
     pub images: Vec<String>,
+    /// From images that are multi-platform indexes, take only this platform's manifest
+    /// (`os/arch[/variant]`, e.g. `linux/arm64`). Its blobs must be in the archive.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Print what the archive holds (format, images, tags, config, layers, symlinks, defects);
     /// write nothing.
     #[arg(long)]
@@ -71,7 +75,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let dir = args.dir.expect("clap requires DIR without --list");
     let (info, added) =
-        layerlift_archive::unpack(&input, &dir, &args.images).with_context(|| name.clone())?;
+        layerlift_archive::unpack_platform(&input, &dir, &args.images, args.platform.as_deref())
+            .with_context(|| name.clone())?;
     if args.json {
         let entries: Vec<_> = added.iter().map(entry_json).collect();
         let out = serde_json::json!({
