@@ -889,3 +889,76 @@ fn unpack_fails_with(flags: &[&str], archive: &Path, expect: &str) {
     assert!(stderr.contains(expect), "expected `{expect}` in: {stderr}");
     assert!(!dir.exists(), "nothing written");
 }
+
+/// `--compression` compresses layers while the archive is read: the layout holds no uncompressed
+/// layer, configs (image IDs) are unchanged, and the result is byte-identical to unpacking and then
+/// running `layerlift-convert` (the encoders are deterministic).
+#[test]
+fn compressing_on_the_way_in_equals_unpack_then_convert() {
+    let convert = env!("CARGO_BIN_EXE_layerlift-convert");
+    for rel in [
+        "google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar",
+        "generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar",
+        "wagoodman-dive/.data/test-oci-uncompressed-image.tar",
+        "wagoodman-dive/.data/test-kaniko-image.tar",
+    ] {
+        let archive = shared(rel);
+        // Layers already compressed are kept as they are (kaniko's are gzip): convert would turn
+        // them into zstd, unpack does not re-encode.
+        let codecs: &[&str] = if rel.contains("kaniko") {
+            &["gzip"]
+        } else {
+            &["gzip", "zstd"]
+        };
+        for &c in codecs {
+            let tmp = tempfile::tempdir().unwrap();
+            let one = tmp.path().join("one-pass");
+            let out = unpack(&[
+                "-q",
+                "--compression",
+                c,
+                archive.to_str().unwrap(),
+                one.to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "{rel}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let two = tmp.path().join("two-steps");
+            unpack_ok(&archive, &two);
+            let plain = verify::layout(&two);
+            let out = Command::new(convert)
+                .args(["-q", "--compression", c, two.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "convert {rel}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let images = verify::layout(&one);
+            assert_eq!(
+                images
+                    .iter()
+                    .map(|i| (&i.config, &i.diff_ids))
+                    .collect::<Vec<_>>(),
+                plain
+                    .iter()
+                    .map(|i| (&i.config, &i.diff_ids))
+                    .collect::<Vec<_>>(),
+                "{rel}: configs and diff_ids unchanged"
+            );
+            assert_eq!(
+                index_refs(&one),
+                index_refs(&two),
+                "{rel} {c}: same manifests as unpack + convert"
+            );
+            for entry in std::fs::read_dir(one.join("blobs/sha256")).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                let is_tar = bytes.len() >= 512 && &bytes[257..262] == b"ustar";
+                assert!(!is_tar, "{rel} {c}: an uncompressed layer was written");
+            }
+        }
+    }
+}

@@ -181,27 +181,34 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
                 ),
             );
         }
-        let (media_type, digest, size, source) = match file.compression {
-            Compression::None => (
+        let (media_type, digest, size, source) = match (&file.encoded, file.compression) {
+            // Compressed while it was read (unpack with an encoding).
+            (Some(enc), _) => (
+                crate::oci::oci_layer_type(enc.compression),
+                enc.digest,
+                enc.size,
+                BlobSource::Encoded(resolved.clone()),
+            ),
+            (None, Compression::None) => (
                 media_types::OCI_LAYER,
                 file.digest,
                 file.size,
                 BlobSource::Entry(resolved.clone()),
             ),
-            Compression::Gzip => (
+            (None, Compression::Gzip) => (
                 media_types::OCI_LAYER_GZIP,
                 file.digest,
                 file.size,
                 BlobSource::Entry(resolved.clone()),
             ),
-            Compression::Zstd => (
+            (None, Compression::Zstd) => (
                 media_types::OCI_LAYER_ZSTD,
                 file.digest,
                 file.size,
                 BlobSource::Entry(resolved.clone()),
             ),
             // OCI has no media type for these (docker load accepts them): store the tar itself.
-            Compression::Bzip2 | Compression::Xz => {
+            (None, Compression::Bzip2 | Compression::Xz) => {
                 img.defects.push(Defect::note(format!(
                     "layer {path} is {}-compressed, which OCI has no media type for; stored uncompressed",
                     file.compression

@@ -30,7 +30,7 @@ pub use model::{
 pub use plan::{commit, label, select};
 pub use scan::Scan;
 
-use layerlift_layers::Compression;
+use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use oci::Walker;
@@ -71,15 +71,24 @@ const READ_BUFFER: usize = 1 << 20;
 /// Read the whole input once. With `layout`, every entry is staged there (nothing is published
 /// until [`commit`]); without, entries are only hashed (`--list`).
 pub fn read(input: &Input, layout: Option<&Layout>) -> Result<(ArchiveInfo, Scan), ArchiveError> {
+    read_encoding(input, layout, None)
+}
+
+/// [`read`], compressing uncompressed layers to `encoding` while staging them (with a layout).
+pub fn read_encoding(
+    input: &Input,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+) -> Result<(ArchiveInfo, Scan), ArchiveError> {
     let (scan, compression) = match input {
-        Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout)?, Compression::None),
+        Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout, encoding)?, Compression::None),
         Input::Path(p) => {
             let file = std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
-            scan_stream(Box::new(file), layout)?
+            scan_stream(Box::new(file), layout, encoding)?
         }
         Input::Stdin => {
             grow_pipe_buffer();
-            scan_stream(Box::new(std::io::stdin()), layout)?
+            scan_stream(Box::new(std::io::stdin()), layout, encoding)?
         }
     };
     let info = analyze(&scan, compression)?;
@@ -98,13 +107,14 @@ fn grow_pipe_buffer() {
 fn scan_stream(
     source: Box<dyn Read + Send>,
     layout: Option<&Layout>,
+    encoding: Option<Encoding>,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
         .map_err(|e| ArchiveError::io("the start of the archive", e))?;
     // Reading and decompressing run on their own thread, ahead of hashing and staging.
     let mut reader = readahead::ReadAhead::new(decoded);
-    let scan = scan::scan_tar(&mut reader, layout).map_err(|e| match e {
+    let scan = scan::scan_tar(&mut reader, layout, encoding).map_err(|e| match e {
         ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
             compression: compression.name(),
             detail,
@@ -398,21 +408,41 @@ pub fn unpack(
     dir: &std::path::Path,
     selectors: &[String],
 ) -> Result<(ArchiveInfo, Vec<Descriptor>), ArchiveError> {
-    unpack_platform(input, dir, selectors, None)
+    unpack_with(
+        input,
+        dir,
+        &Options {
+            images: selectors.to_vec(),
+            ..Options::default()
+        },
+    )
 }
 
-/// [`unpack`], narrowing multi-platform images to `platform` (`os/arch[/variant]`) when given.
-pub fn unpack_platform(
+/// What [`unpack_with`] takes from the archive, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Image selectors (`NAME` or `@N`); all images when empty.
+    pub images: Vec<String>,
+    /// Narrow multi-platform images to this platform (`os/arch[/variant]`).
+    pub platform: Option<String>,
+    /// Compress uncompressed layers to this on the way in: the layout never holds an uncompressed
+    /// copy. Manifests that name such layers are generated anew (their digests change; configs do
+    /// not).
+    pub encoding: Option<Encoding>,
+}
+
+/// [`unpack`] with [`Options`].
+pub fn unpack_with(
     input: &Input,
     dir: &std::path::Path,
-    selectors: &[String],
-    platform: Option<&str>,
+    options: &Options,
 ) -> Result<(ArchiveInfo, Vec<Descriptor>), ArchiveError> {
+    let (selectors, platform) = (&options.images, options.platform.as_deref());
     // A layout this run creates is removed again if the run fails: no output that looks like a result.
     let created = !dir.exists();
     let result = (|| {
         let layout = Layout::create(dir)?;
-        let (info, mut scan) = read(input, Some(&layout))?;
+        let (info, mut scan) = read_encoding(input, Some(&layout), options.encoding)?;
         let chosen = select(&info, selectors)?;
         let added = commit(&info, &mut scan, &layout, &chosen, platform)?;
         Ok((info, added))

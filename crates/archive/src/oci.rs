@@ -195,6 +195,8 @@ impl<'a> Walker<'a> {
         };
         let defects_before = img.defects.len();
         let mut config_ok = false;
+        // visit() pushed the manifest's own blob just before calling this.
+        let manifest_blob = img.blobs.len() - 1;
         let label = info
             .platform
             .as_deref()
@@ -262,6 +264,7 @@ impl<'a> Walker<'a> {
             diff_ids = None;
         }
         // The layers.
+        let mut rewritten = 0;
         let mut missing = 0;
         let mut mislabelled: Vec<(String, String)> = Vec::new();
         for (i, layer) in manifest.layers.iter().enumerate() {
@@ -286,7 +289,19 @@ impl<'a> Walker<'a> {
                     li.present = true;
                     li.compression = file.compression;
                     if check_blob(layer, &path, file, img) {
-                        img.blobs.push((layer.digest, BlobSource::Entry(path.clone())));
+                        match &file.encoded {
+                            // Compressed while it was read: the manifest will name the new blob.
+                            Some(enc) => {
+                                img.blobs.push((enc.digest, BlobSource::Encoded(path.clone())));
+                                let mut d = layer.clone();
+                                d.media_type = compressed_type(&desc.media_type, &layer.media_type, enc.compression);
+                                d.digest = enc.digest;
+                                d.size = enc.size;
+                                li.descriptor = d;
+                                rewritten += 1;
+                            }
+                            None => img.blobs.push((layer.digest, BlobSource::Entry(path.clone()))),
+                        }
                         match (file.diff_id(), expected) {
                             (Err(e), _) => img.defects.push(Defect::fatal(format!("layer {path}: cannot decompress ({e})"))),
                             (Ok((actual, size)), Some(expected)) => {
@@ -317,6 +332,17 @@ impl<'a> Walker<'a> {
             img.defects
                 .push(Defect::note(format!("{label}{which}: {note}")));
         }
+        if rewritten > 0 {
+            self.rewrite(
+                manifest,
+                desc,
+                &mut info,
+                img,
+                manifest_blob,
+                top,
+                rewritten,
+            );
+        }
         info.complete =
             config_ok && missing == 0 && !img.defects[defects_before..].iter().any(|d| d.fatal);
         if missing > 0 {
@@ -329,6 +355,56 @@ impl<'a> Walker<'a> {
             );
         }
         info
+    }
+}
+
+impl Walker<'_> {
+    /// Regenerate a manifest whose layers were compressed while the archive was read.
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite(
+        &self,
+        manifest: &Manifest,
+        desc: &Descriptor,
+        info: &mut ManifestInfo,
+        img: &mut ImageInfo,
+        manifest_blob: usize,
+        top: bool,
+        rewritten: usize,
+    ) {
+        if !top {
+            img.defects.push(Defect::fatal(format!(
+                "manifest {} is part of an index: its uncompressed layers cannot be compressed on the way (unpack without compressing, then convert)",
+                desc.digest
+            )));
+            return;
+        }
+        let mut new = manifest.clone();
+        new.layers = info.layers.iter().map(|l| l.descriptor.clone()).collect();
+        let bytes = serde_json::to_vec(&new).expect("a manifest always serialises");
+        let digest = Digest::of(&bytes);
+        img.defects.push(Defect::note(format!(
+            "{rewritten} layer(s) compressed on the way; manifest {} regenerated as {digest}",
+            desc.digest
+        )));
+        info.digest = digest;
+        if let Some(d) = info.descriptor.as_mut() {
+            d.digest = digest;
+            d.size = bytes.len() as u64;
+        }
+        img.descriptor.digest = digest;
+        img.descriptor.size = bytes.len() as u64;
+        img.blobs[manifest_blob] = (digest, BlobSource::Generated(bytes));
+    }
+}
+
+/// The media type of a layer compressed to `c`, in the style of its manifest.
+fn compressed_type(manifest_type: &str, layer_type: &str, c: Compression) -> String {
+    let docker = manifest_type == media_types::DOCKER_MANIFEST
+        || layer_type.starts_with("application/vnd.docker.");
+    match (docker, c) {
+        (true, Compression::Zstd) => media_types::DOCKER_LAYER_ZSTD.to_string(),
+        (true, _) => media_types::DOCKER_LAYER_GZIP.to_string(),
+        (false, c) => oci_layer_type(c).to_string(),
     }
 }
 
@@ -404,5 +480,14 @@ fn describe(c: Compression) -> &'static str {
     match c {
         Compression::None => "uncompressed",
         other => other.name(),
+    }
+}
+
+/// The OCI media type of a layer compressed so.
+pub(crate) fn oci_layer_type(c: Compression) -> &'static str {
+    match c {
+        Compression::Gzip => media_types::OCI_LAYER_GZIP,
+        Compression::Zstd => media_types::OCI_LAYER_ZSTD,
+        _ => media_types::OCI_LAYER,
     }
 }

@@ -20,6 +20,8 @@ pub enum BlobSource {
     Entry(String),
     /// Bytes layerlift generated (a manifest).
     Generated(Vec<u8>),
+    /// The compressed copy of this entry made while reading it.
+    Encoded(String),
     /// The decompressed content of this entry (bzip2/xz layers, which OCI has no media type for).
     Decompressed(String),
 }
@@ -185,6 +187,17 @@ fn publish(
                     staged.commit()?;
                 }
                 // Already published under another name, or staging was off.
+                None if layout.has_blob(digest) => {}
+                None => return Err(missing(path)),
+            }
+        }
+        BlobSource::Encoded(path) => {
+            let entry = scan.files.get_mut(path).ok_or_else(|| missing(path))?;
+            match entry.encoded.as_mut().and_then(|e| e.staged.take()) {
+                Some(staged) => {
+                    staged.verify(digest)?;
+                    staged.commit()?;
+                }
                 None if layout.has_blob(digest) => {}
                 None => return Err(missing(path)),
             }

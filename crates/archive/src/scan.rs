@@ -5,7 +5,7 @@
 
 use crate::error::ArchiveError;
 use crate::paths::{self, Link};
-use layerlift_layers::{Compression, DiffIdWriter, sniff};
+use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
 use std::collections::BTreeMap;
@@ -31,6 +31,18 @@ pub struct FileEntry {
     pub json: Option<Vec<u8>>,
     /// The staged copy (unpack mode).
     pub staged: Option<StagedBlob>,
+    /// The compressed copy staged instead of the bytes themselves, when the scan compresses
+    /// uncompressed layers on the way (`Scan::encoding`).
+    pub encoded: Option<Encoded>,
+}
+
+/// An entry compressed while it streamed past: what is staged in its place.
+#[derive(Debug)]
+pub struct Encoded {
+    pub digest: Digest,
+    pub size: u64,
+    pub compression: Compression,
+    pub staged: Option<StagedBlob>,
 }
 
 impl FileEntry {
@@ -50,6 +62,9 @@ pub struct Scan {
     pub links: BTreeMap<String, Link>,
     /// Entries of other kinds (devices, fifos) that were skipped, for --list.
     pub skipped: Vec<String>,
+    /// Compress uncompressed tar entries (layers) to this while staging them: no uncompressed copy
+    /// of a layer is ever written.
+    pub encoding: Option<Encoding>,
     kept_json: u64,
 }
 
@@ -107,9 +122,21 @@ impl Scan {
         let mut decode = (compression != Compression::None).then(DiffIdWriter::new);
         let mut decode_err: Option<String> = None;
 
-        let mut sink = match layout {
-            Some(l) => Sink::Stage(l.blob_writer()?),
-            None => Sink::Hash(Sha256Writer::new(io::sink())),
+        // An uncompressed tar (a layer; an empty tar is all zeros) can be compressed on the way.
+        let looks_tar =
+            head == 512 && (&buf[257..262] == b"ustar" || buf[..512].iter().all(|b| *b == 0));
+        let mut sink = match (layout, self.encoding) {
+            (Some(l), Some(encoding)) if looks_tar && compression == Compression::None => {
+                let encoder = LayerEncoder::new(l.blob_writer()?, &encoding)
+                    .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
+                Sink::Encode {
+                    raw: Sha256Writer::new(io::sink()),
+                    encoder: Box::new(encoder),
+                    compression: encoding.compression,
+                }
+            }
+            (Some(l), _) => Sink::Stage(l.blob_writer()?),
+            (None, _) => Sink::Hash(Sha256Writer::new(io::sink())),
         };
         let mut chunk = head;
         loop {
@@ -138,7 +165,7 @@ impl Scan {
                 Err(e) => return Err(read_err(e)),
             };
         }
-        let (digest, size, staged) = sink.finish()?;
+        let (digest, size, staged, encoded) = sink.finish()?;
         let uncompressed = match (decode, decode_err) {
             (_, Some(e)) => Some(Err(e)),
             (Some(d), None) => Some(
@@ -160,6 +187,7 @@ impl Scan {
                 uncompressed,
                 json,
                 staged,
+                encoded,
             },
         );
         Ok(())
@@ -170,6 +198,12 @@ impl Scan {
 enum Sink {
     Stage(layerlift_layout::BlobWriter),
     Hash(Sha256Writer<io::Sink>),
+    /// Hash the bytes, stage them compressed.
+    Encode {
+        raw: Sha256Writer<io::Sink>,
+        encoder: Box<LayerEncoder<layerlift_layout::BlobWriter>>,
+        compression: Compression,
+    },
 }
 
 impl Sink {
@@ -177,30 +211,62 @@ impl Sink {
         match self {
             Sink::Stage(w) => w.write_all(bytes),
             Sink::Hash(w) => w.write_all(bytes),
+            Sink::Encode { raw, encoder, .. } => {
+                raw.write_all(bytes)?;
+                encoder.write_all(bytes)
+            }
         }
     }
 
-    fn finish(self) -> Result<(Digest, u64, Option<StagedBlob>), ArchiveError> {
+    /// Digest and size of the bytes; the staged blob (as they are, or compressed).
+    #[allow(clippy::type_complexity)]
+    fn finish(self) -> Result<(Digest, u64, Option<StagedBlob>, Option<Encoded>), ArchiveError> {
         Ok(match self {
             Sink::Stage(w) => {
                 let staged = w.finish()?;
-                (staged.digest(), staged.size(), Some(staged))
+                (staged.digest(), staged.size(), Some(staged), None)
             }
             Sink::Hash(w) => {
                 let (digest, size, _) = w.finish();
-                (digest, size, None)
+                (digest, size, None, None)
+            }
+            Sink::Encode {
+                raw,
+                encoder,
+                compression,
+            } => {
+                let (digest, size, _) = raw.finish();
+                let writer = encoder
+                    .finish()
+                    .map_err(|e| ArchiveError::io("finishing a compressed layer", e))?;
+                // The blob writer hashed the compressed bytes as they were staged.
+                let staged = writer.finish()?;
+                let encoded = Encoded {
+                    digest: staged.digest(),
+                    size: staged.size(),
+                    compression,
+                    staged: Some(staged),
+                };
+                (digest, size, None, Some(encoded))
             }
         })
     }
 }
 
 /// Read a tar stream to its end, feeding every entry into a [`Scan`].
-pub fn scan_tar(reader: &mut dyn Read, layout: Option<&Layout>) -> Result<Scan, ArchiveError> {
+pub fn scan_tar(
+    reader: &mut dyn Read,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+) -> Result<Scan, ArchiveError> {
     let mut counting = EofTracker {
         inner: reader,
         hit_eof: false,
     };
-    let mut scan = Scan::default();
+    let mut scan = Scan {
+        encoding,
+        ..Scan::default()
+    };
     {
         let mut archive = tar::Archive::new(&mut counting);
         let entries = archive
@@ -305,8 +371,15 @@ impl Read for EofTracker<'_> {
 /// Walk a directory (an OCI layout, a `dir:` transport directory or an extracted archive) as if it
 /// were an archive: regular files are streamed like entries, symlinks are recorded (never followed
 /// on disk).
-pub fn scan_dir(root: &Path, layout: Option<&Layout>) -> Result<Scan, ArchiveError> {
-    let mut scan = Scan::default();
+pub fn scan_dir(
+    root: &Path,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+) -> Result<Scan, ArchiveError> {
+    let mut scan = Scan {
+        encoding,
+        ..Scan::default()
+    };
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
         let mut names: Vec<_> = fs::read_dir(&dir)

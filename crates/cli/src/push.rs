@@ -125,9 +125,10 @@ pub struct Options {
     /// No progress or messages on stderr, only errors.
     #[arg(short, long)]
     pub quiet: bool,
-    /// For an archive SOURCE: compress layers that the archive stores otherwise (as
-    /// `layerlift-convert` does; layers already compressed so are kept). `none` pushes the layers
-    /// as the archive stores them. An OCI layout SOURCE is always pushed as it is.
+    /// For an archive SOURCE: compress the layers it stores uncompressed, while reading it (one
+    /// pass; no uncompressed copy is written; the bytes are the same as `layerlift-convert`'s).
+    /// Layers the archive already stores compressed are pushed as they are. `none` pushes every
+    /// layer as the archive stores it. An OCI layout SOURCE is always pushed as it is.
     #[arg(long, value_enum, default_value_t = crate::convert::CompressionArg::Gzip)]
     pub compression: crate::convert::CompressionArg,
     /// Say what would be uploaded (after asking the registry what it has); change nothing.
@@ -358,56 +359,37 @@ fn open_source(args: &Args, out: &Output) -> anyhow::Result<(Option<TempDir>, La
         return Ok((None, layout));
     }
     let tmp = TempDir::new()?;
-    out.message(&format!("unpacking {}", args.source));
-    let input = layerlift_archive::Input::from_arg(&args.source);
-    layerlift_archive::unpack(&input, tmp.path(), &[])
-        .with_context(|| format!("reading {}", input.display()))?;
     let compression = match args.opts.compression {
-        crate::convert::CompressionArg::Gzip => Some("gzip"),
-        crate::convert::CompressionArg::Zstd => Some("zstd"),
+        crate::convert::CompressionArg::Gzip => Some(layerlift_layers::Compression::Gzip),
+        crate::convert::CompressionArg::Zstd => Some(layerlift_layers::Compression::Zstd),
         crate::convert::CompressionArg::None => None,
     };
-    if let Some(c) = compression {
-        out.message(&format!("compressing layers ({c})"));
-        convert_in_place(tmp.path(), c)?;
+    // One pass over the archive: every layer is read once, hashed, and (when it is stored
+    // uncompressed) compressed on the way into the temporary layout, which never holds an
+    // uncompressed copy of it.
+    let encoding = compression.map(|compression| layerlift_layers::Encoding {
+        compression,
+        level: None,
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    });
+    match encoding {
+        Some(e) => out.message(&format!(
+            "reading {} (compressing layers: {})",
+            args.source, e.compression
+        )),
+        None => out.message(&format!("reading {}", args.source)),
     }
+    let input = layerlift_archive::Input::from_arg(&args.source);
+    let options = layerlift_archive::Options {
+        encoding,
+        ..Default::default()
+    };
+    layerlift_archive::unpack_with(&input, tmp.path(), &options)
+        .with_context(|| format!("reading {}", input.display()))?;
     let layout = Layout::open(tmp.path())?;
     Ok((Some(tmp), layout))
-}
-
-/// Run `layerlift-convert DIR --compression C -q` on the unpacked layout.
-///
-/// A child process for now: the convert step prints its own results on stdout, which must not mix
-/// with push's. To be replaced by a library call once convert exposes one (that would also let
-/// layers be compressed while they are uploaded instead of in a pass of their own).
-fn convert_in_place(dir: &std::path::Path, compression: &str) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the running executable")?;
-    let sibling = exe.with_file_name(format!("layerlift-convert{}", std::env::consts::EXE_SUFFIX));
-    let mut cmd = if sibling.is_file() {
-        std::process::Command::new(sibling)
-    } else if exe.file_stem().is_some_and(|s| s == "layerlift") {
-        let mut c = std::process::Command::new(&exe);
-        c.arg("convert");
-        c
-    } else {
-        bail!(
-            "layerlift-convert is not installed next to {}; use --compression none to push the archive's layers as they are",
-            exe.display()
-        );
-    };
-    let output = cmd
-        .arg(dir)
-        .args(["--compression", compression, "-q"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .output()
-        .context("cannot run layerlift-convert")?;
-    if !output.status.success() {
-        let err = String::from_utf8_lossy(&output.stderr);
-        let last = err.lines().last().unwrap_or("failed").trim();
-        bail!("compressing the archive's layers: {last}");
-    }
-    Ok(())
 }
 
 /// A temporary directory removed on drop (the unpacked layout of an archive SOURCE).

@@ -38,6 +38,11 @@ pub struct Args {
     /// (`os/arch[/variant]`, e.g. `linux/arm64`). Its blobs must be in the archive.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Compress layers the archive stores uncompressed, on the way in (one pass: no uncompressed
+    /// copy is written). Manifests naming them are generated anew; configs are kept. Default: store
+    /// layers as the archive has them.
+    #[arg(long, value_enum, value_name = "gzip|zstd")]
+    pub compression: Option<Compress>,
     /// Print what the archive holds (format, images, tags, config, layers, symlinks, defects);
     /// write nothing.
     #[arg(long)]
@@ -48,6 +53,13 @@ pub struct Args {
     /// No messages on standard error, only errors.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `--compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compress {
+    Gzip,
+    Zstd,
 }
 
 /// Run `layerlift-unpack`.
@@ -74,9 +86,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     let dir = args.dir.expect("clap requires DIR without --list");
+    let options = layerlift_archive::Options {
+        images: args.images.clone(),
+        platform: args.platform.clone(),
+        encoding: args.compression.map(|c| layerlift_layers::Encoding {
+            compression: match c {
+                Compress::Gzip => layerlift_layers::Compression::Gzip,
+                Compress::Zstd => layerlift_layers::Compression::Zstd,
+            },
+            level: None,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }),
+    };
     let (info, added) =
-        layerlift_archive::unpack_platform(&input, &dir, &args.images, args.platform.as_deref())
-            .with_context(|| name.clone())?;
+        layerlift_archive::unpack_with(&input, &dir, &options).with_context(|| name.clone())?;
     if args.json {
         let entries: Vec<_> = added.iter().map(entry_json).collect();
         let out = serde_json::json!({
