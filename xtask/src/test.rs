@@ -2,7 +2,8 @@
 
 use crate::{fixtures, util};
 use anyhow::{Context, Result, bail};
-use std::process::{Command, ExitCode};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
 
 /// Install tools, generate fixtures, run `cargo test --workspace --locked ARGS…`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
@@ -24,12 +25,58 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     cmd.env("LAYERLIFT_FIXTURES_DIR", &dir)
         .env("LAYERLIFT_SHARED_FIXTURES", util::shared_fixtures_dir());
     eprintln!("xtask test: {}", util::show(&cmd));
-    let status = cmd.status().context("cannot run cargo test")?;
+    // cargo test prints one summary per test binary, and its last one is usually a crate's
+    // doc-tests with nothing to run; pass everything through and close with the totals.
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run cargo test")?;
+    let mut totals = Totals::default();
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        totals.add(&line);
+    }
+    let status = child.wait().context("cannot run cargo test")?;
+    println!();
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
     if status.success() {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("xtask test: cargo test failed ({status})");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Sums of cargo test's `test result:` lines.
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    /// `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; …`
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -54,4 +101,25 @@ fn install_deps() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_cargo_summaries() {
+        let mut t = Totals::default();
+        t.add("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s");
+        t.add("running 3 tests");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 15,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }
