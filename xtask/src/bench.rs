@@ -1,10 +1,14 @@
-//! `cargo xtask bench`: time `layerlift-unpack` against `tar -xf` of the same archive, in the same
-//! run, on a ~300 MB legacy `docker save` archive built once from real files on this machine.
+//! `cargo xtask bench`: time `layerlift-unpack` against `tar -xf`, `layerlift-convert` against
+//! `skopeo copy --dest-compress` (and pigz), and `layerlift-push` against `skopeo copy` to a local
+//! registry, in the same run, on a ~300 MB legacy `docker save` archive built once from real files
+//! on this machine (the convert and push steps in `bench_steps.rs`).
 //!
 //! The page cache cannot be dropped (not root everywhere, and other people's work would suffer), so
 //! every step runs once to warm up and then `--reps` interleaved rounds; medians are compared.
 
+use crate::bench_steps::{self as bs, Sizes};
 use crate::measure::{self, Log, Measurement, Step, Target};
+use crate::registry::Registry;
 use crate::util::{self, HashWriter, human_bytes, sha256_hex};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -31,7 +35,13 @@ struct Options {
     reps: usize,
     strict: bool,
     build: bool,
+    unpack: bool,
+    convert: bool,
+    push: bool,
 }
+
+const USAGE: &str =
+    "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push]";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
@@ -39,6 +49,9 @@ fn parse(args: &[String]) -> Result<Options> {
         reps: 0,
         strict: false,
         build: true,
+        unpack: true,
+        convert: true,
+        push: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -56,13 +69,34 @@ fn parse(args: &[String]) -> Result<Options> {
                     bail!("--reps must be at least 1");
                 }
             }
+            "--steps" => {
+                let list = it
+                    .next()
+                    .context("--steps needs a list: unpack,convert,push")?;
+                (o.unpack, o.convert, o.push) = (false, false, false);
+                for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    match s {
+                        "unpack" => o.unpack = true,
+                        "convert" => o.convert = true,
+                        "push" => o.push = true,
+                        other => bail!("--steps: unknown step `{other}` (unpack, convert, push)"),
+                    }
+                }
+                if !(o.unpack || o.convert || o.push) {
+                    bail!("--steps: no step given (unpack, convert, push)");
+                }
+            }
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build]\n\n\
+                    "{USAGE}\n\n\
                      --quick     ~30 MB image instead of ~300 MB (default reps 3 instead of 5)\n\
                      --reps N    timed repetitions per step after one warm-up round\n\
                      --strict    exit 1 when a target is missed (default: report only)\n\
-                     --no-build  use the release binaries already built"
+                     --no-build  use the release binaries already built\n\
+                     --steps L   which comparisons, comma-separated (default: all):\n\
+                     \x20           unpack   layerlift-unpack vs tar -xf (file and pipe)\n\
+                     \x20           convert  layerlift-convert gzip/zstd vs skopeo --dest-compress, pigz\n\
+                     \x20           push     layerlift-push vs skopeo copy to a local docker-registry"
                 );
                 std::process::exit(0);
             }
@@ -109,18 +143,119 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             bail!("cargo build --release failed ({status})");
         }
     }
-    let unpack = util::cargo_target_dir().join("release/layerlift-unpack");
-    if !unpack.is_file() {
-        bail!(
-            "{} not found (build it, or drop --no-build)",
-            unpack.display()
-        );
+    let bin = |name: &str| -> Result<PathBuf> {
+        let p = util::cargo_target_dir().join("release").join(name);
+        if !p.is_file() {
+            bail!("{} not found (build it, or drop --no-build)", p.display());
+        }
+        Ok(p)
+    };
+    let unpack = bin("layerlift-unpack")?;
+    for (wanted, tools) in [
+        (opts.convert, &["skopeo", "pigz", "cat"][..]),
+        (opts.push, &["skopeo"][..]),
+    ] {
+        if let Some(t) = tools.iter().find(|t| wanted && !util::have(t)) {
+            bail!("`{t}` is not on PATH (scripts/install-test-deps.sh installs it)");
+        }
     }
 
     let work = bench_dir.join("work");
-    fs::create_dir_all(&work)?;
-    let mut steps = unpack_steps(&archive, &unpack, &work);
-    let targets = vec![
+    measure::fresh_dir(&work)?;
+    let mut steps = Vec::new();
+    let mut targets = Vec::new();
+    // What each step processes, for the throughput lines.
+    let mut volumes: Vec<(String, u64)> = Vec::new();
+    if opts.unpack {
+        steps.extend(unpack_steps(&archive, &unpack, &work));
+        targets.extend(unpack_targets());
+        for s in &steps {
+            volumes.push((s.name.clone(), archive_size));
+        }
+    }
+
+    // The convert and push steps start from the unpacked layout (W/in) and, for push, its gzip
+    // conversion (W/push): both made once here, untimed.
+    let input = work.join("in");
+    let sizes = Sizes::default();
+    let mut input_bytes = 0;
+    let mut registry = None;
+    if opts.convert || opts.push {
+        eprintln!(
+            "xtask bench: unpacking the archive into {}",
+            input.display()
+        );
+        util::run_quiet(Command::new(&unpack).arg(&archive).arg(&input))?;
+        input_bytes = bs::layer_bytes(&input)?;
+    }
+    if opts.convert {
+        let convert = bin("layerlift-convert")?;
+        steps.extend(bs::convert_steps(&convert, &input, &work, &sizes)?);
+        targets.extend(convert_targets());
+        for n in [
+            bs::SKOPEO_GZIP,
+            bs::CONVERT_GZIP,
+            bs::CONVERT_ZSTD,
+            bs::PIGZ,
+        ] {
+            volumes.push((n.to_string(), input_bytes));
+        }
+    }
+    if opts.push {
+        let convert = bin("layerlift-convert")?;
+        let push = bin("layerlift-push")?;
+        let layout = work.join("push");
+        eprintln!(
+            "xtask bench: converting to gzip for push into {}",
+            layout.display()
+        );
+        util::run_quiet(Command::new(&convert).arg(&input).arg(&layout).arg("-q"))?;
+        let reg = Rc::new(Registry::start(&work.join("registry"))?);
+        eprintln!("xtask bench: docker-registry on {}", reg.addr());
+        steps.extend(bs::push_steps(&push, &layout, reg.clone(), &work)?);
+        targets.extend(push_targets());
+        let gz = bs::layer_bytes(&layout)?;
+        for n in [
+            bs::PUSH_COLD,
+            bs::SKOPEO_PUSH_COLD,
+            bs::PUSH_AGAIN,
+            bs::SKOPEO_PUSH_AGAIN,
+        ] {
+            volumes.push((n.to_string(), gz));
+        }
+        registry = Some(reg);
+    }
+
+    println!(
+        "xtask bench: archive {} ({}, {layers} layers), {} CPUs, {} timed runs per step after 1 warm-up",
+        archive.display(),
+        human_bytes(archive_size),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        opts.reps
+    );
+    let results = measure::run_steps(&mut steps, opts.reps);
+    // The steps hold the registry too: drop them before it, so that it is killed here.
+    drop(steps);
+    drop(registry);
+    if opts.convert {
+        targets.extend(size_targets(&sizes));
+    }
+    let pass = measure::report(&results, &targets);
+    if opts.convert {
+        print_sizes(input_bytes, &sizes);
+    }
+    print_throughput(&results, &volumes);
+    util::remove_any(&work)?;
+
+    if pass || !opts.strict {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn unpack_targets() -> Vec<Target> {
+    vec![
         Target::Ratio {
             label: "unpack FILE / tar -xf".into(),
             numerator: "layerlift-unpack FILE DIR".into(),
@@ -143,33 +278,128 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             step: "cat FILE | layerlift-unpack - DIR".into(),
             max_mib: 32.0,
         },
-    ];
+    ]
+}
 
+/// Issue 3: gzip ≤ 0.5× skopeo's gzip time, zstd ≤ 0.35×, peak RSS ≤ 64 MiB; pigz for reference.
+fn convert_targets() -> Vec<Target> {
+    vec![
+        Target::Ratio {
+            label: "convert gzip / skopeo gzip".into(),
+            numerator: bs::CONVERT_GZIP.into(),
+            denominator: bs::SKOPEO_GZIP.into(),
+            max: 0.5,
+        },
+        Target::Ratio {
+            label: "convert zstd / skopeo gzip".into(),
+            numerator: bs::CONVERT_ZSTD.into(),
+            denominator: bs::SKOPEO_GZIP.into(),
+            max: 0.35,
+        },
+        Target::PeakRss {
+            label: "convert gzip peak RSS".into(),
+            step: bs::CONVERT_GZIP.into(),
+            max_mib: 64.0,
+        },
+        Target::PeakRss {
+            label: "convert zstd peak RSS".into(),
+            step: bs::CONVERT_ZSTD.into(),
+            max_mib: 64.0,
+        },
+        Target::Info {
+            label: format!("convert gzip / pigz -p2 -{} (floor)", bs::GZIP_LEVEL),
+            numerator: bs::CONVERT_GZIP.into(),
+            denominator: bs::PIGZ.into(),
+        },
+        Target::Info {
+            label: format!("skopeo gzip / pigz -p2 -{}", bs::GZIP_LEVEL),
+            numerator: bs::SKOPEO_GZIP.into(),
+            denominator: bs::PIGZ.into(),
+        },
+    ]
+}
+
+/// Output sizes, known only after the runs: gzip ≤ 1.05× skopeo's, zstd smaller than skopeo's gzip.
+fn size_targets(sizes: &Sizes) -> Vec<Target> {
+    let ratio =
+        |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a as f64 / (b as f64).max(1.0));
+    let sk = sizes.skopeo_gzip.get();
+    vec![
+        Target::Value {
+            label: "gzip output / skopeo gzip output".into(),
+            value: ratio(sizes.layerlift_gzip.get(), sk),
+            max: 1.05,
+            strict: false,
+        },
+        Target::Value {
+            label: "zstd output / skopeo gzip output".into(),
+            value: ratio(sizes.layerlift_zstd.get(), sk),
+            max: 1.0,
+            strict: true,
+        },
+    ]
+}
+
+/// Issue 4 (there from the archive; here from the gzip layout, the same for both tools): cold push
+/// ≤ 0.4× skopeo, peak RSS ≤ 48 MiB; the re-push ratio for information.
+fn push_targets() -> Vec<Target> {
+    vec![
+        Target::Ratio {
+            label: "push cold / skopeo cold".into(),
+            numerator: bs::PUSH_COLD.into(),
+            denominator: bs::SKOPEO_PUSH_COLD.into(),
+            max: 0.4,
+        },
+        Target::Info {
+            label: "re-push / skopeo re-push".into(),
+            numerator: bs::PUSH_AGAIN.into(),
+            denominator: bs::SKOPEO_PUSH_AGAIN.into(),
+        },
+        Target::PeakRss {
+            label: "push peak RSS (cold)".into(),
+            step: bs::PUSH_COLD.into(),
+            max_mib: 48.0,
+        },
+        Target::PeakRss {
+            label: "push peak RSS (re-push)".into(),
+            step: bs::PUSH_AGAIN.into(),
+            max_mib: 48.0,
+        },
+    ]
+}
+
+fn print_sizes(input: u64, sizes: &Sizes) {
+    println!();
     println!(
-        "xtask bench: archive {} ({}, {layers} layers), {} CPUs, {} timed runs per step after 1 warm-up",
-        archive.display(),
-        human_bytes(archive_size),
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        opts.reps
+        "output size (sum of layer blobs; input {})",
+        human_bytes(input)
     );
-    let results = measure::run_steps(&mut steps, opts.reps);
-    let pass = measure::report(&results, &targets);
-    print_throughput(&results, archive_size);
-    util::remove_any(&work)?;
-
-    if pass || !opts.strict {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
+    for (name, v) in [
+        ("skopeo gzip", sizes.skopeo_gzip.get()),
+        (
+            &*format!("layerlift gzip (level {})", bs::GZIP_LEVEL),
+            sizes.layerlift_gzip.get(),
+        ),
+        ("layerlift zstd (level 3)", sizes.layerlift_zstd.get()),
+    ] {
+        println!(
+            "  {name:<28} {:>14} {:>10}",
+            v.map_or_else(|| "-".into(), |b| format!("{b} B")),
+            v.map_or_else(|| "-".into(), human_bytes)
+        );
     }
 }
 
-fn print_throughput(results: &[Measurement], bytes: u64) {
+fn print_throughput(results: &[Measurement], volumes: &[(String, u64)]) {
     println!();
+    println!(
+        "throughput (archive for unpack, uncompressed layers for convert, gzip layers for push)"
+    );
     for m in results {
-        if let Some(d) = m.median() {
+        let bytes = volumes.iter().find(|(n, _)| *n == m.name).map(|v| v.1);
+        if let (Some(d), Some(bytes)) = (m.median(), bytes) {
             println!(
-                "{:<36} {:>8.0} MB/s",
+                "  {:<44} {:>8.0} MB/s",
                 m.name,
                 bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
             );

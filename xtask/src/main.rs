@@ -3,14 +3,16 @@
 //! ```text
 //! cargo xtask test [CARGO TEST ARGS…]   install test tools, generate fixtures, cargo test --workspace
 //! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
-//! cargo xtask bench [--quick] [...]     time unpack against tar -xf on a ~300 MB image, peak RSS
+//! cargo xtask bench [--quick] [...]     unpack vs tar -xf, convert and push vs skopeo, ~300 MB image
 //! cargo xtask man [DIR]                 man pages from the CLI's clap definitions (target/man)
 //! ```
 
 mod bench;
+mod bench_steps;
 mod fixtures;
 mod man;
 mod measure;
+mod registry;
 mod synthetic;
 mod test;
 mod util;
@@ -24,9 +26,11 @@ tasks:
   test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, then
                       `cargo test --workspace --locked ARGS…`
   fixtures [--force]  generate test archives with real tools into target/fixtures/
-  bench [--quick] [--reps N] [--strict] [--no-build]
+  bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push]
                       build a ~300 MB docker-save archive from files on this machine and time
-                      layerlift-unpack (file and pipe) against `tar -xf`, with peak RSS
+                      layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
+                      against `skopeo copy --dest-compress` and pigz, layerlift-push against
+                      `skopeo copy` to a local docker-registry, with peak RSS
   man [DIR]           man pages for the four binaries (clap_mangen) into DIR (target/man)
 
 See docs/development.md.";

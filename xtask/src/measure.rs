@@ -160,6 +160,39 @@ pub enum Target {
         step: String,
         max_mib: f64,
     },
+    /// A ratio computed outside the step table (output sizes): ≤ max, or < max when `strict`.
+    Value {
+        label: String,
+        value: Option<f64>,
+        max: f64,
+        strict: bool,
+    },
+    /// median(numerator) / median(denominator), reported without a target.
+    Info {
+        label: String,
+        numerator: String,
+        denominator: String,
+    },
+}
+
+impl Target {
+    fn label(&self) -> &str {
+        match self {
+            Target::Ratio { label, .. }
+            | Target::PeakRss { label, .. }
+            | Target::Value { label, .. }
+            | Target::Info { label, .. } => label,
+        }
+    }
+}
+
+/// median(numerator) / median(denominator) of two steps, when both were measured.
+pub fn median_ratio(results: &[Measurement], numerator: &str, denominator: &str) -> Option<f64> {
+    let find = |name: &str| results.iter().find(|m| m.name == name);
+    find(numerator)
+        .and_then(Measurement::median)
+        .zip(find(denominator).and_then(Measurement::median))
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9))
 }
 
 /// Print the step table and the target table; returns whether every target passed.
@@ -201,9 +234,7 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
     let find = |name: &str| results.iter().find(|m| m.name == name);
     let lw = targets
         .iter()
-        .map(|t| match t {
-            Target::Ratio { label, .. } | Target::PeakRss { label, .. } => label.len(),
-        })
+        .map(|t| t.label().chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -221,10 +252,7 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
                 denominator,
                 max,
             } => {
-                let ratio = find(numerator)
-                    .and_then(Measurement::median)
-                    .zip(find(denominator).and_then(Measurement::median))
-                    .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+                let ratio = median_ratio(results, numerator, denominator);
                 (
                     label,
                     ratio.map(|r| format!("{r:.2}×")),
@@ -246,6 +274,31 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
                     format!("≤ {max_mib:.0} MiB"),
                     mib.map(|m| m <= *max_mib),
                 )
+            }
+            Target::Value {
+                label,
+                value,
+                max,
+                strict,
+            } => (
+                label,
+                value.map(|r| format!("{r:.3}×")),
+                format!("{} {max:.2}×", if *strict { "<" } else { "≤" }),
+                value.map(|r| if *strict { r < *max } else { r <= *max }),
+            ),
+            Target::Info {
+                label,
+                numerator,
+                denominator,
+            } => {
+                let ratio = median_ratio(results, numerator, denominator);
+                println!(
+                    "{:<lw$}  {:>10}  {:>10}  (no target)",
+                    label,
+                    ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}×")),
+                    "-"
+                );
+                continue;
             }
         };
         let result = match pass {

@@ -1,0 +1,307 @@
+//! The convert (issue 3) and push (issue 4) comparisons of `cargo xtask bench`, against skopeo in
+//! the same run, on the layout that `layerlift-unpack` makes of the bench archive.
+//!
+//! convert: `layerlift-convert IN OUT` (gzip, and zstd) against
+//! `skopeo copy --dest-compress --dest-compress-format gzip oci:IN:REF oci:OUT:x`, with
+//! `cat LAYERS | pigz -p2 -LEVEL` as the physical floor of gzip on two cores.
+//!
+//! push: `layerlift-push LAYOUT HOST/bench/aN:1` against
+//! `skopeo copy --dest-tls-verify=false oci:LAYOUT:REF docker://HOST/bench/bN:1` on one local
+//! registry, each cold (a repository name never used, and no repository of the same tool left that
+//! skopeo could mount from: skopeo remembers where it pushed blobs and mounts them from there) and
+//! as a re-push of the same image to the repository that already has it.
+
+use crate::measure::{self, Log, Step};
+use crate::registry::Registry;
+use crate::util;
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::cell::Cell;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::rc::Rc;
+
+/// layerlift-convert's default gzip level (`--help`: "gzip 1-9 (default 4)"); pigz runs at it too.
+pub const GZIP_LEVEL: u32 = 4;
+
+pub const SKOPEO_GZIP: &str = "skopeo copy --dest-compress oci: oci:";
+pub const CONVERT_GZIP: &str = "layerlift-convert IN OUT (gzip)";
+pub const CONVERT_ZSTD: &str = "layerlift-convert IN OUT --compression zstd";
+pub const PIGZ: &str = "cat LAYERS | pigz -p2 -4";
+pub const PUSH_COLD: &str = "layerlift-push LAYOUT (cold)";
+pub const SKOPEO_PUSH_COLD: &str = "skopeo copy oci: docker:// (cold)";
+pub const PUSH_AGAIN: &str = "layerlift-push LAYOUT (re-push)";
+pub const SKOPEO_PUSH_AGAIN: &str = "skopeo copy oci: docker:// (re-push)";
+
+/// Sum of the layer sizes of every image in an OCI layout, as the manifests record them.
+pub fn layer_bytes(layout: &Path) -> Result<u64> {
+    Ok(layers(layout)?.iter().map(|(_, size)| size).sum())
+}
+
+/// The layer blobs of every image in an OCI layout (path, size), in manifest order.
+pub fn layers(layout: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    fn walk(layout: &Path, descs: &[Value], acc: &mut Vec<(PathBuf, u64)>) -> Result<()> {
+        for d in descs {
+            let path = blob_path(layout, d)?;
+            let doc: Value = serde_json::from_slice(
+                &fs::read(&path).with_context(|| format!("read {}", path.display()))?,
+            )
+            .with_context(|| format!("parse {}", path.display()))?;
+            if let Some(m) = doc["manifests"].as_array() {
+                walk(layout, m, acc)?;
+            }
+            for l in doc["layers"].as_array().into_iter().flatten() {
+                acc.push((blob_path(layout, l)?, l["size"].as_u64().unwrap_or(0)));
+            }
+        }
+        Ok(())
+    }
+    let index = read_index(layout)?;
+    let mut acc = Vec::new();
+    walk(
+        layout,
+        index["manifests"].as_array().map_or(&[][..], |v| v),
+        &mut acc,
+    )?;
+    if acc.is_empty() {
+        bail!("no layers in {}", layout.display());
+    }
+    Ok(acc)
+}
+
+/// The `org.opencontainers.image.ref.name` of the layout's first image (what `oci:DIR:REF` names).
+pub fn ref_name(layout: &Path) -> Result<String> {
+    read_index(layout)?["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no ref.name in {}/index.json", layout.display()))
+}
+
+fn read_index(layout: &Path) -> Result<Value> {
+    let p = layout.join("index.json");
+    serde_json::from_slice(&fs::read(&p).with_context(|| format!("read {}", p.display()))?)
+        .with_context(|| format!("parse {}", p.display()))
+}
+
+fn blob_path(layout: &Path, desc: &Value) -> Result<PathBuf> {
+    let digest = desc["digest"]
+        .as_str()
+        .context("descriptor without digest")?;
+    let (algo, hex) = digest.split_once(':').context("bad digest")?;
+    Ok(layout.join("blobs").join(algo).join(hex))
+}
+
+/// The output sizes (sum of layer blobs) of the last successful run of each convert step.
+#[derive(Default)]
+pub struct Sizes {
+    pub skopeo_gzip: Rc<Cell<Option<u64>>>,
+    pub layerlift_gzip: Rc<Cell<Option<u64>>>,
+    pub layerlift_zstd: Rc<Cell<Option<u64>>>,
+}
+
+/// A convert step's check: the output is a layout with layers; record their total size.
+fn check_output(dir: &Path, size: &Cell<Option<u64>>) -> Result<()> {
+    if !dir.join("oci-layout").is_file() {
+        bail!("no oci-layout in {}", dir.display());
+    }
+    size.set(Some(layer_bytes(dir)?));
+    Ok(())
+}
+
+/// skopeo (gzip), layerlift-convert gzip and zstd, and pigz over the same uncompressed layers.
+pub fn convert_steps(
+    convert: &Path,
+    input: &Path,
+    work: &Path,
+    sizes: &Sizes,
+) -> Result<Vec<Step>> {
+    let input = Rc::new(input.to_path_buf());
+    let convert = Rc::new(convert.to_path_buf());
+    let reference = ref_name(&input)?;
+    let mut steps = Vec::new();
+
+    let (i, out) = (input.clone(), work.join("sk"));
+    let log = Rc::new(Log(work.join("skopeo-gzip.log")));
+    let (o2, o3, size) = (out.clone(), out.clone(), sizes.skopeo_gzip.clone());
+    let src = format!("oci:{}:{reference}", i.display());
+    steps.push(
+        Step::new(SKOPEO_GZIP, move || {
+            measure::time_command(
+                Command::new("skopeo")
+                    .args(["copy", "-q", "--dest-compress"])
+                    .args(["--dest-compress-format", "gzip"])
+                    .arg(&src)
+                    .arg(format!("oci:{}:x", out.display())),
+                &log,
+            )
+        })
+        .prepare(move || util::remove_any(&o2))
+        .verify(move || check_output(&o3, &size)),
+    );
+
+    for (name, extra, out, logname, size) in [
+        (
+            CONVERT_GZIP,
+            &[][..],
+            work.join("gz"),
+            "convert-gzip.log",
+            sizes.layerlift_gzip.clone(),
+        ),
+        (
+            CONVERT_ZSTD,
+            &["--compression", "zstd"][..],
+            work.join("zst"),
+            "convert-zstd.log",
+            sizes.layerlift_zstd.clone(),
+        ),
+    ] {
+        let (i, c) = (input.clone(), convert.clone());
+        let log = Rc::new(Log(work.join(logname)));
+        let (o2, o3) = (out.clone(), out.clone());
+        steps.push(
+            Step::new(name, move || {
+                measure::time_command(
+                    Command::new(&*c).arg(&*i).arg(&out).arg("-q").args(extra),
+                    &log,
+                )
+            })
+            .prepare(move || util::remove_any(&o2))
+            .verify(move || check_output(&o3, &size)),
+        );
+    }
+
+    let blobs: Vec<PathBuf> = layers(&input)?.into_iter().map(|(p, _)| p).collect();
+    let log = Rc::new(Log(work.join("pigz.log")));
+    steps.push(Step::new(PIGZ, move || {
+        measure::time_pipeline(
+            Command::new("cat").args(&blobs),
+            Command::new("pigz")
+                .arg("-p2")
+                .arg(format!("-{GZIP_LEVEL}")),
+            &log,
+        )
+    }));
+    Ok(steps)
+}
+
+/// One tool's pushes: cold into `bench/<prefix>N:1` (N counting up), and again into the last one.
+struct Pusher {
+    registry: Rc<Registry>,
+    prefix: &'static str,
+    n: Cell<usize>,
+    command: Box<dyn Fn(&str) -> Command>,
+}
+
+impl Pusher {
+    fn repo(&self) -> String {
+        format!("bench/{}{}", self.prefix, self.n.get().max(1))
+    }
+
+    fn dest(&self) -> String {
+        format!("{}/{}:1", self.registry.addr(), self.repo())
+    }
+
+    /// Before a cold push: remove this tool's earlier repositories (so that nothing can be mounted
+    /// from them) and take a new name.
+    fn prepare_cold(&self) -> Result<()> {
+        let bench = self.registry.repo_dir("bench");
+        if let Ok(rd) = fs::read_dir(&bench) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(self.prefix) {
+                    util::remove_any(&e.path())?;
+                }
+            }
+        }
+        self.n.set(self.n.get() + 1);
+        Ok(())
+    }
+
+    /// Before a re-push: the repository must hold the image (it does when this round's cold push
+    /// succeeded; otherwise push it now, untimed).
+    fn prepare_again(&self) -> Result<()> {
+        if !self.tag_link().is_file() {
+            let mut cmd = (self.command)(&self.dest());
+            util::run_quiet(&mut cmd).context("seeding the re-push")?;
+        }
+        Ok(())
+    }
+
+    fn tag_link(&self) -> PathBuf {
+        self.registry
+            .repo_dir(&self.repo())
+            .join("_manifests/tags/1/current/link")
+    }
+
+    /// After a push: the registry has the tag.
+    fn verify(&self) -> Result<()> {
+        if !self.tag_link().is_file() {
+            bail!("{} has no tag 1 after the push", self.dest());
+        }
+        Ok(())
+    }
+}
+
+fn push_pair(p: &Rc<Pusher>, cold: &str, again: &str, work: &Path, log: &str) -> [Step; 2] {
+    let mk = |name: &str, cold: bool| {
+        let (p1, p2, p3) = (p.clone(), p.clone(), p.clone());
+        let log = Rc::new(Log(
+            work.join(format!("{log}-{}.log", if cold { "cold" } else { "again" }))
+        ));
+        Step::new(name, move || {
+            measure::time_command(&mut (p1.command)(&p1.dest()), &log)
+        })
+        .prepare(move || {
+            if cold {
+                p2.prepare_cold()
+            } else {
+                p2.prepare_again()
+            }
+        })
+        .verify(move || p3.verify())
+    };
+    [mk(cold, true), mk(again, false)]
+}
+
+/// layerlift-push and skopeo, cold and again, of the gzip layout `layout` to `registry`.
+pub fn push_steps(
+    push: &Path,
+    layout: &Path,
+    registry: Rc<Registry>,
+    work: &Path,
+) -> Result<Vec<Step>> {
+    let reference = ref_name(layout)?;
+    let (push, l1) = (push.to_path_buf(), layout.to_path_buf());
+    let ours = Rc::new(Pusher {
+        registry: registry.clone(),
+        prefix: "a",
+        n: Cell::new(0),
+        command: Box::new(move |dest| {
+            let mut c = Command::new(&push);
+            c.arg(&l1).arg(dest).arg("-q");
+            c
+        }),
+    });
+    let src = format!("oci:{}:{reference}", layout.display());
+    let skopeo = Rc::new(Pusher {
+        registry,
+        prefix: "b",
+        n: Cell::new(0),
+        command: Box::new(move |dest| {
+            let mut c = Command::new("skopeo");
+            c.args(["copy", "--dest-tls-verify=false"])
+                .arg(&src)
+                .arg(format!("docker://{dest}"));
+            c
+        }),
+    });
+    let [a_cold, a_again] = push_pair(&ours, PUSH_COLD, PUSH_AGAIN, work, "push");
+    let [b_cold, b_again] = push_pair(
+        &skopeo,
+        SKOPEO_PUSH_COLD,
+        SKOPEO_PUSH_AGAIN,
+        work,
+        "skopeo-push",
+    );
+    Ok(vec![a_cold, b_cold, a_again, b_again])
+}

@@ -1,0 +1,118 @@
+//! A throw-away Debian `docker-registry` (distribution 2.8) for `cargo xtask bench`: 127.0.0.1, a
+//! free port, fresh filesystem storage, anonymous, plain HTTP. The same configuration as the test
+//! kit's launcher (crates/testkit/src/registry.rs), written here so that xtask does not depend on
+//! the test kit. Killed and reaped when dropped, so an error in the middle of a bench run does not
+//! leave it behind.
+
+use anyhow::{Context, Result, bail};
+use std::fs::{self, File};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running registry; killed on drop.
+pub struct Registry {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// The registry binary: `$LAYERLIFT_REGISTRY_BIN`, else `/usr/bin/docker-registry`.
+fn binary() -> PathBuf {
+    std::env::var_os("LAYERLIFT_REGISTRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"))
+}
+
+impl Registry {
+    /// Start a registry whose config, log and storage live in `dir` (emptied first).
+    pub fn start(dir: &Path) -> Result<Self> {
+        let bin = binary();
+        if !bin.is_file() {
+            bail!(
+                "{} not found: install Debian's docker-registry package (scripts/install-test-deps.sh) or set LAYERLIFT_REGISTRY_BIN",
+                bin.display()
+            );
+        }
+        // A few attempts in case another process takes the port between probe and bind.
+        for _ in 0..5 {
+            crate::measure::fresh_dir(dir)?;
+            let storage = dir.join("storage");
+            fs::create_dir_all(&storage)?;
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("no free port on 127.0.0.1")?
+                .port();
+            let yaml = format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: layerlift-xtask-bench\n",
+                storage.display()
+            );
+            fs::write(dir.join("config.yml"), yaml)?;
+            let log = File::create(dir.join("registry.log"))?;
+            let child = Command::new(&bin)
+                .arg("serve")
+                .arg(dir.join("config.yml"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .env_remove("REGISTRY_HTTP_ADDR")
+                .spawn()
+                .with_context(|| format!("cannot start {}", bin.display()))?;
+            let mut reg = Registry {
+                child,
+                port,
+                dir: dir.to_path_buf(),
+            };
+            match reg.wait_ready(Duration::from_secs(20)) {
+                Ok(()) => return Ok(reg),
+                Err(port_taken) => {
+                    let log = reg.log();
+                    drop(reg);
+                    if !port_taken {
+                        bail!("docker-registry did not start:\n{log}");
+                    }
+                }
+            }
+        }
+        bail!("docker-registry could not bind a free port")
+    }
+
+    /// Err(true) when the port was taken by someone else.
+    fn wait_ready(&mut self, timeout: Duration) -> std::result::Result<(), bool> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log().contains("address already in use"));
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Err(false)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The storage directory of one repository (`bench/a1`), as distribution lays it out.
+    pub fn repo_dir(&self, repo: &str) -> PathBuf {
+        self.dir
+            .join("storage/docker/registry/v2/repositories")
+            .join(repo)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
