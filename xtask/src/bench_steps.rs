@@ -9,7 +9,9 @@
 //! `skopeo copy --dest-tls-verify=false oci:LAYOUT:REF docker://HOST/bench/bN:1` on one local
 //! registry, each cold (a repository name never used, and no repository of the same tool left that
 //! skopeo could mount from: skopeo remembers where it pushed blobs and mounts them from there) and
-//! as a re-push of the same image to the repository that already has it.
+//! as a re-push of the same image to the repository that already has it. And issue 4's own
+//! comparison: `layerlift-push ARCHIVE` against `skopeo copy docker-archive:ARCHIVE docker://…`,
+//! both compressing on the way, cold, with the layer bytes the registry stored.
 
 use crate::measure::{self, Log, Step};
 use crate::registry::Registry;
@@ -33,6 +35,8 @@ pub const PUSH_COLD: &str = "layerlift-push LAYOUT (cold)";
 pub const SKOPEO_PUSH_COLD: &str = "skopeo copy oci: docker:// (cold)";
 pub const PUSH_AGAIN: &str = "layerlift-push LAYOUT (re-push)";
 pub const SKOPEO_PUSH_AGAIN: &str = "skopeo copy oci: docker:// (re-push)";
+pub const PUSH_ARCHIVE: &str = "layerlift-push ARCHIVE (cold)";
+pub const SKOPEO_PUSH_ARCHIVE: &str = "skopeo copy docker-archive: docker://";
 
 /// Sum of the layer sizes of every image in an OCI layout, as the manifests record them.
 pub fn layer_bytes(layout: &Path) -> Result<u64> {
@@ -185,12 +189,17 @@ pub fn convert_steps(
     Ok(steps)
 }
 
+/// A size recorded by a step's check, read after the runs.
+pub type Stored = Rc<Cell<Option<u64>>>;
+
 /// One tool's pushes: cold into `bench/<prefix>N:1` (N counting up), and again into the last one.
 struct Pusher {
     registry: Rc<Registry>,
     prefix: &'static str,
     n: Cell<usize>,
     command: Box<dyn Fn(&str) -> Command>,
+    /// Sum of the layer sizes the registry stored for the last push.
+    stored: Stored,
 }
 
 impl Pusher {
@@ -238,29 +247,27 @@ impl Pusher {
         if !self.tag_link().is_file() {
             bail!("{} has no tag 1 after the push", self.dest());
         }
+        self.stored
+            .set(Some(self.registry.stored_layer_bytes(&self.repo(), "1")?));
         Ok(())
     }
 }
 
-fn push_pair(p: &Rc<Pusher>, cold: &str, again: &str, work: &Path, log: &str) -> [Step; 2] {
-    let mk = |name: &str, cold: bool| {
-        let (p1, p2, p3) = (p.clone(), p.clone(), p.clone());
-        let log = Rc::new(Log(
-            work.join(format!("{log}-{}.log", if cold { "cold" } else { "again" }))
-        ));
-        Step::new(name, move || {
-            measure::time_command(&mut (p1.command)(&p1.dest()), &log)
-        })
-        .prepare(move || {
-            if cold {
-                p2.prepare_cold()
-            } else {
-                p2.prepare_again()
-            }
-        })
-        .verify(move || p3.verify())
-    };
-    [mk(cold, true), mk(again, false)]
+/// One push step of `p`: cold (a new repository) or again (the repository of the last cold push).
+fn push_step(p: &Rc<Pusher>, name: &str, cold: bool, work: &Path, log: &str) -> Step {
+    let (p1, p2, p3) = (p.clone(), p.clone(), p.clone());
+    let log = Rc::new(Log(work.join(format!("{log}.log"))));
+    Step::new(name, move || {
+        measure::time_command(&mut (p1.command)(&p1.dest()), &log)
+    })
+    .prepare(move || {
+        if cold {
+            p2.prepare_cold()
+        } else {
+            p2.prepare_again()
+        }
+    })
+    .verify(move || p3.verify())
 }
 
 /// layerlift-push and skopeo, cold and again, of the gzip layout `layout` to `registry`.
@@ -281,6 +288,7 @@ pub fn push_steps(
             c.arg(&l1).arg(dest).arg("-q");
             c
         }),
+        stored: Rc::default(),
     });
     let src = format!("oci:{}:{reference}", layout.display());
     let skopeo = Rc::new(Pusher {
@@ -294,14 +302,61 @@ pub fn push_steps(
                 .arg(format!("docker://{dest}"));
             c
         }),
+        stored: Rc::default(),
     });
-    let [a_cold, a_again] = push_pair(&ours, PUSH_COLD, PUSH_AGAIN, work, "push");
-    let [b_cold, b_again] = push_pair(
-        &skopeo,
-        SKOPEO_PUSH_COLD,
-        SKOPEO_PUSH_AGAIN,
-        work,
-        "skopeo-push",
-    );
-    Ok(vec![a_cold, b_cold, a_again, b_again])
+    Ok(vec![
+        push_step(&ours, PUSH_COLD, true, work, "push-cold"),
+        push_step(&skopeo, SKOPEO_PUSH_COLD, true, work, "skopeo-push-cold"),
+        push_step(&ours, PUSH_AGAIN, false, work, "push-again"),
+        push_step(&skopeo, SKOPEO_PUSH_AGAIN, false, work, "skopeo-push-again"),
+    ])
+}
+
+/// Issue 4's own comparison: the `docker save` archive straight to the registry (layerlift-push
+/// compresses while it reads; skopeo compresses for a docker:// destination by default), cold.
+/// Returns the steps and the stored layer bytes of (layerlift, skopeo).
+pub fn archive_push_steps(
+    push: &Path,
+    archive: &Path,
+    registry: Rc<Registry>,
+    work: &Path,
+) -> (Vec<Step>, [Stored; 2]) {
+    let (push, a1) = (push.to_path_buf(), archive.to_path_buf());
+    let ours = Rc::new(Pusher {
+        registry: registry.clone(),
+        prefix: "c",
+        n: Cell::new(0),
+        command: Box::new(move |dest| {
+            let mut c = Command::new(&push);
+            c.arg(&a1).arg(dest).arg("-q");
+            c
+        }),
+        stored: Rc::default(),
+    });
+    let src = format!("docker-archive:{}", archive.display());
+    let skopeo = Rc::new(Pusher {
+        registry,
+        prefix: "d",
+        n: Cell::new(0),
+        command: Box::new(move |dest| {
+            let mut c = Command::new("skopeo");
+            c.args(["copy", "--dest-tls-verify=false"])
+                .arg(&src)
+                .arg(format!("docker://{dest}"));
+            c
+        }),
+        stored: Rc::default(),
+    });
+    let stored = [ours.stored.clone(), skopeo.stored.clone()];
+    let steps = vec![
+        push_step(&ours, PUSH_ARCHIVE, true, work, "push-archive"),
+        push_step(
+            &skopeo,
+            SKOPEO_PUSH_ARCHIVE,
+            true,
+            work,
+            "skopeo-push-archive",
+        ),
+    ];
+    (steps, stored)
 }

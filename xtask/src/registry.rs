@@ -105,6 +105,36 @@ impl Registry {
             .join(repo)
     }
 
+    /// Sum of the layer sizes of the manifest that `repo:tag` points at, read from the storage.
+    pub fn stored_layer_bytes(&self, repo: &str, tag: &str) -> Result<u64> {
+        let blob = |digest: &str| -> Result<Vec<u8>> {
+            let hex = digest
+                .strip_prefix("sha256:")
+                .context("not a sha256 digest")?;
+            let p = self
+                .dir
+                .join("storage/docker/registry/v2/blobs/sha256")
+                .join(&hex[..2])
+                .join(hex)
+                .join("data");
+            fs::read(&p).with_context(|| format!("read {}", p.display()))
+        };
+        let link = self
+            .repo_dir(repo)
+            .join("_manifests/tags")
+            .join(tag)
+            .join("current/link");
+        let digest =
+            fs::read_to_string(&link).with_context(|| format!("read {}", link.display()))?;
+        let manifest: serde_json::Value = serde_json::from_slice(&blob(digest.trim())?)?;
+        Ok(manifest["layers"]
+            .as_array()
+            .context("no layers in the stored manifest")?
+            .iter()
+            .filter_map(|l| l["size"].as_u64())
+            .sum())
+    }
+
     fn log(&self) -> String {
         fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
