@@ -2,8 +2,8 @@
 //! RSS with wait4(2), repeated in interleaved rounds after a warm-up, reported as medians; and
 //! targets (ratios of medians, peak RSS bounds) checked against them.
 //!
-//! Adding a comparison later (convert vs skopeo, push vs skopeo) is: two more [`Step`]s and one
-//! [`Target::Ratio`].
+//! A comparison is two or more [`Step`]s and a [`Target::Ratio`] between them (bench.rs has unpack,
+//! convert and push); [`Target::Value`] checks a number known only after the runs (output sizes).
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;
