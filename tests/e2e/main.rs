@@ -1,5 +1,6 @@
 //! End-to-end tests: drive the built binaries against real archives, real tools and a real registry.
 
+mod check;
 mod convert;
 mod fixtures;
 mod push;

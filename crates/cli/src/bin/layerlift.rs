@@ -23,6 +23,8 @@ enum Step {
     Convert(layerlift_cli::convert::Args),
     /// Push an OCI layout or archive to a registry (layerlift-push).
     Push(layerlift_cli::push::Args),
+    /// Verify an OCI layout: structure, every blob's digest, layers against diff_ids.
+    Check(layerlift_cli::check::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,9 @@ fn main() -> ExitCode {
         }
         Step::Push(args) => {
             layerlift_cli::exit::finish("layerlift push", layerlift_cli::push::run(args))
+        }
+        Step::Check(args) => {
+            layerlift_cli::exit::finish("layerlift check", layerlift_cli::check::run(args))
         }
     }
 }
