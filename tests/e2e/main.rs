@@ -2,6 +2,7 @@
 
 mod check;
 mod convert;
+mod crash;
 mod fixtures;
 mod push;
 mod unpack;
