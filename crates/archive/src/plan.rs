@@ -179,25 +179,18 @@ fn publish(
         BlobSource::Generated(bytes) => {
             layout.write_blob(bytes)?;
         }
-        BlobSource::Entry(path) => {
+        BlobSource::Entry(path) | BlobSource::Encoded(path) => {
             let entry = scan.files.get_mut(path).ok_or_else(|| missing(path))?;
-            match entry.staged.take() {
+            let staged = match source {
+                BlobSource::Encoded(_) => entry.encoded.as_mut().and_then(|e| e.staged.take()),
+                _ => entry.staged.take(),
+            };
+            match staged {
                 Some(staged) => {
                     staged.verify(digest)?;
                     staged.commit()?;
                 }
                 // Already published under another name, or staging was off.
-                None if layout.has_blob(digest) => {}
-                None => return Err(missing(path)),
-            }
-        }
-        BlobSource::Encoded(path) => {
-            let entry = scan.files.get_mut(path).ok_or_else(|| missing(path))?;
-            match entry.encoded.as_mut().and_then(|e| e.staged.take()) {
-                Some(staged) => {
-                    staged.verify(digest)?;
-                    staged.commit()?;
-                }
                 None if layout.has_blob(digest) => {}
                 None => return Err(missing(path)),
             }

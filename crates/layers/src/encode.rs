@@ -210,18 +210,7 @@ pub fn encode_layer<R: Read + Send, W: Write>(
         hash: Sha256Writer::new(io::sink()),
     };
     let mut enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
-    let compression = {
-        let (compression, mut tar) = decoder(&mut input).map_err(read_err)?;
-        let mut buf = vec![0u8; BUF_LEN];
-        loop {
-            let n = read_chunk(&mut tar, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            enc.write_all(&buf[..n]).map_err(write_err)?;
-        }
-        compression
-    };
+    let compression = decode_into(&mut input, &mut enc)?;
     let (digest, size, enc) = enc.finish();
     let out = enc.finish().map_err(write_err)?;
     let (stored_digest, stored_size, _) = input.hash.finish();
@@ -235,6 +224,22 @@ pub fn encode_layer<R: Read + Send, W: Write>(
         stored_size,
         out,
     })
+}
+
+/// Decode the stored layer (whatever its compression) into `sink`; returns the compression found.
+fn decode_into<R: Read + Send, W: Write>(
+    input: &mut HashReader<R>,
+    sink: &mut W,
+) -> Result<Compression, LayerError> {
+    let (compression, mut tar) = decoder(input).map_err(read_err)?;
+    let mut buf = vec![0u8; BUF_LEN];
+    loop {
+        let n = read_chunk(&mut tar, &mut buf)?;
+        if n == 0 {
+            return Ok(compression);
+        }
+        sink.write_all(&buf[..n]).map_err(write_err)?;
+    }
 }
 
 /// The result of [`encode_layer_clamped`].
@@ -263,18 +268,7 @@ pub fn encode_layer_clamped<R: Read + Send, W: Write>(
     };
     let enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
     let mut chain = Sha256Writer::new(MtimeClamp::new(enc, epoch));
-    let compression = {
-        let (compression, mut tar) = decoder(&mut input).map_err(read_err)?;
-        let mut buf = vec![0u8; BUF_LEN];
-        loop {
-            let n = read_chunk(&mut tar, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            chain.write_all(&buf[..n]).map_err(write_err)?;
-        }
-        compression
-    };
+    let compression = decode_into(&mut input, &mut chain)?;
     let (digest, size, clamp) = chain.finish();
     let clamped = clamp.clamped();
     let enc = clamp
