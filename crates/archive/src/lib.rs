@@ -13,6 +13,7 @@
 //! images: verified blobs renamed into place, index.json written last. Nothing here touches the
 //! network.
 
+pub mod catalog;
 mod docker;
 mod error;
 pub mod model;
@@ -28,13 +29,14 @@ pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
 pub use plan::{commit, label, select};
-pub use scan::Scan;
+pub use scan::{ReusedEntry, Scan};
 
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use oci::Walker;
 use paths::Link;
+use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
@@ -80,15 +82,37 @@ pub fn read_encoding(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<(ArchiveInfo, Scan), ArchiveError> {
+    read_reusing(input, layout, encoding, BTreeMap::new())
+}
+
+/// [`read_encoding`], leaving the entries of `reuse` unread: an uncompressed archive file or a
+/// directory skips them without reading a byte; a stream reads past them without hashing.
+pub fn read_reusing(
+    input: &Input,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+    reuse: BTreeMap<String, ReusedEntry>,
+) -> Result<(ArchiveInfo, Scan), ArchiveError> {
     let (scan, compression) = match input {
-        Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout, encoding)?, Compression::None),
+        Input::Path(p) if p.is_dir() => (
+            scan::scan_dir(p, layout, encoding, reuse)?,
+            Compression::None,
+        ),
         Input::Path(p) => {
-            let file = std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
-            scan_stream(Box::new(file), layout, encoding)?
+            let mut file =
+                std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
+            if !reuse.is_empty() && catalog::is_plain_tar(&mut file)? {
+                (
+                    scan::scan_tar_file(&mut file, layout, encoding, reuse)?,
+                    Compression::None,
+                )
+            } else {
+                scan_stream(Box::new(file), layout, encoding, reuse)?
+            }
         }
         Input::Stdin => {
             grow_pipe_buffer();
-            scan_stream(Box::new(std::io::stdin()), layout, encoding)?
+            scan_stream(Box::new(std::io::stdin()), layout, encoding, reuse)?
         }
     };
     let info = analyze(&scan, compression)?;
@@ -108,23 +132,25 @@ fn scan_stream(
     source: Box<dyn Read + Send>,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
+    reuse: BTreeMap<String, ReusedEntry>,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
         .map_err(|e| ArchiveError::io("the start of the archive", e))?;
     // Reading and decompressing run on their own thread, ahead of hashing and staging.
     let mut reader = readahead::ReadAhead::new(decoded);
-    let scan = scan::scan_tar(&mut reader, layout, encoding).map_err(|e| match e {
-        ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
-            compression: compression.name(),
-            detail,
-        },
-        ArchiveError::NotTar { detail, .. } => ArchiveError::NotTar {
-            compression: compression.name(),
-            detail,
-        },
-        other => other,
-    })?;
+    let scan =
+        scan::scan_tar_reusing(&mut reader, layout, encoding, reuse).map_err(|e| match e {
+            ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
+                compression: compression.name(),
+                detail,
+            },
+            ArchiveError::NotTar { detail, .. } => ArchiveError::NotTar {
+                compression: compression.name(),
+                detail,
+            },
+            other => other,
+        })?;
     Ok((scan, compression))
 }
 
@@ -429,6 +455,9 @@ pub struct Options {
     /// copy. Manifests that name such layers are generated anew (their digests change; configs do
     /// not).
     pub encoding: Option<Encoding>,
+    /// Layer entries (by path in the archive) not to read, because the destination already has
+    /// them: see [`catalog`]. Their blobs are not written to the layout; the manifests name them.
+    pub reuse: BTreeMap<String, ReusedEntry>,
 }
 
 /// [`unpack`] with [`Options`].
@@ -442,7 +471,12 @@ pub fn unpack_with(
     let created = !dir.exists();
     let result = (|| {
         let layout = Layout::create(dir)?;
-        let (info, mut scan) = read_encoding(input, Some(&layout), options.encoding)?;
+        let (info, mut scan) = read_reusing(
+            input,
+            Some(&layout),
+            options.encoding,
+            options.reuse.clone(),
+        )?;
         let chosen = select(&info, selectors)?;
         let added = commit(&info, &mut scan, &layout, &chosen, platform)?;
         Ok((info, added))

@@ -190,6 +190,8 @@ fn publish(
                     staged.verify(digest)?;
                     staged.commit()?;
                 }
+                // Left unread: the destination registry has it (push's reuse).
+                None if entry.reused => {}
                 // Already published under another name, or staging was off.
                 None if layout.has_blob(digest) => {}
                 None => return Err(missing(path)),

@@ -34,6 +34,24 @@ pub struct FileEntry {
     /// The compressed copy staged instead of the bytes themselves, when the scan compresses
     /// uncompressed layers on the way (`Scan::encoding`).
     pub encoded: Option<Encoded>,
+    /// Not read at all: the registry already holds this layer ([`Scan::reuse`]). Its digests are
+    /// the ones the archive's metadata claims, not verified in this run.
+    pub reused: bool,
+}
+
+/// A layer entry the scan leaves unread because the destination already has it (push's reuse).
+#[derive(Debug, Clone)]
+pub struct ReusedEntry {
+    /// The entry's digest as the archive's metadata gives it (the diff_id for an uncompressed
+    /// layer, the blob digest for a compressed one).
+    pub digest: Digest,
+    /// How the entry is stored (sniffed from its first bytes).
+    pub compression: Compression,
+    /// The uncompressed digest the image config gives the layer.
+    pub diff_id: Digest,
+    /// For an uncompressed entry that would be compressed on the way: the blob the registry has
+    /// in its place (digest, size, compression).
+    pub replacement: Option<(Digest, u64, Compression)>,
 }
 
 /// An entry compressed while it streamed past: what is staged in its place.
@@ -65,6 +83,9 @@ pub struct Scan {
     /// Compress uncompressed tar entries (layers) to this while staging them: no uncompressed copy
     /// of a layer is ever written.
     pub encoding: Option<Encoding>,
+    /// Entries (by path) not to read: recorded as [`ReusedEntry`] says, skipped over (seeked past
+    /// when the input can seek).
+    pub reuse: BTreeMap<String, ReusedEntry>,
     kept_json: u64,
 }
 
@@ -84,6 +105,39 @@ impl Scan {
         if self.files.contains_key(path) || self.links.contains_key(path) {
             return Err(ArchiveError::Duplicate(path.to_string()));
         }
+        Ok(())
+    }
+
+    /// Record an entry of `size` bytes that is not read (it is in [`Scan::reuse`]).
+    fn add_reused(&mut self, path: String, size: u64, r: &ReusedEntry) -> Result<(), ArchiveError> {
+        self.check_new(&path)?;
+        let (uncompressed, encoded) = match (r.compression, r.replacement) {
+            (Compression::None, Some((digest, size, compression))) => (
+                None,
+                Some(Encoded {
+                    digest,
+                    size,
+                    compression,
+                    staged: None,
+                }),
+            ),
+            (Compression::None, None) => (None, None),
+            // The uncompressed size is unknown without reading; it is only ever shown.
+            (_, _) => (Some(Ok((r.diff_id, 0))), None),
+        };
+        self.files.insert(
+            path,
+            FileEntry {
+                size,
+                digest: r.digest,
+                compression: r.compression,
+                uncompressed,
+                json: None,
+                staged: None,
+                encoded,
+                reused: true,
+            },
+        );
         Ok(())
     }
 
@@ -188,6 +242,7 @@ impl Scan {
                 json,
                 staged,
                 encoded,
+                reused: false,
             },
         );
         Ok(())
@@ -259,12 +314,23 @@ pub fn scan_tar(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<Scan, ArchiveError> {
+    scan_tar_reusing(reader, layout, encoding, BTreeMap::new())
+}
+
+/// [`scan_tar`] leaving the entries of `reuse` unread (their bytes are read past and dropped).
+pub fn scan_tar_reusing(
+    reader: &mut dyn Read,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+    reuse: BTreeMap<String, ReusedEntry>,
+) -> Result<Scan, ArchiveError> {
     let mut counting = EofTracker {
         inner: reader,
         hit_eof: false,
     };
     let mut scan = Scan {
         encoding,
+        reuse,
         ..Scan::default()
     };
     {
@@ -272,50 +338,7 @@ pub fn scan_tar(
         let entries = archive
             .entries()
             .map_err(|e| tar_error(e, "reading the first header"))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| tar_error(e, "reading an entry header"))?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let Some(path) = paths::normalize(&raw)? else {
-                continue;
-            };
-            let kind = entry.header().entry_type();
-            use tar::EntryType as T;
-            match kind {
-                T::Regular | T::Continuous => {
-                    let declared = entry.size();
-                    scan.add_file(path.clone(), &mut entry, layout)?;
-                    let got = scan.files[&path].size;
-                    if got != declared {
-                        return Err(ArchiveError::Truncated(format!(
-                            "entry `{path}` should hold {declared} bytes, the stream ended after {got}"
-                        )));
-                    }
-                }
-                T::Symlink | T::Link => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|t| String::from_utf8_lossy(&t).into_owned())
-                        .ok_or_else(|| ArchiveError::BadEntry {
-                            path: path.clone(),
-                            why: "link without a target".into(),
-                        })?;
-                    let link = if kind == T::Symlink {
-                        Link::Symlink(target)
-                    } else {
-                        Link::Hard(target)
-                    };
-                    scan.add_link(path, link)?;
-                }
-                T::Directory => {}
-                T::GNUSparse => {
-                    return Err(ArchiveError::BadEntry {
-                        path,
-                        why: "sparse files are not supported".into(),
-                    });
-                }
-                _ => scan.skipped.push(path),
-            }
-        }
+        scan_entries(entries, &mut scan, layout)?;
     }
     if counting.hit_eof {
         return Err(ArchiveError::Truncated(
@@ -327,6 +350,125 @@ pub fn scan_tar(
     io::copy(&mut counting, &mut io::sink())
         .map_err(|e| read_error(e, "the end of the archive"))?;
     Ok(scan)
+}
+
+/// [`scan_tar_reusing`] over an uncompressed tar file: the entries of `reuse` are seeked past,
+/// never read.
+pub fn scan_tar_file(
+    file: &mut fs::File,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+    reuse: BTreeMap<String, ReusedEntry>,
+) -> Result<Scan, ArchiveError> {
+    let mut scan = Scan {
+        encoding,
+        reuse,
+        ..Scan::default()
+    };
+    let end = file
+        .metadata()
+        .map_err(|e| ArchiveError::io("the archive", e))?
+        .len();
+    let mut archive = tar::Archive::new(BufSeek::new(file));
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| tar_error(e, "reading the first header"))?;
+    let last = scan_entries(entries, &mut scan, layout)?;
+    if last > end {
+        return Err(ArchiveError::Truncated(
+            "the file ends inside its last entry".into(),
+        ));
+    }
+    Ok(scan)
+}
+
+/// Feed every entry of a tar into `scan`; returns the offset just past the last entry's data.
+fn scan_entries<R: Read>(
+    entries: tar::Entries<'_, R>,
+    scan: &mut Scan,
+    layout: Option<&Layout>,
+) -> Result<u64, ArchiveError> {
+    let mut last = 0;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| tar_error(e, "reading an entry header"))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        last = entry.raw_file_position() + entry.size();
+        let Some(path) = paths::normalize(&raw)? else {
+            continue;
+        };
+        let kind = entry.header().entry_type();
+        use tar::EntryType as T;
+        match kind {
+            T::Regular | T::Continuous => {
+                let declared = entry.size();
+                if let Some(r) = scan.reuse.get(&path).cloned() {
+                    // Not read: a seeking reader jumps over it, a stream reads past it.
+                    scan.add_reused(path, declared, &r)?;
+                    continue;
+                }
+                scan.add_file(path.clone(), &mut entry, layout)?;
+                let got = scan.files[&path].size;
+                if got != declared {
+                    return Err(ArchiveError::Truncated(format!(
+                        "entry `{path}` should hold {declared} bytes, the stream ended after {got}"
+                    )));
+                }
+            }
+            T::Symlink | T::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .ok_or_else(|| ArchiveError::BadEntry {
+                        path: path.clone(),
+                        why: "link without a target".into(),
+                    })?;
+                let link = if kind == T::Symlink {
+                    Link::Symlink(target)
+                } else {
+                    Link::Hard(target)
+                };
+                scan.add_link(path, link)?;
+            }
+            T::Directory => {}
+            T::GNUSparse => {
+                return Err(ArchiveError::BadEntry {
+                    path,
+                    why: "sparse files are not supported".into(),
+                });
+            }
+            _ => scan.skipped.push(path),
+        }
+    }
+    Ok(last)
+}
+
+/// A buffered reader that can also seek (the tar reader jumps over entries it is not asked to
+/// read): `BufReader`'s seek discards its buffer, which is what a jump needs anyway.
+pub(crate) struct BufSeek<'a>(io::BufReader<&'a mut fs::File>);
+
+impl<'a> BufSeek<'a> {
+    pub(crate) fn new(file: &'a mut fs::File) -> Self {
+        BufSeek(io::BufReader::with_capacity(COPY_BUFFER, file))
+    }
+}
+
+impl Read for BufSeek<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl io::Seek for BufSeek<'_> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        match pos {
+            // Relative jumps inside the buffer keep it.
+            io::SeekFrom::Current(n) => self
+                .0
+                .seek_relative(n)
+                .and_then(|()| self.0.stream_position()),
+            other => self.0.seek(other),
+        }
+    }
 }
 
 fn tar_error(e: io::Error, doing: &str) -> ArchiveError {
@@ -375,9 +517,11 @@ pub fn scan_dir(
     root: &Path,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
+    reuse: BTreeMap<String, ReusedEntry>,
 ) -> Result<Scan, ArchiveError> {
     let mut scan = Scan {
         encoding,
+        reuse,
         ..Scan::default()
     };
     let mut stack = vec![(root.to_path_buf(), String::new())];
@@ -404,6 +548,10 @@ pub fn scan_dir(
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
                 scan.add_link(rel, Link::Symlink(target.to_string_lossy().into_owned()))?;
             } else if meta.is_file() {
+                if let Some(r) = scan.reuse.get(&rel).cloned() {
+                    scan.add_reused(rel, meta.len(), &r)?;
+                    continue;
+                }
                 let mut file = fs::File::open(&path)
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
                 scan.add_file(rel, &mut file, layout)?;

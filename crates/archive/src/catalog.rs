@@ -1,0 +1,391 @@
+//! What a re-push needs to know before it reads any layer: which entries of an archive hold layers,
+//! how each is stored, and which diff_id the image config gives it — learnt from the archive's
+//! metadata alone. An uncompressed tar file is walked header by header, seeking past every entry's
+//! data (only the first 512 bytes of each are read, to see how it is stored, and small JSON
+//! documents in full); a directory is listed. A compressed archive or a pipe cannot be walked
+//! without reading all of it, so it has no catalog.
+//!
+//! Nothing here is verified: the diff_ids are the config's claims. A layer the destination
+//! registry already has is then left unread ([`crate::Options::reuse`]); every other layer is read,
+//! hashed and checked against its diff_id as usual.
+
+use crate::Input;
+use crate::docker::{Item, digest_in_name};
+use crate::error::ArchiveError;
+use crate::oci::platform_of;
+use crate::paths::{self, Link};
+use crate::scan::BufSeek;
+use layerlift_layers::{Compression, sniff};
+use layerlift_manifest::{Digest, ImageConfig, Index, Manifest, media_types, parse_json};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Seek};
+use std::path::Path;
+
+/// JSON documents up to this size are read (as in the full scan).
+const MAX_JSON: u64 = 8 << 20;
+/// Indexes nest at most this deep.
+const MAX_DEPTH: usize = 8;
+
+/// One layer of one image of the archive, as its metadata describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogLayer {
+    /// The archive entry that holds the layer (links followed).
+    pub path: String,
+    /// How the entry is stored, from its first bytes.
+    pub compression: Compression,
+    /// The entry's digest as the metadata gives it: the layer descriptor's digest, or for a
+    /// `manifest.json` layer the diff_id (uncompressed) or the digest in its name (compressed).
+    pub digest: Digest,
+    /// The entry's size as stored.
+    pub size: u64,
+    /// The uncompressed digest the image config gives the layer.
+    pub diff_id: Digest,
+    /// The image's `os/arch[/variant]`, from its config.
+    pub platform: Option<String>,
+}
+
+/// A file entry of the catalog: its size, how it is stored, and its bytes if it is small JSON.
+#[derive(Debug)]
+struct Entry {
+    size: u64,
+    compression: Compression,
+    json: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+struct Catalog {
+    files: BTreeMap<String, Entry>,
+    links: BTreeMap<String, Link>,
+}
+
+/// Whether `file` is an uncompressed tar (a tar header at the start); leaves it at offset 0.
+pub fn is_plain_tar(file: &mut fs::File) -> Result<bool, ArchiveError> {
+    let mut head = [0u8; 512];
+    let n = read_up_to(file, &mut head).map_err(|e| ArchiveError::io("the archive", e))?;
+    file.rewind()
+        .map_err(|e| ArchiveError::io("the archive", e))?;
+    Ok(n == 512 && sniff(&head) == Compression::None && &head[257..262] == b"ustar")
+}
+
+/// The layers of every image of `input`, from its metadata, without reading them. `None` when the
+/// input cannot be walked that way (a pipe, a compressed archive) or holds no image this reads.
+pub fn layers(input: &Input) -> Result<Option<Vec<CatalogLayer>>, ArchiveError> {
+    let catalog = match input {
+        Input::Stdin => return Ok(None),
+        Input::Path(p) if p.is_dir() => catalog_dir(p)?,
+        Input::Path(p) => {
+            let mut file = fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
+            if !is_plain_tar(&mut file)? {
+                return Ok(None);
+            }
+            catalog_tar(&mut file)?
+        }
+    };
+    Ok(catalog.layers())
+}
+
+fn catalog_tar(file: &mut fs::File) -> Result<Catalog, ArchiveError> {
+    let mut catalog = Catalog::default();
+    let mut archive = tar::Archive::new(BufSeek::new(file));
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| ArchiveError::io("reading the first header", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ArchiveError::io("reading an entry header", e))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(path) = paths::normalize(&raw)? else {
+            continue;
+        };
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular | T::Continuous => {
+                let size = entry.size();
+                let e = read_entry(&mut entry, size)
+                    .map_err(|e| ArchiveError::io(format!("entry `{path}`"), e))?;
+                catalog.files.insert(path, e);
+            }
+            kind @ (T::Symlink | T::Link) => {
+                if let Some(target) = entry.link_name_bytes() {
+                    let target = String::from_utf8_lossy(&target).into_owned();
+                    let link = if kind == T::Symlink {
+                        Link::Symlink(target)
+                    } else {
+                        Link::Hard(target)
+                    };
+                    catalog.links.insert(path, link);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(catalog)
+}
+
+fn catalog_dir(root: &Path) -> Result<Catalog, ArchiveError> {
+    let mut catalog = Catalog::default();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let io_err = |e| ArchiveError::io(dir.display().to_string(), e);
+        for item in fs::read_dir(&dir).map_err(io_err)? {
+            let item = item.map_err(io_err)?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let path = item.path();
+            let meta = fs::symlink_metadata(&path)
+                .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
+            if meta.is_dir() {
+                stack.push((path, rel));
+            } else if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path)
+                    .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
+                let target = target.to_string_lossy().into_owned();
+                catalog.links.insert(rel, Link::Symlink(target));
+            } else if meta.is_file() {
+                let e = fs::File::open(&path)
+                    .and_then(|mut f| read_entry(&mut f, meta.len()))
+                    .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
+                catalog.files.insert(rel, e);
+            }
+        }
+    }
+    Ok(catalog)
+}
+
+/// Read an entry's first bytes; all of it if it is a small JSON document.
+fn read_entry(reader: &mut dyn Read, size: u64) -> io::Result<Entry> {
+    let mut head = [0u8; 512];
+    let n = read_up_to(reader, &mut head)?;
+    let compression = sniff(&head[..n]);
+    let looks_json = matches!(
+        head[..n].iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    );
+    let json = if looks_json && size <= MAX_JSON {
+        let mut all = head[..n].to_vec();
+        reader.take(MAX_JSON).read_to_end(&mut all)?;
+        Some(all)
+    } else {
+        None
+    };
+    Ok(Entry {
+        size,
+        compression,
+        json,
+    })
+}
+
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl Catalog {
+    fn entry(&self, path: &str) -> Option<(String, &Entry)> {
+        let resolved = paths::resolve(&self.links, path).ok()?;
+        self.files.get(&resolved).map(|e| (resolved, e))
+    }
+
+    fn json(&self, path: &str) -> Option<&[u8]> {
+        self.entry(path)?.1.json.as_deref()
+    }
+
+    fn layers(&self) -> Option<Vec<CatalogLayer>> {
+        let mut out = Vec::new();
+        if let Some(bytes) = self.json("manifest.json")
+            && let Ok(items) = serde_json::from_slice::<Vec<Item>>(bytes)
+        {
+            for item in &items {
+                self.docker_item(item, &mut out);
+            }
+        } else if let Some(bytes) = self.json("index.json") {
+            self.oci_document(bytes, 0, &mut out);
+        } else {
+            return None;
+        }
+        Some(out)
+    }
+
+    /// The layers of one `manifest.json` item, paired with its config's diff_ids.
+    fn docker_item(&self, item: &Item, out: &mut Vec<CatalogLayer>) {
+        let Some(config) = self
+            .json(&item.config)
+            .and_then(|j| parse_json::<ImageConfig>("image config", j).ok())
+        else {
+            return;
+        };
+        let layers = item.layers.as_deref().unwrap_or_default();
+        if layers.len() != config.rootfs.diff_ids.len() {
+            return;
+        }
+        let platform = platform_of(&config);
+        for (path, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
+            let Some((resolved, entry)) = self.entry(path) else {
+                continue;
+            };
+            let digest = match entry.compression {
+                Compression::None => *diff_id,
+                _ => match digest_in_name(&resolved) {
+                    Some(d) => d,
+                    None => continue,
+                },
+            };
+            out.push(CatalogLayer {
+                path: resolved,
+                compression: entry.compression,
+                digest,
+                size: entry.size,
+                diff_id: *diff_id,
+                platform: platform.clone(),
+            });
+        }
+    }
+
+    /// The layers under an index or manifest of an OCI layout.
+    fn oci_document(&self, bytes: &[u8], depth: usize, out: &mut Vec<CatalogLayer>) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let value: serde_json::Value = match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        if value.get("manifests").is_some() {
+            let Ok(index) = parse_json::<Index>("image index", bytes) else {
+                return;
+            };
+            for child in &index.manifests {
+                if let Some(bytes) = self.json(&blob_path(&child.digest)) {
+                    self.oci_document(bytes, depth + 1, out);
+                }
+            }
+            return;
+        }
+        let Ok(manifest) = parse_json::<Manifest>("image manifest", bytes) else {
+            return;
+        };
+        let Some(config) = self
+            .json(&blob_path(&manifest.config.digest))
+            .and_then(|j| parse_json::<ImageConfig>("image config", j).ok())
+        else {
+            return;
+        };
+        if manifest.layers.len() != config.rootfs.diff_ids.len() {
+            return;
+        }
+        let platform = platform_of(&config);
+        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            if media_types::is_non_distributable(&layer.media_type) {
+                continue;
+            }
+            let Some((resolved, entry)) = self.entry(&blob_path(&layer.digest)) else {
+                continue;
+            };
+            out.push(CatalogLayer {
+                path: resolved,
+                compression: entry.compression,
+                digest: layer.digest,
+                size: entry.size,
+                diff_id: *diff_id,
+                platform: platform.clone(),
+            });
+        }
+    }
+}
+
+fn blob_path(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A docker-save-like tar: a config, two layers (one behind a symlink), manifest.json last.
+    fn archive(dir: &Path) -> (std::path::PathBuf, Vec<Digest>) {
+        let layer = |content: &[u8]| {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_ustar();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "file", content).unwrap();
+            b.into_inner().unwrap()
+        };
+        let (l1, l2) = (layer(b"one"), layer(b"two"));
+        let ids = vec![Digest::of(&l1), Digest::of(&l2)];
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [ids[0].to_string(), ids[1].to_string()]}
+        })
+        .to_string();
+        let manifest = serde_json::json!([{
+            "Config": "cfg.json", "RepoTags": ["app:1"], "Layers": ["a/layer.tar", "b/layer.tar"]
+        }])
+        .to_string();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add("cfg.json", config.as_bytes());
+        add("a/layer.tar", &l1);
+        add("c/layer.tar", &l2);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "b/layer.tar", "../c/layer.tar")
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(manifest.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "manifest.json", manifest.as_bytes())
+            .unwrap();
+        let path = dir.join("a.tar");
+        fs::write(&path, b.into_inner().unwrap()).unwrap();
+        (path, ids)
+    }
+
+    #[test]
+    fn docker_archive_layers_without_reading_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (path, ids) = archive(tmp.path());
+        let layers = layers(&Input::Path(path)).unwrap().unwrap();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0].path, "a/layer.tar");
+        assert_eq!(layers[1].path, "c/layer.tar", "the symlink is followed");
+        assert_eq!(layers[0].diff_id, ids[0]);
+        assert_eq!(layers[1].digest, ids[1]);
+        assert_eq!(layers[0].compression, Compression::None);
+        assert_eq!(layers[0].platform.as_deref(), Some("linux/amd64"));
+    }
+
+    #[test]
+    fn compressed_archives_and_pipes_have_no_catalog() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (path, _) = archive(tmp.path());
+        let gz = tmp.path().join("a.tar.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut e, &fs::read(&path).unwrap()).unwrap();
+        fs::write(&gz, e.finish().unwrap()).unwrap();
+        assert_eq!(layers(&Input::Path(gz)).unwrap(), None);
+        assert_eq!(layers(&Input::Stdin).unwrap(), None);
+    }
+}
