@@ -1222,6 +1222,29 @@ impl Client {
         })
     }
 
+    /// `GET` a small blob (an image config), verified against `digest`. `Ok(None)` when the
+    /// registry does not have it. Bodies are capped at 16 MiB.
+    pub fn get_small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
+        self.retrying(None, |_| {
+            let resp = self.send(&Req::new("GET", url.clone()))?;
+            match resp.status {
+                200 => {}
+                404 => return Ok(None),
+                _ => return Err(status_error("GET", &resp)),
+            }
+            let got = Digest::of(&resp.body);
+            if got != *digest {
+                return Err(Error::DigestMismatch {
+                    url: display_url(&resp.url),
+                    expected: *digest,
+                    got: got.to_string(),
+                });
+            }
+            Ok(Some(resp.body))
+        })
+    }
+
     /// The credential in use, described without its secret.
     pub fn credential_description(&self) -> String {
         self.credential.describe()
