@@ -31,3 +31,10 @@ pub use encode::{
 pub use error::{DecodeError, LayerError};
 pub use gzip::{GZIP_BLOCK, GzipEncoder};
 pub use sniff::{Compression, SNIFF_LEN, sniff};
+
+/// Names the encoders' output: the same layer, codec and level give the same bytes for as long as
+/// this stays the same. Change it whenever the golden digests (`tests/encode.rs`) change — a new
+/// block layout, a codec version that emits other bytes — so that caches keyed by it
+/// (push's layer cache) stop naming blobs this build would not produce.
+pub const ENCODER_REVISION: &str =
+    "layerlift-layers/1 (gzip: zlib-rs, 128 KiB blocks; zstd: libzstd, 4 MiB jobs)";
