@@ -5,6 +5,7 @@ mod convert;
 mod crash;
 mod fixtures;
 mod push;
+mod repush;
 mod unpack;
 mod util;
 mod verify;

@@ -9,8 +9,10 @@
 //! Output: stdout gets one `REGISTRY/REPO:TAG@sha256:…` line per pushed tag (`--json`: one JSON
 //! event per line instead); progress bars go to stderr on a terminal only; `-q` silences it.
 
+mod cache;
 mod plan;
 mod progress;
+mod reuse;
 
 use anyhow::{Context, bail};
 use layerlift_layout::Layout;
@@ -131,6 +133,24 @@ pub struct Options {
     /// layer as the archive stores it. An OCI layout SOURCE is always pushed as it is.
     #[arg(long, value_enum, default_value_t = crate::convert::CompressionArg::Gzip)]
     pub compression: crate::convert::CompressionArg,
+    /// Also look for reusable layers in the image REF points at (same registry; repeatable). DEST's
+    /// own tags are always looked at.
+    #[arg(long = "reuse-from", value_name = "REF")]
+    pub reuse_from: Vec<String>,
+    /// Reuse a layer the registry has in another compression than --compression would produce.
+    #[arg(long)]
+    pub reuse_any_compression: bool,
+    /// Read and verify every layer of an archive SOURCE, even those the registry already has
+    /// (without it, such layers are named by the registry's descriptor and not read).
+    #[arg(long)]
+    pub verify_all: bool,
+    /// Do not use the local layer cache (diff_id → compressed digest).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The local layer cache's directory (default: LAYERLIFT_CACHE_DIR, $XDG_CACHE_HOME/layerlift,
+    /// ~/.cache/layerlift).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Say what would be uploaded (after asking the registry what it has); change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -220,10 +240,6 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         )?
     };
 
-    // The source: an OCI layout directory as it is; an archive is unpacked into a temporary one.
-    let (_tmp, layout) = open_source(args, out)?;
-    let plan = Plan::build(&layout, &dest, &args.opts.images, args.opts.all, &args.tags)?;
-
     let mut opts = TransportOptions {
         ca_certs: args.opts.ca_certs.clone(),
         insecure: args.opts.insecure,
@@ -246,22 +262,49 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         observer_out.event(json!({"event": "retried", "attempt": attempt, "delayMs": delay.as_millis() as u64, "error": error.to_string()}));
         observer_out.message(&format!("retrying in {:.1}s after: {error}", delay.as_secs_f64()));
     }));
-    let mut scopes: Vec<Scope> = plan
-        .repos
+    let pull_only = |repo: &str| {
+        if args.opts.dry_run {
+            Scope::pull(repo)
+        } else {
+            Scope::pull_push(repo)
+        }
+    };
+    let mut scopes = vec![pull_only(&dest.repository)];
+    let reuse_from = args
+        .opts
+        .reuse_from
         .iter()
-        .map(|r| {
-            if args.opts.dry_run {
-                Scope::pull(&r.repository)
-            } else {
-                Scope::pull_push(&r.repository)
-            }
-        })
-        .collect();
+        .map(|r| Reference::parse(r).with_context(|| format!("--reuse-from {r}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for r in &reuse_from {
+        if r.registry != dest.registry {
+            bail!(
+                "--reuse-from {r}: layers can only be reused from the destination's registry ({})",
+                dest.registry
+            );
+        }
+        scopes.push(Scope::pull(&r.repository));
+    }
     scopes.extend(args.opts.mount_from.iter().map(|m| Scope::pull(m)));
     client.authorize(&scopes);
     client
         .ping()
         .with_context(|| format!("cannot reach registry {}", dest.registry))?;
+
+    // The source: an OCI layout directory as it is; an archive is read into a temporary one,
+    // leaving out the layers the registry already has.
+    let cache = (!args.opts.no_cache)
+        .then(|| cache::Cache::open(args.opts.cache_dir.as_deref()))
+        .flatten();
+    let source = open_source(args, out, &client, &dest, &reuse_from, cache.as_ref())?;
+    let layout = &source.layout;
+    let plan = Plan::build(layout, &dest, &args.opts.images, args.opts.all, &args.tags)?;
+    let scopes: Vec<Scope> = plan
+        .repos
+        .iter()
+        .map(|r| pull_only(&r.repository))
+        .collect();
+    client.authorize(&scopes);
 
     let upload = UploadOptions {
         chunk_size: args.opts.chunk_size,
@@ -270,9 +313,12 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     };
     // Repositories of this registry known to hold a blob (for automatic mounts).
     let mut holders: BTreeMap<Digest, String> = BTreeMap::new();
+    for r in &source.reused {
+        holders.insert(r.digest, r.repository.clone());
+    }
     let mut pushed: Vec<(String, Digest)> = Vec::new();
     for repo in &plan.repos {
-        push_blobs(args, out, &client, &layout, repo, &upload, &mut holders)?;
+        push_blobs(args, out, &client, layout, repo, &upload, &mut holders)?;
         if args.opts.dry_run {
             for t in &repo.tags {
                 let r = format!("{}/{}:{}", dest.registry, repo.repository, t.tag);
@@ -350,13 +396,32 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Open SOURCE: a directory is an OCI layout; anything else is an archive unpacked into a
-/// temporary layout first.
-fn open_source(args: &Args, out: &Output) -> anyhow::Result<(Option<TempDir>, Layout)> {
+/// SOURCE, opened: the layout to push from, and what was reused instead of read.
+struct Source {
+    /// The temporary layout an archive was read into (removed on drop).
+    _tmp: Option<TempDir>,
+    layout: Layout,
+    reused: Vec<reuse::Reused>,
+}
+
+/// Open SOURCE: a directory is an OCI layout; anything else is an archive read into a temporary
+/// layout, leaving out the layers the registry already has (see [`reuse`]).
+fn open_source(
+    args: &Args,
+    out: &Output,
+    client: &Client,
+    dest: &Reference,
+    reuse_from: &[Reference],
+    cache: Option<&cache::Cache>,
+) -> anyhow::Result<Source> {
     let path = std::path::Path::new(&args.source);
     if args.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
         let layout = Layout::open(path).with_context(|| args.source.clone())?;
-        return Ok((None, layout));
+        return Ok(Source {
+            _tmp: None,
+            layout,
+            reused: Vec::new(),
+        });
     }
     let tmp = TempDir::new()?;
     let compression = match args.opts.compression {
@@ -374,6 +439,12 @@ fn open_source(args: &Args, out: &Output) -> anyhow::Result<(Option<TempDir>, La
             .map(|n| n.get())
             .unwrap_or(1),
     });
+    let input = layerlift_archive::Input::from_arg(&args.source);
+    let reuse = if args.opts.verify_all {
+        reuse::Plan::default()
+    } else {
+        plan_reuse(args, out, client, dest, reuse_from, cache, &input, encoding)?
+    };
     match encoding {
         Some(e) => out.message(&format!(
             "reading {} (compressing layers: {})",
@@ -381,15 +452,137 @@ fn open_source(args: &Args, out: &Output) -> anyhow::Result<(Option<TempDir>, La
         )),
         None => out.message(&format!("reading {}", args.source)),
     }
-    let input = layerlift_archive::Input::from_arg(&args.source);
     let options = layerlift_archive::Options {
         encoding,
+        reuse: reuse.entries.clone(),
         ..Default::default()
     };
-    layerlift_archive::unpack_with(&input, tmp.path(), &options)
+    let (info, _) = layerlift_archive::unpack_with(&input, tmp.path(), &options)
         .with_context(|| format!("reading {}", input.display()))?;
     let layout = Layout::open(tmp.path())?;
-    Ok((Some(tmp), layout))
+    report_layers(out, &info, &reuse.reused, encoding, cache);
+    Ok(Source {
+        _tmp: Some(tmp),
+        layout,
+        reused: reuse.reused,
+    })
+}
+
+/// Which layers of an archive need not be read ([`reuse::plan`]); empty when the archive cannot
+/// be walked without reading it (a pipe, a compressed archive) or the push goes to several
+/// repositories (`--all`).
+#[allow(clippy::too_many_arguments)]
+fn plan_reuse(
+    args: &Args,
+    out: &Output,
+    client: &Client,
+    dest: &Reference,
+    reuse_from: &[Reference],
+    cache: Option<&cache::Cache>,
+    input: &layerlift_archive::Input,
+    encoding: Option<layerlift_layers::Encoding>,
+) -> anyhow::Result<reuse::Plan> {
+    if args.opts.all {
+        return Ok(reuse::Plan::default());
+    }
+    let Some(layers) = layerlift_archive::catalog::layers(input)
+        .with_context(|| format!("reading {}", input.display()))?
+    else {
+        return Ok(reuse::Plan::default());
+    };
+    let mut references: Vec<(String, String)> = Vec::new();
+    let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
+    tags.extend(args.tags.iter().cloned());
+    if tags.is_empty() && dest.digest.is_none() {
+        tags.push("latest".into());
+    }
+    for t in tags {
+        references.push((dest.repository.clone(), t));
+    }
+    for r in reuse_from {
+        let reference = match (&r.digest, &r.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".into(),
+        };
+        references.push((r.repository.clone(), reference));
+    }
+    let wanted = reuse::Wanted {
+        repository: &dest.repository,
+        references,
+        compression: encoding.map(|e| e.compression),
+        level: encoding.map_or(0, |e| e.effective_level()),
+        any_compression: args.opts.reuse_any_compression,
+        cache,
+    };
+    let plan = reuse::plan(client, &layers, &wanted);
+    for note in &plan.notes {
+        out.message(note);
+    }
+    if !plan.reused.is_empty() {
+        out.message(&format!(
+            "{} of {} layers are in {}/{} already: not read",
+            plan.reused.len(),
+            layers.len(),
+            dest.registry,
+            dest.repository
+        ));
+    }
+    Ok(plan)
+}
+
+/// One `layer` event per layer of the images read: verified against its diff_id in this run, or
+/// taken from the registry unread. Layers compressed in this run go into the local cache.
+fn report_layers(
+    out: &Output,
+    info: &layerlift_archive::ArchiveInfo,
+    reused: &[reuse::Reused],
+    encoding: Option<layerlift_layers::Encoding>,
+    cache: Option<&cache::Cache>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for layer in info
+        .images
+        .iter()
+        .flat_map(|i| &i.manifests)
+        .filter(|m| m.present)
+        .flat_map(|m| &m.layers)
+        .filter(|l| l.present)
+    {
+        let path = layer.resolved.as_ref().or(layer.path.as_ref());
+        if !seen.insert((path.cloned(), layer.descriptor.digest)) {
+            continue;
+        }
+        let diff_id = layer.diff_id.map(|d| d.to_string());
+        match reused
+            .iter()
+            .find(|r| Some(&r.path) == path && r.digest == layer.descriptor.digest)
+        {
+            Some(r) => out.event(json!({
+                "event": "layer", "digest": r.digest.to_string(), "size": r.size,
+                "diffId": r.diff_id.to_string(), "verified": false,
+                "source": r.origin.name(), "repository": r.repository,
+            })),
+            None => {
+                out.event(json!({
+                    "event": "layer", "digest": layer.descriptor.digest.to_string(),
+                    "size": layer.descriptor.size, "diffId": diff_id,
+                    "verified": true, "source": "archive",
+                }));
+                // Compressed by this run: remember the digest it got.
+                if let (Some(cache), Some(e), Some(id)) = (cache, encoding, layer.diff_id)
+                    && layer.compression == layerlift_layers::Compression::None
+                    && layer.descriptor.digest != id
+                {
+                    let key = cache::Key::new(id, e.compression, e.effective_level());
+                    cache.put(&key, layer.descriptor.digest, layer.descriptor.size);
+                }
+            }
+        }
+    }
+    if let Some(cache) = cache {
+        cache.prune(cache::MAX_ENTRIES);
+    }
 }
 
 /// A temporary directory removed on drop (the unpacked layout of an archive SOURCE).
@@ -515,6 +708,15 @@ fn push_blob(
         if blob.non_distributable {
             event("foreign", json!({}));
             return Ok(Action::Missing);
+        }
+        // A layer left unread because another repository of the registry holds it: mount it.
+        if let Some(from) = holders.get(&d).filter(|h| *h != name)
+            && !args.opts.dry_run
+            && matches!(client.mount_blob(name, &d, from), Ok(MountResult::Mounted))
+        {
+            event("mounted", json!({"from": from}));
+            out.advance_total(blob.size);
+            return Ok(Action::Mounted);
         }
         bail!(
             "blob {d} is missing from {} and the registry does not have it",

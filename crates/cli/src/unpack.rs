@@ -99,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|n| n.get())
                 .unwrap_or(1),
         }),
+        ..Default::default()
     };
     let (info, added) =
         layerlift_archive::unpack_with(&input, &dir, &options).with_context(|| name.clone())?;

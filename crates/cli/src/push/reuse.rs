@@ -1,0 +1,334 @@
+//! Re-push without re-reading: before an archive SOURCE is read, find the layers the destination
+//! already holds in the form this push would produce, so that they are named by the registry's
+//! descriptor and never read, hashed or compressed.
+//!
+//! Where the answers come from, in order:
+//! 1. **The registry remembers for us**: the manifest DEST's tag points at now (and each
+//!    `--reuse-from` reference), followed through an index to the platforms the archive's images
+//!    have, and its config: a layer whose diff_id appears there, stored with the compression this
+//!    push would produce (any compression with `--reuse-any-compression`), is a candidate.
+//! 2. **The local cache** ([`super::cache`]): `diff_id, codec, level, encoder → digest`.
+//! 3. A layer the archive stores compressed keeps its digest: it is a candidate as it is.
+//!
+//! A candidate is used only after a HEAD finds the blob in DEST's repository (or in the
+//! `--reuse-from` repository it came from, which the push then mounts it from). Only archives that
+//! can be walked without reading them (an uncompressed tar file, a directory) have a catalog; a pipe
+//! or a compressed archive is read in full.
+
+use super::cache::{Cache, Key};
+use layerlift_archive::ReusedEntry;
+use layerlift_archive::catalog::CatalogLayer;
+use layerlift_layers::Compression;
+use layerlift_manifest::{
+    Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json,
+};
+use layerlift_registry::Client;
+use std::collections::BTreeMap;
+
+/// Where a reused layer's descriptor came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An image the registry holds (DEST's tag or `--reuse-from`).
+    Registry,
+    /// The local cache.
+    Cache,
+    /// The archive's own metadata (a layer it stores compressed, whose digest is kept).
+    Archive,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Registry => "registry",
+            Origin::Cache => "cache",
+            Origin::Archive => "archive-metadata",
+        }
+    }
+}
+
+/// A layer the push takes from the registry instead of reading it.
+#[derive(Debug, Clone)]
+pub struct Reused {
+    pub path: String,
+    pub diff_id: Digest,
+    /// The blob pushed for it.
+    pub digest: Digest,
+    pub size: u64,
+    pub origin: Origin,
+    /// The repository of DEST's registry that holds the blob.
+    pub repository: String,
+}
+
+/// What to look for.
+pub struct Wanted<'a> {
+    /// DEST's repository: reused blobs must be there (or be mountable into it).
+    pub repository: &'a str,
+    /// References (`repository`, tag or digest) whose images may share layers: DEST's tags first.
+    pub references: Vec<(String, String)>,
+    /// The compression an uncompressed layer would get (`None`: pushed uncompressed).
+    pub compression: Option<Compression>,
+    /// Its level (for the cache key).
+    pub level: i32,
+    /// Accept a registry blob in any compression.
+    pub any_compression: bool,
+    pub cache: Option<&'a Cache>,
+}
+
+/// The reuse plan: entries for the archive reader, and what each reused layer is.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub entries: BTreeMap<String, ReusedEntry>,
+    pub reused: Vec<Reused>,
+    /// Notes for stderr (a reference that could not be read, and why).
+    pub notes: Vec<String>,
+}
+
+/// A blob some repository of the registry holds for a diff_id.
+#[derive(Debug, Clone)]
+struct Known {
+    descriptor: Descriptor,
+    repository: String,
+}
+
+/// Work out which of `layers` need not be read.
+pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let platforms: Vec<&str> = layers
+        .iter()
+        .filter_map(|l| l.platform.as_deref())
+        .collect();
+    let mut known: BTreeMap<Digest, Vec<Known>> = BTreeMap::new();
+    for (repo, reference) in &wanted.references {
+        if let Err(note) = learn(client, repo, reference, &platforms, &mut known) {
+            plan.notes.push(note);
+        }
+    }
+    let mut confirmed: BTreeMap<(String, Digest), bool> = BTreeMap::new();
+    let mut present = |repo: &str, d: &Digest| -> bool {
+        *confirmed
+            .entry((repo.to_string(), *d))
+            .or_insert_with(|| client.blob_exists(repo, d).unwrap_or(false))
+    };
+    for layer in layers {
+        if plan.entries.contains_key(&layer.path) {
+            continue;
+        }
+        let found = match (layer.compression, wanted.compression) {
+            // Stored compressed (pushed as it is), or pushed uncompressed: the digest is known.
+            (Compression::None, None) | (Compression::Gzip | Compression::Zstd, _) => {
+                present(wanted.repository, &layer.digest).then(|| {
+                    (
+                        None,
+                        Reused {
+                            path: layer.path.clone(),
+                            diff_id: layer.diff_id,
+                            digest: layer.digest,
+                            size: layer.size,
+                            origin: Origin::Archive,
+                            repository: wanted.repository.to_string(),
+                        },
+                    )
+                })
+            }
+            (Compression::None, Some(want)) => {
+                let from_registry = known.get(&layer.diff_id).and_then(|ks| {
+                    ks.iter()
+                        .filter(|k| {
+                            let c = compression_of(&k.descriptor.media_type);
+                            c == Some(want)
+                                || (wanted.any_compression
+                                    && matches!(c, Some(Compression::Gzip | Compression::Zstd)))
+                        })
+                        .find(|k| present(&k.repository, &k.descriptor.digest))
+                        .map(|k| {
+                            let c = compression_of(&k.descriptor.media_type).unwrap_or(want);
+                            (
+                                k.descriptor.digest,
+                                k.descriptor.size,
+                                c,
+                                Origin::Registry,
+                                k.repository.clone(),
+                            )
+                        })
+                });
+                let from_cache = || {
+                    let cache = wanted.cache?;
+                    let (digest, size) = cache.get(&Key::new(layer.diff_id, want, wanted.level))?;
+                    present(wanted.repository, &digest).then(|| {
+                        (
+                            digest,
+                            size,
+                            want,
+                            Origin::Cache,
+                            wanted.repository.to_string(),
+                        )
+                    })
+                };
+                from_registry.or_else(from_cache).map(
+                    |(digest, size, compression, origin, repository)| {
+                        (
+                            Some((digest, size, compression)),
+                            Reused {
+                                path: layer.path.clone(),
+                                diff_id: layer.diff_id,
+                                digest,
+                                size,
+                                origin,
+                                repository,
+                            },
+                        )
+                    },
+                )
+            }
+            // bzip2/xz layers are decompressed on the way: always read.
+            _ => None,
+        };
+        if let Some((replacement, reused)) = found {
+            plan.entries.insert(
+                layer.path.clone(),
+                ReusedEntry {
+                    digest: layer.digest,
+                    compression: layer.compression,
+                    diff_id: layer.diff_id,
+                    replacement,
+                },
+            );
+            plan.reused.push(reused);
+        }
+    }
+    plan
+}
+
+/// The compression a layer media type names (`None` for types that are not layers).
+fn compression_of(media_type: &str) -> Option<Compression> {
+    let layer = media_type.contains(".layer.") || media_type.contains(".rootfs.");
+    if !layer {
+        return None;
+    }
+    Some(if media_type.ends_with("gzip") {
+        Compression::Gzip
+    } else if media_type.ends_with("zstd") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    })
+}
+
+/// Add the layers of the image `repo:reference` to `known` (diff_id → blob).
+fn learn(
+    client: &Client,
+    repo: &str,
+    reference: &str,
+    platforms: &[&str],
+    known: &mut BTreeMap<Digest, Vec<Known>>,
+) -> Result<(), String> {
+    let what = format!("{}/{repo}:{reference}", client.registry());
+    let what = what.replace(":sha256:", "@sha256:");
+    let (media_type, bytes) = match client.get_manifest(repo, reference) {
+        Ok(m) => m,
+        Err(e) if absent(&e) => return Ok(()),
+        Err(e) => return Err(format!("cannot read {what} to reuse its layers: {e}")),
+    };
+    let mut manifests = Vec::new();
+    if media_types::is_index(&media_type) || looks_like_index(&bytes) {
+        let index: Index = parse_json("image index", &bytes).map_err(|e| format!("{what}: {e}"))?;
+        for child in index.manifests.iter().take(64) {
+            let wanted = match &child.platform {
+                Some(p) => {
+                    platforms.is_empty() || platforms.iter().any(|w| matches(&p.to_string(), w))
+                }
+                None => true,
+            };
+            if !wanted || !media_types::is_manifest(&child.media_type) {
+                continue;
+            }
+            match client.get_manifest(repo, &child.digest.to_string()) {
+                Ok((_, b)) if Digest::of(&b) == child.digest => manifests.push(b),
+                Ok(_) => {
+                    return Err(format!(
+                        "{what}: manifest {} does not match its digest",
+                        child.digest
+                    ));
+                }
+                Err(e) => return Err(format!("cannot read {what} ({}): {e}", child.digest)),
+            }
+        }
+    } else {
+        manifests.push(bytes);
+    }
+    for bytes in manifests {
+        let Ok(m) = parse_json::<Manifest>("image manifest", &bytes) else {
+            continue;
+        };
+        let config = match client.get_small_blob(repo, &m.config.digest) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => return Err(format!("cannot read the config of {what}: {e}")),
+        };
+        let Ok(config) = parse_json::<ImageConfig>("image config", &config) else {
+            continue;
+        };
+        if config.rootfs.diff_ids.len() != m.layers.len() {
+            continue;
+        }
+        for (layer, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
+            known.entry(*diff_id).or_default().push(Known {
+                descriptor: layer.clone(),
+                repository: repo.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn looks_like_index(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some())
+}
+
+/// A reference that does not exist (yet): nothing to reuse, no error. A registry with token auth
+/// answers 401 for a repository that does not exist.
+fn absent(e: &layerlift_registry::Error) -> bool {
+    use layerlift_registry::Error as E;
+    matches!(e, E::Status { status: 404, .. } | E::Unauthorized { .. })
+}
+
+/// `linux/arm64/v8` matches `linux/arm64`; a variant, when both give one, must match.
+fn matches(have: &str, want: &str) -> bool {
+    let have: Vec<&str> = have.split('/').collect();
+    let want: Vec<&str> = want.split('/').collect();
+    have.iter().zip(&want).all(|(h, w)| h == w) && have.len().min(want.len()) >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        assert!(matches("linux/amd64", "linux/amd64"));
+        assert!(matches("linux/arm64/v8", "linux/arm64"));
+        assert!(!matches("linux/arm64/v8", "linux/arm64/v7"));
+        assert!(!matches("linux/arm64", "linux/amd64"));
+    }
+
+    #[test]
+    fn compressions() {
+        assert_eq!(
+            compression_of(media_types::OCI_LAYER_GZIP),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            compression_of(media_types::DOCKER_LAYER_GZIP),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            compression_of(media_types::OCI_LAYER_ZSTD),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            compression_of(media_types::OCI_LAYER),
+            Some(Compression::None)
+        );
+        assert_eq!(compression_of(media_types::OCI_CONFIG), None);
+    }
+}

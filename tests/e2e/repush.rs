@@ -1,0 +1,337 @@
+//! Re-push (issue 5), end to end against a real `docker-registry`: layers the registry already
+//! holds are named by its descriptor and never read from the archive (proved with an archive whose
+//! reused layer bytes are corrupt: reading them would fail the diff_id check), a rebuilt image
+//! uploads only its changed layer, and the local cache is a hint that a HEAD must confirm (a stale
+//! entry means the layer is read, compressed and uploaded again).
+
+use crate::util::{have_tool, sha256_digest};
+use layerlift_testkit::Registry;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A layer tar holding one file of `size` pseudo-random (incompressible) bytes.
+fn layer(seed: u64, size: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, format!("data-{seed}"), &data[..])
+        .unwrap();
+    b.into_inner().unwrap()
+}
+
+/// A podman/skopeo-style docker-archive: `<diff_id>.tar` layers, `<config digest>.json`,
+/// manifest.json last. `stored` replaces the bytes stored for some layers (same length), keeping
+/// the metadata that describes the real ones.
+fn archive(path: &Path, layers: &[Vec<u8>], stored: &[(usize, Vec<u8>)], tag: &str) {
+    let ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ids},
+        "history": ids.iter().map(|_| serde_json::json!({"created_by": "test"})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let config_name = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
+    let layer_names: Vec<String> = ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
+    let manifest = serde_json::json!([{
+        "Config": config_name, "RepoTags": [tag], "Layers": layer_names,
+    }])
+    .to_string();
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    for (i, (name, bytes)) in layer_names.iter().zip(layers).enumerate() {
+        let bytes = stored
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map_or(bytes, |(_, s)| s);
+        add(name, bytes);
+    }
+    add(&config_name, config.as_bytes());
+    add("manifest.json", manifest.as_bytes());
+    b.finish().unwrap();
+}
+
+fn push(args: &[&str]) -> Output {
+    let empty = std::env::temp_dir().join("layerlift-e2e-no-docker-config");
+    Command::new(env!("CARGO_BIN_EXE_layerlift-push"))
+        .args(args)
+        .env("DOCKER_CONFIG", &empty)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("XDG_RUNTIME_DIR", &empty)
+        .env("XDG_CONFIG_HOME", &empty)
+        .env_remove("LAYERLIFT_CACHE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run layerlift-push")
+}
+
+/// Run a `--json` push that must succeed; its events.
+fn push_json(args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let o = push(&all);
+    assert!(
+        o.status.success(),
+        "push {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn events<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    ev.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// (verified, source) of each `layer` event, in order.
+fn layer_sources(ev: &[Value]) -> Vec<(bool, String)> {
+    events(ev, "layer")
+        .iter()
+        .map(|e| {
+            (
+                e["verified"].as_bool().unwrap(),
+                e["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Digests of the blobs this push uploaded.
+fn uploaded(ev: &[Value]) -> Vec<String> {
+    events(ev, "blob")
+        .iter()
+        .filter(|e| e["action"] == "uploaded")
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pushed_digest(ev: &[Value]) -> String {
+    ev.iter().find(|e| e["event"] == "result").unwrap()["images"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Pull `reference` with skopeo and check that every layer decompresses to the config's diff_id
+/// (gzip), and that the manifest is the pushed one.
+fn skopeo_verify(reference: &str, digest: &str, diff_ids: &[String]) {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    assert_eq!(sha256_digest(&manifest), digest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len());
+    for (l, want) in layers.iter().zip(diff_ids) {
+        let hex = &l["digest"].as_str().unwrap()[7..];
+        let bytes = std::fs::read(dir.join(hex)).unwrap();
+        assert_eq!(sha256_digest(&bytes)[7..], *hex, "blob hashes to its name");
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut raw)
+            .unwrap();
+        assert_eq!(
+            &sha256_digest(&raw),
+            want,
+            "layer decompresses to its diff_id"
+        );
+    }
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    base: Vec<Vec<u8>>,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let base = vec![layer(1, 300_000), layer(2, 200_000), layer(3, 100_000)];
+    Setup {
+        _tmp: tmp,
+        dir,
+        base,
+    }
+}
+
+fn ids(layers: &[Vec<u8>]) -> Vec<String> {
+    layers.iter().map(|l| sha256_digest(l)).collect()
+}
+
+#[test]
+fn reused_layers_are_not_read_and_verify_all_reads_them() {
+    let s = setup();
+    let reg = Registry::anonymous();
+    let dest = format!("{}/app:1", reg.addr());
+    let v1 = s.dir.join("v1.tar");
+    archive(&v1, &s.base, &[], "app:1");
+    let first = push_json(&[v1.to_str().unwrap(), &dest, "--no-cache"]);
+    assert_eq!(
+        layer_sources(&first),
+        vec![(true, "archive".into()); 3],
+        "a first push reads every layer"
+    );
+    assert_eq!(uploaded(&first).len(), 4, "three layers and the config");
+    let digest = pushed_digest(&first);
+
+    // The same image, but the bytes stored for layer 2 are garbage of the same length. The
+    // registry has that layer: the push names it without reading it, so it cannot notice.
+    let mut bad = s.base[1].clone();
+    for b in bad.iter_mut().skip(1024).step_by(7) {
+        *b ^= 0x5a;
+    }
+    let tampered = s.dir.join("tampered.tar");
+    archive(&tampered, &s.base, &[(1, bad)], "app:1");
+    let again = push_json(&[tampered.to_str().unwrap(), &dest, "--no-cache"]);
+    assert_eq!(
+        layer_sources(&again),
+        vec![(false, "registry".into()); 3],
+        "every layer is taken from the registry unread"
+    );
+    assert!(uploaded(&again).is_empty(), "nothing uploaded: {again:?}");
+    assert_eq!(pushed_digest(&again), digest, "the same image");
+
+    // --verify-all reads every layer, and so finds the corruption.
+    let o = push(&[
+        tampered.to_str().unwrap(),
+        &dest,
+        "--no-cache",
+        "--verify-all",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&ids(&s.base)[1][7..]) || err.contains("diff"),
+        "names the layer: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    skopeo_verify(&dest, &digest, &ids(&s.base));
+}
+
+#[test]
+fn a_rebuilt_image_uploads_only_its_changed_layer() {
+    let s = setup();
+    let reg = Registry::anonymous();
+    let dest = format!("{}/team/app:latest", reg.addr());
+    let v1 = s.dir.join("v1.tar");
+    archive(&v1, &s.base, &[], "app:latest");
+    push_json(&[v1.to_str().unwrap(), &dest, "--no-cache"]);
+
+    let mut rebuilt = s.base.clone();
+    rebuilt[2] = layer(4, 150_000);
+    let v2 = s.dir.join("v2.tar");
+    archive(&v2, &rebuilt, &[], "app:latest");
+    let ev = push_json(&[v2.to_str().unwrap(), &dest, "--no-cache"]);
+    assert_eq!(
+        layer_sources(&ev),
+        vec![
+            (false, "registry".to_string()),
+            (false, "registry".to_string()),
+            (true, "archive".to_string())
+        ]
+    );
+    let layers = events(&ev, "layer");
+    let new_layer = layers[2]["digest"].as_str().unwrap().to_string();
+    let mut up = uploaded(&ev);
+    up.sort();
+    let config = events(&ev, "blob")
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .find(|d| *d != new_layer && !layers.iter().any(|l| l["digest"] == d.as_str()))
+        .expect("the config's blob event");
+    let mut want = vec![new_layer, config];
+    want.sort();
+    assert_eq!(up, want, "only the changed layer and the new config go up");
+    skopeo_verify(&dest, &pushed_digest(&ev), &ids(&rebuilt));
+
+    // --reuse-from: a new repository, whose layers come from the image above (mounted).
+    let other = format!("{}/team/other:1", reg.addr());
+    let ev = push_json(&[
+        v2.to_str().unwrap(),
+        &other,
+        "--no-cache",
+        "--reuse-from",
+        &dest,
+    ]);
+    assert_eq!(layer_sources(&ev), vec![(false, "registry".into()); 3]);
+    let mounted = events(&ev, "blob")
+        .iter()
+        .filter(|e| e["action"] == "mounted")
+        .count();
+    assert_eq!(mounted, 3, "{ev:?}");
+    skopeo_verify(&other, &pushed_digest(&ev), &ids(&rebuilt));
+}
+
+#[test]
+fn the_local_cache_is_a_hint_a_head_confirms() {
+    let s = setup();
+    let cache = s.dir.join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let v1 = s.dir.join("v1.tar");
+    archive(&v1, &s.base, &[], "app:1");
+
+    // A first push fills the cache (one entry per compressed layer).
+    let reg = Registry::anonymous();
+    let first = push_json(&[
+        v1.to_str().unwrap(),
+        &format!("{}/app:1", reg.addr()),
+        "--cache-dir",
+        cache_arg,
+    ]);
+    let entries = std::fs::read_dir(cache.join("layers-v1")).unwrap().count();
+    assert_eq!(entries, 3);
+
+    // Another tag of the same repository: the registry's tag lookup finds nothing, the cache
+    // names the blobs, a HEAD confirms them.
+    let ev = push_json(&[
+        v1.to_str().unwrap(),
+        &format!("{}/app:2", reg.addr()),
+        "--cache-dir",
+        cache_arg,
+    ]);
+    assert_eq!(layer_sources(&ev), vec![(false, "cache".into()); 3]);
+    assert_eq!(pushed_digest(&ev), pushed_digest(&first));
+
+    // A registry that never saw these blobs: every cache entry is stale, so every layer is read,
+    // compressed and uploaded again — to the same digests (compression is deterministic).
+    let fresh = Registry::anonymous();
+    let dest = format!("{}/app:1", fresh.addr());
+    let ev = push_json(&[v1.to_str().unwrap(), &dest, "--cache-dir", cache_arg]);
+    assert_eq!(layer_sources(&ev), vec![(true, "archive".into()); 3]);
+    assert_eq!(uploaded(&ev).len(), 4);
+    assert_eq!(pushed_digest(&ev), pushed_digest(&first));
+    skopeo_verify(&dest, &pushed_digest(&ev), &ids(&s.base));
+}
