@@ -102,6 +102,24 @@ fn push_json(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// A `--json --no-cache` push of `archive` from standard input.
+fn push_stdin(archive: &Path, dest: &str) -> Vec<Value> {
+    let o = Command::new(env!("CARGO_BIN_EXE_layerlift-push"))
+        .args(["-", dest, "--no-cache", "--json"])
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("layerlift-e2e-no-docker-config"),
+        )
+        .stdin(std::fs::File::open(archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn events<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
     ev.iter().filter(|e| e["event"] == kind).collect()
 }
@@ -277,10 +295,41 @@ fn a_rebuilt_image_uploads_only_its_changed_layer() {
     assert_eq!(up, want, "only the changed layer and the new config go up");
     skopeo_verify(&dest, &pushed_digest(&ev), &ids(&rebuilt));
 
+    // From a pipe nothing can be skipped unread, but a layer whose name states a diff_id the
+    // registry has is only hashed (checked against its name), not compressed, not uploaded.
+    let piped = s.dir.join("v3.tar");
+    let mut again = rebuilt.clone();
+    again[2] = layer(5, 120_000);
+    archive(&piped, &again, &[], "app:latest");
+    let ev = push_stdin(&piped, &dest);
+    assert_eq!(
+        layer_sources(&ev),
+        vec![
+            (true, "registry".to_string()),
+            (true, "registry".to_string()),
+            (true, "archive".to_string())
+        ]
+    );
+    assert_eq!(uploaded(&ev).len(), 2, "the new layer and the config");
+    skopeo_verify(&dest, &pushed_digest(&ev), &ids(&again));
+    // A piped layer that does not match the name it states fails the push.
+    let mut bad = again[0].clone();
+    bad[600] ^= 1;
+    let tampered = s.dir.join("v3-tampered.tar");
+    archive(&tampered, &again, &[(0, bad)], "app:latest");
+    let o = Command::new(env!("CARGO_BIN_EXE_layerlift-push"))
+        .args(["-", &dest, "--no-cache"])
+        .stdin(std::fs::File::open(&tampered).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("its name states"), "{err}");
+
     // --reuse-from: a new repository, whose layers come from the image above (mounted).
     let other = format!("{}/team/other:1", reg.addr());
     let ev = push_json(&[
-        v2.to_str().unwrap(),
+        piped.to_str().unwrap(),
         &other,
         "--no-cache",
         "--reuse-from",
@@ -292,7 +341,7 @@ fn a_rebuilt_image_uploads_only_its_changed_layer() {
         .filter(|e| e["action"] == "mounted")
         .count();
     assert_eq!(mounted, 3, "{ev:?}");
-    skopeo_verify(&other, &pushed_digest(&ev), &ids(&rebuilt));
+    skopeo_verify(&other, &pushed_digest(&ev), &ids(&again));
 }
 
 #[test]

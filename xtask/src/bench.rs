@@ -6,6 +6,7 @@
 //! The page cache cannot be dropped (not root everywhere, and other people's work would suffer), so
 //! every step runs once to warm up and then `--reps` interleaved rounds; medians are compared.
 
+use crate::bench_repush;
 use crate::bench_steps::{self as bs, Sizes};
 use crate::measure::{self, Log, Measurement, Step, Target};
 use crate::registry::Registry;
@@ -38,10 +39,10 @@ struct Options {
     unpack: bool,
     convert: bool,
     push: bool,
+    repush: bool,
 }
 
-const USAGE: &str =
-    "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push]";
+const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush]";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
@@ -52,6 +53,7 @@ fn parse(args: &[String]) -> Result<Options> {
         unpack: true,
         convert: true,
         push: true,
+        repush: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -72,18 +74,21 @@ fn parse(args: &[String]) -> Result<Options> {
             "--steps" => {
                 let list = it
                     .next()
-                    .context("--steps needs a list: unpack,convert,push")?;
-                (o.unpack, o.convert, o.push) = (false, false, false);
+                    .context("--steps needs a list: unpack,convert,push,repush")?;
+                (o.unpack, o.convert, o.push, o.repush) = (false, false, false, false);
                 for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match s {
                         "unpack" => o.unpack = true,
                         "convert" => o.convert = true,
                         "push" => o.push = true,
-                        other => bail!("--steps: unknown step `{other}` (unpack, convert, push)"),
+                        "repush" => o.repush = true,
+                        other => {
+                            bail!("--steps: unknown step `{other}` (unpack, convert, push, repush)")
+                        }
                     }
                 }
-                if !(o.unpack || o.convert || o.push) {
-                    bail!("--steps: no step given (unpack, convert, push)");
+                if !(o.unpack || o.convert || o.push || o.repush) {
+                    bail!("--steps: no step given (unpack, convert, push, repush)");
                 }
             }
             "-h" | "--help" => {
@@ -96,7 +101,9 @@ fn parse(args: &[String]) -> Result<Options> {
                      --steps L   which comparisons, comma-separated (default: all):\n\
                      \x20           unpack   layerlift-unpack vs tar -xf (file and pipe)\n\
                      \x20           convert  layerlift-convert gzip/zstd vs skopeo --dest-compress, pigz\n\
-                     \x20           push     layerlift-push vs skopeo copy to a local docker-registry"
+                     \x20           push     layerlift-push vs skopeo copy to a local docker-registry\n\
+                     \x20           repush   re-push of the same archive and of a rebuilt one (last layer\n\
+                     \x20                    changed) vs skopeo with and without its blob-info cache"
                 );
                 std::process::exit(0);
             }
@@ -133,6 +140,14 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask bench: built in {:.1}s", t.elapsed().as_secs_f64());
     }
     let archive_size = fs::metadata(&archive)?.len();
+    // Issue 5's rebuilt image: the same but for its last layer (~30 MB; ~3 MB with --quick).
+    let rebuilt = bench_dir.join(format!("docker-save-{}M-rebuilt.tar", budget >> 20));
+    if opts.repush && !rebuilt.exists() {
+        eprintln!("xtask bench: building {} (once; cached)", rebuilt.display());
+        util::build_once(&rebuilt, |tmp| {
+            build_archive_with(tmp, budget, layers, Some(budget / 10))
+        })?;
+    }
 
     if opts.build {
         let mut cmd = util::cargo();
@@ -153,7 +168,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let unpack = bin("layerlift-unpack")?;
     for (wanted, tools) in [
         (opts.convert, &["skopeo", "pigz", "cat"][..]),
-        (opts.push, &["skopeo"][..]),
+        (opts.push || opts.repush, &["skopeo"][..]),
     ] {
         if let Some(t) = tools.iter().find(|t| wanted && !util::have(t)) {
             bail!("`{t}` is not on PATH (scripts/install-test-deps.sh installs it)");
@@ -232,6 +247,24 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
         registry = Some(reg);
     }
+    let mut rebuilt_sent = None;
+    if opts.repush {
+        let push = bin("layerlift-push")?;
+        let reg = match &registry {
+            Some(r) => Rc::clone(r),
+            None => {
+                let r = Rc::new(Registry::start(&work.join("registry"))?);
+                eprintln!("xtask bench: docker-registry on {}", r.addr());
+                registry = Some(Rc::clone(&r));
+                r
+            }
+        };
+        let (repush_steps, sent) =
+            bench_repush::repush_steps(&push, &archive, &rebuilt, reg, &work)?;
+        steps.extend(repush_steps);
+        targets.extend(repush_targets());
+        rebuilt_sent = Some(sent);
+    }
 
     println!(
         "xtask bench: archive {} ({}, {layers} layers), {} CPUs, {} timed runs per step after 1 warm-up",
@@ -259,6 +292,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         });
     }
     let pass = measure::report(&results, &targets);
+    if let Some(sent) = rebuilt_sent.and_then(|s| s.get()) {
+        println!(
+            "\nrebuilt push (last run): {} layer read and compressed, {} taken from the registry unread; {} blobs uploaded, {} ({} bytes)",
+            sent.layers_read,
+            sent.layers_reused,
+            sent.blobs,
+            human_bytes(sent.bytes),
+            sent.bytes
+        );
+    }
     if opts.convert {
         print_sizes(input_bytes, &sizes);
     }
@@ -393,6 +436,42 @@ fn push_targets() -> Vec<Target> {
         Target::PeakRss {
             label: "push peak RSS (re-push)".into(),
             step: bs::PUSH_AGAIN.into(),
+            max_mib: 48.0,
+        },
+    ]
+}
+
+/// Issue 5: re-push of what the registry has ≤ 1.0× skopeo with its cache and ≤ 0.05× without;
+/// the rebuilt image (last layer changed) ≤ 0.25× skopeo without its cache.
+fn repush_targets() -> Vec<Target> {
+    use bench_repush as br;
+    vec![
+        Target::Ratio {
+            label: "re-push / skopeo re-push with its cache".into(),
+            numerator: br::REPUSH.into(),
+            denominator: br::SKOPEO_REPUSH_CACHED.into(),
+            max: 1.0,
+        },
+        Target::Ratio {
+            label: "re-push / skopeo re-push without cache".into(),
+            numerator: br::REPUSH.into(),
+            denominator: br::SKOPEO_REPUSH_UNCACHED.into(),
+            max: 0.05,
+        },
+        Target::Ratio {
+            label: "rebuilt push / skopeo without cache".into(),
+            numerator: br::REBUILT.into(),
+            denominator: br::SKOPEO_REBUILT_UNCACHED.into(),
+            max: 0.25,
+        },
+        Target::PeakRss {
+            label: "re-push peak RSS".into(),
+            step: br::REPUSH.into(),
+            max_mib: 48.0,
+        },
+        Target::PeakRss {
+            label: "rebuilt push peak RSS".into(),
+            step: br::REBUILT.into(),
             max_mib: 48.0,
         },
     ]
@@ -594,7 +673,25 @@ fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
 /// `<imageid>.json`, `manifest.json`, `repositories`, entries sorted by name as Docker's tar of its
 /// temporary directory has them (so `manifest.json` comes after the layers).
 fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
-    let items = collect(budget, (budget / layers as u64 / 2).max(1));
+    build_archive_with(dest, budget, layers, None)
+}
+
+/// [`build_archive`], or with `rebuilt_last: Some(n)` the same image "rebuilt": its last layer
+/// replaced by one of about `n` bytes of other files (the files the walk finds after the image's);
+/// every other layer is byte for byte the original's (the walk and the tar writer are
+/// deterministic).
+fn build_archive_with(
+    dest: &Path,
+    budget: u64,
+    layers: usize,
+    rebuilt_last: Option<u64>,
+) -> Result<()> {
+    let max_file = (budget / layers as u64 / 2).max(1);
+    let items = collect(budget, max_file);
+    let more = match rebuilt_last {
+        Some(n) => collect(budget + n, max_file),
+        None => Vec::new(),
+    };
     let total: u64 = items.iter().map(|i| i.size).sum();
     if total < budget / 2 {
         eprintln!(
@@ -617,6 +714,14 @@ fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
     }
     if start < items.len() {
         chunks.push(&items[start..]);
+    }
+    if rebuilt_last.is_some() {
+        let tail = more.get(items.len()..).unwrap_or_default();
+        if tail.iter().all(|i| i.size == 0) {
+            bail!("no files left on this machine to rebuild the last layer from");
+        }
+        chunks.pop();
+        chunks.push(tail);
     }
 
     let scratch = dest.with_extension("parts");

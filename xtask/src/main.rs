@@ -8,6 +8,7 @@
 //! ```
 
 mod bench;
+mod bench_repush;
 mod bench_steps;
 mod fixtures;
 mod man;

@@ -29,14 +29,13 @@ pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
 pub use plan::{commit, label, select};
-pub use scan::{ReusedEntry, Scan};
+pub use scan::{Reuse, ReusedEntry, Scan};
 
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use oci::Walker;
 use paths::Link;
-use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
@@ -82,16 +81,17 @@ pub fn read_encoding(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<(ArchiveInfo, Scan), ArchiveError> {
-    read_reusing(input, layout, encoding, BTreeMap::new())
+    read_reusing(input, layout, encoding, Reuse::default())
 }
 
-/// [`read_encoding`], leaving the entries of `reuse` unread: an uncompressed archive file or a
-/// directory skips them without reading a byte; a stream reads past them without hashing.
+/// [`read_encoding`] with [`Reuse`]: entries by path are left unread (an uncompressed archive file
+/// or a directory skips them without reading a byte; a stream reads past them without hashing),
+/// layers by diff_id are only hashed.
 pub fn read_reusing(
     input: &Input,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
-    reuse: BTreeMap<String, ReusedEntry>,
+    reuse: Reuse,
 ) -> Result<(ArchiveInfo, Scan), ArchiveError> {
     let (scan, compression) = match input {
         Input::Path(p) if p.is_dir() => (
@@ -101,7 +101,7 @@ pub fn read_reusing(
         Input::Path(p) => {
             let mut file =
                 std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
-            if !reuse.is_empty() && catalog::is_plain_tar(&mut file)? {
+            if !reuse.by_path.is_empty() && catalog::is_plain_tar(&mut file)? {
                 (
                     scan::scan_tar_file(&mut file, layout, encoding, reuse)?,
                     Compression::None,
@@ -132,7 +132,7 @@ fn scan_stream(
     source: Box<dyn Read + Send>,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
-    reuse: BTreeMap<String, ReusedEntry>,
+    reuse: Reuse,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
@@ -455,9 +455,10 @@ pub struct Options {
     /// copy. Manifests that name such layers are generated anew (their digests change; configs do
     /// not).
     pub encoding: Option<Encoding>,
-    /// Layer entries (by path in the archive) not to read, because the destination already has
-    /// them: see [`catalog`]. Their blobs are not written to the layout; the manifests name them.
-    pub reuse: BTreeMap<String, ReusedEntry>,
+    /// Layers not to read (by path, from [`catalog`]) or not to compress (by diff_id), because the
+    /// destination already has them. Their blobs are not written to the layout; the manifests name
+    /// them.
+    pub reuse: Reuse,
 }
 
 /// [`unpack`] with [`Options`].

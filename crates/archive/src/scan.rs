@@ -34,9 +34,29 @@ pub struct FileEntry {
     /// The compressed copy staged instead of the bytes themselves, when the scan compresses
     /// uncompressed layers on the way (`Scan::encoding`).
     pub encoded: Option<Encoded>,
-    /// Not read at all: the registry already holds this layer ([`Scan::reuse`]). Its digests are
-    /// the ones the archive's metadata claims, not verified in this run.
+    /// Not staged: the registry already holds this layer ([`Scan::reuse`]). Either it was not read
+    /// at all (its digests are the ones the archive's metadata claims, not verified in this run) or
+    /// it was only hashed and matched the digest its name states.
     pub reused: bool,
+}
+
+/// What the scan need not read or compress because the destination already has it (push's reuse).
+#[derive(Debug, Clone, Default)]
+pub struct Reuse {
+    /// Entries (by path) not to read at all: recorded as [`ReusedEntry`] says, skipped over
+    /// (seeked past when the input can seek).
+    pub by_path: BTreeMap<String, ReusedEntry>,
+    /// For input that cannot be walked ahead (a pipe): an uncompressed layer entry whose name
+    /// states its digest (`blobs/sha256/<hex>`, `<hex>.tar`) and whose digest is a key here is only
+    /// hashed, not compressed or staged; if its content matches its name, the registry's blob
+    /// (digest, size, compression) stands in for it, otherwise the read fails.
+    pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression)>,
+}
+
+impl Reuse {
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty() && self.by_diff_id.is_empty()
+    }
 }
 
 /// A layer entry the scan leaves unread because the destination already has it (push's reuse).
@@ -83,9 +103,8 @@ pub struct Scan {
     /// Compress uncompressed tar entries (layers) to this while staging them: no uncompressed copy
     /// of a layer is ever written.
     pub encoding: Option<Encoding>,
-    /// Entries (by path) not to read: recorded as [`ReusedEntry`] says, skipped over (seeked past
-    /// when the input can seek).
-    pub reuse: BTreeMap<String, ReusedEntry>,
+    /// What not to read, or not to compress ([`Reuse`]).
+    pub reuse: Reuse,
     kept_json: u64,
 }
 
@@ -179,7 +198,13 @@ impl Scan {
         // An uncompressed tar (a layer; an empty tar is all zeros) can be compressed on the way.
         let looks_tar =
             head == 512 && (&buf[257..262] == b"ustar" || buf[..512].iter().all(|b| *b == 0));
+        // A layer the registry has, named by its diff_id: only hashed (checked at the end).
+        let named = (looks_tar && compression == Compression::None)
+            .then(|| crate::docker::digest_in_name(&path))
+            .flatten()
+            .and_then(|d| self.reuse.by_diff_id.get(&d).map(|r| (d, *r)));
         let mut sink = match (layout, self.encoding) {
+            _ if named.is_some() => Sink::Hash(Sha256Writer::new(io::sink())),
             (Some(l), Some(encoding)) if looks_tar && compression == Compression::None => {
                 let encoder = LayerEncoder::new(l.blob_writer()?, &encoding)
                     .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
@@ -219,7 +244,22 @@ impl Scan {
                 Err(e) => return Err(read_err(e)),
             };
         }
-        let (digest, size, staged, encoded) = sink.finish()?;
+        let (digest, size, staged, mut encoded) = sink.finish()?;
+        let reused = named.is_some();
+        if let Some((stated, (digest_r, size_r, compression_r))) = named {
+            if digest != stated {
+                return Err(ArchiveError::BadEntry {
+                    path,
+                    why: format!("its content is {digest}, not the {stated} its name states"),
+                });
+            }
+            encoded = Some(Encoded {
+                digest: digest_r,
+                size: size_r,
+                compression: compression_r,
+                staged: None,
+            });
+        }
         let uncompressed = match (decode, decode_err) {
             (_, Some(e)) => Some(Err(e)),
             (Some(d), None) => Some(
@@ -242,7 +282,7 @@ impl Scan {
                 json,
                 staged,
                 encoded,
-                reused: false,
+                reused,
             },
         );
         Ok(())
@@ -314,15 +354,15 @@ pub fn scan_tar(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<Scan, ArchiveError> {
-    scan_tar_reusing(reader, layout, encoding, BTreeMap::new())
+    scan_tar_reusing(reader, layout, encoding, Reuse::default())
 }
 
-/// [`scan_tar`] leaving the entries of `reuse` unread (their bytes are read past and dropped).
+/// [`scan_tar`] with [`Reuse`]: its entries by path are read past and dropped.
 pub fn scan_tar_reusing(
     reader: &mut dyn Read,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
-    reuse: BTreeMap<String, ReusedEntry>,
+    reuse: Reuse,
 ) -> Result<Scan, ArchiveError> {
     let mut counting = EofTracker {
         inner: reader,
@@ -358,7 +398,7 @@ pub fn scan_tar_file(
     file: &mut fs::File,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
-    reuse: BTreeMap<String, ReusedEntry>,
+    reuse: Reuse,
 ) -> Result<Scan, ArchiveError> {
     let mut scan = Scan {
         encoding,
@@ -401,7 +441,7 @@ fn scan_entries<R: Read>(
         match kind {
             T::Regular | T::Continuous => {
                 let declared = entry.size();
-                if let Some(r) = scan.reuse.get(&path).cloned() {
+                if let Some(r) = scan.reuse.by_path.get(&path).cloned() {
                     // Not read: a seeking reader jumps over it, a stream reads past it.
                     scan.add_reused(path, declared, &r)?;
                     continue;
@@ -517,7 +557,7 @@ pub fn scan_dir(
     root: &Path,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
-    reuse: BTreeMap<String, ReusedEntry>,
+    reuse: Reuse,
 ) -> Result<Scan, ArchiveError> {
     let mut scan = Scan {
         encoding,
@@ -548,7 +588,7 @@ pub fn scan_dir(
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
                 scan.add_link(rel, Link::Symlink(target.to_string_lossy().into_owned()))?;
             } else if meta.is_file() {
-                if let Some(r) = scan.reuse.get(&rel).cloned() {
+                if let Some(r) = scan.reuse.by_path.get(&rel).cloned() {
                     scan.add_reused(rel, meta.len(), &r)?;
                     continue;
                 }

@@ -313,8 +313,8 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     };
     // Repositories of this registry known to hold a blob (for automatic mounts).
     let mut holders: BTreeMap<Digest, String> = BTreeMap::new();
-    for r in &source.reused {
-        holders.insert(r.digest, r.repository.clone());
+    for (d, repo) in &source.holders {
+        holders.insert(*d, repo.clone());
     }
     let mut pushed: Vec<(String, Digest)> = Vec::new();
     for repo in &plan.repos {
@@ -401,7 +401,8 @@ struct Source {
     /// The temporary layout an archive was read into (removed on drop).
     _tmp: Option<TempDir>,
     layout: Layout,
-    reused: Vec<reuse::Reused>,
+    /// Blobs the registry has that the layout does not (reused), and the repository holding each.
+    holders: Vec<(Digest, String)>,
 }
 
 /// Open SOURCE: a directory is an OCI layout; anything else is an archive read into a temporary
@@ -420,7 +421,7 @@ fn open_source(
         return Ok(Source {
             _tmp: None,
             layout,
-            reused: Vec::new(),
+            holders: Vec::new(),
         });
     }
     let tmp = TempDir::new()?;
@@ -454,17 +455,35 @@ fn open_source(
     }
     let options = layerlift_archive::Options {
         encoding,
-        reuse: reuse.entries.clone(),
+        reuse: layerlift_archive::Reuse {
+            by_path: reuse.entries.clone(),
+            by_diff_id: reuse
+                .by_diff_id
+                .iter()
+                .map(|(id, (d, size, c, _))| (*id, (*d, *size, *c)))
+                .collect(),
+        },
         ..Default::default()
     };
     let (info, _) = layerlift_archive::unpack_with(&input, tmp.path(), &options)
         .with_context(|| format!("reading {}", input.display()))?;
     let layout = Layout::open(tmp.path())?;
-    report_layers(out, &info, &reuse.reused, encoding, cache);
+    report_layers(out, &info, &reuse, encoding, cache);
+    let mut holders: Vec<(Digest, String)> = reuse
+        .reused
+        .iter()
+        .map(|r| (r.digest, r.repository.clone()))
+        .collect();
+    holders.extend(
+        reuse
+            .by_diff_id
+            .values()
+            .map(|(d, _, _, r)| (*d, r.clone())),
+    );
     Ok(Source {
         _tmp: Some(tmp),
         layout,
-        reused: reuse.reused,
+        holders,
     })
 }
 
@@ -485,11 +504,8 @@ fn plan_reuse(
     if args.opts.all {
         return Ok(reuse::Plan::default());
     }
-    let Some(layers) = layerlift_archive::catalog::layers(input)
-        .with_context(|| format!("reading {}", input.display()))?
-    else {
-        return Ok(reuse::Plan::default());
-    };
+    let layers = layerlift_archive::catalog::layers(input)
+        .with_context(|| format!("reading {}", input.display()))?;
     let mut references: Vec<(String, String)> = Vec::new();
     let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
     tags.extend(args.tags.iter().cloned());
@@ -515,6 +531,14 @@ fn plan_reuse(
         any_compression: args.opts.reuse_any_compression,
         cache,
     };
+    let Some(layers) = layers else {
+        // A pipe or a compressed archive: layers the registry has are hashed, not compressed.
+        let plan = reuse::plan_by_diff_id(client, &wanted);
+        for note in &plan.notes {
+            out.message(note);
+        }
+        return Ok(plan);
+    };
     let plan = reuse::plan(client, &layers, &wanted);
     for note in &plan.notes {
         out.message(note);
@@ -536,7 +560,7 @@ fn plan_reuse(
 fn report_layers(
     out: &Output,
     info: &layerlift_archive::ArchiveInfo,
-    reused: &[reuse::Reused],
+    reuse: &reuse::Plan,
     encoding: Option<layerlift_layers::Encoding>,
     cache: Option<&cache::Cache>,
 ) {
@@ -554,7 +578,19 @@ fn report_layers(
             continue;
         }
         let diff_id = layer.diff_id.map(|d| d.to_string());
-        match reused
+        let hashed_only = layer.diff_id.and_then(|id| reuse.by_diff_id.get(&id));
+        if let Some((d, size, _, repository)) = hashed_only
+            && *d == layer.descriptor.digest
+        {
+            // Read and checked against its name (the diff_id), not compressed: the registry's blob.
+            out.event(json!({
+                "event": "layer", "digest": d.to_string(), "size": size, "diffId": diff_id,
+                "verified": true, "source": "registry", "repository": repository,
+            }));
+            continue;
+        }
+        match reuse
+            .reused
             .iter()
             .find(|r| Some(&r.path) == path && r.digest == layer.descriptor.digest)
         {

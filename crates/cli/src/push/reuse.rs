@@ -79,6 +79,9 @@ pub struct Wanted<'a> {
 pub struct Plan {
     pub entries: BTreeMap<String, ReusedEntry>,
     pub reused: Vec<Reused>,
+    /// For an archive without a catalog (a pipe): diff_id → the registry's blob (digest, size,
+    /// compression), confirmed by HEAD, and the repository that holds it.
+    pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression, String)>,
     /// Notes for stderr (a reference that could not be read, and why).
     pub notes: Vec<String>,
 }
@@ -88,6 +91,41 @@ pub struct Plan {
 struct Known {
     descriptor: Descriptor,
     repository: String,
+}
+
+/// For an archive that cannot be walked ahead: every layer the registry's images (DEST's tags,
+/// `--reuse-from`) have in the compression this push would produce, by diff_id, HEAD-confirmed.
+/// The archive reader then only hashes a layer whose name states one of these diff_ids.
+pub fn plan_by_diff_id(client: &Client, wanted: &Wanted<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let Some(want) = wanted.compression else {
+        return plan;
+    };
+    let mut known: BTreeMap<Digest, Vec<Known>> = BTreeMap::new();
+    for (repo, reference) in &wanted.references {
+        if let Err(note) = learn(client, repo, reference, &[], &mut known) {
+            plan.notes.push(note);
+        }
+    }
+    for (diff_id, ks) in known {
+        let usable = ks.into_iter().find(|k| {
+            let c = compression_of(&k.descriptor.media_type);
+            (c == Some(want)
+                || (wanted.any_compression
+                    && matches!(c, Some(Compression::Gzip | Compression::Zstd))))
+                && client
+                    .blob_exists(&k.repository, &k.descriptor.digest)
+                    .unwrap_or(false)
+        });
+        if let Some(k) = usable {
+            let c = compression_of(&k.descriptor.media_type).unwrap_or(want);
+            plan.by_diff_id.insert(
+                diff_id,
+                (k.descriptor.digest, k.descriptor.size, c, k.repository),
+            );
+        }
+    }
+    plan
 }
 
 /// Work out which of `layers` need not be read.
