@@ -5,6 +5,7 @@ mod convert;
 mod crash;
 mod fixtures;
 mod push;
+mod push_matrix;
 mod unpack;
 mod util;
 mod verify;
