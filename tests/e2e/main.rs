@@ -4,6 +4,7 @@ mod check;
 mod convert;
 mod crash;
 mod fixtures;
+mod load;
 mod push;
 mod push_matrix;
 mod unpack;
