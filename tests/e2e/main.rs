@@ -7,6 +7,7 @@ mod fixtures;
 mod load;
 mod push;
 mod push_matrix;
+mod security;
 mod unpack;
 mod util;
 mod verify;
