@@ -149,18 +149,70 @@ fn sigkill_convert_to_out_leaves_in_unchanged_and_out_absent_or_valid() {
     let reference = tmp.path().join("reference");
     let full = timed_ok(convert(&src, Some(&reference)));
     let want = index(&reference);
+    let mut interrupted = 0;
     for (n, at) in kill_points(full).into_iter().enumerate() {
         let out = tmp.path().join(format!("out-{n}"));
-        kill_after(convert(&src, Some(&out)), at);
+        interrupted += usize::from(!kill_after(convert(&src, Some(&out)), at));
         assert!(snapshot(&src) == before, "kill at {at:?}: IN changed");
         check_ok(&src);
-        if out.join("index.json").exists() {
+        if out.join("oci-layout").exists() {
             layerlift_check(&out).unwrap_or_else(|e| panic!("kill at {at:?}: OUT broken: {e}"));
+        } else if out.exists() {
+            // Killed inside `Layout::create` (before it wrote oci-layout): nothing but its own
+            // first files. A rerun refuses such a directory (see the ignored test below), so it is
+            // removed here to go on checking the other points.
+            assert!(
+                half_created(&out),
+                "kill at {at:?}: OUT holds more than a half-created layout"
+            );
+            std::fs::remove_dir_all(&out).unwrap();
         }
         timed_ok(convert(&src, Some(&out)));
         assert_eq!(index(&out), want, "kill at {at:?}: rerun");
         check_ok(&out);
     }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 10 runs were killed before their end"
+    );
+}
+
+/// What `Layout::create` writes before `oci-layout`: `blobs/sha256/` (empty), `index.json` with
+/// no manifests, and maybe a temporary file of its atomic writes.
+fn half_created(dir: &Path) -> bool {
+    let blobs_empty =
+        std::fs::read_dir(dir.join("blobs/sha256")).map_or(true, |mut d| d.next().is_none());
+    let index_empty =
+        std::fs::read_to_string(dir.join("index.json")).map_or(true, |t| !t.contains("sha256:"));
+    let others = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .all(|n| n == "blobs" || n == "index.json" || n.starts_with('.') || n.contains("tmp"));
+    blobs_empty && index_empty && others
+}
+
+/// The state a SIGKILL inside `Layout::create` leaves (crates/layout/src/lib.rs: it makes the
+/// directory, `blobs/sha256/` and `index.json`, and only then `oci-layout`): the rerun of the same
+/// command must take it over. It refuses ("directory is not empty and holds no oci-layout file"),
+/// so a convert (or unpack) to a new OUT killed at that moment cannot be rerun without removing
+/// OUT by hand. Writing `oci-layout` first while no blob exists, or accepting a directory that
+/// holds only these files, would fix it.
+#[test]
+#[ignore = "product bug: a layout half-created by a killed run blocks the rerun (Layout::create)"]
+fn a_layout_half_created_by_a_kill_is_taken_over_by_the_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("in");
+    crash_source(&src, false);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        out.join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    assert!(half_created(&out));
+    timed_ok(convert(&src, Some(&out)));
+    check_ok(&out);
 }
 
 /// Convert in place, killed at ten points: the layout is valid and index.json is either the old one
@@ -176,10 +228,11 @@ fn sigkill_convert_in_place_leaves_the_old_or_the_new_layout() {
     let full = timed_ok(convert(&reference, None));
     let new = index(&reference);
     assert_ne!(old, new);
+    let mut interrupted = 0;
     for (n, at) in kill_points(full).into_iter().enumerate() {
         let dir = tmp.path().join(format!("in-{n}"));
         crate::util::copy_dir(&src, &dir);
-        kill_after(convert(&dir, None), at);
+        interrupted += usize::from(!kill_after(convert(&dir, None), at));
         check_ok(&dir);
         let now = index(&dir);
         assert!(
@@ -191,6 +244,10 @@ fn sigkill_convert_in_place_leaves_the_old_or_the_new_layout() {
         check_ok(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 10 runs were killed before their end"
+    );
 }
 
 /// Push, killed at ten points: the source layout is valid and unchanged; a rerun to the same
@@ -212,9 +269,10 @@ fn sigkill_push_then_a_rerun_lands_the_image() {
     };
     let full = timed_ok(push("reference"));
     let checked = crate::verify::layout(&src);
+    let mut interrupted = 0;
     for (n, at) in kill_points(full).into_iter().enumerate() {
         let repo = format!("crash{n}");
-        kill_after(push(&repo), at);
+        interrupted += usize::from(!kill_after(push(&repo), at));
         assert!(snapshot(&src) == before, "kill at {at:?}: source changed");
         check_ok(&src);
         let out = crate::util::assert_ok(&crate::util::run(push(&repo)));
@@ -227,4 +285,8 @@ fn sigkill_push_then_a_rerun_lands_the_image() {
             assert_eq!(images, checked, "kill at {at:?}");
         }
     }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 10 runs were killed before their end"
+    );
 }
