@@ -410,7 +410,10 @@ fn print_sizes(input: u64, sizes: &Sizes) {
             &*format!("layerlift gzip (level {})", bs::GZIP_LEVEL),
             sizes.layerlift_gzip.get(),
         ),
-        ("layerlift zstd (level 3)", sizes.layerlift_zstd.get()),
+        (
+            &*format!("layerlift zstd (level {})", bs::ZSTD_LEVEL),
+            sizes.layerlift_zstd.get(),
+        ),
     ] {
         println!(
             "  {name:<28} {:>14} {:>10}",
