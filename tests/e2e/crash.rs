@@ -1,6 +1,14 @@
-//! Crash safety of unpack: killed with SIGKILL at many points of its input, it leaves a layout that
-//! `layerlift check` accepts (the one it was adding to, unchanged, or an empty new one), never an
-//! index.json that points at a missing or partial blob.
+//! Crash safety (issue 6): each step killed with SIGKILL at many points leaves nothing broken.
+//!
+//! - unpack, killed at ten points of its piped input: the layout it was adding to is valid
+//!   (`layerlift check`) and unchanged, never an index.json that points at a missing or partial blob;
+//! - convert to OUT, killed at ten points of a full run's duration: IN unchanged; OUT absent, not
+//!   yet a layout, or valid; a rerun gives what an uninterrupted run gives;
+//! - convert in place: the layout valid, index.json the old or the new one; a rerun finishes it;
+//! - push: the source layout valid and unchanged; a rerun lands the image with the right digest
+//!   (read back with skopeo).
+//!
+//! Kills are by timing (spawn, sleep, SIGKILL): no hooks in the product.
 
 use crate::fixtures::shared;
 use std::io::Write;
@@ -72,4 +80,213 @@ fn sigkill_at_any_point_leaves_a_valid_layout() {
             "cut at {cut}: index.json changed by a killed unpack"
         );
     }
+}
+
+/// Spawn `cmd`, let it run for `after`, SIGKILL it. Returns whether it had already exited.
+fn kill_after(mut cmd: Command, after: Duration) -> bool {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let done = matches!(child.try_wait(), Ok(Some(_)));
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    done
+}
+
+/// Run `cmd` to the end (it must succeed); returns how long it took.
+fn timed_ok(mut cmd: Command) -> Duration {
+    let start = std::time::Instant::now();
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    start.elapsed()
+}
+
+/// Kill points: ten fractions of a full run's duration, from very early to just before its end.
+fn kill_points(full: Duration) -> Vec<Duration> {
+    (0..10).map(|i| full * (1 + 2 * i) / 20).collect()
+}
+
+/// A layout with one image of uncompressed layers (work for convert), and one with the same layers
+/// gzip-compressed (work for push).
+fn crash_source(dir: &Path, gzip: bool) -> String {
+    let layers = (0..4u64)
+        .map(|i| crate::util::layer_tar(&format!("f{i}"), 77 + i, 1 << 20))
+        .collect();
+    crate::util::write_layout(
+        dir,
+        &[crate::util::Image {
+            name: "crash".into(),
+            layers,
+        }],
+        gzip,
+    )
+    .remove(0)
+}
+
+fn convert(from: &Path, to: Option<&Path>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_layerlift-convert"));
+    c.arg("-q").arg(from);
+    if let Some(to) = to {
+        c.arg(to);
+    }
+    c
+}
+
+/// Convert IN to OUT, killed at ten points: IN is never touched; OUT is absent, or holds no
+/// index.json (not a layout yet), or is a valid layout; a rerun then finishes OUT exactly as an
+/// uninterrupted run does.
+#[test]
+fn sigkill_convert_to_out_leaves_in_unchanged_and_out_absent_or_valid() {
+    use crate::util::{layerlift_check, snapshot};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("in");
+    crash_source(&src, false);
+    let before = snapshot(&src);
+    let reference = tmp.path().join("reference");
+    let full = timed_ok(convert(&src, Some(&reference)));
+    let want = index(&reference);
+    let mut interrupted = 0;
+    for (n, at) in kill_points(full).into_iter().enumerate() {
+        let out = tmp.path().join(format!("out-{n}"));
+        interrupted += usize::from(!kill_after(convert(&src, Some(&out)), at));
+        assert!(snapshot(&src) == before, "kill at {at:?}: IN changed");
+        check_ok(&src);
+        if out.join("oci-layout").exists() {
+            layerlift_check(&out).unwrap_or_else(|e| panic!("kill at {at:?}: OUT broken: {e}"));
+        } else if out.exists() {
+            // Killed inside `Layout::create` (before it wrote oci-layout): nothing but its own
+            // first files. A rerun refuses such a directory (see the ignored test below), so it is
+            // removed here to go on checking the other points.
+            assert!(
+                half_created(&out),
+                "kill at {at:?}: OUT holds more than a half-created layout"
+            );
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        timed_ok(convert(&src, Some(&out)));
+        assert_eq!(index(&out), want, "kill at {at:?}: rerun");
+        check_ok(&out);
+    }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 10 runs were killed before their end"
+    );
+}
+
+/// What `Layout::create` writes before `oci-layout`: `blobs/sha256/` (empty), `index.json` with
+/// no manifests, and maybe a temporary file of its atomic writes.
+fn half_created(dir: &Path) -> bool {
+    let blobs_empty =
+        std::fs::read_dir(dir.join("blobs/sha256")).map_or(true, |mut d| d.next().is_none());
+    let index_empty =
+        std::fs::read_to_string(dir.join("index.json")).map_or(true, |t| !t.contains("sha256:"));
+    let others = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .all(|n| n == "blobs" || n == "index.json" || n.starts_with('.') || n.contains("tmp"));
+    blobs_empty && index_empty && others
+}
+
+/// The state a SIGKILL inside `Layout::create` leaves (crates/layout/src/lib.rs: it makes the
+/// directory, `blobs/sha256/` and `index.json`, and only then `oci-layout`): the rerun of the same
+/// command must take it over. It refuses ("directory is not empty and holds no oci-layout file"),
+/// so a convert (or unpack) to a new OUT killed at that moment cannot be rerun without removing
+/// OUT by hand. Writing `oci-layout` first while no blob exists, or accepting a directory that
+/// holds only these files, would fix it.
+#[test]
+#[ignore = "product bug: a layout half-created by a killed run blocks the rerun (Layout::create)"]
+fn a_layout_half_created_by_a_kill_is_taken_over_by_the_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("in");
+    crash_source(&src, false);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        out.join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    assert!(half_created(&out));
+    timed_ok(convert(&src, Some(&out)));
+    check_ok(&out);
+}
+
+/// Convert in place, killed at ten points: the layout is valid and index.json is either the old one
+/// or the finished new one; a rerun reaches the new one.
+#[test]
+fn sigkill_convert_in_place_leaves_the_old_or_the_new_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("in");
+    crash_source(&src, false);
+    let old = index(&src);
+    let reference = tmp.path().join("reference");
+    crate::util::copy_dir(&src, &reference);
+    let full = timed_ok(convert(&reference, None));
+    let new = index(&reference);
+    assert_ne!(old, new);
+    let mut interrupted = 0;
+    for (n, at) in kill_points(full).into_iter().enumerate() {
+        let dir = tmp.path().join(format!("in-{n}"));
+        crate::util::copy_dir(&src, &dir);
+        interrupted += usize::from(!kill_after(convert(&dir, None), at));
+        check_ok(&dir);
+        let now = index(&dir);
+        assert!(
+            now == old || now == new,
+            "kill at {at:?}: index.json is neither the old nor the new one:\n{now}"
+        );
+        timed_ok(convert(&dir, None));
+        assert_eq!(index(&dir), new, "kill at {at:?}: rerun");
+        check_ok(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 10 runs were killed before their end"
+    );
+}
+
+/// Push, killed at ten points: the source layout is valid and unchanged; a rerun to the same
+/// repository succeeds with the right digest, and (a few of them) read back right with skopeo.
+#[test]
+fn sigkill_push_then_a_rerun_lands_the_image() {
+    use crate::util::{Mode, ModeRegistry, push_cmd, pushed, skopeo_pull, snapshot};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("oci");
+    let digest = crash_source(&src, true);
+    let before = snapshot(&src);
+    let reg = ModeRegistry::start(Mode::Anonymous);
+    let push = |repo: &str| {
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/{repo}:1", reg.addr()))
+            .args(["-q", "--jobs", "2"]);
+        c
+    };
+    let full = timed_ok(push("reference"));
+    let checked = crate::verify::layout(&src);
+    let mut interrupted = 0;
+    for (n, at) in kill_points(full).into_iter().enumerate() {
+        let repo = format!("crash{n}");
+        interrupted += usize::from(!kill_after(push(&repo), at));
+        assert!(snapshot(&src) == before, "kill at {at:?}: source changed");
+        check_ok(&src);
+        let out = crate::util::assert_ok(&crate::util::run(push(&repo)));
+        let reference = format!("{}/{repo}:1", reg.addr());
+        assert_eq!(pushed(&out), vec![(reference.clone(), digest.clone())]);
+        assert_eq!(reg.tag_digest(&repo, "1").as_deref(), Some(digest.as_str()));
+        if n % 3 == 0 && crate::util::have_tool("skopeo") {
+            let work = tempfile::tempdir().unwrap();
+            let images = skopeo_pull(&reference, &digest, &reg.skopeo_args(), work.path());
+            assert_eq!(images, checked, "kill at {at:?}");
+        }
+    }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 10 runs were killed before their end"
+    );
 }

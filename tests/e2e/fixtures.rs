@@ -42,3 +42,97 @@ pub fn generated(rel: &str) -> PathBuf {
     );
     path
 }
+
+/// Every shared fixture unpack accepts, with the number of index.json entries it gives.
+pub const SHARED_OK: &[(&str, usize)] = &[
+    (
+        "google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar",
+        2,
+    ),
+    (
+        "google-go-containerregistry/pkg/v1/tarball/testdata/test_bundle.tar",
+        2,
+    ),
+    (
+        "google-go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
+        1,
+    ),
+    (
+        "google-go-containerregistry/pkg/v1/tarball/testdata/foreign.tar",
+        1,
+    ),
+    (
+        "google-go-containerregistry/pkg/v1/tarball/testdata/sparse_foreign.tar",
+        1,
+    ),
+    (
+        "google-go-containerregistry/pkg/v1/mutate/testdata/whiteout_dir.tar",
+        1,
+    ),
+    (
+        "google-go-containerregistry/pkg/v1/mutate/testdata/whiteout_image.tar",
+        1,
+    ),
+    (
+        "containers-image/docker/archive/fixtures/almostempty.tar",
+        1,
+    ),
+    (
+        "anchore-stereoscope/pkg/image/oci/testdata/valid-oci.tar",
+        1,
+    ),
+    (
+        "anchore-stereoscope/pkg/image/oci/testdata/multiplatform_oci_dir",
+        1,
+    ),
+    ("wagoodman-dive/.data/test-docker-image.tar", 1),
+    ("wagoodman-dive/.data/test-kaniko-image.tar", 1),
+    ("wagoodman-dive/.data/test-oci-gzip-image.tar", 1),
+    ("wagoodman-dive/.data/test-oci-zstd-image.tar", 1),
+    ("wagoodman-dive/.data/test-oci-uncompressed-image.tar", 1),
+    ("wagoodman-dive/.data/test-oci-estargz-image.tar", 1),
+    (
+        "generated-local/podman-4.3.1/podman-docker-archive-single.tar",
+        1,
+    ),
+    (
+        "generated-local/podman-4.3.1/podman-docker-archive-multi.tar",
+        2,
+    ),
+    (
+        "generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar",
+        1,
+    ),
+    ("generated-local/podman-4.3.1/podman-oci-archive.tar", 1),
+    ("generated-local/podman-4.3.1/podman-oci-dir", 1),
+    ("generated-local/podman-4.3.1/podman-docker-dir", 1),
+    (
+        "generated-local/podman-4.3.1/podman-docker-dir-compressed",
+        1,
+    ),
+    ("generated-local/skopeo-1.9.3/skopeo-oci-archive.tar", 1),
+    ("generated-local/skopeo-1.9.3/skopeo-oci-layout-2images", 2),
+    (
+        "containers-skopeo/integration/fixtures/uncompressed-image-s2",
+        1,
+    ),
+    ("regclient-regclient/testdata/testrepo", 26),
+    ("regclient-regclient/testdata/external", 3),
+];
+
+/// Every generated fixture (under `target/fixtures`) unpack accepts.
+pub const GENERATED_OK: &[&str] = &[
+    "synthetic/containerd-store-save.tar",
+    "synthetic/containerd-store-save-attest.tar",
+    "synthetic/docker25-graphdriver-save.tar",
+    "skopeo/test_image_1-oci",
+    "skopeo/test_image_1-oci-zstd",
+    "skopeo/test_image_1-oci-uncompressed",
+    "skopeo/test_image_1-dir-compressed",
+    "skopeo/dive-oci-archive.tar",
+    "skopeo/dive-dir",
+    "skopeo/from-oci-docker-archive.tar",
+    "umoci/layout",
+    "umoci/umoci-oci-archive.tar",
+    "umoci/umoci-docker-archive.tar",
+];

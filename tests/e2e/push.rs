@@ -2,58 +2,13 @@
 //! layerlift-testkit), OCI layout and archive fixtures, and skopeo as the independent client that
 //! pulls every pushed image back so that its manifests and blobs can be compared byte for byte.
 
-use crate::util::{have_tool, sha256_digest, shared_fixtures};
+use crate::util::{
+    PASSWORD, WRONG_PASSWORD, assert_ok, base64_encode, have_tool, push_cmd, pushed, run,
+    run_with_stdin, sha256_digest, shared_fixtures, text,
+};
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-const PASSWORD: &str = "e2e-Pa55w0rd-xyzzy";
-const WRONG_PASSWORD: &str = "e2e-Wr0ng-plugh";
-
-fn push_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_layerlift-push"));
-    // No credentials from the machine running the tests.
-    let empty = std::env::temp_dir().join("layerlift-e2e-no-docker-config");
-    c.env("DOCKER_CONFIG", &empty)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("DOCKER_AUTH_CONFIG")
-        .env("XDG_RUNTIME_DIR", &empty)
-        .env("XDG_CONFIG_HOME", &empty)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(mut cmd: Command) -> Output {
-    cmd.output().expect("run layerlift-push")
-}
-
-fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn layerlift-push");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn assert_ok(o: &Output) -> String {
-    let (out, err) = text(o);
-    assert!(o.status.success(), "push failed: {err}\nstdout: {out}");
-    out
-}
+use std::process::{Command, Output};
 
 fn fixture(rel: &str) -> PathBuf {
     shared_fixtures().join(rel)
@@ -62,17 +17,6 @@ fn fixture(rel: &str) -> PathBuf {
 const TWO_IMAGES: &str = "generated-local/skopeo-1.9.3/skopeo-oci-layout-2images";
 const MULTI_PLATFORM: &str = "anchore-stereoscope/pkg/image/oci/testdata/multiplatform_oci_dir";
 const REGCLIENT: &str = "regclient-regclient/testdata/testrepo";
-
-/// The `REF@sha256:…` lines of a push: reference → digest.
-fn pushed(stdout: &str) -> Vec<(String, String)> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let (r, d) = l.rsplit_once('@')?;
-            Some((r.to_string(), d.to_string()))
-        })
-        .collect()
-}
 
 /// Pull `reference` back with skopeo into a `dir:` and check it against the pushed digest: the
 /// manifest bytes hash to it, and every blob skopeo wrote hashes to its name. Returns the layer
@@ -652,35 +596,23 @@ fn push_docker_archives() {
     assert!(raw.iter().all(|t| !t.contains("gzip")), "{raw:?}");
 }
 
-fn base64_encode(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
+/// Issue 6: through a proxy that faults one request in five — dropped mid-body, 500, 503 and 429
+/// with `Retry-After: 0`, stalled (the first stall past the client's timeout, the others shorter) —
+/// 20 pushes in a row of a generated 40-layer image all land with the right digest, one in four in
+/// chunks; the last is read back with skopeo (straight from the registry) and checked layer by
+/// layer.
 #[test]
-fn push_through_a_faulty_proxy() {
+fn twenty_pushes_of_a_40_layer_image_through_a_faulty_proxy() {
+    use crate::util::{Image, layer_tar, skopeo_pull, tag_digest, write_layout};
     use layerlift_testkit::{Fault, FaultProxy};
+    use std::time::Duration;
     let reg = Registry::anonymous();
-    // One request in five fails: dropped mid-body, 500, 503 or 429 with Retry-After.
-    let proxy = FaultProxy::start(reg.port(), |r| {
+    let long_stall = std::sync::atomic::AtomicBool::new(true);
+    let proxy = FaultProxy::start(reg.port(), move |r| {
         if r.n % 5 != 4 {
             return Fault::Pass;
         }
-        match (r.n / 5) % 4 {
+        match (r.n / 5) % 5 {
             0 => Fault::Drop {
                 after: r.content_length / 2,
             },
@@ -690,41 +622,129 @@ fn push_through_a_faulty_proxy() {
             },
             2 => Fault::Status {
                 status: 503,
-                retry_after: None,
+                retry_after: Some(0),
             },
-            _ => Fault::Status {
+            3 => Fault::Status {
                 status: 429,
                 retry_after: Some(0),
             },
+            _ if long_stall.swap(false, std::sync::atomic::Ordering::SeqCst) => {
+                Fault::Stall(Duration::from_millis(3500))
+            }
+            _ => Fault::Stall(Duration::from_millis(150)),
         }
     });
-    let src = fixture(TWO_IMAGES);
-    let d3 = "sha256:a36581762fbb8003932ec5d93641dd50a8733e7e4d0770b35c24653f30c25c97";
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("oci");
+    let image = Image {
+        name: "forty".into(),
+        layers: (0..40u64)
+            .map(|i| layer_tar(&format!("layer-{i}"), i, 1024 + 97 * i as usize))
+            .collect(),
+    };
+    let digest = write_layout(&src, std::slice::from_ref(&image), true).remove(0);
     let mut retried = 0;
-    for i in 0..4 {
+    for i in 0..20 {
         let mut c = push_cmd();
         c.arg(&src)
             .arg(format!("{}/faulty{i}:1", proxy.addr()))
-            .args(["--image", "test_image_3", "--json", "--plain-http"]);
-        if i % 2 == 1 {
-            c.args(["--chunk-size", "256"]);
+            .args(["--json", "--plain-http", "--timeout", "2", "--jobs", "8"]);
+        if i % 4 == 3 {
+            // Two chunks for most layers: the retry budget is per blob, not per chunk (see
+            // `chunked_upload_gets_a_retry_budget_per_chunk`).
+            c.args(["--chunk-size", "2048"]);
         }
         let out = assert_ok(&run(c));
         retried += out.matches("\"retried\"").count();
         let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-        assert_eq!(last["ok"], true);
-        assert_eq!(last["images"][0]["digest"], d3);
-        if have_tool("skopeo") {
-            // Pulled straight from the registry, not through the proxy.
-            skopeo_check(
-                &format!("{}/faulty{i}:1", reg.addr()),
-                d3,
-                &["--src-tls-verify=false"],
-            );
-        }
+        assert_eq!(last["ok"], true, "push {i}");
+        assert_eq!(last["images"][0]["digest"], digest.as_str(), "push {i}");
+        assert_eq!(
+            tag_digest(&reg, &format!("faulty{i}"), "1").as_deref(),
+            Some(digest.as_str()),
+            "push {i}: the registry's tag"
+        );
     }
-    assert!(proxy.faults() >= 5, "faults: {}", proxy.faults());
+    let log = proxy.log();
+    let kinds = |f: &dyn Fn(&Fault) -> bool| log.iter().filter(|l| f(&l.fault)).count();
+    let drops = kinds(&|f| matches!(f, Fault::Drop { .. }));
+    let errors = kinds(&|f| {
+        matches!(
+            f,
+            Fault::Status {
+                status: 500 | 503,
+                ..
+            }
+        )
+    });
+    let throttled = kinds(&|f| matches!(f, Fault::Status { status: 429, .. }));
+    let stalls = kinds(&|f| matches!(f, Fault::Stall(_)));
+    assert!(
+        drops > 0 && errors > 0 && throttled > 0 && stalls > 0,
+        "faults: {drops} drops, {errors} 5xx, {throttled} 429, {stalls} stalls"
+    );
+    assert!(log.len() >= 20 * 80, "{} requests", log.len());
+    assert!(proxy.faults() * 6 >= log.len(), "one in five faulted");
     assert!(retried > 0);
+    if have_tool("skopeo") {
+        // Pulled straight from the registry, not through the proxy.
+        let images = skopeo_pull(
+            &format!("{}/faulty19:1", reg.addr()),
+            &digest,
+            &["--src-tls-verify=false".to_string()],
+            work.path(),
+        );
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].diff_ids.len(), 40);
+        assert_eq!(images, crate::verify::layout(&src));
+    }
+}
+
+/// A chunked upload through a proxy that answers every third PATCH with 503: each chunk needs one
+/// retry at most, so `--retries 3` ("attempts per request") should be plenty. It is not: the
+/// registry client (`upload_chunked` in crates/registry/src/client.rs) runs the whole chunked upload
+/// of a blob inside one `retrying` loop, so the attempt count and the backoff accumulate over all
+/// its chunks and are not reset when a resumed attempt makes progress; the push gives up after the
+/// third failed chunk. (The 20-push fault test uses two chunks per layer to stay clear of it.)
+#[test]
+#[ignore = "product bug: the retry budget of a chunked upload is per blob, not per request/chunk"]
+fn chunked_upload_gets_a_retry_budget_per_chunk() {
+    use crate::util::{Image, layer_tar, tag_digest, write_layout};
+    use layerlift_testkit::{Fault, FaultProxy};
+    let reg = Registry::anonymous();
+    let patches = std::sync::atomic::AtomicUsize::new(0);
+    let proxy = FaultProxy::start(reg.port(), move |r| {
+        if r.method == "PATCH" && patches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 3 == 2
+        {
+            return Fault::Status {
+                status: 503,
+                retry_after: None,
+            };
+        }
+        Fault::Pass
+    });
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("oci");
+    let image = Image {
+        name: "chunks".into(),
+        layers: vec![layer_tar("big", 5, 40 << 10)],
+    };
+    let digest = write_layout(&src, &[image], false).remove(0);
+    let mut c = push_cmd();
+    c.arg(&src).arg(format!("{}/chunks:1", proxy.addr())).args([
+        "-q",
+        "--plain-http",
+        "--retries",
+        "3",
+        "--chunk-size",
+        "4096",
+    ]);
+    let out = assert_ok(&run(c));
+    assert_eq!(pushed(&out)[0].1, digest);
+    assert_eq!(
+        tag_digest(&reg, "chunks", "1").as_deref(),
+        Some(digest.as_str())
+    );
 }
 
 #[test]

@@ -1,6 +1,14 @@
-//! Test harness shared by the end-to-end tests.
+//! Test harness shared by the end-to-end tests: fixture paths, tools on PATH, and for the push tests
+//! one way to run `layerlift-push` ([`push_cmd`], [`run`], [`run_with_stdin`]: a clean credential
+//! environment, and every output checked for the test passwords), one registry per auth/TLS mode
+//! with the flags each client needs ([`Mode`], [`ModeRegistry`]), skopeo read-back into an OCI
+//! layout that `verify::layout` checks ([`skopeo_pull`]), and small generated images ([`Image`]).
 
+use crate::verify::{self, CheckedImage};
+use layerlift_testkit::{Auth, Registry, RegistryOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// The fixtures shipped beside the repository: `$LAYERLIFT_SHARED_FIXTURES` or `../shared/fixtures`.
 pub fn shared_fixtures() -> PathBuf {
@@ -45,4 +53,463 @@ pub fn have_tool(name: &str) -> bool {
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running layerlift-push
+
+/// The password of every test user in the push tests, and one that is always wrong.
+pub const PASSWORD: &str = "e2e-Pa55w0rd-xyzzy";
+pub const WRONG_PASSWORD: &str = "e2e-Wr0ng-plugh";
+/// Users the push tests log in as (their `user:password` in base64 is a secret too).
+const USERS: &[&str] = &["alice", "bob", "carol", "hal", "dora", "erin"];
+
+/// `layerlift-push` with no credentials from the machine running the tests.
+pub fn push_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_layerlift-push"));
+    let empty = std::env::temp_dir().join("layerlift-e2e-no-docker-config");
+    c.env("DOCKER_CONFIG", &empty)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_AUTH_CONFIG")
+        .env("XDG_RUNTIME_DIR", &empty)
+        .env("XDG_CONFIG_HOME", &empty)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Run a push (or any command given credentials) to the end; its output is checked for secrets.
+pub fn run(mut cmd: Command) -> Output {
+    let o = cmd.output().expect("run layerlift-push");
+    assert_no_secrets(&o);
+    o
+}
+
+/// [`run`] with `input` on standard input (`--password-stdin`).
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn layerlift-push");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_no_secrets(&o);
+    o
+}
+
+/// Every form a test secret could be printed in: the passwords, and `user:password` in base64
+/// (a Basic `Authorization` header or an auth.json `auth` field).
+pub fn secrets() -> Vec<String> {
+    let mut s = vec![PASSWORD.to_string(), WRONG_PASSWORD.to_string()];
+    for user in USERS {
+        for pw in [PASSWORD, WRONG_PASSWORD] {
+            s.push(base64_encode(&format!("{user}:{pw}")));
+        }
+    }
+    s
+}
+
+/// Panics when stdout or stderr holds a test secret.
+pub fn assert_no_secrets(o: &Output) {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    for secret in secrets() {
+        assert!(!out.contains(&secret), "a secret in stdout: {out}");
+        assert!(!err.contains(&secret), "a secret in stderr: {err}");
+    }
+}
+
+/// stdout and stderr as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Panics unless the command succeeded; returns its stdout.
+pub fn assert_ok(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(o.status.success(), "push failed: {err}\nstdout: {out}");
+    out
+}
+
+/// The `REF@sha256:…` lines of a push: reference → digest.
+pub fn pushed(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (r, d) = l.rsplit_once('@')?;
+            Some((r.to_string(), d.to_string()))
+        })
+        .collect()
+}
+
+pub fn base64_encode(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// One registry per auth/TLS mode
+
+/// The four ways a registry is reached in the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain HTTP, no auth.
+    Anonymous,
+    /// Plain HTTP, htpasswd Basic auth (user `erin`).
+    Basic,
+    /// Plain HTTP, Bearer tokens from the testkit's token server (user `erin`).
+    Token,
+    /// HTTPS with a certificate from a generated CA, htpasswd Basic auth (user `erin`).
+    Tls,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Anonymous, Mode::Basic, Mode::Token, Mode::Tls];
+}
+
+/// A running registry in one [`Mode`], with the flags layerlift-push and skopeo need for it.
+pub struct ModeRegistry {
+    pub mode: Mode,
+    pub reg: Registry,
+    /// `--src-cert-dir` for skopeo (TLS mode): a directory holding `ca.crt`.
+    cert_dir: Option<tempfile::TempDir>,
+}
+
+impl ModeRegistry {
+    pub fn start(mode: Mode) -> Self {
+        let users = vec![("erin".to_string(), PASSWORD.to_string())];
+        let (auth, tls) = match mode {
+            Mode::Anonymous => (Auth::Anonymous, false),
+            Mode::Basic => (Auth::Htpasswd(users), false),
+            Mode::Token => (
+                Auth::Token {
+                    users,
+                    expires_in: 300,
+                },
+                false,
+            ),
+            Mode::Tls => (Auth::Htpasswd(users), true),
+        };
+        let reg = Registry::start(RegistryOptions { auth, tls });
+        let cert_dir = reg.ca_cert_path().map(|ca| {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::copy(ca, d.path().join("ca.crt")).unwrap();
+            d
+        });
+        ModeRegistry {
+            mode,
+            reg,
+            cert_dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.reg.addr()
+    }
+
+    /// What layerlift-push needs besides SOURCE and DEST.
+    pub fn push_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.mode != Mode::Anonymous {
+            a.extend(["--creds".to_string(), format!("erin:{PASSWORD}")]);
+        }
+        if let Some(ca) = self.reg.ca_cert_path() {
+            a.extend(["--ca-cert".to_string(), ca.display().to_string()]);
+        }
+        a
+    }
+
+    /// What `skopeo copy docker://…` needs to read from this registry.
+    pub fn skopeo_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.mode != Mode::Anonymous {
+            a.extend(["--src-creds".to_string(), format!("erin:{PASSWORD}")]);
+        }
+        match &self.cert_dir {
+            Some(d) => a.extend(["--src-cert-dir".to_string(), d.path().display().to_string()]),
+            None => a.push("--src-tls-verify=false".to_string()),
+        }
+        a
+    }
+
+    /// The digest `repo:tag` points at, read from the registry's own storage (no client involved).
+    pub fn tag_digest(&self, repo: &str, tag: &str) -> Option<String> {
+        tag_digest(&self.reg, repo, tag)
+    }
+}
+
+/// The digest `repo:tag` points at in a testkit registry, read from its storage directory.
+pub fn tag_digest(reg: &Registry, repo: &str, tag: &str) -> Option<String> {
+    let link = reg
+        .storage_dir()
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_manifests/tags")
+        .join(tag)
+        .join("current/link");
+    std::fs::read_to_string(link)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// skopeo read-back
+
+/// Pull `reference` (every platform the registry has) with skopeo into a `dir:` under `work`, and
+/// rearrange what it wrote into an OCI layout (`blobs/sha256/…`, `index.json` naming the top
+/// manifest) so that [`verify::layout`] can check it: every blob against its digest, every layer
+/// decompressed against the config's diff_ids. Panics unless the top manifest's bytes hash to
+/// `digest`. Returns the checked images.
+pub fn skopeo_pull(
+    reference: &str,
+    digest: &str,
+    extra: &[String],
+    work: &Path,
+) -> Vec<CheckedImage> {
+    try_skopeo_pull(reference, digest, extra, work).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`skopeo_pull`], with skopeo's failure as an error.
+pub fn try_skopeo_pull(
+    reference: &str,
+    digest: &str,
+    extra: &[String],
+    work: &Path,
+) -> Result<Vec<CheckedImage>, String> {
+    let dir = work.join("dir");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q", "--multi-arch", "all"])
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .expect("run skopeo");
+    if !o.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!(
+            "skopeo copy {reference}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    let mut manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    if sha256_digest(&manifest) != digest {
+        // skopeo 1.9 re-serialises an OCI index it copies, dropping fields it does not know
+        // (`artifactType`); the bytes the registry serves are what `inspect --raw` prints.
+        manifest = skopeo_inspect_raw(reference, extra, false);
+        std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+    }
+    assert_eq!(
+        sha256_digest(&manifest),
+        digest,
+        "{reference}: the manifest skopeo read is not the pushed one"
+    );
+    let layout = work.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let hex = if name == "manifest.json" {
+            digest.trim_start_matches("sha256:").to_string()
+        } else if let Some(h) = name.strip_suffix(".manifest.json") {
+            h.to_string()
+        } else if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            name
+        } else {
+            continue; // `version`
+        };
+        std::fs::rename(entry.path(), blobs.join(hex)).unwrap();
+    }
+    let media_type = serde_json::from_slice::<serde_json::Value>(&manifest).unwrap()["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.docker.distribution.manifest.v2+json")
+        .to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": media_type, "digest": digest, "size": manifest.len()}],
+    });
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let images = verify::layout(&layout);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&layout);
+    Ok(images)
+}
+
+/// `skopeo inspect --raw [--config] docker://REFERENCE`: the manifest (or config) bytes as the
+/// registry serves them. `extra` are `skopeo copy`'s `--src-*` flags.
+pub fn skopeo_inspect_raw(reference: &str, extra: &[String], config: bool) -> Vec<u8> {
+    let mut c = Command::new("skopeo");
+    c.args(["inspect", "--raw"]);
+    if config {
+        c.arg("--config");
+    }
+    for a in extra {
+        c.arg(a.replace("--src-", "--"));
+    }
+    let o = c.arg(format!("docker://{reference}")).output().unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo inspect {reference}: {}",
+        text(&o).1
+    );
+    o.stdout
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated images
+
+/// A small image built in the test: uncompressed layer tars, written as an OCI layout with gzip or
+/// plain layers.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// `org.opencontainers.image.ref.name` in index.json.
+    pub name: String,
+    pub layers: Vec<Vec<u8>>,
+}
+
+/// A layer tar holding one file `/<name>` of `size` bytes derived from `seed` (letters: gzip
+/// shrinks it to about two thirds, at full speed).
+pub fn layer_tar(name: &str, seed: u64, size: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'a' + (x % 26) as u8
+        })
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, name, data.as_slice()).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn put_blob(dir: &Path, bytes: &[u8]) -> String {
+    let d = sha256_digest(bytes);
+    std::fs::write(
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:")),
+        bytes,
+    )
+    .unwrap();
+    d
+}
+
+/// Write `images` as one OCI layout at `dir` (gzip layers when `gzip_layers`). Returns each
+/// image's manifest digest.
+pub fn write_layout(dir: &Path, images: &[Image], gzip_layers: bool) -> Vec<String> {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for img in images {
+        let mut diff_ids = Vec::new();
+        let mut layers = Vec::new();
+        for tar in &img.layers {
+            diff_ids.push(sha256_digest(tar));
+            let (bytes, mt) = if gzip_layers {
+                (gzip(tar), "application/vnd.oci.image.layer.v1.tar+gzip")
+            } else {
+                (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
+            };
+            let d = put_blob(dir, &bytes);
+            layers.push(serde_json::json!({"mediaType": mt, "digest": d, "size": bytes.len()}));
+        }
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/true"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        })
+        .to_string();
+        let cd = put_blob(dir, config.as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+            "layers": layers,
+        })
+        .to_string();
+        let md = put_blob(dir, manifest.as_bytes());
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": img.name},
+        }));
+        digests.push(md);
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": entries});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    digests
+}
+
+/// Every file under `dir` with its contents, sorted: equal snapshots mean an unchanged tree.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let p = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                out.push((rel, sha256_digest(&std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `layerlift check DIR`: Ok(()) when it says the layout is valid, else its output.
+pub fn layerlift_check(dir: &Path) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_layerlift"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        let (o, e) = text(&out);
+        Err(format!("{o}{e}"))
+    }
 }

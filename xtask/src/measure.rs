@@ -173,6 +173,14 @@ pub enum Target {
         numerator: String,
         denominator: String,
     },
+    /// Ratio of the median CPU times (user + system), reported without a target: on a shared
+    /// machine, what the wall-time ratio would be if both processes had the cores to themselves
+    /// and used them equally well.
+    CpuInfo {
+        label: String,
+        numerator: String,
+        denominator: String,
+    },
 }
 
 impl Target {
@@ -181,7 +189,8 @@ impl Target {
             Target::Ratio { label, .. }
             | Target::PeakRss { label, .. }
             | Target::Value { label, .. }
-            | Target::Info { label, .. } => label,
+            | Target::Info { label, .. }
+            | Target::CpuInfo { label, .. } => label,
         }
     }
 }
@@ -192,6 +201,19 @@ pub fn median_ratio(results: &[Measurement], numerator: &str, denominator: &str)
     find(numerator)
         .and_then(Measurement::median)
         .zip(find(denominator).and_then(Measurement::median))
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9))
+}
+
+/// median CPU(numerator) / median CPU(denominator) of two steps, when both were measured.
+pub fn median_cpu_ratio(
+    results: &[Measurement],
+    numerator: &str,
+    denominator: &str,
+) -> Option<f64> {
+    let find = |name: &str| results.iter().find(|m| m.name == name);
+    find(numerator)
+        .and_then(Measurement::median_cpu)
+        .zip(find(denominator).and_then(Measurement::median_cpu))
         .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9))
 }
 
@@ -290,8 +312,17 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
                 label,
                 numerator,
                 denominator,
+            }
+            | Target::CpuInfo {
+                label,
+                numerator,
+                denominator,
             } => {
-                let ratio = median_ratio(results, numerator, denominator);
+                let ratio = if matches!(t, Target::Info { .. }) {
+                    median_ratio(results, numerator, denominator)
+                } else {
+                    median_cpu_ratio(results, numerator, denominator)
+                };
                 println!(
                     "{:<lw$}  {:>10}  {:>10}  (no target)",
                     label,

@@ -10,8 +10,22 @@
 //! header and make the output depend on whether the input size was known), and a content checksum
 //! is included.
 //!
-//! Default levels: gzip 4, zstd 3. With zlib-rs, gzip level 4 is within ~2% of level 6's size for
-//! about two thirds of its CPU time (measured on a 270 MB image of real files: 95.4 vs 93.3 MB).
+//! Default levels: gzip 3, zstd 2, chosen on the bench image (`cargo xtask bench`, 312 MiB of real
+//! files, 2 cores; docs/benchmarks.md). zlib-rs levels 3–6 share one algorithm (deflate_medium) with
+//! longer match searches as the level rises; level 2 switches to deflate_fast (no lazy matching)
+//! and level 1 to deflate_quick (static Huffman codes only). Measured (output, and CPU seconds of
+//! `layerlift-convert` relative to level 3):
+//!
+//! | gzip level | output | CPU |
+//! |---|---|---|
+//! | 1 | 122.2 MB (1.27× skopeo's gzip) | 0.63× |
+//! | 2 | 102.5 MB (1.06×) | 0.85× |
+//! | **3** | 97.7 MB (1.01×) | 1 |
+//! | 4 | 95.4 MB (0.99×) | 1.09× |
+//!
+//! Level 3 is the cheapest one within 5% of what `skopeo copy --dest-compress` writes; level 2 is
+//! 6% bigger. For zstd, level 2 writes 85.6 MB (0.89× skopeo's gzip) for about 0.65× of level 3's
+//! CPU (80.3 MB); level 1 saves little more CPU and writes 92.5 MB.
 
 use crate::decode::{BUF_LEN, decoder};
 use crate::error::LayerError;
@@ -36,11 +50,12 @@ pub struct Encoding {
 }
 
 impl Encoding {
-    /// Default level: 4 for gzip (see the module docs), 3 for zstd (libzstd's).
+    /// Default level: 3 for gzip, 2 for zstd (measured; see the module docs). Part of the
+    /// determinism contract: changing one changes the digest of every layer encoded by default.
     pub fn default_level(compression: Compression) -> i32 {
         match compression {
-            Compression::Zstd => 3,
-            _ => 4,
+            Compression::Zstd => 2,
+            _ => 3,
         }
     }
 
@@ -198,8 +213,69 @@ fn read_chunk<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> Result<usize, Laye
     }
 }
 
+/// A `Write` that counts what passes through it and, unless told not to, hashes it: the diff_id
+/// side of a layer operation. An uncompressed input is its own tar, already hashed as it is read,
+/// so hashing the same bytes again would only cost time (about 0.25 CPU-seconds per 300 MB).
+struct TarHash<W> {
+    inner: W,
+    hash: Option<Sha256Writer<io::Sink>>,
+    size: u64,
+}
+
+impl<W: Write> TarHash<W> {
+    fn new(inner: W) -> Self {
+        TarHash {
+            inner,
+            hash: Some(Sha256Writer::new(io::sink())),
+            size: 0,
+        }
+    }
+
+    /// The digest (`None` when hashing was turned off), the size, and the inner writer.
+    fn finish(self) -> (Option<Digest>, u64, W) {
+        (self.hash.map(|h| h.finish().0), self.size, self.inner)
+    }
+}
+
+impl<W: Write> Write for TarHash<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hash {
+            h.write_all(&buf[..n])?;
+        }
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The diff_id of a layer operation: the tar's own hash, or (uncompressed input, not hashed twice)
+/// the stored bytes' hash, which is then the same thing.
+fn tar_digest(
+    compression: Compression,
+    tar: Option<Digest>,
+    size: u64,
+    stored: (Digest, u64),
+) -> DiffId {
+    let digest = match tar {
+        Some(d) => d,
+        None => {
+            debug_assert_eq!((compression, size), (Compression::None, stored.1));
+            stored.0
+        }
+    };
+    DiffId {
+        compression,
+        digest,
+        size,
+    }
+}
+
 /// Decode `stored` (any compression, detected from its bytes), hash the uncompressed stream and
-/// encode it to `out` as `encoding` says. The stored bytes are hashed too.
+/// encode it to `out` as `encoding` says. The stored bytes are hashed too (once, when they are the
+/// uncompressed stream).
 pub fn encode_layer<R: Read + Send, W: Write>(
     stored: R,
     out: W,
@@ -209,17 +285,13 @@ pub fn encode_layer<R: Read + Send, W: Write>(
         inner: stored,
         hash: Sha256Writer::new(io::sink()),
     };
-    let mut enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
+    let mut enc = TarHash::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
     let compression = decode_into(&mut input, &mut enc)?;
     let (digest, size, enc) = enc.finish();
     let out = enc.finish().map_err(write_err)?;
     let (stored_digest, stored_size, _) = input.hash.finish();
     Ok(LayerOutput {
-        diff_id: DiffId {
-            compression,
-            digest,
-            size,
-        },
+        diff_id: tar_digest(compression, digest, size, (stored_digest, stored_size)),
         stored_digest,
         stored_size,
         out,
@@ -227,11 +299,15 @@ pub fn encode_layer<R: Read + Send, W: Write>(
 }
 
 /// Decode the stored layer (whatever its compression) into `sink`; returns the compression found.
+/// An uncompressed layer is not hashed again on the tar side (see [`TarHash`]).
 fn decode_into<R: Read + Send, W: Write>(
     input: &mut HashReader<R>,
-    sink: &mut W,
+    sink: &mut TarHash<W>,
 ) -> Result<Compression, LayerError> {
     let (compression, mut tar) = decoder(input).map_err(read_err)?;
+    if compression == Compression::None {
+        sink.hash = None;
+    }
     let mut buf = vec![0u8; BUF_LEN];
     loop {
         let n = read_chunk(&mut tar, &mut buf)?;
@@ -267,7 +343,7 @@ pub fn encode_layer_clamped<R: Read + Send, W: Write>(
         hash: Sha256Writer::new(io::sink()),
     };
     let enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
-    let mut chain = Sha256Writer::new(MtimeClamp::new(enc, epoch));
+    let mut chain = TarHash::new(MtimeClamp::new(enc, epoch));
     let compression = decode_into(&mut input, &mut chain)?;
     let (digest, size, clamp) = chain.finish();
     let clamped = clamp.clamped();
@@ -279,11 +355,7 @@ pub fn encode_layer_clamped<R: Read + Send, W: Write>(
     let (stored_digest, stored_size, _) = input.hash.finish();
     Ok(ClampedOutput {
         layer: LayerOutput {
-            diff_id: DiffId {
-                compression,
-                digest,
-                size,
-            },
+            diff_id: tar_digest(compression, digest, size, (stored_digest, stored_size)),
             stored_digest,
             stored_size,
             out,

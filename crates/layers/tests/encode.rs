@@ -162,7 +162,29 @@ fn golden_digests() {
             "sha256:53c431a639a1a6b94d5d5ebd5928dd8504e784e1237c1b2596cb80962ec7165a",
         ),
     ];
+    // The defaults (gzip 3, zstd 2 since the levels were chosen on the bench image): what every
+    // layer encoded without --level looks like.
+    let defaults = [
+        (
+            Compression::Gzip,
+            "sha256:af46364dae466f9d802553dfcf25fd332804cca4b3f4bd8c8822fda9cac9e68c",
+        ),
+        (
+            Compression::Zstd,
+            "sha256:7f113aff6d8710407b7c87d32959fc1867d053b93f7c5bef4d7ef3f368a5a9de",
+        ),
+    ];
     let mut failures = Vec::new();
+    for (compression, want) in defaults {
+        for threads in [1, 2] {
+            let got = Digest::of(&encode(&data, compression, None, threads, 50_000));
+            if got.to_string() != want {
+                failures.push(format!(
+                    "{compression} default level threads {threads}: {got}, expected {want}"
+                ));
+            }
+        }
+    }
     for (compression, level, want) in cases {
         for threads in [1, 2] {
             let got = Digest::of(&encode(&data, compression, Some(level), threads, 50_000));

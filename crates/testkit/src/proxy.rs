@@ -7,6 +7,12 @@
 //! logged with whether it carried `Authorization`, so tests can check where credentials went.
 //! Bodies are re-framed with `Content-Length`; responses are buffered (the proxy is for uploads,
 //! not for pulling large blobs through it).
+//!
+//! Used as a forward proxy (`HTTPS_PROXY`), it tunnels `CONNECT` to loopback targets and refuses
+//! others with 403; [`FaultProxy::catching_remote`] instead serves a tunnel to any other host
+//! itself, as if the client had connected to the proxy directly (TLS is refused, plain HTTP is
+//! logged and forwarded to the upstream registry), so a test can see which protocol a client
+//! speaks to a remote host without any traffic leaving the machine.
 
 use crate::http::{self, Head};
 use std::io::{BufReader, Write};
@@ -64,6 +70,8 @@ struct Shared {
     counter: AtomicUsize,
     log: Mutex<Vec<ProxyLog>>,
     stop: AtomicBool,
+    /// Serve `CONNECT`s to non-loopback targets here instead of refusing them.
+    catch_remote: bool,
 }
 
 /// A running proxy; stops on drop.
@@ -89,14 +97,26 @@ impl FaultProxy {
         upstream: u16,
         rule: impl Fn(&RequestInfo) -> Fault + Send + Sync + 'static,
     ) -> Self {
+        Self::start_with(upstream, Box::new(rule), false)
+    }
+
+    /// A transparent proxy that also answers `CONNECT` to hosts that are not loopback, serving the
+    /// tunnel itself: a TLS handshake in it is closed (logged as the `CONNECT` alone), plain HTTP is
+    /// logged like any request (target as the client sent it) and forwarded to `upstream`.
+    pub fn catching_remote(upstream: u16) -> Self {
+        Self::start_with(upstream, Box::new(|_: &RequestInfo| Fault::Pass), true)
+    }
+
+    fn start_with(upstream: u16, rule: Box<Rule>, catch_remote: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             upstream,
-            rule: Box::new(rule),
+            rule,
             counter: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            catch_remote,
         });
         let s2 = shared.clone();
         let thread = std::thread::spawn(move || {
@@ -171,8 +191,16 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     // Heads and bodies go out in separate writes: without this, Nagle and delayed ACKs add 40 ms.
     client.set_nodelay(true)?;
-    let mut w = client.try_clone()?;
-    let mut r = BufReader::new(client);
+    let w = client.try_clone()?;
+    serve_stream(BufReader::new(client), w, shared)
+}
+
+/// Serve requests read from `r` (a client connection, or a caught tunnel), answering on `w`.
+fn serve_stream(
+    mut r: BufReader<TcpStream>,
+    mut w: TcpStream,
+    shared: &Shared,
+) -> std::io::Result<()> {
     loop {
         // A TLS ClientHello (a client probing HTTPS first): close at once, as a plain-HTTP
         // server that does not speak TLS would fail the handshake.
@@ -319,6 +347,11 @@ fn tunnel(
         .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
         .is_some_and(|ip| ip.is_loopback());
     if !loopback {
+        if shared.catch_remote {
+            w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+            w.flush()?;
+            return serve_stream(r, w, shared);
+        }
         return http::respond(&mut w, 403, "Forbidden", &[], b"loopback targets only");
     }
     let up = TcpStream::connect(target.as_str())?;

@@ -1,0 +1,195 @@
+//! Issue 6's security review, end to end through `layerlift-push`:
+//!
+//! - `Authorization` is never sent to another host: a registry that redirects blob requests to a
+//!   second host (another loopback proxy) gets credentials, the second host never does (the
+//!   client-level test is `crates/registry/tests/faults.rs`);
+//! - credentials never appear in any output: every push of the e2e suite runs through
+//!   `util::run`/`util::run_with_stdin`, which fail the test when stdout or stderr holds a test
+//!   password or its `user:password` base64; here, failing pushes in each auth mode too;
+//! - TLS is verified by default: without the CA, the push fails with one clear line and uploads
+//!   nothing; `--insecure` is the only way past it;
+//! - plain HTTP is never used for a host that is not loopback unless `--plain-http` is given: with a
+//!   proxy in the environment (the testkit's, on loopback, serving tunnels to remote hosts itself:
+//!   nothing leaves the machine), a push to 192.0.2.1 (TEST-NET-1) only ever starts TLS in its
+//!   tunnel; with `--plain-http` it sends plain HTTP.
+
+use crate::util::{
+    Image, Mode, ModeRegistry, PASSWORD, WRONG_PASSWORD, layer_tar, push_cmd, run, text,
+    write_layout,
+};
+use layerlift_testkit::{Fault, FaultProxy, Registry};
+use std::path::{Path, PathBuf};
+
+fn small_layout(work: &Path) -> PathBuf {
+    let src = work.join("oci");
+    write_layout(
+        &src,
+        &[Image {
+            name: "latest".into(),
+            layers: vec![layer_tar("a", 1, 3000), layer_tar("b", 2, 5000)],
+        }],
+        true,
+    );
+    src
+}
+
+#[test]
+fn authorization_is_not_sent_to_another_host_after_a_redirect() {
+    let reg = Registry::htpasswd("dora", PASSWORD);
+    let second = FaultProxy::transparent(reg.port());
+    let to = format!("http://{}", second.addr());
+    // The first host answers every blob existence check with a redirect to the second one.
+    let first = FaultProxy::start(reg.port(), move |r| {
+        if r.method == "HEAD" && r.target.contains("/blobs/sha256:") {
+            Fault::Redirect { to: to.clone() }
+        } else {
+            Fault::Pass
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let mut c = push_cmd();
+    c.arg(small_layout(work.path()))
+        .arg(format!("{}/redir:1", first.addr()))
+        .args(["--plain-http", "--retries", "1", "--creds"])
+        .arg(format!("dora:{PASSWORD}"));
+    let o = run(c);
+    let (out, err) = text(&o);
+    // The second host answers 401 (no credentials): the blob reads as absent and is uploaded.
+    assert!(o.status.success(), "{err}");
+    assert!(
+        first.log().iter().any(|l| l.authorization),
+        "the first host got credentials"
+    );
+    let second_log = second.log();
+    assert!(
+        !second_log.is_empty(),
+        "the redirect was not followed: {out}{err}"
+    );
+    assert!(
+        second_log.iter().all(|l| !l.authorization),
+        "Authorization sent to the second host: {second_log:?}"
+    );
+}
+
+#[test]
+fn failing_pushes_print_no_credentials_in_any_mode() {
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    for mode in [Mode::Basic, Mode::Token, Mode::Tls] {
+        let reg = ModeRegistry::start(mode);
+        // A wrong password, in plain and JSON output; the password right but the CA missing.
+        for json in [false, true] {
+            let mut c = push_cmd();
+            c.arg(&src)
+                .arg(format!("{}/sec:1", reg.addr()))
+                .args(["--retries", "1", "--creds"])
+                .arg(format!("erin:{WRONG_PASSWORD}"));
+            if let Some(ca) = reg.reg.ca_cert_path() {
+                c.arg("--ca-cert").arg(ca);
+            }
+            if json {
+                c.arg("--json");
+            }
+            let o = run(c); // checks stdout and stderr for every test secret
+            assert_eq!(o.status.code(), Some(1), "{mode:?}: {}", text(&o).1);
+        }
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/sec:2", reg.addr()))
+            .args(["--retries", "1", "--json", "--creds"])
+            .arg(format!("erin:{PASSWORD}"));
+        let o = run(c);
+        assert_eq!(o.status.code() == Some(0), mode != Mode::Tls, "{mode:?}");
+    }
+}
+
+#[test]
+fn tls_is_verified_by_default() {
+    let reg = ModeRegistry::start(Mode::Tls);
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let creds = format!("erin:{PASSWORD}");
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tls:1", reg.addr()))
+        .args(["--retries", "1", "--creds", &creds]);
+    let o = run(c);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&reg.addr()) && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(
+        !reg.reg.log().contains("\"PUT /v2/"),
+        "something was uploaded"
+    );
+    // The failure is the verification: --insecure gets through, and so does the CA.
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tls:1", reg.addr()))
+        .args(["-q", "--insecure", "--creds", &creds]);
+    crate::util::assert_ok(&run(c));
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tls:2", reg.addr()))
+        .arg("-q")
+        .args(reg.push_args());
+    crate::util::assert_ok(&run(c));
+}
+
+/// Push to 192.0.2.1 with every proxy variable pointing at our loopback proxy, which logs what it
+/// is asked and serves tunnels to other hosts itself: nothing leaves the machine.
+fn push_via_env_proxy(src: &Path, proxy: &FaultProxy, extra: &[&str]) -> std::process::Output {
+    let mut c = push_cmd();
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        c.env(var, format!("http://{}", proxy.addr()));
+    }
+    c.env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .arg(src)
+        .arg("192.0.2.1:5000/sec:1")
+        .args(["--retries", "1", "--timeout", "3"])
+        .args(extra);
+    run(c)
+}
+
+#[test]
+fn plain_http_is_only_used_for_a_remote_host_when_asked() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::catching_remote(reg.port());
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let o = push_via_env_proxy(&src, &proxy, &[]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("192.0.2.1:5000"), "{err}");
+    let log = proxy.log();
+    assert!(!log.is_empty(), "the proxy was not used: {err}");
+    // Only tunnels: every one began with a TLS handshake (a plain request in one would be logged).
+    assert!(
+        log.iter()
+            .all(|l| l.method == "CONNECT" && l.target == "192.0.2.1:5000"),
+        "plain HTTP sent to a remote host: {log:?}"
+    );
+    // The positive control: with --plain-http the same push speaks plain HTTP (and, the proxy
+    // forwarding it to our registry, lands).
+    let proxy = FaultProxy::catching_remote(reg.port());
+    let o = push_via_env_proxy(&src, &proxy, &["--plain-http"]);
+    let log = proxy.log();
+    assert!(
+        log.iter()
+            .any(|l| l.method != "CONNECT" && l.target.contains("/v2/")),
+        "{log:?}\n{}",
+        text(&o).1
+    );
+}
