@@ -60,7 +60,7 @@ impl Layout {
                 .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
             return Ok(layout);
         }
-        if root.exists() {
+        if root.exists() && !interrupted_create(&root)? {
             let mut entries = fs::read_dir(&root).map_err(|e| LayoutError::io(&root, e))?;
             if entries.next().is_some() {
                 return Err(LayoutError::NotALayout {
@@ -216,6 +216,38 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+/// Does `root` hold only what a `create` that was interrupted before writing `oci-layout` leaves:
+/// empty `blobs/sha256/`, an `index.json` listing nothing, temporary files of those writes? Such a
+/// directory is taken over by the next `create` rather than refused as foreign.
+fn interrupted_create(root: &Path) -> Result<bool, LayoutError> {
+    let io = |e| LayoutError::io(root, e);
+    let is_empty_dir = |p: &Path| fs::read_dir(p).is_ok_and(|mut d| d.next().is_none());
+    for entry in fs::read_dir(root).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let ok = match name.as_str() {
+            "blobs" => {
+                is_empty_dir(&path)
+                    || fs::read_dir(&path).is_ok_and(|d| {
+                        d.filter_map(Result::ok)
+                            .all(|e| e.file_name() == "sha256" && is_empty_dir(&e.path()))
+                    })
+            }
+            "index.json" => fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Index>(&b).ok())
+                .is_some_and(|i| i.manifests.is_empty()),
+            TMP_DIR => is_empty_dir(&path),
+            n => n.starts_with(".index.json.") || n.starts_with(".oci-layout."),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 impl Drop for Layout {

@@ -89,6 +89,42 @@ fn refuses_non_empty_foreign_directory() {
 }
 
 #[test]
+fn takes_over_what_an_interrupted_create_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+    fs::write(
+        root.join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    fs::write(root.join(".oci-layout.abc123"), b"{").unwrap();
+    let layout = Layout::create(&root).unwrap();
+    assert!(root.join("oci-layout").is_file());
+    assert!(layout.index().unwrap().manifests.is_empty());
+
+    // Anything more than that is someone else's directory.
+    let other = dir.path().join("other");
+    fs::create_dir_all(other.join("blobs/sha256")).unwrap();
+    fs::write(other.join("blobs/sha256/feed"), b"data").unwrap();
+    assert!(matches!(
+        Layout::create(&other),
+        Err(LayoutError::NotALayout { .. })
+    ));
+    let listed = dir.path().join("listed");
+    fs::create_dir_all(&listed).unwrap();
+    fs::write(
+        listed.join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1}]}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        Layout::create(&listed),
+        Err(LayoutError::NotALayout { .. })
+    ));
+}
+
+#[test]
 fn accepts_docker_spacing_in_oci_layout() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(
