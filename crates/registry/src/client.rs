@@ -450,14 +450,34 @@ impl Client {
     pub(crate) fn retrying<T>(
         &self,
         on_retry: Option<&RetryHook<'_>>,
+        op: impl FnMut(u32) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.retrying_progress(on_retry, None, op)
+    }
+
+    /// [`Self::retrying`] for an operation made of many requests (a chunked upload): whenever
+    /// `progress` grew since the last failure, the retry budget (attempts and time) starts again,
+    /// so that it bounds each failing request rather than the whole operation.
+    pub(crate) fn retrying_progress<T>(
+        &self,
+        on_retry: Option<&RetryHook<'_>>,
+        progress: Option<&std::cell::Cell<u64>>,
         mut op: impl FnMut(u32) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let start = Instant::now();
+        let mut start = Instant::now();
         let mut attempt = 1;
+        let mut seen = progress.map_or(0, |p| p.get());
         loop {
             match op(attempt) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() => {
+                    if let Some(p) = progress
+                        && p.get() > seen
+                    {
+                        seen = p.get();
+                        attempt = 1;
+                        start = Instant::now();
+                    }
                     let delay = self.retry.delay(attempt, e.retry_after());
                     if attempt >= self.retry.max_attempts
                         || start.elapsed() + delay > self.retry.max_total
@@ -1038,7 +1058,9 @@ impl Client {
         // (location, next offset, minimum chunk)
         let mut state: Option<(Url, u64, u64)> = session.map(|l| (l, 0, 0));
         let mut broken = false;
-        self.retrying(Some(on_retry), |_| {
+        // Bytes the registry has accepted: a retry budget per failing request, not per blob.
+        let accepted = std::cell::Cell::new(0u64);
+        self.retrying_progress(Some(on_retry), Some(&accepted), |_| {
             if broken {
                 broken = false;
                 // Ask the registry how much it has; resume there, or start again.
@@ -1115,6 +1137,7 @@ impl Client {
                     Some(end) => end + 1,
                     None => offset + len,
                 };
+                accepted.set(accepted.get().max(offset));
             }
             let req = Req::new("PUT", Self::with_digest(&loc, &digest));
             let resp = self.send(&req)?;
