@@ -284,3 +284,35 @@ fn sigkill_push_then_a_rerun_lands_the_image() {
         "only {interrupted} of 10 runs were killed before their end"
     );
 }
+
+/// A push of an archive killed mid-run leaves its temporary layout (`$TMPDIR/layerlift-push-PID-N`)
+/// behind; the next push removes those whose process is gone, and keeps a live one's.
+#[test]
+fn the_next_push_sweeps_temporary_layouts_of_killed_pushes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().join("tmp");
+    // A process that has exited: its pid names the abandoned directory.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let abandoned = tmpdir.join(format!("layerlift-push-{dead}-0"));
+    std::fs::create_dir_all(abandoned.join("blobs/sha256")).unwrap();
+    let live = tmpdir.join(format!("layerlift-push-{}-0", std::process::id()));
+    std::fs::create_dir_all(&live).unwrap();
+    let reg = layerlift_testkit::Registry::anonymous();
+    let archive = shared("generated-local/podman-4.3.1/podman-docker-archive-single.tar");
+    let o = Command::new(env!("CARGO_BIN_EXE_layerlift-push"))
+        .arg(&archive)
+        .arg(format!("{}/swept:1", reg.addr()))
+        .args(["-q", "--no-cache"])
+        .env("TMPDIR", &tmpdir)
+        .env("DOCKER_CONFIG", tmp.path().join("no-docker-config"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!abandoned.exists(), "the killed push's layout is removed");
+    assert!(live.exists(), "a running process's layout is kept");
+    let left: Vec<_> = std::fs::read_dir(&tmpdir).unwrap().collect();
+    assert_eq!(left.len(), 1, "the push removed its own layout too");
+}

@@ -298,7 +298,14 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .flatten();
     let source = open_source(args, out, &client, &dest, &reuse_from, cache.as_ref())?;
     let layout = &source.layout;
-    let plan = Plan::build(layout, &dest, &args.opts.images, args.opts.all, &args.tags)?;
+    let plan = Plan::build(
+        layout,
+        &args.source,
+        &dest,
+        &args.opts.images,
+        args.opts.all,
+        &args.tags,
+    )?;
     let scopes: Vec<Scope> = plan
         .repos
         .iter()
@@ -328,13 +335,7 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
             continue;
         }
         for m in &repo.manifests {
-            let d = client
-                .put_manifest(
-                    &repo.repository,
-                    &m.digest.to_string(),
-                    &m.media_type,
-                    &m.bytes,
-                )
+            let d = put_manifest(&client, &repo.repository, &m.digest.to_string(), m)
                 .with_context(|| {
                     format!(
                         "pushing manifest {} to {}/{}",
@@ -344,11 +345,14 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
             out.event(json!({"event": "manifest", "repository": repo.repository, "digest": d.to_string(), "mediaType": m.media_type, "size": m.bytes.len()}));
         }
         for t in &repo.tags {
-            client
-                .put_manifest(&repo.repository, &t.tag, &t.media_type, &t.bytes)
-                .with_context(|| {
-                    format!("tagging {}/{}:{}", dest.registry, repo.repository, t.tag)
-                })?;
+            let doc = plan::Doc {
+                digest: t.digest,
+                media_type: t.media_type.clone(),
+                bytes: t.bytes.clone(),
+            };
+            put_manifest(&client, &repo.repository, &t.tag, &doc).with_context(|| {
+                format!("tagging {}/{}:{}", dest.registry, repo.repository, t.tag)
+            })?;
         }
         // Read every tag back: exit 0 only when the registry serves what we pushed.
         for t in &repo.tags {
@@ -394,6 +398,38 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         "images": pushed.iter().map(|(r, d)| json!({"reference": r, "digest": d.to_string()})).collect::<Vec<_>>(),
     }));
     Ok(())
+}
+
+/// PUT a manifest. A registry that answers "blob unknown" for a blob this push has just uploaded
+/// or found is racing another push of the same blobs (docker-registry 2.8 rewrites a repository's
+/// blob link in place when an upload of a blob it already has completes): wait and try again, a
+/// few times.
+fn put_manifest(
+    client: &Client,
+    repo: &str,
+    reference: &str,
+    doc: &plan::Doc,
+) -> Result<Digest, layerlift_registry::Error> {
+    let mut attempt = 0;
+    loop {
+        match client.put_manifest(repo, reference, &doc.media_type, &doc.bytes) {
+            Err(layerlift_registry::Error::Status {
+                status: 400, body, ..
+            }) if attempt < 4 && blob_unknown(&body) => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100 << attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn blob_unknown(body: &layerlift_registry::RegistryErrorBody) -> bool {
+    let code = body.code.as_deref().unwrap_or_default();
+    let message = body.message.as_deref().unwrap_or_default();
+    code == "MANIFEST_BLOB_UNKNOWN"
+        || code == "BLOB_UNKNOWN"
+        || (code == "DIGEST_INVALID" && message.contains("blob unknown"))
 }
 
 /// SOURCE, opened: the layout to push from, and what was reused instead of read.
@@ -627,6 +663,7 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> anyhow::Result<Self> {
         let base = std::env::temp_dir();
+        sweep_abandoned(&base);
         for n in 0..100u32 {
             let p = base.join(format!("layerlift-push-{}-{n}", std::process::id()));
             match std::fs::create_dir(&p) {
@@ -641,6 +678,30 @@ impl TempDir {
     }
     fn path(&self) -> &std::path::Path {
         &self.0
+    }
+}
+
+/// Remove the temporary layouts of pushes that were killed (their process is gone), so that
+/// killed runs do not fill the temporary directory. Linux only (`/proc`); best effort.
+fn sweep_abandoned(base: &std::path::Path) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("layerlift-push-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

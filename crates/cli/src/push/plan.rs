@@ -91,22 +91,20 @@ fn retarget(dest: &Reference, name: &str) -> anyhow::Result<(String, String)> {
 }
 
 impl Plan {
+    /// The push of `layout`; `source` is how messages name it (the archive, for an archive read
+    /// into a temporary layout).
     pub fn build(
         layout: &Layout,
+        source: &str,
         dest: &Reference,
         selectors: &[String],
         all: bool,
         extra_tags: &[String],
     ) -> anyhow::Result<Self> {
-        let index = layout
-            .index()
-            .with_context(|| format!("{}", layout.root().display()))?;
+        let index = layout.index().with_context(|| source.to_string())?;
         let entries: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
         if entries.is_empty() {
-            bail!(
-                "{} holds no image (index.json is empty)",
-                layout.root().display()
-            );
+            bail!("{} holds no image (index.json is empty)", source);
         }
         let mut chosen: Vec<(usize, &Descriptor)> = Vec::new();
         for sel in selectors {
@@ -130,7 +128,7 @@ impl Plan {
             if chosen.len() == before {
                 bail!(
                     "no image `{sel}` in {}; it holds: {}",
-                    layout.root().display(),
+                    source,
                     entries
                         .iter()
                         .map(|(i, d)| describe(*i, d))
@@ -171,7 +169,7 @@ impl Plan {
             if digests.len() > 1 {
                 bail!(
                     "{} holds {} different images; choose one with --image, or push them all under their own names with --all: {}",
-                    layout.root().display(),
+                    source,
                     digests.len(),
                     chosen
                         .iter()
@@ -220,7 +218,7 @@ impl Plan {
                 }
             };
             let rp = &mut repos[idx];
-            let top = walk(layout, rp, d, 0)?;
+            let top = walk(layout, source, rp, d, 0)?;
             match tag {
                 Some(tag) => {
                     if let Some(other) = rp.tags.iter().find(|t| t.tag == tag)
@@ -252,7 +250,13 @@ impl Plan {
 }
 
 /// Collect the blobs and documents under `d` (children first); returns `d`'s own document.
-fn walk(layout: &Layout, rp: &mut RepoPlan, d: &Descriptor, depth: usize) -> anyhow::Result<Doc> {
+fn walk(
+    layout: &Layout,
+    source: &str,
+    rp: &mut RepoPlan,
+    d: &Descriptor,
+    depth: usize,
+) -> anyhow::Result<Doc> {
     if depth > 8 {
         bail!("manifest {} nests indexes more than 8 deep", d.digest);
     }
@@ -285,10 +289,10 @@ fn walk(layout: &Layout, rp: &mut RepoPlan, d: &Descriptor, depth: usize) -> any
                             .platform
                             .as_ref()
                             .map_or("no platform".to_string(), |p| p.to_string()),
-                        layout.root().display()
+                        source
                     );
                 }
-                walk(layout, rp, child, depth + 1)?;
+                walk(layout, source, rp, child, depth + 1)?;
             } else {
                 add_blob(rp, child);
             }
