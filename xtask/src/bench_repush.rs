@@ -5,8 +5,8 @@
 //!
 //! skopeo's cache is containers/image's `blob-info-cache-v1.boltdb` (root:
 //! `/var/lib/containers/cache`; others: `$XDG_DATA_HOME/containers/cache` or
-//! `~/.local/share/containers/cache`). "Without its cache" removes that file before the run; a run
-//! writes it again, so the "with cache" step of the next round has it.
+//! `~/.local/share/containers/cache`). "Without its cache" removes that file before the run; "with
+//! its cache" runs an untimed copy of the same archive first, so the cache knows every layer.
 
 use crate::measure::{self, Log, Sample, Step};
 use crate::registry::Registry;
@@ -209,12 +209,17 @@ pub fn repush_steps(
                 measure::time_command(&mut skopeo_cmd(&a1, &r1.dest()), &l)
             })
             .prepare(move || {
-                if !r2.has_tag() {
-                    let dest = r2.next()?;
+                let dest = if r2.has_tag() { r2.dest() } else { r2.next()? };
+                if cached {
+                    // Seeds the repository, and skopeo's cache with this archive's layers (the
+                    // other steps remove it or fill it with the rebuilt image's).
                     util::run_quiet(&mut skopeo_cmd(&a2, &dest))
                         .context("seeding skopeo's re-push")?;
-                }
-                if !cached {
+                } else {
+                    if !r2.has_tag() {
+                        util::run_quiet(&mut skopeo_cmd(&a2, &dest))
+                            .context("seeding skopeo's re-push")?;
+                    }
                     forget_skopeo_cache()?;
                 }
                 Ok(())

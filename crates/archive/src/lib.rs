@@ -459,6 +459,8 @@ pub struct Options {
     /// destination already has them. Their blobs are not written to the layout; the manifests name
     /// them.
     pub reuse: Reuse,
+    /// The layout is temporary (push's): created without fsyncs ([`Layout::create_scratch`]).
+    pub scratch: bool,
 }
 
 /// [`unpack`] with [`Options`].
@@ -471,7 +473,11 @@ pub fn unpack_with(
     // A layout this run creates is removed again if the run fails: no output that looks like a result.
     let created = !dir.exists();
     let result = (|| {
-        let layout = Layout::create(dir)?;
+        let layout = if options.scratch {
+            Layout::create_scratch(dir)?
+        } else {
+            Layout::create(dir)?
+        };
         let (info, mut scan) = read_reusing(
             input,
             Some(&layout),

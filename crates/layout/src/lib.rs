@@ -31,6 +31,8 @@ const LOCK_FILE: &str = ".layerlift-lock";
 #[derive(Debug)]
 pub struct Layout {
     root: PathBuf,
+    /// fsync index.json and oci-layout when writing them (off for a scratch layout).
+    durable: bool,
 }
 
 impl Layout {
@@ -47,15 +49,29 @@ impl Layout {
                 why: "index.json is missing".into(),
             });
         }
-        Ok(Layout { root })
+        Ok(Layout {
+            root,
+            durable: true,
+        })
     }
 
     /// Open the layout at `root`, creating it (and the directory) when absent. An existing directory
     /// that is not a layout must be empty.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
-        let root = root.into();
+        Self::create_with(root.into(), true)
+    }
+
+    /// [`Layout::create`] for a layout only this process uses and removes (push's temporary
+    /// layout of an archive): the same atomic renames, without the fsyncs that make a layout
+    /// survive a power loss.
+    pub fn create_scratch(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
+        Self::create_with(root.into(), false)
+    }
+
+    fn create_with(root: PathBuf, durable: bool) -> Result<Self, LayoutError> {
         if root.join("oci-layout").exists() {
-            let layout = Layout::open(&root)?;
+            let mut layout = Layout::open(&root)?;
+            layout.durable = durable;
             fs::create_dir_all(layout.blobs_dir())
                 .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
             return Ok(layout);
@@ -70,7 +86,7 @@ impl Layout {
             }
         }
         fs::create_dir_all(&root).map_err(|e| LayoutError::io(&root, e))?;
-        let layout = Layout { root };
+        let layout = Layout { root, durable };
         fs::create_dir_all(layout.blobs_dir())
             .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
         // index.json first, oci-layout last: a directory with oci-layout is a complete layout.
@@ -205,13 +221,17 @@ impl Layout {
             .map_err(|e| LayoutError::io(&self.root, e))?;
         tmp.write_all(bytes)
             .map_err(|e| LayoutError::io(tmp.path(), e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| LayoutError::io(tmp.path(), e))?;
+        if self.durable {
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| LayoutError::io(tmp.path(), e))?;
+        }
         blob::make_readable(tmp.path())?;
         tmp.persist(&target)
             .map_err(|e| LayoutError::io(&target, e.error))?;
-        if let Ok(dir) = File::open(&self.root) {
+        if self.durable
+            && let Ok(dir) = File::open(&self.root)
+        {
             let _ = dir.sync_all();
         }
         Ok(())
