@@ -8,16 +8,26 @@ use crate::paths::{self, Link};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::rc::Rc;
 
 /// JSON documents up to this size are kept in memory while scanning.
 const MAX_KEPT_JSON: u64 = 8 << 20;
 /// Total memory for kept JSON documents.
 const MAX_KEPT_TOTAL: u64 = 64 << 20;
 const COPY_BUFFER: usize = 1 << 20;
+/// Most entries (files, links, others; directories are not kept) one archive may hold: each is
+/// kept in memory until the end of the pass. Image archives hold a few per layer.
+pub const MAX_ENTRIES: usize = 1 << 16;
+/// Most link entries: every one is resolved when the pass ends.
+pub const MAX_LINKS: usize = 1 << 12;
+/// Most bytes the tar reader may consume between two entries (headers, PAX records and GNU long
+/// names, which it keeps in memory, and data of entries it skips).
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// A regular file of the archive, as seen while streaming it.
 #[derive(Debug)]
@@ -259,9 +269,11 @@ pub fn scan_tar(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<Scan, ArchiveError> {
+    let budget = Rc::new(HeaderBudget::default());
     let mut counting = EofTracker {
         inner: reader,
         hit_eof: false,
+        budget: Rc::clone(&budget),
     };
     let mut scan = Scan {
         encoding,
@@ -269,11 +281,31 @@ pub fn scan_tar(
     };
     {
         let mut archive = tar::Archive::new(&mut counting);
-        let entries = archive
+        let mut entries = archive
             .entries()
             .map_err(|e| tar_error(e, "reading the first header"))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| tar_error(e, "reading an entry header"))?;
+        loop {
+            budget.left.set(Some(MAX_HEADER_BYTES));
+            let next = entries.next();
+            budget.left.set(None);
+            let Some(entry) = next else { break };
+            let mut entry = entry.map_err(|e| {
+                if budget.exceeded.get() {
+                    ArchiveError::Limit(format!(
+                        "more than {} KiB of tar headers and extended records (PAX, GNU long \
+                         names) before entry {}",
+                        MAX_HEADER_BYTES >> 10,
+                        scan.files.len() + scan.links.len() + scan.skipped.len() + 1
+                    ))
+                } else {
+                    tar_error(e, "reading an entry header")
+                }
+            })?;
+            if scan.files.len() + scan.links.len() + scan.skipped.len() >= MAX_ENTRIES {
+                return Err(ArchiveError::Limit(format!(
+                    "more than {MAX_ENTRIES} entries"
+                )));
+            }
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let Some(path) = paths::normalize(&raw)? else {
                 continue;
@@ -299,6 +331,9 @@ pub fn scan_tar(
                             path: path.clone(),
                             why: "link without a target".into(),
                         })?;
+                    if scan.links.len() >= MAX_LINKS {
+                        return Err(ArchiveError::Limit(format!("more than {MAX_LINKS} links")));
+                    }
                     let link = if kind == T::Symlink {
                         Link::Symlink(target)
                     } else {
@@ -330,7 +365,12 @@ pub fn scan_tar(
 }
 
 fn tar_error(e: io::Error, doing: &str) -> ArchiveError {
-    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("unexpected EOF") {
+    // The tar crate says "failed to read entire block" when the stream ends inside a header.
+    let msg = e.to_string();
+    if e.kind() == io::ErrorKind::UnexpectedEof
+        || msg.contains("unexpected EOF")
+        || msg.contains("failed to read entire block")
+    {
         return ArchiveError::Truncated(format!("unexpected end of data while {doing}"));
     }
     if let Some(d) = layerlift_layers::DecodeError::from_io(&e) {
@@ -352,10 +392,20 @@ fn read_error(e: io::Error, what: &str) -> ArchiveError {
     tar_error(e, &format!("reading {what}"))
 }
 
-/// Tracks whether the tar reader met end-of-stream (rather than the end-of-archive blocks).
+/// Tracks whether the tar reader met end-of-stream (rather than the end-of-archive blocks), and
+/// holds it to [`MAX_HEADER_BYTES`] while it looks for the next entry.
 struct EofTracker<'a> {
     inner: &'a mut dyn Read,
     hit_eof: bool,
+    budget: Rc<HeaderBudget>,
+}
+
+/// What the tar reader may still read before the entry it is looking for (`None`: no limit, an
+/// entry's data is being read).
+#[derive(Default)]
+struct HeaderBudget {
+    left: Cell<Option<u64>>,
+    exceeded: Cell<bool>,
 }
 
 impl Read for EofTracker<'_> {
@@ -363,6 +413,16 @@ impl Read for EofTracker<'_> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
             self.hit_eof = true;
+        }
+        if let Some(left) = self.budget.left.get() {
+            let Some(rest) = left.checked_sub(n as u64) else {
+                self.budget.exceeded.set(true);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "tar headers larger than the limit",
+                ));
+            };
+            self.budget.left.set(Some(rest));
         }
         Ok(n)
     }
