@@ -8,6 +8,7 @@
 //! cargo xtask man [DIR]                 man pages from the CLI's clap definitions (target/man)
 //! ```
 
+mod bad_fixtures;
 mod bench;
 mod bench_steps;
 mod fixtures;
