@@ -48,6 +48,7 @@ const EXPECT: &[(&str, &str)] = &[
     ("bomb-longname-1gib.tar.zst", "extended records"),
     ("bomb-pax-1gib.tar.gz", "extended records"),
     ("bomb-entries.tar.zst", "more than 4096 links"),
+    ("bomb-entries-fifo.tar.zst", "more than 65536 entries"),
     ("bomb-nested-indexes.tar", "nested deeper"),
     // Names that leave the archive.
     ("path-dotdot.tar", "escapes the archive"),

@@ -195,12 +195,7 @@ fn zstd(bytes: &[u8], dest: &Path) -> Result<Vec<u8>> {
     let input = dest.with_extension("zstd-input");
     let output = dest.with_extension("zstd-output");
     std::fs::write(&input, bytes)?;
-    let r = run_filter(
-        "zstd",
-        ["-q", "-c", "--no-progress", "-19"],
-        &input,
-        &output,
-    );
+    let r = run_filter("zstd", ["-q", "-c", "--no-progress", "-9"], &input, &output);
     let _ = std::fs::remove_file(&input);
     r?;
     let out = std::fs::read(&output)?;
@@ -340,7 +335,7 @@ pub fn plan() -> Vec<Fixture> {
     let good2 = good.clone();
     add(
         "zstd-corrupt.tar.zst",
-        "`zstd -19` of a valid save with 16 bytes in the middle of the frame inverted",
+        "`zstd -9` of a valid save with 16 bytes in the middle of the frame inverted",
         Box::new(move |dest| {
             let mut b = zstd(&good2, dest)?;
             let mid = b.len() / 2;
@@ -353,7 +348,7 @@ pub fn plan() -> Vec<Fixture> {
     let good2 = good.clone();
     add(
         "zstd-bad-checksum.tar.zst",
-        "`zstd -19` of a valid save with its content checksum (last 4 bytes) changed",
+        "`zstd -9` of a valid save with its content checksum (last 4 bytes) changed",
         Box::new(move |dest| {
             let mut b = zstd(&good2, dest)?;
             let last = b.len() - 1;
@@ -431,11 +426,22 @@ pub fn plan() -> Vec<Fixture> {
     );
     add(
         "bomb-entries.tar.zst",
-        "70 000 symlink entries (zstd): past the archive reader's entry limit",
+        "70 000 symlink entries (zstd): past the archive reader's link limit (4096)",
         Box::new(|dest| {
             let mut t = Tar::new();
             for i in 0..70_000 {
                 t = t.symlink(&format!("e/{i:06}"), "x");
+            }
+            zstd(&t.end(), dest)
+        }),
+    );
+    add(
+        "bomb-entries-fifo.tar.zst",
+        "70 000 fifo entries (zstd): past the archive reader's entry limit (65 536)",
+        Box::new(|dest| {
+            let mut t = Tar::new();
+            for i in 0..70_000 {
+                t = t.entry(tar::EntryType::Fifo, &format!("e/{i:06}"), "", &[]);
             }
             zstd(&t.end(), dest)
         }),
