@@ -25,6 +25,10 @@ const TARGETS: &[(&str, usize)] = &[
     ("upload_headers", 1 << 10),
 ];
 
+/// Targets whose inputs are decoded by `arbitrary` into a structure and have no seeds: libFuzzer
+/// would otherwise start from inputs of a few bytes (a tar of no entries) and grow them slowly.
+const NO_LEN_CONTROL: &[&str] = &["archive_tar"];
+
 /// Shared fixtures larger than this are not copied into the archive corpus (libFuzzer would only
 /// see their first `max_len` bytes anyway); the JSON inside them still is.
 const MAX_SEED_ARCHIVE: u64 = 256 << 10;
@@ -104,6 +108,9 @@ pub fn run(args: &[String]) -> Result<()> {
             "-timeout=20".into(),
             "-print_final_stats=1".into(),
         ]);
+        if NO_LEN_CONTROL.contains(target) {
+            cmd.arg("-len_control=0");
+        }
         if replay {
             cmd.arg("-runs=0");
         } else {
