@@ -13,7 +13,22 @@
 #   ca-certificates  so that skopeo/cargo keep working over TLS on a minimal image
 #
 # Usage: scripts/install-test-deps.sh [--check]   (--check: report what is missing, exit 1 if any)
+#        scripts/install-test-deps.sh --fuzz      only what `cargo xtask fuzz` needs: the nightly
+#                                                 toolchain (rustup) and cargo-fuzz (crates.io)
 set -euo pipefail
+
+if [ "${1:-}" = "--fuzz" ]; then
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "install-test-deps: installing the nightly toolchain"
+        rustup toolchain install nightly --profile minimal
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "install-test-deps: installing cargo-fuzz"
+        cargo install cargo-fuzz --locked
+    fi
+    echo "install-test-deps: $(cargo +nightly --version), $(cargo fuzz --version)"
+    exit 0
+fi
 
 # command on PATH -> Debian package that provides it
 tools=(

@@ -1,5 +1,6 @@
 //! End-to-end tests: drive the built binaries against real archives, real tools and a real registry.
 
+mod bad_input;
 mod check;
 mod convert;
 mod crash;

@@ -51,7 +51,7 @@ pub fn run(args: &[String]) -> Result<()> {
 type Builder = Box<dyn Fn(&Path) -> Result<()>>;
 
 /// One generated fixture.
-struct Fixture {
+pub struct Fixture {
     /// Path relative to the fixtures directory.
     rel: String,
     /// What it is and what it exercises (goes into MANIFEST.md).
@@ -60,7 +60,7 @@ struct Fixture {
     build: Builder,
 }
 
-fn fixture(
+pub fn fixture(
     rel: impl Into<String>,
     about: impl Into<String>,
     build: impl Fn(&Path) -> Result<()> + 'static,
@@ -252,6 +252,8 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
             cut(dest, 60)
         },
     ));
+    // Malformed archives built in memory: truncations, bombs, escapes, bad JSON and digests.
+    plan.extend(crate::bad_fixtures::plan());
 
     // 2. skopeo (containers/image) conversions of shared docker-archives.
     let dive = shared.join("wagoodman-dive/.data/test-docker-image.tar");

@@ -3,14 +3,17 @@
 //! ```text
 //! cargo xtask test [CARGO TEST ARGS…]   install test tools, generate fixtures, cargo test --workspace
 //! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
+//! cargo xtask fuzz [--minutes N] [...]  build and run the cargo-fuzz targets in fuzz/ (nightly)
 //! cargo xtask bench [--quick] [...]     unpack vs tar -xf, convert and push vs skopeo, ~300 MB image
 //! cargo xtask man [DIR]                 man pages from the CLI's clap definitions (target/man)
 //! ```
 
+mod bad_fixtures;
 mod bench;
 mod bench_repush;
 mod bench_steps;
 mod fixtures;
+mod fuzz;
 mod man;
 mod measure;
 mod registry;
@@ -27,6 +30,10 @@ tasks:
   test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, then
                       `cargo test --workspace --locked ARGS…`
   fixtures [--force]  generate test archives with real tools into target/fixtures/
+  fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]
+                      build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
+                      for its share of N minutes (default 2), seeded from fuzz/seeds,
+                      fuzz/regressions and ../shared/fixtures
   bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => test::run(rest),
         "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
+        "fuzz" => fuzz::run(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::run(rest),
         "man" => man::run(rest),
         measure::RUSAGE_TASK => measure::rusage_main(rest),

@@ -14,13 +14,14 @@ use crate::docker::{Item, digest_in_name};
 use crate::error::ArchiveError;
 use crate::oci::platform_of;
 use crate::paths::{self, Link};
-use crate::scan::BufSeek;
+use crate::scan::{BufSeek, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES};
 use layerlift_layers::{Compression, sniff};
 use layerlift_manifest::{Digest, ImageConfig, Index, Manifest, media_types, parse_json};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Seek};
 use std::path::Path;
+use std::rc::Rc;
 
 /// JSON documents up to this size are read (as in the full scan).
 const MAX_JSON: u64 = 8 << 20;
@@ -87,11 +88,24 @@ pub fn layers(input: &Input) -> Result<Option<Vec<CatalogLayer>>, ArchiveError> 
 
 fn catalog_tar(file: &mut fs::File) -> Result<Catalog, ArchiveError> {
     let mut catalog = Catalog::default();
-    let mut archive = tar::Archive::new(BufSeek::new(file));
-    let entries = archive
+    // The same bounds as the full scan: headers between entries, entries.
+    let budget = Rc::new(HeaderBudget::default());
+    let mut archive = tar::Archive::new(BufSeek::with_budget(file, Rc::clone(&budget)));
+    let mut entries = archive
         .entries_with_seek()
         .map_err(|e| ArchiveError::io("reading the first header", e))?;
-    for entry in entries {
+    let mut count = 0;
+    loop {
+        budget.left.set(Some(MAX_HEADER_BYTES));
+        let next = entries.next();
+        budget.left.set(None);
+        let Some(entry) = next else { break };
+        count += 1;
+        if budget.exceeded.get() || count > MAX_ENTRIES {
+            return Err(ArchiveError::Limit(
+                "too many entries, or too large tar headers".into(),
+            ));
+        }
         let mut entry = entry.map_err(|e| ArchiveError::io("reading an entry header", e))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(path) = paths::normalize(&raw)? else {

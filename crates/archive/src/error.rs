@@ -27,6 +27,8 @@ pub enum ArchiveError {
     },
     #[error(transparent)]
     Path(#[from] PathError),
+    #[error("archive refused: {0}")]
+    Limit(String),
     #[error("duplicate entry `{0}` in the archive")]
     Duplicate(String),
     #[error("entry `{path}`: {why}")]

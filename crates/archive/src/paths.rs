@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How many links one path may pass through before we call it a loop.
 const MAX_HOPS: usize = 40;
+/// Longest entry name or link target (Linux's `PATH_MAX`); longer ones are refused.
+pub const MAX_PATH: usize = 4096;
 
 /// A link entry: where it points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +38,21 @@ pub enum PathError {
     Loop(String),
     #[error("`{0}` goes through more than 40 links")]
     TooManyLinks(String),
+    #[error("entry `{0}…` has a name or link target longer than 4096 bytes")]
+    TooLong(String),
+}
+
+/// The start of an over-long name, for a message.
+fn too_long(name: &str) -> PathError {
+    PathError::TooLong(name.chars().take(64).collect())
 }
 
 /// Normalise an entry name: strip `./` and trailing `/`, refuse absolute names and `..`.
 /// `Ok(None)` is the archive root itself.
 pub fn normalize(raw: &str) -> Result<Option<String>, PathError> {
+    if raw.len() > MAX_PATH {
+        return Err(too_long(raw));
+    }
     if raw.starts_with('/') {
         return Err(PathError::Absolute(raw.to_string()));
     }
@@ -93,6 +105,9 @@ pub fn resolve(links: &BTreeMap<String, Link>, path: &str) -> Result<String, Pat
             target: link.target().to_string(),
         };
         let target = link.target();
+        if target.len() > MAX_PATH || here.len() + todo.len() > MAX_PATH {
+            return Err(too_long(&here));
+        }
         if target.starts_with('/') {
             return Err(escape());
         }
@@ -184,6 +199,18 @@ mod tests {
             resolve(&l, "x/deep"),
             Err(PathError::LinkEscapes { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_names_and_targets_past_path_max() {
+        let long = "a/".repeat(MAX_PATH / 2 + 1);
+        assert!(matches!(normalize(&long), Err(PathError::TooLong(_))));
+        assert!(normalize(&long[..MAX_PATH]).is_ok());
+        let l = links(&[("s", Link::Symlink(long.clone()))]);
+        assert!(matches!(resolve(&l, "s"), Err(PathError::TooLong(_))));
+        // A chain that doubles the path at each hop stops at the limit, not after 40 hops.
+        let l = links(&[("d", Link::Symlink("d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d".into()))]);
+        assert!(resolve(&l, "d/x").is_err());
     }
 
     #[test]

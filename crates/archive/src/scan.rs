@@ -8,16 +8,26 @@ use crate::paths::{self, Link};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::rc::Rc;
 
 /// JSON documents up to this size are kept in memory while scanning.
 const MAX_KEPT_JSON: u64 = 8 << 20;
 /// Total memory for kept JSON documents.
 const MAX_KEPT_TOTAL: u64 = 64 << 20;
 const COPY_BUFFER: usize = 1 << 20;
+/// Most entries (files, links, others; directories are not kept) one archive may hold: each is
+/// kept in memory until the end of the pass. Image archives hold a few per layer.
+pub const MAX_ENTRIES: usize = 1 << 16;
+/// Most link entries: every one is resolved when the pass ends.
+pub const MAX_LINKS: usize = 1 << 12;
+/// Most bytes the tar reader may consume between two entries (headers, PAX records and GNU long
+/// names, which it keeps in memory, and data of entries it skips).
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// A regular file of the archive, as seen while streaming it.
 #[derive(Debug)]
@@ -364,9 +374,11 @@ pub fn scan_tar_reusing(
     encoding: Option<Encoding>,
     reuse: Reuse,
 ) -> Result<Scan, ArchiveError> {
+    let budget = Rc::new(HeaderBudget::default());
     let mut counting = EofTracker {
         inner: reader,
         hit_eof: false,
+        budget: Rc::clone(&budget),
     };
     let mut scan = Scan {
         encoding,
@@ -378,7 +390,7 @@ pub fn scan_tar_reusing(
         let entries = archive
             .entries()
             .map_err(|e| tar_error(e, "reading the first header"))?;
-        scan_entries(entries, &mut scan, layout)?;
+        scan_entries(entries, &mut scan, layout, &budget)?;
     }
     if counting.hit_eof {
         return Err(ArchiveError::Truncated(
@@ -409,11 +421,12 @@ pub fn scan_tar_file(
         .metadata()
         .map_err(|e| ArchiveError::io("the archive", e))?
         .len();
-    let mut archive = tar::Archive::new(BufSeek::new(file));
+    let budget = Rc::new(HeaderBudget::default());
+    let mut archive = tar::Archive::new(BufSeek::with_budget(file, Rc::clone(&budget)));
     let entries = archive
         .entries_with_seek()
         .map_err(|e| tar_error(e, "reading the first header"))?;
-    let last = scan_entries(entries, &mut scan, layout)?;
+    let last = scan_entries(entries, &mut scan, layout, &budget)?;
     if last > end {
         return Err(ArchiveError::Truncated(
             "the file ends inside its last entry".into(),
@@ -424,13 +437,34 @@ pub fn scan_tar_file(
 
 /// Feed every entry of a tar into `scan`; returns the offset just past the last entry's data.
 fn scan_entries<R: Read>(
-    entries: tar::Entries<'_, R>,
+    mut entries: tar::Entries<'_, R>,
     scan: &mut Scan,
     layout: Option<&Layout>,
+    budget: &HeaderBudget,
 ) -> Result<u64, ArchiveError> {
     let mut last = 0;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| tar_error(e, "reading an entry header"))?;
+    loop {
+        budget.left.set(Some(MAX_HEADER_BYTES));
+        let next = entries.next();
+        budget.left.set(None);
+        let Some(entry) = next else { break };
+        let mut entry = entry.map_err(|e| {
+            if budget.exceeded.get() {
+                ArchiveError::Limit(format!(
+                    "more than {} KiB of tar headers and extended records (PAX, GNU long \
+                     names) before entry {}",
+                    MAX_HEADER_BYTES >> 10,
+                    scan.files.len() + scan.links.len() + scan.skipped.len() + 1
+                ))
+            } else {
+                tar_error(e, "reading an entry header")
+            }
+        })?;
+        if scan.files.len() + scan.links.len() + scan.skipped.len() >= MAX_ENTRIES {
+            return Err(ArchiveError::Limit(format!(
+                "more than {MAX_ENTRIES} entries"
+            )));
+        }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         last = entry.raw_file_position() + entry.size();
         let Some(path) = paths::normalize(&raw)? else {
@@ -462,6 +496,9 @@ fn scan_entries<R: Read>(
                         path: path.clone(),
                         why: "link without a target".into(),
                     })?;
+                if scan.links.len() >= MAX_LINKS {
+                    return Err(ArchiveError::Limit(format!("more than {MAX_LINKS} links")));
+                }
                 let link = if kind == T::Symlink {
                     Link::Symlink(target)
                 } else {
@@ -484,17 +521,26 @@ fn scan_entries<R: Read>(
 
 /// A buffered reader that can also seek (the tar reader jumps over entries it is not asked to
 /// read): `BufReader`'s seek discards its buffer, which is what a jump needs anyway.
-pub(crate) struct BufSeek<'a>(io::BufReader<&'a mut fs::File>);
+pub(crate) struct BufSeek<'a> {
+    inner: io::BufReader<&'a mut fs::File>,
+    budget: Rc<HeaderBudget>,
+}
 
 impl<'a> BufSeek<'a> {
-    pub(crate) fn new(file: &'a mut fs::File) -> Self {
-        BufSeek(io::BufReader::with_capacity(COPY_BUFFER, file))
+    /// Reads count against `budget` while it is armed (see [`HeaderBudget`]).
+    pub(crate) fn with_budget(file: &'a mut fs::File, budget: Rc<HeaderBudget>) -> Self {
+        BufSeek {
+            inner: io::BufReader::with_capacity(COPY_BUFFER, file),
+            budget,
+        }
     }
 }
 
 impl Read for BufSeek<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = self.inner.read(buf)?;
+        self.budget.spend(n)?;
+        Ok(n)
     }
 }
 
@@ -503,16 +549,21 @@ impl io::Seek for BufSeek<'_> {
         match pos {
             // Relative jumps inside the buffer keep it.
             io::SeekFrom::Current(n) => self
-                .0
+                .inner
                 .seek_relative(n)
-                .and_then(|()| self.0.stream_position()),
-            other => self.0.seek(other),
+                .and_then(|()| self.inner.stream_position()),
+            other => self.inner.seek(other),
         }
     }
 }
 
 fn tar_error(e: io::Error, doing: &str) -> ArchiveError {
-    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("unexpected EOF") {
+    // The tar crate says "failed to read entire block" when the stream ends inside a header.
+    let msg = e.to_string();
+    if e.kind() == io::ErrorKind::UnexpectedEof
+        || msg.contains("unexpected EOF")
+        || msg.contains("failed to read entire block")
+    {
         return ArchiveError::Truncated(format!("unexpected end of data while {doing}"));
     }
     if let Some(d) = layerlift_layers::DecodeError::from_io(&e) {
@@ -534,10 +585,37 @@ fn read_error(e: io::Error, what: &str) -> ArchiveError {
     tar_error(e, &format!("reading {what}"))
 }
 
-/// Tracks whether the tar reader met end-of-stream (rather than the end-of-archive blocks).
+/// Tracks whether the tar reader met end-of-stream (rather than the end-of-archive blocks), and
+/// holds it to [`MAX_HEADER_BYTES`] while it looks for the next entry.
 struct EofTracker<'a> {
     inner: &'a mut dyn Read,
     hit_eof: bool,
+    budget: Rc<HeaderBudget>,
+}
+
+/// What the tar reader may still read before the entry it is looking for (`None`: no limit, an
+/// entry's data is being read).
+#[derive(Default)]
+pub(crate) struct HeaderBudget {
+    pub(crate) left: Cell<Option<u64>>,
+    pub(crate) exceeded: Cell<bool>,
+}
+
+impl HeaderBudget {
+    /// Count `n` bytes read while the budget is armed; an error once it is spent.
+    fn spend(&self, n: usize) -> io::Result<()> {
+        if let Some(left) = self.left.get() {
+            let Some(rest) = left.checked_sub(n as u64) else {
+                self.exceeded.set(true);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "tar headers larger than the limit",
+                ));
+            };
+            self.left.set(Some(rest));
+        }
+        Ok(())
+    }
 }
 
 impl Read for EofTracker<'_> {
@@ -546,6 +624,7 @@ impl Read for EofTracker<'_> {
         if n == 0 && !buf.is_empty() {
             self.hit_eof = true;
         }
+        self.budget.spend(n)?;
         Ok(n)
     }
 }

@@ -311,10 +311,51 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// `Range: 0-<end>` → the next offset (`end + 1`); `0-0` on an empty session means 0 only when
 /// nothing was sent, which callers know.
-fn parse_range_end(v: &str) -> Option<u64> {
+pub(crate) fn parse_range_end(v: &str) -> Option<u64> {
     let v = v.trim().trim_start_matches("bytes=");
     let (_, end) = v.split_once('-')?;
     end.trim().parse::<u64>().ok()
+}
+
+/// Where a chunked upload continues after a PATCH of `len` bytes at `offset`: after the end of the
+/// registry's `Range`, or after the chunk when there is none.
+/// An answer that acknowledges nothing new would make the upload loop forever, and one beyond the
+/// chunk would skip bytes: both are protocol errors.
+pub(crate) fn offset_after_patch(
+    range: Option<&str>,
+    offset: u64,
+    len: u64,
+) -> Result<u64, String> {
+    let Some(end) = range.and_then(parse_range_end) else {
+        return Ok(offset + len);
+    };
+    match end.checked_add(1) {
+        Some(next) if next > offset && next <= offset + len => Ok(next),
+        _ => Err(format!(
+            "after a PATCH of bytes {offset}-{}, the registry's Range says it holds 0-{end}",
+            offset + len - 1
+        )),
+    }
+}
+
+/// Where an upload session resumes, from the `Range` of `GET <session>`; `None` starts again.
+pub(crate) fn resume_offset(range: Option<&str>) -> Option<u64> {
+    match range.and_then(parse_range_end) {
+        // `0-0` is what distribution says for an empty session as well as for one byte.
+        Some(0) => Some(0),
+        Some(end) => end.checked_add(1),
+        None => None,
+    }
+}
+
+/// A `Location` header resolved against the URL of the response that carried it.
+/// Only http and https are followed: anything else (`file:`, `ftp:`, `javascript:`) is refused.
+pub(crate) fn resolve_location(base: &Url, location: &str) -> Result<Url, String> {
+    let url = base.join(location).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("scheme `{other}` is not http or https")),
+    }
 }
 
 impl Client {
@@ -789,7 +830,7 @@ impl Client {
             if matches!(status, 301 | 302 | 303 | 307 | 308)
                 && let Some(loc) = headers.get("location").and_then(|v| v.to_str().ok())
             {
-                let next = url.join(loc).map_err(|e| Error::Protocol {
+                let next = resolve_location(&url, loc).map_err(|e| Error::Protocol {
                     method,
                     url: display_url(&url),
                     reason: format!("redirect Location is not a URL: {e}"),
@@ -857,7 +898,9 @@ impl Client {
         match resp.status {
             201 => Ok(MountResult::Mounted),
             202 => {
-                let loc = resp.header("location").and_then(|l| resp.url.join(l).ok());
+                let loc = resp
+                    .header("location")
+                    .and_then(|l| resolve_location(&resp.url, l).ok());
                 Ok(MountResult::NotMounted(loc))
             }
             _ => Ok(MountResult::NotMounted(None)),
@@ -885,7 +928,7 @@ impl Client {
             url: display_url(&resp.url),
             reason: format!("HTTP {} without a Location header", resp.status),
         })?;
-        resp.url.join(l).map_err(|e| Error::Protocol {
+        resolve_location(&resp.url, l).map_err(|e| Error::Protocol {
             method,
             url: display_url(&resp.url),
             reason: format!("Location `{l}` is not a URL: {e}"),
@@ -1127,16 +1170,20 @@ impl Client {
                     }
                 };
                 if let Some(l) = resp.header("location") {
-                    loc = resp.url.join(l).map_err(|e| Error::Protocol {
+                    loc = resolve_location(&resp.url, l).map_err(|e| Error::Protocol {
                         method: "PATCH",
                         url: display_url(&resp.url),
                         reason: format!("Location `{l}` is not a URL: {e}"),
                     })?;
                 }
-                offset = match resp.header("range").and_then(parse_range_end) {
-                    Some(end) => end + 1,
-                    None => offset + len,
-                };
+                offset =
+                    offset_after_patch(resp.header("range"), offset, len).map_err(|reason| {
+                        Error::Protocol {
+                            method: "PATCH",
+                            url: display_url(&resp.url),
+                            reason,
+                        }
+                    })?;
                 accepted.set(accepted.get().max(offset));
             }
             let req = Req::new("PUT", Self::with_digest(&loc, &digest));
@@ -1162,13 +1209,8 @@ impl Client {
         if resp.status != 204 && resp.status != 200 {
             return Ok(None);
         }
-        let next = match resp.header("range").and_then(parse_range_end) {
-            Some(0) => {
-                // `0-0` is what distribution says for an empty session as well as for one byte.
-                0
-            }
-            Some(end) => end + 1,
-            None => return Ok(None),
+        let Some(next) = resume_offset(resp.header("range")) else {
+            return Ok(None);
         };
         let loc = match resp.header("location") {
             Some(_) => self.location(&resp, "GET")?,
@@ -1295,6 +1337,44 @@ mod tests {
         assert_eq!(parse_range_end("0-99"), Some(99));
         assert_eq!(parse_range_end("bytes=0-4"), Some(4));
         assert_eq!(parse_range_end("junk"), None);
+    }
+
+    /// Found by fuzz/fuzz_targets/upload_headers.rs (fuzz/regressions/upload_headers/).
+    #[test]
+    fn range_answers_must_make_progress_within_the_chunk() {
+        assert_eq!(offset_after_patch(None, 10, 5), Ok(15));
+        assert_eq!(offset_after_patch(Some("0-14"), 10, 5), Ok(15));
+        assert_eq!(offset_after_patch(Some("bytes=0-11"), 10, 5), Ok(12));
+        // No progress: the upload would send the same chunk for ever.
+        assert!(offset_after_patch(Some("0-9"), 10, 5).is_err());
+        assert!(offset_after_patch(Some("0-0"), 10, 5).is_err());
+        // More than was sent.
+        assert!(offset_after_patch(Some("0-15"), 10, 5).is_err());
+        // `end + 1` overflowed (a panic in debug builds, offset 0 in release).
+        assert!(offset_after_patch(Some("0-18446744073709551615"), 10, 5).is_err());
+        assert_eq!(resume_offset(Some("0-18446744073709551615")), None);
+        assert_eq!(resume_offset(Some("0-0")), Some(0));
+        assert_eq!(resume_offset(Some("0-99")), Some(100));
+        assert_eq!(resume_offset(Some("junk")), None);
+    }
+
+    /// Found by fuzz/fuzz_targets/upload_headers.rs: `Location: G:>` resolved to `g:>`.
+    #[test]
+    fn locations_are_http_or_https() {
+        let base = Url::parse("https://r.example/v2/a/blobs/uploads/").unwrap();
+        assert!(resolve_location(&base, "G:>").is_err());
+        assert!(resolve_location(&base, "file:///etc/passwd").is_err());
+        assert!(resolve_location(&base, "javascript:alert(1)").is_err());
+        assert_eq!(
+            resolve_location(&base, "http://other:5000/u?x=1")
+                .unwrap()
+                .as_str(),
+            "http://other:5000/u?x=1"
+        );
+        assert_eq!(
+            resolve_location(&base, "u2").unwrap().as_str(),
+            "https://r.example/v2/a/blobs/uploads/u2"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod auth;
 mod client;
 pub mod credentials;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod reference;
 mod retry;
 mod transport;
