@@ -13,6 +13,7 @@ mod cache;
 mod plan;
 mod progress;
 mod reuse;
+mod sessions;
 
 use anyhow::{Context, bail};
 use layerlift_layout::Layout;
@@ -296,6 +297,8 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     let cache = (!args.opts.no_cache)
         .then(|| cache::Cache::open(args.opts.cache_dir.as_deref()))
         .flatten();
+    let sessions =
+        cache::base_dir(args.opts.cache_dir.as_deref()).map(|d| sessions::Sessions::new(&d));
     let source = open_source(args, out, &client, &dest, &reuse_from, cache.as_ref())?;
     let layout = &source.layout;
     let plan = Plan::build(
@@ -325,7 +328,16 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     }
     let mut pushed: Vec<(String, Digest)> = Vec::new();
     for repo in &plan.repos {
-        push_blobs(args, out, &client, layout, repo, &upload, &mut holders)?;
+        push_blobs(
+            args,
+            out,
+            &client,
+            layout,
+            repo,
+            &upload,
+            &mut holders,
+            sessions.as_ref(),
+        )?;
         if args.opts.dry_run {
             for t in &repo.tags {
                 let r = format!("{}/{}:{}", dest.registry, repo.repository, t.tag);
@@ -736,6 +748,7 @@ enum Action {
     Missing,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn push_blobs(
     args: &Args,
     out: &Output,
@@ -744,6 +757,7 @@ fn push_blobs(
     repo: &RepoPlan,
     upload: &UploadOptions,
     holders: &mut BTreeMap<Digest, String>,
+    sessions: Option<&sessions::Sessions>,
 ) -> anyhow::Result<()> {
     let queue: Mutex<VecDeque<&Blob>> = Mutex::new(repo.blobs.iter().collect());
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -762,7 +776,17 @@ fn push_blobs(
                     let Some(blob) = queue.lock().unwrap().pop_front() else {
                         return;
                     };
-                    match push_blob(args, out, client, layout, repo, blob, upload, &holders_ro) {
+                    match push_blob(
+                        args,
+                        out,
+                        client,
+                        layout,
+                        repo,
+                        blob,
+                        upload,
+                        &holders_ro,
+                        sessions,
+                    ) {
                         Ok(a) => done.lock().unwrap().push((blob.digest, a)),
                         Err(e) => {
                             let mut slot = first_error.lock().unwrap();
@@ -797,6 +821,7 @@ fn push_blob(
     blob: &Blob,
     upload: &UploadOptions,
     holders: &BTreeMap<Digest, String>,
+    sessions: Option<&sessions::Sessions>,
 ) -> anyhow::Result<Action> {
     let name = &repo.repository;
     let d = blob.digest;
@@ -882,6 +907,16 @@ fn push_blob(
             Err(_) => {}
         }
     }
+    // A chunked upload a killed or cut-off run left behind: continue it.
+    let chunked = upload.chunk_size.is_some() || blob.size > upload.max_single_upload;
+    let registry = client.registry().to_string();
+    if chunked
+        && let Some(recorded) = sessions
+            .and_then(|s| s.get(&registry, name, &d))
+            .and_then(|u| layerlift_registry::Url::parse(&u).ok())
+    {
+        session = Some(recorded);
+    }
     let src = FileSource {
         path,
         digest: d,
@@ -918,8 +953,18 @@ fn push_blob(
         UploadEvent::Resumed { offset } => {
             event("resumed", json!({"offset": offset}));
         }
+        UploadEvent::Session { location } => {
+            if let Some(s) = sessions {
+                s.put(&registry, name, &d, location.as_str());
+            }
+        }
     };
     let result = client.upload_blob(name, &src, upload, session, &on_event);
+    if result.is_ok()
+        && let Some(s) = sessions
+    {
+        s.remove(&registry, name, &d);
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }

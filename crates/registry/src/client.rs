@@ -126,6 +126,9 @@ pub enum UploadEvent {
     },
     /// A chunked upload continues from `offset` instead of starting again.
     Resumed { offset: u64 },
+    /// A chunked upload's session is now at this URL: a later run can resume it
+    /// ([`Client::upload_blob`] with it as `session`) if this one is cut off.
+    Session { location: Url },
 }
 
 /// Result of a cross-repository mount attempt.
@@ -1099,8 +1102,10 @@ impl Client {
         let size = src.size();
         let digest = src.digest();
         // (location, next offset, minimum chunk)
+        // A session handed in (a failed mount's, or one a killed run recorded) may hold bytes
+        // already: ask the registry where it stands before sending anything.
+        let mut broken = session.is_some();
         let mut state: Option<(Url, u64, u64)> = session.map(|l| (l, 0, 0));
-        let mut broken = false;
         // Bytes the registry has accepted: a retry budget per failing request, not per blob.
         let accepted = std::cell::Cell::new(0u64);
         self.retrying_progress(Some(on_retry), Some(&accepted), |_| {
@@ -1110,7 +1115,9 @@ impl Client {
                 state = match state.take() {
                     Some((loc, _, min)) => match self.upload_status(&loc) {
                         Ok(Some((loc, offset))) if offset <= size => {
-                            events(UploadEvent::Resumed { offset });
+                            if offset > 0 {
+                                events(UploadEvent::Resumed { offset });
+                            }
                             Some((loc, offset, min))
                         }
                         _ => None,
@@ -1122,6 +1129,9 @@ impl Client {
                 Some(s) => s,
                 None => {
                     let (l, m) = self.start_upload(repo)?;
+                    events(UploadEvent::Session {
+                        location: l.clone(),
+                    });
                     (l, 0, m)
                 }
             };
@@ -1185,6 +1195,9 @@ impl Client {
                         }
                     })?;
                 accepted.set(accepted.get().max(offset));
+                events(UploadEvent::Session {
+                    location: loc.clone(),
+                });
             }
             let req = Req::new("PUT", Self::with_digest(&loc, &digest));
             let resp = self.send(&req)?;

@@ -30,3 +30,5 @@ pub use error::{Error, RegistryErrorBody};
 pub use reference::{Reference, ReferenceError};
 pub use retry::RetryPolicy;
 pub use transport::{Scheme, TransportOptions};
+/// Upload session locations are URLs.
+pub use url::Url;

@@ -59,12 +59,8 @@ pub struct Cache {
 impl Cache {
     /// The cache at `dir`, or at the default place; `None` when there is no usable place.
     pub fn open(dir: Option<&Path>) -> Option<Self> {
-        let base = match dir {
-            Some(d) => d.to_path_buf(),
-            None => default_dir()?,
-        };
         Some(Cache {
-            dir: base.join("layers-v1"),
+            dir: base_dir(dir)?.join("layers-v1"),
         })
     }
 
@@ -119,6 +115,14 @@ impl Cache {
         for (_, path) in files.into_iter().take(excess) {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// The cache directory: `dir`, or the default place; `None` when there is no usable place.
+pub fn base_dir(dir: Option<&Path>) -> Option<PathBuf> {
+    match dir {
+        Some(d) => Some(d.to_path_buf()),
+        None => default_dir(),
     }
 }
 
