@@ -5,6 +5,7 @@
 //! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
 //! cargo xtask fuzz [--minutes N] [...]  build and run the cargo-fuzz targets in fuzz/ (nightly)
 //! cargo xtask bench [--quick] [...]     unpack vs tar -xf, convert and push vs skopeo, ~300 MB image
+//! cargo xtask big-layer [--size N]      a 4 GiB incompressible layer through unpack/convert/push (RSS)
 //! cargo xtask man [DIR]                 man pages from the CLI's clap definitions (target/man)
 //! ```
 
@@ -12,6 +13,7 @@ mod bad_fixtures;
 mod bench;
 mod bench_repush;
 mod bench_steps;
+mod big_layer;
 mod fixtures;
 mod fuzz;
 mod man;
@@ -34,11 +36,14 @@ tasks:
                       build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
                       for its share of N minutes (default 2), seeded from fuzz/seeds,
                       fuzz/regressions and ../shared/fixtures
-  bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push]
+  bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
                       against `skopeo copy --dest-compress` and pigz, layerlift-push against
-                      `skopeo copy` to a local docker-registry, with peak RSS
+                      `skopeo copy` to a local docker-registry (cold, and re-pushes), with peak RSS
+  big-layer [--size BYTES] [--no-build]
+                      one incompressible layer (default 4 GiB) unpacked, converted and pushed to a
+                      local docker-registry; peak RSS and disk use against the issues' bounds
   man [DIR]           man pages for the four binaries (clap_mangen) into DIR (target/man)
 
 See docs/development.md.";
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
         "fuzz" => fuzz::run(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::run(rest),
+        "big-layer" => big_layer::run(rest),
         "man" => man::run(rest),
         measure::RUSAGE_TASK => measure::rusage_main(rest),
         man::MAN_TASK => man::generate(rest),
