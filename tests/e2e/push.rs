@@ -823,3 +823,50 @@ fn loopback_registries_bypass_the_environment_proxy() {
     assert!(proxy.log().is_empty(), "{:?}", proxy.log());
     assert!(reg.log().contains("/v2/direct/manifests/"));
 }
+
+/// A containerd-store save that holds one platform of a multi-platform image cannot be pushed
+/// whole (the registry would refuse an index naming a manifest it does not have); `--platform`
+/// pushes that platform's manifest as the save stored it (its digest kept), from the archive and
+/// from its unpacked layout.
+#[test]
+fn one_platform_of_a_partial_multi_platform_save() {
+    use crate::util::tag_digest;
+    let reg = Registry::anonymous();
+    let archive = crate::fixtures::generated("synthetic/containerd-store-save.tar");
+    let amd64 = "sha256:f16d5d0541b6b18671a574fdde5f0517205841bf16fe4a5ae1573cb4a6c96845";
+    let mut c = push_cmd();
+    c.arg(&archive).arg(format!("{}/ctr:whole", reg.addr()));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--platform"));
+
+    let mut c = push_cmd();
+    c.arg(&archive)
+        .arg(format!("{}/ctr:amd64", reg.addr()))
+        .args(["-q", "--no-cache", "--platform", "linux/amd64"]);
+    let out = assert_ok(&run(c));
+    assert_eq!(pushed(&out)[0].1, amd64);
+    assert_eq!(tag_digest(&reg, "ctr", "amd64").as_deref(), Some(amd64));
+
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let u = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
+        .arg(&archive)
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(u.status.success(), "{}", String::from_utf8_lossy(&u.stderr));
+    let mut c = push_cmd();
+    c.arg(&layout)
+        .arg(format!("{}/ctr:from-layout", reg.addr()))
+        .args(["-q", "--platform", "linux/amd64"]);
+    let out = assert_ok(&run(c));
+    assert_eq!(pushed(&out)[0].1, amd64);
+    let mut c = push_cmd();
+    c.arg(&layout)
+        .arg(format!("{}/ctr:s390x", reg.addr()))
+        .args(["-q", "--platform", "linux/s390x"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no manifest for platform linux/s390x"));
+}

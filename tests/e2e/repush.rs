@@ -384,3 +384,72 @@ fn the_local_cache_is_a_hint_a_head_confirms() {
     assert_eq!(pushed_digest(&ev), pushed_digest(&first));
     skopeo_verify(&dest, &pushed_digest(&ev), &ids(&s.base));
 }
+
+/// Issue 6's load item for the cache: eight pushes at once of different archives that share base
+/// layers, all writing one cache directory. Every push lands, the cache holds one whole entry per
+/// distinct layer, and a later push finds all of its layers through it.
+#[test]
+fn concurrent_pushes_share_one_cache_consistently() {
+    let s = setup();
+    let reg = Registry::anonymous();
+    let cache = s.dir.join("cache");
+    let archives: Vec<PathBuf> = (0..8u64)
+        .map(|i| {
+            let mut layers = s.base.clone();
+            layers.push(layer(100 + i, 50_000));
+            let path = s.dir.join(format!("img{i}.tar"));
+            archive(&path, &layers, &[], &format!("img{i}:1"));
+            path
+        })
+        .collect();
+    let children: Vec<_> = archives
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Command::new(env!("CARGO_BIN_EXE_layerlift-push"))
+                .arg(a)
+                .arg(format!("{}/load/img{i}:1", reg.addr()))
+                .arg("-q")
+                .arg("--cache-dir")
+                .arg(&cache)
+                .env("DOCKER_CONFIG", s.dir.join("no-docker-config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "push {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = String::from_utf8_lossy(&o.stdout);
+        let digest = line.trim().rsplit_once('@').unwrap().1.to_string();
+        assert_eq!(
+            crate::util::tag_digest(&reg, &format!("load/img{i}"), "1").as_deref(),
+            Some(digest.as_str())
+        );
+    }
+    let entries: Vec<Value> = std::fs::read_dir(cache.join("layers-v1"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        3 + 8,
+        "one entry per distinct layer, no partial files"
+    );
+    // A ninth push of the first image under a new tag of its repository: every layer through the
+    // cache (the tag is new, so the registry lookup finds nothing).
+    let ev = push_json(&[
+        archives[0].to_str().unwrap(),
+        &format!("{}/load/img0:again", reg.addr()),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(layer_sources(&ev), vec![(false, "cache".into()); 4]);
+}

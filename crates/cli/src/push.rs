@@ -134,6 +134,10 @@ pub struct Options {
     /// layer as the archive stores it. An OCI layout SOURCE is always pushed as it is.
     #[arg(long, value_enum, default_value_t = crate::convert::CompressionArg::Gzip)]
     pub compression: crate::convert::CompressionArg,
+    /// Push only this platform (`os/arch[/variant]`) of a multi-platform image: its manifest,
+    /// tagged as the image would be (e.g. a containerd save that holds one platform of several).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Also look for reusable layers in the image REF points at (same registry; repeatable). DEST's
     /// own tags are always looked at.
     #[arg(long = "reuse-from", value_name = "REF")]
@@ -308,6 +312,7 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         &args.opts.images,
         args.opts.all,
         &args.tags,
+        args.opts.platform.as_deref(),
     )?;
     let scopes: Vec<Scope> = plan
         .repos
@@ -527,6 +532,7 @@ fn open_source(
                 .collect(),
         },
         scratch: true,
+        platform: args.opts.platform.clone(),
         ..Default::default()
     };
     let (info, _) = layerlift_archive::unpack_with(&input, tmp.path(), &options)

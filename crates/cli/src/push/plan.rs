@@ -100,6 +100,7 @@ impl Plan {
         selectors: &[String],
         all: bool,
         extra_tags: &[String],
+        platform: Option<&str>,
     ) -> anyhow::Result<Self> {
         let index = layout.index().with_context(|| source.to_string())?;
         let entries: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
@@ -218,6 +219,14 @@ impl Plan {
                 }
             };
             let rp = &mut repos[idx];
+            let narrowed;
+            let d = match platform {
+                Some(p) => {
+                    narrowed = narrow(layout, source, d, p)?;
+                    &narrowed
+                }
+                None => d,
+            };
             let top = walk(layout, source, rp, d, 0)?;
             match tag {
                 Some(tag) => {
@@ -246,6 +255,46 @@ impl Plan {
             }
         }
         Ok(Plan { repos })
+    }
+}
+
+/// With `--platform`: an index is replaced by its manifest for `platform` (`os/arch[/variant]`;
+/// `linux/arm64` matches `linux/arm64/v8`); an image manifest is kept.
+fn narrow(
+    layout: &Layout,
+    source: &str,
+    d: &Descriptor,
+    platform: &str,
+) -> anyhow::Result<Descriptor> {
+    let bytes = layout
+        .read_blob(&d.digest)
+        .with_context(|| format!("reading {} {}", d.media_type, d.digest))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", d.digest))?;
+    if value.get("manifests").is_none() {
+        return Ok(d.clone());
+    }
+    let index: Index = parse_json("image index", &bytes)?;
+    let wanted: Vec<&str> = platform.split('/').collect();
+    let found = index.manifests.iter().find(|m| {
+        m.platform.as_ref().is_some_and(|p| {
+            let have = p.to_string();
+            let have: Vec<&str> = have.split('/').collect();
+            wanted.len() <= have.len() && wanted.iter().zip(&have).all(|(w, h)| w == h)
+        }) && layout.has_blob(&m.digest)
+    });
+    match found {
+        Some(m) => Ok(m.clone()),
+        None => bail!(
+            "image {} in {source} has no manifest for platform {platform} (it lists: {})",
+            d.digest,
+            index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -281,7 +330,7 @@ fn walk(
             if child_is_doc {
                 if !layout.has_blob(&child.digest) {
                     bail!(
-                        "index {} lists {} {} ({}), which is not in {}: the registry would refuse the index",
+                        "index {} lists {} {} ({}), which is not in {}: the registry would refuse the index (push one platform with --platform)",
                         d.digest,
                         child.media_type,
                         child.digest,
