@@ -10,26 +10,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// A layer tar holding one file of `size` pseudo-random (incompressible) bytes.
+/// A layer tar holding one file of `size` bytes derived from `seed`.
 fn layer(seed: u64, size: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_cksum();
-    b.append_data(&mut h, format!("data-{seed}"), &data[..])
-        .unwrap();
-    b.into_inner().unwrap()
+    crate::util::layer_tar(&format!("data-{seed}"), seed, size)
 }
 
 /// A podman/skopeo-style docker-archive: `<diff_id>.tar` layers, `<config digest>.json`,

@@ -14,7 +14,7 @@ use crate::docker::{Item, digest_in_name};
 use crate::error::ArchiveError;
 use crate::oci::platform_of;
 use crate::paths::{self, Link};
-use crate::scan::{BufSeek, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES};
+use crate::scan::{BufSeek, DirEntry, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES, walk_dir};
 use layerlift_layers::{Compression, sniff};
 use layerlift_manifest::{Digest, ImageConfig, Index, Manifest, media_types, parse_json};
 use std::collections::BTreeMap;
@@ -138,35 +138,21 @@ fn catalog_tar(file: &mut fs::File) -> Result<Catalog, ArchiveError> {
 
 fn catalog_dir(root: &Path) -> Result<Catalog, ArchiveError> {
     let mut catalog = Catalog::default();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let io_err = |e| ArchiveError::io(dir.display().to_string(), e);
-        for item in fs::read_dir(&dir).map_err(io_err)? {
-            let item = item.map_err(io_err)?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            let rel = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let path = item.path();
-            let meta = fs::symlink_metadata(&path)
-                .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-            if meta.is_dir() {
-                stack.push((path, rel));
-            } else if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path)
-                    .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-                let target = target.to_string_lossy().into_owned();
+    walk_dir(root, &mut |rel, entry| {
+        match entry {
+            DirEntry::Symlink(target) => {
                 catalog.links.insert(rel, Link::Symlink(target));
-            } else if meta.is_file() {
-                let e = fs::File::open(&path)
-                    .and_then(|mut f| read_entry(&mut f, meta.len()))
+            }
+            DirEntry::File { path, size } => {
+                let e = fs::File::open(path)
+                    .and_then(|mut f| read_entry(&mut f, size))
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
                 catalog.files.insert(rel, e);
             }
+            DirEntry::Other => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(catalog)
 }
 

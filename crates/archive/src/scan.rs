@@ -629,6 +629,61 @@ impl Read for EofTracker<'_> {
     }
 }
 
+/// What [`walk_dir`] found at a path below the root.
+pub(crate) enum DirEntry<'a> {
+    File { path: &'a Path, size: u64 },
+    Symlink(String),
+    Other,
+}
+
+/// Every entry under `root` but directories, in name order, with its path relative to `root`
+/// (`/`-separated). Symlinks are reported, never followed.
+pub(crate) fn walk_dir(
+    root: &Path,
+    f: &mut dyn FnMut(String, DirEntry<'_>) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let io = |e| ArchiveError::io(dir.display().to_string(), e);
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        names.sort_by_key(|e| e.file_name());
+        for item in names {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let path = item.path();
+            let io = |e| ArchiveError::io(path.display().to_string(), e);
+            let meta = fs::symlink_metadata(&path).map_err(io)?;
+            if meta.is_dir() {
+                stack.push((path, rel));
+            } else if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).map_err(io)?;
+                f(
+                    rel,
+                    DirEntry::Symlink(target.to_string_lossy().into_owned()),
+                )?;
+            } else if meta.is_file() {
+                f(
+                    rel,
+                    DirEntry::File {
+                        path: &path,
+                        size: meta.len(),
+                    },
+                )?;
+            } else {
+                f(rel, DirEntry::Other)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Walk a directory (an OCI layout, a `dir:` transport directory or an extracted archive) as if it
 /// were an archive: regular files are streamed like entries, symlinks are recorded (never followed
 /// on disk).
@@ -643,41 +698,20 @@ pub fn scan_dir(
         reuse,
         ..Scan::default()
     };
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let mut names: Vec<_> = fs::read_dir(&dir)
-            .map_err(|e| ArchiveError::io(dir.display().to_string(), e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| ArchiveError::io(dir.display().to_string(), e))?;
-        names.sort_by_key(|e| e.file_name());
-        for item in names {
-            let name = item.file_name().to_string_lossy().into_owned();
-            let rel = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let path = item.path();
-            let meta = fs::symlink_metadata(&path)
-                .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-            if meta.is_dir() {
-                stack.push((path, rel));
-            } else if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path)
+    walk_dir(root, &mut |rel, entry| match entry {
+        DirEntry::Symlink(target) => scan.add_link(rel, Link::Symlink(target)),
+        DirEntry::File { path, size } => match scan.reuse.by_path.get(&rel).cloned() {
+            Some(r) => scan.add_reused(rel, size, &r),
+            None => {
+                let mut file = fs::File::open(path)
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-                scan.add_link(rel, Link::Symlink(target.to_string_lossy().into_owned()))?;
-            } else if meta.is_file() {
-                if let Some(r) = scan.reuse.by_path.get(&rel).cloned() {
-                    scan.add_reused(rel, meta.len(), &r)?;
-                    continue;
-                }
-                let mut file = fs::File::open(&path)
-                    .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-                scan.add_file(rel, &mut file, layout)?;
-            } else {
-                scan.skipped.push(rel);
+                scan.add_file(rel, &mut file, layout)
             }
+        },
+        DirEntry::Other => {
+            scan.skipped.push(rel);
+            Ok(())
         }
-    }
+    })?;
     Ok(scan)
 }
