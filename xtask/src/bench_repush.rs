@@ -60,6 +60,9 @@ pub struct Sent {
     pub layers_reused: u64,
 }
 
+/// What the rebuilt push sent in its last run, set by its check.
+pub type SentCell = Rc<Cell<Option<Sent>>>;
+
 fn sent_of(events: &Path) -> Result<Sent> {
     let text = fs::read_to_string(events)?;
     let mut s = Sent::default();
@@ -144,7 +147,7 @@ pub fn repush_steps(
     rebuilt: &Path,
     registry: Rc<Registry>,
     work: &Path,
-) -> Result<(Vec<Step>, Rc<Cell<Option<Sent>>>)> {
+) -> Result<(Vec<Step>, SentCell)> {
     let cache = work.join("layerlift-cache");
     let log = |n: &str| Rc::new(Log(work.join(format!("{n}.log"))));
     let fresh_cache = {
@@ -228,7 +231,7 @@ pub fn repush_steps(
     }
 
     // (b) the rebuilt archive into a repository that holds the original: a new one every round.
-    let sent: Rc<Cell<Option<Sent>>> = Rc::default();
+    let sent: SentCell = Rc::default();
     {
         let repos = Rc::new(Repos {
             registry: registry.clone(),

@@ -39,6 +39,8 @@ pub const PUSH_AGAIN: &str = "layerlift-push LAYOUT (re-push)";
 pub const SKOPEO_PUSH_AGAIN: &str = "skopeo copy oci: docker:// (re-push)";
 pub const PUSH_ARCHIVE: &str = "layerlift-push ARCHIVE (cold)";
 pub const SKOPEO_PUSH_ARCHIVE: &str = "skopeo copy docker-archive: docker://";
+pub const PUSH_ARCHIVE_40: &str = "layerlift-push 40-layer ARCHIVE (cold)";
+pub const SKOPEO_PUSH_ARCHIVE_40: &str = "skopeo copy 40-layer docker-archive: docker://";
 
 /// Sum of the layer sizes of every image in an OCI layout, as the manifests record them.
 pub fn layer_bytes(layout: &Path) -> Result<u64> {
@@ -323,10 +325,45 @@ pub fn archive_push_steps(
     registry: Rc<Registry>,
     work: &Path,
 ) -> (Vec<Step>, [Stored; 2]) {
+    archive_push_steps_named(
+        push,
+        archive,
+        registry,
+        work,
+        [PUSH_ARCHIVE, SKOPEO_PUSH_ARCHIVE],
+        ["c", "d"],
+    )
+}
+
+/// The same comparison on the 40-layer archive (issue 4: ≤ 0.5× skopeo).
+pub fn archive40_push_steps(
+    push: &Path,
+    archive: &Path,
+    registry: Rc<Registry>,
+    work: &Path,
+) -> (Vec<Step>, [Stored; 2]) {
+    archive_push_steps_named(
+        push,
+        archive,
+        registry,
+        work,
+        [PUSH_ARCHIVE_40, SKOPEO_PUSH_ARCHIVE_40],
+        ["k", "m"],
+    )
+}
+
+fn archive_push_steps_named(
+    push: &Path,
+    archive: &Path,
+    registry: Rc<Registry>,
+    work: &Path,
+    names: [&'static str; 2],
+    prefixes: [&'static str; 2],
+) -> (Vec<Step>, [Stored; 2]) {
     let (push, a1) = (push.to_path_buf(), archive.to_path_buf());
     let ours = Rc::new(Pusher {
         registry: registry.clone(),
-        prefix: "c",
+        prefix: prefixes[0],
         n: Cell::new(0),
         command: Box::new(move |dest| {
             let mut c = Command::new(&push);
@@ -338,7 +375,7 @@ pub fn archive_push_steps(
     let src = format!("docker-archive:{}", archive.display());
     let skopeo = Rc::new(Pusher {
         registry,
-        prefix: "d",
+        prefix: prefixes[1],
         n: Cell::new(0),
         command: Box::new(move |dest| {
             let mut c = Command::new("skopeo");
@@ -351,13 +388,19 @@ pub fn archive_push_steps(
     });
     let stored = [ours.stored.clone(), skopeo.stored.clone()];
     let steps = vec![
-        push_step(&ours, PUSH_ARCHIVE, true, work, "push-archive"),
         push_step(
-            &skopeo,
-            SKOPEO_PUSH_ARCHIVE,
+            &ours,
+            names[0],
             true,
             work,
-            "skopeo-push-archive",
+            &format!("push-archive-{}", prefixes[0]),
+        ),
+        push_step(
+            &skopeo,
+            names[1],
+            true,
+            work,
+            &format!("skopeo-push-archive-{}", prefixes[1]),
         ),
     ];
     (steps, stored)
