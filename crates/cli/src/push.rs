@@ -358,7 +358,13 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
             if repo.manifests.len() == 1 && repo.tags.iter().any(|t| t.digest == m.digest) {
                 continue;
             }
-            let d = put_manifest(&client, &repo.repository, &m.digest.to_string(), m)
+            let d = client
+                .put_manifest(
+                    &repo.repository,
+                    &m.digest.to_string(),
+                    &m.media_type,
+                    &m.bytes,
+                )
                 .with_context(|| {
                     format!(
                         "pushing manifest {} to {}/{}",
@@ -368,15 +374,12 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
             out.event(json!({"event": "manifest", "repository": repo.repository, "digest": d.to_string(), "mediaType": m.media_type, "size": m.bytes.len()}));
         }
         for t in &repo.tags {
-            let doc = plan::Doc {
-                digest: t.digest,
-                media_type: t.media_type.clone(),
-                bytes: t.bytes.clone(),
-            };
             // The client checks the registry's Docker-Content-Digest against the bytes' digest.
-            let d = put_manifest(&client, &repo.repository, &t.tag, &doc).with_context(|| {
-                format!("tagging {}/{}:{}", dest.registry, repo.repository, t.tag)
-            })?;
+            let d = client
+                .put_manifest(&repo.repository, &t.tag, &t.media_type, &t.bytes)
+                .with_context(|| {
+                    format!("tagging {}/{}:{}", dest.registry, repo.repository, t.tag)
+                })?;
             let first_tag = repo
                 .tags
                 .iter()
@@ -430,38 +433,6 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         "images": pushed.iter().map(|(r, d)| json!({"reference": r, "digest": d.to_string()})).collect::<Vec<_>>(),
     }));
     Ok(())
-}
-
-/// PUT a manifest. A registry that answers "blob unknown" for a blob this push has just uploaded
-/// or found is racing another push of the same blobs (docker-registry 2.8 rewrites a repository's
-/// blob link in place when an upload of a blob it already has completes): wait and try again, a
-/// few times.
-fn put_manifest(
-    client: &Client,
-    repo: &str,
-    reference: &str,
-    doc: &plan::Doc,
-) -> Result<Digest, layerlift_registry::Error> {
-    let mut attempt = 0;
-    loop {
-        match client.put_manifest(repo, reference, &doc.media_type, &doc.bytes) {
-            Err(layerlift_registry::Error::Status {
-                status: 400, body, ..
-            }) if attempt < 4 && blob_unknown(&body) => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(100 << attempt));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn blob_unknown(body: &layerlift_registry::RegistryErrorBody) -> bool {
-    let code = body.code.as_deref().unwrap_or_default();
-    let message = body.message.as_deref().unwrap_or_default();
-    code == "MANIFEST_BLOB_UNKNOWN"
-        || code == "BLOB_UNKNOWN"
-        || (code == "DIGEST_INVALID" && message.contains("blob unknown"))
 }
 
 /// SOURCE, opened: the layout to push from, and what was reused instead of read.

@@ -258,6 +258,22 @@ fn status_error(method: &'static str, resp: &Resp) -> Error {
     }
 }
 
+/// A manifest PUT refused because a blob it names is unknown (400 `MANIFEST_BLOB_UNKNOWN`,
+/// `BLOB_UNKNOWN`, or distribution's `DIGEST_INVALID … blob unknown`).
+fn blob_unknown(e: &Error) -> bool {
+    let Error::Status {
+        status: 400, body, ..
+    } = e
+    else {
+        return false;
+    };
+    let code = body.code.as_deref().unwrap_or_default();
+    let message = body.message.as_deref().unwrap_or_default();
+    code == "MANIFEST_BLOB_UNKNOWN"
+        || code == "BLOB_UNKNOWN"
+        || (code == "DIGEST_INVALID" && message.contains("blob unknown"))
+}
+
 /// The registry forgot an upload session (404, `BLOB_UPLOAD_UNKNOWN`: restarted, expired, or a
 /// load balancer sent us to another instance). Transient: the retry opens a new session.
 fn session_lost(method: &'static str, resp: &Resp) -> Error {
@@ -1243,16 +1259,29 @@ impl Client {
     ) -> Result<Digest, Error> {
         let digest = Digest::of(bytes);
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
+        let mut races = 0;
         self.retrying(None, |_| {
-            let req = Req::new("PUT", url.clone())
-                .header("Content-Type", media_type)
-                .body(ReqBody::Bytes(bytes));
-            let resp = self.send(&req)?;
-            if !(200..=299).contains(&resp.status) {
-                return Err(status_error("PUT", &resp));
+            loop {
+                let req = Req::new("PUT", url.clone())
+                    .header("Content-Type", media_type)
+                    .body(ReqBody::Bytes(bytes));
+                let resp = self.send(&req)?;
+                if !(200..=299).contains(&resp.status) {
+                    let e = status_error("PUT", &resp);
+                    // "Blob unknown" for a blob this push has just uploaded or found: the registry is
+                    // racing another push of the same blob (docker-registry 2.8 rewrites a
+                    // repository's blob link in place when an upload of a blob it already has
+                    // completes). Wait and try again, a few times.
+                    if races < 4 && blob_unknown(&e) {
+                        races += 1;
+                        std::thread::sleep(Duration::from_millis(100 << races));
+                        continue;
+                    }
+                    return Err(e);
+                }
+                self.check_digest(&resp, &digest)?;
+                return Ok(digest);
             }
-            self.check_digest(&resp, &digest)?;
-            Ok(digest)
         })
     }
 
