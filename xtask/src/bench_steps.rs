@@ -207,6 +207,20 @@ struct Pusher {
 }
 
 impl Pusher {
+    fn new(
+        registry: Rc<Registry>,
+        prefix: &'static str,
+        command: impl Fn(&str) -> Command + 'static,
+    ) -> Rc<Self> {
+        Rc::new(Pusher {
+            registry,
+            prefix,
+            n: Cell::new(0),
+            command: Box::new(command),
+            stored: Rc::default(),
+        })
+    }
+
     fn repo(&self) -> String {
         format!("bench/{}{}", self.prefix, self.n.get().max(1))
     }
@@ -283,30 +297,18 @@ pub fn push_steps(
 ) -> Result<Vec<Step>> {
     let reference = ref_name(layout)?;
     let (push, l1) = (push.to_path_buf(), layout.to_path_buf());
-    let ours = Rc::new(Pusher {
-        registry: registry.clone(),
-        prefix: "a",
-        n: Cell::new(0),
-        command: Box::new(move |dest| {
-            let mut c = Command::new(&push);
-            c.arg(&l1).arg(dest).arg("-q");
-            c
-        }),
-        stored: Rc::default(),
+    let ours = Pusher::new(registry.clone(), "a", move |dest| {
+        let mut c = Command::new(&push);
+        c.arg(&l1).arg(dest).arg("-q");
+        c
     });
     let src = format!("oci:{}:{reference}", layout.display());
-    let skopeo = Rc::new(Pusher {
-        registry,
-        prefix: "b",
-        n: Cell::new(0),
-        command: Box::new(move |dest| {
-            let mut c = Command::new("skopeo");
-            c.args(["copy", "--dest-tls-verify=false"])
-                .arg(&src)
-                .arg(format!("docker://{dest}"));
-            c
-        }),
-        stored: Rc::default(),
+    let skopeo = Pusher::new(registry, "b", move |dest| {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--dest-tls-verify=false"])
+            .arg(&src)
+            .arg(format!("docker://{dest}"));
+        c
     });
     Ok(vec![
         push_step(&ours, PUSH_COLD, true, work, "push-cold"),
@@ -361,30 +363,18 @@ fn archive_push_steps_named(
     prefixes: [&'static str; 2],
 ) -> (Vec<Step>, [Stored; 2]) {
     let (push, a1) = (push.to_path_buf(), archive.to_path_buf());
-    let ours = Rc::new(Pusher {
-        registry: registry.clone(),
-        prefix: prefixes[0],
-        n: Cell::new(0),
-        command: Box::new(move |dest| {
-            let mut c = Command::new(&push);
-            c.arg(&a1).arg(dest).arg("-q");
-            c
-        }),
-        stored: Rc::default(),
+    let ours = Pusher::new(registry.clone(), prefixes[0], move |dest| {
+        let mut c = Command::new(&push);
+        c.arg(&a1).arg(dest).arg("-q");
+        c
     });
     let src = format!("docker-archive:{}", archive.display());
-    let skopeo = Rc::new(Pusher {
-        registry,
-        prefix: prefixes[1],
-        n: Cell::new(0),
-        command: Box::new(move |dest| {
-            let mut c = Command::new("skopeo");
-            c.args(["copy", "--dest-tls-verify=false"])
-                .arg(&src)
-                .arg(format!("docker://{dest}"));
-            c
-        }),
-        stored: Rc::default(),
+    let skopeo = Pusher::new(registry, prefixes[1], move |dest| {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--dest-tls-verify=false"])
+            .arg(&src)
+            .arg(format!("docker://{dest}"));
+        c
     });
     let stored = [ours.stored.clone(), skopeo.stored.clone()];
     let steps = vec![
