@@ -189,7 +189,7 @@ fn umoci_accepts(dir: &Path, reference: &str) -> bool {
         .success()
 }
 
-/// A real tar of ~1.5 MB generated files (several gzip blocks, compressible like a real layer).
+/// A real tar of `files` generated files of 150 kB (compressible like a real layer).
 fn make_tar(work: &Path, seed: u64, files: usize) -> Vec<u8> {
     make_tar_at(work, seed, files, 0)
 }
@@ -284,7 +284,8 @@ fn make_layout(dir: &Path, layers: &[Vec<u8>], diff_ids: Option<Vec<String>>, la
 fn synthetic(work: &Path) -> PathBuf {
     let dir = work.join("synthetic");
     if !dir.exists() {
-        let layers = vec![make_tar(work, 1, 6), make_tar(work, 2, 3)];
+        // 2.4 MB: three gzip members, so thread counts have blocks to share out.
+        let layers = vec![make_tar(work, 1, 16), make_tar(work, 2, 3)];
         make_layout(&dir, &layers, None, OCI_LAYER);
     }
     dir
@@ -390,6 +391,57 @@ fn same_bytes_across_runs_and_thread_counts() {
             snapshot(&out),
             snapshot(&tmp.path().join(format!("{to}-0"))),
             "{to} from {from}"
+        );
+    }
+}
+
+/// Our gzip layers are one gzip member per 1 MiB block. A reader that stops after the first member
+/// would see a truncated tar; Go's decoder (what containerd, Docker, podman and skopeo use) must
+/// read them all: skopeo decompresses every layer, and each must hash to its diff_id.
+#[test]
+fn go_decoders_read_every_gzip_member() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let input = synthetic(tmp.path());
+    let gz = tmp.path().join("gz");
+    convert_ok(&[&input, &gz, &"-q"]);
+    let index = read_json(&gz.join("index.json"));
+    let manifest = blob_json(&gz, index["manifests"][0]["digest"].as_str().unwrap());
+    let config = blob_json(&gz, manifest["config"]["digest"].as_str().unwrap());
+    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let first =
+        std::fs::read(blob(&gz, manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let members = first
+        .windows(10)
+        .filter(|w| *w == [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])
+        .count();
+    assert!(
+        members >= 2,
+        "the first layer should span several gzip members, has {members}"
+    );
+    let out = tmp.path().join("decompressed");
+    let status = Command::new("skopeo")
+        .args(["copy", "-q", "--dest-decompress"])
+        .arg(format!("oci:{}:big:1", gz.display()))
+        .arg(format!("dir:{}", out.display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "skopeo copy --dest-decompress failed");
+    let written: BTreeSet<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| sha256_digest(&std::fs::read(e.unwrap().path()).unwrap()))
+        .collect();
+    for id in diff_ids {
+        assert!(
+            written.contains(id),
+            "skopeo's decompression of the layer with diff_id {id} differs"
         );
     }
 }
@@ -513,7 +565,7 @@ fn docker_format_round_trip_and_refusals() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("uncompressed"));
 
-    let out = convert(&[&input, &"--level", &"12"]);
+    let out = convert(&[&input, &"--level", &"13"]);
     assert_eq!(out.status.code(), Some(2));
 }
 

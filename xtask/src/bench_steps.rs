@@ -24,15 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
 
-/// layerlift-convert's default gzip level (`--help`: "gzip 1-9 (default 3)"); pigz runs at it too.
-pub const GZIP_LEVEL: u32 = 3;
+/// layerlift-convert's default gzip level (`--help`: "gzip 1-12 (default 1…)"); pigz runs at it too.
+pub const GZIP_LEVEL: u32 = 1;
 /// layerlift-convert's default zstd level (`--help`: "zstd 1-19 (default 2)").
 pub const ZSTD_LEVEL: u32 = 2;
 
 pub const SKOPEO_GZIP: &str = "skopeo copy --dest-compress oci: oci:";
 pub const CONVERT_GZIP: &str = "layerlift-convert IN OUT (gzip)";
 pub const CONVERT_ZSTD: &str = "layerlift-convert IN OUT --compression zstd";
-pub const PIGZ: &str = "cat LAYERS | pigz -p2 -3";
+pub const PIGZ: &str = "cat LAYERS | pigz -p2 -1";
 pub const PUSH_COLD: &str = "layerlift-push LAYOUT (cold)";
 pub const SKOPEO_PUSH_COLD: &str = "skopeo copy oci: docker:// (cold)";
 pub const PUSH_AGAIN: &str = "layerlift-push LAYOUT (re-push)";

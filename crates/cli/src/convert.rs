@@ -64,7 +64,7 @@ pub struct Args {
     /// Layer compression to produce.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub compression: CompressionArg,
-    /// Compression level: gzip 1-9 (default 3), zstd 1-19 (default 2).
+    /// Compression level: gzip 1-12 (default 1; libdeflate's levels), zstd 1-19 (default 2).
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
     /// Manifest format: OCI, Docker schema 2, or keep each image's own.

@@ -10,22 +10,23 @@
 //! header and make the output depend on whether the input size was known), and a content checksum
 //! is included.
 //!
-//! Default levels: gzip 3, zstd 2, chosen on the bench image (`cargo xtask bench`, 312 MiB of real
-//! files, 2 cores; docs/benchmarks.md). zlib-rs levels 3–6 share one algorithm (deflate_medium) with
-//! longer match searches as the level rises; level 2 switches to deflate_fast (no lazy matching)
-//! and level 1 to deflate_quick (static Huffman codes only). Measured (output, and CPU seconds of
-//! `layerlift-convert` relative to level 3):
+//! Default levels: gzip 1, zstd 2, chosen on the bench image (`cargo xtask bench`, 312 MiB of real
+//! files, 2 cores; docs/benchmarks.md). gzip is libdeflate (see [`crate::gzip`]), whose level 1
+//! already writes about what zlib level 3–4 does. Measured on the bench image (output, and CPU
+//! seconds of `layerlift-convert` relative to level 1):
 //!
 //! | gzip level | output | CPU |
 //! |---|---|---|
-//! | 1 | 122.2 MB (1.27× skopeo's gzip) | 0.63× |
-//! | 2 | 102.5 MB (1.06×) | 0.85× |
-//! | **3** | 97.7 MB (1.01×) | 1 |
-//! | 4 | 95.4 MB (0.99×) | 1.09× |
+//! | **1** | 100.0 MB (1.036× skopeo's gzip) | 1 |
+//! | 2 | 96.8 MB (1.003×) | 1.40× |
+//! | 3 | 95.3 MB (0.987×) | 1.46× |
+//! | 6 | 91.7 MB (0.950×) | ~2.3× |
 //!
-//! Level 3 is the cheapest one within 5% of what `skopeo copy --dest-compress` writes; level 2 is
-//! 6% bigger. For zstd, level 2 writes 85.6 MB (0.89× skopeo's gzip) for about 0.65× of level 3's
-//! CPU (80.3 MB); level 1 saves little more CPU and writes 92.5 MB.
+//! Level 1 is the only one that meets issue 3's time target on two cores (convert ≤ 0.5× of
+//! `skopeo copy --dest-compress`), within its size budget (+5%). The zlib-rs encoder used before
+//! needed its level 3 for that size, at 2.2× the CPU of libdeflate's level 1. For zstd, level 2
+//! writes 85.6 MB (0.89× skopeo's gzip) for about 0.65× of level 3's CPU (80.3 MB); level 1 saves
+//! little more CPU and writes 92.5 MB.
 
 use crate::decode::{BUF_LEN, decoder};
 use crate::error::LayerError;
@@ -50,19 +51,19 @@ pub struct Encoding {
 }
 
 impl Encoding {
-    /// Default level: 3 for gzip, 2 for zstd (measured; see the module docs). Part of the
+    /// Default level: 1 for gzip, 2 for zstd (measured; see the module docs). Part of the
     /// determinism contract: changing one changes the digest of every layer encoded by default.
     pub fn default_level(compression: Compression) -> i32 {
         match compression {
             Compression::Zstd => 2,
-            _ => 3,
+            _ => 1,
         }
     }
 
     /// The accepted levels for a compression.
     pub fn level_range(compression: Compression) -> std::ops::RangeInclusive<i32> {
         match compression {
-            Compression::Gzip => 1..=9,
+            Compression::Gzip => crate::gzip::GZIP_LEVELS,
             Compression::Zstd => 1..=19,
             _ => 0..=0,
         }

@@ -6,7 +6,7 @@
 //!   bzip2 multi-stream, xz concatenated, or plain), strict about truncation and trailing garbage.
 //! - [`DiffIdWriter`]: a `Write` sink that decodes on the fly and hashes the uncompressed stream, for
 //!   checking diff_ids while an archive streams past.
-//! - [`GzipEncoder`]: deterministic parallel gzip (pigz-style blocks); [`LayerEncoder`] adds zstd
+//! - [`GzipEncoder`]: deterministic parallel gzip (libdeflate, one gzip member per 1 MiB block); [`LayerEncoder`] adds zstd
 //!   (multi-threaded, deterministic too) and plain; [`encode_layer`] / [`copy_layer`] are the two
 //!   layer operations of convert (re-encode, or keep the bytes), both checking the diff_id.
 //! - [`MtimeClamp`] / [`encode_layer_clamped`]: clamp tar entry times to `SOURCE_DATE_EPOCH`.
@@ -29,7 +29,7 @@ pub use encode::{
     encode_layer_clamped,
 };
 pub use error::{DecodeError, LayerError};
-pub use gzip::{GZIP_BLOCK, GzipEncoder};
+pub use gzip::{GZIP_BLOCK, GZIP_LEVELS, GzipEncoder};
 pub use sniff::{Compression, SNIFF_LEN, sniff};
 
 /// Names the encoders' output: the same layer, codec and level give the same bytes for as long as
@@ -37,4 +37,4 @@ pub use sniff::{Compression, SNIFF_LEN, sniff};
 /// block layout, a codec version that emits other bytes — so that caches keyed by it
 /// (push's layer cache) stop naming blobs this build would not produce.
 pub const ENCODER_REVISION: &str =
-    "layerlift-layers/1 (gzip: zlib-rs, 128 KiB blocks; zstd: libzstd, 4 MiB jobs)";
+    "layerlift-layers/2 (gzip: libdeflate 1.26, 1 MiB members; zstd: libzstd, 4 MiB jobs)";

@@ -1,19 +1,21 @@
-//! Regression: the gzip output must not depend on which worker thread compresses which block.
-//! A compressor reused across blocks (reset() between them) leaked state in zlib-rs and made the
-//! bytes of a 2-thread encode vary with scheduling.
+//! The gzip output must not depend on which worker thread compresses which block, nor on how the
+//! input is cut into writes. (Found with the earlier zlib-rs encoder: a compressor reused across
+//! blocks leaked state and made the bytes of a 2-thread encode vary with scheduling. libdeflate
+//! workers reuse theirs, which is only safe because libdeflate keeps no state between calls; this
+//! test is what says so.)
 
 use layerlift_layers::GzipEncoder;
 use layerlift_manifest::Digest;
 use std::io::Write;
 
-/// ~1.5 MiB of text-like data with long-range repeats (deterministic, no files needed).
+/// ~4.5 MiB (five gzip blocks) of text-like data with long-range repeats (deterministic, no files needed).
 fn sample() -> Vec<u8> {
     let words: Vec<String> = (0..400u32)
         .map(|i| format!("w{}x{} ", i * 7919 % 1000, i % 13))
         .collect();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut out = Vec::new();
-    while out.len() < 1_500_000 {
+    while out.len() < 4_500_000 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
