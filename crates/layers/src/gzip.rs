@@ -78,9 +78,12 @@ impl Deflater {
     }
 }
 
+/// A worker's answer: the compressed member, and the input buffer given back for reuse.
+type Done = io::Result<(Vec<u8>, Vec<u8>)>;
+
 struct Job {
     input: Vec<u8>,
-    reply: SyncSender<io::Result<(Vec<u8>, Vec<u8>)>>,
+    reply: SyncSender<Done>,
 }
 
 /// Worker threads that compress blocks; each keeps its own compressor.
@@ -140,7 +143,7 @@ enum Engine {
     Pool {
         pool: Pool,
         /// Blocks handed out, oldest first: their members are written in this order.
-        pending: VecDeque<Receiver<io::Result<(Vec<u8>, Vec<u8>)>>>,
+        pending: VecDeque<Receiver<Done>>,
         max_pending: usize,
         /// Input buffers given back by the workers, for the next blocks.
         spare: Vec<Vec<u8>>,
