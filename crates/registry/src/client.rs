@@ -1122,8 +1122,14 @@ impl Client {
         // already: ask the registry where it stands before sending anything.
         let mut broken = session.is_some();
         let mut state: Option<(Url, u64, u64)> = session.map(|l| (l, 0, 0));
-        // Bytes the registry has accepted: a retry budget per failing request, not per blob.
+        // Bytes the registry has accepted, summed over every session of this blob (a session the
+        // registry loses restarts at 0, and what it accepted then was progress too): whenever it
+        // grows, the retry budget starts again, so that it bounds each failing request, not the
+        // blob. What bounds the blob is the bytes: sending it `max_attempts` times over is enough.
         let accepted = std::cell::Cell::new(0u64);
+        let sent_limit = size
+            .max(1)
+            .saturating_mul(u64::from(self.retry.max_attempts));
         self.retrying_progress(Some(on_retry), Some(&accepted), |_| {
             if broken {
                 broken = false;
@@ -1144,6 +1150,18 @@ impl Client {
             let (mut loc, mut offset, min) = match state.take() {
                 Some(s) => s,
                 None => {
+                    if accepted.get() >= sent_limit {
+                        return Err(Error::Transport {
+                            method: "POST",
+                            url: display_url(&self.api_url(&format!("v2/{repo}/blobs/uploads/"))),
+                            reason: format!(
+                                "gave up: the registry lost this blob's upload sessions after \
+                                 accepting {} bytes of its {size}",
+                                accepted.get()
+                            ),
+                            transient: false,
+                        });
+                    }
                     let (l, m) = self.start_upload(repo)?;
                     events(UploadEvent::Session {
                         location: l.clone(),
@@ -1210,7 +1228,7 @@ impl Client {
                             reason,
                         }
                     })?;
-                accepted.set(accepted.get().max(offset));
+                accepted.set(accepted.get() + offset.saturating_sub(base));
                 events(UploadEvent::Session {
                     location: loc.clone(),
                 });

@@ -245,6 +245,81 @@ fn chunked_upload_resumes_where_the_registry_is() {
     assert_eq!(posts, 1);
 }
 
+/// A registry that loses the upload session again and again, while each session gets further
+/// than nothing: every accepted chunk is progress, so the retry budget bounds each failing request
+/// and the upload finishes (with a budget counting the blob's failures, it gave up: seen with
+/// docker-registry, which drops a session whose PATCH was cut mid-body).
+#[test]
+fn sessions_lost_again_and_again_still_finish_while_chunks_are_accepted() {
+    let reg = Registry::anonymous();
+    // 10 chunks. Session 1 gets 4 in, then the session is lost; sessions 2 and 3 get one chunk
+    // each before they are lost; session 4 is left alone.
+    let proxy = FaultProxy::start(reg.port(), {
+        let patches = Mutex::new(0);
+        move |r| {
+            if r.method == "PATCH" {
+                let mut p = patches.lock().unwrap();
+                *p += 1;
+                if [5, 7, 9].contains(&*p) {
+                    return Fault::Status {
+                        status: 404,
+                        retry_after: None,
+                    };
+                }
+            }
+            Fault::Pass
+        }
+    });
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        ..fast_retries()
+    };
+    let c = client_for(&proxy.addr(), Credential::Anonymous, retry.clone());
+    c.ping().unwrap();
+    let blob = BytesSource::new((0..10_000u32).map(|i| (i % 241) as u8).collect::<Vec<_>>());
+    let chunked = UploadOptions {
+        chunk_size: Some(1000),
+        ..UploadOptions::default()
+    };
+    c.upload_blob("lost/again", &blob, &chunked, None, &|_| {})
+        .unwrap();
+    assert!(c.blob_exists("lost/again", &blob.digest()).unwrap());
+    assert_eq!(proxy.log().iter().filter(|l| l.method == "POST").count(), 4);
+
+    // A registry that loses every session after its first chunk still makes the client give
+    // up, once the blob's bytes have been sent max_attempts times over.
+    let proxy = FaultProxy::start(reg.port(), {
+        let patches = Mutex::new(0);
+        move |r| {
+            if r.method == "PATCH" {
+                let mut p = patches.lock().unwrap();
+                *p += 1;
+                if *p % 2 == 0 {
+                    return Fault::Status {
+                        status: 404,
+                        retry_after: None,
+                    };
+                }
+            }
+            Fault::Pass
+        }
+    });
+    let c = client_for(&proxy.addr(), Credential::Anonymous, retry);
+    c.ping().unwrap();
+    let err = c
+        .upload_blob("lost/always", &blob, &chunked, None, &|_| {})
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("lost this blob's upload sessions"),
+        "{err}"
+    );
+    let posts = proxy.log().iter().filter(|l| l.method == "POST").count();
+    assert_eq!(
+        posts, 30,
+        "one POST per 1000 bytes accepted, up to 3 × 10 000"
+    );
+}
+
 #[test]
 fn redirect_to_another_host_drops_authorization() {
     let reg = Registry::htpasswd("dora", "pw-redirect-1");
