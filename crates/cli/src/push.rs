@@ -5,6 +5,9 @@
 //! `--mount-from` or from a repository this run already wrote, else an upload), then manifests
 //! children first (image manifests before the indexes that list them), then tags. Finally every tag
 //! is read back and must point at the pushed digest: exit code 0 means the registry holds it all.
+//! An archive pushed to one repository has its layers uploaded while it is still being read, each
+//! as soon as it is in the temporary layout ([`upload`], [`open_source`]); nothing else is pushed
+//! before the whole archive has been read.
 //!
 //! Output: stdout gets one `REGISTRY/REPO:TAG@sha256:…` line per pushed tag (`--json`: one JSON
 //! event per line instead); progress bars go to stderr on a terminal only; `-q` silences it.
@@ -317,7 +320,7 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         dry_run: args.opts.dry_run,
         source: args.source.clone(),
     });
-    let source = open_source(args, out, &uploader, &dest, &reuse_from, cache.as_ref())?;
+    let mut source = open_source(args, out, &uploader, &dest, &reuse_from, cache.as_ref())?;
     let layout = &source.layout;
     let plan = Plan::build(
         layout,
@@ -342,7 +345,12 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     }
     let mut pushed: Vec<(String, Digest)> = Vec::new();
     for repo in &plan.repos {
-        push_blobs(args, &uploader, layout, repo, &mut holders)?;
+        // The workers that started uploading while the archive was read (one repository only).
+        let early = source
+            .early
+            .take()
+            .filter(|p| p.repository() == repo.repository);
+        push_blobs(args, &uploader, layout, repo, &mut holders, early)?;
         if args.opts.dry_run {
             for t in &repo.tags {
                 let r = format!("{}/{}:{}", dest.registry, repo.repository, t.tag);
@@ -437,6 +445,9 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
 
 /// SOURCE, opened: the layout to push from, and what was reused instead of read.
 struct Source {
+    /// The upload workers that pushed the archive's layers to DEST's repository while it was
+    /// being read, with what they have done ([`upload::Pool`]).
+    early: Option<upload::Pool>,
     /// The temporary layout an archive was read into (removed on drop).
     _tmp: Option<TempDir>,
     layout: Layout,
@@ -445,7 +456,10 @@ struct Source {
 }
 
 /// Open SOURCE: a directory is an OCI layout; anything else is an archive read into a temporary
-/// layout, leaving out the layers the registry already has (see [`reuse`]).
+/// layout, leaving out the layers the registry already has (see [`reuse`]). When the push goes to
+/// DEST's repository alone (no `--all`, `--image`, `--platform` or `--dry-run`), upload workers
+/// start first and each layer goes up as soon as it is in the temporary layout, while the reader
+/// carries on with the next one.
 fn open_source(
     args: &Args,
     out: &Output,
@@ -458,6 +472,7 @@ fn open_source(
     if args.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
         let layout = Layout::open(path).with_context(|| args.source.clone())?;
         return Ok(Source {
+            early: None,
             _tmp: None,
             layout,
             holders: Vec::new(),
@@ -505,6 +520,19 @@ fn open_source(
             .values()
             .map(|(d, _, _, r)| (*d, r.clone())),
     );
+    // Only blobs of the image that is pushed go up early: with --image or --platform, which
+    // layers those are is known only once the archive's metadata (written last) is read.
+    let one_image = args.opts.images.is_empty() && args.opts.platform.is_none();
+    let early = if one_image && !args.opts.all && !args.opts.dry_run {
+        Some(upload::Pool::start(
+            Arc::clone(uploader),
+            &dest.repository,
+            holders.iter().cloned().collect(),
+            usize::from(args.opts.jobs),
+        )?)
+    } else {
+        None
+    };
     match encoding {
         Some(e) => out.message(&format!(
             "reading {} (compressing layers: {})",
@@ -524,6 +552,7 @@ fn open_source(
         },
         scratch: true,
         platform: args.opts.platform.clone(),
+        on_blob: early.as_ref().map(upload::Pool::hook),
         ..Default::default()
     };
     let (info, _) = layerlift_archive::unpack_with(&input, tmp.path(), &options)
@@ -531,6 +560,7 @@ fn open_source(
     let layout = Layout::open(tmp.path())?;
     report_layers(out, &info, &reuse, encoding, cache);
     Ok(Source {
+        early,
         _tmp: Some(tmp),
         layout,
         holders,
@@ -725,22 +755,26 @@ impl Drop for TempDir {
     }
 }
 
-/// Push `repo`'s blobs from `layout` with `--jobs` workers ([`upload::Pool`]). The repositories
-/// that now hold each blob are added to `holders` (mount sources for the next repository of an
-/// `--all` push).
+/// Push `repo`'s blobs from `layout`, with the workers of `pool` when the archive reader already
+/// fed them (see [`upload`]), else with a new pool. The repositories that now hold each blob are
+/// added to `holders` (mount sources for the next repository of an `--all` push).
 fn push_blobs(
     args: &Args,
     uploader: &Arc<upload::Uploader>,
     layout: &Layout,
     repo: &RepoPlan,
     holders: &mut BTreeMap<Digest, String>,
+    pool: Option<upload::Pool>,
 ) -> anyhow::Result<()> {
-    let pool = upload::Pool::start(
-        Arc::clone(uploader),
-        &repo.repository,
-        holders.clone(),
-        usize::from(args.opts.jobs).min(repo.blobs.len()),
-    )?;
+    let pool = match pool {
+        Some(p) => p,
+        None => upload::Pool::start(
+            Arc::clone(uploader),
+            &repo.repository,
+            holders.clone(),
+            usize::from(args.opts.jobs).min(repo.blobs.len()),
+        )?,
+    };
     let blobs = repo
         .blobs
         .iter()

@@ -1,13 +1,21 @@
 //! The blob uploads to one repository: `--jobs` worker threads take blobs from a queue and have the
 //! registry hold each one ([`Uploader::push_blob`]: HEAD, then a mount, else an upload), each
-//! digest once. [`Pool::finish`] queues the plan's blobs and waits until each of them is done; the
-//! first error stops the workers and is the push's error. Dropping a pool drops what is still
-//! queued.
+//! digest once.
+//!
+//! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository it is started before
+//! the archive is read, and the archive reader hands it every layer the moment that layer is in
+//! the temporary layout ([`Pool::hook`]), so uploads overlap reading and compressing. Then
+//! [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
+//! (no second HEAD), the others (configs, and every blob of an OCI layout SOURCE) are queued, and
+//! it waits until each of them is done. The first error stops the workers and is the push's
+//! error. Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in
+//! flight runs to its end in the background, and nothing refers to the blob it leaves.
 
 use super::plan::Blob;
 use super::progress::Output;
 use super::sessions::Sessions;
 use anyhow::{Context, bail};
+use layerlift_archive::{BlobHook, PublishedBlob};
 use layerlift_manifest::Digest;
 use layerlift_registry::{Client, FileSource, MountResult, UploadEvent, UploadOptions};
 use serde_json::json;
@@ -155,6 +163,24 @@ impl Pool {
                 .context("cannot start an upload thread")?;
         }
         Ok(Pool { shared })
+    }
+
+    /// The repository the workers push to.
+    pub fn repository(&self) -> &str {
+        &self.shared.repository
+    }
+
+    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes.
+    pub fn hook(&self) -> BlobHook {
+        let shared = Arc::clone(&self.shared);
+        BlobHook::new(move |b: &PublishedBlob| {
+            let blob = Blob {
+                digest: b.digest,
+                size: b.size,
+                non_distributable: false,
+            };
+            shared.submit(blob, b.path.clone());
+        })
     }
 
     /// Push `blobs` (each with the file holding it), skipping those queued before, and wait for
