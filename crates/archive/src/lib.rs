@@ -12,6 +12,16 @@
 //! skopeo write last — is reconciled ([`analyze`]), and [`plan::commit`] publishes the chosen
 //! images: verified blobs renamed into place, index.json written last. Nothing here touches the
 //! network.
+//!
+//! Early publication, for push: with [`Options::on_blob`], each layer is renamed into the layout
+//! as soon as it has streamed past (named by the digest it was hashed to while being written) and
+//! the hook is called with it, while the rest of the archive is still being read; `layerlift-push`
+//! uploads it meanwhile. Only layers are published early — an uncompressed tar entry (or the
+//! compressed copy made of it), a gzip or zstd entry that decoded — not JSON documents (configs,
+//! manifests: which is which is known only once the metadata, written last, is read) nor
+//! bzip2/xz layers (decompressed at commit). Such a layer is visible before the metadata names it:
+//! the layout may end up holding layers no image uses (of images not chosen, or of a failed read),
+//! which suits push's temporary layout and nothing else.
 
 pub mod catalog;
 mod docker;
@@ -38,6 +48,7 @@ use oci::Walker;
 use paths::Link;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where the archive comes from.
 #[derive(Debug, Clone)]
@@ -93,9 +104,21 @@ pub fn read_reusing(
     encoding: Option<Encoding>,
     reuse: Reuse,
 ) -> Result<(ArchiveInfo, Scan), ArchiveError> {
+    read_publishing(input, layout, encoding, reuse, None)
+}
+
+/// [`read_reusing`], publishing layers into `layout` as they stream past when `on_blob` is given
+/// ([`Options::on_blob`]).
+fn read_publishing(
+    input: &Input,
+    layout: Option<&Layout>,
+    encoding: Option<Encoding>,
+    reuse: Reuse,
+    on_blob: Option<BlobHook>,
+) -> Result<(ArchiveInfo, Scan), ArchiveError> {
     let (scan, compression) = match input {
         Input::Path(p) if p.is_dir() => (
-            scan::scan_dir(p, layout, encoding, reuse)?,
+            scan::scan_dir(p, layout, encoding, reuse, on_blob)?,
             Compression::None,
         ),
         Input::Path(p) => {
@@ -103,16 +126,16 @@ pub fn read_reusing(
                 std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
             if !reuse.by_path.is_empty() && catalog::is_plain_tar(&mut file)? {
                 (
-                    scan::scan_tar_file(&mut file, layout, encoding, reuse)?,
+                    scan::scan_tar_file(&mut file, layout, encoding, reuse, on_blob)?,
                     Compression::None,
                 )
             } else {
-                scan_stream(Box::new(file), layout, encoding, reuse)?
+                scan_stream(Box::new(file), layout, encoding, reuse, on_blob)?
             }
         }
         Input::Stdin => {
             grow_pipe_buffer();
-            scan_stream(Box::new(std::io::stdin()), layout, encoding, reuse)?
+            scan_stream(Box::new(std::io::stdin()), layout, encoding, reuse, on_blob)?
         }
     };
     let info = analyze(&scan, compression)?;
@@ -133,14 +156,15 @@ fn scan_stream(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
     reuse: Reuse,
+    on_blob: Option<BlobHook>,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
         .map_err(|e| ArchiveError::io("the start of the archive", e))?;
     // Reading and decompressing run on their own thread, ahead of hashing and staging.
     let mut reader = readahead::ReadAhead::new(decoded);
-    let scan =
-        scan::scan_tar_reusing(&mut reader, layout, encoding, reuse).map_err(|e| match e {
+    let scan = scan::scan_tar_reusing(&mut reader, layout, encoding, reuse, on_blob).map_err(
+        |e| match e {
             ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
                 compression: compression.name(),
                 detail,
@@ -150,7 +174,8 @@ fn scan_stream(
                 detail,
             },
             other => other,
-        })?;
+        },
+    )?;
     Ok((scan, compression))
 }
 
@@ -461,6 +486,40 @@ pub struct Options {
     pub reuse: Reuse,
     /// The layout is temporary (push's): created without fsyncs ([`Layout::create_scratch`]).
     pub scratch: bool,
+    /// Publish each layer as soon as it has been read, and call this with it, while the rest of
+    /// the archive is still being read (push starts uploading it). Called once per blob, from the
+    /// reading thread, after the rename: keep it short. See the module docs for which blobs.
+    pub on_blob: Option<BlobHook>,
+}
+
+/// A layer published into the layout while the archive was still being read ([`Options::on_blob`]).
+#[derive(Debug, Clone)]
+pub struct PublishedBlob {
+    /// The sha256 its bytes were hashed to while being written: its name in the layout.
+    pub digest: Digest,
+    pub size: u64,
+    /// `blobs/sha256/<hex>` in the layout.
+    pub path: PathBuf,
+}
+
+/// The callback of [`Options::on_blob`].
+#[derive(Clone)]
+pub struct BlobHook(Arc<dyn Fn(&PublishedBlob) + Send + Sync>);
+
+impl BlobHook {
+    pub fn new(f: impl Fn(&PublishedBlob) + Send + Sync + 'static) -> Self {
+        BlobHook(Arc::new(f))
+    }
+
+    pub(crate) fn call(&self, blob: &PublishedBlob) {
+        (self.0)(blob)
+    }
+}
+
+impl std::fmt::Debug for BlobHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobHook")
+    }
 }
 
 /// [`unpack`] with [`Options`].
@@ -478,11 +537,12 @@ pub fn unpack_with(
         } else {
             Layout::create(dir)?
         };
-        let (info, mut scan) = read_reusing(
+        let (info, mut scan) = read_publishing(
             input,
             Some(&layout),
             options.encoding,
             options.reuse.clone(),
+            options.on_blob.clone(),
         )?;
         let chosen = select(&info, selectors)?;
         let added = commit(&info, &mut scan, &layout, &chosen, platform)?;

@@ -2,9 +2,11 @@
 //! blob (or only hashed, for `--list`), its sha256 computed as it goes; compressed entries are also
 //! decoded on the fly to learn their uncompressed digest; small JSON documents are kept in memory so
 //! that the manifest that comes last can be reconciled at the end without reading anything twice.
+//! With a [`BlobHook`], layers are published as soon as they are staged (see the crate docs).
 
 use crate::error::ArchiveError;
 use crate::paths::{self, Link};
+use crate::{BlobHook, PublishedBlob};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
@@ -115,6 +117,8 @@ pub struct Scan {
     pub encoding: Option<Encoding>,
     /// What not to read, or not to compress ([`Reuse`]).
     pub reuse: Reuse,
+    /// Publish each layer as soon as it is staged, and call this ([`crate::Options::on_blob`]).
+    pub on_blob: Option<BlobHook>,
     kept_json: u64,
 }
 
@@ -254,7 +258,7 @@ impl Scan {
                 Err(e) => return Err(read_err(e)),
             };
         }
-        let (digest, size, staged, mut encoded) = sink.finish()?;
+        let (digest, size, mut staged, mut encoded) = sink.finish()?;
         let reused = named.is_some();
         if let Some((stated, (digest_r, size_r, compression_r))) = named {
             if digest != stated {
@@ -279,6 +283,23 @@ impl Scan {
             ),
             (None, None) => None,
         };
+        if let (Some(hook), Some(layout)) = (&self.on_blob, layout) {
+            // Only layers (configs and manifests are told apart by the metadata that comes last);
+            // bzip2/xz layers are decompressed at commit, from the staged copy.
+            let layer = match compression {
+                Compression::None => looks_tar,
+                Compression::Gzip | Compression::Zstd => matches!(uncompressed, Some(Ok(_))),
+                Compression::Bzip2 | Compression::Xz => false,
+            };
+            let blob = match encoded.as_mut() {
+                _ if !layer => None,
+                Some(e) => e.staged.take(),
+                None => staged.take(),
+            };
+            if let Some(blob) = blob {
+                publish_now(layout, blob, hook)?;
+            }
+        }
         if let Some(j) = &json {
             self.kept_json += j.len() as u64;
         }
@@ -297,6 +318,19 @@ impl Scan {
         );
         Ok(())
     }
+}
+
+/// Rename a staged layer into the layout now and tell the hook, once per digest (a second copy of
+/// the same bytes is dropped by [`StagedBlob::commit`]). Its name is the digest it was hashed to.
+fn publish_now(layout: &Layout, blob: StagedBlob, hook: &BlobHook) -> Result<(), ArchiveError> {
+    let (digest, size) = (blob.digest(), blob.size());
+    let path = layout.blob_path(&digest);
+    let new = !path.is_file();
+    blob.commit()?;
+    if new {
+        hook.call(&PublishedBlob { digest, size, path });
+    }
+    Ok(())
 }
 
 /// Where an entry's bytes go: a staged blob in the layout (which hashes them), or only a hasher.
@@ -364,15 +398,16 @@ pub fn scan_tar(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<Scan, ArchiveError> {
-    scan_tar_reusing(reader, layout, encoding, Reuse::default())
+    scan_tar_reusing(reader, layout, encoding, Reuse::default(), None)
 }
 
-/// [`scan_tar`] with [`Reuse`]: its entries by path are read past and dropped.
+/// [`scan_tar`] with [`Reuse`] (its entries by path are read past and dropped) and a [`BlobHook`].
 pub fn scan_tar_reusing(
     reader: &mut dyn Read,
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
     reuse: Reuse,
+    on_blob: Option<BlobHook>,
 ) -> Result<Scan, ArchiveError> {
     let budget = Rc::new(HeaderBudget::default());
     let mut counting = EofTracker {
@@ -383,6 +418,7 @@ pub fn scan_tar_reusing(
     let mut scan = Scan {
         encoding,
         reuse,
+        on_blob,
         ..Scan::default()
     };
     {
@@ -411,10 +447,12 @@ pub fn scan_tar_file(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
     reuse: Reuse,
+    on_blob: Option<BlobHook>,
 ) -> Result<Scan, ArchiveError> {
     let mut scan = Scan {
         encoding,
         reuse,
+        on_blob,
         ..Scan::default()
     };
     let end = file
@@ -692,10 +730,12 @@ pub fn scan_dir(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
     reuse: Reuse,
+    on_blob: Option<BlobHook>,
 ) -> Result<Scan, ArchiveError> {
     let mut scan = Scan {
         encoding,
         reuse,
+        on_blob,
         ..Scan::default()
     };
     walk_dir(root, &mut |rel, entry| match entry {

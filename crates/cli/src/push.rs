@@ -5,6 +5,9 @@
 //! `--mount-from` or from a repository this run already wrote, else an upload), then manifests
 //! children first (image manifests before the indexes that list them), then tags. Finally every tag
 //! is read back and must point at the pushed digest: exit code 0 means the registry holds it all.
+//! An archive pushed to one repository has its layers uploaded while it is still being read, each
+//! as soon as it is in the temporary layout ([`upload`], [`open_source`]); nothing else is pushed
+//! before the whole archive has been read.
 //!
 //! Output: stdout gets one `REGISTRY/REPO:TAG@sha256:…` line per pushed tag (`--json`: one JSON
 //! event per line instead); progress bars go to stderr on a terminal only; `-q` silences it.
@@ -14,21 +17,21 @@ mod plan;
 mod progress;
 mod reuse;
 mod sessions;
+mod upload;
 
 use anyhow::{Context, bail};
 use layerlift_layout::Layout;
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    Client, Credential, FileSource, MountResult, Reference, RetryPolicy, Scope, TransportOptions,
-    UploadEvent, UploadOptions, credentials,
+    Client, Credential, Reference, RetryPolicy, Scope, TransportOptions, UploadOptions, credentials,
 };
-use plan::{Blob, Plan, RepoPlan};
+use plan::{Plan, RepoPlan};
 use progress::Output;
 use serde_json::json;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Command line of `layerlift-push`.
@@ -303,7 +306,21 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .flatten();
     let sessions =
         cache::base_dir(args.opts.cache_dir.as_deref()).map(|d| sessions::Sessions::new(&d));
-    let source = open_source(args, out, &client, &dest, &reuse_from, cache.as_ref())?;
+    let client = Arc::new(client);
+    let uploader = Arc::new(upload::Uploader {
+        client: Arc::clone(&client),
+        out: Arc::clone(out),
+        upload: UploadOptions {
+            chunk_size: args.opts.chunk_size,
+            max_single_upload: args.opts.max_single_upload.unwrap_or(u64::MAX),
+            default_chunk_size: args.opts.chunk_size.unwrap_or(64 << 20),
+        },
+        sessions,
+        mount_from: args.opts.mount_from.clone(),
+        dry_run: args.opts.dry_run,
+        source: args.source.clone(),
+    });
+    let mut source = open_source(args, out, &uploader, &dest, &reuse_from, cache.as_ref())?;
     let layout = &source.layout;
     let plan = Plan::build(
         layout,
@@ -321,11 +338,6 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .collect();
     client.authorize(&scopes);
 
-    let upload = UploadOptions {
-        chunk_size: args.opts.chunk_size,
-        max_single_upload: args.opts.max_single_upload.unwrap_or(u64::MAX),
-        default_chunk_size: args.opts.chunk_size.unwrap_or(64 << 20),
-    };
     // Repositories of this registry known to hold a blob (for automatic mounts).
     let mut holders: BTreeMap<Digest, String> = BTreeMap::new();
     for (d, repo) in &source.holders {
@@ -333,16 +345,12 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     }
     let mut pushed: Vec<(String, Digest)> = Vec::new();
     for repo in &plan.repos {
-        push_blobs(
-            args,
-            out,
-            &client,
-            layout,
-            repo,
-            &upload,
-            &mut holders,
-            sessions.as_ref(),
-        )?;
+        // The workers that started uploading while the archive was read (one repository only).
+        let early = source
+            .early
+            .take()
+            .filter(|p| p.repository() == repo.repository);
+        push_blobs(args, &uploader, layout, repo, &mut holders, early)?;
         if args.opts.dry_run {
             for t in &repo.tags {
                 let r = format!("{}/{}:{}", dest.registry, repo.repository, t.tag);
@@ -437,6 +445,9 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
 
 /// SOURCE, opened: the layout to push from, and what was reused instead of read.
 struct Source {
+    /// The upload workers that pushed the archive's layers to DEST's repository while it was
+    /// being read, with what they have done ([`upload::Pool`]).
+    early: Option<upload::Pool>,
     /// The temporary layout an archive was read into (removed on drop).
     _tmp: Option<TempDir>,
     layout: Layout,
@@ -445,11 +456,14 @@ struct Source {
 }
 
 /// Open SOURCE: a directory is an OCI layout; anything else is an archive read into a temporary
-/// layout, leaving out the layers the registry already has (see [`reuse`]).
+/// layout, leaving out the layers the registry already has (see [`reuse`]). When the push goes to
+/// DEST's repository alone (no `--all`, `--image`, `--platform` or `--dry-run`), upload workers
+/// start first and each layer goes up as soon as it is in the temporary layout, while the reader
+/// carries on with the next one.
 fn open_source(
     args: &Args,
     out: &Output,
-    client: &Client,
+    uploader: &Arc<upload::Uploader>,
     dest: &Reference,
     reuse_from: &[Reference],
     cache: Option<&cache::Cache>,
@@ -458,6 +472,7 @@ fn open_source(
     if args.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
         let layout = Layout::open(path).with_context(|| args.source.clone())?;
         return Ok(Source {
+            early: None,
             _tmp: None,
             layout,
             holders: Vec::new(),
@@ -483,7 +498,40 @@ fn open_source(
     let reuse = if args.opts.verify_all {
         reuse::Plan::default()
     } else {
-        plan_reuse(args, out, client, dest, reuse_from, cache, &input, encoding)?
+        plan_reuse(
+            args,
+            out,
+            &uploader.client,
+            dest,
+            reuse_from,
+            cache,
+            &input,
+            encoding,
+        )?
+    };
+    let mut holders: Vec<(Digest, String)> = reuse
+        .reused
+        .iter()
+        .map(|r| (r.digest, r.repository.clone()))
+        .collect();
+    holders.extend(
+        reuse
+            .by_diff_id
+            .values()
+            .map(|(d, _, _, r)| (*d, r.clone())),
+    );
+    // Only blobs of the image that is pushed go up early: with --image or --platform, which
+    // layers those are is known only once the archive's metadata (written last) is read.
+    let one_image = args.opts.images.is_empty() && args.opts.platform.is_none();
+    let early = if one_image && !args.opts.all && !args.opts.dry_run {
+        Some(upload::Pool::start(
+            Arc::clone(uploader),
+            &dest.repository,
+            holders.iter().cloned().collect(),
+            usize::from(args.opts.jobs),
+        )?)
+    } else {
+        None
     };
     match encoding {
         Some(e) => out.message(&format!(
@@ -504,24 +552,15 @@ fn open_source(
         },
         scratch: true,
         platform: args.opts.platform.clone(),
+        on_blob: early.as_ref().map(upload::Pool::hook),
         ..Default::default()
     };
     let (info, _) = layerlift_archive::unpack_with(&input, tmp.path(), &options)
         .with_context(|| format!("reading {}", input.display()))?;
     let layout = Layout::open(tmp.path())?;
     report_layers(out, &info, &reuse, encoding, cache);
-    let mut holders: Vec<(Digest, String)> = reuse
-        .reused
-        .iter()
-        .map(|r| (r.digest, r.repository.clone()))
-        .collect();
-    holders.extend(
-        reuse
-            .by_diff_id
-            .values()
-            .map(|(d, _, _, r)| (*d, r.clone())),
-    );
     Ok(Source {
+        early,
         _tmp: Some(tmp),
         layout,
         holders,
@@ -716,243 +755,36 @@ impl Drop for TempDir {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Action {
-    Skipped,
-    Mounted,
-    Uploaded,
-    WouldUpload,
-    Missing,
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Push `repo`'s blobs from `layout`, with the workers of `pool` when the archive reader already
+/// fed them (see [`upload`]), else with a new pool. The repositories that now hold each blob are
+/// added to `holders` (mount sources for the next repository of an `--all` push).
 fn push_blobs(
     args: &Args,
-    out: &Output,
-    client: &Client,
+    uploader: &Arc<upload::Uploader>,
     layout: &Layout,
     repo: &RepoPlan,
-    upload: &UploadOptions,
     holders: &mut BTreeMap<Digest, String>,
-    sessions: Option<&sessions::Sessions>,
+    pool: Option<upload::Pool>,
 ) -> anyhow::Result<()> {
-    let queue: Mutex<VecDeque<&Blob>> = Mutex::new(repo.blobs.iter().collect());
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let done: Mutex<Vec<(Digest, Action)>> = Mutex::new(Vec::new());
-    let total: u64 = repo.blobs.iter().map(|b| b.size).sum();
-    out.start_total(total, &repo.repository);
-    let holders_ro = holders.clone();
-    let workers = usize::from(args.opts.jobs).min(repo.blobs.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    if first_error.lock().unwrap().is_some() {
-                        return;
-                    }
-                    let Some(blob) = queue.lock().unwrap().pop_front() else {
-                        return;
-                    };
-                    match push_blob(
-                        args,
-                        out,
-                        client,
-                        layout,
-                        repo,
-                        blob,
-                        upload,
-                        &holders_ro,
-                        sessions,
-                    ) {
-                        Ok(a) => done.lock().unwrap().push((blob.digest, a)),
-                        Err(e) => {
-                            let mut slot = first_error.lock().unwrap();
-                            if slot.is_none() {
-                                *slot = Some(e);
-                            }
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
-    for (d, a) in done.into_inner().unwrap() {
-        if matches!(a, Action::Uploaded | Action::Mounted | Action::Skipped) {
+    let pool = match pool {
+        Some(p) => p,
+        None => upload::Pool::start(
+            Arc::clone(uploader),
+            &repo.repository,
+            holders.clone(),
+            usize::from(args.opts.jobs).min(repo.blobs.len()),
+        )?,
+    };
+    let blobs = repo
+        .blobs
+        .iter()
+        .map(|b| (b.clone(), layout.blob_path(&b.digest)));
+    for (d, a) in pool.finish(blobs)? {
+        if a.holds() {
             holders.entry(d).or_insert_with(|| repo.repository.clone());
         }
     }
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn push_blob(
-    args: &Args,
-    out: &Output,
-    client: &Client,
-    layout: &Layout,
-    repo: &RepoPlan,
-    blob: &Blob,
-    upload: &UploadOptions,
-    holders: &BTreeMap<Digest, String>,
-    sessions: Option<&sessions::Sessions>,
-) -> anyhow::Result<Action> {
-    let name = &repo.repository;
-    let d = blob.digest;
-    let event = |action: &str, extra: serde_json::Value| {
-        let mut v = json!({"event": "blob", "action": action, "repository": name, "digest": d.to_string(), "size": blob.size});
-        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            o.extend(e.clone());
-        }
-        out.event(v);
-    };
-    // Confirmed in this repository by a HEAD while planning reuse: no second HEAD.
-    let exists = holders.get(&d) == Some(name)
-        || client
-            .blob_exists(name, &d)
-            .with_context(|| format!("checking blob {d} in {}", client.registry()))?;
-    if exists {
-        event("skipped", json!({}));
-        out.advance_total(blob.size);
-        return Ok(Action::Skipped);
-    }
-    let path = layout.blob_path(&d);
-    let meta = std::fs::metadata(&path);
-    if meta.is_err() {
-        if blob.non_distributable {
-            event("foreign", json!({}));
-            return Ok(Action::Missing);
-        }
-        // A layer left unread because another repository of the registry holds it: mount it.
-        if let Some(from) = holders.get(&d).filter(|h| *h != name)
-            && !args.opts.dry_run
-            && matches!(client.mount_blob(name, &d, from), Ok(MountResult::Mounted))
-        {
-            event("mounted", json!({"from": from}));
-            out.advance_total(blob.size);
-            return Ok(Action::Mounted);
-        }
-        bail!(
-            "blob {d} is missing from {} and the registry does not have it",
-            args.source
-        );
-    }
-    let size_on_disk = meta.map(|m| m.len()).unwrap_or(0);
-    if size_on_disk != blob.size {
-        bail!(
-            "blob {d} ({}) is {size_on_disk} bytes, its descriptor says {}",
-            path.display(),
-            blob.size
-        );
-    }
-    if args.opts.dry_run {
-        event("would-upload", json!({}));
-        out.plain(&format!("would upload {d} ({} bytes)", blob.size));
-        return Ok(Action::WouldUpload);
-    }
-    // Mount candidates: --mount-from, then a repository this run already pushed the blob to.
-    let mut sources: Vec<String> = args
-        .opts
-        .mount_from
-        .iter()
-        .filter(|m| *m != name)
-        .cloned()
-        .collect();
-    if let Some(h) = holders.get(&d)
-        && h != name
-        && !sources.contains(h)
-    {
-        sources.push(h.clone());
-    }
-    let mut session = None;
-    for from in &sources {
-        match client.mount_blob(name, &d, from) {
-            Ok(MountResult::Mounted) => {
-                event("mounted", json!({"from": from}));
-                out.advance_total(blob.size);
-                return Ok(Action::Mounted);
-            }
-            Ok(MountResult::NotMounted(s)) => {
-                if s.is_some() {
-                    session = s;
-                    break;
-                }
-            }
-            Err(_) => {}
-        }
-    }
-    // A chunked upload a killed or cut-off run left behind: continue it.
-    let chunked = upload.chunk_size.is_some() || blob.size > upload.max_single_upload;
-    let registry = client.registry().to_string();
-    if chunked
-        && let Some(recorded) = sessions
-            .and_then(|s| s.get(&registry, name, &d))
-            .and_then(|u| layerlift_registry::Url::parse(&u).ok())
-    {
-        session = Some(recorded);
-    }
-    let src = FileSource {
-        path,
-        digest: d,
-        size: blob.size,
-    };
-    let bar = out.blob_bar(&d, blob.size);
-    let last = Mutex::new(0u64);
-    let on_event = |e: UploadEvent| match e {
-        UploadEvent::Progress { sent } => {
-            let mut l = last.lock().unwrap();
-            if sent > *l {
-                out.advance_total(sent - *l);
-                *l = sent;
-            }
-            if let Some(b) = &bar {
-                b.set_position(sent);
-            }
-        }
-        UploadEvent::Retry {
-            attempt,
-            delay,
-            error,
-        } => {
-            event(
-                "retried",
-                json!({"attempt": attempt, "delayMs": delay.as_millis() as u64, "error": error}),
-            );
-            out.message(&format!(
-                "retrying {} in {:.1}s after: {error}",
-                d.short(),
-                delay.as_secs_f64()
-            ));
-        }
-        UploadEvent::Resumed { offset } => {
-            event("resumed", json!({"offset": offset}));
-        }
-        UploadEvent::Session { location } => {
-            if let Some(s) = sessions {
-                s.put(&registry, name, &d, location.as_str());
-            }
-        }
-    };
-    let result = client.upload_blob(name, &src, upload, session, &on_event);
-    if result.is_ok()
-        && let Some(s) = sessions
-    {
-        s.remove(&registry, name, &d);
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    result.with_context(|| format!("uploading blob {d} to {}/{name}", client.registry()))?;
-    // Progress may have counted bytes of failed attempts: settle the total on the blob's size.
-    let sent = *last.lock().unwrap();
-    if sent < blob.size {
-        out.advance_total(blob.size - sent);
-    }
-    event("uploaded", json!({}));
-    Ok(Action::Uploaded)
 }
 
 #[cfg(test)]

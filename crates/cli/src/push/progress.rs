@@ -89,6 +89,13 @@ impl Output {
         }
     }
 
+    /// More bytes to push than the bar was started with (blobs queued as an archive is read).
+    pub fn grow_total(&self, n: u64) {
+        if let Some(b) = self.total.lock().unwrap().as_ref() {
+            b.inc_length(n);
+        }
+    }
+
     pub fn advance_total(&self, n: u64) {
         if let Some(b) = self.total.lock().unwrap().as_ref() {
             b.inc(n);

@@ -1,0 +1,123 @@
+//! `Options::on_blob`: each layer is published and reported while the archive is being read, once,
+//! already in place under its digest; JSON documents (the config) are not; the result is the same
+//! layout as without the hook.
+
+use layerlift_archive::{BlobHook, Input, Options, PublishedBlob, unpack_with};
+use layerlift_layers::{Compression, Encoding};
+use layerlift_layout::Layout;
+use layerlift_manifest::Digest;
+use std::sync::{Arc, Mutex};
+
+fn layer(name: &str, size: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, data.as_slice()).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// A podman-style docker-archive (`<diff_id>.tar` layers, the config, manifest.json last); the
+/// second layer is listed twice but stored once.
+fn archive(layers: &[Vec<u8>]) -> Vec<u8> {
+    let ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let listed = [ids[0].clone(), ids[1].clone(), ids[1].clone()];
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": listed},
+    })
+    .to_string();
+    let config_name = format!("{}.json", Digest::of(config.as_bytes()).hex());
+    let names: Vec<String> = listed.iter().map(|d| format!("{}.tar", &d[7..])).collect();
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": ["app:1"], "Layers": names}])
+            .to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    for (name, bytes) in names.iter().zip(layers) {
+        add(name, bytes);
+    }
+    add(&config_name, config.as_bytes());
+    add("manifest.json", manifest.as_bytes());
+    b.into_inner().unwrap()
+}
+
+/// Unpack `bytes` with `encoding`, recording what the hook saw (and whether each blob was in
+/// place, with its size, when it was called). Returns the layout and the calls.
+fn unpack(
+    bytes: &[u8],
+    encoding: Option<Encoding>,
+    dir: &std::path::Path,
+) -> (Layout, Vec<(PublishedBlob, bool)>) {
+    let file = dir.join("app.tar");
+    std::fs::write(&file, bytes).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = {
+        let seen = Arc::clone(&seen);
+        BlobHook::new(move |b: &PublishedBlob| {
+            let in_place = std::fs::metadata(&b.path).is_ok_and(|m| m.len() == b.size);
+            seen.lock().unwrap().push((b.clone(), in_place));
+        })
+    };
+    let out = dir.join("layout");
+    let options = Options {
+        encoding,
+        on_blob: Some(hook),
+        scratch: true,
+        ..Default::default()
+    };
+    unpack_with(&Input::Path(file), &out, &options).unwrap();
+    let calls = seen.lock().unwrap().clone();
+    (Layout::open(&out).unwrap(), calls)
+}
+
+/// The layer digests of the layout's one image.
+fn manifest_layers(layout: &Layout) -> Vec<Digest> {
+    let index = layout.index().unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&layout.read_blob(&index.manifests[0].digest).unwrap()).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn every_layer_is_reported_once_in_place_and_nothing_else() {
+    let layers = [layer("a", 300_000), layer("b", 5_000)];
+    let bytes = archive(&layers);
+    for encoding in [
+        None,
+        Some(Encoding {
+            compression: Compression::Gzip,
+            level: None,
+            threads: 2,
+        }),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, calls) = unpack(&bytes, encoding, tmp.path());
+        assert!(calls.iter().all(|(_, in_place)| *in_place), "{calls:?}");
+        let reported: Vec<Digest> = calls.iter().map(|(b, _)| b.digest).collect();
+        let mut want = manifest_layers(&layout);
+        want.dedup();
+        assert_eq!(reported, want, "each distinct layer, in archive order");
+        if encoding.is_none() {
+            let ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
+            assert_eq!(reported, ids);
+        }
+        for (b, _) in &calls {
+            assert_eq!(b.path, layout.blob_path(&b.digest));
+            assert_eq!(Digest::of(&std::fs::read(&b.path).unwrap()), b.digest);
+        }
+    }
+}
