@@ -38,7 +38,7 @@ fn skopeo_cache_files() -> Vec<PathBuf> {
         .collect()
 }
 
-fn forget_skopeo_cache() -> Result<()> {
+pub fn forget_skopeo_cache() -> Result<()> {
     for f in skopeo_cache_files() {
         match fs::remove_file(&f) {
             Ok(()) => {}
