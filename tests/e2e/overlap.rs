@@ -6,7 +6,9 @@
 //! that fails after that upload still fails the push, and leaves no manifest or tag; an early
 //! upload that fails is reported as a late one is.
 
-use crate::util::{assert_no_secrets, layer_tar, push_cmd, sha256_digest, skopeo_pull, text};
+use crate::util::{
+    assert_no_secrets, layer_tar, podman_archive, push_cmd, sha256_digest, skopeo_pull, text,
+};
 use layerlift_testkit::Registry;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -22,42 +24,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const INTO_SECOND: usize = 4 << 20;
 const REPO: &str = "overlap/app";
 
-/// A podman/skopeo-style docker-archive of `layers` (`<diff_id>.tar` each, then the config,
-/// manifest.json last), and the offset where the first write stops ([`INTO_SECOND`]).
+/// A podman/skopeo-style docker-archive of `layers` ([`podman_archive`]), and the offset where the
+/// first write stops ([`INTO_SECOND`]).
 fn archive(layers: &[Vec<u8>]) -> (Vec<u8>, usize) {
-    let ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": ids},
-    })
-    .to_string();
-    let config_name = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
-    let names: Vec<String> = ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
-    let manifest = serde_json::json!([{
-        "Config": config_name, "RepoTags": ["app:1"], "Layers": names,
-    }])
-    .to_string();
-    let mut b = tar::Builder::new(Vec::new());
-    let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    let mut first_end = 0;
-    for (name, bytes) in names.iter().zip(layers) {
-        add(&mut b, name, bytes);
-        if first_end == 0 {
-            first_end = b.get_ref().len();
-        }
-    }
-    add(&mut b, &config_name, config.as_bytes());
-    add(&mut b, "manifest.json", manifest.as_bytes());
     assert!(layers[1].len() > INTO_SECOND + (1 << 20));
-    (b.into_inner().unwrap(), first_end + INTO_SECOND)
+    let (bytes, first_end) = podman_archive(layers, &[], "app:1");
+    (bytes, first_end + INTO_SECOND)
 }
 
 /// The layer blobs the registry has linked into the test's repository so far.

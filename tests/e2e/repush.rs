@@ -4,7 +4,7 @@
 //! uploads only its changed layer, and the local cache is a hint that a HEAD must confirm (a stale
 //! entry means the layer is read, compressed and uploaded again).
 
-use crate::util::{have_tool, sha256_digest};
+use crate::util::{have_tool, podman_archive, sha256_digest};
 use layerlift_testkit::Registry;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -15,43 +15,9 @@ fn layer(seed: u64, size: usize) -> Vec<u8> {
     crate::util::layer_tar(&format!("data-{seed}"), seed, size)
 }
 
-/// A podman/skopeo-style docker-archive: `<diff_id>.tar` layers, `<config digest>.json`,
-/// manifest.json last. `stored` replaces the bytes stored for some layers (same length), keeping
-/// the metadata that describes the real ones.
+/// [`podman_archive`] written to `path`.
 fn archive(path: &Path, layers: &[Vec<u8>], stored: &[(usize, Vec<u8>)], tag: &str) {
-    let ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": ids},
-        "history": ids.iter().map(|_| serde_json::json!({"created_by": "test"})).collect::<Vec<_>>(),
-    })
-    .to_string();
-    let config_name = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
-    let layer_names: Vec<String> = ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
-    let manifest = serde_json::json!([{
-        "Config": config_name, "RepoTags": [tag], "Layers": layer_names,
-    }])
-    .to_string();
-    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    for (i, (name, bytes)) in layer_names.iter().zip(layers).enumerate() {
-        let bytes = stored
-            .iter()
-            .find(|(j, _)| *j == i)
-            .map_or(bytes, |(_, s)| s);
-        add(name, bytes);
-    }
-    add(&config_name, config.as_bytes());
-    add("manifest.json", manifest.as_bytes());
-    b.finish().unwrap();
+    std::fs::write(path, podman_archive(layers, stored, tag).0).unwrap();
 }
 
 fn push(args: &[&str]) -> Output {

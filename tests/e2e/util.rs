@@ -513,3 +513,51 @@ pub fn layerlift_check(dir: &Path) -> Result<(), String> {
         Err(format!("{o}{e}"))
     }
 }
+
+/// A podman/skopeo-style docker-archive of `layers` tagged `tag`: `<diff_id>.tar` per layer,
+/// `<config digest>.json`, `manifest.json` last. `stored` replaces the bytes stored for some layers
+/// (by index), keeping the metadata that describes the real ones. Returns the archive and the
+/// offset where the first layer's data ends.
+pub fn podman_archive(
+    layers: &[Vec<u8>],
+    stored: &[(usize, Vec<u8>)],
+    tag: &str,
+) -> (Vec<u8>, usize) {
+    let ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ids},
+        "history": ids.iter().map(|_| serde_json::json!({"created_by": "test"})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let config_name = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
+    let layer_names: Vec<String> = ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
+    let manifest = serde_json::json!([{
+        "Config": config_name, "RepoTags": [tag], "Layers": layer_names,
+    }])
+    .to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    let mut first_end = 0;
+    for (i, (name, bytes)) in layer_names.iter().zip(layers).enumerate() {
+        let bytes = stored
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map_or(bytes, |(_, s)| s);
+        add(&mut b, name, bytes);
+        if i == 0 {
+            first_end = b.get_ref().len();
+        }
+    }
+    add(&mut b, &config_name, config.as_bytes());
+    add(&mut b, "manifest.json", manifest.as_bytes());
+    (b.into_inner().unwrap(), first_end)
+}

@@ -66,6 +66,20 @@ fn client_for(addr: &str, cred: Credential, retry: RetryPolicy) -> Client {
     .unwrap()
 }
 
+/// A fault proxy in front of `port` that asks `rule` about each PATCH, numbered from 1, and passes
+/// every other request.
+fn on_patches(port: u16, rule: impl Fn(u32) -> Fault + Send + Sync + 'static) -> FaultProxy {
+    let patches = Mutex::new(0);
+    FaultProxy::start(port, move |r| {
+        if r.method != "PATCH" {
+            return Fault::Pass;
+        }
+        let mut p = patches.lock().unwrap();
+        *p += 1;
+        rule(*p)
+    })
+}
+
 fn push(
     c: &Client,
     repo: &str,
@@ -202,16 +216,10 @@ fn gives_up_with_a_clear_error() {
 fn chunked_upload_resumes_where_the_registry_is() {
     let reg = Registry::anonymous();
     // The third PATCH loses its connection before any of its body arrives.
-    let proxy = FaultProxy::start(reg.port(), {
-        let patches = Mutex::new(0);
-        move |r| {
-            if r.method == "PATCH" {
-                let mut p = patches.lock().unwrap();
-                *p += 1;
-                if *p == 3 {
-                    return Fault::Drop { after: 0 };
-                }
-            }
+    let proxy = on_patches(reg.port(), |p| {
+        if p == 3 {
+            Fault::Drop { after: 0 }
+        } else {
             Fault::Pass
         }
     });
@@ -254,19 +262,13 @@ fn sessions_lost_again_and_again_still_finish_while_chunks_are_accepted() {
     let reg = Registry::anonymous();
     // 10 chunks. Session 1 gets 4 in, then the session is lost; sessions 2 and 3 get one chunk
     // each before they are lost; session 4 is left alone.
-    let proxy = FaultProxy::start(reg.port(), {
-        let patches = Mutex::new(0);
-        move |r| {
-            if r.method == "PATCH" {
-                let mut p = patches.lock().unwrap();
-                *p += 1;
-                if [5, 7, 9].contains(&*p) {
-                    return Fault::Status {
-                        status: 404,
-                        retry_after: None,
-                    };
-                }
+    let proxy = on_patches(reg.port(), |p| {
+        if [5, 7, 9].contains(&p) {
+            Fault::Status {
+                status: 404,
+                retry_after: None,
             }
+        } else {
             Fault::Pass
         }
     });
@@ -288,19 +290,13 @@ fn sessions_lost_again_and_again_still_finish_while_chunks_are_accepted() {
 
     // A registry that loses every session after its first chunk still makes the client give
     // up, once the blob's bytes have been sent max_attempts times over.
-    let proxy = FaultProxy::start(reg.port(), {
-        let patches = Mutex::new(0);
-        move |r| {
-            if r.method == "PATCH" {
-                let mut p = patches.lock().unwrap();
-                *p += 1;
-                if *p % 2 == 0 {
-                    return Fault::Status {
-                        status: 404,
-                        retry_after: None,
-                    };
-                }
+    let proxy = on_patches(reg.port(), |p| {
+        if p % 2 == 0 {
+            Fault::Status {
+                status: 404,
+                retry_after: None,
             }
+        } else {
             Fault::Pass
         }
     });
