@@ -268,3 +268,50 @@ fn without_digests(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// An early upload the registry refuses stops the reading: the push fails with that error while
+/// most of the archive is still to come. The test writes the archive slowly (1 MiB every 20 ms)
+/// and counts what the push took in before it exited; a push that read on would take all of it
+/// and only then fail.
+#[test]
+fn a_refused_early_upload_stops_the_reading() {
+    // Token auth gives anonymous callers `pull` only: the first upload is refused.
+    let reg = Registry::token("erin", crate::util::PASSWORD);
+    let dest = format!("{}/{REPO}:1", reg.addr());
+    let layers = vec![
+        layer_tar("first", 21, 1_500_000),
+        layer_tar("second", 22, 40_000_000),
+        layer_tar("third", 23, 500_000),
+    ];
+    let (bytes, _) = archive(&layers);
+    let mut child = spawn_push(&dest);
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut written = 0;
+    for piece in bytes.chunks(1 << 20) {
+        if stdin.write_all(piece).is_err() {
+            break; // the push has closed its end
+        }
+        written += piece.len();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let o = Output {
+        status: child.wait().unwrap(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert_no_secrets(&o);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}\n{out}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("uploading blob sha256:"), "{err}");
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(
+        written < bytes.len() / 2,
+        "the push read {written} of {} bytes before failing: it did not stop at the refused upload",
+        bytes.len()
+    );
+    assert_eq!(crate::util::tag_digest(&reg, REPO, "1"), None);
+}

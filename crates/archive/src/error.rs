@@ -20,6 +20,9 @@ pub enum ArchiveError {
     },
     #[error("truncated archive: {0}")]
     Truncated(String),
+    /// The [`crate::BlobHook`] asked reading to stop: the caller reports its own error.
+    #[error("reading stopped by the caller")]
+    Stopped,
     #[error("corrupt {compression} compression: {detail}")]
     CorruptCompression {
         compression: &'static str,

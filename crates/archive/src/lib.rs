@@ -502,17 +502,36 @@ pub struct PublishedBlob {
     pub path: PathBuf,
 }
 
-/// The callback of [`Options::on_blob`].
+/// The callback of [`Options::on_blob`], and optionally a question asked as the archive is read:
+/// should reading stop ([`BlobHook::stopping_when`])?
 #[derive(Clone)]
-pub struct BlobHook(Arc<dyn Fn(&PublishedBlob) + Send + Sync>);
+pub struct BlobHook {
+    published: Arc<dyn Fn(&PublishedBlob) + Send + Sync>,
+    stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
 
 impl BlobHook {
     pub fn new(f: impl Fn(&PublishedBlob) + Send + Sync + 'static) -> Self {
-        BlobHook(Arc::new(f))
+        BlobHook {
+            published: Arc::new(f),
+            stop: None,
+        }
+    }
+
+    /// Also ask `stop` after every buffer the reader takes in (keep it cheap: an atomic load);
+    /// once it says `true`, reading ends with [`ArchiveError::Stopped`]. For a caller that has
+    /// failed meanwhile (push: an upload the registry refused) and has its own error to report.
+    pub fn stopping_when(mut self, stop: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.stop = Some(Arc::new(stop));
+        self
     }
 
     pub(crate) fn call(&self, blob: &PublishedBlob) {
-        (self.0)(blob)
+        (self.published)(blob)
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s())
     }
 }
 

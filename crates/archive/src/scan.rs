@@ -251,6 +251,9 @@ impl Scan {
                     }
                 }
             }
+            if self.on_blob.as_ref().is_some_and(BlobHook::stop_requested) {
+                return Err(ArchiveError::Stopped);
+            }
             chunk = match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,

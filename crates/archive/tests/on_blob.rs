@@ -121,3 +121,37 @@ fn every_layer_is_reported_once_in_place_and_nothing_else() {
         }
     }
 }
+
+/// `stopping_when`: once it answers `true` (here: after the first layer was published), reading
+/// ends with `ArchiveError::Stopped` inside the next entry, and the layout this run created is
+/// removed as for any failed read.
+#[test]
+fn a_hook_that_says_stop_ends_the_read() {
+    let layers = [layer("a", 300_000), layer("b", 400_000)];
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("app.tar");
+    std::fs::write(&file, archive(&layers)).unwrap();
+    let published = Arc::new(Mutex::new(0));
+    let hook = {
+        let (p1, p2) = (Arc::clone(&published), Arc::clone(&published));
+        BlobHook::new(move |_: &PublishedBlob| *p1.lock().unwrap() += 1)
+            .stopping_when(move || *p2.lock().unwrap() > 0)
+    };
+    let out = tmp.path().join("layout");
+    let options = Options {
+        on_blob: Some(hook),
+        scratch: true,
+        ..Default::default()
+    };
+    let err = unpack_with(&Input::Path(file), &out, &options).unwrap_err();
+    assert!(
+        matches!(err, layerlift_archive::ArchiveError::Stopped),
+        "{err}"
+    );
+    assert_eq!(
+        *published.lock().unwrap(),
+        1,
+        "the second layer was not finished"
+    );
+    assert!(!out.exists(), "the layout this run created is removed");
+}

@@ -555,8 +555,17 @@ fn open_source(
         on_blob: early.as_ref().map(upload::Pool::hook),
         ..Default::default()
     };
-    let (info, _) = layerlift_archive::unpack_with(&input, tmp.path(), &options)
-        .with_context(|| format!("reading {}", input.display()))?;
+    let (info, _) = match layerlift_archive::unpack_with(&input, tmp.path(), &options) {
+        Ok(r) => r,
+        // An upload failed while the archive was read, and the reader stopped: that is the error.
+        Err(layerlift_archive::ArchiveError::Stopped) => {
+            return Err(early
+                .as_ref()
+                .and_then(upload::Pool::take_error)
+                .unwrap_or_else(|| anyhow::anyhow!("reading {} stopped", input.display())));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", input.display())),
+    };
     let layout = Layout::open(tmp.path())?;
     report_layers(out, &info, &reuse, encoding, cache);
     Ok(Source {

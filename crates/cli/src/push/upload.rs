@@ -21,6 +21,7 @@ use layerlift_registry::{Client, FileSource, MountResult, UploadEvent, UploadOpt
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// What every blob upload of a push needs.
@@ -65,6 +66,8 @@ struct Shared {
     holders: BTreeMap<Digest, String>,
     state: Mutex<State>,
     changed: Condvar,
+    /// Set with the first error: the archive reader stops at its next buffer ([`Pool::hook`]).
+    failed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -131,6 +134,7 @@ impl Shared {
                 Err(e) => {
                     if st.error.is_none() {
                         st.error = Some(e);
+                        self.failed.store(true, Ordering::Relaxed);
                     }
                 }
             }
@@ -154,6 +158,7 @@ impl Pool {
             holders,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
+            failed: AtomicBool::new(false),
         });
         for n in 0..jobs.max(1) {
             let s = Arc::clone(&shared);
@@ -170,9 +175,12 @@ impl Pool {
         &self.shared.repository
     }
 
-    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes.
+    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes,
+    /// and stop the reader once an upload has failed (the push fails with that error: reading
+    /// the rest of a large archive first would only make the user wait for it).
     pub fn hook(&self) -> BlobHook {
         let shared = Arc::clone(&self.shared);
+        let failed = Arc::clone(&self.shared);
         BlobHook::new(move |b: &PublishedBlob| {
             let blob = Blob {
                 digest: b.digest,
@@ -181,6 +189,12 @@ impl Pool {
             };
             shared.submit(blob, b.path.clone());
         })
+        .stopping_when(move || failed.failed.load(Ordering::Relaxed))
+    }
+
+    /// The first upload error, if one happened (it is taken: [`Pool::finish`] will not see it).
+    pub fn take_error(&self) -> Option<anyhow::Error> {
+        self.shared.lock().error.take()
     }
 
     /// Push `blobs` (each with the file holding it), skipping those queued before, and wait for
