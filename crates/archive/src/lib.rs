@@ -39,7 +39,7 @@ pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
 pub use plan::{commit, label, select};
-pub use scan::{Reuse, ReusedEntry, Scan};
+pub use scan::{Reuse, ReusedEntry, Scan, ScanSettings};
 
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
@@ -83,59 +83,36 @@ const READ_BUFFER: usize = 1 << 20;
 /// Read the whole input once. With `layout`, every entry is staged there (nothing is published
 /// until [`commit`]); without, entries are only hashed (`--list`).
 pub fn read(input: &Input, layout: Option<&Layout>) -> Result<(ArchiveInfo, Scan), ArchiveError> {
-    read_encoding(input, layout, None)
+    read_with(input, layout, ScanSettings::default())
 }
 
-/// [`read`], compressing uncompressed layers to `encoding` while staging them (with a layout).
-pub fn read_encoding(
+/// [`read`] as `settings` say: compressing uncompressed layers to their `encoding` while staging
+/// them (with a layout); leaving their `reuse` entries by path unread (an uncompressed archive file
+/// or a directory skips them without reading a byte; a stream reads past them without hashing)
+/// and only hashing their layers by diff_id; publishing layers into `layout` as they stream past
+/// when `on_blob` is given ([`Options::on_blob`]).
+pub fn read_with(
     input: &Input,
     layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-) -> Result<(ArchiveInfo, Scan), ArchiveError> {
-    read_reusing(input, layout, encoding, Reuse::default())
-}
-
-/// [`read_encoding`] with [`Reuse`]: entries by path are left unread (an uncompressed archive file
-/// or a directory skips them without reading a byte; a stream reads past them without hashing),
-/// layers by diff_id are only hashed.
-pub fn read_reusing(
-    input: &Input,
-    layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-    reuse: Reuse,
-) -> Result<(ArchiveInfo, Scan), ArchiveError> {
-    read_publishing(input, layout, encoding, reuse, None)
-}
-
-/// [`read_reusing`], publishing layers into `layout` as they stream past when `on_blob` is given
-/// ([`Options::on_blob`]).
-fn read_publishing(
-    input: &Input,
-    layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-    reuse: Reuse,
-    on_blob: Option<BlobHook>,
+    settings: ScanSettings,
 ) -> Result<(ArchiveInfo, Scan), ArchiveError> {
     let (scan, compression) = match input {
-        Input::Path(p) if p.is_dir() => (
-            scan::scan_dir(p, layout, encoding, reuse, on_blob)?,
-            Compression::None,
-        ),
+        Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout, settings)?, Compression::None),
         Input::Path(p) => {
             let mut file =
                 std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
-            if !reuse.by_path.is_empty() && catalog::is_plain_tar(&mut file)? {
+            if !settings.reuse.by_path.is_empty() && catalog::is_plain_tar(&mut file)? {
                 (
-                    scan::scan_tar_file(&mut file, layout, encoding, reuse, on_blob)?,
+                    scan::scan_tar_file(&mut file, layout, settings)?,
                     Compression::None,
                 )
             } else {
-                scan_stream(Box::new(file), layout, encoding, reuse, on_blob)?
+                scan_stream(Box::new(file), layout, settings)?
             }
         }
         Input::Stdin => {
             grow_pipe_buffer();
-            scan_stream(Box::new(std::io::stdin()), layout, encoding, reuse, on_blob)?
+            scan_stream(Box::new(std::io::stdin()), layout, settings)?
         }
     };
     let info = analyze(&scan, compression)?;
@@ -154,28 +131,24 @@ fn grow_pipe_buffer() {
 fn scan_stream(
     source: Box<dyn Read + Send>,
     layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-    reuse: Reuse,
-    on_blob: Option<BlobHook>,
+    settings: ScanSettings,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
         .map_err(|e| ArchiveError::io("the start of the archive", e))?;
     // Reading and decompressing run on their own thread, ahead of hashing and staging.
     let mut reader = readahead::ReadAhead::new(decoded);
-    let scan = scan::scan_tar_reusing(&mut reader, layout, encoding, reuse, on_blob).map_err(
-        |e| match e {
-            ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
-                compression: compression.name(),
-                detail,
-            },
-            ArchiveError::NotTar { detail, .. } => ArchiveError::NotTar {
-                compression: compression.name(),
-                detail,
-            },
-            other => other,
+    let scan = scan::scan_tar_with(&mut reader, layout, settings).map_err(|e| match e {
+        ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
+            compression: compression.name(),
+            detail,
         },
-    )?;
+        ArchiveError::NotTar { detail, .. } => ArchiveError::NotTar {
+            compression: compression.name(),
+            detail,
+        },
+        other => other,
+    })?;
     Ok((scan, compression))
 }
 
@@ -556,13 +529,12 @@ pub fn unpack_with(
         } else {
             Layout::create(dir)?
         };
-        let (info, mut scan) = read_publishing(
-            input,
-            Some(&layout),
-            options.encoding,
-            options.reuse.clone(),
-            options.on_blob.clone(),
-        )?;
+        let settings = ScanSettings {
+            encoding: options.encoding,
+            reuse: options.reuse.clone(),
+            on_blob: options.on_blob.clone(),
+        };
+        let (info, mut scan) = read_with(input, Some(&layout), settings)?;
         let chosen = select(&info, selectors)?;
         let added = commit(&info, &mut scan, &layout, &chosen, platform)?;
         Ok((info, added))

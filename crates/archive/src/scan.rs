@@ -105,6 +105,17 @@ impl FileEntry {
     }
 }
 
+/// How one pass treats what it reads (all off by default: stage or hash every entry as it is).
+#[derive(Debug, Default, Clone)]
+pub struct ScanSettings {
+    /// Compress uncompressed tar entries (layers) to this while staging them.
+    pub encoding: Option<Encoding>,
+    /// What not to read, or not to compress ([`Reuse`]).
+    pub reuse: Reuse,
+    /// Publish each layer as soon as it is staged ([`crate::Options::on_blob`]).
+    pub on_blob: Option<BlobHook>,
+}
+
 /// Everything one pass learnt about the archive's entries.
 #[derive(Debug, Default)]
 pub struct Scan {
@@ -123,6 +134,21 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// An empty scan that will read as `settings` say.
+    fn new(settings: ScanSettings) -> Self {
+        let ScanSettings {
+            encoding,
+            reuse,
+            on_blob,
+        } = settings;
+        Scan {
+            encoding,
+            reuse,
+            on_blob,
+            ..Scan::default()
+        }
+    }
+
     /// The regular file at `path` after following links, with the resolved path.
     pub fn file(&self, path: &str) -> Result<Option<(String, &FileEntry)>, ArchiveError> {
         let resolved = paths::resolve(&self.links, path)?;
@@ -401,16 +427,19 @@ pub fn scan_tar(
     layout: Option<&Layout>,
     encoding: Option<Encoding>,
 ) -> Result<Scan, ArchiveError> {
-    scan_tar_reusing(reader, layout, encoding, Reuse::default(), None)
+    let settings = ScanSettings {
+        encoding,
+        ..ScanSettings::default()
+    };
+    scan_tar_with(reader, layout, settings)
 }
 
-/// [`scan_tar`] with [`Reuse`] (its entries by path are read past and dropped) and a [`BlobHook`].
-pub fn scan_tar_reusing(
+/// [`scan_tar`] with all of [`ScanSettings`] (the entries of its [`Reuse`] by path are read past
+/// and dropped).
+pub fn scan_tar_with(
     reader: &mut dyn Read,
     layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-    reuse: Reuse,
-    on_blob: Option<BlobHook>,
+    settings: ScanSettings,
 ) -> Result<Scan, ArchiveError> {
     let budget = Rc::new(HeaderBudget::default());
     let mut counting = EofTracker {
@@ -418,12 +447,7 @@ pub fn scan_tar_reusing(
         hit_eof: false,
         budget: Rc::clone(&budget),
     };
-    let mut scan = Scan {
-        encoding,
-        reuse,
-        on_blob,
-        ..Scan::default()
-    };
+    let mut scan = Scan::new(settings);
     {
         let mut archive = tar::Archive::new(&mut counting);
         let entries = archive
@@ -443,21 +467,14 @@ pub fn scan_tar_reusing(
     Ok(scan)
 }
 
-/// [`scan_tar_reusing`] over an uncompressed tar file: the entries of `reuse` are seeked past,
-/// never read.
+/// [`scan_tar_with`] over an uncompressed tar file: the entries of the settings' [`Reuse`] are
+/// seeked past, never read.
 pub fn scan_tar_file(
     file: &mut fs::File,
     layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-    reuse: Reuse,
-    on_blob: Option<BlobHook>,
+    settings: ScanSettings,
 ) -> Result<Scan, ArchiveError> {
-    let mut scan = Scan {
-        encoding,
-        reuse,
-        on_blob,
-        ..Scan::default()
-    };
+    let mut scan = Scan::new(settings);
     let end = file
         .metadata()
         .map_err(|e| ArchiveError::io("the archive", e))?
@@ -731,16 +748,9 @@ pub(crate) fn walk_dir(
 pub fn scan_dir(
     root: &Path,
     layout: Option<&Layout>,
-    encoding: Option<Encoding>,
-    reuse: Reuse,
-    on_blob: Option<BlobHook>,
+    settings: ScanSettings,
 ) -> Result<Scan, ArchiveError> {
-    let mut scan = Scan {
-        encoding,
-        reuse,
-        on_blob,
-        ..Scan::default()
-    };
+    let mut scan = Scan::new(settings);
     walk_dir(root, &mut |rel, entry| match entry {
         DirEntry::Symlink(target) => scan.add_link(rel, Link::Symlink(target)),
         DirEntry::File { path, size } => match scan.reuse.by_path.get(&rel).cloned() {
