@@ -229,7 +229,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let reg = Rc::new(Registry::start(&work.join("registry"))?);
         eprintln!("xtask bench: docker-registry on {}", reg.addr());
         steps.extend(bs::push_steps(&push, &layout, reg.clone(), &work)?);
-        let (archive_steps, stored) = bs::archive_push_steps(&push, &archive, reg.clone(), &work);
+        let (archive_steps, stored) =
+            bs::archive_push_steps(&push, &archive, reg.clone(), &work, &bs::ARCHIVE_6);
         steps.extend(archive_steps);
         archive_stored = Some(stored);
         // Issue 4's 40-layer image: the same files in 40 layers (built once, cached).
@@ -241,7 +242,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             );
             util::build_once(&archive40, |tmp| build_archive(tmp, budget, 40))?;
         }
-        let (steps40, _) = bs::archive40_push_steps(&push, &archive40, reg.clone(), &work);
+        let (steps40, _) =
+            bs::archive_push_steps(&push, &archive40, reg.clone(), &work, &bs::ARCHIVE_40);
         steps.extend(steps40);
         targets.extend(push_targets());
         let gz = bs::layer_bytes(&layout)?;

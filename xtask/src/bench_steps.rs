@@ -341,50 +341,34 @@ pub fn push_steps(
     ])
 }
 
+/// Which archive push comparison: the step names (layerlift, skopeo) and their repository prefixes.
+pub struct ArchivePush {
+    pub names: [&'static str; 2],
+    pub prefixes: [&'static str; 2],
+}
+
 /// Issue 4's own comparison: the `docker save` archive straight to the registry (layerlift-push
 /// compresses while it reads; skopeo compresses for a docker:// destination by default), cold.
-/// Returns the steps and the stored layer bytes of (layerlift, skopeo).
+pub const ARCHIVE_6: ArchivePush = ArchivePush {
+    names: [PUSH_ARCHIVE, SKOPEO_PUSH_ARCHIVE],
+    prefixes: ["c", "d"],
+};
+/// The same comparison on the 40-layer archive (issue 4: ≤ 0.5× skopeo).
+pub const ARCHIVE_40: ArchivePush = ArchivePush {
+    names: [PUSH_ARCHIVE_40, SKOPEO_PUSH_ARCHIVE_40],
+    prefixes: ["k", "m"],
+};
+
+/// The cold push of `archive` by layerlift-push and by skopeo, as `which` names them. Returns the
+/// steps and the stored layer bytes of (layerlift, skopeo).
 pub fn archive_push_steps(
     push: &Path,
     archive: &Path,
     registry: Rc<Registry>,
     work: &Path,
+    which: &ArchivePush,
 ) -> (Vec<Step>, [Stored; 2]) {
-    archive_push_steps_named(
-        push,
-        archive,
-        registry,
-        work,
-        [PUSH_ARCHIVE, SKOPEO_PUSH_ARCHIVE],
-        ["c", "d"],
-    )
-}
-
-/// The same comparison on the 40-layer archive (issue 4: ≤ 0.5× skopeo).
-pub fn archive40_push_steps(
-    push: &Path,
-    archive: &Path,
-    registry: Rc<Registry>,
-    work: &Path,
-) -> (Vec<Step>, [Stored; 2]) {
-    archive_push_steps_named(
-        push,
-        archive,
-        registry,
-        work,
-        [PUSH_ARCHIVE_40, SKOPEO_PUSH_ARCHIVE_40],
-        ["k", "m"],
-    )
-}
-
-fn archive_push_steps_named(
-    push: &Path,
-    archive: &Path,
-    registry: Rc<Registry>,
-    work: &Path,
-    names: [&'static str; 2],
-    prefixes: [&'static str; 2],
-) -> (Vec<Step>, [Stored; 2]) {
+    let ArchivePush { names, prefixes } = which;
     let (push, a1) = (push.to_path_buf(), archive.to_path_buf());
     let ours = Pusher::new(registry.clone(), prefixes[0], move |dest| {
         let mut c = Command::new(&push);
