@@ -305,7 +305,10 @@ fn push_step(p: &Rc<Pusher>, name: &str, cold: bool, work: &Path, log: &str) -> 
     let (p1, p2, p3) = (p.clone(), p.clone(), p.clone());
     let log = Rc::new(Log(work.join(format!("{log}.log"))));
     Step::new(name, move || {
-        measure::time_command(&mut (p1.command)(&p1.dest()), &log)
+        let before = p1.registry.cpu_time()?;
+        let mut sample = measure::time_command(&mut (p1.command)(&p1.dest()), &log)?;
+        sample.server_cpu = Some(p1.registry.cpu_time()?.saturating_sub(before));
+        Ok(sample)
     })
     .prepare(move || {
         if cold {

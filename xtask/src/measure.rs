@@ -21,6 +21,9 @@ pub struct Sample {
     pub peak_rss_kib: u64,
     /// User + system CPU time of the measured process (not of a pipeline's producer).
     pub cpu: Duration,
+    /// CPU time the registry used while the step ran (push steps; the registry shares the
+    /// machine's CPUs with the client).
+    pub server_cpu: Option<Duration>,
 }
 
 /// A benchmark step: how to prepare (untimed), run (timed) and check (untimed) one repetition.
@@ -60,6 +63,16 @@ pub struct Measurement {
     pub error: Option<String>,
 }
 
+/// The median of some durations (the mean of the middle two for an even count).
+fn median_of(mut v: Vec<Duration>) -> Option<Duration> {
+    v.sort();
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2),
+    }
+}
+
 impl Measurement {
     fn sorted_walls(&self) -> Vec<Duration> {
         let mut w: Vec<_> = self.samples.iter().map(|s| s.wall).collect();
@@ -68,12 +81,7 @@ impl Measurement {
     }
 
     pub fn median(&self) -> Option<Duration> {
-        let w = self.sorted_walls();
-        match w.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(w[n / 2]),
-            n => Some((w[n / 2 - 1] + w[n / 2]) / 2),
-        }
+        median_of(self.sorted_walls())
     }
 
     pub fn min(&self) -> Option<Duration> {
@@ -86,13 +94,13 @@ impl Measurement {
 
     /// Median CPU time (user + system) of the measured process.
     pub fn median_cpu(&self) -> Option<Duration> {
-        let mut c: Vec<_> = self.samples.iter().map(|s| s.cpu).collect();
-        c.sort();
-        match c.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(c[n / 2]),
-            n => Some((c[n / 2 - 1] + c[n / 2]) / 2),
-        }
+        median_of(self.samples.iter().map(|s| s.cpu).collect())
+    }
+
+    /// Median CPU time of the registry during the step, when it was measured in every run.
+    pub fn median_server_cpu(&self) -> Option<Duration> {
+        let v: Option<Vec<_>> = self.samples.iter().map(|s| s.server_cpu).collect();
+        median_of(v?)
     }
 
     /// Largest peak RSS over all repetitions, in KiB.
@@ -181,6 +189,15 @@ pub enum Target {
         numerator: String,
         denominator: String,
     },
+    /// The least wall-time ratio the numerator step could reach on this machine, reported without
+    /// a target: (its median CPU + the registry's median CPU during it) ÷ `cpus`, over the
+    /// denominator's median wall time. Both processes' work has to fit on the same `cpus` cores.
+    CpuFloor {
+        label: String,
+        numerator: String,
+        denominator: String,
+        cpus: usize,
+    },
 }
 
 impl Target {
@@ -190,7 +207,8 @@ impl Target {
             | Target::PeakRss { label, .. }
             | Target::Value { label, .. }
             | Target::Info { label, .. }
-            | Target::CpuInfo { label, .. } => label,
+            | Target::CpuInfo { label, .. }
+            | Target::CpuFloor { label, .. } => label,
         }
     }
 }
@@ -227,8 +245,8 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
         .max(4);
     println!();
     println!(
-        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
-        "step", "median", "min", "max", "CPU", "peak RSS", "runs"
+        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}  {:>12}",
+        "step", "median", "min", "max", "CPU", "peak RSS", "runs", "registry CPU"
     );
     for m in results {
         let secs = |d: Option<Duration>| {
@@ -240,14 +258,15 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
             .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}",
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>10}  {:>4}  {:>12}",
             m.name,
             secs(m.median()),
             secs(m.min()),
             secs(m.max()),
             secs(m.median_cpu()),
             rss,
-            m.samples.len()
+            m.samples.len(),
+            secs(m.median_server_cpu()),
         );
         if let Some(e) = &m.error {
             println!("{:<width$}  FAILED: {}", "", first_lines(e, 6));
@@ -323,12 +342,23 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
                 } else {
                     median_cpu_ratio(results, numerator, denominator)
                 };
-                println!(
-                    "{:<lw$}  {:>10}  {:>10}  (no target)",
-                    label,
-                    ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}×")),
-                    "-"
-                );
+                print_info(label, ratio, lw);
+                continue;
+            }
+            Target::CpuFloor {
+                label,
+                numerator,
+                denominator,
+                cpus,
+            } => {
+                let busy =
+                    find(numerator).and_then(|m| Some(m.median_cpu()? + m.median_server_cpu()?));
+                let floor = busy
+                    .zip(find(denominator).and_then(Measurement::median))
+                    .map(|(busy, wall)| {
+                        busy.as_secs_f64() / (*cpus).max(1) as f64 / wall.as_secs_f64().max(1e-9)
+                    });
+                print_info(label, floor, lw);
                 continue;
             }
         };
@@ -346,6 +376,16 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
         );
     }
     all
+}
+
+/// A row of the check table without a target.
+fn print_info(label: &str, ratio: Option<f64>, lw: usize) {
+    println!(
+        "{:<lw$}  {:>10}  {:>10}  (no target)",
+        label,
+        ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}×")),
+        "-"
+    );
 }
 
 fn first_lines(s: &str, n: usize) -> String {
@@ -390,6 +430,7 @@ pub fn time_command(cmd: &mut Command, log: &Log) -> Result<Sample> {
         wall,
         peak_rss_kib,
         cpu,
+        server_cpu: None,
     })
 }
 
@@ -431,6 +472,7 @@ pub fn time_pipeline(producer: &mut Command, consumer: &mut Command, log: &Log) 
         wall,
         peak_rss_kib,
         cpu,
+        server_cpu: None,
     })
 }
 

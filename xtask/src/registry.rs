@@ -135,6 +135,29 @@ impl Registry {
             .sum())
     }
 
+    /// CPU time (user + system, all threads) the registry process has used since it started, from
+    /// `/proc/PID/stat` (clock-tick resolution, 10 ms).
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // state (field 3) first, so utime (14) and stime (15) are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("{path}: no CPU time field in {stat:?}"))
+        };
+        let total = ticks(11)? + ticks(12)?;
+        Ok(Duration::from_secs_f64(
+            total as f64 / crate::util::clock_ticks_per_second(),
+        ))
+    }
+
     fn log(&self) -> String {
         fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }

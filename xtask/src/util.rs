@@ -239,6 +239,14 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The unit of the CPU times in `/proc/PID/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+#[allow(unsafe_code)]
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf(3) has no preconditions; it returns -1 for an unknown name.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as f64 } else { 100.0 }
+}
+
 /// Are we running as root (effective uid 0)?
 #[allow(unsafe_code)]
 pub fn is_root() -> bool {
