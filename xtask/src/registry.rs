@@ -140,21 +140,10 @@ impl Registry {
     pub fn cpu_time(&self) -> Result<Duration> {
         let path = format!("/proc/{}/stat", self.child.id());
         let stat = fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-        // The fields after the command name, which is in parentheses and may hold spaces:
-        // state (field 3) first, so utime (14) and stime (15) are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| -> Result<u64> {
-            fields
-                .get(i)
-                .and_then(|f| f.parse().ok())
-                .with_context(|| format!("{path}: no CPU time field in {stat:?}"))
-        };
-        let total = ticks(11)? + ticks(12)?;
+        let ticks =
+            cpu_ticks(&stat).with_context(|| format!("{path}: no CPU time fields in {stat:?}"))?;
         Ok(Duration::from_secs_f64(
-            total as f64 / crate::util::clock_ticks_per_second(),
+            ticks as f64 / crate::util::clock_ticks_per_second(),
         ))
     }
 
@@ -167,5 +156,29 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in clock ticks. The command name (field 2) is in
+/// parentheses and may hold spaces and parentheses, so the fields are counted after its last `)`:
+/// state (field 3) comes first there, utime (14) and stime (15) 12th and 13th.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(field(11)? + field(12)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_ticks;
+
+    #[test]
+    fn cpu_ticks_count_fields_after_the_command_name() {
+        // A real line (docker-registry), with the command name given spaces and a parenthesis.
+        let line = "4067 (docker (reg) x) S 1 4066 4066 0 -1 4194560 3961 0 0 0 1530 341 0 0 20 0 9 0 2562650 1520279552 7394 18446744073709551615 4194304 13632497 140733553541152 0 0 0 0 0 2143420159 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(cpu_ticks(line), Some(1530 + 341));
+        assert_eq!(cpu_ticks("4067 (docker-registry) S 1 2"), None);
+        assert_eq!(cpu_ticks("no parenthesis"), None);
     }
 }
