@@ -3,12 +3,12 @@
 //! pulls every pushed image back so that its manifests and blobs can be compared byte for byte.
 
 use crate::util::{
-    PASSWORD, WRONG_PASSWORD, assert_ok, base64_encode, have_tool, push_cmd, pushed, run,
-    run_with_stdin, sha256_digest, shared_fixtures, text,
+    PASSWORD, WRONG_PASSWORD, assert_ok, base64_encode, have_tool, layout_layers, push_cmd, pushed,
+    run, run_with_stdin, shared_fixtures, skopeo_pull_layers, text,
 };
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 fn fixture(rel: &str) -> PathBuf {
     shared_fixtures().join(rel)
@@ -18,88 +18,11 @@ const TWO_IMAGES: &str = "generated-local/skopeo-1.9.3/skopeo-oci-layout-2images
 const MULTI_PLATFORM: &str = "anchore-stereoscope/pkg/image/oci/testdata/multiplatform_oci_dir";
 const REGCLIENT: &str = "regclient-regclient/testdata/testrepo";
 
-/// Pull `reference` back with skopeo into a `dir:` and check it against the pushed digest: the
-/// manifest bytes hash to it, and every blob skopeo wrote hashes to its name. Returns the layer
-/// digests seen.
+/// Pull `reference` back with skopeo and check it ([`crate::util::skopeo_pull_layers`]); its layer
+/// digests.
 fn skopeo_check(reference: &str, digest: &str, extra: &[&str]) -> Vec<String> {
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("img");
-    let o = Command::new("skopeo")
-        .args(["copy", "-q", "--multi-arch", "all"])
-        .args(extra)
-        .arg(format!("docker://{reference}"))
-        .arg(format!("dir:{}", dir.display()))
-        .output()
-        .expect("run skopeo");
-    assert!(
-        o.status.success(),
-        "skopeo copy {reference}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
-    assert_eq!(
-        sha256_digest(&manifest),
-        digest,
-        "{reference}: manifest bytes differ"
-    );
-    let mut manifests = vec![manifest];
-    let mut layers = Vec::new();
-    while let Some(m) = manifests.pop() {
-        let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
-        if let Some(children) = v["manifests"].as_array() {
-            for c in children {
-                let hex = c["digest"].as_str().unwrap().trim_start_matches("sha256:");
-                let p = dir.join(format!("{hex}.manifest.json"));
-                if let Ok(bytes) = std::fs::read(&p) {
-                    assert_eq!(sha256_digest(&bytes), format!("sha256:{hex}"));
-                    manifests.push(bytes);
-                }
-            }
-            continue;
-        }
-        let mut blobs = vec![v["config"]["digest"].as_str().unwrap().to_string()];
-        for l in v["layers"].as_array().unwrap() {
-            let d = l["digest"].as_str().unwrap().to_string();
-            layers.push(d.clone());
-            blobs.push(d);
-        }
-        for d in blobs {
-            let hex = d.trim_start_matches("sha256:");
-            let bytes = std::fs::read(dir.join(hex))
-                .unwrap_or_else(|e| panic!("{reference}: blob {d} not pulled: {e}"));
-            assert_eq!(sha256_digest(&bytes), d, "{reference}: blob {d} differs");
-        }
-    }
-    layers
-}
-
-/// The layer digests of the image `digest` in the OCI layout at `dir` (all platforms).
-fn layout_layers(dir: &Path, digest: &str) -> Vec<String> {
-    let blob = |d: &str| {
-        std::fs::read(
-            dir.join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    };
-    let v: serde_json::Value = serde_json::from_slice(&blob(digest)).unwrap();
-    if let Some(children) = v["manifests"].as_array() {
-        return children
-            .iter()
-            .filter(|c| {
-                dir.join("blobs/sha256")
-                    .join(c["digest"].as_str().unwrap().trim_start_matches("sha256:"))
-                    .exists()
-            })
-            .flat_map(|c| layout_layers(dir, c["digest"].as_str().unwrap()))
-            .collect();
-    }
-    v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
+    let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    skopeo_pull_layers(reference, digest, &extra)
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

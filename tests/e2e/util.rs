@@ -290,6 +290,14 @@ pub fn skopeo_pull(
     try_skopeo_pull(reference, digest, extra, work).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`skopeo_pull`] into a temporary directory; the layer digests of every image pulled.
+pub fn skopeo_pull_layers(reference: &str, digest: &str, extra: &[String]) -> Vec<String> {
+    let work = tempfile::tempdir().unwrap();
+    pull_and_check(reference, digest, extra, work.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .1
+}
+
 /// [`skopeo_pull`], with skopeo's failure as an error.
 pub fn try_skopeo_pull(
     reference: &str,
@@ -297,6 +305,16 @@ pub fn try_skopeo_pull(
     extra: &[String],
     work: &Path,
 ) -> Result<Vec<CheckedImage>, String> {
+    pull_and_check(reference, digest, extra, work).map(|(images, _)| images)
+}
+
+/// [`skopeo_pull`]: the checked images, and the layer digests of every image pulled.
+fn pull_and_check(
+    reference: &str,
+    digest: &str,
+    extra: &[String],
+    work: &Path,
+) -> Result<(Vec<CheckedImage>, Vec<String>), String> {
     let dir = work.join("dir");
     let o = Command::new("skopeo")
         .args(["copy", "-q", "--multi-arch", "all"])
@@ -356,9 +374,35 @@ pub fn try_skopeo_pull(
     )
     .unwrap();
     let images = verify::layout(&layout);
+    let layers = layout_layers(&layout, digest);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&layout);
-    Ok(images)
+    Ok((images, layers))
+}
+
+/// The layer digests of the image `digest` in the OCI layout at `dir`: of every platform whose
+/// manifest the layout holds, when it is an index.
+pub fn layout_layers(dir: &Path, digest: &str) -> Vec<String> {
+    let path = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path(digest)).unwrap()).unwrap();
+    if let Some(children) = v["manifests"].as_array() {
+        return children
+            .iter()
+            .map(|c| c["digest"].as_str().unwrap())
+            .filter(|d| path(d).exists())
+            .flat_map(|d| layout_layers(dir, d))
+            .collect();
+    }
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// `skopeo inspect --raw [--config] docker://REFERENCE`: the manifest (or config) bytes as the
