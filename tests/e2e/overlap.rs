@@ -4,10 +4,12 @@
 //! registry has the first layer (watching its storage) before writing the rest; a push that
 //! uploads only after reading everything never gets there, and the test fails after 60 s. A read
 //! that fails after that upload still fails the push, and leaves no manifest or tag; an early
-//! upload that fails is reported as a late one is.
+//! upload that fails is reported as a late one is. An archive file of several images, which a push
+//! without `--image` refuses, sends nothing.
 
 use crate::util::{
-    assert_no_secrets, layer_tar, podman_archive, push_cmd, sha256_digest, skopeo_pull, text,
+    assert_no_secrets, layer_tar, podman_archive, podman_archive_of, push_cmd, sha256_digest,
+    skopeo_pull, text,
 };
 use layerlift_testkit::Registry;
 use serde_json::Value;
@@ -314,4 +316,36 @@ fn a_refused_early_upload_stops_the_reading() {
         bytes.len()
     );
     assert_eq!(crate::util::tag_digest(&reg, REPO, "1"), None);
+}
+
+#[test]
+fn an_archive_file_of_several_images_uploads_nothing_before_it_is_refused() {
+    // Without --image, a push of two different images is refused once the archive is read. From
+    // a file the catalog (its metadata, read first) already says there are two: no layer of the
+    // first may go up while the second's 24 MB are still being read and compressed.
+    let reg = Registry::anonymous();
+    let first = [layer_tar("first", 21, 1_000_000)];
+    let second = [layer_tar("second", 22, 24_000_000)];
+    let (bytes, _) = podman_archive_of(&[(&first, "app:1"), (&second, "other:1")], &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("two.tar");
+    std::fs::write(&path, bytes).unwrap();
+    let mut c = push_cmd();
+    c.arg(&path)
+        .arg(format!("{}/{REPO}:1", reg.addr()))
+        .args(["--no-cache", "--json"])
+        .env_remove("LAYERLIFT_CACHE_DIR");
+    let o = c.output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}\n{out}");
+    assert!(err.contains("holds 2 different images"), "{err}");
+    assert!(
+        !events(&o).iter().any(|e| e["event"] == "blob"),
+        "no blob event: {out}"
+    );
+    assert_eq!(
+        linked_layers(&reg),
+        Vec::<String>::new(),
+        "nothing uploaded"
+    );
 }

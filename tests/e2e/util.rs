@@ -567,21 +567,35 @@ pub fn podman_archive(
     stored: &[(usize, Vec<u8>)],
     tag: &str,
 ) -> (Vec<u8>, usize) {
-    let ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": ids},
-        "history": ids.iter().map(|_| serde_json::json!({"created_by": "test"})).collect::<Vec<_>>(),
-    })
-    .to_string();
-    let config_name = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
-    let layer_names: Vec<String> = ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
-    let manifest = serde_json::json!([{
-        "Config": config_name, "RepoTags": [tag], "Layers": layer_names,
-    }])
-    .to_string();
+    podman_archive_of(&[(layers, tag)], stored)
+}
+
+/// [`podman_archive`] of several images, one `manifest.json` item each; the layers of all of them
+/// come first, in order (`stored` indexes that list), then the configs.
+pub fn podman_archive_of(
+    images: &[(&[Vec<u8>], &str)],
+    stored: &[(usize, Vec<u8>)],
+) -> (Vec<u8>, usize) {
+    let name = |l: &Vec<u8>| format!("{}.tar", &sha256_digest(l)[7..]);
+    let mut configs = Vec::new();
+    let mut items = Vec::new();
+    for (layers, tag) in images {
+        let ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": ids},
+            "history": ids.iter().map(|_| serde_json::json!({"created_by": "test"})).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let config_name = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
+        let layer_names: Vec<String> = layers.iter().map(name).collect();
+        items.push(serde_json::json!({
+            "Config": config_name, "RepoTags": [tag], "Layers": layer_names,
+        }));
+        configs.push((config_name, config));
+    }
     let mut b = tar::Builder::new(Vec::new());
     let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
         let mut h = tar::Header::new_ustar();
@@ -591,17 +605,21 @@ pub fn podman_archive(
         b.append_data(&mut h, name, data).unwrap();
     };
     let mut first_end = 0;
-    for (i, (name, bytes)) in layer_names.iter().zip(layers).enumerate() {
+    let all_layers = images.iter().flat_map(|(layers, _)| layers.iter());
+    for (i, layer) in all_layers.enumerate() {
         let bytes = stored
             .iter()
             .find(|(j, _)| *j == i)
-            .map_or(bytes, |(_, s)| s);
-        add(&mut b, name, bytes);
+            .map_or(layer, |(_, s)| s);
+        add(&mut b, &name(layer), bytes);
         if i == 0 {
             first_end = b.get_ref().len();
         }
     }
-    add(&mut b, &config_name, config.as_bytes());
+    for (config_name, config) in &configs {
+        add(&mut b, config_name, config.as_bytes());
+    }
+    let manifest = serde_json::Value::Array(items).to_string();
     add(&mut b, "manifest.json", manifest.as_bytes());
     (b.into_inner().unwrap(), first_end)
 }

@@ -1,6 +1,7 @@
-//! What a re-push needs to know before it reads any layer: which entries of an archive hold layers,
-//! how each is stored, and which diff_id the image config gives it — learnt from the archive's
-//! metadata alone. An uncompressed tar file is walked header by header, seeking past every entry's
+//! What a push needs to know before it reads any layer: which entries of an archive hold layers,
+//! how each is stored, which diff_id the image config gives it (for re-push), and how many
+//! different images the archive holds (for early uploads) — learnt from the archive's metadata
+//! alone. An uncompressed tar file is walked header by header, seeking past every entry's
 //! data (only the first 512 bytes of each are read, to see how it is stored, and small JSON
 //! documents in full); a directory is listed. A compressed archive or a pipe cannot be walked
 //! without reading all of it, so it has no catalog.
@@ -17,7 +18,7 @@ use crate::paths::{self, Link};
 use crate::scan::{BufSeek, DirEntry, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES, walk_dir};
 use layerlift_layers::{Compression, sniff};
 use layerlift_manifest::{Digest, ImageConfig, Index, Manifest, media_types, parse_json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Seek};
 use std::path::Path;
@@ -46,6 +47,18 @@ pub struct CatalogLayer {
     pub platform: Option<String>,
 }
 
+/// What the metadata of an archive describes: the layers of every image, and how many different
+/// images there are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contents {
+    /// Each image's layers in order, the images one after the other.
+    pub layers: Vec<CatalogLayer>,
+    /// Different images: `manifest.json` items with different configs or layers, or different
+    /// manifest digests among index.json's entries (one multi-platform index is one image). The
+    /// same image under two names counts once, as push counts them.
+    pub images: usize,
+}
+
 /// A file entry of the catalog: its size, how it is stored, and its bytes if it is small JSON.
 #[derive(Debug)]
 struct Entry {
@@ -71,7 +84,7 @@ pub fn is_plain_tar(file: &mut fs::File) -> Result<bool, ArchiveError> {
 
 /// The layers of every image of `input`, from its metadata, without reading them. `None` when the
 /// input cannot be walked that way (a pipe, a compressed archive) or holds no image this reads.
-pub fn layers(input: &Input) -> Result<Option<Vec<CatalogLayer>>, ArchiveError> {
+pub fn contents(input: &Input) -> Result<Option<Contents>, ArchiveError> {
     let catalog = match input {
         Input::Stdin => return Ok(None),
         Input::Path(p) if p.is_dir() => catalog_dir(p)?,
@@ -83,7 +96,7 @@ pub fn layers(input: &Input) -> Result<Option<Vec<CatalogLayer>>, ArchiveError> 
             catalog_tar(&mut file)?
         }
     };
-    Ok(catalog.layers())
+    Ok(catalog.contents())
 }
 
 fn catalog_tar(file: &mut fs::File) -> Result<Catalog, ArchiveError> {
@@ -202,20 +215,33 @@ impl Catalog {
         self.entry(path)?.1.json.as_deref()
     }
 
-    fn layers(&self) -> Option<Vec<CatalogLayer>> {
-        let mut out = Vec::new();
-        if let Some(bytes) = self.json("manifest.json")
+    fn contents(&self) -> Option<Contents> {
+        let mut layers = Vec::new();
+        let images: BTreeSet<String> = if let Some(bytes) = self.json("manifest.json")
             && let Ok(items) = serde_json::from_slice::<Vec<Item>>(bytes)
         {
             for item in &items {
-                self.docker_item(item, &mut out);
+                self.docker_item(item, &mut layers);
             }
+            items
+                .iter()
+                .map(|i| format!("{} {:?}", i.config, i.layers))
+                .collect()
         } else if let Some(bytes) = self.json("index.json") {
-            self.oci_document(bytes, 0, &mut out);
+            self.oci_document(bytes, 0, &mut layers);
+            let index = parse_json::<Index>("image index", bytes).ok()?;
+            index
+                .manifests
+                .iter()
+                .map(|d| d.digest.to_string())
+                .collect()
         } else {
             return None;
-        }
-        Some(out)
+        };
+        Some(Contents {
+            layers,
+            images: images.len(),
+        })
     }
 
     /// The layers of one `manifest.json` item, paired with its config's diff_ids.
@@ -315,6 +341,16 @@ mod tests {
 
     /// A docker-save-like tar: a config, two layers (one behind a symlink), manifest.json last.
     fn archive(dir: &Path) -> (std::path::PathBuf, Vec<Digest>) {
+        archive_with(
+            dir,
+            serde_json::json!([{
+                "Config": "cfg.json", "RepoTags": ["app:1"], "Layers": ["a/layer.tar", "b/layer.tar"]
+            }]),
+        )
+    }
+
+    /// [`archive`] with another `manifest.json`.
+    fn archive_with(dir: &Path, manifest: serde_json::Value) -> (std::path::PathBuf, Vec<Digest>) {
         let layer = |content: &[u8]| {
             let mut b = tar::Builder::new(Vec::new());
             let mut h = tar::Header::new_ustar();
@@ -331,10 +367,7 @@ mod tests {
             "rootfs": {"type": "layers", "diff_ids": [ids[0].to_string(), ids[1].to_string()]}
         })
         .to_string();
-        let manifest = serde_json::json!([{
-            "Config": "cfg.json", "RepoTags": ["app:1"], "Layers": ["a/layer.tar", "b/layer.tar"]
-        }])
-        .to_string();
+        let manifest = manifest.to_string();
         let mut b = tar::Builder::new(Vec::new());
         let mut add = |name: &str, data: &[u8]| {
             let mut h = tar::Header::new_ustar();
@@ -367,7 +400,8 @@ mod tests {
     fn docker_archive_layers_without_reading_them() {
         let tmp = tempfile::tempdir().unwrap();
         let (path, ids) = archive(tmp.path());
-        let layers = layers(&Input::Path(path)).unwrap().unwrap();
+        let Contents { layers, images } = contents(&Input::Path(path)).unwrap().unwrap();
+        assert_eq!(images, 1);
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].path, "a/layer.tar");
         assert_eq!(layers[1].path, "c/layer.tar", "the symlink is followed");
@@ -378,6 +412,30 @@ mod tests {
     }
 
     #[test]
+    fn images_are_counted_once_whatever_their_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let both = ["a/layer.tar", "b/layer.tar"];
+        let (path, _) = archive_with(
+            tmp.path(),
+            serde_json::json!([
+                {"Config": "cfg.json", "RepoTags": ["app:1"], "Layers": both},
+                {"Config": "cfg.json", "RepoTags": ["app:latest"], "Layers": both},
+            ]),
+        );
+        let c = contents(&Input::Path(path)).unwrap().unwrap();
+        assert_eq!(c.images, 1, "one image under two names");
+        let (path, _) = archive_with(
+            tmp.path(),
+            serde_json::json!([
+                {"Config": "cfg.json", "RepoTags": ["app:1"], "Layers": both},
+                {"Config": "cfg.json", "RepoTags": ["base:1"], "Layers": ["a/layer.tar"]},
+            ]),
+        );
+        let c = contents(&Input::Path(path)).unwrap().unwrap();
+        assert_eq!(c.images, 2, "different layers, a different image");
+    }
+
+    #[test]
     fn compressed_archives_and_pipes_have_no_catalog() {
         let tmp = tempfile::tempdir().unwrap();
         let (path, _) = archive(tmp.path());
@@ -385,7 +443,7 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         io::Write::write_all(&mut e, &fs::read(&path).unwrap()).unwrap();
         fs::write(&gz, e.finish().unwrap()).unwrap();
-        assert_eq!(layers(&Input::Path(gz)).unwrap(), None);
-        assert_eq!(layers(&Input::Stdin).unwrap(), None);
+        assert_eq!(contents(&Input::Path(gz)).unwrap(), None);
+        assert_eq!(contents(&Input::Stdin).unwrap(), None);
     }
 }

@@ -20,6 +20,7 @@ mod sessions;
 mod upload;
 
 use anyhow::{Context, bail};
+use layerlift_archive::catalog::CatalogLayer;
 use layerlift_layout::Layout;
 use layerlift_manifest::Digest;
 use layerlift_registry::{
@@ -495,6 +496,9 @@ fn open_source(
             .unwrap_or(1),
     });
     let input = layerlift_archive::Input::from_arg(&args.source);
+    // What the archive's metadata says, when it can be read without reading the layers.
+    let contents = layerlift_archive::catalog::contents(&input)
+        .with_context(|| format!("reading {}", input.display()))?;
     let reuse = if args.opts.verify_all {
         reuse::Plan::default()
     } else {
@@ -505,7 +509,7 @@ fn open_source(
             dest,
             reuse_from,
             cache,
-            &input,
+            contents.as_ref().map(|c| c.layers.as_slice()),
             encoding,
         )?
     };
@@ -521,8 +525,12 @@ fn open_source(
             .map(|(d, _, _, r)| (*d, r.clone())),
     );
     // Only blobs of the image that is pushed go up early: with --image or --platform, which
-    // layers those are is known only once the archive's metadata (written last) is read.
-    let one_image = args.opts.images.is_empty() && args.opts.platform.is_none();
+    // layers those are is known only once the archive's metadata (written last) is read. An
+    // archive file whose metadata names several images is refused after the read (no --image):
+    // nothing goes up before that. (From a pipe that cannot be known in advance.)
+    let one_image = args.opts.images.is_empty()
+        && args.opts.platform.is_none()
+        && contents.as_ref().is_none_or(|c| c.images <= 1);
     let early = if one_image && !args.opts.all && !args.opts.dry_run {
         Some(upload::Pool::start(
             Arc::clone(uploader),
@@ -576,9 +584,9 @@ fn open_source(
     })
 }
 
-/// Which layers of an archive need not be read ([`reuse::plan`]); empty when the archive cannot
-/// be walked without reading it (a pipe, a compressed archive) or the push goes to several
-/// repositories (`--all`).
+/// Which layers of an archive need not be read ([`reuse::plan`]); empty when the push goes to
+/// several repositories (`--all`). `layers` is the archive's catalog, `None` when it cannot be
+/// walked without reading it (a pipe, a compressed archive).
 #[allow(clippy::too_many_arguments)]
 fn plan_reuse(
     args: &Args,
@@ -587,14 +595,12 @@ fn plan_reuse(
     dest: &Reference,
     reuse_from: &[Reference],
     cache: Option<&cache::Cache>,
-    input: &layerlift_archive::Input,
+    layers: Option<&[CatalogLayer]>,
     encoding: Option<layerlift_layers::Encoding>,
 ) -> anyhow::Result<reuse::Plan> {
     if args.opts.all {
         return Ok(reuse::Plan::default());
     }
-    let layers = layerlift_archive::catalog::layers(input)
-        .with_context(|| format!("reading {}", input.display()))?;
     let mut references: Vec<(String, String)> = Vec::new();
     let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
     tags.extend(args.tags.iter().cloned());
@@ -628,7 +634,7 @@ fn plan_reuse(
         }
         return Ok(plan);
     };
-    let plan = reuse::plan(client, &layers, &wanted);
+    let plan = reuse::plan(client, layers, &wanted);
     for note in &plan.notes {
         out.message(note);
     }
