@@ -82,8 +82,9 @@ pub fn is_plain_tar(file: &mut fs::File) -> Result<bool, ArchiveError> {
     Ok(n == 512 && sniff(&head) == Compression::None && &head[257..262] == b"ustar")
 }
 
-/// The layers of every image of `input`, from its metadata, without reading them. `None` when the
-/// input cannot be walked that way (a pipe, a compressed archive) or holds no image this reads.
+/// The layers of every image of `input`, and how many different images it holds, from its
+/// metadata, without reading the layers. `None` when the input cannot be walked that way (a pipe, a
+/// compressed archive) or has neither `manifest.json` nor `index.json`.
 pub fn contents(input: &Input) -> Result<Option<Contents>, ArchiveError> {
     let catalog = match input {
         Input::Stdin => return Ok(None),
@@ -229,12 +230,15 @@ impl Catalog {
                 .collect()
         } else if let Some(bytes) = self.json("index.json") {
             self.oci_document(bytes, 0, &mut layers);
-            let index = parse_json::<Index>("image index", bytes).ok()?;
-            index
-                .manifests
-                .iter()
-                .map(|d| d.digest.to_string())
-                .collect()
+            parse_json::<Index>("image index", bytes)
+                .map(|index| {
+                    index
+                        .manifests
+                        .iter()
+                        .map(|d| d.digest.to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
         } else {
             return None;
         };
