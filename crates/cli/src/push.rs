@@ -113,7 +113,7 @@ pub struct Options {
     /// Blobs larger than this are uploaded in chunks (of --chunk-size, default 64MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_single_upload: Option<u64>,
-    /// Blobs uploaded in parallel.
+    /// Blobs uploaded in parallel (and blobs asked about at once when planning a re-push).
     #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
     /// Attempts per request before giving up (1 = no retries).
@@ -625,6 +625,7 @@ fn plan_reuse(
         level: encoding.map_or(0, |e| e.effective_level()),
         any_compression: args.opts.reuse_any_compression,
         cache,
+        jobs: usize::from(args.opts.jobs),
     };
     let Some(layers) = layers else {
         // A pipe or a compressed archive: layers the registry has are hashed, not compressed.

@@ -11,7 +11,8 @@
 //! 3. A layer the archive stores compressed keeps its digest: it is a candidate as it is.
 //!
 //! A candidate is used only after a HEAD finds the blob in DEST's repository (or in the
-//! `--reuse-from` repository it came from, which the push then mounts it from). Only archives that
+//! `--reuse-from` repository it came from, which the push then mounts it from). The HEADs of all
+//! candidates go out together, `--jobs` at a time, before the archive is read. Only archives that
 //! can be walked without reading them (an uncompressed tar file, a directory) have a catalog; a pipe
 //! or a compressed archive is read in full.
 
@@ -23,7 +24,9 @@ use layerlift_manifest::{
     Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json,
 };
 use layerlift_registry::Client;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where a reused layer's descriptor came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,18 @@ pub struct Wanted<'a> {
     /// Accept a registry blob in any compression.
     pub any_compression: bool,
     pub cache: Option<&'a Cache>,
+    /// HEAD requests in flight at once (`--jobs`).
+    pub jobs: usize,
+}
+
+impl Wanted<'_> {
+    /// The compression of a registry layer blob of this media type, if this push may use it in
+    /// place of compressing a layer to `want`.
+    fn accepts(&self, media_type: &str, want: Compression) -> Option<Compression> {
+        let c = compression_of(media_type)?;
+        (c == want || (self.any_compression && matches!(c, Compression::Gzip | Compression::Zstd)))
+            .then_some(c)
+    }
 }
 
 /// The reuse plan: entries for the archive reader, and what each reused layer is.
@@ -107,18 +122,19 @@ pub fn plan_by_diff_id(client: &Client, wanted: &Wanted<'_>) -> Plan {
             plan.notes.push(note);
         }
     }
+    let candidates = known.values().flatten().filter_map(|k| {
+        wanted.accepts(&k.descriptor.media_type, want)?;
+        Some((k.repository.clone(), k.descriptor.digest))
+    });
+    let present = heads(client, candidates, wanted.jobs);
     for (diff_id, ks) in known {
-        let usable = ks.into_iter().find(|k| {
-            let c = compression_of(&k.descriptor.media_type);
-            (c == Some(want)
-                || (wanted.any_compression
-                    && matches!(c, Some(Compression::Gzip | Compression::Zstd))))
-                && client
-                    .blob_exists(&k.repository, &k.descriptor.digest)
-                    .unwrap_or(false)
+        let usable = ks.into_iter().find_map(|k| {
+            let c = wanted.accepts(&k.descriptor.media_type, want)?;
+            present
+                .contains(&(k.repository.clone(), k.descriptor.digest))
+                .then_some((k, c))
         });
-        if let Some(k) = usable {
-            let c = compression_of(&k.descriptor.media_type).unwrap_or(want);
+        if let Some((k, c)) = usable {
             plan.by_diff_id.insert(
                 diff_id,
                 (k.descriptor.digest, k.descriptor.size, c, k.repository),
@@ -126,6 +142,37 @@ pub fn plan_by_diff_id(client: &Client, wanted: &Wanted<'_>) -> Plan {
         }
     }
     plan
+}
+
+/// Which of `blobs` (repository, digest) the registry has: one HEAD each, up to `jobs` at once,
+/// so that a plan of many layers does not wait for them one after the other before the archive
+/// is read. A HEAD that fails counts as absent (the layer is then read and uploaded as usual).
+fn heads(
+    client: &Client,
+    blobs: impl IntoIterator<Item = (String, Digest)>,
+    jobs: usize,
+) -> BTreeSet<(String, Digest)> {
+    let todo: Vec<(String, Digest)> = blobs
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let next = AtomicUsize::new(0);
+    let found = Mutex::new(BTreeSet::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, todo.len().max(1)) {
+            s.spawn(|| {
+                while let Some((repo, digest)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if client.blob_exists(repo, digest).unwrap_or(false)
+                        && let Ok(mut found) = found.lock()
+                    {
+                        found.insert((repo.clone(), *digest));
+                    }
+                }
+            });
+        }
+    });
+    found.into_inner().unwrap_or_default()
 }
 
 /// Work out which of `layers` need not be read.
@@ -141,12 +188,33 @@ pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Pl
             plan.notes.push(note);
         }
     }
-    let mut confirmed: BTreeMap<(String, Digest), bool> = BTreeMap::new();
-    let mut present = |repo: &str, d: &Digest| -> bool {
-        *confirmed
-            .entry((repo.to_string(), *d))
-            .or_insert_with(|| client.blob_exists(repo, d).unwrap_or(false))
-    };
+    // Every blob that could stand for a layer, and then one HEAD each, all at once.
+    let mut cached: BTreeMap<Digest, (Digest, u64)> = BTreeMap::new();
+    let mut candidates: Vec<(String, Digest)> = Vec::new();
+    for layer in layers {
+        match (layer.compression, wanted.compression) {
+            (Compression::None, None) | (Compression::Gzip | Compression::Zstd, _) => {
+                candidates.push((wanted.repository.to_string(), layer.digest));
+            }
+            (Compression::None, Some(want)) => {
+                for k in known.get(&layer.diff_id).into_iter().flatten() {
+                    if wanted.accepts(&k.descriptor.media_type, want).is_some() {
+                        candidates.push((k.repository.clone(), k.descriptor.digest));
+                    }
+                }
+                let hint = wanted
+                    .cache
+                    .and_then(|cache| cache.get(&Key::new(layer.diff_id, want, wanted.level)));
+                if let Some((digest, size)) = hint {
+                    cached.insert(layer.diff_id, (digest, size));
+                    candidates.push((wanted.repository.to_string(), digest));
+                }
+            }
+            _ => {}
+        }
+    }
+    let confirmed = heads(client, candidates, wanted.jobs);
+    let present = |repo: &str, d: &Digest| confirmed.contains(&(repo.to_string(), *d));
     for layer in layers {
         if plan.entries.contains_key(&layer.path) {
             continue;
@@ -170,16 +238,9 @@ pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Pl
             }
             (Compression::None, Some(want)) => {
                 let from_registry = known.get(&layer.diff_id).and_then(|ks| {
-                    ks.iter()
-                        .filter(|k| {
-                            let c = compression_of(&k.descriptor.media_type);
-                            c == Some(want)
-                                || (wanted.any_compression
-                                    && matches!(c, Some(Compression::Gzip | Compression::Zstd)))
-                        })
-                        .find(|k| present(&k.repository, &k.descriptor.digest))
-                        .map(|k| {
-                            let c = compression_of(&k.descriptor.media_type).unwrap_or(want);
+                    ks.iter().find_map(|k| {
+                        let c = wanted.accepts(&k.descriptor.media_type, want)?;
+                        present(&k.repository, &k.descriptor.digest).then(|| {
                             (
                                 k.descriptor.digest,
                                 k.descriptor.size,
@@ -188,10 +249,10 @@ pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Pl
                                 k.repository.clone(),
                             )
                         })
+                    })
                 });
                 let from_cache = || {
-                    let cache = wanted.cache?;
-                    let (digest, size) = cache.get(&Key::new(layer.diff_id, want, wanted.level))?;
+                    let (digest, size) = *cached.get(&layer.diff_id)?;
                     present(wanted.repository, &digest).then(|| {
                         (
                             digest,
