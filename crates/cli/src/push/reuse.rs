@@ -157,10 +157,13 @@ fn heads(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    if todo.is_empty() {
+        return BTreeSet::new();
+    }
     let next = AtomicUsize::new(0);
     let found = Mutex::new(BTreeSet::new());
     std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, todo.len().max(1)) {
+        for _ in 0..jobs.clamp(1, todo.len()) {
             s.spawn(|| {
                 while let Some((repo, digest)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if client.blob_exists(repo, digest).unwrap_or(false)
