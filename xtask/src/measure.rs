@@ -74,22 +74,16 @@ fn median_of(mut v: Vec<Duration>) -> Option<Duration> {
 }
 
 impl Measurement {
-    fn sorted_walls(&self) -> Vec<Duration> {
-        let mut w: Vec<_> = self.samples.iter().map(|s| s.wall).collect();
-        w.sort();
-        w
-    }
-
     pub fn median(&self) -> Option<Duration> {
-        median_of(self.sorted_walls())
+        median_of(self.samples.iter().map(|s| s.wall).collect())
     }
 
     pub fn min(&self) -> Option<Duration> {
-        self.sorted_walls().first().copied()
+        self.samples.iter().map(|s| s.wall).min()
     }
 
     pub fn max(&self) -> Option<Duration> {
-        self.sorted_walls().last().copied()
+        self.samples.iter().map(|s| s.wall).max()
     }
 
     /// Median CPU time (user + system) of the measured process.
