@@ -284,7 +284,8 @@ fn a_rebuilt_image_uploads_only_its_changed_layer() {
         "--reuse-from",
         &dest,
     ]);
-    assert_eq!(layer_sources(&ev), vec![(false, "registry".into()); 3]);
+    // Learnt from another repository: each blob was read back and checked against its diff_id.
+    assert_eq!(layer_sources(&ev), vec![(true, "registry".into()); 3]);
     let mounted = events(&ev, "blob")
         .iter()
         .filter(|e| e["action"] == "mounted")
@@ -320,7 +321,8 @@ fn the_local_cache_is_a_hint_a_head_confirms() {
         "--cache-dir",
         cache_arg,
     ]);
-    assert_eq!(layer_sources(&ev), vec![(false, "cache".into()); 3]);
+    // Learnt from the cache: each blob was read back and checked against its diff_id.
+    assert_eq!(layer_sources(&ev), vec![(true, "cache".into()); 3]);
     assert_eq!(pushed_digest(&ev), pushed_digest(&first));
 
     // A registry that never saw these blobs: every cache entry is stale, so every layer is read,
@@ -400,5 +402,158 @@ fn concurrent_pushes_share_one_cache_consistently() {
         "--cache-dir",
         cache.to_str().unwrap(),
     ]);
-    assert_eq!(layer_sources(&ev), vec![(false, "cache".into()); 4]);
+    assert_eq!(layer_sources(&ev), vec![(true, "cache".into()); 4]);
+}
+
+/// A push that must fail: (exit code, stderr).
+fn push_fails(args: &[&str], stdin: Option<&Path>) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerlift-push"));
+    cmd.args(args).env(
+        "DOCKER_CONFIG",
+        std::env::temp_dir().join("layerlift-e2e-no-docker-config"),
+    );
+    match stdin {
+        Some(f) => cmd.stdin(std::fs::File::open(f).unwrap()),
+        None => cmd.stdin(Stdio::null()),
+    };
+    let o = cmd.output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The cache entry (file, JSON) that names `diff_id`.
+fn cache_entry(cache: &Path, diff_id: &str) -> (PathBuf, Value) {
+    std::fs::read_dir(cache.join("layers-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p, v)
+        })
+        .find(|(_, v)| v["key"]["diffId"] == diff_id)
+        .expect("a cache entry for the layer")
+}
+
+/// A poisoned layer mapping never makes a wrong image that exits 0. A cache entry that names
+/// another layer's blob, and an image in a `--reuse-from` repository whose config pairs its
+/// diff_ids with the wrong blobs, are both caught when the blob is read back: the push exits 1
+/// with one line naming the layer and where the pairing came from, and tags nothing. The bad
+/// cache entry is removed, so the next push reads the layer and succeeds.
+#[test]
+fn poisoned_layer_mappings_fail_the_push_and_tag_nothing() {
+    let s = setup();
+    let reg = Registry::anonymous();
+    let ids = ids(&s.base);
+    let v1 = s.dir.join("v1.tar");
+    archive(&v1, &s.base, &[], "app:1");
+    let cache = s.dir.join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    push_json(&[
+        v1.to_str().unwrap(),
+        &format!("{}/app:1", reg.addr()),
+        "--cache-dir",
+        cache_arg,
+    ]);
+
+    // The cache: layer 1's entry now names layer 2's blob (which the registry has).
+    let (poisoned, mut entry) = cache_entry(&cache, &ids[0]);
+    let (_, other) = cache_entry(&cache, &ids[1]);
+    entry["digest"] = other["digest"].clone();
+    entry["size"] = other["size"].clone();
+    std::fs::write(&poisoned, entry.to_string()).unwrap();
+    let dest = format!("{}/app:2", reg.addr());
+    let (code, err) = push_fails(
+        &[v1.to_str().unwrap(), &dest, "--cache-dir", cache_arg, "-q"],
+        None,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&ids[0]) && err.contains("the local cache") && err.contains(&ids[1]),
+        "names the layer, where the pairing came from and what the blob holds: {err}"
+    );
+    assert_eq!(
+        crate::util::tag_digest(&reg, "app", "2"),
+        None,
+        "nothing tagged"
+    );
+    assert!(!poisoned.exists(), "the bad entry is removed");
+    let ev = push_json(&[v1.to_str().unwrap(), &dest, "--cache-dir", cache_arg]);
+    assert_eq!(
+        layer_sources(&ev),
+        vec![
+            (true, "archive".into()),
+            (true, "cache".into()),
+            (true, "cache".into())
+        ]
+    );
+    skopeo_verify(&dest, &pushed_digest(&ev), &ids);
+
+    // --reuse-from: an image whose manifest swaps the blobs of its first two layers, so that its
+    // config pairs diff_id 1 with layer 2's blob and the other way round.
+    let layout = s.dir.join("evil");
+    crate::util::write_layout(
+        &layout,
+        &[crate::util::Image {
+            name: "evil".into(),
+            layers: s.base.clone(),
+        }],
+        true,
+    );
+    swap_first_two_layers(&layout);
+    let evil = format!("{}/evil:1", reg.addr());
+    push_json(&[layout.to_str().unwrap(), &evil, "--no-cache"]);
+    let victim = format!("{}/victim:1", reg.addr());
+    let (code, err) = push_fails(
+        &[
+            v1.to_str().unwrap(),
+            &victim,
+            "--no-cache",
+            "--reuse-from",
+            &evil,
+            "-q",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("an image of that repository") && err.contains("evil"),
+        "{err}"
+    );
+    assert_eq!(crate::util::tag_digest(&reg, "victim", "1"), None);
+    // The same from a pipe, where the layers are hashed against their names and the registry's
+    // blobs stand in for them.
+    let (code, err) = push_fails(
+        &["-", &victim, "--no-cache", "--reuse-from", &evil, "-q"],
+        Some(&v1),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("an image of that repository"), "{err}");
+    assert_eq!(crate::util::tag_digest(&reg, "victim", "1"), None);
+}
+
+/// Rewrite the layout's one image so that its manifest lists its first two layers' blobs the
+/// other way round (the config is unchanged).
+fn swap_first_two_layers(layout: &Path) {
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(blob(&old)).unwrap()).unwrap();
+    manifest["layers"].as_array_mut().unwrap().swap(0, 1);
+    let bytes = manifest.to_string().into_bytes();
+    let digest = sha256_digest(&bytes);
+    std::fs::write(blob(&digest), &bytes).unwrap();
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(&index_path, index.to_string()).unwrap();
 }

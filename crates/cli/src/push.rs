@@ -29,7 +29,7 @@ use layerlift_registry::{
 use plan::{Plan, RepoPlan};
 use progress::Output;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -143,7 +143,8 @@ pub struct Options {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Also look for reusable layers in the image REF points at (same registry; repeatable). DEST's
-    /// own tags are always looked at.
+    /// own tags are always looked at. A layer found only through REF is read back from the
+    /// registry and checked against its diff_id before the manifest names it.
     #[arg(long = "reuse-from", value_name = "REF")]
     pub reuse_from: Vec<String>,
     /// Reuse a layer the registry has in another compression than --compression would produce.
@@ -575,7 +576,35 @@ fn open_source(
         Err(e) => return Err(e).with_context(|| format!("reading {}", input.display())),
     };
     let layout = Layout::open(tmp.path())?;
-    report_layers(out, &info, &reuse, encoding, cache);
+    let unconfirmed = unconfirmed_layers(&info, &reuse, &dest.repository);
+    if !unconfirmed.is_empty() {
+        out.message(&format!(
+            "reading back {} reused layer(s) learnt outside {} to check them against their diff_ids",
+            unconfirmed.len(),
+            dest.repository
+        ));
+    }
+    if let Err(e) = reuse::confirm(&uploader.client, &unconfirmed, usize::from(args.opts.jobs)) {
+        if let (
+            reuse::ConfirmError::Mismatch {
+                diff_id,
+                origin: reuse::Origin::Cache,
+                ..
+            },
+            Some(cache),
+            Some(e),
+        ) = (&e, cache, encoding)
+        {
+            cache.remove(&cache::Key::new(
+                *diff_id,
+                e.compression,
+                e.effective_level(),
+            ));
+        }
+        return Err(e.into());
+    }
+    let confirmed: BTreeSet<Digest> = unconfirmed.iter().map(|u| u.digest).collect();
+    report_layers(out, &info, &reuse, &confirmed, encoding, cache);
     Ok(Source {
         early,
         _tmp: Some(tmp),
@@ -651,28 +680,82 @@ fn plan_reuse(
     Ok(plan)
 }
 
-/// One `layer` event per layer of the images read: verified against its diff_id in this run, or
-/// taken from the registry unread. Layers compressed in this run go into the local cache.
-fn report_layers(
-    out: &Output,
+/// The layers of the images read, each once.
+fn layers_read(
     info: &layerlift_archive::ArchiveInfo,
-    reuse: &reuse::Plan,
-    encoding: Option<layerlift_layers::Encoding>,
-    cache: Option<&cache::Cache>,
-) {
-    let mut seen = std::collections::BTreeSet::new();
-    for layer in info
-        .images
+) -> impl Iterator<Item = (Option<&String>, &layerlift_archive::LayerInfo)> {
+    let mut seen = BTreeSet::new();
+    info.images
         .iter()
         .flat_map(|i| &i.manifests)
         .filter(|m| m.present)
         .flat_map(|m| &m.layers)
         .filter(|l| l.present)
-    {
-        let path = layer.resolved.as_ref().or(layer.path.as_ref());
-        if !seen.insert((path.cloned(), layer.descriptor.digest)) {
+        .filter_map(move |layer| {
+            let path = layer.resolved.as_ref().or(layer.path.as_ref());
+            seen.insert((path.cloned(), layer.descriptor.digest))
+                .then_some((path, layer))
+        })
+}
+
+/// The reused layers whose diff_id → blob pairing was learnt outside DEST's repository (see
+/// [`reuse`]): they are read back before a manifest names them.
+fn unconfirmed_layers(
+    info: &layerlift_archive::ArchiveInfo,
+    reuse: &reuse::Plan,
+    dest_repository: &str,
+) -> Vec<reuse::Unconfirmed> {
+    let mut todo = Vec::new();
+    for (path, layer) in layers_read(info) {
+        let hashed_only = layer
+            .diff_id
+            .and_then(|id| Some((id, reuse.by_diff_id.get(&id)?)));
+        if let Some((diff_id, (d, _, compression, repository))) = hashed_only
+            && *d == layer.descriptor.digest
+        {
+            if reuse::Unconfirmed::needed(reuse::Origin::Registry, repository, dest_repository) {
+                todo.push(reuse::Unconfirmed {
+                    diff_id,
+                    digest: *d,
+                    compression: *compression,
+                    repository: repository.clone(),
+                    origin: reuse::Origin::Registry,
+                    uncompressed_size: layer.uncompressed_size,
+                });
+            }
             continue;
         }
+        if let Some(r) = reuse
+            .reused
+            .iter()
+            .find(|r| Some(&r.path) == path && r.digest == layer.descriptor.digest)
+            && reuse::Unconfirmed::needed(r.origin, &r.repository, dest_repository)
+        {
+            todo.push(reuse::Unconfirmed {
+                diff_id: r.diff_id,
+                digest: r.digest,
+                compression: r.compression,
+                repository: r.repository.clone(),
+                origin: r.origin,
+                uncompressed_size: r.uncompressed_size,
+            });
+        }
+    }
+    todo
+}
+
+/// One `layer` event per layer of the images read: verified against its diff_id in this run (read
+/// from the archive, or read back from the registry: `confirmed`), or taken from the registry
+/// unread. Layers compressed in this run go into the local cache.
+fn report_layers(
+    out: &Output,
+    info: &layerlift_archive::ArchiveInfo,
+    reuse: &reuse::Plan,
+    confirmed: &BTreeSet<Digest>,
+    encoding: Option<layerlift_layers::Encoding>,
+    cache: Option<&cache::Cache>,
+) {
+    for (path, layer) in layers_read(info) {
         let diff_id = layer.diff_id.map(|d| d.to_string());
         let hashed_only = layer.diff_id.and_then(|id| reuse.by_diff_id.get(&id));
         if let Some((d, size, _, repository)) = hashed_only
@@ -692,7 +775,7 @@ fn report_layers(
         {
             Some(r) => out.event(json!({
                 "event": "layer", "digest": r.digest.to_string(), "size": r.size,
-                "diffId": r.diff_id.to_string(), "verified": false,
+                "diffId": r.diff_id.to_string(), "verified": confirmed.contains(&r.digest),
                 "source": r.origin.name(), "repository": r.repository,
             })),
             None => {

@@ -32,7 +32,7 @@ use crate::decode::{BUF_LEN, decoder};
 use crate::error::LayerError;
 use crate::gzip::GzipEncoder;
 use crate::{Compression, DiffId, DiffIdWriter, MtimeClamp};
-use layerlift_manifest::{Digest, Sha256Writer};
+use layerlift_manifest::{Digest, Sha256Reader, Sha256Writer};
 use std::io::{self, Read, Write};
 
 /// Bytes of input per zstd job (part of the determinism contract: changing it changes every zstd
@@ -191,20 +191,6 @@ pub struct LayerOutput<W> {
     pub out: W,
 }
 
-/// A reader that hashes what passes through it.
-struct HashReader<R> {
-    inner: R,
-    hash: Sha256Writer<io::Sink>,
-}
-
-impl<R: Read> Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 fn read_chunk<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> Result<usize, LayerError> {
     loop {
         match r.read(buf) {
@@ -282,15 +268,12 @@ pub fn encode_layer<R: Read + Send, W: Write>(
     out: W,
     encoding: &Encoding,
 ) -> Result<LayerOutput<W>, LayerError> {
-    let mut input = HashReader {
-        inner: stored,
-        hash: Sha256Writer::new(io::sink()),
-    };
+    let mut input = Sha256Reader::new(stored);
     let mut enc = TarHash::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
     let compression = decode_into(&mut input, &mut enc)?;
     let (digest, size, enc) = enc.finish();
     let out = enc.finish().map_err(write_err)?;
-    let (stored_digest, stored_size, _) = input.hash.finish();
+    let (stored_digest, stored_size, _) = input.finish();
     Ok(LayerOutput {
         diff_id: tar_digest(compression, digest, size, (stored_digest, stored_size)),
         stored_digest,
@@ -302,7 +285,7 @@ pub fn encode_layer<R: Read + Send, W: Write>(
 /// Decode the stored layer (whatever its compression) into `sink`; returns the compression found.
 /// An uncompressed layer is not hashed again on the tar side (see [`TarHash`]).
 fn decode_into<R: Read + Send, W: Write>(
-    input: &mut HashReader<R>,
+    input: &mut Sha256Reader<R>,
     sink: &mut TarHash<W>,
 ) -> Result<Compression, LayerError> {
     let (compression, mut tar) = decoder(input).map_err(read_err)?;
@@ -339,10 +322,7 @@ pub fn encode_layer_clamped<R: Read + Send, W: Write>(
     encoding: &Encoding,
     epoch: u64,
 ) -> Result<ClampedOutput<W>, LayerError> {
-    let mut input = HashReader {
-        inner: stored,
-        hash: Sha256Writer::new(io::sink()),
-    };
+    let mut input = Sha256Reader::new(stored);
     let enc = Sha256Writer::new(LayerEncoder::new(out, encoding).map_err(write_err)?);
     let mut chain = TarHash::new(MtimeClamp::new(enc, epoch));
     let compression = decode_into(&mut input, &mut chain)?;
@@ -353,7 +333,7 @@ pub fn encode_layer_clamped<R: Read + Send, W: Write>(
         .map_err(|e| LayerError::io("rewriting the layer's tar", e))?;
     let (new_diff_id, new_size, enc) = enc.finish();
     let out = enc.finish().map_err(write_err)?;
-    let (stored_digest, stored_size, _) = input.hash.finish();
+    let (stored_digest, stored_size, _) = input.finish();
     Ok(ClampedOutput {
         layer: LayerOutput {
             diff_id: tar_digest(compression, digest, size, (stored_digest, stored_size)),

@@ -11,7 +11,7 @@ mod digest;
 pub mod media_types;
 mod types;
 
-pub use digest::{Digest, DigestError, Sha256Writer, sha256};
+pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer, sha256};
 pub use types::{
     Descriptor, ImageConfig, Index, Manifest, ManifestError, Platform, RootFs, parse_json,
 };

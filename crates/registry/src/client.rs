@@ -156,6 +156,8 @@ struct Req<'a> {
     url: Url,
     headers: Vec<(&'static str, String)>,
     body: ReqBody<'a>,
+    /// Leave a 200 answer's body unread for the caller ([`Resp::stream`]): blobs of any size.
+    stream: bool,
 }
 
 impl<'a> Req<'a> {
@@ -165,7 +167,12 @@ impl<'a> Req<'a> {
             url,
             headers: Vec::new(),
             body: ReqBody::Empty,
+            stream: false,
         }
+    }
+    fn streamed(mut self) -> Self {
+        self.stream = true;
+        self
     }
     fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
         self.headers.push((k, v.into()));
@@ -178,12 +185,22 @@ impl<'a> Req<'a> {
 }
 
 /// A response with its body read (small bodies only) and the URL that produced it.
-#[derive(Debug)]
 struct Resp {
     status: u16,
     headers: http::HeaderMap,
     url: Url,
     body: Vec<u8>,
+    /// The unread body of a 200 answer to a [`Req::streamed`] request.
+    stream: Option<ureq::Body>,
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resp")
+            .field("status", &self.status)
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Resp {
@@ -837,6 +854,15 @@ impl Client {
             let mut resp = result.map_err(|e| transport_error(method, &url, e))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
+            if req.stream && status == 200 {
+                return Ok(Resp {
+                    status,
+                    headers,
+                    url,
+                    body: Vec::new(),
+                    stream: Some(resp.into_body()),
+                });
+            }
             let body = if method == "HEAD" {
                 Vec::new()
             } else {
@@ -868,6 +894,7 @@ impl Client {
                 headers,
                 url,
                 body,
+                stream: None,
             });
         }
         Err(Error::Protocol {
@@ -1023,6 +1050,7 @@ impl Client {
             headers,
             url: loc,
             body,
+            stream: None,
         };
         if !(200..=299).contains(&resp.status) {
             return Err(status_error("PATCH", &resp));
@@ -1367,6 +1395,46 @@ impl Client {
                 });
             }
             Ok(Some(resp.body))
+        })
+    }
+
+    /// `GET` a blob of any size and hand its bytes to `consume` as they arrive; afterwards the
+    /// bytes are checked against `digest` (what `consume` left unread is read for that). A failed
+    /// attempt is retried from the start with a new reader, so `consume` must start its work
+    /// afresh on every call. `Ok(None)` when the registry does not have the blob.
+    pub fn read_blob<T>(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        mut consume: impl FnMut(&mut dyn Read) -> std::io::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
+        self.retrying(None, |_| {
+            let resp = self.send(&Req::new("GET", url.clone()).streamed())?;
+            let Some(body) = resp.stream else {
+                return match resp.status {
+                    404 => Ok(None),
+                    _ => Err(status_error("GET", &resp)),
+                };
+            };
+            let shown = display_url(&resp.url);
+            let io_error = |source: std::io::Error| Error::Io {
+                what: "cannot read blob",
+                path: shown.clone(),
+                source,
+            };
+            let mut hashing = layerlift_manifest::Sha256Reader::new(body.into_reader());
+            let value = consume(&mut hashing).map_err(io_error)?;
+            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io_error)?;
+            let (got, _, _) = hashing.finish();
+            if got != *digest {
+                return Err(Error::DigestMismatch {
+                    url: shown,
+                    expected: *digest,
+                    got: got.to_string(),
+                });
+            }
+            Ok(Some(value))
         })
     }
 

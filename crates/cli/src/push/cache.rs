@@ -6,7 +6,9 @@
 //! `$XDG_CACHE_HOME/layerlift`, or `~/.cache/layerlift`), written to a temporary name and renamed,
 //! so concurrent runs never see a partial entry and the last writer wins (every writer writes the
 //! same value: compression is deterministic). The directory is bounded: past [`MAX_ENTRIES`] the
-//! oldest entries are removed. An entry is only a hint; push confirms the blob with a HEAD first.
+//! oldest entries are removed. An entry is only a hint: push confirms with a HEAD that the registry
+//! has the blob, and reads it back against the diff_id before a manifest names it
+//! ([`super::reuse::confirm`]).
 
 use layerlift_layers::Compression;
 use layerlift_manifest::Digest;
@@ -95,6 +97,11 @@ impl Cache {
             return;
         }
         let _ = std::fs::remove_file(&tmp);
+    }
+
+    /// Forget what `key` produced (an entry found to be wrong). Best effort, like [`Self::put`].
+    pub fn remove(&self, key: &Key) {
+        let _ = std::fs::remove_file(self.dir.join(key.file_name()));
     }
 
     /// Remove the oldest entries while there are more than `max`.

@@ -15,6 +15,13 @@
 //! candidates go out together, `--jobs` at a time, before the archive is read. Only archives that
 //! can be walked without reading them (an uncompressed tar file, a directory) have a catalog; a pipe
 //! or a compressed archive is read in full.
+//!
+//! What is trusted: an image DEST's own repository serves is trusted as DEST itself is (whoever
+//! can write it can replace the pushed image anyway), so its diff_id → blob pairs are used unread.
+//! A pair learnt anywhere else — an image of a `--reuse-from` repository, or the local cache, which
+//! any process that can write the cache directory can change — is [`confirm`]ed before a manifest
+//! names it: the blob is read back from the registry, decompressed and hashed against the diff_id.
+//! A blob that does not match fails the push (and its cache entry is removed).
 
 use super::cache::{Cache, Key};
 use layerlift_archive::ReusedEntry;
@@ -60,6 +67,10 @@ pub struct Reused {
     pub origin: Origin,
     /// The repository of DEST's registry that holds the blob.
     pub repository: String,
+    /// The blob's compression.
+    pub compression: Compression,
+    /// The layer's uncompressed size, when the archive stores it uncompressed.
+    pub uncompressed_size: Option<u64>,
 }
 
 /// What to look for.
@@ -235,6 +246,9 @@ pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Pl
                             size: layer.size,
                             origin: Origin::Archive,
                             repository: wanted.repository.to_string(),
+                            compression: layer.compression,
+                            uncompressed_size: (layer.compression == Compression::None)
+                                .then_some(layer.size),
                         },
                     )
                 })
@@ -277,6 +291,8 @@ pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Pl
                                 size,
                                 origin,
                                 repository,
+                                compression,
+                                uncompressed_size: Some(layer.size),
                             },
                         )
                     },
@@ -299,6 +315,131 @@ pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Pl
         }
     }
     plan
+}
+
+/// A reused blob whose pairing with a diff_id was learnt outside DEST's repository (an image of
+/// another repository, or the local cache): it is read back before a manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    pub diff_id: Digest,
+    pub digest: Digest,
+    pub compression: Compression,
+    /// The repository the blob is read from.
+    pub repository: String,
+    pub origin: Origin,
+    /// The layer's uncompressed size when known: decoding stops one byte past it.
+    pub uncompressed_size: Option<u64>,
+}
+
+impl Unconfirmed {
+    /// Whether a layer reused from `repository` by way of `origin` must be read back before a
+    /// push to `dest_repository` names it.
+    pub fn needed(origin: Origin, repository: &str, dest_repository: &str) -> bool {
+        match origin {
+            Origin::Cache => true,
+            Origin::Registry => repository != dest_repository,
+            // A blob the archive itself names by digest: content-addressed, nothing learnt.
+            Origin::Archive => false,
+        }
+    }
+}
+
+/// A reused blob that is not what its pairing said.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmError {
+    #[error(
+        "layer {diff_id}: blob {digest} in {repository}, named for it by {source_name}, {found}; nothing was tagged{cache_note}",
+        source_name = describe(*origin),
+        cache_note = if *origin == Origin::Cache { " (the cache entry is removed: run the push again)" } else { "" }
+    )]
+    Mismatch {
+        diff_id: Digest,
+        digest: Digest,
+        repository: String,
+        origin: Origin,
+        /// What reading it back found.
+        found: String,
+    },
+    #[error("cannot read back reused blob {digest} from {repository}: {source}")]
+    Registry {
+        digest: Digest,
+        repository: String,
+        source: Box<layerlift_registry::Error>,
+    },
+}
+
+fn describe(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Cache => "the local cache",
+        Origin::Registry => "an image of that repository",
+        Origin::Archive => "the archive",
+    }
+}
+
+/// Read every blob of `blobs` back from the registry, `jobs` at a time, decompress it and check
+/// it against its diff_id. The first mismatch (or read error) is the answer.
+pub fn confirm(client: &Client, blobs: &[Unconfirmed], jobs: usize) -> Result<(), ConfirmError> {
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<ConfirmError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
+            s.spawn(|| {
+                while let Some(b) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if failed.lock().is_ok_and(|f| f.is_some()) {
+                        return;
+                    }
+                    if let Err(e) = confirm_one(client, b)
+                        && let Ok(mut f) = failed.lock()
+                    {
+                        f.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    // A thread that panicked makes `scope` panic: the lock cannot be poisoned here.
+    failed.into_inner().ok().flatten().map_or(Ok(()), Err)
+}
+
+fn confirm_one(client: &Client, b: &Unconfirmed) -> Result<(), ConfirmError> {
+    let limit = b
+        .uncompressed_size
+        .map_or(u64::MAX, |n| n.saturating_add(1));
+    let read = client.read_blob(&b.repository, &b.digest, |stored| {
+        let decoded = layerlift_layers::DecodeReader::new(stored, b.compression)?;
+        let mut hash = layerlift_manifest::Sha256Writer::new(std::io::sink());
+        std::io::copy(&mut std::io::Read::take(decoded, limit), &mut hash)?;
+        Ok(hash.finish())
+    });
+    let mismatch = |found: String| ConfirmError::Mismatch {
+        diff_id: b.diff_id,
+        digest: b.digest,
+        repository: b.repository.clone(),
+        origin: b.origin,
+        found,
+    };
+    match read {
+        Ok(Some((got, _, _))) if got == b.diff_id => Ok(()),
+        Ok(Some((got, size, _))) if size >= limit => Err(mismatch(format!(
+            "decompresses to more than the layer's {} bytes (sha256 of the first {size}: {got})",
+            limit - 1
+        ))),
+        Ok(Some((got, _, _))) => Err(mismatch(format!("decompresses to {got}"))),
+        Ok(None) => Err(mismatch("is not in the registry".into())),
+        Err(layerlift_registry::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Err(mismatch(format!(
+                "does not decompress as {}",
+                b.compression
+            )))
+        }
+        Err(source) => Err(ConfirmError::Registry {
+            digest: b.digest,
+            repository: b.repository.clone(),
+            source: Box::new(source),
+        }),
+    }
 }
 
 /// The compression a layer media type names (`None` for types that are not layers).
