@@ -25,8 +25,8 @@ pub(crate) enum BlobNames {
 pub(crate) fn descriptor_names(desc: &Descriptor) -> Vec<String> {
     let mut names = Vec::new();
     for key in [
-        "io.containerd.image.name",
-        "org.opencontainers.image.ref.name",
+        layerlift_manifest::annotations::IMAGE_NAME,
+        layerlift_manifest::annotations::REF_NAME,
     ] {
         if let Some(v) = desc.annotation(key)
             && !names.iter().any(|n| n == v)
@@ -459,15 +459,9 @@ pub(crate) fn platform_of(c: &ImageConfig) -> Option<String> {
 
 /// A note when a layer's media type claims a compression its bytes do not have.
 fn mislabel(media_type: &str, actual: Compression) -> Option<String> {
-    let claimed = if media_type.ends_with("gzip") {
-        Compression::Gzip
-    } else if media_type.ends_with("zstd") {
-        Compression::Zstd
-    } else if media_type.ends_with(".tar") {
-        Compression::None
-    } else {
-        return None;
-    };
+    let claimed = Compression::from(layerlift_manifest::convert::layer_compression_label(
+        media_type,
+    )?);
     (claimed != actual).then(|| {
         format!(
             "labelled {media_type} but the bytes are {}; kept as they are",

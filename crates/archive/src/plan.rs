@@ -6,12 +6,10 @@ use crate::model::{ArchiveInfo, ImageInfo};
 use crate::names;
 use crate::scan::Scan;
 use layerlift_layout::Layout;
-use layerlift_manifest::{Descriptor, Digest};
+use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
+use layerlift_manifest::{Descriptor, Digest, platform_matches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
-
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// Where a blob of the output comes from.
 #[derive(Debug, Clone)]
@@ -160,13 +158,6 @@ fn plan_image<'a>(img: &'a ImageInfo, platform: Option<&str>) -> Result<Plan<'a>
             .extend(a.clone());
     }
     Ok((img, &img.blobs[m.blobs.clone()], descriptor))
-}
-
-/// `linux/arm64` matches `linux/arm64/v8`; a variant, when given, must match.
-fn platform_matches(have: &str, wanted: &str) -> bool {
-    let have: Vec<&str> = have.split('/').collect();
-    let wanted: Vec<&str> = wanted.split('/').collect();
-    wanted.len() <= have.len() && wanted.iter().zip(&have).all(|(w, h)| w == h)
 }
 
 fn publish(

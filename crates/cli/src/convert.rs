@@ -29,8 +29,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const IMAGE_NAME: &str = "io.containerd.image.name";
+use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
 /// Layers up to this size are converted side by side (see `prefetch_small_layers`).
 const SMALL_LAYER: u64 = 8 << 20;
 

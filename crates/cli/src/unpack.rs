@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for d in &added {
-            match d.annotation(layerlift_archive::plan::REF_NAME) {
+            match d.annotation(layerlift_manifest::annotations::REF_NAME) {
                 Some(n) => println!("{} {n}", d.digest),
                 None => println!("{}", d.digest),
             }
@@ -142,7 +142,7 @@ fn entry_json(d: &Descriptor) -> serde_json::Value {
         "digest": d.digest,
         "mediaType": d.media_type,
         "size": d.size,
-        "name": d.annotation(layerlift_archive::plan::REF_NAME),
+        "name": d.annotation(layerlift_manifest::annotations::REF_NAME),
     })
 }
 

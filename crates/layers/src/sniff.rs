@@ -1,5 +1,6 @@
 //! Compression detection from magic bytes.
 
+use layerlift_manifest::convert::LayerCompression;
 use std::fmt;
 
 /// How a layer's stored bytes are compressed, as detected from its first bytes.
@@ -22,6 +23,16 @@ impl Compression {
             Compression::Zstd => "zstd",
             Compression::Bzip2 => "bzip2",
             Compression::Xz => "xz",
+        }
+    }
+}
+
+impl From<LayerCompression> for Compression {
+    fn from(c: LayerCompression) -> Self {
+        match c {
+            LayerCompression::None => Compression::None,
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
         }
     }
 }

@@ -105,9 +105,10 @@ pub fn layer_media_type(
 /// the bytes when they are available). `None` for media types that are not layers we know.
 pub fn layer_compression_label(media_type: &str) -> Option<LayerCompression> {
     match media_type {
-        mt::OCI_LAYER | mt::OCI_NONDISTRIBUTABLE_LAYER | mt::DOCKER_FOREIGN_LAYER => {
-            Some(LayerCompression::None)
-        }
+        mt::OCI_LAYER
+        | mt::OCI_NONDISTRIBUTABLE_LAYER
+        | mt::DOCKER_LAYER
+        | mt::DOCKER_FOREIGN_LAYER => Some(LayerCompression::None),
         mt::OCI_LAYER_GZIP
         | mt::OCI_NONDISTRIBUTABLE_LAYER_GZIP
         | mt::DOCKER_LAYER_GZIP

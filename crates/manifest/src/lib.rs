@@ -6,6 +6,7 @@
 //! map. Bytes we did not create are never re-serialised: parse them to read them, keep the original
 //! bytes to store or push them.
 
+pub mod annotations;
 pub mod convert;
 mod digest;
 pub mod media_types;
@@ -14,4 +15,5 @@ mod types;
 pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer, sha256};
 pub use types::{
     Descriptor, ImageConfig, Index, Manifest, ManifestError, Platform, RootFs, parse_json,
+    platform_matches,
 };

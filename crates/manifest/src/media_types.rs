@@ -20,6 +20,8 @@ pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Uncompressed Docker layer (not in schema 2, but written by some tools).
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 pub const DOCKER_FOREIGN_LAYER_GZIP: &str =

@@ -87,6 +87,24 @@ pub struct Platform {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// Whether the platform `have` (`os/arch[/variant]`, as [`Platform`] displays it) is the one
+/// `wanted` names: the same OS and architecture, and the same variant when both give one
+/// (`linux/arm64` and `linux/arm64/v8` match each other; `linux/arm/v6` and `linux/arm/v7` do not).
+pub fn platform_matches(have: &str, wanted: &str) -> bool {
+    let mut have = have.split('/');
+    let mut wanted = wanted.split('/');
+    let (Some(os), Some(arch)) = (have.next(), have.next()) else {
+        return false;
+    };
+    if wanted.next() != Some(os) || wanted.next() != Some(arch) {
+        return false;
+    }
+    match (have.next(), wanted.next()) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -184,6 +202,18 @@ fn null_as_empty_digests<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Digest>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_match_by_os_arch_and_a_variant_both_give() {
+        assert!(platform_matches("linux/amd64", "linux/amd64"));
+        assert!(platform_matches("linux/arm64/v8", "linux/arm64"));
+        assert!(platform_matches("linux/arm64", "linux/arm64/v8"));
+        assert!(!platform_matches("linux/arm/v6", "linux/arm/v7"));
+        assert!(!platform_matches("linux/arm64", "linux/amd64"));
+        assert!(!platform_matches("windows/amd64", "linux/amd64"));
+        assert!(!platform_matches("linux", "linux"));
+        assert!(!platform_matches("linux/amd64", "linux"));
+    }
 
     #[test]
     fn null_manifests_read_as_empty() {

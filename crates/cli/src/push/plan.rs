@@ -4,12 +4,12 @@
 
 use anyhow::{Context, bail};
 use layerlift_layout::Layout;
-use layerlift_manifest::{Descriptor, Digest, Index, Manifest, media_types, parse_json};
+use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
+use layerlift_manifest::{
+    Descriptor, Digest, Index, Manifest, media_types, parse_json, platform_matches,
+};
 use layerlift_registry::Reference;
 use std::collections::BTreeSet;
-
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// A blob to have in the repository.
 #[derive(Debug, Clone)]
@@ -275,13 +275,11 @@ fn narrow(
         return Ok(d.clone());
     }
     let index: Index = parse_json("image index", &bytes)?;
-    let wanted: Vec<&str> = platform.split('/').collect();
     let found = index.manifests.iter().find(|m| {
-        m.platform.as_ref().is_some_and(|p| {
-            let have = p.to_string();
-            let have: Vec<&str> = have.split('/').collect();
-            wanted.len() <= have.len() && wanted.iter().zip(&have).all(|(w, h)| w == h)
-        }) && layout.has_blob(&m.digest)
+        m.platform
+            .as_ref()
+            .is_some_and(|p| platform_matches(&p.to_string(), platform))
+            && layout.has_blob(&m.digest)
     });
     match found {
         Some(m) => Ok(m.clone()),

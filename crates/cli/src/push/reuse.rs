@@ -27,11 +27,17 @@ use super::cache::{Cache, Key};
 use layerlift_archive::ReusedEntry;
 use layerlift_archive::catalog::CatalogLayer;
 use layerlift_layers::Compression;
+use layerlift_manifest::convert::layer_compression_label;
 use layerlift_manifest::{
-    Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json,
+    Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json, platform_matches,
 };
 use layerlift_registry::Client;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The compression of a layer blob of this media type (`None`: not a layer media type we know).
+fn layer_compression(media_type: &str) -> Option<Compression> {
+    layer_compression_label(media_type).map(Compression::from)
+}
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -94,7 +100,7 @@ impl Wanted<'_> {
     /// The compression of a registry layer blob of this media type, if this push may use it in
     /// place of compressing a layer to `want`.
     fn accepts(&self, media_type: &str, want: Compression) -> Option<Compression> {
-        let c = compression_of(media_type)?;
+        let c = layer_compression(media_type)?;
         (c == want || (self.any_compression && matches!(c, Compression::Gzip | Compression::Zstd)))
             .then_some(c)
     }
@@ -442,21 +448,6 @@ fn confirm_one(client: &Client, b: &Unconfirmed) -> Result<(), ConfirmError> {
     }
 }
 
-/// The compression a layer media type names (`None` for types that are not layers).
-fn compression_of(media_type: &str) -> Option<Compression> {
-    let layer = media_type.contains(".layer.") || media_type.contains(".rootfs.");
-    if !layer {
-        return None;
-    }
-    Some(if media_type.ends_with("gzip") {
-        Compression::Gzip
-    } else if media_type.ends_with("zstd") {
-        Compression::Zstd
-    } else {
-        Compression::None
-    })
-}
-
 /// Add the layers of the image `repo:reference` to `known` (diff_id → blob).
 fn learn(
     client: &Client,
@@ -478,7 +469,10 @@ fn learn(
         for child in index.manifests.iter().take(64) {
             let wanted = match &child.platform {
                 Some(p) => {
-                    platforms.is_empty() || platforms.iter().any(|w| matches(&p.to_string(), w))
+                    platforms.is_empty()
+                        || platforms
+                            .iter()
+                            .any(|w| platform_matches(&p.to_string(), w))
                 }
                 None => true,
             };
@@ -535,43 +529,28 @@ fn absent(e: &layerlift_registry::Error) -> bool {
     matches!(e, E::Status { status: 404, .. } | E::Unauthorized { .. })
 }
 
-/// `linux/arm64/v8` matches `linux/arm64`; a variant, when both give one, must match.
-fn matches(have: &str, want: &str) -> bool {
-    let have: Vec<&str> = have.split('/').collect();
-    let want: Vec<&str> = want.split('/').collect();
-    have.iter().zip(&want).all(|(h, w)| h == w) && have.len().min(want.len()) >= 2
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn platforms() {
-        assert!(matches("linux/amd64", "linux/amd64"));
-        assert!(matches("linux/arm64/v8", "linux/arm64"));
-        assert!(!matches("linux/arm64/v8", "linux/arm64/v7"));
-        assert!(!matches("linux/arm64", "linux/amd64"));
-    }
-
-    #[test]
     fn compressions() {
         assert_eq!(
-            compression_of(media_types::OCI_LAYER_GZIP),
+            layer_compression(media_types::OCI_LAYER_GZIP),
             Some(Compression::Gzip)
         );
         assert_eq!(
-            compression_of(media_types::DOCKER_LAYER_GZIP),
+            layer_compression(media_types::DOCKER_LAYER_GZIP),
             Some(Compression::Gzip)
         );
         assert_eq!(
-            compression_of(media_types::OCI_LAYER_ZSTD),
+            layer_compression(media_types::OCI_LAYER_ZSTD),
             Some(Compression::Zstd)
         );
         assert_eq!(
-            compression_of(media_types::OCI_LAYER),
+            layer_compression(media_types::OCI_LAYER),
             Some(Compression::None)
         );
-        assert_eq!(compression_of(media_types::OCI_CONFIG), None);
+        assert_eq!(layer_compression(media_types::OCI_CONFIG), None);
     }
 }
