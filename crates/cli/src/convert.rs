@@ -320,7 +320,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 foreign.push_str(&format!(
                     "; times clamped to {}: {} config(s) rewritten, so the image IDs changed",
                     args.source_date_epoch
-                        .map(format_rfc3339)
+                        .and_then(epoch_time)
+                        .map(|t| t.to_string())
                         .unwrap_or_default(),
                     conv.configs_rewritten
                 ));
@@ -1045,88 +1046,30 @@ fn rewrite_config(
     Ok(changed.then(|| serde_json::to_vec(&config)).transpose()?)
 }
 
-/// Replace an RFC 3339 time later than `epoch` by `epoch`; true if it did.
+/// Replace an RFC 3339 time later than `epoch` by `epoch`; true if it did. A value that is not an
+/// RFC 3339 time is left as it is.
 fn clamp_time(value: &mut serde_json::Value, epoch: u64) -> bool {
-    let Some((secs, frac)) = value.as_str().and_then(parse_rfc3339) else {
+    let Some(time) = value
+        .as_str()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+    else {
         return false;
     };
-    let epoch_i = i64::try_from(epoch).unwrap_or(i64::MAX);
-    if secs > epoch_i || (secs == epoch_i && frac) {
-        *value = serde_json::Value::String(format_rfc3339(epoch));
+    // An epoch past what a timestamp can hold (year 9999) is later than every time.
+    let Some(epoch) = epoch_time(epoch) else {
+        return false;
+    };
+    if time > epoch {
+        *value = serde_json::Value::String(epoch.to_string());
         true
     } else {
         false
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Seconds since 1970 of an RFC 3339 time (`2024-01-02T03:04:05.6Z`, `…+02:00`), and whether it
-/// has a non-zero fraction of a second.
-fn parse_rfc3339(s: &str) -> Option<(i64, bool)> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    if !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut frac = false;
-    if let Some(f) = rest.strip_prefix('.') {
-        let digits = f.bytes().take_while(u8::is_ascii_digit).count();
-        frac = f[..digits].bytes().any(|c| c != b'0');
-        rest = &f[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            let oh: i64 = rest.get(1..3)?.parse().ok()?;
-            let om: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset, frac))
-}
-
-/// `epoch` as `YYYY-MM-DDTHH:MM:SSZ`.
-fn format_rfc3339(epoch: u64) -> String {
-    let secs = i64::try_from(epoch).unwrap_or(i64::MAX);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// `epoch` (seconds since 1970) as a timestamp; `None` past year 9999.
+fn epoch_time(epoch: u64) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::from_second(i64::try_from(epoch).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -1134,24 +1077,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, false)));
+    fn times_later_than_the_epoch_are_clamped() {
+        let clamp = |s: &str, epoch: u64| {
+            let mut v = serde_json::Value::String(s.into());
+            clamp_time(&mut v, epoch).then(|| v.as_str().unwrap().to_string())
+        };
+        assert_eq!(clamp("2001-09-09T01:46:40Z", 1_000_000_000), None);
         assert_eq!(
-            parse_rfc3339("2001-09-09T01:46:40Z"),
-            Some((1_000_000_000, false))
+            clamp("2001-09-09T01:46:40.000000001Z", 1_000_000_000).as_deref(),
+            Some("2001-09-09T01:46:40Z")
         );
         assert_eq!(
-            parse_rfc3339("2001-09-09T03:46:40.000000001+02:00"),
-            Some((1_000_000_000, true))
+            clamp("2001-09-09T03:46:41+02:00", 1_000_000_000).as_deref(),
+            Some("2001-09-09T01:46:40Z")
         );
         assert_eq!(
-            parse_rfc3339("2024-02-29T12:00:00.000Z"),
-            Some((1_709_208_000, false))
+            clamp("2024-02-29T12:00:00.000Z", 0).as_deref(),
+            Some("1970-01-01T00:00:00Z")
         );
-        assert_eq!(parse_rfc3339("yesterday"), None);
-        assert_eq!(format_rfc3339(1_000_000_000), "2001-09-09T01:46:40Z");
-        assert_eq!(format_rfc3339(1_709_208_000), "2024-02-29T12:00:00Z");
-        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(clamp("2024-02-29T12:00:00Z", u64::MAX), None);
+        // Not times: left alone.
+        assert_eq!(clamp("yesterday", 0), None);
+        assert_eq!(clamp("2024-13-45T99:99:99Z", 0), None);
     }
 
     #[test]

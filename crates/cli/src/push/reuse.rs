@@ -177,22 +177,41 @@ fn heads(
     if todo.is_empty() {
         return BTreeSet::new();
     }
+    let present = in_parallel(&todo, jobs, |(repo, digest)| {
+        client.blob_exists(repo, digest).unwrap_or(false)
+    });
+    todo.into_iter()
+        .zip(present)
+        .filter_map(|(blob, present)| present.then_some(blob))
+        .collect()
+}
+
+/// `f` of every item, `jobs` items at a time on scoped threads (HEADs and reads of blobs, which
+/// wait on the registry), in the items' order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = AtomicUsize::new(0);
-    let found = Mutex::new(BTreeSet::new());
+    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
     std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, todo.len()) {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
             s.spawn(|| {
-                while let Some((repo, digest)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if client.blob_exists(repo, digest).unwrap_or(false)
-                        && let Ok(mut found) = found.lock()
-                    {
-                        found.insert((repo.clone(), *digest));
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { return };
+                    let r = f(item);
+                    if let Ok(mut results) = results.lock() {
+                        results[i] = Some(r);
                     }
                 }
             });
         }
     });
-    found.into_inner().unwrap_or_default()
+    // A thread that panicked makes `scope` panic: every slot is filled here.
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Work out which of `layers` need not be read.
@@ -383,28 +402,11 @@ fn describe(origin: Origin) -> &'static str {
 }
 
 /// Read every blob of `blobs` back from the registry, `jobs` at a time, decompress it and check
-/// it against its diff_id. The first mismatch (or read error) is the answer.
+/// it against its diff_id. The first mismatch (or read error), in `blobs`' order, is the answer.
 pub fn confirm(client: &Client, blobs: &[Unconfirmed], jobs: usize) -> Result<(), ConfirmError> {
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<ConfirmError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
-            s.spawn(|| {
-                while let Some(b) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if failed.lock().is_ok_and(|f| f.is_some()) {
-                        return;
-                    }
-                    if let Err(e) = confirm_one(client, b)
-                        && let Ok(mut f) = failed.lock()
-                    {
-                        f.get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    // A thread that panicked makes `scope` panic: the lock cannot be poisoned here.
-    failed.into_inner().ok().flatten().map_or(Ok(()), Err)
+    in_parallel(blobs, jobs, |b| confirm_one(client, b))
+        .into_iter()
+        .collect()
 }
 
 fn confirm_one(client: &Client, b: &Unconfirmed) -> Result<(), ConfirmError> {
