@@ -223,33 +223,17 @@ pub fn du(path: &Path) -> u64 {
     }
 }
 
-/// Human-readable byte count.
+/// Human-readable byte count (`1.50 MiB`).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    indicatif::HumanBytes(n).to_string()
 }
 
 /// The unit of the CPU times in `/proc/PID/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
-#[allow(unsafe_code)]
 pub fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf(3) has no preconditions; it returns -1 for an unknown name.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 { n as f64 } else { 100.0 }
+    rustix::param::clock_ticks_per_second() as f64
 }
 
 /// Are we running as root (effective uid 0)?
-#[allow(unsafe_code)]
 pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }

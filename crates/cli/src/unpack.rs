@@ -166,21 +166,6 @@ fn list_json(info: &ArchiveInfo, chosen: &[usize]) -> serde_json::Value {
     })
 }
 
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn list_text(name: &str, info: &ArchiveInfo, chosen: &[usize]) -> String {
     let mut o = String::new();
     let outer = match info.compression.name() {
@@ -210,7 +195,7 @@ fn list_text(name: &str, info: &ArchiveInfo, chosen: &[usize]) -> String {
             "  {} {} ({})",
             img.descriptor.media_type,
             img.descriptor.digest,
-            human_size(img.descriptor.size)
+            indicatif::HumanBytes(img.descriptor.size)
         );
         if let Some(p) = &img.parent {
             let _ = writeln!(o, "  parent: {p}");
@@ -263,7 +248,7 @@ fn list_manifest(o: &mut String, img: &ImageInfo, m: &ManifestInfo) {
             o,
             "{indent}config {} ({}) {}",
             c.digest,
-            human_size(c.size),
+            indicatif::HumanBytes(c.size),
             c.media_type
         );
     }
@@ -273,7 +258,7 @@ fn list_manifest(o: &mut String, img: &ImageInfo, m: &ManifestInfo) {
             o,
             "{indent}layers: {} ({})",
             m.layers.len(),
-            human_size(total)
+            indicatif::HumanBytes(total)
         );
     }
     for (i, l) in m.layers.iter().enumerate() {
@@ -286,13 +271,13 @@ fn list_manifest(o: &mut String, img: &ImageInfo, m: &ManifestInfo) {
         let _ = writeln!(o, "{indent}  #{i} {path}{via}{state}");
         let unc = l
             .uncompressed_size
-            .map(|s| format!(", {} uncompressed", human_size(s)))
+            .map(|s| format!(", {} uncompressed", indicatif::HumanBytes(s)))
             .unwrap_or_default();
         let _ = writeln!(
             o,
             "{indent}     {} ({}{unc}, {})",
             l.descriptor.digest,
-            human_size(l.descriptor.size),
+            indicatif::HumanBytes(l.descriptor.size),
             l.compression
         );
         if let Some(d) = &l.diff_id
