@@ -7,8 +7,15 @@ pub const FAILURE: u8 = 1;
 /// The command line was wrong (clap also uses 2).
 pub const USAGE: u8 = 2;
 
-/// Print `error: ...` as one line (the error chain joined with `: `) to stderr, return exit code 1.
+/// Print `error: ...` as one line ([`one_line`]) to stderr, return exit code 1.
 pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
+    eprintln!("{program}: error: {}", one_line(err));
+    ExitCode::from(FAILURE)
+}
+
+/// The error chain as one line, causes joined with `: ` (a cause whose text the line already
+/// holds is left out).
+pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for (i, cause) in err.chain().enumerate() {
         let text = cause.to_string();
@@ -21,9 +28,7 @@ pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
         }
         line.push_str(&text);
     }
-    let line = line.replace('\n', " ");
-    eprintln!("{program}: error: {line}");
-    ExitCode::from(FAILURE)
+    line.replace('\n', " ")
 }
 
 /// Turn a step's result into the process exit code.

@@ -202,26 +202,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => {
             out.finish_bars();
             if args.opts.json {
-                out.event(json!({"event": "result", "ok": false, "error": one_line(&e)}));
+                out.event(
+                    json!({"event": "result", "ok": false, "error": crate::exit::one_line(&e)}),
+                );
             }
             Err(e)
         }
     }
-}
-
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for (i, cause) in e.chain().enumerate() {
-        let t = cause.to_string();
-        if i > 0 {
-            if line.contains(&t) {
-                continue;
-            }
-            line.push_str(": ");
-        }
-        line.push_str(&t);
-    }
-    line.replace('\n', " ")
 }
 
 fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 //! Retry policy: exponential backoff with full jitter, `Retry-After` honoured, a cap on attempts and
 //! on the total time spent retrying one operation.
 
-use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
 /// How hard to try before giving up.
@@ -51,31 +50,8 @@ impl RetryPolicy {
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
             .min(self.max_delay);
         let half = exp / 2;
-        half + half.mul_f64(jitter())
+        half + half.mul_f64(fastrand::f64())
     }
-}
-
-thread_local! {
-    static RNG: Cell<u64> = Cell::new({
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let id = std::thread::current().id();
-        let h = format!("{id:?}").bytes().fold(t, |a, b| a.rotate_left(5) ^ u64::from(b));
-        h | 1
-    });
-}
-
-/// A number in [0, 1) from a per-thread xorshift generator (jitter needs no cryptography).
-fn jitter() -> f64 {
-    RNG.with(|r| {
-        let mut x = r.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        r.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
 
 /// `Retry-After`: delta-seconds or an HTTP-date.
