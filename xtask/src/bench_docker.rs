@@ -51,15 +51,17 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// `docker load` and `docker push` medians, and their share of the whole.
+    /// `docker load` and `docker push` medians over the timed runs (the first run is the
+    /// warm-up), and their share of the whole.
     pub fn print(&self) {
-        let (Some(load), Some(push)) = (median(&self.load), median(&self.push)) else {
+        let timed = |v: &[Duration]| median(v.get(1..).unwrap_or_default());
+        let (Some(load), Some(push)) = (timed(&self.load), timed(&self.push)) else {
             return;
         };
         let total = load + push;
         println!(
             "\ndocker load -i ARCHIVE + docker push, median of {}: load {:.2}s ({:.0}%), push {:.2}s ({:.0}%), together {:.2}s",
-            self.load.len(),
+            self.load.len() - 1,
             load.as_secs_f64(),
             100.0 * load.as_secs_f64() / total.as_secs_f64(),
             push.as_secs_f64(),
