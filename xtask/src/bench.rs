@@ -6,8 +6,8 @@
 //! The page cache cannot be dropped (not root everywhere, and other people's work would suffer), so
 //! every step runs once to warm up and then `--reps` interleaved rounds; medians are compared.
 
-use crate::bench_repush;
 use crate::bench_docker;
+use crate::bench_repush;
 use crate::bench_steps::{self as bs, Sizes};
 use crate::measure::{self, Log, Measurement, Step, Target};
 use crate::registry::Registry;
