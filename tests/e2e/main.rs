@@ -4,6 +4,7 @@ mod bad_input;
 mod check;
 mod convert;
 mod crash;
+mod docker;
 mod fixtures;
 mod load;
 mod overlap;

@@ -6,6 +6,7 @@
 //! The page cache cannot be dropped (not root everywhere, and other people's work would suffer), so
 //! every step runs once to warm up and then `--reps` interleaved rounds; medians are compared.
 
+use crate::bench_docker;
 use crate::bench_repush;
 use crate::bench_steps::{self as bs, Sizes};
 use crate::measure::{self, Log, Measurement, Step, Target};
@@ -196,6 +197,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut input_bytes = 0;
     let mut registry = None;
     let mut archive_stored = None;
+    let mut docker_parts = None;
     if opts.convert || opts.push {
         eprintln!(
             "xtask bench: unpacking the archive into {}",
@@ -245,6 +247,23 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let (steps40, _) =
             bs::archive_push_steps(&push, &archive40, reg.clone(), &work, &bs::ARCHIVE_40);
         steps.extend(steps40);
+        match bench_docker::daemon_version() {
+            Ok(version) => {
+                eprintln!("xtask bench: Docker Engine {version}: docker load + docker push too");
+                let (step, parts) = bench_docker::docker_step(&archive, reg.clone(), &work);
+                steps.push(step);
+                targets.push(Target::Info {
+                    label: "push ARCHIVE / docker load + docker push".into(),
+                    numerator: bs::PUSH_ARCHIVE.into(),
+                    denominator: bench_docker::DOCKER_LOAD_PUSH.into(),
+                });
+                volumes.push((bench_docker::DOCKER_LOAD_PUSH.to_string(), archive_size));
+                docker_parts = Some(parts);
+            }
+            Err(reason) => {
+                eprintln!("xtask bench: docker load + docker push not timed: {reason}");
+            }
+        }
         targets.extend(push_targets(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         ));
@@ -321,6 +340,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             human_bytes(sent.bytes),
             sent.bytes
         );
+    }
+    if let Some(parts) = &docker_parts {
+        parts.borrow().print();
     }
     if opts.convert {
         print_sizes(input_bytes, &sizes);

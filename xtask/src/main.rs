@@ -11,6 +11,7 @@
 
 mod bad_fixtures;
 mod bench;
+mod bench_docker;
 mod bench_repush;
 mod bench_steps;
 mod big_layer;
