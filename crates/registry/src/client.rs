@@ -386,12 +386,12 @@ impl Client {
         opts: TransportOptions,
         retry: RetryPolicy,
     ) -> Result<Self, Error> {
-        let agent = transport::build_agent(&opts, registry)?;
         let api_host = if registry == crate::reference::DOCKER_HUB {
             crate::reference::DOCKER_HUB_API.to_string()
         } else {
             registry.to_string()
         };
+        let agent = transport::build_agent(&opts, registry, &api_host)?;
         let scheme = if opts.plain_http {
             Some(Scheme::Http)
         } else {

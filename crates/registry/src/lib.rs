@@ -18,6 +18,7 @@ mod error;
 pub mod fuzzing;
 pub mod reference;
 mod retry;
+mod tls;
 mod transport;
 
 pub use auth::Scope;

