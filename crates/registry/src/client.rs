@@ -432,6 +432,18 @@ impl Client {
             .expect("registry host was validated")
     }
 
+    /// The registry's origin (`scheme://host[:port]/`, the scheme as chosen by [`Client::ping`]):
+    /// the only origin its credentials are sent to.
+    pub fn origin(&self) -> Url {
+        self.base()
+    }
+
+    /// Whether `url` is on the registry's own origin (scheme, host, port): the only place its
+    /// credentials go.
+    fn on_registry_origin(&self, url: &Url) -> bool {
+        same_origin(url, &self.base())
+    }
+
     fn api_url(&self, path: &str) -> Url {
         self.base().join(path).expect("API paths are valid")
     }
@@ -667,14 +679,17 @@ impl Client {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = Req::new("GET", url);
-        if let Credential::Basic { username, password } = &self.credential {
-            req = req.header(
-                "Authorization",
-                http_auth::basic::encode_credentials(username, password.expose()),
-            );
-        }
-        self.retrying(None, |_| self.execute(&req, None))
+        let req = Req::new("GET", url);
+        // Passed as the request's credentials, not as a header: `execute` drops it when a
+        // redirect leaves the realm's origin.
+        let basic = match &self.credential {
+            Credential::Basic { username, password } => Some(http_auth::basic::encode_credentials(
+                username,
+                password.expose(),
+            )),
+            _ => None,
+        };
+        self.retrying(None, |_| self.execute(&req, basic.clone()))
     }
 
     /// React to a 401: learn the challenge, widen scopes, get a new token. True when a retry
@@ -722,16 +737,24 @@ impl Client {
         }
     }
 
-    /// Send a request to the registry with authentication (one retry after a 401).
+    /// Send a request to the registry with authentication (one retry after a 401). Credentials go
+    /// only to the registry's own origin.
     fn send(&self, req: &Req<'_>) -> Result<Resp, Error> {
         let mut retried_auth = false;
+        // An upload Location on another origin (another host or port, or http after https) is
+        // followed without credentials, as Docker does.
+        let own = self.on_registry_origin(&req.url);
         loop {
-            let (auth_value, generation) = self.authorization()?;
+            let (auth_value, generation) = if own {
+                self.authorization()?
+            } else {
+                (None, 0)
+            };
             let sent_auth = auth_value.is_some();
             let resp = self.execute(req, auth_value)?;
             // Only the registry's own challenges change our credentials, not those of a host a
-            // redirect led to.
-            if resp.status == 401 && !retried_auth && same_origin(&resp.url, &req.url) {
+            // Location or a redirect led to.
+            if resp.status == 401 && !retried_auth && own && self.on_registry_origin(&resp.url) {
                 retried_auth = true;
                 if self.handle_unauthorized(&resp, generation, sent_auth)? {
                     continue;
@@ -750,20 +773,33 @@ impl Client {
         }
     }
 
-    /// One HTTP exchange, following redirects; `Authorization` only to the original origin.
+    /// One HTTP exchange, following redirects. `auth` (the `Authorization` value) goes only to
+    /// the request's own origin: a redirect to another scheme, host or port drops it for that hop
+    /// and every later one. A 303, and a 301 or 302 answering a POST, continue as a GET without
+    /// the body (a token request's form is never posted again); a 307 or 308 keeps method and
+    /// body, except that a form (which holds a refresh token) is never sent to another origin.
     fn execute(&self, req: &Req<'_>, auth: Option<String>) -> Result<Resp, Error> {
         let mut url = req.url.clone();
         let mut method = req.method;
         let mut auth = auth;
+        let mut body_dropped = false;
         for _ in 0..10 {
             let mut builder = http::Request::builder().method(method).uri(url.as_str());
             for (k, v) in &req.headers {
+                if body_dropped && k.eq_ignore_ascii_case("content-type") {
+                    continue;
+                }
                 builder = builder.header(*k, v.as_str());
             }
             if let Some(a) = &auth {
                 builder = builder.header("Authorization", a.as_str());
             }
-            let result = match &req.body {
+            let body = if body_dropped {
+                &ReqBody::Empty
+            } else {
+                &req.body
+            };
+            let result = match body {
                 ReqBody::Empty => {
                     let b = if matches!(method, "POST" | "PUT" | "PATCH") {
                         builder.header("Content-Length", "0")
@@ -854,11 +890,25 @@ impl Client {
                     url: display_url(&url),
                     reason: format!("redirect Location is not a URL: {e}"),
                 })?;
-                if !same_origin(&url, &next) {
+                let cross = !same_origin(&url, &next);
+                if cross {
                     auth = None;
                 }
-                if status == 303 {
-                    method = "GET";
+                if status == 303 || (matches!(status, 301 | 302) && method == "POST") {
+                    if method != "HEAD" {
+                        method = "GET";
+                    }
+                    body_dropped = true;
+                } else if cross && !body_dropped && matches!(req.body, ReqBody::Form(_)) {
+                    return Err(Error::Protocol {
+                        method,
+                        url: display_url(&url),
+                        reason: format!(
+                            "HTTP {status} redirects the token request to {}, another origin: \
+                             its form (which holds a refresh token) is not sent there",
+                            display_url(&next)
+                        ),
+                    });
                 }
                 url = next;
                 continue;
@@ -991,7 +1041,11 @@ impl Client {
             hasher: layerlift_manifest::Sha256Writer::new(std::io::sink()),
             events,
         };
-        let (auth, _) = self.authorization()?;
+        let (auth, _) = if self.on_registry_origin(&loc) {
+            self.authorization()?
+        } else {
+            (None, 0)
+        };
         let mut builder = http::Request::builder()
             .method("PATCH")
             .uri(loc.as_str())
@@ -1465,6 +1519,32 @@ mod tests {
                 d.hex()
             )
         );
+    }
+
+    /// Credentials go to the registry's origin only: not to another host or port, and not over
+    /// http once the registry speaks https.
+    #[test]
+    fn only_the_registry_origin_is_its_own() {
+        let c = Client::new(
+            "127.0.0.1:5000",
+            Credential::Anonymous,
+            TransportOptions::default(),
+            RetryPolicy::none(),
+        )
+        .unwrap();
+        let own = |u: &str| c.on_registry_origin(&Url::parse(u).unwrap());
+        assert!(own("https://127.0.0.1:5000/v2/a/blobs/uploads/u"));
+        assert!(!own("http://127.0.0.1:5000/v2/a/blobs/uploads/u"));
+        assert!(!own("https://127.0.0.2:5000/v2/a/blobs/uploads/u"));
+        assert!(!own("https://127.0.0.1:5001/v2/a/blobs/uploads/u"));
+        let hub = Client::new(
+            "docker.io",
+            Credential::Anonymous,
+            TransportOptions::default(),
+            RetryPolicy::none(),
+        )
+        .unwrap();
+        assert_eq!(hub.origin().as_str(), "https://registry-1.docker.io/");
     }
 
     #[test]

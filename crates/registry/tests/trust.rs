@@ -9,14 +9,29 @@
 
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, TransportOptions,
-    UploadOptions,
+    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, Secret,
+    TransportOptions, UploadOptions,
 };
-use layerlift_testkit::{Auth, Registry, TlsFiles};
+use layerlift_testkit::{Auth, Fault, FaultProxy, Registry, TlsFiles};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
+const OTHER_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn plain(addr: &str, cred: Credential, retry: RetryPolicy) -> Client {
+    Client::new(
+        addr,
+        cred,
+        TransportOptions {
+            plain_http: true,
+            ..TransportOptions::default()
+        },
+        retry,
+    )
+    .unwrap()
+}
 
 /// A config, two layers and a manifest over them; pushed, the tag checked.
 fn push(c: &Client, repo: &str, seed: u8, upload: &UploadOptions) -> Result<Digest, Error> {
@@ -41,6 +56,155 @@ fn push(c: &Client, repo: &str, seed: u8, upload: &UploadOptions) -> Result<Dige
     }
     c.put_manifest(repo, "latest", MT, &manifest)?;
     Ok(c.manifest_digest(repo, "latest")?.expect("tag exists"))
+}
+
+fn chunked(size: u64) -> UploadOptions {
+    UploadOptions {
+        chunk_size: Some(size),
+        ..UploadOptions::default()
+    }
+}
+
+// ---- credentials only to the registry's origin ----
+
+/// The registry opens upload sessions on another origin (its POST answers `Location:
+/// http://127.0.0.2:<port>/…`). The client follows it, as Docker does, but without credentials:
+/// neither the monolithic PUT nor the chunked PATCHes carry `Authorization` there.
+#[test]
+fn an_upload_location_on_another_origin_gets_no_credentials() {
+    let reg = Registry::htpasswd("dora", "pw-origin-1");
+    let other = FaultProxy::start_on(OTHER_HOST, reg.port(), |_| Fault::Pass);
+    let to = format!("http://{}", other.addr());
+    let own = FaultProxy::start(reg.port(), move |r| {
+        if r.method == "POST" && r.target.contains("/blobs/uploads/") {
+            Fault::Relocate { to: to.clone() }
+        } else {
+            Fault::Pass
+        }
+    });
+    let cred = || Credential::from_creds("dora:pw-origin-1").unwrap();
+    for opts in [UploadOptions::default(), chunked(1000)] {
+        let c = plain(&own.addr(), cred(), RetryPolicy::none());
+        // The other host (the same registry behind it) refuses requests without credentials.
+        let err = push(&c, "origin/x", 1, &opts).unwrap_err();
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+        assert!(err.to_string().contains("127.0.0.2"), "{err}");
+    }
+    let seen = other.log();
+    assert!(
+        seen.iter().any(|l| l.method == "PUT") && seen.iter().any(|l| l.method == "PATCH"),
+        "the Location was followed: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|l| !l.authorization),
+        "Authorization reached another origin: {seen:?}"
+    );
+    // The registry's own origin did get them.
+    assert!(own.log().iter().any(|l| l.authorization));
+}
+
+/// Token requests with a password: a redirect of the realm to another origin drops the Basic
+/// header; one on the realm's own origin keeps it.
+#[test]
+fn token_basic_credentials_stay_on_the_realm_origin() {
+    let reg = Registry::token("ann", "pw-realm-1");
+    let ts = reg.token_server().unwrap();
+    let other = FaultProxy::start_on(OTHER_HOST, ts.port(), |_| Fault::Pass);
+    let cred = || Credential::from_creds("ann:pw-realm-1").unwrap();
+
+    // Same origin: followed with the credentials, and the push works.
+    ts.redirect(307, &format!("http://127.0.0.1:{}", ts.port()));
+    let c = Client::new(
+        &reg.addr(),
+        cred(),
+        TransportOptions::default(),
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    push(&c, "realm/same", 2, &UploadOptions::default()).unwrap();
+    let moved: Vec<_> = ts
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/moved-token")
+        .collect();
+    assert!(
+        !moved.is_empty() && moved.iter().all(|r| r.had_authorization),
+        "{moved:?}"
+    );
+
+    // Another origin: followed without them (an anonymous, pull-only token, so the push is
+    // refused), for 307 and 302 alike.
+    for status in [307, 302] {
+        ts.redirect(status, &format!("http://{}", other.addr()));
+        let c = Client::new(
+            &reg.addr(),
+            cred(),
+            TransportOptions::default(),
+            RetryPolicy::none(),
+        )
+        .unwrap();
+        let err = push(&c, "realm/other", 3, &UploadOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+    }
+    let seen = other.log();
+    assert!(seen.len() >= 2, "the redirects were followed: {seen:?}");
+    assert!(
+        seen.iter().all(|l| !l.authorization),
+        "the password reached another origin: {seen:?}"
+    );
+}
+
+/// Token requests with a refresh token (POSTed as a form): a 307 to another origin is refused
+/// (the form holds the refresh token), and a 301/302 never re-POSTs the form: it continues as a
+/// GET without a body.
+#[test]
+fn token_refresh_form_is_never_reposted() {
+    let reg = Registry::token("bea", "pw-refresh-1");
+    let ts = reg.token_server().unwrap();
+    let other = FaultProxy::start_on(OTHER_HOST, ts.port(), |_| Fault::Pass);
+    let cred = || Credential::IdentityToken(Secret::new(ts.issue_refresh_token("bea")));
+
+    ts.redirect(307, &format!("http://{}", other.addr()));
+    let c = Client::new(
+        &reg.addr(),
+        cred(),
+        TransportOptions::default(),
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    let err = push(&c, "refresh/x", 4, &UploadOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("another origin"), "{text}");
+    assert!(
+        !text.contains("refresh-"),
+        "the error shows the refresh token: {text}"
+    );
+    assert!(other.log().is_empty(), "{:?}", other.log());
+
+    for status in [301, 302] {
+        ts.redirect(status, &format!("http://127.0.0.1:{}", ts.port()));
+        let c = Client::new(
+            &reg.addr(),
+            cred(),
+            TransportOptions::default(),
+            RetryPolicy::none(),
+        )
+        .unwrap();
+        // An anonymous token then: the push is refused, but nothing was posted twice.
+        let _ = push(&c, "refresh/y", 5, &UploadOptions::default());
+    }
+    let moved: Vec<_> = ts
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/moved-token")
+        .collect();
+    assert!(!moved.is_empty(), "the redirects were followed");
+    assert!(
+        moved
+            .iter()
+            .all(|r| r.method == "GET" && r.grant_type.is_none()),
+        "the form was posted again: {moved:?}"
+    );
 }
 
 // ---- TLS as people run it ----
