@@ -367,6 +367,26 @@ pub(crate) fn resume_offset(range: Option<&str>) -> Option<u64> {
     }
 }
 
+/// Where a broken chunked upload resumes in the same session, given the offset the registry had
+/// acknowledged before the break, the offset its upload status names now, and the offset of a
+/// PATCH it refused with 416 just before (if any); `None` starts a new session.
+///
+/// - Status `0`: `Range: 0-0` is what distribution says for an empty session and for one byte
+///   held alike. After bytes were acknowledged it can only be one byte: resume at 1. With nothing
+///   acknowledged (a session from a failed mount or an earlier run) it cannot be told: start a new
+///   session, which costs at most that byte. (Resuming at 0 on a session holding one byte makes
+///   distribution append the chunk after it.)
+/// - A status naming the offset the registry has just refused would loop until retries run out:
+///   start a new session.
+pub(crate) fn resume_point(acknowledged: u64, status: u64, refused: Option<u64>) -> Option<u64> {
+    let offset = match status {
+        0 if acknowledged >= 1 => 1,
+        0 => return None,
+        n => n,
+    };
+    (refused != Some(offset)).then_some(offset)
+}
+
 /// A `Location` header resolved against the URL of the response that carried it.
 /// Only http and https are followed: anything else (`file:`, `ftp:`, `javascript:`) is refused.
 pub(crate) fn resolve_location(base: &Url, location: &str) -> Result<Url, String> {
@@ -391,6 +411,11 @@ impl Client {
         } else {
             registry.to_string()
         };
+        // `base()` builds URLs from the host: refuse here what `Url` cannot hold.
+        Url::parse(&format!("https://{api_host}/")).map_err(|e| Error::InvalidRegistry {
+            registry: registry.to_string(),
+            reason: e.to_string(),
+        })?;
         let agent = transport::build_agent(&opts, registry, &api_host)?;
         let scheme = if opts.plain_http {
             Some(Scheme::Http)
@@ -429,7 +454,7 @@ impl Client {
     fn base(&self) -> Url {
         let scheme = self.scheme().unwrap_or(Scheme::Https);
         Url::parse(&format!("{}://{}/", scheme.as_str(), self.api_host))
-            .expect("registry host was validated")
+            .expect("Client::new checked that the host parses")
     }
 
     /// The registry's origin (`scheme://host[:port]/`, the scheme as chosen by [`Client::ping`]):
@@ -652,10 +677,7 @@ impl Client {
             url: display_url(&realm_url),
             reason: "answer has neither `token` nor `access_token`".into(),
         })?;
-        st.token = Some(Token {
-            value,
-            expires: Instant::now() + life,
-        });
+        st.token = Some(Token::new(value, life));
         if let Some(r) = refresh {
             st.refresh_token = Some(r);
         }
@@ -1181,6 +1203,8 @@ impl Client {
         // grows, the retry budget starts again, so that it bounds each failing request, not the
         // blob. What bounds the blob is the bytes: sending it `max_attempts` times over is enough.
         let accepted = std::cell::Cell::new(0u64);
+        // The offset of the PATCH the registry refused with 416 (see `resume_point`).
+        let mut refused_at: Option<u64> = None;
         let sent_limit = size
             .max(1)
             .saturating_mul(u64::from(self.retry.max_attempts));
@@ -1189,12 +1213,17 @@ impl Client {
                 broken = false;
                 // Ask the registry how much it has; resume there, or start again.
                 state = match state.take() {
-                    Some((loc, _, min)) => match self.upload_status(&loc) {
+                    Some((loc, acked, min)) => match self.upload_status(&loc) {
                         Ok(Some((loc, offset))) if offset <= size => {
-                            if offset > 0 {
-                                events(UploadEvent::Resumed { offset });
+                            match resume_point(acked, offset, refused_at.take()) {
+                                Some(offset) => {
+                                    if offset > 0 {
+                                        events(UploadEvent::Resumed { offset });
+                                    }
+                                    Some((loc, offset, min))
+                                }
+                                None => None,
                             }
-                            Some((loc, offset, min))
                         }
                         _ => None,
                     },
@@ -1249,6 +1278,7 @@ impl Client {
                             broken = true;
                             state = Some((loc, offset, min));
                             if r.status == 416 {
+                                refused_at = Some(offset);
                                 return Err(Error::Transport {
                                     method: "PATCH",
                                     url: display_url(&r.url),
@@ -1519,6 +1549,23 @@ mod tests {
                 d.hex()
             )
         );
+    }
+
+    /// Found with docker-registry: `Range: 0-0` (one byte held) resumed at 0, and the registry
+    /// appended the chunk after its byte. A status naming an offset just refused with 416 would
+    /// loop until retries run out.
+    #[test]
+    fn resume_points() {
+        assert_eq!(resume_point(4000, 4000, None), Some(4000));
+        assert_eq!(resume_point(4000, 2000, None), Some(2000));
+        // `0-0`: one byte after bytes were acknowledged; unknown (a new session) otherwise.
+        assert_eq!(resume_point(1, 0, None), Some(1));
+        assert_eq!(resume_point(5, 0, None), Some(1));
+        assert_eq!(resume_point(0, 0, None), None);
+        // The registry names the offset it refused.
+        assert_eq!(resume_point(5, 5, Some(5)), None);
+        assert_eq!(resume_point(1, 0, Some(1)), None);
+        assert_eq!(resume_point(5, 6, Some(5)), Some(6));
     }
 
     /// Credentials go to the registry's origin only: not to another host or port, and not over

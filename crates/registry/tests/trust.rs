@@ -10,15 +10,27 @@
 use layerlift_manifest::Digest;
 use layerlift_registry::{
     BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, Secret,
-    TransportOptions, UploadOptions,
+    TransportOptions, UploadEvent, UploadOptions,
 };
 use layerlift_testkit::{Auth, Fault, FaultProxy, Registry, TlsFiles};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
 
 const OTHER_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 6,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_total: Duration::from_secs(30),
+        max_retry_after: Duration::from_secs(1),
+    }
+}
 
 fn plain(addr: &str, cred: Credential, retry: RetryPolicy) -> Client {
     Client::new(
@@ -205,6 +217,77 @@ fn token_refresh_form_is_never_reposted() {
             .all(|r| r.method == "GET" && r.grant_type.is_none()),
         "the form was posted again: {moved:?}"
     );
+}
+
+// ---- answers that must not panic or loop ----
+
+/// A token server that says its tokens live for `u64::MAX` seconds: `Instant + Duration` would
+/// overflow (a panic while holding the auth lock, poisoning it for every later request).
+#[test]
+fn a_token_that_claims_to_live_for_ever_does_not_panic() {
+    let reg = Registry::token("cid", "pw-forever-1");
+    reg.token_server().unwrap().advertise_expires_in(u64::MAX);
+    let c = Client::new(
+        &reg.addr(),
+        Credential::from_creds("cid:pw-forever-1").unwrap(),
+        TransportOptions::default(),
+        RetryPolicy::none(),
+    )
+    .unwrap();
+    push(&c, "forever/a", 6, &UploadOptions::default()).unwrap();
+    // The client still works afterwards, with a wider scope (a new token).
+    push(&c, "forever/b", 7, &UploadOptions::default()).unwrap();
+}
+
+/// A registry name that passes reference validation but that `Url` cannot hold (a numeric last
+/// label is parsed as an IPv4 address and refused): an error naming it, not a panic.
+#[test]
+fn a_registry_name_url_cannot_hold_is_an_error() {
+    let err = Client::new(
+        "reg.123:5000",
+        Credential::Anonymous,
+        TransportOptions::default(),
+        RetryPolicy::none(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidRegistry { .. }), "{err}");
+    assert!(err.to_string().contains("reg.123:5000"), "{err}");
+}
+
+/// The registry holds one byte of a chunked upload when the connection breaks; its upload status
+/// then says `Range: 0-0`, which also means "nothing". The upload must go on from byte 1: resent
+/// from byte 0, docker-registry appends the chunk after the byte it holds (and the upload fails).
+#[test]
+fn range_0_0_for_one_byte_held_makes_progress() {
+    let reg = Registry::anonymous();
+    let patches = Mutex::new(0u32);
+    // The second PATCH loses its connection before its body arrives.
+    let proxy = FaultProxy::start(reg.port(), move |r| {
+        if r.method != "PATCH" {
+            return Fault::Pass;
+        }
+        let mut p = patches.lock().unwrap();
+        *p += 1;
+        if *p == 2 {
+            Fault::Drop { after: 0 }
+        } else {
+            Fault::Pass
+        }
+    });
+    let c = plain(&proxy.addr(), Credential::Anonymous, fast_retries());
+    c.ping().unwrap();
+    let blob = BytesSource::new(b"abcdef".to_vec());
+    let resumed = Mutex::new(Vec::new());
+    c.upload_blob("range/x", &blob, &chunked(1), None, &|e| {
+        if let UploadEvent::Resumed { offset } = e {
+            resumed.lock().unwrap().push(offset);
+        }
+    })
+    .unwrap();
+    assert!(c.blob_exists("range/x", &blob.digest()).unwrap());
+    assert_eq!(*resumed.lock().unwrap(), vec![1]);
+    let patches = proxy.log().iter().filter(|l| l.method == "PATCH").count();
+    assert!(patches <= 9, "{patches} PATCHes for 6 bytes");
 }
 
 // ---- TLS as people run it ----
