@@ -1,9 +1,11 @@
 //! The registry client: one per registry host, shared by all upload threads (`Client` is `Sync`).
 //!
 //! Every request goes through [`Client::send`]: it adds the `Authorization` the registry asked for
-//! (Basic, or a Bearer token for the scopes asked for so far), answers a 401 by fetching a new
-//! token once, follows redirects itself (dropping `Authorization` on another host) and keeps the
-//! final URL so that `Location` headers resolve against it. Operations (HEAD, mount, upload,
+//! (Basic, or a Bearer token for the scopes asked for so far) when the URL is on the registry's own
+//! origin (an upload `Location` elsewhere is followed without it), answers a 401 by fetching a new
+//! token once, follows redirects itself (dropping `Authorization` at the first hop to another
+//! origin, never re-posting a token request's form) and keeps the final URL so that `Location`
+//! headers resolve against it. Operations (HEAD, mount, upload,
 //! manifest PUT) wrap their requests in [`Client::retrying`]: connection errors, 408, 429 and 5xx
 //! are retried with backoff and jitter, honouring `Retry-After`. A chunked upload that breaks
 //! resumes from the offset the registry reports; a monolithic one starts a new session.
@@ -787,7 +789,15 @@ impl Client {
             if (resp.status == 401 || resp.status == 403) && req.method != "HEAD" {
                 let mut e = status_error(req.method, &resp);
                 if let Error::Unauthorized { hint, .. } = &mut e {
-                    *hint = format!(" as {}", self.credential.describe());
+                    *hint = if own && self.on_registry_origin(&resp.url) {
+                        format!(" as {}", self.credential.describe())
+                    } else {
+                        format!(
+                            " on another origin than the registry's ({}): credentials are not \
+                             sent there",
+                            display_url(&self.origin())
+                        )
+                    };
                 }
                 return Err(e);
             }

@@ -101,6 +101,10 @@ fn an_upload_location_on_another_origin_gets_no_credentials() {
         let err = push(&c, "origin/x", 1, &opts).unwrap_err();
         assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
         assert!(err.to_string().contains("127.0.0.2"), "{err}");
+        assert!(
+            err.to_string().contains("credentials are not sent there"),
+            "{err}"
+        );
     }
     let seen = other.log();
     assert!(
