@@ -10,7 +10,8 @@
 //! - `--insecure` skips verification for the registry's own host only; every other host a session
 //!   reaches (a token realm, a redirect) is verified as usual.
 //! - A client certificate (`certs.d/<host>/*.cert` with the `*.key` of the same name, Docker's
-//!   convention) is presented to servers that ask for one.
+//!   convention) is presented to the registry's host when it asks for one, never to another host
+//!   (connections there use a configuration without it).
 
 use crate::Error;
 use rustls::client::WebPkiServerVerifier;
@@ -33,9 +34,12 @@ pub(crate) struct TlsSettings {
     /// Certificates from `--ca-cert` and `certs.d/<host>/*.crt`: added to the roots, and trusted
     /// as they are when a server presents one of them.
     pub trusted: Vec<CertificateDer<'static>>,
-    /// Skip verification for this server name (the registry's own host, `--insecure`).
-    pub insecure_name: Option<ServerName<'static>>,
-    /// Certificate chain and key presented to servers that ask for one.
+    /// The registry's own (API) host: `insecure` and `client_cert` apply to it alone.
+    pub registry_name: Option<ServerName<'static>>,
+    /// Skip verification for the registry's host (`--insecure`).
+    pub insecure: bool,
+    /// Certificate chain and key presented to the registry's host when it asks for one (never to
+    /// another host: a token realm or a redirect).
     pub client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
@@ -137,30 +141,42 @@ fn root_store(trusted: &[CertificateDer<'static>]) -> RootCertStore {
     roots
 }
 
-/// The rustls configuration for one registry client.
-pub(crate) fn client_config(settings: TlsSettings) -> Result<Arc<ClientConfig>, Error> {
+/// The TLS connector for one registry client: one rustls configuration for every host, and one
+/// with the client certificate for the registry's host.
+pub(crate) fn connector(settings: TlsSettings) -> Result<TlsConnector, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = root_store(&settings.trusted);
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::Tls(format!("cannot set up certificate verification: {e}")))?;
-    let verifier = Verifier {
+    let verifier = Arc::new(Verifier {
         webpki,
         trusted: settings.trusted,
-        insecure_name: settings.insecure_name,
+        insecure_name: settings
+            .insecure
+            .then(|| settings.registry_name.clone())
+            .flatten(),
+    });
+    let builder = || {
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.dangerous()
+                    .with_custom_certificate_verifier(verifier.clone())
+            })
+            .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))
     };
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    let config = match settings.client_cert {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| Error::Tls(format!("client certificate refused: {e}")))?,
-        None => builder.with_no_client_auth(),
+    let config = Arc::new(builder()?.with_no_client_auth());
+    let registry = match (settings.client_cert, settings.registry_name) {
+        (Some((chain, key)), Some(name)) => {
+            let c = builder()?
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::Tls(format!("client certificate refused: {e}")))?;
+            Some((name, Arc::new(c)))
+        }
+        _ => None,
     };
-    Ok(Arc::new(config))
+    Ok(TlsConnector { config, registry })
 }
 
 /// webpki verification, plus the user's own certificates as they are, minus the registry's host
@@ -252,7 +268,10 @@ fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls:
 
 /// ureq connector: wraps the chained transport in TLS with our configuration when the URL is https.
 pub(crate) struct TlsConnector {
-    pub config: Arc<ClientConfig>,
+    /// For every host.
+    config: Arc<ClientConfig>,
+    /// For the registry's host, with its client certificate.
+    registry: Option<(ServerName<'static>, Arc<ClientConfig>)>,
 }
 
 impl std::fmt::Debug for TlsConnector {
@@ -281,7 +300,11 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .map(|a| a.host())
             .ok_or(ureq::Error::Tls("URL without a host"))?;
         let name = server_name(host).ok_or(ureq::Error::Tls("not a valid TLS server name"))?;
-        let mut conn = ClientConnection::new(self.config.clone(), name)?;
+        let config = match &self.registry {
+            Some((registry, with_cert)) if *registry == name => with_cert.clone(),
+            _ => self.config.clone(),
+        };
+        let mut conn = ClientConnection::new(config, name)?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
         conn.complete_io(&mut sock)?;

@@ -122,10 +122,9 @@ pub fn build_agent(
             settings.client_cert = Some(tls::read_client_cert(&cert, &key)?);
         }
     }
-    if opts.insecure {
-        settings.insecure_name = tls::server_name(crate::reference::host_without_port(api_host));
-    }
-    let tls_config = tls::client_config(settings)?;
+    settings.registry_name = tls::server_name(crate::reference::host_without_port(api_host));
+    settings.insecure = opts.insecure;
+    let tls_connector = tls::connector(settings)?;
     let host = crate::reference::host_without_port(registry);
     let proxy = if is_loopback(host) {
         None
@@ -146,7 +145,7 @@ pub fn build_agent(
     let connector =
         ().chain(ConnectProxyConnector::default())
             .chain(TcpConnector::default())
-            .chain(tls::TlsConnector { config: tls_config });
+            .chain(tls_connector);
     Ok(ureq::Agent::with_parts(
         config,
         connector,
@@ -158,6 +157,50 @@ pub fn build_agent(
 mod tests {
     use super::*;
     use layerlift_testkit::{Auth, Registry, RegistryOptions};
+
+    /// The client certificate from `certs.d` is presented to the registry's host only: the same
+    /// mutual-TLS server reached under another name (as a token realm or a redirect would be)
+    /// does not get it, and refuses the handshake.
+    #[test]
+    fn the_client_certificate_is_for_the_registry_host_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (certs, client) = layerlift_testkit::tls::generate_mtls_certs();
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            dir.path().join(name)
+        };
+        let ca = write("ca.crt", &certs.ca_pem);
+        let reg = Registry::start_with_tls(
+            Auth::Anonymous,
+            layerlift_testkit::TlsFiles {
+                cert: write("server.crt", &certs.cert_pem),
+                key: write("server.key", &certs.key_pem),
+                client_ca: Some(ca.clone()),
+            },
+        );
+        let certs_d = tempfile::tempdir().unwrap();
+        let host_dir = certs_d.path().join(reg.addr());
+        std::fs::create_dir_all(&host_dir).unwrap();
+        std::fs::write(host_dir.join("client.cert"), &client.cert_pem).unwrap();
+        std::fs::write(host_dir.join("client.key"), &client.key_pem).unwrap();
+        let opts = TransportOptions {
+            ca_certs: vec![ca],
+            certs_dirs: vec![certs_d.path().to_path_buf()],
+            ..TransportOptions::default()
+        };
+        let agent = build_agent(&opts, &reg.addr(), &reg.addr()).unwrap();
+        let own = agent
+            .get(format!("https://127.0.0.1:{}/v2/", reg.port()))
+            .call();
+        assert!(own.is_ok(), "{own:?}");
+        assert!(
+            agent
+                .get(format!("https://localhost:{}/v2/", reg.port()))
+                .call()
+                .is_err(),
+            "the client certificate went to another host name"
+        );
+    }
 
     /// `--insecure` trusts the registry's own host and no other: the same TLS server reached
     /// under another name (as a token realm or a redirect would be) is still verified.
