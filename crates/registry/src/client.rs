@@ -389,6 +389,15 @@ pub(crate) fn resume_point(acknowledged: u64, status: u64, refused: Option<u64>)
     (refused != Some(offset)).then_some(offset)
 }
 
+/// Whether a token request to `realm` may carry credentials (a password, a refresh token) for a
+/// registry reached over `registry`: not in clear text (an `http:` realm) to a host that is not
+/// loopback when the registry itself speaks https.
+pub(crate) fn realm_may_carry_credentials(registry: Scheme, realm: &Url) -> bool {
+    realm.scheme() == "https"
+        || registry == Scheme::Http
+        || realm.host_str().is_some_and(transport::is_loopback)
+}
+
 /// A `Location` header resolved against the URL of the response that carried it.
 /// Only http and https are followed: anything else (`file:`, `ftp:`, `javascript:`) is refused.
 pub(crate) fn resolve_location(base: &Url, location: &str) -> Result<Url, String> {
@@ -640,6 +649,17 @@ impl Client {
             Credential::IdentityToken(t) => Some(t.clone()),
             _ => st.refresh_token.clone(),
         };
+        let secret = refresh.is_some() || matches!(self.credential, Credential::Basic { .. });
+        if secret
+            && !realm_may_carry_credentials(self.scheme().unwrap_or(Scheme::Https), &realm_url)
+        {
+            return Err(Error::Token {
+                url: display_url(&realm_url),
+                reason: "the registry speaks https but its token realm is plain http: credentials \
+                         are not sent in clear text"
+                    .into(),
+            });
+        }
         let resp = if let Some(refresh) = refresh {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "refresh_token");
@@ -1602,6 +1622,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hub.origin().as_str(), "https://registry-1.docker.io/");
+    }
+
+    #[test]
+    fn credentials_do_not_go_to_a_plain_http_realm_of_an_https_registry() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(realm_may_carry_credentials(
+            Scheme::Https,
+            &url("https://auth.example/token")
+        ));
+        assert!(!realm_may_carry_credentials(
+            Scheme::Https,
+            &url("http://auth.example/token")
+        ));
+        assert!(realm_may_carry_credentials(
+            Scheme::Http,
+            &url("http://auth.example/token")
+        ));
+        assert!(realm_may_carry_credentials(
+            Scheme::Https,
+            &url("http://127.0.0.1:5001/token")
+        ));
+        assert!(realm_may_carry_credentials(
+            Scheme::Https,
+            &url("http://[::1]:5001/token")
+        ));
     }
 
     #[test]
