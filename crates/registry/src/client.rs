@@ -540,7 +540,9 @@ impl Client {
         let resp = self.execute(&Req::new("GET", url), None)?;
         match resp.status {
             200..=299 => Ok(()),
-            401 => {
+            // Only the registry's own challenge says where its credentials go, not that of a
+            // host `/v2/` redirected to.
+            401 if self.on_registry_origin(&resp.url) => {
                 let ch = resp
                     .header("www-authenticate")
                     .and_then(auth::parse_challenge);

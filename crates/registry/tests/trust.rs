@@ -119,6 +119,57 @@ fn an_upload_location_on_another_origin_gets_no_credentials() {
     assert!(own.log().iter().any(|l| l.authorization));
 }
 
+/// The registry's `/v2/` redirects to another origin, which answers 401 with a challenge naming
+/// its own realm: that challenge is not the registry's, and the password never goes to that realm
+/// (the registry's own 401 on the next request says Basic, and the push works).
+#[test]
+fn a_challenge_from_another_origin_is_ignored() {
+    let reg = Registry::htpasswd("fay", "pw-challenge-1");
+    let sink = layerlift_testkit::TokenServer::start("elsewhere", &[], 60).unwrap();
+    // The other origin's own realm, known once it listens.
+    let realm = std::sync::Arc::new(Mutex::new(String::new()));
+    let other = FaultProxy::start_on(OTHER_HOST, sink.port(), {
+        let realm = realm.clone();
+        move |r| {
+            if r.target == "/v2/" {
+                Fault::Unauthorized {
+                    challenge: format!(
+                        r#"Bearer realm="{}",service="elsewhere""#,
+                        realm.lock().unwrap()
+                    ),
+                }
+            } else {
+                Fault::Pass
+            }
+        }
+    });
+    *realm.lock().unwrap() = format!("http://{}/token", other.addr());
+    let to = format!("http://{}", other.addr());
+    let own = FaultProxy::start(reg.port(), move |r| {
+        if r.target == "/v2/" {
+            Fault::Redirect { to: to.clone() }
+        } else {
+            Fault::Pass
+        }
+    });
+    let c = plain(
+        &own.addr(),
+        Credential::from_creds("fay:pw-challenge-1").unwrap(),
+        RetryPolicy::none(),
+    );
+    push(&c, "challenge/x", 12, &UploadOptions::default()).unwrap();
+    assert!(
+        sink.requests().is_empty(),
+        "the other origin's realm was asked for a token: {:?}",
+        sink.requests()
+    );
+    assert!(
+        other.log().iter().all(|l| !l.authorization),
+        "{:?}",
+        other.log()
+    );
+}
+
 /// Token requests with a password: a redirect of the realm to another origin drops the Basic
 /// header; one on the realm's own origin keeps it.
 #[test]
