@@ -2,7 +2,9 @@
 //!
 //! - `Authorization` is never sent to another host: a registry that redirects blob requests to a
 //!   second host (another loopback proxy) gets credentials, the second host never does (the
-//!   client-level test is `crates/registry/tests/faults.rs`);
+//!   client-level test is `crates/registry/tests/faults.rs`); a chunked upload session recorded in
+//!   the cache's journal on another origin is dropped, not resumed (client-level tests of upload
+//!   Locations and token realms on another origin: `crates/registry/tests/trust.rs`);
 //! - credentials never appear in any output: every push of the e2e suite runs through
 //!   `util::run`/`util::run_with_stdin`, which fail the test when stdout or stderr holds a test
 //!   password or its `user:password` base64; here, failing pushes in each auth mode too;
@@ -191,5 +193,60 @@ fn plain_http_is_only_used_for_a_remote_host_when_asked() {
             .any(|l| l.method != "CONNECT" && l.target.contains("/v2/")),
         "{log:?}\n{}",
         text(&o).1
+    );
+}
+
+/// A chunked upload session recorded in the cache's journal (`uploads-v1/`) on another origin
+/// than the registry's (here a proxy on 127.0.0.2 in front of the same registry) is dropped, not
+/// resumed: resuming it would send the registry's credentials there.
+#[test]
+fn a_journal_session_on_another_origin_is_not_resumed() {
+    use sha2::Digest as _;
+    let reg = Registry::htpasswd("dora", PASSWORD);
+    let other = FaultProxy::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2), reg.port(), |_| {
+        Fault::Pass
+    });
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let cache = work.path().join("cache");
+    let journal = cache.join("uploads-v1");
+    std::fs::create_dir_all(&journal).unwrap();
+    // What a run against a registry answering with sessions on 127.0.0.2 would have recorded,
+    // for every blob of the layout.
+    let registry = reg.addr();
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+        let hex = e.unwrap().file_name().to_string_lossy().into_owned();
+        let key = format!("{registry}\njournal/x\nsha256:{hex}");
+        let file = journal.join(format!("{}.url", hex::encode(sha2::Sha256::digest(key))));
+        std::fs::write(
+            &file,
+            format!(
+                "http://{}/v2/journal/x/blobs/uploads/0b1d7a3c-0000-4000-8000-000000000000?_state=x",
+                other.addr()
+            ),
+        )
+        .unwrap();
+        entries.push(file);
+    }
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{registry}/journal/x:1"))
+        .args(["--plain-http", "--chunk-size", "1000", "--creds"])
+        .arg(format!("dora:{PASSWORD}"))
+        .arg("--cache-dir")
+        .arg(&cache);
+    let o = run(c);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        other.log().is_empty(),
+        "a session on another origin was resumed: {:?}",
+        other.log()
+    );
+    // Every blob uploaded dropped its entry (the manifest's is never read: manifests are PUT).
+    assert!(
+        entries.iter().filter(|f| !f.exists()).count() >= 3,
+        "journal entries kept"
     );
 }

@@ -2,7 +2,9 @@
 //!
 //! Each target's working corpus is `fuzz/corpus/<target>/` (not committed). Before a run it is
 //! seeded from `fuzz/seeds/<target>/` (small committed inputs), `fuzz/regressions/<target>/`
-//! (inputs that once crashed a target, kept so that they are replayed on every run), and, for the
+//! (inputs that once crashed a target, kept so that they are replayed on every run; the registry
+//! targets' regressions and seeds are also replayed by `cargo test`, see
+//! `layerlift_registry::fuzzing`), and, for the
 //! archive and JSON targets, from the shared fixtures (`../shared/fixtures`): the archives
 //! themselves and the JSON documents inside them. `--minutes N` is the total time, split evenly
 //! between the targets; a crash does not stop the other targets, but fails the task at the end with
@@ -23,6 +25,7 @@ const TARGETS: &[(&str, usize)] = &[
     ("manifest_json", 16 << 10),
     ("www_authenticate", 1 << 10),
     ("upload_headers", 1 << 10),
+    ("token_response", 1 << 10),
 ];
 
 /// Targets whose inputs are decoded by `arbitrary` into a structure and have no seeds: libFuzzer
@@ -40,7 +43,7 @@ cargo xtask fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]
   --build-only    build the targets and stop (what CI does)
   --regressions   replay fuzz/regressions/ and the seeds once, no fuzzing (seconds)
   TARGET…         only these (default: all of archive_bytes archive_tar manifest_json
-                  www_authenticate upload_headers)
+                  www_authenticate upload_headers token_response)
 
 Needs the nightly toolchain and cargo-fuzz (`scripts/install-test-deps.sh --fuzz`).";
 

@@ -91,14 +91,16 @@ pub struct Options {
     /// Credentials file (containers auth.json or Docker config.json format), searched first.
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
-    /// Trust this CA certificate (PEM) for the registry (repeatable).
+    /// Trust this CA certificate (PEM), in addition to the public roots (repeatable); a
+    /// self-signed server certificate given here is trusted as it is.
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
-    /// Directory with `<host[:port]>/*.crt` CA files (default: /etc/docker/certs.d,
-    /// /etc/containers/certs.d, ~/.config/containers/certs.d).
+    /// Directory with `<host[:port]>/*.crt` CA files and a `*.cert` + `*.key` client certificate
+    /// (default: /etc/docker/certs.d, /etc/containers/certs.d, ~/.config/containers/certs.d).
     #[arg(long = "certs-dir", value_name = "DIR")]
     pub certs_dirs: Vec<PathBuf>,
-    /// Do not verify the registry's TLS certificate.
+    /// Do not verify the registry's own TLS certificate (other hosts, such as a token server,
+    /// still are).
     #[arg(long)]
     pub insecure: bool,
     /// Talk plain HTTP to the registry.

@@ -145,7 +145,20 @@ pub struct Token {
     pub expires: Instant,
 }
 
+/// Longest lifetime believed: a token server may say anything in `expires_in` (up to `u64::MAX`
+/// seconds, which `Instant` cannot hold); a day is longer than any push.
+pub const MAX_TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
 impl Token {
+    /// A token that expires `life` from now (at most [`MAX_TOKEN_LIFE`]).
+    pub fn new(value: Secret, life: Duration) -> Self {
+        let now = Instant::now();
+        let expires = now
+            .checked_add(life.min(MAX_TOKEN_LIFE))
+            .unwrap_or(now + Duration::from_secs(60));
+        Token { value, expires }
+    }
+
     /// Still usable for a while (10 s margin, or a tenth of a short lifetime).
     pub fn fresh(&self) -> bool {
         let now = Instant::now();
@@ -232,6 +245,18 @@ mod tests {
                 .to_string(),
             "repository:x/y:pull,push"
         );
+    }
+
+    /// `expires_in` up to `u64::MAX` seconds: no `Instant` overflow (it panicked while the auth
+    /// lock was held, poisoning it).
+    #[test]
+    fn any_token_lifetime_fits_an_instant() {
+        let t: TokenResponse =
+            serde_json::from_str(r#"{"token":"x","expires_in":18446744073709551615}"#).unwrap();
+        let (v, life, _) = t.into_token().unwrap();
+        let token = Token::new(v, life);
+        assert!(token.fresh());
+        assert!(token.expires <= Instant::now() + MAX_TOKEN_LIFE);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The registry client: one per registry host, shared by all upload threads (`Client` is `Sync`).
 //!
 //! Every request goes through [`Client::send`]: it adds the `Authorization` the registry asked for
-//! (Basic, or a Bearer token for the scopes asked for so far), answers a 401 by fetching a new
-//! token once, follows redirects itself (dropping `Authorization` on another host) and keeps the
-//! final URL so that `Location` headers resolve against it. Operations (HEAD, mount, upload,
+//! (Basic, or a Bearer token for the scopes asked for so far) when the URL is on the registry's own
+//! origin (an upload `Location` elsewhere is followed without it), answers a 401 by fetching a new
+//! token once, follows redirects itself (dropping `Authorization` at the first hop to another
+//! origin, never re-posting a token request's form) and keeps the final URL so that `Location`
+//! headers resolve against it. Operations (HEAD, mount, upload,
 //! manifest PUT) wrap their requests in [`Client::retrying`]: connection errors, 408, 429 and 5xx
 //! are retried with backoff and jitter, honouring `Retry-After`. A chunked upload that breaks
 //! resumes from the offset the registry reports; a monolithic one starts a new session.
@@ -384,6 +386,35 @@ pub(crate) fn resume_offset(range: Option<&str>) -> Option<u64> {
     }
 }
 
+/// Where a broken chunked upload resumes in the same session, given the offset the registry had
+/// acknowledged before the break, the offset its upload status names now, and the offset of a
+/// PATCH it refused with 416 just before (if any); `None` starts a new session.
+///
+/// - Status `0`: `Range: 0-0` is what distribution says for an empty session and for one byte
+///   held alike. After bytes were acknowledged it can only be one byte: resume at 1. With nothing
+///   acknowledged (a session from a failed mount or an earlier run) it cannot be told: start a new
+///   session, which costs at most that byte. (Resuming at 0 on a session holding one byte makes
+///   distribution append the chunk after it.)
+/// - A status naming the offset the registry has just refused would loop until retries run out:
+///   start a new session.
+pub(crate) fn resume_point(acknowledged: u64, status: u64, refused: Option<u64>) -> Option<u64> {
+    let offset = match status {
+        0 if acknowledged >= 1 => 1,
+        0 => return None,
+        n => n,
+    };
+    (refused != Some(offset)).then_some(offset)
+}
+
+/// Whether a token request to `realm` may carry credentials (a password, a refresh token) for a
+/// registry reached over `registry`: not in clear text (an `http:` realm) to a host that is not
+/// loopback when the registry itself speaks https.
+pub(crate) fn realm_may_carry_credentials(registry: Scheme, realm: &Url) -> bool {
+    realm.scheme() == "https"
+        || registry == Scheme::Http
+        || realm.host_str().is_some_and(transport::is_loopback)
+}
+
 /// A `Location` header resolved against the URL of the response that carried it.
 /// Only http and https are followed: anything else (`file:`, `ftp:`, `javascript:`) is refused.
 pub(crate) fn resolve_location(base: &Url, location: &str) -> Result<Url, String> {
@@ -403,12 +434,17 @@ impl Client {
         opts: TransportOptions,
         retry: RetryPolicy,
     ) -> Result<Self, Error> {
-        let agent = transport::build_agent(&opts, registry)?;
         let api_host = if registry == crate::reference::DOCKER_HUB {
             crate::reference::DOCKER_HUB_API.to_string()
         } else {
             registry.to_string()
         };
+        // `base()` builds URLs from the host: refuse here what `Url` cannot hold.
+        Url::parse(&format!("https://{api_host}/")).map_err(|e| Error::InvalidRegistry {
+            registry: registry.to_string(),
+            reason: e.to_string(),
+        })?;
+        let agent = transport::build_agent(&opts, registry, &api_host)?;
         let scheme = if opts.plain_http {
             Some(Scheme::Http)
         } else {
@@ -446,7 +482,19 @@ impl Client {
     fn base(&self) -> Url {
         let scheme = self.scheme().unwrap_or(Scheme::Https);
         Url::parse(&format!("{}://{}/", scheme.as_str(), self.api_host))
-            .expect("registry host was validated")
+            .expect("Client::new checked that the host parses")
+    }
+
+    /// The registry's origin (`scheme://host[:port]/`, the scheme as chosen by [`Client::ping`]):
+    /// the only origin its credentials are sent to.
+    pub fn origin(&self) -> Url {
+        self.base()
+    }
+
+    /// Whether `url` is on the registry's own origin (scheme, host, port): the only place its
+    /// credentials go.
+    fn on_registry_origin(&self, url: &Url) -> bool {
+        same_origin(url, &self.base())
     }
 
     fn api_url(&self, path: &str) -> Url {
@@ -509,7 +557,9 @@ impl Client {
         let resp = self.execute(&Req::new("GET", url), None)?;
         match resp.status {
             200..=299 => Ok(()),
-            401 => {
+            // Only the registry's own challenge says where its credentials go, not that of a
+            // host `/v2/` redirected to.
+            401 if self.on_registry_origin(&resp.url) => {
                 let ch = resp
                     .header("www-authenticate")
                     .and_then(auth::parse_challenge);
@@ -618,6 +668,17 @@ impl Client {
             Credential::IdentityToken(t) => Some(t.clone()),
             _ => st.refresh_token.clone(),
         };
+        let secret = refresh.is_some() || matches!(self.credential, Credential::Basic { .. });
+        if secret
+            && !realm_may_carry_credentials(self.scheme().unwrap_or(Scheme::Https), &realm_url)
+        {
+            return Err(Error::Token {
+                url: display_url(&realm_url),
+                reason: "the registry speaks https but its token realm is plain http: credentials \
+                         are not sent in clear text"
+                    .into(),
+            });
+        }
         let resp = if let Some(refresh) = refresh {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "refresh_token");
@@ -657,10 +718,7 @@ impl Client {
             url: display_url(&realm_url),
             reason: "answer has neither `token` nor `access_token`".into(),
         })?;
-        st.token = Some(Token {
-            value,
-            expires: Instant::now() + life,
-        });
+        st.token = Some(Token::new(value, life));
         if let Some(r) = refresh {
             st.refresh_token = Some(r);
         }
@@ -684,14 +742,17 @@ impl Client {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = Req::new("GET", url);
-        if let Credential::Basic { username, password } = &self.credential {
-            req = req.header(
-                "Authorization",
-                http_auth::basic::encode_credentials(username, password.expose()),
-            );
-        }
-        self.retrying(None, |_| self.execute(&req, None))
+        let req = Req::new("GET", url);
+        // Passed as the request's credentials, not as a header: `execute` drops it when a
+        // redirect leaves the realm's origin.
+        let basic = match &self.credential {
+            Credential::Basic { username, password } => Some(http_auth::basic::encode_credentials(
+                username,
+                password.expose(),
+            )),
+            _ => None,
+        };
+        self.retrying(None, |_| self.execute(&req, basic.clone()))
     }
 
     /// React to a 401: learn the challenge, widen scopes, get a new token. True when a retry
@@ -739,16 +800,24 @@ impl Client {
         }
     }
 
-    /// Send a request to the registry with authentication (one retry after a 401).
+    /// Send a request to the registry with authentication (one retry after a 401). Credentials go
+    /// only to the registry's own origin.
     fn send(&self, req: &Req<'_>) -> Result<Resp, Error> {
         let mut retried_auth = false;
+        // An upload Location on another origin (another host or port, or http after https) is
+        // followed without credentials, as Docker does.
+        let own = self.on_registry_origin(&req.url);
         loop {
-            let (auth_value, generation) = self.authorization()?;
+            let (auth_value, generation) = if own {
+                self.authorization()?
+            } else {
+                (None, 0)
+            };
             let sent_auth = auth_value.is_some();
             let resp = self.execute(req, auth_value)?;
             // Only the registry's own challenges change our credentials, not those of a host a
-            // redirect led to.
-            if resp.status == 401 && !retried_auth && same_origin(&resp.url, &req.url) {
+            // Location or a redirect led to.
+            if resp.status == 401 && !retried_auth && own && self.on_registry_origin(&resp.url) {
                 retried_auth = true;
                 if self.handle_unauthorized(&resp, generation, sent_auth)? {
                     continue;
@@ -759,7 +828,15 @@ impl Client {
             if (resp.status == 401 || resp.status == 403) && req.method != "HEAD" {
                 let mut e = status_error(req.method, &resp);
                 if let Error::Unauthorized { hint, .. } = &mut e {
-                    *hint = format!(" as {}", self.credential.describe());
+                    *hint = if own && self.on_registry_origin(&resp.url) {
+                        format!(" as {}", self.credential.describe())
+                    } else {
+                        format!(
+                            " on another origin than the registry's ({}): credentials are not \
+                             sent there",
+                            display_url(&self.origin())
+                        )
+                    };
                 }
                 return Err(e);
             }
@@ -767,20 +844,33 @@ impl Client {
         }
     }
 
-    /// One HTTP exchange, following redirects; `Authorization` only to the original origin.
+    /// One HTTP exchange, following redirects. `auth` (the `Authorization` value) goes only to
+    /// the request's own origin: a redirect to another scheme, host or port drops it for that hop
+    /// and every later one. A 303, and a 301 or 302 answering a POST, continue as a GET without
+    /// the body (a token request's form is never posted again); a 307 or 308 keeps method and
+    /// body, except that a form (which holds a refresh token) is never sent to another origin.
     fn execute(&self, req: &Req<'_>, auth: Option<String>) -> Result<Resp, Error> {
         let mut url = req.url.clone();
         let mut method = req.method;
         let mut auth = auth;
+        let mut body_dropped = false;
         for _ in 0..10 {
             let mut builder = http::Request::builder().method(method).uri(url.as_str());
             for (k, v) in &req.headers {
+                if body_dropped && k.eq_ignore_ascii_case("content-type") {
+                    continue;
+                }
                 builder = builder.header(*k, v.as_str());
             }
             if let Some(a) = &auth {
                 builder = builder.header("Authorization", a.as_str());
             }
-            let result = match &req.body {
+            let body = if body_dropped {
+                &ReqBody::Empty
+            } else {
+                &req.body
+            };
+            let result = match body {
                 ReqBody::Empty => {
                     let b = if matches!(method, "POST" | "PUT" | "PATCH") {
                         builder.header("Content-Length", "0")
@@ -880,11 +970,25 @@ impl Client {
                     url: display_url(&url),
                     reason: format!("redirect Location is not a URL: {e}"),
                 })?;
-                if !same_origin(&url, &next) {
+                let cross = !same_origin(&url, &next);
+                if cross {
                     auth = None;
                 }
-                if status == 303 {
-                    method = "GET";
+                if status == 303 || (matches!(status, 301 | 302) && method == "POST") {
+                    if method != "HEAD" {
+                        method = "GET";
+                    }
+                    body_dropped = true;
+                } else if cross && !body_dropped && matches!(req.body, ReqBody::Form(_)) {
+                    return Err(Error::Protocol {
+                        method,
+                        url: display_url(&url),
+                        reason: format!(
+                            "HTTP {status} redirects the token request to {}, another origin: \
+                             its form (which holds a refresh token) is not sent there",
+                            display_url(&next)
+                        ),
+                    });
                 }
                 url = next;
                 continue;
@@ -1018,7 +1122,11 @@ impl Client {
             hasher: layerlift_manifest::Sha256Writer::new(std::io::sink()),
             events,
         };
-        let (auth, _) = self.authorization()?;
+        let (auth, _) = if self.on_registry_origin(&loc) {
+            self.authorization()?
+        } else {
+            (None, 0)
+        };
         let mut builder = http::Request::builder()
             .method("PATCH")
             .uri(loc.as_str())
@@ -1155,6 +1263,8 @@ impl Client {
         // grows, the retry budget starts again, so that it bounds each failing request, not the
         // blob. What bounds the blob is the bytes: sending it `max_attempts` times over is enough.
         let accepted = std::cell::Cell::new(0u64);
+        // The offset of the PATCH the registry refused with 416 (see `resume_point`).
+        let mut refused_at: Option<u64> = None;
         let sent_limit = size
             .max(1)
             .saturating_mul(u64::from(self.retry.max_attempts));
@@ -1163,12 +1273,17 @@ impl Client {
                 broken = false;
                 // Ask the registry how much it has; resume there, or start again.
                 state = match state.take() {
-                    Some((loc, _, min)) => match self.upload_status(&loc) {
+                    Some((loc, acked, min)) => match self.upload_status(&loc) {
                         Ok(Some((loc, offset))) if offset <= size => {
-                            if offset > 0 {
-                                events(UploadEvent::Resumed { offset });
+                            match resume_point(acked, offset, refused_at.take()) {
+                                Some(offset) => {
+                                    if offset > 0 {
+                                        events(UploadEvent::Resumed { offset });
+                                    }
+                                    Some((loc, offset, min))
+                                }
+                                None => None,
                             }
-                            Some((loc, offset, min))
                         }
                         _ => None,
                     },
@@ -1223,6 +1338,7 @@ impl Client {
                             broken = true;
                             state = Some((loc, offset, min));
                             if r.status == 416 {
+                                refused_at = Some(offset);
                                 return Err(Error::Transport {
                                     method: "PATCH",
                                     url: display_url(&r.url),
@@ -1533,6 +1649,74 @@ mod tests {
                 d.hex()
             )
         );
+    }
+
+    /// Found with docker-registry: `Range: 0-0` (one byte held) resumed at 0, and the registry
+    /// appended the chunk after its byte. A status naming an offset just refused with 416 would
+    /// loop until retries run out.
+    #[test]
+    fn resume_points() {
+        assert_eq!(resume_point(4000, 4000, None), Some(4000));
+        assert_eq!(resume_point(4000, 2000, None), Some(2000));
+        // `0-0`: one byte after bytes were acknowledged; unknown (a new session) otherwise.
+        assert_eq!(resume_point(1, 0, None), Some(1));
+        assert_eq!(resume_point(5, 0, None), Some(1));
+        assert_eq!(resume_point(0, 0, None), None);
+        // The registry names the offset it refused.
+        assert_eq!(resume_point(5, 5, Some(5)), None);
+        assert_eq!(resume_point(1, 0, Some(1)), None);
+        assert_eq!(resume_point(5, 6, Some(5)), Some(6));
+    }
+
+    /// Credentials go to the registry's origin only: not to another host or port, and not over
+    /// http once the registry speaks https.
+    #[test]
+    fn only_the_registry_origin_is_its_own() {
+        let c = Client::new(
+            "127.0.0.1:5000",
+            Credential::Anonymous,
+            TransportOptions::default(),
+            RetryPolicy::none(),
+        )
+        .unwrap();
+        let own = |u: &str| c.on_registry_origin(&Url::parse(u).unwrap());
+        assert!(own("https://127.0.0.1:5000/v2/a/blobs/uploads/u"));
+        assert!(!own("http://127.0.0.1:5000/v2/a/blobs/uploads/u"));
+        assert!(!own("https://127.0.0.2:5000/v2/a/blobs/uploads/u"));
+        assert!(!own("https://127.0.0.1:5001/v2/a/blobs/uploads/u"));
+        let hub = Client::new(
+            "docker.io",
+            Credential::Anonymous,
+            TransportOptions::default(),
+            RetryPolicy::none(),
+        )
+        .unwrap();
+        assert_eq!(hub.origin().as_str(), "https://registry-1.docker.io/");
+    }
+
+    #[test]
+    fn credentials_do_not_go_to_a_plain_http_realm_of_an_https_registry() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(realm_may_carry_credentials(
+            Scheme::Https,
+            &url("https://auth.example/token")
+        ));
+        assert!(!realm_may_carry_credentials(
+            Scheme::Https,
+            &url("http://auth.example/token")
+        ));
+        assert!(realm_may_carry_credentials(
+            Scheme::Http,
+            &url("http://auth.example/token")
+        ));
+        assert!(realm_may_carry_credentials(
+            Scheme::Https,
+            &url("http://127.0.0.1:5001/token")
+        ));
+        assert!(realm_may_carry_credentials(
+            Scheme::Https,
+            &url("http://[::1]:5001/token")
+        ));
     }
 
     #[test]

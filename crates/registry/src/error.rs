@@ -145,6 +145,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The registry name is not one a URL can hold (`reg.123:5000`: a numeric last label is
+    /// neither a DNS name nor an IPv4 address).
+    #[error("registry `{registry}` is not a valid host for a URL: {reason}")]
+    InvalidRegistry { registry: String, reason: String },
     /// TLS configuration (CA file) is unusable.
     #[error("TLS configuration: {0}")]
     Tls(String),

@@ -1,14 +1,16 @@
 //! layerlift-registry: an OCI distribution client over ureq 3.
 //!
-//! It knows references ([`Reference`]), transport ([`TransportOptions`]: TLS verified by default,
-//! extra CAs, `--insecure`, plain HTTP and the loopback fallback), credentials ([`credentials`]:
+//! It knows references ([`Reference`]), transport ([`TransportOptions`]: TLS verified by default
+//! against the public roots plus the user's CAs, certificates trusted as given, client certificates
+//! from `certs.d`, `--insecure` for the registry's host, plain HTTP and the loopback fallback), credentials ([`credentials`]:
 //! `--creds`, auth.json, Docker's config.json and its helpers), authentication (anonymous, Basic,
 //! the Bearer token flow), blob uploads (HEAD, cross-repository mount, monolithic POST+PUT, chunked
 //! PATCH with resume), manifest PUTs with the exact bytes, and retries with backoff. It never reads
 //! tar: a blob is an opaque [`BlobSource`].
 //!
-//! Errors are [`Error`]: they carry the method, URL, status and registry error code, never a secret
-//! (credentials live in [`Secret`], whose `Debug`/`Display` print `***`).
+//! Credentials go only to the registry's origin (scheme, host, port) and to the token realm its
+//! challenge names. Errors are [`Error`]: they carry the method, URL, status and registry error
+//! code, never a secret (credentials live in [`Secret`], whose `Debug`/`Display` print `***`).
 
 mod auth;
 mod client;
@@ -18,6 +20,7 @@ mod error;
 pub mod fuzzing;
 pub mod reference;
 mod retry;
+mod tls;
 mod transport;
 
 pub use auth::Scope;

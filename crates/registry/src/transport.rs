@@ -1,5 +1,6 @@
-//! Transport: one ureq `Agent` per registry with one TLS configuration (verified by default; extra
-//! CA files; `certs.d` directories like Docker's and containers'; `--insecure`), plain HTTP on
+//! Transport: one ureq `Agent` per registry with one TLS configuration (see [`crate::tls`]: verified
+//! by default; extra CA files added to the public roots; `certs.d` directories like Docker's and
+//! containers', with client certificates; `--insecure` for the registry's host), plain HTTP on
 //! request, and the loopback rule Docker applies to 127.0.0.0/8: try HTTPS, fall back to HTTP.
 //! Proxies come from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`),
 //! except for loopback registries, which are always reached directly (as Go's
@@ -7,20 +8,24 @@
 //! Redirects are not followed by ureq: the client follows them itself so that it knows the final
 //! URL (to resolve `Location`) and drops `Authorization` when the host changes.
 
-use crate::Error;
-use std::path::{Path, PathBuf};
+use crate::{Error, tls};
+use std::path::PathBuf;
 use std::time::Duration;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 /// How to reach a registry.
 #[derive(Debug, Clone)]
 pub struct TransportOptions {
-    /// CA certificates (PEM files). When any are given (here or in `certs_dirs`), they are the
-    /// roots trusted for this registry, instead of the public web roots.
+    /// CA certificates (PEM files), trusted in addition to the public web roots (Mozilla's). A
+    /// server certificate identical to one of them is trusted as it is (a self-signed
+    /// certificate), its name and validity still checked.
     pub ca_certs: Vec<PathBuf>,
-    /// Directories holding `<host[:port]>/*.crt` (Docker's `certs.d` convention).
+    /// Directories holding `<host[:port]>/*.crt` (CAs, as `ca_certs`) and a client certificate
+    /// `<host[:port]>/*.cert` with its `*.key` (Docker's `certs.d` convention).
     pub certs_dirs: Vec<PathBuf>,
-    /// Skip TLS verification.
+    /// Skip TLS verification for the registry's own host (not for token realms or redirects
+    /// elsewhere).
     pub insecure: bool,
     /// Speak plain HTTP.
     pub plain_http: bool,
@@ -88,39 +93,16 @@ pub fn is_loopback(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn read_pem_certs(path: &Path, out: &mut Vec<Certificate<'static>>) -> Result<(), Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        what: "cannot read CA certificate",
-        path: path.display().to_string(),
-        source,
-    })?;
-    let before = out.len();
-    for item in ureq::tls::parse_pem(&bytes) {
-        match item {
-            Ok(PemItem::Certificate(c)) => out.push(c),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Error::Tls(format!(
-                    "{}: not a PEM certificate file: {e}",
-                    path.display()
-                )));
-            }
-        }
-    }
-    if out.len() == before {
-        return Err(Error::Tls(format!(
-            "{}: no certificate found in the file",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Build the agent for `registry` (`host[:port]`).
-pub fn build_agent(opts: &TransportOptions, registry: &str) -> Result<ureq::Agent, Error> {
-    let mut extra = Vec::new();
+/// Build the agent for `registry` (`host[:port]`; `api_host` is where its API is, which differs
+/// for Docker Hub).
+pub fn build_agent(
+    opts: &TransportOptions,
+    registry: &str,
+    api_host: &str,
+) -> Result<ureq::Agent, Error> {
+    let mut settings = tls::TlsSettings::default();
     for p in &opts.ca_certs {
-        read_pem_certs(p, &mut extra)?;
+        tls::read_pem_certs(p, &mut settings.trusted)?;
     }
     for dir in &opts.certs_dirs {
         let d = dir.join(registry);
@@ -131,19 +113,18 @@ pub fn build_agent(opts: &TransportOptions, registry: &str) -> Result<ureq::Agen
                 .collect();
             files.sort();
             for f in files {
-                read_pem_certs(&f, &mut extra)?;
+                tls::read_pem_certs(&f, &mut settings.trusted)?;
             }
         }
+        if settings.client_cert.is_none()
+            && let Some((cert, key)) = tls::client_cert_files(&d)?
+        {
+            settings.client_cert = Some(tls::read_client_cert(&cert, &key)?);
+        }
     }
-    let roots = if extra.is_empty() {
-        RootCerts::WebPki
-    } else {
-        RootCerts::new_with_certs(&extra)
-    };
-    let tls = TlsConfig::builder()
-        .root_certs(roots)
-        .disable_verification(opts.insecure)
-        .build();
+    settings.registry_name = tls::server_name(crate::reference::host_without_port(api_host));
+    settings.insecure = opts.insecure;
+    let tls_connector = tls::connector(settings)?;
     let host = crate::reference::host_without_port(registry);
     let proxy = if is_loopback(host) {
         None
@@ -155,12 +136,95 @@ pub fn build_agent(opts: &TransportOptions, registry: &str) -> Result<ureq::Agen
         .http_status_as_error(false)
         .max_redirects(0)
         .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-        .tls_config(tls)
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_per_read(Some(opts.io_timeout))
         .timeout_per_write(Some(opts.io_timeout))
         .user_agent(opts.user_agent.as_str())
         .max_idle_connections_per_host(16)
         .build();
-    Ok(ureq::Agent::new_with_config(config))
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(tls_connector);
+    Ok(ureq::Agent::with_parts(
+        config,
+        connector,
+        DefaultResolver::default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerlift_testkit::{Auth, Registry, RegistryOptions};
+
+    /// The client certificate from `certs.d` is presented to the registry's host only: the same
+    /// mutual-TLS server reached under another name (as a token realm or a redirect would be)
+    /// does not get it, and refuses the handshake.
+    #[test]
+    fn the_client_certificate_is_for_the_registry_host_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (certs, client) = layerlift_testkit::tls::generate_mtls_certs();
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            dir.path().join(name)
+        };
+        let ca = write("ca.crt", &certs.ca_pem);
+        let reg = Registry::start_with_tls(
+            Auth::Anonymous,
+            layerlift_testkit::TlsFiles {
+                cert: write("server.crt", &certs.cert_pem),
+                key: write("server.key", &certs.key_pem),
+                client_ca: Some(ca.clone()),
+            },
+        );
+        let certs_d = tempfile::tempdir().unwrap();
+        let host_dir = certs_d.path().join(reg.addr());
+        std::fs::create_dir_all(&host_dir).unwrap();
+        std::fs::write(host_dir.join("client.cert"), &client.cert_pem).unwrap();
+        std::fs::write(host_dir.join("client.key"), &client.key_pem).unwrap();
+        let opts = TransportOptions {
+            ca_certs: vec![ca],
+            certs_dirs: vec![certs_d.path().to_path_buf()],
+            ..TransportOptions::default()
+        };
+        let agent = build_agent(&opts, &reg.addr(), &reg.addr()).unwrap();
+        let own = agent
+            .get(format!("https://127.0.0.1:{}/v2/", reg.port()))
+            .call();
+        assert!(own.is_ok(), "{own:?}");
+        assert!(
+            agent
+                .get(format!("https://localhost:{}/v2/", reg.port()))
+                .call()
+                .is_err(),
+            "the client certificate went to another host name"
+        );
+    }
+
+    /// `--insecure` trusts the registry's own host and no other: the same TLS server reached
+    /// under another name (as a token realm or a redirect would be) is still verified.
+    #[test]
+    fn insecure_is_for_the_registry_host_only() {
+        let reg = Registry::start(RegistryOptions {
+            auth: Auth::Anonymous,
+            tls: true,
+        });
+        let opts = TransportOptions {
+            insecure: true,
+            certs_dirs: Vec::new(),
+            ..TransportOptions::default()
+        };
+        let agent = build_agent(&opts, &reg.addr(), &reg.addr()).unwrap();
+        let own = agent
+            .get(format!("https://127.0.0.1:{}/v2/", reg.port()))
+            .call();
+        assert!(own.is_ok(), "{own:?}");
+        let other = agent
+            .get(format!("https://localhost:{}/v2/", reg.port()))
+            .call()
+            .unwrap_err()
+            .to_string();
+        assert!(other.contains("certificate"), "{other}");
+    }
 }

@@ -6,7 +6,7 @@
 //! - [`TokenServer`]: a small token server signing ES256 JWTs the registry trusts.
 //! - [`FaultProxy`]: a loopback HTTP proxy that drops connections, injects 5xx/429, stalls and
 //!   redirects, to test retries and resume.
-//! - [`tls`]: a CA and a server certificate for 127.0.0.1.
+//! - [`tls`]: a CA and a server certificate for 127.0.0.1 (and a client certificate).
 //!
 //! Everything listens on 127.0.0.1 only.
 
@@ -17,7 +17,7 @@ pub mod tls;
 mod token;
 
 pub use proxy::{Fault, FaultProxy, ProxyLog, RequestInfo};
-pub use registry::{Auth, Registry, RegistryOptions, registry_binary};
+pub use registry::{Auth, Registry, RegistryOptions, TlsFiles, registry_binary};
 pub use token::{TokenRequest, TokenServer};
 
 /// Reserve a free TCP port on 127.0.0.1 (the listener is closed again; a small race remains).

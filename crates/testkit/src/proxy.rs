@@ -39,6 +39,10 @@ pub enum Fault {
     Unauthorized { challenge: String },
     /// Answer `307` with `Location: <to><path and query>`.
     Redirect { to: String },
+    /// Forward it, and point the answer's `Location` (absolute or relative) at `to` (a base URL
+    /// such as `http://127.0.0.2:1234`), keeping its path and query: an upload session on
+    /// another origin.
+    Relocate { to: String },
 }
 
 /// What a rule sees.
@@ -76,6 +80,7 @@ struct Shared {
 
 /// A running proxy; stops on drop.
 pub struct FaultProxy {
+    ip: std::net::Ipv4Addr,
     port: u16,
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -107,8 +112,28 @@ impl FaultProxy {
         Self::start_with(upstream, Box::new(|_: &RequestInfo| Fault::Pass), true)
     }
 
+    /// Like [`FaultProxy::start`], listening on another loopback address (`127.0.0.2`): another
+    /// origin for a client that talks to `127.0.0.1`.
+    pub fn start_on(
+        ip: std::net::Ipv4Addr,
+        upstream: u16,
+        rule: impl Fn(&RequestInfo) -> Fault + Send + Sync + 'static,
+    ) -> Self {
+        assert!(ip.is_loopback(), "test servers listen on loopback only");
+        Self::start_at(ip, upstream, Box::new(rule), false)
+    }
+
     fn start_with(upstream: u16, rule: Box<Rule>, catch_remote: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST, upstream, rule, catch_remote)
+    }
+
+    fn start_at(
+        ip: std::net::Ipv4Addr,
+        upstream: u16,
+        rule: Box<Rule>,
+        catch_remote: bool,
+    ) -> Self {
+        let listener = TcpListener::bind((ip, 0)).expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             upstream,
@@ -133,6 +158,7 @@ impl FaultProxy {
             }
         });
         FaultProxy {
+            ip,
             port,
             shared,
             thread: Some(thread),
@@ -144,9 +170,9 @@ impl FaultProxy {
         Self::start(upstream, |_| Fault::Pass)
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `127.0.0.1:<port>` (or the address given to [`FaultProxy::start_on`]).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -167,7 +193,7 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip, self.port));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -314,9 +340,10 @@ fn serve_stream(
             }
             Fault::Stall(d) => {
                 std::thread::sleep(d);
-                forward(&head, &kind, &mut r, &mut w, shared)?;
+                forward(&head, &kind, &mut r, &mut w, shared, None)?;
             }
-            Fault::Pass => forward(&head, &kind, &mut r, &mut w, shared)?,
+            Fault::Pass => forward(&head, &kind, &mut r, &mut w, shared, None)?,
+            Fault::Relocate { to } => forward(&head, &kind, &mut r, &mut w, shared, Some(&to))?,
         }
         if head
             .header("connection")
@@ -370,13 +397,15 @@ fn tunnel(
     Ok(())
 }
 
-/// Forward one request upstream (new connection) and its buffered response back.
+/// Forward one request upstream (new connection) and its buffered response back (its `Location`
+/// moved to the base URL `relocate` when given).
 fn forward(
     head: &Head,
     kind: &http::BodyKind,
     r: &mut BufReader<TcpStream>,
     w: &mut TcpStream,
     shared: &Shared,
+    relocate: Option<&str>,
 ) -> std::io::Result<()> {
     let up = TcpStream::connect(("127.0.0.1", shared.upstream))?;
     up.set_nodelay(true)?;
@@ -405,6 +434,16 @@ fn forward(
     };
     let rkind = http::body_kind(&rh, true, head.method());
     let body = http::read_body(&mut ur, &rkind)?;
+    if let Some(to) = relocate
+        && let Some(loc) = rh.header("location").map(str::to_string)
+    {
+        // Keep the path and query: drop `scheme://authority` when there is one.
+        let path = match loc.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]).to_string(),
+            None => loc,
+        };
+        rh.set("Location", &format!("{}{path}", to.trim_end_matches('/')));
+    }
     rh.headers
         .retain(|(k, _)| !k.eq_ignore_ascii_case("transfer-encoding"));
     rh.headers

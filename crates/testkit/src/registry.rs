@@ -33,6 +33,16 @@ pub struct RegistryOptions {
     pub tls: bool,
 }
 
+/// TLS for [`Registry::start_with_tls`]: files made by the caller (e.g. by `openssl req -x509`),
+/// and optionally a CA that client certificates must be signed by (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `http.tls.clientcas`: the registry then requires a client certificate signed by it.
+    pub client_ca: Option<PathBuf>,
+}
+
 /// A running registry.
 pub struct Registry {
     child: Child,
@@ -40,6 +50,7 @@ pub struct Registry {
     dir: tempfile::TempDir,
     token: Option<TokenServer>,
     certs: Option<TestCerts>,
+    https: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -82,6 +93,16 @@ impl Registry {
 
     /// Start a registry; panics with the registry's log when it does not come up.
     pub fn start(opts: RegistryOptions) -> Self {
+        Self::start_inner(opts, None)
+    }
+
+    /// Start a registry serving HTTPS with the caller's certificate and key (`opts.tls` is
+    /// ignored; [`Registry::ca_cert_path`] is None).
+    pub fn start_with_tls(auth: Auth, tls: TlsFiles) -> Self {
+        Self::start_inner(RegistryOptions { auth, tls: false }, Some(&tls))
+    }
+
+    fn start_inner(opts: RegistryOptions, files: Option<&TlsFiles>) -> Self {
         let bin = registry_binary();
         assert!(
             bin.exists(),
@@ -114,6 +135,16 @@ impl Registry {
                     dir.path().join("server.key").display()
                 ));
                 certs = Some(c);
+            }
+            if let Some(f) = files {
+                yaml.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    f.cert.display(),
+                    f.key.display()
+                ));
+                if let Some(ca) = &f.client_ca {
+                    yaml.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+                }
             }
             match &opts.auth {
                 Auth::Anonymous => {}
@@ -160,12 +191,14 @@ impl Registry {
                 .env_remove("REGISTRY_HTTP_ADDR")
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let https = certs.is_some() || files.is_some();
             let mut reg = Registry {
                 child,
                 port,
                 dir,
                 token,
                 certs,
+                https,
             };
             match reg.wait_ready(Duration::from_secs(20)) {
                 Ok(()) => return reg,
@@ -208,11 +241,7 @@ impl Registry {
 
     /// `http://127.0.0.1:<port>` or `https://…`.
     pub fn base_url(&self) -> String {
-        let scheme = if self.certs.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}", self.addr())
     }
 

@@ -1,5 +1,5 @@
-//! Test certificates: a CA and a server certificate for `127.0.0.1` / `localhost` signed by it,
-//! and a standalone ECDSA key + self-signed certificate for signing tokens.
+//! Test certificates: a CA and a server certificate for `127.0.0.1` / `localhost` signed by it
+//! (and a client certificate for mutual TLS), and a standalone ECDSA key + self-signed certificate for signing tokens.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -13,8 +13,26 @@ pub struct TestCerts {
     pub key_pem: String,
 }
 
+/// A client certificate and its key, PEM.
+#[derive(Debug, Clone)]
+pub struct ClientCertPem {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// Generate a fresh CA and a server certificate for 127.0.0.1 and localhost.
 pub fn generate_server_certs() -> TestCerts {
+    generate_certs(false).0
+}
+
+/// [`generate_server_certs`] plus a client certificate signed by the same CA (for a registry
+/// that requires mutual TLS with `http.tls.clientcas`).
+pub fn generate_mtls_certs() -> (TestCerts, ClientCertPem) {
+    let (certs, client) = generate_certs(true);
+    (certs, client.expect("client certificate"))
+}
+
+fn generate_certs(with_client: bool) -> (TestCerts, Option<ClientCertPem>) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params
@@ -34,11 +52,27 @@ pub fn generate_server_certs() -> TestCerts {
         .distinguished_name
         .push(DnType::CommonName, "127.0.0.1");
     let cert = params.signed_by(&key, &issuer).expect("server cert");
-    TestCerts {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
+    let client = with_client.then(|| {
+        let ckey = KeyPair::generate().expect("client key");
+        let mut cparams = CertificateParams::new(Vec::<String>::new()).expect("params");
+        cparams
+            .distinguished_name
+            .push(DnType::CommonName, "layerlift test client");
+        cparams.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let ccert = cparams.signed_by(&ckey, &issuer).expect("client cert");
+        ClientCertPem {
+            cert_pem: ccert.pem(),
+            key_pem: ckey.serialize_pem(),
+        }
+    });
+    (
+        TestCerts {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+        client,
+    )
 }
 
 /// An ES256 signing key with a self-signed certificate (the registry's `rootcertbundle`).
@@ -85,4 +119,25 @@ impl SigningKey {
             .as_ref()
             .to_vec()
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 marked as a CA (as `openssl req -x509` makes them),
+/// valid from `not_before` to `not_after` (`(year, month, day)`): certificate and key, PEM.
+pub fn self_signed_ca_server_cert(
+    not_before: (i32, u8, u8),
+    not_after: (i32, u8, u8),
+) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let cert = params.self_signed(&key).expect("cert");
+    (cert.pem(), key.serialize_pem())
 }

@@ -21,6 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
     pub method: String,
+    /// `/token`, or `/moved-token` after a redirect set by [`TokenServer::redirect`].
+    pub path: String,
     pub scopes: Vec<String>,
     pub service: Option<String>,
     /// The authenticated user (None: anonymous or refused).
@@ -40,6 +42,10 @@ struct Shared {
     log: Mutex<Vec<TokenRequest>>,
     counter: AtomicU64,
     stop: AtomicBool,
+    /// Answer `/token` with this status and `Location: <base>/moved-token?<query>`.
+    redirect: Mutex<Option<(u16, String)>>,
+    /// `expires_in` to put in answers instead of the real lifetime.
+    advertised_expires_in: Mutex<Option<u64>>,
 }
 
 /// A running token server on 127.0.0.1; stops on drop.
@@ -73,6 +79,8 @@ impl TokenServer {
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(1),
             stop: AtomicBool::new(false),
+            redirect: Mutex::new(None),
+            advertised_expires_in: Mutex::new(None),
         });
         let s2 = shared.clone();
         let thread = std::thread::spawn(move || {
@@ -120,6 +128,20 @@ impl TokenServer {
     /// Requests seen so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.shared.log.lock().unwrap().clone()
+    }
+
+    /// From now on answer `/token` with `status` (301, 302, 307...) and `Location:
+    /// <base>/moved-token?<query>`, where `base` is e.g. `http://127.0.0.2:<port>` (a proxy to this
+    /// server on another origin) or this server's own `http://127.0.0.1:<port>`; `/moved-token`
+    /// issues tokens like `/token`.
+    pub fn redirect(&self, status: u16, base: &str) {
+        *self.shared.redirect.lock().unwrap() = Some((status, base.trim_end_matches('/').into()));
+    }
+
+    /// Say this `expires_in` in answers (the JWT keeps its real lifetime): a token server that
+    /// claims its tokens live for ever.
+    pub fn advertise_expires_in(&self, seconds: u64) {
+        *self.shared.advertised_expires_in.lock().unwrap() = Some(seconds);
     }
 
     /// Issue a refresh token for `user` (what `docker login` would store as `identitytoken`).
@@ -190,6 +212,30 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     while let Some(head) = http::read_head(&mut r)? {
         let kind = http::body_kind(&head, false, head.method());
         let body = http::read_body(&mut r, &kind)?;
+        let redirect = shared.redirect.lock().unwrap().clone();
+        if let Some((status, base)) = redirect
+            && head.target().split('?').next() == Some("/token")
+        {
+            let query = head.target().split_once('?').map_or("", |(_, q)| q);
+            shared.log.lock().unwrap().push(TokenRequest {
+                method: head.method().to_string(),
+                path: "/token".into(),
+                scopes: Vec::new(),
+                service: None,
+                user: None,
+                had_authorization: head.header("authorization").is_some(),
+                grant_type: None,
+                status,
+            });
+            http::respond(
+                &mut w,
+                status,
+                "Moved",
+                &[("Location", format!("{base}/moved-token?{query}"))],
+                b"",
+            )?;
+            continue;
+        }
         let (status, body) = handle(&head, &body, shared);
         http::respond(
             &mut w,
@@ -221,6 +267,7 @@ fn handle(head: &http::Head, body: &[u8], shared: &Shared) -> (u16, String) {
     let grant_type = get("grant_type");
     let mut entry = TokenRequest {
         method: head.method().to_string(),
+        path: path.to_string(),
         scopes: scopes.clone(),
         service: get("service"),
         user: None,
@@ -236,7 +283,7 @@ fn handle(head: &http::Head, body: &[u8], shared: &Shared) -> (u16, String) {
             serde_json::json!({"errors":[{"code":"UNAUTHORIZED","message":msg}]}).to_string(),
         )
     };
-    if path != "/token" {
+    if path != "/token" && path != "/moved-token" {
         return deny(&mut entry, 404, "not found");
     }
     // Who is asking?
@@ -306,7 +353,7 @@ fn handle(head: &http::Head, body: &[u8], shared: &Shared) -> (u16, String) {
         "iss": shared.issuer,
         "sub": user.clone().unwrap_or_default(),
         "aud": shared.service,
-        "exp": now + shared.expires_in,
+        "exp": now.saturating_add(shared.expires_in),
         "nbf": now.saturating_sub(10),
         "iat": now,
         "jti": format!("jti-{n}"),
@@ -322,7 +369,7 @@ fn handle(head: &http::Head, body: &[u8], shared: &Shared) -> (u16, String) {
     let mut answer = serde_json::json!({
         "token": jwt,
         "access_token": jwt,
-        "expires_in": shared.expires_in,
+        "expires_in": shared.advertised_expires_in.lock().unwrap().unwrap_or(shared.expires_in),
     });
     if let Some(u) = &user
         && get("offline_token").as_deref() == Some("true")

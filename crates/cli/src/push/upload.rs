@@ -336,9 +336,8 @@ impl Uploader {
         let chunked = upload.chunk_size.is_some() || blob.size > upload.max_single_upload;
         let registry = client.registry().to_string();
         if chunked
-            && let Some(recorded) = sessions
-                .and_then(|s| s.get(&registry, name, &d))
-                .and_then(|u| layerlift_registry::Url::parse(&u).ok())
+            && let Some(recorded) =
+                sessions.and_then(|s| s.get(&registry, name, &d, &client.origin()))
         {
             session = Some(recorded);
         }
