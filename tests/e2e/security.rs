@@ -142,6 +142,29 @@ fn tls_is_verified_by_default() {
     crate::util::assert_ok(&run(c));
 }
 
+/// A CA installed in the system's trust store (here the file `SSL_CERT_FILE` names, as OpenSSL and
+/// rustls-native-certs read it) is trusted without `--ca-cert`, as Docker and curl trust it.
+#[test]
+fn a_ca_in_the_system_trust_store_is_trusted() {
+    let reg = ModeRegistry::start(Mode::Tls);
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let bundle = work.path().join("system-ca-bundle.pem");
+    std::fs::copy(reg.reg.ca_cert_path().unwrap(), &bundle).unwrap();
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/tls:system", reg.addr()))
+        .args([
+            "-q",
+            "--retries",
+            "1",
+            "--creds",
+            &format!("erin:{PASSWORD}"),
+        ])
+        .env("SSL_CERT_FILE", &bundle);
+    crate::util::assert_ok(&run(c));
+}
+
 /// Push to 192.0.2.1 with every proxy variable pointing at our loopback proxy, which logs what it
 /// is asked and serves tunnels to other hosts itself: nothing leaves the machine.
 fn push_via_env_proxy(src: &Path, proxy: &FaultProxy, extra: &[&str]) -> std::process::Output {

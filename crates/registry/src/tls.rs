@@ -2,8 +2,11 @@
 //! presented, wired into ureq as its TLS connector (ureq's own rustls connector has no hook for a
 //! certificate verifier of our own).
 //!
-//! - Roots: Mozilla's (webpki-roots) plus every CA the user gave (`--ca-cert`, `certs.d/<host>/*.crt`),
-//!   so a redirect to a CDN or a token server with a public certificate still verifies.
+//! - Roots: the system's (the OS trust store, as `rustls-native-certs` finds it: `SSL_CERT_FILE`,
+//!   `SSL_CERT_DIR`, `/etc/ssl/certs`…, where a CA installed machine-wide lives), Mozilla's
+//!   (webpki-roots, for machines without a store), and every CA the user gave (`--ca-cert`,
+//!   `certs.d/<host>/*.crt`), so a redirect to a CDN or a token server with a public certificate
+//!   still verifies.
 //! - A server certificate byte-identical to one the user gave is accepted even when webpki refuses
 //!   it as a chain (a self-signed certificate made by `openssl req -x509`, which marks it as a CA
 //!   and fails with `CaUsedAsEndEntity`); its name and validity period are still checked.
@@ -132,11 +135,13 @@ pub(crate) fn client_cert_files(dir: &Path) -> Result<Option<(PathBuf, PathBuf)>
         .map(|f| (f.clone(), f.with_extension("key"))))
 }
 
-/// Mozilla's roots plus the user's certificates.
+/// Mozilla's roots, the system's, and the user's certificates. A system store that cannot be read
+/// (or holds certificates rustls cannot parse) adds what it can.
 fn root_store(trusted: &[CertificateDer<'static>]) -> RootCertStore {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     roots.add_parsable_certificates(trusted.iter().cloned());
     roots
 }
@@ -372,8 +377,9 @@ mod tests {
         std::fs::write(&ca, layerlift_testkit::tls::generate_server_certs().ca_pem).unwrap();
         let mut trusted = Vec::new();
         read_pem_certs(&ca, &mut trusted).unwrap();
-        let roots = root_store(&trusted);
-        assert_eq!(roots.len(), webpki_roots::TLS_SERVER_ROOTS.len() + 1);
+        let without = root_store(&[]);
+        assert!(without.len() >= webpki_roots::TLS_SERVER_ROOTS.len());
+        assert_eq!(root_store(&trusted).len(), without.len() + 1);
     }
 
     #[test]
