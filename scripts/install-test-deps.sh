@@ -10,6 +10,7 @@
 #                    tests themselves on 127.0.0.1; the package's own service is never started here
 #   pigz gzip zstd xz-utils bzip2   outer compressions of fixture archives
 #   tar              GNU tar, the baseline of `cargo xtask bench`
+#   strace           the durability test watches unpack's fsyncs and renames (tests/e2e/crash.rs)
 #   ca-certificates  so that skopeo/cargo keep working over TLS on a minimal image
 #
 # Usage: scripts/install-test-deps.sh [--check]   (--check: report what is missing, exit 1 if any)
@@ -41,6 +42,7 @@ tools=(
     "xz:xz-utils"
     "bzip2:bzip2"
     "tar:tar"
+    "strace:strace"
 )
 
 missing=()
@@ -61,7 +63,7 @@ if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar)"
+    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, strace)"
     exit 0
 fi
 

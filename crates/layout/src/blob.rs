@@ -16,10 +16,16 @@ pub struct BlobWriter {
     out: Sha256Writer<BufWriter<File>>,
     temp: TempPath,
     blobs_dir: PathBuf,
+    /// fsync the file before it can be renamed into place.
+    durable: bool,
 }
 
 impl BlobWriter {
-    pub(crate) fn new(tmp_dir: &Path, blobs_dir: PathBuf) -> Result<Self, LayoutError> {
+    pub(crate) fn new(
+        tmp_dir: &Path,
+        blobs_dir: PathBuf,
+        durable: bool,
+    ) -> Result<Self, LayoutError> {
         let named = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(tmp_dir)
@@ -29,6 +35,7 @@ impl BlobWriter {
             out: Sha256Writer::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
             temp,
             blobs_dir,
+            durable,
         })
     }
 
@@ -43,11 +50,16 @@ impl BlobWriter {
     }
 
     /// Finish writing: the digest and size are now known, the blob is staged but not yet visible.
+    /// In a durable layout its bytes are on disk (fsynced) before this returns.
     pub fn finish(self) -> Result<StagedBlob, LayoutError> {
         let (digest, size, buffered) = self.out.finish();
         let file = buffered
             .into_inner()
             .map_err(|e| LayoutError::io(&*self.temp, e.into_error()))?;
+        if self.durable {
+            file.sync_data()
+                .map_err(|e| LayoutError::io(&*self.temp, e))?;
+        }
         drop(file);
         Ok(StagedBlob {
             digest,
@@ -117,7 +129,8 @@ impl StagedBlob {
     }
 
     /// Rename the blob into `blobs/sha256/<hex>`. If that blob already exists it is kept (same
-    /// content by construction) and the temp file is removed.
+    /// content by construction) and the temp file is removed. The rename reaches the disk when
+    /// [`crate::Layout::update_index`] fsyncs the directory, before `index.json` names the blob.
     pub fn commit(self) -> Result<(), LayoutError> {
         let target = self.blobs_dir.join(self.digest.hex());
         if target.is_file() {
