@@ -4,6 +4,7 @@
 use crate::fixtures::shared;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 const LAYERLIFT: &str = env!("CARGO_BIN_EXE_layerlift");
 
@@ -98,4 +99,25 @@ fn broken_layouts_fail_naming_the_problem() {
     let out = check(tmp.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("oci-layout"));
+}
+
+/// `layerlift check` refuses the descriptor fan-out bomb (an index of 50,000 entries naming one
+/// manifest of 50,000 layers) with a clear error, in bounded memory and time.
+#[test]
+fn check_refuses_a_descriptor_fan_out_bomb() {
+    if !crate::util::have_tool("prlimit") {
+        eprintln!("skipped: prlimit is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bomb");
+    crate::bad_input::fanout_bomb(&dir);
+    let (code, text, took) =
+        crate::bad_input::run_bounded(LAYERLIFT, &["check".as_ref(), dir.as_os_str()]);
+    assert!(
+        took < Duration::from_secs(60),
+        "still running after {took:?}"
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("fan out to more than"), "{text}");
 }

@@ -26,6 +26,7 @@
 pub mod catalog;
 mod docker;
 mod error;
+mod fanout;
 pub mod model;
 pub mod names;
 mod oci;
@@ -35,6 +36,7 @@ mod readahead;
 pub mod scan;
 
 pub use error::ArchiveError;
+pub use fanout::MAX_DESCRIPTORS;
 pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
@@ -215,13 +217,16 @@ pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, Arc
         let walker = Walker {
             scan,
             names: oci::BlobNames::Layout,
+            fanout: fanout::FanOut::default(),
         };
-        Ok(index
-            .manifests
-            .iter()
-            .enumerate()
-            .map(|(i, d)| walker.image(i, d.clone(), oci::descriptor_names(d), None))
-            .collect())
+        let mut images = Vec::new();
+        for (i, d) in index.manifests.iter().enumerate() {
+            images.push(walker.image(i, d.clone(), oci::descriptor_names(d), None));
+            if walker.fanout.exceeded() {
+                return Err(walker.fanout.error());
+            }
+        }
+        Ok(images)
     };
 
     let Some(manifest_bytes) = metadata("manifest.json")? else {
@@ -392,8 +397,12 @@ fn dir_transport(
     let walker = Walker {
         scan,
         names: oci::BlobNames::Hex,
+        fanout: fanout::FanOut::default(),
     };
     let image = walker.image(0, desc, Vec::new(), Some((path, entry)));
+    if walker.fanout.exceeded() {
+        return Err(walker.fanout.error());
+    }
     finish(
         Format::DirTransport,
         Origin::DirTransport,
