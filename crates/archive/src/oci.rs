@@ -163,7 +163,8 @@ impl<'a> Walker<'a> {
         let first_blob = img.blobs.len();
         img.blobs
             .push((desc.digest, BlobSource::Entry(path.clone())));
-        let json = file.json.as_deref();
+        let json = file.json();
+        let json = json.as_deref();
         let is_index = media_types::is_index(&desc.media_type)
             || (!media_types::is_manifest(&desc.media_type)
                 && json.is_some_and(|j| looks_like(j, "manifests")));
@@ -265,14 +266,11 @@ impl<'a> Walker<'a> {
                         || manifest.config.media_type == "application/octet-stream";
                     // Artifacts reuse the image config type with `{}` (regclient, oras): only a
                     // config with a rootfs has diff_ids to check.
-                    let has_rootfs = file
-                        .json
-                        .as_deref()
-                        .is_some_and(|j| looks_like(j, "rootfs"));
+                    let json = file.json();
+                    let has_rootfs = json.as_deref().is_some_and(|j| looks_like(j, "rootfs"));
                     let image_layers = manifest.layers.iter().any(|l| is_layer_type(&l.media_type));
                     if is_image_config && (has_rootfs || image_layers) {
-                        match file
-                            .json
+                        match json
                             .as_deref()
                             .map(|j| parse_json::<ImageConfig>("image config", j))
                         {
