@@ -26,7 +26,7 @@ use layerlift_manifest::{Index, parse_json};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The content of the `oci-layout` file layerlift writes.
 pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -45,6 +45,8 @@ pub struct Layout {
     durable: bool,
     /// This process's shared lock on `.layerlift-writers`, taken before it first writes a blob.
     writer: Mutex<Option<File>>,
+    /// Blob fsyncs running in the background.
+    syncs: Arc<blob::SyncSlots>,
 }
 
 impl Layout {
@@ -65,6 +67,7 @@ impl Layout {
             root,
             durable: true,
             writer: Mutex::new(None),
+            syncs: Arc::default(),
         })
     }
 
@@ -104,6 +107,7 @@ impl Layout {
             root,
             durable,
             writer: Mutex::new(None),
+            syncs: Arc::default(),
         };
         layout.hold_writer_lock()?;
         fs::create_dir_all(layout.blobs_dir())
@@ -180,7 +184,11 @@ impl Layout {
         self.hold_writer_lock()?;
         let tmp = self.root.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(|e| LayoutError::io(&tmp, e))?;
-        BlobWriter::new(&tmp, self.blobs_dir(), self.durable)
+        BlobWriter::new(
+            &tmp,
+            self.blobs_dir(),
+            self.durable.then(|| Arc::clone(&self.syncs)),
+        )
     }
 
     /// Take this process's shared lock on `.layerlift-writers` unless it holds it already.
