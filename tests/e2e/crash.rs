@@ -509,7 +509,7 @@ fn strace_unpack(archive: &Path, dir: &Path, log: &Path) -> Vec<Call> {
         };
         let call = Call {
             name: name.to_string(),
-            args: args.to_string(),
+            args: args.trim_end_matches("<unfinished ...>").to_string(),
         };
         if rest.ends_with("<unfinished ...>") {
             if call.name.starts_with("rename") {

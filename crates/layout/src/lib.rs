@@ -219,6 +219,8 @@ impl Layout {
         let index = open_lock(&index_path)?;
         index.lock().map_err(|e| LayoutError::io(&index_path, e))?;
         let out = f();
+        // No writer is using the temp dir now: remove it if empty, as the last writer would.
+        let _ = fs::remove_dir(self.root.join(TMP_DIR));
         drop(index);
         drop(writers);
         Ok(out)
