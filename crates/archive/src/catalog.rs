@@ -469,6 +469,67 @@ mod tests {
         assert_eq!(c.images, 2, "different layers, a different image");
     }
 
+    /// An OCI layout whose index.json has `entries` entries naming one manifest of `layers`
+    /// layers (all the same one).
+    fn fan_out_layout(dir: &Path, entries: usize, layers: usize) {
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| {
+            let d = Digest::of(bytes);
+            fs::write(blobs.join(d.hex()), bytes).unwrap();
+            d
+        };
+        let layer = put(&[0u8; 1024]);
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": vec![layer.to_string(); layers]},
+        })
+        .to_string();
+        let config_digest = put(config.as_bytes());
+        let one = serde_json::json!({"mediaType": media_types::OCI_LAYER,
+                                      "digest": layer.to_string(), "size": 1024});
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
+            "config": {"mediaType": media_types::OCI_CONFIG,
+                       "digest": config_digest.to_string(), "size": config.len()},
+            "layers": vec![one; layers],
+        })
+        .to_string();
+        let manifest_digest = put(manifest.as_bytes());
+        let entry = serde_json::json!({"mediaType": media_types::OCI_MANIFEST,
+                                        "digest": manifest_digest.to_string(), "size": manifest.len()});
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": vec![entry; entries]});
+        fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    }
+
+    /// A manifest referenced many times is walked once (its layers listed once), but every
+    /// reference counts towards the fan-out limit, as in unpack's walk.
+    #[test]
+    fn repeated_manifests_are_walked_once_and_charged_every_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = tmp.path().join("ok");
+        fan_out_layout(&ok, 50, 100);
+        let c = contents(&Input::Path(ok.clone())).unwrap().unwrap();
+        assert_eq!(c.layers.len(), 100, "one manifest's layers, once");
+        assert_eq!(c.images, 1);
+        let (_, scan) = crate::read(&Input::Path(ok), None).unwrap();
+        assert!(!scan.files.is_empty());
+
+        let bomb = tmp.path().join("bomb");
+        fan_out_layout(&bomb, 400, 400); // 160,000 descriptors through every reference
+        let err = contents(&Input::Path(bomb.clone())).unwrap_err();
+        assert!(
+            err.to_string().contains("fan out to more than 100000"),
+            "{err}"
+        );
+        let err = crate::read(&Input::Path(bomb), None).unwrap_err();
+        assert!(
+            err.to_string().contains("fan out to more than 100000"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn compressed_archives_and_pipes_have_no_catalog() {
         let tmp = tempfile::tempdir().unwrap();
