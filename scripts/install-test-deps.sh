@@ -12,6 +12,7 @@
 #   tar              GNU tar, the baseline of `cargo xtask bench`
 #   busybox-static   a static /bin/busybox: the whole rootfs of the images the Docker tests build
 #                    `FROM scratch` (the daemon has no images and cannot pull any)
+#   strace           the durability test watches unpack's fsyncs and renames (tests/e2e/crash.rs)
 #   ca-certificates  so that skopeo/cargo keep working over TLS on a minimal image
 #
 # Usage: scripts/install-test-deps.sh [--check]   (--check: report what is missing, exit 1 if any)
@@ -44,6 +45,7 @@ tools=(
     "bzip2:bzip2"
     "tar:tar"
     "busybox:busybox-static"
+    "strace:strace"
 )
 
 missing=()
@@ -64,7 +66,7 @@ if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, busybox)"
+    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, busybox, strace)"
     exit 0
 fi
 

@@ -208,3 +208,125 @@ fn every_bad_archive_fails_with_one_line_in_bounded_memory_and_time() {
         failures.join("\n")
     );
 }
+
+/// Entries of the fan-out bomb's index.json, and layers of its one manifest.
+pub const FANOUT: usize = 50_000;
+
+/// Write the fan-out bomb as an OCI layout at `dir`: an index.json of [`FANOUT`] entries all naming
+/// one manifest of [`FANOUT`] layers, all the same small layer (one config with as many diff_ids).
+/// Walked naively, FANOUT² = 2.5 billion descriptors; it compresses to a few hundred KB.
+pub fn fanout_bomb(dir: &Path) {
+    use crate::util::{layer_tar, sha256_digest};
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = sha256_digest(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        d
+    };
+    let layer = layer_tar("f", 1, 16);
+    let layer_digest = put(&layer);
+    let diff_ids = vec![layer_digest.clone(); FANOUT];
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes());
+    let one = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": layer_digest, "size": layer.len(),
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": vec![one; FANOUT],
+    })
+    .to_string();
+    let manifest_digest = put(manifest.as_bytes());
+    let entry = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest, "size": manifest.len(),
+    });
+    let index =
+        serde_json::json!({"schemaVersion": 2, "manifests": vec![entry; FANOUT]}).to_string();
+    for (what, len) in [("manifest", manifest.len()), ("index.json", index.len())] {
+        assert!(
+            len < 8 << 20,
+            "the {what} stays a JSON document unpack reads ({len} bytes)"
+        );
+    }
+    std::fs::write(dir.join("index.json"), index).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// [`fanout_bomb`] as an oci-archive (a tar of the layout) at `path`.
+pub fn fanout_bomb_archive(path: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    fanout_bomb(tmp.path());
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    b.append_dir_all(".", tmp.path()).unwrap();
+    b.finish().unwrap();
+}
+
+/// Run `cmd` with `prlimit --data` at [`MEMORY_LIMIT`], killed at [`TIME_LIMIT`]: its exit code,
+/// its stdout and stderr, and how long it ran.
+pub fn run_bounded(program: &str, args: &[&std::ffi::OsStr]) -> (Option<i32>, String, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new("prlimit")
+        .arg(format!("--data={MEMORY_LIMIT}"))
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run prlimit");
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text, start.elapsed())
+}
+
+/// Unpack refuses the fan-out bomb (an oci-archive, gzip-compressed) with one clear line, in
+/// bounded memory and time.
+#[test]
+fn unpack_refuses_a_descriptor_fan_out_bomb() {
+    if !have_tool("prlimit") {
+        eprintln!("skipped: prlimit is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = tmp.path().join("bomb.tar");
+    fanout_bomb_archive(&tar);
+    let gz = tmp.path().join("bomb.tar.gz");
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::best(),
+    );
+    std::io::copy(&mut std::fs::File::open(&tar).unwrap(), &mut e).unwrap();
+    e.finish().unwrap();
+    let gz_size = std::fs::metadata(&gz).unwrap().len();
+    assert!(gz_size < 1 << 20, "{gz_size} bytes");
+    let out = tmp.path().join("out");
+    let (code, text, took) = run_bounded(UNPACK, &[gz.as_os_str(), out.as_os_str()]);
+    assert!(took < TIME_LIMIT, "still running after {took:?}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("fan out to more than"), "{text}");
+    assert!(text.contains("bomb.tar.gz"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(!out.join("index.json").exists() || crate::util::layerlift_check(&out).is_ok());
+}

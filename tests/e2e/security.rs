@@ -273,3 +273,35 @@ fn a_journal_session_on_another_origin_is_not_resumed() {
         "journal entries kept"
     );
 }
+
+/// Push's catalog (the archive's metadata, read before any layer) refuses the descriptor fan-out
+/// bomb (an oci-archive whose index.json has 50,000 entries naming one manifest of 50,000 layers)
+/// with a clear error and in bounded time, and pushes nothing.
+#[test]
+fn push_refuses_a_descriptor_fan_out_bomb() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bomb.tar");
+    crate::bad_input::fanout_bomb_archive(&archive);
+    let mut c = push_cmd();
+    c.arg(&archive)
+        .arg(format!("{}/bomb:1", reg.addr()))
+        .args(["-q", "--no-cache"])
+        .env("TMPDIR", work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let start = std::time::Instant::now();
+    let mut child = c.spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("fan out to more than"), "{err}");
+    assert_eq!(crate::util::tag_digest(&reg, "bomb", "1"), None);
+}

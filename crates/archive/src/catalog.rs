@@ -13,6 +13,7 @@
 use crate::Input;
 use crate::docker::{Item, digest_in_name};
 use crate::error::ArchiveError;
+use crate::fanout::FanOut;
 use crate::oci::platform_of;
 use crate::paths::{self, Link};
 use crate::scan::{BufSeek, DirEntry, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES, walk_dir};
@@ -97,7 +98,7 @@ pub fn contents(input: &Input) -> Result<Option<Contents>, ArchiveError> {
             catalog_tar(&mut file)?
         }
     };
-    Ok(catalog.contents())
+    catalog.contents()
 }
 
 fn catalog_tar(file: &mut fs::File) -> Result<Catalog, ArchiveError> {
@@ -216,7 +217,7 @@ impl Catalog {
         self.entry(path)?.1.json.as_deref()
     }
 
-    fn contents(&self) -> Option<Contents> {
+    fn contents(&self) -> Result<Option<Contents>, ArchiveError> {
         let mut layers = Vec::new();
         let images: BTreeSet<String> = if let Some(bytes) = self.json("manifest.json")
             && let Ok(items) = serde_json::from_slice::<Vec<Item>>(bytes)
@@ -229,7 +230,11 @@ impl Catalog {
                 .map(|i| format!("{} {:?}", i.config, i.layers))
                 .collect()
         } else if let Some(bytes) = self.json("index.json") {
-            self.oci_document(bytes, 0, &mut layers);
+            let fanout = FanOut::default();
+            self.oci_document(bytes, 0, &mut layers, &fanout);
+            if fanout.exceeded() {
+                return Err(fanout.error());
+            }
             parse_json::<Index>("image index", bytes)
                 .map(|index| {
                     index
@@ -240,12 +245,12 @@ impl Catalog {
                 })
                 .unwrap_or_default()
         } else {
-            return None;
+            return Ok(None);
         };
-        Some(Contents {
+        Ok(Some(Contents {
             layers,
             images: images.len(),
-        })
+        }))
     }
 
     /// The layers of one `manifest.json` item, paired with its config's diff_ids.
@@ -283,9 +288,17 @@ impl Catalog {
         }
     }
 
-    /// The layers under an index or manifest of an OCI layout.
-    fn oci_document(&self, bytes: &[u8], depth: usize, out: &mut Vec<CatalogLayer>) {
-        if depth > MAX_DEPTH {
+    /// The layers under an index or manifest of an OCI layout, each manifest's once however
+    /// often it is referenced; every reference is charged to `fanout` all the same (as unpack
+    /// charges it), and the walk stops once that is exceeded.
+    fn oci_document(
+        &self,
+        bytes: &[u8],
+        depth: usize,
+        out: &mut Vec<CatalogLayer>,
+        fanout: &FanOut,
+    ) {
+        if depth > MAX_DEPTH || !fanout.take(1) {
             return;
         }
         let value: serde_json::Value = match serde_json::from_slice(bytes) {
@@ -297,8 +310,22 @@ impl Catalog {
                 return;
             };
             for child in &index.manifests {
+                if let Some(cost) = fanout.cost_of(&child.digest) {
+                    // Walked already: its layers are listed; charge what it cost then.
+                    if !fanout.take(cost) {
+                        return;
+                    }
+                    continue;
+                }
                 if let Some(bytes) = self.json(&blob_path(&child.digest)) {
-                    self.oci_document(bytes, depth + 1, out);
+                    let left_before = fanout.left();
+                    self.oci_document(bytes, depth + 1, out, fanout);
+                    if fanout.exceeded() {
+                        return;
+                    }
+                    fanout.remember(child.digest, left_before - fanout.left());
+                } else if !fanout.take(1) {
+                    return;
                 }
             }
             return;
@@ -306,6 +333,9 @@ impl Catalog {
         let Ok(manifest) = parse_json::<Manifest>("image manifest", bytes) else {
             return;
         };
+        if !fanout.take(1 + manifest.layers.len()) {
+            return;
+        }
         let Some(config) = self
             .json(&blob_path(&manifest.config.digest))
             .and_then(|j| parse_json::<ImageConfig>("image config", j).ok())
@@ -437,6 +467,67 @@ mod tests {
         );
         let c = contents(&Input::Path(path)).unwrap().unwrap();
         assert_eq!(c.images, 2, "different layers, a different image");
+    }
+
+    /// An OCI layout whose index.json has `entries` entries naming one manifest of `layers`
+    /// layers (all the same one).
+    fn fan_out_layout(dir: &Path, entries: usize, layers: usize) {
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| {
+            let d = Digest::of(bytes);
+            fs::write(blobs.join(d.hex()), bytes).unwrap();
+            d
+        };
+        let layer = put(&[0u8; 1024]);
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": vec![layer.to_string(); layers]},
+        })
+        .to_string();
+        let config_digest = put(config.as_bytes());
+        let one = serde_json::json!({"mediaType": media_types::OCI_LAYER,
+                                      "digest": layer.to_string(), "size": 1024});
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
+            "config": {"mediaType": media_types::OCI_CONFIG,
+                       "digest": config_digest.to_string(), "size": config.len()},
+            "layers": vec![one; layers],
+        })
+        .to_string();
+        let manifest_digest = put(manifest.as_bytes());
+        let entry = serde_json::json!({"mediaType": media_types::OCI_MANIFEST,
+                                        "digest": manifest_digest.to_string(), "size": manifest.len()});
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": vec![entry; entries]});
+        fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    }
+
+    /// A manifest referenced many times is walked once (its layers listed once), but every
+    /// reference counts towards the fan-out limit, as in unpack's walk.
+    #[test]
+    fn repeated_manifests_are_walked_once_and_charged_every_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = tmp.path().join("ok");
+        fan_out_layout(&ok, 50, 100);
+        let c = contents(&Input::Path(ok.clone())).unwrap().unwrap();
+        assert_eq!(c.layers.len(), 100, "one manifest's layers, once");
+        assert_eq!(c.images, 1);
+        let (_, scan) = crate::read(&Input::Path(ok), None).unwrap();
+        assert!(!scan.files.is_empty());
+
+        let bomb = tmp.path().join("bomb");
+        fan_out_layout(&bomb, 400, 400); // 160,000 descriptors through every reference
+        let err = contents(&Input::Path(bomb.clone())).unwrap_err();
+        assert!(
+            err.to_string().contains("fan out to more than 100000"),
+            "{err}"
+        );
+        let err = crate::read(&Input::Path(bomb), None).unwrap_err();
+        assert!(
+            err.to_string().contains("fan out to more than 100000"),
+            "{err}"
+        );
     }
 
     #[test]

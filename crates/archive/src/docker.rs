@@ -68,7 +68,7 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
         }
     };
     let config: ImageConfig = match config_file
-        .json
+        .json()
         .as_deref()
         .map(|j| parse_json("image config", j))
     {

@@ -26,6 +26,7 @@
 pub mod catalog;
 mod docker;
 mod error;
+mod fanout;
 pub mod model;
 pub mod names;
 mod oci;
@@ -35,6 +36,7 @@ mod readahead;
 pub mod scan;
 
 pub use error::ArchiveError;
+pub use fanout::MAX_DESCRIPTORS;
 pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
@@ -179,17 +181,13 @@ pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, Arc
             "entry `{skipped}` is neither a file, a directory nor a link; ignored"
         )));
     }
-    let metadata = |name: &str| -> Result<Option<&[u8]>, ArchiveError> {
+    let metadata = |name: &str| -> Result<Option<std::borrow::Cow<'_, [u8]>>, ArchiveError> {
         match scan.file(name)? {
             None => Ok(None),
-            Some((_, f)) => f
-                .json
-                .as_deref()
-                .map(Some)
-                .ok_or_else(|| ArchiveError::BadMetadata {
-                    file: name.to_string(),
-                    why: "is not a JSON document (or larger than 8 MiB)".into(),
-                }),
+            Some((_, f)) => f.json().map(Some).ok_or_else(|| ArchiveError::BadMetadata {
+                file: name.to_string(),
+                why: "is not a JSON document (or larger than 8 MiB)".into(),
+            }),
         }
     };
     let bad = |file: &str, why: String| ArchiveError::BadMetadata {
@@ -200,7 +198,7 @@ pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, Arc
     let has_layout = scan.file("oci-layout")?.is_some();
     let index_json = metadata("index.json")?;
     let oci_images = |defects: &mut Vec<Defect>| -> Result<Vec<ImageInfo>, ArchiveError> {
-        let Some(bytes) = index_json else {
+        let Some(bytes) = index_json.as_deref() else {
             return Ok(Vec::new());
         };
         let raw: serde_json::Value =
@@ -215,16 +213,20 @@ pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, Arc
         let walker = Walker {
             scan,
             names: oci::BlobNames::Layout,
+            fanout: fanout::FanOut::default(),
         };
-        Ok(index
-            .manifests
-            .iter()
-            .enumerate()
-            .map(|(i, d)| walker.image(i, d.clone(), oci::descriptor_names(d), None))
-            .collect())
+        let mut images = Vec::new();
+        for (i, d) in index.manifests.iter().enumerate() {
+            images.push(walker.image(i, d.clone(), oci::descriptor_names(d), None));
+            if walker.fanout.exceeded() {
+                return Err(walker.fanout.error());
+            }
+        }
+        Ok(images)
     };
 
-    let Some(manifest_bytes) = metadata("manifest.json")? else {
+    let manifest_json = metadata("manifest.json")?;
+    let Some(manifest_bytes) = manifest_json.as_deref() else {
         if index_json.is_some() {
             if !has_layout {
                 defects.push(Defect::note(
@@ -392,8 +394,12 @@ fn dir_transport(
     let walker = Walker {
         scan,
         names: oci::BlobNames::Hex,
+        fanout: fanout::FanOut::default(),
     };
     let image = walker.image(0, desc, Vec::new(), Some((path, entry)));
+    if walker.fanout.exceeded() {
+        return Err(walker.fanout.error());
+    }
     finish(
         Format::DirTransport,
         Origin::DirTransport,

@@ -41,6 +41,9 @@ pub(crate) fn descriptor_names(desc: &Descriptor) -> Vec<String> {
 pub(crate) struct Walker<'a> {
     pub scan: &'a Scan,
     pub names: BlobNames,
+    /// The descriptors this walk may still reach; once over, walking stops and the caller refuses
+    /// the archive.
+    pub fanout: crate::fanout::FanOut,
 }
 
 impl<'a> Walker<'a> {
@@ -75,7 +78,33 @@ impl<'a> Walker<'a> {
         img
     }
 
+    /// Walk `desc`, charging the fan-out budget for it and everything under it. A document
+    /// walked before is refused up front when what it cost then no longer fits.
     fn visit(
+        &self,
+        desc: &Descriptor,
+        img: &mut ImageInfo,
+        depth: usize,
+        source: Option<(String, &'a FileEntry)>,
+    ) {
+        if let Some(cost) = self.fanout.cost_of(&desc.digest)
+            && cost > self.fanout.left()
+        {
+            self.fanout.take(cost);
+            return;
+        }
+        if !self.fanout.take(1) {
+            return;
+        }
+        let left_before = self.fanout.left() + 1;
+        self.walk(desc, img, depth, source);
+        if !self.fanout.exceeded() {
+            self.fanout
+                .remember(desc.digest, left_before - self.fanout.left());
+        }
+    }
+
+    fn walk(
         &self,
         desc: &Descriptor,
         img: &mut ImageInfo,
@@ -90,6 +119,9 @@ impl<'a> Walker<'a> {
                 Defect::note(what)
             });
         };
+        if self.fanout.exceeded() {
+            return;
+        }
         if depth > MAX_NESTING {
             img.defects.push(Defect::fatal(format!(
                 "indexes nested deeper than {MAX_NESTING} levels"
@@ -131,7 +163,8 @@ impl<'a> Walker<'a> {
         let first_blob = img.blobs.len();
         img.blobs
             .push((desc.digest, BlobSource::Entry(path.clone())));
-        let json = file.json.as_deref();
+        let json = file.json();
+        let json = json.as_deref();
         let is_index = media_types::is_index(&desc.media_type)
             || (!media_types::is_manifest(&desc.media_type)
                 && json.is_some_and(|j| looks_like(j, "manifests")));
@@ -156,6 +189,9 @@ impl<'a> Walker<'a> {
             let before = img.manifests.len();
             for child in &index.manifests {
                 self.visit(child, img, depth + 1, None);
+                if self.fanout.exceeded() {
+                    return;
+                }
             }
             let present = img.manifests[before..].iter().filter(|m| m.present).count();
             if !index.manifests.is_empty() && present == 0 && img.manifests.len() > before {
@@ -169,6 +205,10 @@ impl<'a> Walker<'a> {
             Ok(m) => m,
             Err(e) => return img.defects.push(Defect::fatal(format!("{path}: {e}"))),
         };
+        // The config and the layers.
+        if !self.fanout.take(1 + manifest.layers.len()) {
+            return;
+        }
         let mut info = self.manifest(&manifest, desc, platform, img, top);
         info.blobs = first_blob..img.blobs.len();
         img.manifests.push(info);
@@ -226,14 +266,11 @@ impl<'a> Walker<'a> {
                         || manifest.config.media_type == "application/octet-stream";
                     // Artifacts reuse the image config type with `{}` (regclient, oras): only a
                     // config with a rootfs has diff_ids to check.
-                    let has_rootfs = file
-                        .json
-                        .as_deref()
-                        .is_some_and(|j| looks_like(j, "rootfs"));
+                    let json = file.json();
+                    let has_rootfs = json.as_deref().is_some_and(|j| looks_like(j, "rootfs"));
                     let image_layers = manifest.layers.iter().any(|l| is_layer_type(&l.media_type));
                     if is_image_config && (has_rootfs || image_layers) {
-                        match file
-                            .json
+                        match json
                             .as_deref()
                             .map(|j| parse_json::<ImageConfig>("image config", j))
                         {

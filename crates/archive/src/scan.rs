@@ -10,6 +10,7 @@ use crate::{BlobHook, PublishedBlob};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
@@ -39,8 +40,11 @@ pub struct FileEntry {
     pub compression: Compression,
     /// Digest and size of the decoded stream for compressed entries (or why decoding failed).
     pub uncompressed: Option<Result<(Digest, u64), String>>,
-    /// The bytes, when the entry looked like a small JSON document.
+    /// The bytes, when the entry looked like a small JSON document (see [`FileEntry::json`]).
     pub json: Option<Vec<u8>>,
+    /// Where a small JSON document of a directory input is read again from when it was not kept
+    /// in memory (the kept total, [`MAX_KEPT_TOTAL`], was reached).
+    pub json_path: Option<std::path::PathBuf>,
     /// The staged copy (unpack mode).
     pub staged: Option<StagedBlob>,
     /// The compressed copy staged instead of the bytes themselves, when the scan compresses
@@ -96,6 +100,24 @@ pub struct Encoded {
 }
 
 impl FileEntry {
+    /// The entry's bytes, when it is a JSON document of at most 8 MiB: kept from the scan, or
+    /// (a directory input's, past the kept total) read again from its file, and then only if they
+    /// are still the bytes the scan hashed.
+    pub fn json(&self) -> Option<Cow<'_, [u8]>> {
+        if let Some(bytes) = &self.json {
+            return Some(Cow::Borrowed(bytes));
+        }
+        let path = self.json_path.as_ref()?;
+        let mut bytes = Vec::new();
+        fs::File::open(path)
+            .ok()?
+            .take(MAX_KEPT_JSON + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        (bytes.len() as u64 == self.size && Digest::of(&bytes) == self.digest)
+            .then_some(Cow::Owned(bytes))
+    }
+
     /// The sha256 and size of the uncompressed content.
     pub fn diff_id(&self) -> Result<(Digest, u64), String> {
         match &self.uncompressed {
@@ -192,6 +214,7 @@ impl Scan {
                 compression: r.compression,
                 uncompressed,
                 json: None,
+                json_path: None,
                 staged: None,
                 encoded,
                 reused: true,
@@ -212,6 +235,7 @@ impl Scan {
         path: String,
         reader: &mut dyn Read,
         layout: Option<&Layout>,
+        disk: Option<&Path>,
     ) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
         let read_err = |e: io::Error| ArchiveError::io(format!("entry `{path}`"), e);
@@ -231,7 +255,10 @@ impl Scan {
             buf[..head].iter().find(|b| !b.is_ascii_whitespace()),
             Some(b'{' | b'[' | b'n')
         );
-        let mut json = (looks_json && self.kept_json < MAX_KEPT_TOTAL).then(Vec::new);
+        // A directory's file can be read again: its JSON is collected (one document at a time)
+        // to learn whether it is small, and kept only within the total.
+        let mut json =
+            (looks_json && (self.kept_json < MAX_KEPT_TOTAL || disk.is_some())).then(Vec::new);
         let mut decode = (compression != Compression::None).then(DiffIdWriter::new);
         let mut decode_err: Option<String> = None;
 
@@ -329,8 +356,16 @@ impl Scan {
                 publish_now(layout, blob, hook)?;
             }
         }
+        let mut json_path = None;
         if let Some(j) = &json {
-            self.kept_json += j.len() as u64;
+            if self.kept_json + j.len() as u64 > MAX_KEPT_TOTAL
+                && let Some(disk) = disk
+            {
+                json_path = Some(disk.to_path_buf());
+                json = None;
+            } else {
+                self.kept_json += j.len() as u64;
+            }
         }
         self.files.insert(
             path,
@@ -340,6 +375,7 @@ impl Scan {
                 compression,
                 uncompressed,
                 json,
+                json_path,
                 staged,
                 encoded,
                 reused,
@@ -538,7 +574,7 @@ fn scan_entries<R: Read>(
                     scan.add_reused(path, declared, &r)?;
                     continue;
                 }
-                scan.add_file(path.clone(), &mut entry, layout)?;
+                scan.add_file(path.clone(), &mut entry, layout, None)?;
                 let got = scan.files[&path].size;
                 if got != declared {
                     return Err(ArchiveError::Truncated(format!(
@@ -758,7 +794,7 @@ pub fn scan_dir(
             None => {
                 let mut file = fs::File::open(path)
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-                scan.add_file(rel, &mut file, layout)
+                scan.add_file(rel, &mut file, layout, Some(path))
             }
         },
         DirEntry::Other => {

@@ -34,6 +34,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut blobs = 0;
     for (path, file) in &scan.files {
         let Some(hex) = path.strip_prefix("blobs/sha256/") else {
+            // A blob under another algorithm's directory cannot be verified: say so.
+            if let Some((algorithm, _)) = path
+                .strip_prefix("blobs/")
+                .and_then(|rest| rest.split_once('/'))
+            {
+                problems.push(format!(
+                    "{path}: digest algorithm {algorithm} is not supported (layerlift verifies \
+                     sha256 only), so this blob is not verified"
+                ));
+            }
             continue;
         };
         blobs += 1;

@@ -244,7 +244,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let removed = if in_place && !args.keep_old_blobs {
         let olds: Vec<Descriptor> = converted.iter().map(|(_, old, _)| old.clone()).collect();
         // The conversion is done and published; a failed cleanup only leaves unreferenced blobs.
-        match remove_unreferenced(&src, &olds) {
+        // Under the layout's exclusive lock: a concurrent unpack or convert into this layout
+        // finishes first (and its index.json then names what it relies on), or waits.
+        let removed = src
+            .exclusively(|| remove_unreferenced(&src, &olds))
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        match removed {
             Ok(n) => n,
             Err(e) => {
                 eprintln!(
@@ -996,7 +1002,8 @@ fn reachable(layout: &Layout, roots: &[Descriptor]) -> anyhow::Result<BTreeSet<D
 }
 
 /// After an in-place conversion: delete the blobs that the old entries used and that nothing in
-/// the new index.json reaches. Blobs the old images did not use are never touched.
+/// the current index.json reaches. Blobs the old images did not use are never touched. Run under
+/// [`Layout::exclusively`], so that index.json is the last word of every writer.
 fn remove_unreferenced(layout: &Layout, old_entries: &[Descriptor]) -> anyhow::Result<usize> {
     let old = reachable(layout, old_entries)?;
     let index = layout.index()?;

@@ -553,7 +553,7 @@ fn open_source(
         on_blob: early.as_ref().map(upload::Pool::hook),
         ..Default::default()
     };
-    let (info, _) = match layerlift_archive::unpack_with(&input, tmp.path(), &options) {
+    let (info, _) = match layerlift_archive::unpack_with(&input, &tmp.path(), &options) {
         Ok(r) => r,
         // An upload failed while the archive was read, and the reader stopped: that is the error.
         Err(layerlift_archive::ArchiveError::Stopped) => {
@@ -789,57 +789,95 @@ fn report_layers(
     }
 }
 
-/// A temporary directory removed on drop (the unpacked layout of an archive SOURCE).
-struct TempDir(PathBuf);
+/// The temporary directory of a push of an archive: `$TMPDIR/layerlift-push-XXXXXX/`, mode 0700
+/// (`tempfile`), holding `lock` — a file this process keeps an exclusive `flock` on while it runs —
+/// and `layout/`, the unpacked layout of SOURCE. Removed on drop.
+struct TempDir {
+    dir: tempfile::TempDir,
+    /// Held (locked) for the life of the push: what tells other pushes that it is alive.
+    _lock: std::fs::File,
+}
+
+/// Prefix of push's temporary directories in `$TMPDIR`.
+const TEMP_PREFIX: &str = "layerlift-push-";
+/// The lock file in a temporary directory.
+const TEMP_LOCK: &str = "lock";
+/// A temporary directory whose lock is free is swept once its lock file is this old (a push
+/// creates the file and locks it a moment after creating the directory).
+const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// A temporary directory without a lock file (a push killed between creating the directory and
+/// the file, or one written by an older layerlift) is swept once it is this old.
+const SWEEP_UNLOCKED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl TempDir {
     fn new() -> anyhow::Result<Self> {
-        let base = std::env::temp_dir();
-        sweep_abandoned(&base);
-        for n in 0..100u32 {
-            let p = base.join(format!("layerlift-push-{}-{n}", std::process::id()));
-            match std::fs::create_dir(&p) {
-                Ok(()) => return Ok(TempDir(p)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create {}", p.display()));
-                }
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
+        Self::new_in(&std::env::temp_dir())
     }
-    fn path(&self) -> &std::path::Path {
-        &self.0
+
+    fn new_in(base: &std::path::Path) -> anyhow::Result<Self> {
+        sweep_abandoned(base);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TEMP_PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = builder.tempdir_in(base).with_context(|| {
+            format!("cannot create a temporary directory in {}", base.display())
+        })?;
+        let lock_path = dir.path().join(TEMP_LOCK);
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        Ok(TempDir { dir, _lock: lock })
+    }
+
+    /// Where the temporary layout goes.
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("layout")
     }
 }
 
-/// Remove the temporary layouts of pushes that were killed (their process is gone), so that
-/// killed runs do not fill the temporary directory. Linux only (`/proc`); best effort.
+/// Remove the temporary directories of pushes that were killed, so that killed runs do not fill
+/// the temporary directory. A directory is abandoned when the `flock` on its lock file can be
+/// taken (no process holds it: locks are released when their holder dies, whatever PID namespace it
+/// ran in, so containers sharing `/tmp` are safe) and the file is older than [`SWEEP_AFTER`]; one
+/// without a lock file only after [`SWEEP_UNLOCKED_AFTER`]. The lock is held while removing, so a
+/// concurrent sweep skips it. Best effort: errors leave the directory.
 fn sweep_abandoned(base: &std::path::Path) {
-    if !std::path::Path::new("/proc/self").exists() {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
+    let age = |path: &std::path::Path| {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+    };
     for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("layerlift-push-")
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(TEMP_PREFIX)
+            || !e.file_type().is_ok_and(|t| t.is_dir())
+        {
             continue;
-        };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
         }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = e.path();
+        let lock_path = dir.join(TEMP_LOCK);
+        match std::fs::File::open(&lock_path) {
+            Ok(lock) => {
+                if lock.try_lock().is_ok() && age(&lock_path).is_some_and(|a| a >= SWEEP_AFTER) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if age(&dir).is_some_and(|a| a >= SWEEP_UNLOCKED_AFTER) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -878,6 +916,41 @@ fn push_blobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_directories_are_private_and_locked() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let live = TempDir::new_in(base.path()).unwrap();
+        let dir = live.dir.path().to_path_buf();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        // Old enough to be swept, but its lock is held: kept.
+        let old = std::time::SystemTime::now() - 2 * SWEEP_AFTER;
+        let lock = std::fs::File::options()
+            .write(true)
+            .open(dir.join(TEMP_LOCK))
+            .unwrap();
+        lock.set_modified(old).unwrap();
+        sweep_abandoned(base.path());
+        assert!(dir.exists(), "a live push's directory is kept");
+        // Its holder gone (the lock released), it is swept...
+        drop(live);
+        let abandoned = base.path().join(format!("{TEMP_PREFIX}abandoned"));
+        std::fs::create_dir_all(abandoned.join("layout")).unwrap();
+        let lock = std::fs::File::create(abandoned.join(TEMP_LOCK)).unwrap();
+        lock.set_modified(old).unwrap();
+        // ...but not while younger than SWEEP_AFTER (a push that has not locked it yet).
+        let young = base.path().join(format!("{TEMP_PREFIX}young"));
+        std::fs::create_dir_all(&young).unwrap();
+        std::fs::File::create(young.join(TEMP_LOCK)).unwrap();
+        let unlocked = base.path().join(format!("{TEMP_PREFIX}nolock"));
+        std::fs::create_dir_all(&unlocked).unwrap();
+        sweep_abandoned(base.path());
+        assert!(!abandoned.exists());
+        assert!(young.exists());
+        assert!(unlocked.exists());
+    }
 
     #[test]
     fn sizes() {

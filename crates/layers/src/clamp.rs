@@ -53,8 +53,10 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-fn padded(size: u64) -> u64 {
-    size.div_ceil(BLOCK as u64) * BLOCK as u64
+/// `size` rounded up to whole blocks; `None` when that does not fit in a `u64` (a hostile size
+/// field: base-256 can announce up to 2^88 bytes).
+fn padded(size: u64) -> Option<u64> {
+    size.div_ceil(BLOCK as u64).checked_mul(BLOCK as u64)
 }
 
 /// Parse a numeric header field: octal (NUL/space terminated) or GNU base-256.
@@ -211,7 +213,7 @@ impl<W: Write> MtimeClamp<W> {
             self.state = State::Pax {
                 header,
                 size,
-                padded: padded(size),
+                padded: padded(size).expect("at most MAX_PAX"),
             };
             return Ok(());
         }
@@ -226,6 +228,7 @@ impl<W: Write> MtimeClamp<W> {
             0
         } else {
             padded(size)
+                .ok_or_else(|| invalid(format!("tar header with a size of {size} bytes")))?
         };
         self.state = State::Data { left: data };
         Ok(())
@@ -250,7 +253,7 @@ impl<W: Write> MtimeClamp<W> {
         self.out.write_all(&header[..])?;
         if changed {
             self.out.write_all(&records)?;
-            let pad = padded(records.len() as u64) as usize - records.len();
+            let pad = records.len().next_multiple_of(BLOCK) - records.len();
             self.out.write_all(&[0u8; BLOCK][..pad])?;
         } else {
             self.out.write_all(&data)?;
@@ -323,6 +326,28 @@ mod tests {
         write_number(&mut f, u64::MAX >> 8);
         assert_eq!(f[0], 0x80);
         assert_eq!(parse_number(&f), Some(u64::MAX >> 8));
+    }
+
+    #[test]
+    fn size_near_u64_max_is_an_error_not_a_panic() {
+        let mut header = [0u8; BLOCK];
+        header[..4].copy_from_slice(b"file");
+        header[100..108].copy_from_slice(b"0000644\0");
+        // GNU base-256 size: u64::MAX, which does not round up to whole blocks in a u64.
+        header[124] = 0x80;
+        header[128..136].copy_from_slice(&[0xff; 8]);
+        header[136..148].copy_from_slice(b"00000000001\0");
+        header[156] = b'0';
+        set_checksum(&mut header);
+        let mut clamp = MtimeClamp::new(Vec::new(), 0);
+        let err = clamp.write_all(&header).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("size"), "{err}");
+        // A size that still fits when padded passes through.
+        header[128..136].copy_from_slice(&(u64::MAX - 511).to_be_bytes());
+        set_checksum(&mut header);
+        let mut clamp = MtimeClamp::new(Vec::new(), 0);
+        clamp.write_all(&header).unwrap();
     }
 
     #[test]

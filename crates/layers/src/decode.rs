@@ -8,6 +8,12 @@
 //! members) around flate2's raw inflate; zstd uses the zstd crate's streaming decoder (frames
 //! follow each other naturally); bzip2 restarts a decoder per stream; xz uses liblzma with
 //! `CONCATENATED`.
+//!
+//! Memory is bounded whatever the input claims: a gzip header is at most [`GZIP_MAX_HEADER`];
+//! zstd refuses frames whose window is larger than 2^[`ZSTD_WINDOW_LOG_MAX`] bytes; xz refuses
+//! streams whose decoder would need more than [`XZ_MEMLIMIT`] (the dictionary a header asks for is
+//! allocated up front); bzip2 needs no limit of its own, its format caps a block at 900 kB (about
+//! 3.6 MiB of decoder state).
 
 use crate::error::{DecodeError, DecodeErrorKind as K};
 use crate::{Compression, SNIFF_LEN, sniff};
@@ -254,6 +260,14 @@ impl Codec for Plain {
 /// The longest gzip header we accept (FEXTRA is at most 64 KiB; names and comments are short).
 const GZIP_MAX_HEADER: usize = 1 << 20;
 
+/// The largest zstd window decoded (2^27 = 128 MiB, zstd's own default limit; `zstd --long=27`
+/// and every level up to 19 stay within it).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// The most memory the xz decoder may use (its dictionary, mostly): `xz -9` and `xz -9e` need
+/// 65 MiB; a header asking for more (up to 4 GiB) is refused before anything is allocated.
+pub const XZ_MEMLIMIT: u64 = 128 << 20;
+
 enum GzState {
     /// Collecting a member header (the bytes so far).
     Header(Vec<u8>),
@@ -456,8 +470,12 @@ struct Zstd {
 
 impl Zstd {
     fn new() -> io::Result<Self> {
+        let mut decoder = zstd::stream::raw::Decoder::new()?;
+        decoder.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+            ZSTD_WINDOW_LOG_MAX,
+        ))?;
         Ok(Zstd {
-            decoder: zstd::stream::raw::Decoder::new()?,
+            decoder,
             at_boundary: true,
         })
     }
@@ -563,7 +581,7 @@ struct Xz {
 impl Xz {
     fn new() -> io::Result<Self> {
         let stream =
-            liblzma::stream::Stream::new_stream_decoder(u64::MAX, liblzma::stream::CONCATENATED)
+            liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
                 .map_err(io::Error::other)?;
         Ok(Xz {
             stream,
@@ -582,6 +600,10 @@ impl Xz {
             K::Corrupt(match e {
                 liblzma::stream::Error::Format => "not an xz stream (bad magic)".into(),
                 liblzma::stream::Error::Data => "xz data error".into(),
+                liblzma::stream::Error::MemLimit => format!(
+                    "the xz stream needs more than {} MiB of memory to decode (its dictionary is too large)",
+                    XZ_MEMLIMIT >> 20
+                ),
                 other => format!("xz: {other:?}"),
             })
         })?;

@@ -22,7 +22,7 @@ mod gzip;
 mod sniff;
 
 pub use clamp::{MAX_PAX, MtimeClamp};
-pub use decode::{DecodeReader, decoder};
+pub use decode::{DecodeReader, XZ_MEMLIMIT, ZSTD_WINDOW_LOG_MAX, decoder};
 pub use diff_id::{DiffId, DiffIdWriter};
 pub use encode::{
     ClampedOutput, Encoding, LayerEncoder, LayerOutput, ZSTD_JOB_SIZE, copy_layer, encode_layer,

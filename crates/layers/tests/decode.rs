@@ -299,3 +299,82 @@ proptest! {
         prop_assert_eq!(id.compression, Compression::Gzip);
     }
 }
+
+/// CRC-32 (IEEE), for patching an xz block header.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// An xz stream whose block header asks for a 4 GiB dictionary is refused with a clear error
+/// instead of being decoded with whatever memory it asks for.
+#[test]
+fn xz_dictionary_over_the_memory_limit_is_refused() {
+    let mut stored = xz(&sample(4096, 9));
+    // Stream header (12 bytes), then the block header: size byte, flags, [sizes], filter flags.
+    let start = 12;
+    let header_len = (usize::from(stored[start]) + 1) * 4;
+    let flags = stored[start + 1];
+    assert_eq!(flags & 0x03, 0, "one filter");
+    let mut at = start + 2;
+    for present in [flags & 0x40 != 0, flags & 0x80 != 0] {
+        if present {
+            while stored[at] & 0x80 != 0 {
+                at += 1;
+            }
+            at += 1;
+        }
+    }
+    assert_eq!(
+        &stored[at..at + 2],
+        &[0x21, 0x01],
+        "LZMA2, one property byte"
+    );
+    stored[at + 2] = 40; // dictionary size 4 GiB - 1
+    let crc_at = start + header_len - 4;
+    let crc = crc32(&stored[start..crc_at]);
+    stored[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+
+    let (c, res) = read_all(stored.clone());
+    assert_eq!(c, Compression::Xz);
+    let err = res.unwrap_err();
+    let err = DecodeError::from_io(&err).expect("a decode error");
+    assert!(err.to_string().contains("memory"), "{err}");
+    let err = diff_id(&stored, 4096).unwrap_err();
+    assert!(err.to_string().contains("128 MiB"), "{err}");
+
+    // The same stream with a dictionary within the limit decodes (the patching is sound).
+    stored[at + 2] = 20; // 4 MiB
+    let crc = crc32(&stored[start..crc_at]);
+    stored[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(read_all(stored).1.unwrap(), sample(4096, 9));
+}
+
+/// A zstd frame whose window is larger than the limit is refused (zstd's own default limit,
+/// set explicitly).
+#[test]
+fn zstd_window_over_the_limit_is_refused() {
+    assert_eq!(layerlift_layers::ZSTD_WINDOW_LOG_MAX, 27);
+    let data = sample(1 << 16, 4);
+    let mut enc = zstd::stream::raw::Encoder::new(3).unwrap();
+    use zstd::stream::raw::CParameter;
+    enc.set_parameter(CParameter::WindowLog(28)).unwrap();
+    let mut e = zstd::stream::write::Encoder::with_encoder(Vec::new(), enc);
+    e.write_all(&data).unwrap();
+    let stored = e.finish().unwrap();
+    let err = read_all(stored).1.unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("window") || err.to_string().contains("memory"),
+        "{err}"
+    );
+}

@@ -5,6 +5,8 @@ use layerlift_manifest::{Digest, Sha256Writer};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use tempfile::TempPath;
 
 const WRITE_BUFFER: usize = 256 << 10;
@@ -16,10 +18,61 @@ pub struct BlobWriter {
     out: Sha256Writer<BufWriter<File>>,
     temp: TempPath,
     blobs_dir: PathBuf,
+    /// fsync the file (in the background, see [`SyncSlots`]) before it can be renamed into place.
+    durable: Option<Arc<SyncSlots>>,
+}
+
+/// Most blob fsyncs running at once in the background.
+const MAX_SYNCS: usize = 4;
+
+/// The background fsyncs of finished blobs of one layout, at most [`MAX_SYNCS`] at a time: the
+/// writer goes on with the next blob while the disk catches up with this one, and a blob's
+/// rename waits for its own fsync ([`StagedBlob::commit`]).
+#[derive(Debug, Default)]
+pub(crate) struct SyncSlots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl SyncSlots {
+    /// fsync `file`'s data on a thread of its own once a slot is free; inline if no thread starts.
+    fn start(self: &Arc<Self>, file: File) -> JoinHandle<io::Result<()>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= MAX_SYNCS {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+        drop(busy);
+        let slots = Arc::clone(self);
+        let release = move || {
+            *slots.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            slots.freed.notify_one();
+        };
+        let file = Arc::new(file);
+        let (file2, release2) = (Arc::clone(&file), release.clone());
+        match std::thread::Builder::new()
+            .name("layerlift-fsync".into())
+            .spawn(move || {
+                let r = file2.sync_data();
+                release2();
+                r
+            }) {
+            Ok(handle) => handle,
+            Err(_) => {
+                let r = file.sync_data();
+                release();
+                std::thread::spawn(move || r)
+            }
+        }
+    }
 }
 
 impl BlobWriter {
-    pub(crate) fn new(tmp_dir: &Path, blobs_dir: PathBuf) -> Result<Self, LayoutError> {
+    pub(crate) fn new(
+        tmp_dir: &Path,
+        blobs_dir: PathBuf,
+        durable: Option<Arc<SyncSlots>>,
+    ) -> Result<Self, LayoutError> {
         let named = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(tmp_dir)
@@ -29,6 +82,7 @@ impl BlobWriter {
             out: Sha256Writer::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
             temp,
             blobs_dir,
+            durable,
         })
     }
 
@@ -43,17 +97,20 @@ impl BlobWriter {
     }
 
     /// Finish writing: the digest and size are now known, the blob is staged but not yet visible.
+    /// In a durable layout its fsync starts now, in the background; [`StagedBlob::commit`] waits
+    /// for it before the rename.
     pub fn finish(self) -> Result<StagedBlob, LayoutError> {
         let (digest, size, buffered) = self.out.finish();
         let file = buffered
             .into_inner()
             .map_err(|e| LayoutError::io(&*self.temp, e.into_error()))?;
-        drop(file);
+        let sync = self.durable.map(|slots| slots.start(file));
         Ok(StagedBlob {
             digest,
             size,
             temp: self.temp,
             blobs_dir: self.blobs_dir,
+            sync,
         })
     }
 
@@ -88,6 +145,8 @@ pub struct StagedBlob {
     size: u64,
     temp: TempPath,
     blobs_dir: PathBuf,
+    /// The fsync of the file, running (durable layouts).
+    sync: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl StagedBlob {
@@ -117,11 +176,17 @@ impl StagedBlob {
     }
 
     /// Rename the blob into `blobs/sha256/<hex>`. If that blob already exists it is kept (same
-    /// content by construction) and the temp file is removed.
-    pub fn commit(self) -> Result<(), LayoutError> {
+    /// content by construction) and the temp file is removed. The rename reaches the disk when
+    /// [`crate::Layout::update_index`] fsyncs the directory, before `index.json` names the blob.
+    pub fn commit(mut self) -> Result<(), LayoutError> {
         let target = self.blobs_dir.join(self.digest.hex());
         if target.is_file() {
             return Ok(()); // dropping `temp` deletes the staged copy
+        }
+        if let Some(sync) = self.sync.take() {
+            sync.join()
+                .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")))
+                .map_err(|e| LayoutError::io(&*self.temp, e))?;
         }
         make_readable(&self.temp)?;
         self.temp

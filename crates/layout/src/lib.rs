@@ -6,7 +6,14 @@
 //! - `index.json` is replaced atomically (temp file, fsync, rename) under an exclusive lock, and every
 //!   top-level descriptor it lists points at a blob that is present;
 //! - so an interrupted writer leaves either the old `index.json` or the new one, never one that points
-//!   at a missing or partial blob. Leftover temp files live in `.layerlift-tmp/` and are not blobs.
+//!   at a missing or partial blob. Leftover temp files live in `.layerlift-tmp/` and are not blobs;
+//! - in a durable layout (every one but [`Layout::create_scratch`]'s) that holds after a power loss
+//!   too: a blob's file is fsynced before it is renamed into `blobs/sha256/`, and that directory is
+//!   fsynced before `index.json` is replaced (itself written, fsynced, renamed, and its directory
+//!   fsynced), so no `index.json` on disk names a blob that is not on disk;
+//! - a process writing blobs holds a shared lock on `.layerlift-writers` until it drops its
+//!   [`Layout`]; deleting blobs ([`Layout::exclusively`]) and removing `.layerlift-tmp/` take it
+//!   exclusively, so neither happens under a writer that may rely on a blob it found present.
 
 mod blob;
 mod error;
@@ -19,6 +26,7 @@ use layerlift_manifest::{Index, parse_json};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The content of the `oci-layout` file layerlift writes.
 pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -26,13 +34,19 @@ pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 pub const MAX_JSON_BLOB: u64 = 64 << 20;
 const TMP_DIR: &str = ".layerlift-tmp";
 const LOCK_FILE: &str = ".layerlift-lock";
+const WRITERS_LOCK_FILE: &str = ".layerlift-writers";
 
 /// An OCI image layout directory.
 #[derive(Debug)]
 pub struct Layout {
     root: PathBuf,
-    /// fsync index.json and oci-layout when writing them (off for a scratch layout).
+    /// fsync blobs, index.json, oci-layout and their directories when writing them (off for a
+    /// scratch layout).
     durable: bool,
+    /// This process's shared lock on `.layerlift-writers`, taken before it first writes a blob.
+    writer: Mutex<Option<File>>,
+    /// Blob fsyncs running in the background.
+    syncs: Arc<blob::SyncSlots>,
 }
 
 impl Layout {
@@ -52,6 +66,8 @@ impl Layout {
         Ok(Layout {
             root,
             durable: true,
+            writer: Mutex::new(None),
+            syncs: Arc::default(),
         })
     }
 
@@ -72,6 +88,7 @@ impl Layout {
         if root.join("oci-layout").exists() {
             let mut layout = Layout::open(&root)?;
             layout.durable = durable;
+            layout.hold_writer_lock()?;
             fs::create_dir_all(layout.blobs_dir())
                 .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
             return Ok(layout);
@@ -86,7 +103,13 @@ impl Layout {
             }
         }
         fs::create_dir_all(&root).map_err(|e| LayoutError::io(&root, e))?;
-        let layout = Layout { root, durable };
+        let layout = Layout {
+            root,
+            durable,
+            writer: Mutex::new(None),
+            syncs: Arc::default(),
+        };
+        layout.hold_writer_lock()?;
         fs::create_dir_all(layout.blobs_dir())
             .map_err(|e| LayoutError::io(layout.blobs_dir(), e))?;
         // index.json first, oci-layout last: a directory with oci-layout is a complete layout.
@@ -158,9 +181,49 @@ impl Layout {
 
     /// Start writing a blob of not-yet-known digest; see [`BlobWriter`].
     pub fn blob_writer(&self) -> Result<BlobWriter, LayoutError> {
+        self.hold_writer_lock()?;
         let tmp = self.root.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(|e| LayoutError::io(&tmp, e))?;
-        BlobWriter::new(&tmp, self.blobs_dir())
+        BlobWriter::new(
+            &tmp,
+            self.blobs_dir(),
+            self.durable.then(|| Arc::clone(&self.syncs)),
+        )
+    }
+
+    /// Take this process's shared lock on `.layerlift-writers` unless it holds it already.
+    fn hold_writer_lock(&self) -> Result<(), LayoutError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.is_none() {
+            let file = open_lock(&self.root.join(WRITERS_LOCK_FILE))?;
+            file.lock_shared()
+                .map_err(|e| LayoutError::io(self.root.join(WRITERS_LOCK_FILE), e))?;
+            *writer = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Run `f` while no other process writes to this layout: this process gives up its own writer
+    /// lock, waits until every other writer has dropped its [`Layout`] (and makes new ones wait),
+    /// and holds the `index.json` lock. For deleting blobs: a writer may have found a blob present
+    /// and skipped writing it, and will name it in `index.json` later; once it is done, that
+    /// `index.json` says so. `f` must not call [`Layout::update_index`] (it would wait for itself).
+    pub fn exclusively<T>(&self, f: impl FnOnce() -> T) -> Result<T, LayoutError> {
+        drop(self.writer.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let writers_path = self.root.join(WRITERS_LOCK_FILE);
+        let writers = open_lock(&writers_path)?;
+        writers
+            .lock()
+            .map_err(|e| LayoutError::io(&writers_path, e))?;
+        let index_path = self.root.join(LOCK_FILE);
+        let index = open_lock(&index_path)?;
+        index.lock().map_err(|e| LayoutError::io(&index_path, e))?;
+        let out = f();
+        // No writer is using the temp dir now: remove it if empty, as the last writer would.
+        let _ = fs::remove_dir(self.root.join(TMP_DIR));
+        drop(index);
+        drop(writers);
+        Ok(out)
     }
 
     /// Store `bytes` as a blob and return its digest.
@@ -188,12 +251,7 @@ impl Layout {
         change: impl FnOnce(&mut Index) -> Result<(), E>,
     ) -> Result<Result<(), E>, LayoutError> {
         let lock_path = self.root.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| LayoutError::io(&lock_path, e))?;
+        let lock = open_lock(&lock_path)?;
         lock.lock().map_err(|e| LayoutError::io(&lock_path, e))?;
         let mut index = self.index()?;
         if let Err(e) = change(&mut index) {
@@ -206,6 +264,11 @@ impl Layout {
                     path: self.blob_path(&desc.digest),
                 });
             }
+        }
+        if self.durable {
+            // The renames of the blobs it names reach the disk before index.json's does.
+            sync_dir(&self.blobs_dir())?;
+            sync_dir(&self.root.join("blobs"))?;
         }
         self.write_atomically("index.json", &index_bytes(&index)?)?;
         drop(lock);
@@ -229,13 +292,28 @@ impl Layout {
         blob::make_readable(tmp.path())?;
         tmp.persist(&target)
             .map_err(|e| LayoutError::io(&target, e.error))?;
-        if self.durable
-            && let Ok(dir) = File::open(&self.root)
-        {
-            let _ = dir.sync_all();
+        if self.durable {
+            sync_dir(&self.root)?;
         }
         Ok(())
     }
+}
+
+/// Open (creating) a lock file.
+fn open_lock(path: &Path) -> Result<File, LayoutError> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| LayoutError::io(path, e))
+}
+
+/// fsync a directory: the entries created, renamed or removed in it reach the disk.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), LayoutError> {
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| LayoutError::io(path, e))
 }
 
 /// Does `root` hold only what a `create` that was interrupted before writing `oci-layout` leaves:
@@ -261,6 +339,7 @@ fn interrupted_create(root: &Path) -> Result<bool, LayoutError> {
                 .and_then(|b| serde_json::from_slice::<Index>(&b).ok())
                 .is_some_and(|i| i.manifests.is_empty()),
             TMP_DIR => is_empty_dir(&path),
+            LOCK_FILE | WRITERS_LOCK_FILE => true,
             n => n.starts_with(".index.json.") || n.starts_with(".oci-layout."),
         };
         if !ok {
@@ -272,8 +351,22 @@ fn interrupted_create(root: &Path) -> Result<bool, LayoutError> {
 
 impl Drop for Layout {
     fn drop(&mut self) {
-        // Tidy up the temp dir when no writer (of any process) is using it; fails harmlessly otherwise.
-        let _ = fs::remove_dir(self.root.join(TMP_DIR));
+        // Tidy up the temp dir when no writer (of any process) is using it: this one's writer lock
+        // released, the exclusive lock taken without waiting; and only when it is empty.
+        let held = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if held.is_none() {
+            return;
+        }
+        drop(held);
+        if let Ok(writers) = File::open(self.root.join(WRITERS_LOCK_FILE))
+            && writers.try_lock().is_ok()
+        {
+            let _ = fs::remove_dir(self.root.join(TMP_DIR));
+        }
     }
 }
 

@@ -140,3 +140,64 @@ fn accepts_docker_spacing_in_oci_layout() {
     let layout = Layout::open(dir.path()).unwrap();
     assert!(layout.index().unwrap().manifests.is_empty());
 }
+
+/// Two `Layout`s of one directory stand for two processes: flock locks belong to open files, so
+/// they exclude each other within a process as between processes.
+#[test]
+fn deleting_blobs_waits_for_writers_that_rely_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let gc = Layout::create(dir.path()).unwrap();
+    let digest = gc.write_blob(b"{\"layers\":[]}").unwrap();
+    // A writer finds the blob present (its commit keeps the existing copy) and will name it.
+    let writer = Layout::open(dir.path()).unwrap();
+    writer.write_blob(b"{\"layers\":[]}").unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Delete every blob index.json does not reach (it names none yet).
+            gc.exclusively(|| {
+                let index = gc.index().unwrap();
+                if !index.manifests.iter().any(|d| d.digest == digest) {
+                    fs::remove_file(gc.blob_path(&digest)).unwrap();
+                }
+            })
+            .unwrap();
+            done_tx.send(()).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            done_rx.try_recv().is_err(),
+            "the deletion waits for the writer"
+        );
+        writer
+            .update_index(|index| {
+                index
+                    .manifests
+                    .push(Descriptor::new(media_types::OCI_MANIFEST, digest, 14));
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        drop(writer);
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+    });
+    assert!(gc.has_blob(&digest), "the blob index.json names is kept");
+}
+
+/// One writer dropping its `Layout` does not remove `.layerlift-tmp/` from under another.
+#[test]
+fn temp_dir_stays_while_another_writer_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Layout::create(dir.path()).unwrap();
+    first.write_blob(b"a").unwrap();
+    let second = Layout::open(dir.path()).unwrap();
+    let staged = second.blob_writer().unwrap();
+    let tmp = dir.path().join(TMP_DIR);
+    drop(staged);
+    drop(first);
+    assert!(tmp.is_dir(), "another writer holds the layout");
+    drop(second);
+    assert!(!tmp.exists(), "the last writer removes it");
+}
