@@ -548,13 +548,13 @@ fn call_paths(call: &Call) -> Vec<String> {
 /// A layout survives power loss, not only SIGKILL: unpack fsyncs each blob's file before renaming
 /// it into `blobs/sha256/`, and fsyncs that directory after the last blob's rename and before
 /// `index.json` is renamed into place (which is itself fsynced first). Observed with strace on the
-/// real binary; skipped (with a note) where strace is missing.
+/// real binary (strace is a test tool: `scripts/install-test-deps.sh` installs it).
 #[test]
 fn unpack_fsyncs_blobs_and_their_directory_before_index_json_names_them() {
-    if !crate::util::have_tool("strace") {
-        eprintln!("skipped: strace is not installed (scripts/install-test-deps.sh installs it)");
-        return;
-    }
+    assert!(
+        crate::util::have_tool("strace"),
+        "this test needs strace: run scripts/install-test-deps.sh (cargo xtask test does)"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let layers: Vec<Vec<u8>> = (0..3u64)
         .map(|i| crate::util::layer_tar(&format!("f{i}"), 5 + i, 64 << 10))
