@@ -35,7 +35,7 @@ tasks:
   fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]
                       build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
                       for its share of N minutes (default 2), seeded from fuzz/seeds,
-                      fuzz/regressions and ../shared/fixtures
+                      fuzz/regressions and tests/fixtures
   bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
