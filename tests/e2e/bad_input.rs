@@ -26,7 +26,7 @@ const EXPECT: &[(&str, &str)] = &[
     ("test_link.tar.trailing-garbage.gz", "gzip"),
     ("test_link.truncated.tar", "truncated"),
     // Truncations at each structural boundary.
-    ("cut-0-bytes.tar", "truncated"),
+    ("cut-0-bytes.tar", "empty (0 bytes)"),
     ("cut-in-first-header.tar", "truncated"),
     ("cut-after-first-header.tar", "truncated"),
     ("cut-in-layer-data.tar", "truncated"),

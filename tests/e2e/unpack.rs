@@ -708,7 +708,7 @@ fn bad_archives_fail_with_one_clear_line() {
             "duplicate entry",
         ),
         ("empty.tar", vec![0u8; 1024], "not a saved image archive"),
-        ("zero-bytes.tar", Vec::new(), "truncated"),
+        ("zero-bytes.tar", Vec::new(), "empty (0 bytes)"),
         (
             "config-name-lies.tar",
             {
