@@ -3,7 +3,7 @@
 //! byte-identical layouts across runs and thread counts, in-place atomicity, Docker ⇄ OCI, and the
 //! failures (diff_id mismatch, truncated layer, usage errors).
 
-use crate::util::{copy_dir, have_tool, sha256_digest, real_tool_fixtures};
+use crate::util::{copy_dir, have_tool, real_tool_fixtures, sha256_digest};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

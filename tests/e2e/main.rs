@@ -6,6 +6,7 @@ mod convert;
 mod crash;
 mod fixtures;
 mod load;
+mod newcomer;
 mod overlap;
 mod push;
 mod push_matrix;

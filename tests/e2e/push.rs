@@ -4,7 +4,7 @@
 
 use crate::util::{
     PASSWORD, WRONG_PASSWORD, assert_ok, base64_encode, have_tool, layout_layers, push_cmd, pushed,
-    run, run_with_stdin, real_tool_fixtures, skopeo_pull_layers, text,
+    real_tool_fixtures, run, run_with_stdin, skopeo_pull_layers, text,
 };
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
 use std::path::PathBuf;
