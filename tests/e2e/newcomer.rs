@@ -318,3 +318,104 @@ fn a_refused_connection_is_retried_briefly_with_a_note_and_the_url_tried() {
     let secs = &last[prefix.len()..last.len() - suffix.len()];
     assert!(matches!(secs, "0" | "1" | "2"), "{last}");
 }
+
+#[test]
+fn completions_install_into_a_directory_and_the_shells_accept_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layerlift = env!("CARGO_BIN_EXE_layerlift");
+    let mut installed = Vec::new();
+    for (shell, path) in [
+        ("bash", "share/bash-completion/completions/layerlift"),
+        ("zsh", "share/zsh/site-functions/_layerlift"),
+        ("fish", "share/fish/vendor_completions.d/layerlift.fish"),
+    ] {
+        let o = Command::new(layerlift)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        assert!(o.stderr.is_empty());
+        let dest = tmp.path().join(path);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, &o.stdout).unwrap();
+        installed.push((shell, dest));
+    }
+    let (_, bash) = &installed[0];
+    let o = Command::new("bash").arg("-n").arg(bash).output().unwrap();
+    assert!(o.status.success(), "bash -n: {}", stderr(&o));
+    // Sourced, it registers a completion for `layerlift` that offers the subcommands.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$1" && complete -p layerlift && COMP_WORDS=(layerlift "") COMP_CWORD=1 \
+               COMP_LINE="layerlift " COMP_POINT=10 && _layerlift layerlift "" layerlift \
+               && printf '%s\n' "${COMPREPLY[@]}""#,
+        )
+        .arg("bash")
+        .arg(bash)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("complete ") && first.ends_with(" -F _layerlift layerlift"),
+        "{out}"
+    );
+    for sub in ["unpack", "convert", "push", "check", "completions"] {
+        assert!(out.lines().any(|l| l == sub), "no `{sub}` offered: {out}");
+    }
+    let zsh = std::fs::read_to_string(&installed[1].1).unwrap();
+    assert!(zsh.starts_with("#compdef layerlift"), "{zsh}");
+    let fish = std::fs::read_to_string(&installed[2].1).unwrap();
+    assert!(fish.contains("complete -c layerlift"), "{fish}");
+    // zsh and fish are not test dependencies: their own syntax check runs where they are installed.
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    for (shell, file) in &installed[1..] {
+        if on_path(shell) {
+            let o = Command::new(shell).arg("-n").arg(file).output().unwrap();
+            assert!(o.status.success(), "{shell} -n: {}", stderr(&o));
+        }
+    }
+    // An unknown shell is a usage error.
+    let o = Command::new(layerlift)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn version_names_the_commit_and_the_encoder_revision() {
+    let root = crate::fixtures::root();
+    let head = Command::new("git")
+        .current_dir(&root)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .unwrap();
+    let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    for bin in [
+        env!("CARGO_BIN_EXE_layerlift"),
+        env!("CARGO_BIN_EXE_layerlift-unpack"),
+        env!("CARGO_BIN_EXE_layerlift-convert"),
+        env!("CARGO_BIN_EXE_layerlift-push"),
+    ] {
+        let o = Command::new(bin).arg("--version").output().unwrap();
+        assert!(o.status.success());
+        let name = Path::new(bin).file_name().unwrap().to_string_lossy();
+        let expect = format!(
+            "{name} {} (commit {}, encoder revision {})\n",
+            env!("CARGO_PKG_VERSION"),
+            if head.status.success() {
+                commit.as_str()
+            } else {
+                "unknown"
+            },
+            layerlift_layers::ENCODER_REVISION
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), expect);
+    }
+}

@@ -40,7 +40,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-push",
-    version,
+    version = crate::app::version(),
     about = "Push the images of an OCI image layout (or a saved-image archive) to a registry",
     after_help = "\
 Examples:

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-unpack",
-    version,
+    version = crate::app::version(),
     about = "Read a saved image archive (docker save, podman, skopeo, oci-archive…) into an OCI image layout",
     after_help = "\
 Examples:
