@@ -41,6 +41,7 @@ tools=(
     "xz:xz-utils"
     "bzip2:bzip2"
     "tar:tar"
+    "make:make"
 )
 
 missing=()
@@ -61,7 +62,7 @@ if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar)"
+    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, make)"
     exit 0
 fi
 

@@ -6,6 +6,7 @@ mod convert;
 mod crash;
 mod fixtures;
 mod load;
+mod makefile;
 mod newcomer;
 mod overlap;
 mod push;

@@ -182,7 +182,8 @@ impl Layout {
     }
 
     /// Change `index.json` atomically: under an exclusive lock, read it, let `change` edit it, check
-    /// that every top-level descriptor's blob is present, write it to a temp file, fsync, rename.
+    /// that every top-level descriptor's blob is present, write it to a temp file, fsync, rename —
+    /// unless the new bytes are the ones already there (then nothing is written).
     pub fn update_index<E>(
         &self,
         change: impl FnOnce(&mut Index) -> Result<(), E>,
@@ -207,7 +208,12 @@ impl Layout {
                 });
             }
         }
-        self.write_atomically("index.json", &index_bytes(&index)?)?;
+        // The same bytes as now are not written again: index.json keeps its mtime, so that build
+        // tools comparing times (make) see an unchanged layout as unchanged.
+        let bytes = index_bytes(&index)?;
+        if fs::read(self.root.join("index.json")).ok().as_deref() != Some(bytes.as_slice()) {
+            self.write_atomically("index.json", &bytes)?;
+        }
         drop(lock);
         Ok(Ok(()))
     }
