@@ -21,15 +21,27 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=LAYERLIFT_COMMIT={commit}");
     // Rebuild when HEAD moves (a commit, a checkout); the paths exist only in a git checkout.
-    for (flag, file) in [
-        ("--git-dir", "HEAD"),
-        ("--git-common-dir", "packed-refs"),
-        ("--git-common-dir", "refs/heads"),
-    ] {
+    // The branch HEAD names (refs/heads/…), not every branch: other branches' commits change nothing.
+    let branch =
+        git(&["rev-parse", "--symbolic-full-name", "HEAD"]).filter(|r| r.starts_with("refs/"));
+    let mut watch = vec![
+        ("--git-dir", "HEAD".to_string()),
+        ("--git-common-dir", "packed-refs".to_string()),
+    ];
+    if let Some(b) = branch {
+        watch.push(("--git-common-dir", b));
+    }
+    for (flag, file) in watch {
         if let Some(dir) = git(&["rev-parse", flag]) {
             let path = PathBuf::from(dir).join(file);
-            if path.exists() {
-                println!("cargo:rerun-if-changed={}", path.display());
+            // A branch only in packed-refs gets its own file at its next commit: watch the folder.
+            let watched = if path.exists() {
+                Some(path.as_path())
+            } else {
+                path.parent()
+            };
+            if let Some(p) = watched.filter(|p| p.exists()) {
+                println!("cargo:rerun-if-changed={}", p.display());
             }
         }
     }
