@@ -222,6 +222,22 @@ fn every_usage_error_exits_2() {
         let o = Command::new(bin).arg("--no-such-flag").output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{bin}: {}", stderr(&o));
     }
+    // A --platform that is no OS/ARCH[/VARIANT] is refused before anything is read.
+    for bin in [UNPACK, env!("CARGO_BIN_EXE_layerlift-push")] {
+        let o = Command::new(bin)
+            .args(["--platform", "amd64", a, "127.0.0.1:1/x"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bin}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with(
+                "error: invalid value 'amd64' for '--platform <OS/ARCH[/VARIANT]>': expected \
+                 OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64 or linux/arm64/v8"
+            ),
+            "{}",
+            stderr(&o)
+        );
+    }
 }
 
 /// A loopback port where nothing listens (bound, then closed).

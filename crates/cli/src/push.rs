@@ -141,7 +141,7 @@ pub struct Options {
     pub compression: crate::convert::CompressionArg,
     /// Push only this platform (`os/arch[/variant]`) of a multi-platform image: its manifest,
     /// tagged as the image would be (e.g. a containerd save that holds one platform of several).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::app::parse_platform)]
     pub platform: Option<String>,
     /// Also look for reusable layers in the image REF points at (same registry; repeatable). DEST's
     /// own tags are always looked at.
