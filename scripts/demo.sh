@@ -16,8 +16,9 @@ if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; th
 fi
 
 # The dev profile: it shares its build with the test suite and compiles faster; the sample is tiny.
-echo "==> building layerlift" >&2
-cargo build --quiet --locked -p layerlift
+# A first build compiles ~170 crates (a few minutes on a small machine): cargo shows its progress.
+echo "==> building layerlift (cargo build --locked -p layerlift)" >&2
+cargo build --locked -p layerlift
 bin=${CARGO_TARGET_DIR:-target}/debug
 
 work=$(mktemp -d)
@@ -53,6 +54,33 @@ echo "==> layerlift unpack --list $archive" >&2
 echo "==> layerlift push --all $archive 127.0.0.1:$port/demo" >&2
 "$bin/layerlift" push --all "$archive" "127.0.0.1:$port/demo"
 
+pushed="docker://127.0.0.1:$port/demo/bazel/v1/tarball:test_image_3"
 echo "==> skopeo reads it back" >&2
-skopeo inspect --tls-verify=false "docker://127.0.0.1:$port/demo/bazel/v1/tarball:test_image_3" \
+skopeo inspect --tls-verify=false "$pushed" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print("digest", d["Digest"]); print("layers", *d["Layers"], sep="\n  ")'
+
+# The same image in the archive and in the registry, side by side.
+echo "==> the archive's digests and the registry's" >&2
+"$bin/layerlift" unpack --list --json "$archive" >"$work/list.json"
+skopeo inspect --tls-verify=false --raw "$pushed" >"$work/manifest.json"
+python3 - "$work/list.json" "$work/manifest.json" <<'PY'
+import json, sys
+listing, pushed = (json.load(open(p)) for p in sys.argv[1:3])
+image = next(i for i in listing["images"] if any(n.endswith(":test_image_3") for n in i["names"]))
+local = image["manifests"][0]
+print("layers in the archive (uncompressed tars; digest = diff_id):")
+for layer in local["layers"]:
+    print("  ", layer["descriptor"]["digest"])
+print("layers in the registry (compressed by push, as registries store and serve them):")
+for layer in pushed["layers"]:
+    print("  ", layer["digest"], layer["mediaType"].rsplit(".", 1)[-1])
+same = local["config"]["digest"] == pushed["config"]["digest"]
+print("image ID (the config's digest): archive", local["config"]["digest"])
+print("                                registry", pushed["config"]["digest"], "(same)" if same else "(DIFFERENT)")
+print("""
+docker save stores each layer as a plain tar, named by its diff_id. push compresses layers for the
+registry (gzip by default, --compression), so the registry's layer digests name the compressed
+bytes and differ. The config, which lists the uncompressed diff_ids, is pushed byte for byte, so its
+digest, the image ID, is the same: `docker pull` gives back the image `docker save` wrote.""")
+sys.exit(0 if same else 1)
+PY

@@ -46,6 +46,7 @@ tools=(
     "tar:tar"
     "busybox:busybox-static"
     "strace:strace"
+    "make:make"
 )
 
 missing=()
@@ -66,7 +67,7 @@ if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, busybox, strace)"
+    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, busybox, strace, make)"
     exit 0
 fi
 

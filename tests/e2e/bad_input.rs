@@ -26,7 +26,7 @@ const EXPECT: &[(&str, &str)] = &[
     ("test_link.tar.trailing-garbage.gz", "gzip"),
     ("test_link.truncated.tar", "truncated"),
     // Truncations at each structural boundary.
-    ("cut-0-bytes.tar", "truncated"),
+    ("cut-0-bytes.tar", "empty (0 bytes)"),
     ("cut-in-first-header.tar", "truncated"),
     ("cut-after-first-header.tar", "truncated"),
     ("cut-in-layer-data.tar", "truncated"),
@@ -152,7 +152,7 @@ fn every_bad_archive_fails_with_one_line_in_bounded_memory_and_time() {
     }
     // The memory limit does not stop a valid archive.
     let tmp = tempfile::tempdir().unwrap();
-    let ok = crate::fixtures::shared(
+    let ok = crate::fixtures::real_tool(
         "google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar",
     );
     let (code, stderr, _) = run_limited(&ok, &tmp.path().join("ok"));

@@ -1,7 +1,7 @@
 //! `layerlift check DIR`: valid layouts pass; corrupt, missing or inconsistent blobs fail with the
 //! problem named.
 
-use crate::fixtures::shared;
+use crate::fixtures::real_tool;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -18,7 +18,7 @@ fn check(dir: &Path) -> Output {
 
 fn unpacked(tmp: &Path) -> std::path::PathBuf {
     let dir = tmp.join("oci");
-    let archive = shared("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
+    let archive = real_tool("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
     let out = Command::new(crate::unpack::UNPACK)
         .args(["-q"])
         .arg(archive)
@@ -48,7 +48,7 @@ fn valid_layouts_pass() {
         "regclient-regclient/testdata/testrepo",
         "anchore-stereoscope/pkg/image/oci/testdata/multiplatform_oci_dir",
     ] {
-        let out = check(&shared(rel));
+        let out = check(&real_tool(rel));
         assert!(
             out.status.success(),
             "{rel}: {}",

@@ -3,7 +3,7 @@
 //! byte-identical layouts across runs and thread counts, in-place atomicity, Docker ⇄ OCI, and the
 //! failures (diff_id mismatch, truncated layer, usage errors).
 
-use crate::util::{copy_dir, have_tool, sha256_digest, shared_fixtures};
+use crate::util::{copy_dir, have_tool, real_tool_fixtures, sha256_digest};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -297,7 +297,7 @@ fn fixtures_convert_to_every_compression_and_tools_accept_them() {
     if !(have_tool("gzip") && have_tool("zstd")) {
         return;
     }
-    let fixtures = shared_fixtures();
+    let fixtures = real_tool_fixtures();
     let tmp = tempfile::tempdir().unwrap();
     for rel in [
         "generated-local/skopeo-1.9.3/skopeo-oci-layout-2images",
@@ -641,7 +641,7 @@ fn a_truncated_layer_fails() {
 #[test]
 fn image_selection_and_archive_input() {
     let tmp = tempfile::tempdir().unwrap();
-    let fixtures = shared_fixtures();
+    let fixtures = real_tool_fixtures();
     let dir = tmp.path().join("two");
     copy_dir(
         &fixtures.join("generated-local/skopeo-1.9.3/skopeo-oci-layout-2images"),
@@ -755,7 +755,7 @@ fn every_unpacked_archive_fixture_converts() {
     if !(have_tool("gzip") && have_tool("zstd")) {
         return;
     }
-    let fixtures = shared_fixtures();
+    let fixtures = real_tool_fixtures();
     let tmp = tempfile::tempdir().unwrap();
     let archives = [
         "anchore-stereoscope/pkg/image/oci/testdata/valid-oci.tar",

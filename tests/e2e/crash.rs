@@ -10,7 +10,7 @@
 //!
 //! Kills are by timing (spawn, sleep, SIGKILL): no hooks in the product.
 
-use crate::fixtures::shared;
+use crate::fixtures::real_tool;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,11 +36,11 @@ fn index(dir: &Path) -> String {
 
 #[test]
 fn sigkill_at_any_point_leaves_a_valid_layout() {
-    let archive = std::fs::read(shared(
+    let archive = std::fs::read(real_tool(
         "generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar",
     ))
     .unwrap();
-    let base = shared("wagoodman-dive/.data/test-oci-gzip-image.tar");
+    let base = real_tool("wagoodman-dive/.data/test-oci-gzip-image.tar");
     let tmp = tempfile::tempdir().unwrap();
     // Cut points across the archive: inside layers, between entries, in the trailing metadata.
     let cuts: Vec<usize> = (1..=9)
@@ -328,7 +328,7 @@ fn the_next_push_sweeps_temporary_layouts_of_killed_pushes() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let reg = layerlift_testkit::Registry::anonymous();
-    let archive = shared("generated-local/podman-4.3.1/podman-docker-archive-single.tar");
+    let archive = real_tool("generated-local/podman-4.3.1/podman-docker-archive-single.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_layerlift-push"))
         .arg(&archive)
         .arg(format!("{}/swept:1", reg.addr()))

@@ -1,6 +1,6 @@
-//! Where the test archives are: the shared real-tool fixtures (`../shared/fixtures`, or
-//! `$LAYERLIFT_SHARED_FIXTURES`) and the ones `cargo xtask fixtures` generates (`target/fixtures`, or
-//! `$LAYERLIFT_FIXTURES_DIR`). A missing directory fails the test: the suite is run by
+//! Where the test archives are: the archives real tools wrote, kept in the repository under
+//! `tests/fixtures/` (tests/fixtures/PROVENANCE.md says where each came from), and the ones
+//! `cargo xtask fixtures` generates (`target/fixtures`, or `$LAYERLIFT_FIXTURES_DIR`). A missing directory fails the test: the suite is run by
 //! `cargo xtask test`, which generates them.
 
 use std::path::PathBuf;
@@ -13,16 +13,12 @@ pub fn root() -> PathBuf {
         .unwrap()
 }
 
-/// A file or directory under the shared fixtures.
-pub fn shared(rel: &str) -> PathBuf {
-    let base = match std::env::var_os("LAYERLIFT_SHARED_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => root().join("../shared/fixtures"),
-    };
-    let path = base.join(rel);
+/// A file or directory written by a real tool, under `tests/fixtures/` (its upstream path).
+pub fn real_tool(rel: &str) -> PathBuf {
+    let path = root().join("tests/fixtures").join(rel);
     assert!(
         path.exists(),
-        "shared fixture {} is missing (is ../shared/fixtures there?)",
+        "real-tool fixture {} is missing (see tests/fixtures/PROVENANCE.md)",
         path.display()
     );
     path
@@ -43,8 +39,8 @@ pub fn generated(rel: &str) -> PathBuf {
     path
 }
 
-/// Every shared fixture unpack accepts, with the number of index.json entries it gives.
-pub const SHARED_OK: &[(&str, usize)] = &[
+/// Every real-tool fixture unpack accepts, with the number of index.json entries it gives.
+pub const REAL_TOOL_OK: &[(&str, usize)] = &[
     (
         "google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar",
         2,

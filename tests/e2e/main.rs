@@ -7,6 +7,8 @@ mod crash;
 mod docker;
 mod fixtures;
 mod load;
+mod makefile;
+mod newcomer;
 mod overlap;
 mod push;
 mod push_matrix;

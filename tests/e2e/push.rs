@@ -4,14 +4,14 @@
 
 use crate::util::{
     PASSWORD, WRONG_PASSWORD, assert_ok, base64_encode, have_tool, layout_layers, push_cmd, pushed,
-    run, run_with_stdin, shared_fixtures, skopeo_pull_layers, text,
+    real_tool_fixtures, run, run_with_stdin, skopeo_pull_layers, text,
 };
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
 use std::path::PathBuf;
 use std::process::Output;
 
 fn fixture(rel: &str) -> PathBuf {
-    shared_fixtures().join(rel)
+    real_tool_fixtures().join(rel)
 }
 
 const TWO_IMAGES: &str = "generated-local/skopeo-1.9.3/skopeo-oci-layout-2images";

@@ -1,5 +1,5 @@
-//! Issue 4's done-when: every input unpack accepts (the shared fixtures and the generated ones,
-//! [`crate::fixtures::SHARED_OK`] and [`crate::fixtures::GENERATED_OK`]) is pushed with
+//! Issue 4's done-when: every input unpack accepts (the real-tool fixtures and the generated ones,
+//! [`crate::fixtures::REAL_TOOL_OK`] and [`crate::fixtures::GENERATED_OK`]) is pushed with
 //! `layerlift-push SOURCE REGISTRY/mN --all` to a real registry in each of the four auth/TLS modes
 //! (anonymous, htpasswd Basic, Bearer token, TLS with a generated CA), and every pushed image is
 //! pulled back with skopeo and checked layer by layer against the source:
@@ -14,7 +14,7 @@
 //! One registry per mode, shared by all fixtures (repository prefix `mN` per fixture), the four
 //! modes in parallel. A fixture push refuses must be listed in [`REFUSED`] with its exact error.
 
-use crate::fixtures::{GENERATED_OK, SHARED_OK, generated, shared};
+use crate::fixtures::{GENERATED_OK, REAL_TOOL_OK, generated, real_tool};
 use crate::util::{
     Mode, ModeRegistry, assert_ok, have_tool, push_cmd, pushed, run, sha256_digest,
     skopeo_inspect_raw, text, try_skopeo_pull,
@@ -48,9 +48,9 @@ struct Source {
 }
 
 fn sources(work: &std::path::Path) -> Vec<Source> {
-    let mut all: Vec<(String, PathBuf)> = SHARED_OK
+    let mut all: Vec<(String, PathBuf)> = REAL_TOOL_OK
         .iter()
-        .map(|(rel, _)| (rel.to_string(), shared(rel)))
+        .map(|(rel, _)| (rel.to_string(), real_tool(rel)))
         .collect();
     all.extend(
         GENERATED_OK

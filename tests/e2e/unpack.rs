@@ -1,8 +1,8 @@
-//! `layerlift-unpack` end to end: every shared fixture, every generated one, compressed wrappers,
+//! `layerlift-unpack` end to end: every real-tool fixture, every generated one, compressed wrappers,
 //! pipes, `--list`, image selection, adding to a layout, and bad input. Layouts are checked by
 //! [`crate::verify`] (independent code) and by skopeo and umoci.
 
-use crate::fixtures::{GENERATED_OK, SHARED_OK, generated, shared};
+use crate::fixtures::{GENERATED_OK, REAL_TOOL_OK, generated, real_tool};
 use crate::verify;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -57,7 +57,7 @@ fn unpack_fails(archive: &Path, expect: &str) -> String {
     // Into an existing layout: it is left as it was.
     let existing = tmp.path().join("existing");
     unpack_ok(
-        &shared("wagoodman-dive/.data/test-oci-gzip-image.tar"),
+        &real_tool("wagoodman-dive/.data/test-oci-gzip-image.tar"),
         &existing,
     );
     let before = index_refs(&existing);
@@ -167,7 +167,7 @@ fn skopeo_reading(archive: &Path, position: usize) -> Option<(String, Vec<String
     Some((config_digest, diff_ids))
 }
 
-const SHARED_BAD: &[(&str, &str)] = &[
+const REAL_TOOL_BAD: &[(&str, &str)] = &[
     (
         "google-go-containerregistry/pkg/v1/tarball/testdata/null_manifest.tar",
         "manifest.json: is `null`",
@@ -183,9 +183,9 @@ const SHARED_BAD: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn every_shared_fixture_unpacks_to_a_layout_skopeo_and_umoci_accept() {
-    for (rel, entries) in SHARED_OK {
-        let archive = shared(rel);
+fn every_real_tool_fixture_unpacks_to_a_layout_skopeo_and_umoci_accept() {
+    for (rel, entries) in REAL_TOOL_OK {
+        let archive = real_tool(rel);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("oci");
         unpack_ok(&archive, &dir);
@@ -197,9 +197,9 @@ fn every_shared_fixture_unpacks_to_a_layout_skopeo_and_umoci_accept() {
 }
 
 #[test]
-fn shared_negative_fixtures_fail_as_provenance_predicts() {
-    for (rel, expect) in SHARED_BAD {
-        unpack_fails(&shared(rel), expect);
+fn real_tool_negative_fixtures_fail_as_provenance_predicts() {
+    for (rel, expect) in REAL_TOOL_BAD {
+        unpack_fails(&real_tool(rel), expect);
     }
 }
 
@@ -253,7 +253,7 @@ fn config_digests_and_diff_ids_agree_with_skopeo() {
         ),
     ];
     for (rel, positions) in archives {
-        let archive = shared(rel);
+        let archive = real_tool(rel);
         for n in positions {
             let theirs = skopeo_reading(&archive, n)
                 .unwrap_or_else(|| panic!("skopeo cannot read {rel} @{n}"));
@@ -283,7 +283,7 @@ fn config_digests_and_diff_ids_agree_with_skopeo() {
     // The image skopeo cannot read from Docker's archive is the same image podman re-saved.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("oci");
-    let link = shared("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
+    let link = real_tool("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
     let out = unpack(&[
         "-q",
         "--image",
@@ -293,7 +293,7 @@ fn config_digests_and_diff_ids_agree_with_skopeo() {
     ]);
     assert!(out.status.success());
     let theirs = skopeo_reading(
-        &shared("generated-local/podman-4.3.1/podman-docker-archive-single.tar"),
+        &real_tool("generated-local/podman-4.3.1/podman-docker-archive-single.tar"),
         0,
     )
     .unwrap();
@@ -307,11 +307,11 @@ fn docker_and_podman_saves_of_one_image_give_the_same_manifest() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     unpack_ok(
-        &shared("wagoodman-dive/.data/test-docker-image.tar"),
+        &real_tool("wagoodman-dive/.data/test-docker-image.tar"),
         &a.path().join("o"),
     );
     unpack_ok(
-        &shared("generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar"),
+        &real_tool("generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar"),
         &b.path().join("o"),
     );
     assert_eq!(
@@ -385,7 +385,7 @@ fn compressed_archives_give_the_same_layout_as_plain_ones() {
         ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        unpack_ok(&shared(plain), &tmp.path().join("plain"));
+        unpack_ok(&real_tool(plain), &tmp.path().join("plain"));
         let want = index_refs(&tmp.path().join("plain"));
         for ext in ["gz", "zst", "bz2", "xz"] {
             let dir = tmp.path().join(ext);
@@ -407,7 +407,7 @@ fn compressed_archives_give_the_same_layout_as_plain_ones() {
 
 #[test]
 fn pipe_gives_the_same_layout_as_the_file() {
-    let archive = shared("generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar");
+    let archive = real_tool("generated-local/podman-4.3.1/podman-docker-archive-whiteouts.tar");
     let tmp = tempfile::tempdir().unwrap();
     unpack_ok(&archive, &tmp.path().join("file"));
     let dir = tmp.path().join("pipe");
@@ -449,7 +449,7 @@ fn pipe_gives_the_same_layout_as_the_file() {
 
 #[test]
 fn list_shows_symlinks_and_their_targets_and_writes_nothing() {
-    let archive = shared("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
+    let archive = real_tool("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(UNPACK)
         .current_dir(tmp.path())
@@ -489,7 +489,7 @@ fn list_shows_symlinks_and_their_targets_and_writes_nothing() {
 
 #[test]
 fn image_selection_and_adding_to_a_layout() {
-    let archive = shared("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
+    let archive = real_tool("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("oci");
     let a = archive.to_str().unwrap();
@@ -517,7 +517,7 @@ fn image_selection_and_adding_to_a_layout() {
     assert!(unpack(&["-q", a, d]).status.success());
     assert_eq!(index_refs(&dir).len(), 2);
     unpack_ok(
-        &shared("wagoodman-dive/.data/test-oci-gzip-image.tar"),
+        &real_tool("wagoodman-dive/.data/test-oci-gzip-image.tar"),
         &dir,
     );
     assert_eq!(index_refs(&dir).len(), 3);
@@ -708,7 +708,7 @@ fn bad_archives_fail_with_one_clear_line() {
             "duplicate entry",
         ),
         ("empty.tar", vec![0u8; 1024], "not a saved image archive"),
-        ("zero-bytes.tar", Vec::new(), "truncated"),
+        ("zero-bytes.tar", Vec::new(), "empty (0 bytes)"),
         (
             "config-name-lies.tar",
             {
@@ -812,7 +812,7 @@ fn compressing_on_the_way_in_equals_unpack_then_convert() {
         "wagoodman-dive/.data/test-oci-uncompressed-image.tar",
         "wagoodman-dive/.data/test-kaniko-image.tar",
     ] {
-        let archive = shared(rel);
+        let archive = real_tool(rel);
         // Layers already compressed are kept as they are (kaniko's are gzip): convert would turn
         // them into zstd, unpack does not re-encode.
         let codecs: &[&str] = if rel.contains("kaniko") {

@@ -10,12 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The fixtures shipped beside the repository: `$LAYERLIFT_SHARED_FIXTURES` or `../shared/fixtures`.
-pub fn shared_fixtures() -> PathBuf {
-    match std::env::var_os("LAYERLIFT_SHARED_FIXTURES") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    }
+/// The directory of archives written by real tools: `tests/fixtures/` in the repository.
+pub fn real_tool_fixtures() -> PathBuf {
+    crate::fixtures::root().join("tests/fixtures")
 }
 
 /// Copy a directory tree (files and directories only).

@@ -74,17 +74,17 @@ pub fn fixture(
 
 /// Generate every fixture that does not exist yet.
 pub fn generate(out: &Path) -> Result<()> {
-    let shared = util::shared_fixtures_dir();
-    if !shared.is_dir() {
+    let real = util::real_tool_fixtures_dir();
+    if !real.is_dir() {
         bail!(
-            "shared fixtures not found at {} (expected ../shared/fixtures beside the repository, \
-             or set LAYERLIFT_SHARED_FIXTURES)",
-            shared.display()
+            "real-tool fixtures not found at {} (they are part of the repository: \
+             tests/fixtures/PROVENANCE.md)",
+            real.display()
         );
     }
-    let shared = shared
+    let real = real
         .canonicalize()
-        .with_context(|| format!("resolve {}", shared.display()))?;
+        .with_context(|| format!("resolve {}", real.display()))?;
     let tools = [
         "gzip", "pigz", "zstd", "bzip2", "xz", "skopeo", "umoci", "tar",
     ];
@@ -97,7 +97,7 @@ pub fn generate(out: &Path) -> Result<()> {
     fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
 
     let start = Instant::now();
-    let plan = plan(&shared, out)?;
+    let plan = plan(&real, out)?;
     let (mut built, mut kept) = (0, 0);
     for f in &plan {
         let dest = out.join(&f.rel);
@@ -107,7 +107,7 @@ pub fn generate(out: &Path) -> Result<()> {
             kept += 1;
         }
     }
-    write_manifest(out, &shared, &plan)?;
+    write_manifest(out, &real, &plan)?;
     println!(
         "xtask fixtures: {} in {} ({built} built, {kept} already there) in {:.1}s",
         plan.len(),
@@ -117,8 +117,8 @@ pub fn generate(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every `.tar` file under the shared fixtures, sorted.
-fn shared_tars(shared: &Path) -> Result<Vec<PathBuf>> {
+/// Every `.tar` file under the real-tool fixtures, sorted.
+fn real_tool_tars(real: &Path) -> Result<Vec<PathBuf>> {
     fn walk(dir: &Path, acc: &mut Vec<PathBuf>) -> Result<()> {
         for e in fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
             let e = e?;
@@ -133,7 +133,7 @@ fn shared_tars(shared: &Path) -> Result<Vec<PathBuf>> {
         Ok(())
     }
     let mut acc = Vec::new();
-    walk(shared, &mut acc)?;
+    walk(real, &mut acc)?;
     acc.sort();
     Ok(acc)
 }
@@ -146,23 +146,23 @@ const WRAPPERS: [(&str, &str, &[&str]); 4] = [
     ("xz", "xz", &["-c", "-T1"]),
 ];
 
-fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
+fn plan(real: &Path, out: &Path) -> Result<Vec<Fixture>> {
     let mut plan = Vec::new();
 
-    // 1. Every shared tar fixture wrapped in each outer compression.
-    let tars = shared_tars(shared)?;
+    // 1. Every real-tool tar fixture wrapped in each outer compression.
+    let tars = real_tool_tars(real)?;
     let mut names = std::collections::BTreeSet::new();
     for tar in &tars {
         let base = tar.file_name().unwrap().to_string_lossy().into_owned();
         if !names.insert(base.clone()) {
-            bail!("two shared fixtures are named {base}; compressed/ needs unique names");
+            bail!("two real-tool fixtures are named {base}; compressed/ needs unique names");
         }
-        let rel_src = tar.strip_prefix(shared).unwrap().display().to_string();
+        let rel_src = tar.strip_prefix(real).unwrap().display().to_string();
         for (ext, tool, args) in WRAPPERS {
             let src = tar.clone();
             plan.push(fixture(
                 format!("compressed/{base}.{ext}"),
-                format!("`{tool} {}` of shared `{rel_src}`", args.join(" ")),
+                format!("`{tool} {}` of `tests/fixtures/{rel_src}`", args.join(" ")),
                 move |dest| run_filter(tool, args, &src, dest),
             ));
         }
@@ -170,8 +170,8 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
     // Multi-member gzip and multi-frame zstd: the tar split in two, each half compressed alone and
     // the results concatenated (what `cat a.gz b.gz` or pigz --independent pipelines produce).
     // A reader that stops after the first member sees a truncated archive.
-    let link = shared.join("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
-    let multi = shared.join("generated-local/podman-4.3.1/podman-docker-archive-multi.tar");
+    let link = real.join("google-go-containerregistry/pkg/v1/tarball/testdata/test_link.tar");
+    let multi = real.join("generated-local/podman-4.3.1/podman-docker-archive-multi.tar");
     for src in [&link, &multi] {
         let base = src.file_name().unwrap().to_string_lossy().into_owned();
         for (ext, tool, args) in [
@@ -182,7 +182,7 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
             plan.push(fixture(
                 format!("compressed/{base}.multi.{ext}"),
                 format!(
-                    "shared `{base}` split at half its size, each half `{tool} {}`'d alone, \
+                    "`{base}` split at half its size, each half `{tool} {}`'d alone, \
                      concatenated: a multi-member {ext} stream",
                     args.join(" ")
                 ),
@@ -196,7 +196,7 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
         let s = src.clone();
         plan.push(fixture(
             format!("compressed/{base}.pigz.gz"),
-            format!("`pigz -n -c` of shared `{base}`"),
+            format!("`pigz -n -c` of `{base}`"),
             move |dest| run_filter("pigz", ["-n", "-c"], &s, dest),
         ));
     }
@@ -255,8 +255,8 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
     // Malformed archives built in memory: truncations, bombs, escapes, bad JSON and digests.
     plan.extend(crate::bad_fixtures::plan());
 
-    // 2. skopeo (containers/image) conversions of shared docker-archives.
-    let dive = shared.join("wagoodman-dive/.data/test-docker-image.tar");
+    // 2. skopeo (containers/image) conversions of real-tool docker-archives.
+    let dive = real.join("wagoodman-dive/.data/test-docker-image.tar");
     let link_s = link.display().to_string();
     let dive_s = dive.display().to_string();
     let img1 = format!("docker-archive:{link_s}:bazel/v1/tarball:test_image_1");
@@ -358,7 +358,7 @@ fn plan(shared: &Path, out: &Path) -> Result<Vec<Fixture>> {
         |d| format!("docker-archive:{d}:localhost/umoci/test:latest"),
     ));
 
-    // 4. Synthetic saves for the engines no public fixture covers (FORMATS.md §2).
+    // 4. Synthetic saves for the engines no public fixture covers (docs/formats.md).
     plan.push(fixture(
         "synthetic/containerd-store-save.tar",
         synthetic::CONTAINERD_ABOUT,
@@ -508,14 +508,14 @@ fn umoci_layout(dest: &Path) -> Result<()> {
 }
 
 /// Rewrite `MANIFEST.md` for what is in `out` now.
-fn write_manifest(out: &Path, shared: &Path, plan: &[Fixture]) -> Result<()> {
+fn write_manifest(out: &Path, real: &Path, plan: &[Fixture]) -> Result<()> {
     let mut s = String::from(
         "# Generated fixtures\n\nWritten by `cargo xtask fixtures` (xtask/src/fixtures.rs); see \
          docs/development.md. Delete a file or run `cargo xtask fixtures --force` to rebuild.\n\n",
     );
     s.push_str(&format!(
-        "Shared fixtures read from `{}`.\n\n",
-        shared.display()
+        "Real-tool fixtures read from `{}`.\n\n",
+        real.display()
     ));
     s.push_str("| path | size | what |\n|---|---|---|\n");
     for f in plan {

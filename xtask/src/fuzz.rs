@@ -4,8 +4,8 @@
 //! seeded from `fuzz/seeds/<target>/` (small committed inputs), `fuzz/regressions/<target>/`
 //! (inputs that once crashed a target, kept so that they are replayed on every run; the registry
 //! targets' regressions and seeds are also replayed by `cargo test`, see
-//! `layerlift_registry::fuzzing`), and, for the
-//! archive and JSON targets, from the shared fixtures (`../shared/fixtures`): the archives
+//! `layerlift_registry::fuzzing`), and, for the archive and JSON targets, from the real-tool
+//! fixtures (`tests/fixtures/`): the archives
 //! themselves and the JSON documents inside them. `--minutes N` is the total time, split evenly
 //! between the targets; a crash does not stop the other targets, but fails the task at the end with
 //! the paths of the inputs libFuzzer saved under `fuzz/artifacts/<target>/`.
@@ -204,21 +204,21 @@ fn seed(fuzz_dir: &Path, target: &str, corpus: &Path) -> Result<usize> {
             }
         }
     }
-    let shared = util::shared_fixtures_dir();
-    if shared.is_dir() && matches!(target, "archive_bytes" | "manifest_json") {
+    let real = util::real_tool_fixtures_dir();
+    if real.is_dir() && matches!(target, "archive_bytes" | "manifest_json") {
         let mut files = Vec::new();
-        walk(&shared, &mut files)?;
+        walk(&real, &mut files)?;
         for path in files {
             let key = util::sha256_hex(path.to_string_lossy().as_bytes());
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
             if target == "archive_bytes" && meta.len() <= MAX_SEED_ARCHIVE {
-                fs::copy(&path, corpus.join(format!("shared-{}", &key[..16])))?;
+                fs::copy(&path, corpus.join(format!("real-{}", &key[..16])))?;
             }
             if target == "manifest_json" {
                 for (i, doc) in json_documents(&path, meta.len()).into_iter().enumerate() {
-                    fs::write(corpus.join(format!("shared-{}-{i}", &key[..16])), doc)?;
+                    fs::write(corpus.join(format!("real-{}-{i}", &key[..16])), doc)?;
                 }
             }
         }

@@ -7,6 +7,7 @@
 //! cargo xtask bench [--quick] [...]     unpack vs tar -xf, convert and push vs skopeo, ~300 MB image
 //! cargo xtask big-layer [--size N]      a 4 GiB incompressible layer through unpack/convert/push (RSS)
 //! cargo xtask man [DIR]                 man pages from the CLI's clap definitions (target/man)
+//! cargo xtask dist [--debug]            release archive + SHA256SUMS for this target (target/dist)
 //! ```
 
 mod bad_fixtures;
@@ -15,6 +16,7 @@ mod bench_docker;
 mod bench_repush;
 mod bench_steps;
 mod big_layer;
+mod dist;
 mod fixtures;
 mod fuzz;
 mod man;
@@ -36,7 +38,7 @@ tasks:
   fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]
                       build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
                       for its share of N minutes (default 2), seeded from fuzz/seeds,
-                      fuzz/regressions and ../shared/fixtures
+                      fuzz/regressions and tests/fixtures
   bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
@@ -45,7 +47,11 @@ tasks:
   big-layer [--size BYTES] [--no-build]
                       one incompressible layer (default 4 GiB) unpacked, converted and pushed to a
                       local docker-registry; peak RSS and disk use against the issues' bounds
-  man [DIR]           man pages for the four binaries (clap_mangen) into DIR (target/man)
+  man [DIR]           man pages for layerlift and each of its commands (clap_mangen) into DIR
+                      (target/man)
+  dist [--debug]      release archive for this target: the four binaries, man pages, bash/zsh/fish
+                      completions, LICENSE, README.md; target/dist/layerlift-VERSION-TARGET.tar.gz
+                      and target/dist/SHA256SUMS
 
 See docs/development.md.";
 
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "big-layer" => big_layer::run(rest),
         "man" => man::run(rest),
+        "dist" => dist::run(rest),
         measure::RUSAGE_TASK => measure::rusage_main(rest),
         man::MAN_TASK => man::generate(rest),
         "help" | "-h" | "--help" => {

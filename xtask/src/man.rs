@@ -1,5 +1,6 @@
-//! `cargo xtask man [DIR]`: man pages for the four binaries, generated with clap_mangen from the
-//! CLI's own clap definitions (`layerlift_cli::{unpack,convert,push}::Args`).
+//! `cargo xtask man [DIR]`: man pages for `layerlift` and each of its commands (`layerlift-unpack`,
+//! `-convert`, `-push`, `-check`, `-completions`), generated with clap_mangen from the CLI's own clap
+//! definitions (`layerlift_cli::app::Cli`).
 //!
 //! The CLI crate and clap_mangen are optional dependencies behind the `man` feature, so that
 //! everyday tasks (`test`, `fixtures`, `bench`) neither wait for nor break on the CLI's build: the
@@ -58,24 +59,16 @@ pub fn generate(args: &[String]) -> Result<ExitCode> {
     let dir = PathBuf::from(dir);
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
-    let unpack = layerlift_cli::unpack::Args::command();
-    let convert = layerlift_cli::convert::Args::command();
-    let push = layerlift_cli::push::Args::command();
-    // `layerlift` itself (its clap struct lives in the binary): the steps as subcommands.
-    // xtask shares the workspace version with the CLI.
-    let layerlift = clap::Command::new("layerlift")
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Get a saved image archive into any container registry, without a Docker daemon")
-        .after_help(
-            "Each subcommand is also a binary of its own: `layerlift unpack …` runs the same code \
-             as `layerlift-unpack …`. See layerlift-unpack(1), layerlift-convert(1), layerlift-push(1).",
-        )
-        .subcommand_required(true)
-        .subcommand(unpack.clone().name("unpack"))
-        .subcommand(convert.clone().name("convert"))
-        .subcommand(push.clone().name("push"));
-
-    for cmd in [unpack, convert, push, layerlift] {
+    // `layerlift` as the binary parses it, and one page per subcommand, git-style:
+    // layerlift-unpack(1) is both `layerlift unpack` and the `layerlift-unpack` binary.
+    let layerlift = layerlift_cli::app::Cli::command();
+    let mut pages = vec![layerlift.clone()];
+    for sub in layerlift.get_subcommands() {
+        let name: &'static str =
+            Box::leak(format!("layerlift-{}", sub.get_name()).into_boxed_str());
+        pages.push(sub.clone().name(name).bin_name(name));
+    }
+    for cmd in pages {
         let name = cmd.get_name().to_string();
         let path = dir.join(format!("{name}.1"));
         let mut buf = Vec::new();

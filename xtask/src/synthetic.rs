@@ -1,4 +1,5 @@
-//! Synthetic `docker save` archives for the engines no public fixture covers (../shared/FORMATS.md §2):
+//! Synthetic `docker save` archives for the engines no public fixture covers (docs/formats.md,
+//! "The formats in brief"):
 //! a containerd-image-store save and a Docker 25+ graphdriver save.
 //!
 //! The layer tars are real tars written by the `tar` crate, gzip comes from flate2 and zstd from the
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub const CONTAINERD_ABOUT: &str = "SYNTHETIC containerd-image-store `docker save` (Docker ≥ 24 with the \
-containerd snapshotter; FORMATS.md §2b): `oci-layout`, `index.json` → a Docker **manifest list** \
+containerd snapshotter): `oci-layout`, `index.json` → a Docker **manifest list** \
 (annotations `io.containerd.image.name` = `docker.io/library/layerlift-synthetic:latest`, ref.name `latest`) \
 with linux/amd64 present and linux/arm64/v8 **absent** (its manifest, config and layers are not in the tar, \
 as with `WithSkipMissing`); the amd64 manifest has Docker media types and 2 **gzip** layers (flate2); \
@@ -30,8 +31,8 @@ layer made by the `zstd` tool), linux/arm64 (**absent**), an **attestation manif
 present) and one for arm64 (absent). The index descriptor also carries \
 `containerd.io/distribution.source.docker.io`. `manifest.json` picks amd64.";
 
-pub const DOCKER25_ABOUT: &str = "SYNTHETIC Docker 26.1+ graphdriver-store `docker save` of a tagged image \
-(FORMATS.md §2a): `blobs/sha256/<diffid>` **uncompressed** layers, the config, one orphan legacy v1 json \
+pub const DOCKER25_ABOUT: &str = "SYNTHETIC Docker 26.1+ graphdriver-store `docker save` of a tagged image\
+: `blobs/sha256/<diffid>` **uncompressed** layers, the config, one orphan legacy v1 json \
 per layer, the OCI manifest (`…layer.v1.tar` descriptors, digest == diff_id); `manifest.json` with \
 `Config`/`Layers` → `blobs/sha256/…` and **LayerSources for every layer**; `index.json` with \
 `io.containerd.image.name` = `docker.io/library/layerlift-synthetic:v25` and ref.name = `v25` (tag only); \

@@ -22,8 +22,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         cmd.arg("--workspace");
     }
     cmd.arg("--locked").args(args);
-    cmd.env("LAYERLIFT_FIXTURES_DIR", &dir)
-        .env("LAYERLIFT_SHARED_FIXTURES", util::shared_fixtures_dir());
+    cmd.env("LAYERLIFT_FIXTURES_DIR", &dir);
     eprintln!("xtask test: {}", util::show(&cmd));
     // cargo test prints one summary per test binary, and its last one is usually a crate's
     // doc-tests with nothing to run; pass everything through and close with the totals.

@@ -38,12 +38,9 @@ pub fn cargo_target_dir() -> PathBuf {
     }
 }
 
-/// The fixtures shipped beside the repository: `$LAYERLIFT_SHARED_FIXTURES` or `<root>/../shared/fixtures`.
-pub fn shared_fixtures_dir() -> PathBuf {
-    match std::env::var_os("LAYERLIFT_SHARED_FIXTURES") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace_root().join("../shared/fixtures"),
-    }
+/// The archives written by real tools, kept in the repository: `<root>/tests/fixtures`.
+pub fn real_tool_fixtures_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures")
 }
 
 /// The `cargo` that runs us (cargo sets `CARGO` for `cargo run`), or `cargo` from PATH.

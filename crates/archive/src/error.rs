@@ -13,7 +13,13 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
-    #[error("not a tar archive (after decompression: {compression}): {detail}")]
+    /// The input holds no bytes (or its compressed stream decompresses to none).
+    #[error("{what}: not an archive; {EXPECTED}")]
+    Empty { what: String },
+    /// The start of the input is surely not a tar archive; `what` says what it looks like.
+    #[error("not an image archive: {what}; {EXPECTED}")]
+    NotAnArchive { what: String },
+    #[error("not a valid tar archive{}: {detail}", compressed(.compression))]
     NotTar {
         compression: &'static str,
         detail: String,
@@ -57,6 +63,18 @@ pub enum ArchiveError {
         expected: Digest,
         actual: Digest,
     },
+}
+
+/// What the tools read, for messages about an input that is not that.
+const EXPECTED: &str = "expected a tar written by `docker save`, `podman save` or `skopeo copy`, \
+                        plain or gzip/zstd/bzip2/xz compressed";
+
+/// ` (gzip-compressed)` for a compressed stream, nothing for a plain one.
+fn compressed(compression: &str) -> String {
+    match compression {
+        "none" | "-" => String::new(),
+        c => format!(" ({c}-compressed)"),
+    }
 }
 
 impl ArchiveError {

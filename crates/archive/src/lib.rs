@@ -34,6 +34,7 @@ pub mod paths;
 pub mod plan;
 mod readahead;
 pub mod scan;
+mod sniff;
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
@@ -130,6 +131,16 @@ fn grow_pipe_buffer() {
     }
 }
 
+/// Open an archive file and check that its start is an archive (not empty, not text, not a zip...),
+/// reading at most one tar block after decompression: what a caller does before it spends time on
+/// anything else (push, before it contacts the registry).
+pub fn check_start(path: &std::path::Path) -> Result<(), ArchiveError> {
+    let file = std::fs::File::open(path).map_err(|e| ArchiveError::io("the archive", e))?;
+    let (compression, decoded) = layerlift_layers::decoder(BufReader::new(file))
+        .map_err(|e| ArchiveError::io("the start of the archive", e))?;
+    sniff::check_start(decoded, compression).map(drop)
+}
+
 fn scan_stream(
     source: Box<dyn Read + Send>,
     layout: Option<&Layout>,
@@ -138,6 +149,7 @@ fn scan_stream(
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
         .map_err(|e| ArchiveError::io("the start of the archive", e))?;
+    let decoded = sniff::check_start(decoded, compression)?;
     // Reading and decompressing run on their own thread, ahead of hashing and staging.
     let mut reader = readahead::ReadAhead::new(decoded);
     let scan = scan::scan_tar_with(&mut reader, layout, settings).map_err(|e| match e {

@@ -667,9 +667,18 @@ fn tar_error(e: io::Error, doing: &str) -> ArchiveError {
         };
     }
     if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other {
+        // The tar library's text quotes the header's raw bytes: say what is wrong in our words.
+        let msg = e.to_string();
+        let what = if msg.contains("cksum") {
+            "a header's checksum is wrong"
+        } else if msg.contains("numeric field") || msg.contains("size") {
+            "a header holds a number field that is not a number"
+        } else {
+            "a header is not a valid tar header"
+        };
         return ArchiveError::NotTar {
             compression: "-",
-            detail: format!("{e} (while {doing})"),
+            detail: format!("{what} (while {doing})"),
         };
     }
     ArchiveError::io(doing.to_string(), e)

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-check",
+    version = crate::app::version(),
     about = "Verify an OCI image layout: structure, every blob's digest, every image's layers against its config",
     after_help = "Exit code: 0 the layout is valid, 1 it is not (each problem on its own line), 2 usage."
 )]

@@ -37,7 +37,7 @@ const SMALL_LAYER: u64 = 8 << 20;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-convert",
-    version,
+    version = crate::app::version(),
     about = "Re-encode the layers of an OCI image layout (gzip, zstd or plain; deterministic, on all cores) and convert manifests between OCI and Docker schema 2",
     after_help = "\
 Examples:

@@ -7,10 +7,33 @@ pub const FAILURE: u8 = 1;
 /// The command line was wrong (clap also uses 2).
 pub const USAGE: u8 = 2;
 
-/// Print `error: ...` as one line ([`one_line`]) to stderr, return exit code 1.
+/// A command line that cannot work whatever the inputs hold (a DEST that is no reference, options
+/// that exclude each other): reported like any error, but exit code [`USAGE`].
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] as an `anyhow::Error`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// Print `error: ...` as one line ([`one_line`]) to stderr; return exit code 2 when the chain holds
+/// a [`UsageError`], else 1.
 pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
     eprintln!("{program}: error: {}", one_line(err));
-    ExitCode::from(FAILURE)
+    if err.chain().any(|c| c.is::<UsageError>()) {
+        ExitCode::from(USAGE)
+    } else {
+        ExitCode::from(FAILURE)
+    }
 }
 
 /// The error chain as one line, causes joined with `: ` (a cause whose text the line already

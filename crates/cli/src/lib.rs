@@ -5,6 +5,7 @@
 //! wrappers over them (see `src/bin/`). Libraries return typed errors; this crate turns them into
 //! one-line messages and exit codes (see [`exit`]).
 
+pub mod app;
 pub mod check;
 pub mod convert;
 pub mod exit;

@@ -19,6 +19,7 @@ mod reuse;
 mod sessions;
 mod upload;
 
+use crate::exit::usage;
 use anyhow::{Context, bail};
 use layerlift_archive::catalog::CatalogLayer;
 use layerlift_layout::Layout;
@@ -39,7 +40,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-push",
-    version,
+    version = crate::app::version(),
     about = "Push the images of an OCI image layout (or a saved-image archive) to a registry",
     after_help = "\
 Examples:
@@ -142,7 +143,7 @@ pub struct Options {
     pub compression: crate::convert::CompressionArg,
     /// Push only this platform (`os/arch[/variant]`) of a multi-platform image: its manifest,
     /// tagged as the image would be (e.g. a containerd save that holds one platform of several).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::app::parse_platform)]
     pub platform: Option<String>,
     /// Also look for reusable layers in the image REF points at (same registry; repeatable). DEST's
     /// own tags are always looked at. A layer found only through REF is read back from the
@@ -214,16 +215,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
-    let dest = Reference::parse(&args.dest)?;
+    let dest =
+        Reference::parse(&args.dest).map_err(|e| usage(format!("DEST `{}`: {e}", args.dest)))?;
     if args.opts.all && (dest.tag.is_some() || dest.digest.is_some() || !args.tags.is_empty()) {
-        bail!("--all takes the tags from SOURCE: give DEST as HOST/REPOSITORY without a tag");
+        return Err(usage(
+            "--all takes the tags from SOURCE: give DEST as HOST/REPOSITORY without a tag",
+        ));
     }
     // Credentials first: --password-stdin consumes standard input, which an archive on `-` needs.
     if args.opts.password_stdin && args.source == "-" {
-        bail!("--password-stdin and SOURCE `-` both need standard input");
+        return Err(usage(
+            "--password-stdin and SOURCE `-` both need standard input",
+        ));
     }
+    // The source is opened and checked before anything talks to the registry.
+    check_source(&args.source)?;
     let credential = if let Some(c) = &args.opts.creds {
-        Credential::from_creds(c)?
+        Credential::from_creds(c).map_err(|e| usage(e.to_string()))?
     } else if let Some(user) = &args.opts.username {
         let password = credentials::read_password(std::io::stdin().lock())
             .context("cannot read the password from standard input")?;
@@ -259,7 +267,16 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     let observer_out = Arc::clone(out);
     client.set_retry_observer(Box::new(move |attempt, error, delay| {
         observer_out.event(json!({"event": "retried", "attempt": attempt, "delayMs": delay.as_millis() as u64, "error": error.to_string()}));
-        observer_out.message(&format!("retrying in {:.1}s after: {error}", delay.as_secs_f64()));
+        if error.is_refused() {
+            // Said off a terminal too: a refused connection is the usual "wrong address or
+            // registry not started", and the wait should not look like a hang.
+            observer_out.notice(&format!(
+                "waiting for the registry to accept connections (retrying in {:.1}s): {error}",
+                delay.as_secs_f64()
+            ));
+        } else {
+            observer_out.message(&format!("retrying in {:.1}s after: {error}", delay.as_secs_f64()));
+        }
     }));
     let pull_only = |repo: &str| {
         if args.opts.dry_run {
@@ -273,14 +290,14 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .opts
         .reuse_from
         .iter()
-        .map(|r| Reference::parse(r).with_context(|| format!("--reuse-from {r}")))
+        .map(|r| Reference::parse(r).map_err(|e| usage(format!("--reuse-from `{r}`: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     for r in &reuse_from {
         if r.registry != dest.registry {
-            bail!(
+            return Err(usage(format!(
                 "--reuse-from {r}: layers can only be reused from the destination's registry ({})",
                 dest.registry
-            );
+            )));
         }
         scopes.push(Scope::pull(&r.repository));
     }
@@ -451,6 +468,23 @@ struct Source {
 /// DEST's repository alone (no `--all`, `--image`, `--platform` or `--dry-run`), upload workers
 /// start first and each layer goes up as soon as it is in the temporary layout, while the reader
 /// carries on with the next one.
+/// SOURCE exists, and is an OCI layout that opens, another directory (read later), standard input,
+/// or a file that starts like an archive.
+fn check_source(source: &str) -> anyhow::Result<()> {
+    if source == "-" {
+        return Ok(());
+    }
+    let path = std::path::Path::new(source);
+    let meta = std::fs::metadata(path).with_context(|| format!("{source}: cannot open"))?;
+    if meta.is_dir() {
+        if path.join("oci-layout").is_file() {
+            Layout::open(path).with_context(|| source.to_string())?;
+        }
+        return Ok(());
+    }
+    layerlift_archive::check_start(path).with_context(|| source.to_string())
+}
+
 fn open_source(
     args: &Args,
     out: &Output,

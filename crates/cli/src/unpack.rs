@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "layerlift-unpack",
-    version,
+    version = crate::app::version(),
     about = "Read a saved image archive (docker save, podman, skopeo, oci-archive…) into an OCI image layout",
     after_help = "\
 Examples:
@@ -36,7 +36,7 @@ pub struct Args {
     pub images: Vec<String>,
     /// From images that are multi-platform indexes, take only this platform's manifest
     /// (`os/arch[/variant]`, e.g. `linux/arm64`). Its blobs must be in the archive.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::app::parse_platform)]
     pub platform: Option<String>,
     /// Compress layers the archive stores uncompressed, on the way in (one pass: no uncompressed
     /// copy is written). Manifests naming them are generated anew; configs are kept. Default: store

@@ -245,7 +245,8 @@ impl Layout {
     }
 
     /// Change `index.json` atomically: under an exclusive lock, read it, let `change` edit it, check
-    /// that every top-level descriptor's blob is present, write it to a temp file, fsync, rename.
+    /// that every top-level descriptor's blob is present, write it to a temp file, fsync, rename —
+    /// unless the new bytes are the ones already there (then nothing is written).
     pub fn update_index<E>(
         &self,
         change: impl FnOnce(&mut Index) -> Result<(), E>,
@@ -265,12 +266,17 @@ impl Layout {
                 });
             }
         }
-        if self.durable {
-            // The renames of the blobs it names reach the disk before index.json's does.
-            sync_dir(&self.blobs_dir())?;
-            sync_dir(&self.root.join("blobs"))?;
+        // The same bytes as now are not written again: index.json keeps its mtime, so that build
+        // tools comparing times (make) see an unchanged layout as unchanged.
+        let bytes = index_bytes(&index)?;
+        if fs::read(self.root.join("index.json")).ok().as_deref() != Some(bytes.as_slice()) {
+            if self.durable {
+                // The renames of the blobs it names reach the disk before index.json's does.
+                sync_dir(&self.blobs_dir())?;
+                sync_dir(&self.root.join("blobs"))?;
+            }
+            self.write_atomically("index.json", &bytes)?;
         }
-        self.write_atomically("index.json", &index_bytes(&index)?)?;
         drop(lock);
         Ok(Ok(()))
     }

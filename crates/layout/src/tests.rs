@@ -26,6 +26,46 @@ fn create_write_and_index() {
 }
 
 #[test]
+fn an_unchanged_index_is_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let digest = layout.write_blob(b"{}").unwrap();
+    let add = |index: &mut Index| {
+        if index.manifests.is_empty() {
+            index
+                .manifests
+                .push(Descriptor::new(media_types::OCI_MANIFEST, digest, 2));
+        }
+        Ok::<(), ()>(())
+    };
+    layout.update_index(add).unwrap().unwrap();
+    let path = dir.path().join("index.json");
+    // An old time, so that a rewrite (now) would show.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    layout.update_index(add).unwrap().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), old);
+    // A change is written.
+    let other = layout.write_blob(b"[]").unwrap();
+    layout
+        .update_index(|index| {
+            index
+                .manifests
+                .push(Descriptor::new(media_types::OCI_MANIFEST, other, 2));
+            Ok::<(), ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_ne!(fs::metadata(&path).unwrap().modified().unwrap(), old);
+    assert_eq!(layout.index().unwrap().manifests.len(), 2);
+}
+
+#[test]
 fn index_never_points_at_missing_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::create(dir.path()).unwrap();

@@ -531,6 +531,9 @@ impl Client {
                         *self.scheme.write().unwrap() = Some(Scheme::Http);
                         return match self.retrying(None, |_| self.ping_status()) {
                             Ok(200..=299 | 401) => self.ping_once(),
+                            // Nothing answered plain HTTP either: report that attempt, the last
+                            // one made (its URL says http://).
+                            Err(http) if http.is_refused() => Err(http),
                             _ => {
                                 *self.scheme.write().unwrap() = Some(Scheme::Https);
                                 Err(e)
@@ -606,9 +609,12 @@ impl Client {
                         start = Instant::now();
                     }
                     let delay = self.retry.delay(attempt, e.retry_after());
-                    if attempt >= self.retry.max_attempts
-                        || start.elapsed() + delay > self.retry.max_total
-                    {
+                    let budget = if e.is_refused() {
+                        self.retry.max_total.min(self.retry.max_refused)
+                    } else {
+                        self.retry.max_total
+                    };
+                    if attempt >= self.retry.max_attempts || start.elapsed() + delay > budget {
                         if attempt == 1 {
                             return Err(e);
                         }

@@ -173,6 +173,19 @@ impl Error {
         }
     }
 
+    /// The registry's host refused the connection: nothing listens there (yet). Worth a short
+    /// retry (a registry that is starting), not a long one.
+    pub fn is_refused(&self) -> bool {
+        match self {
+            Error::Transport { reason, .. } => {
+                let r = reason.to_ascii_lowercase();
+                r.contains("connection refused") || r.contains("connection failed")
+            }
+            Error::GaveUp { last, .. } => last.is_refused(),
+            _ => false,
+        }
+    }
+
     /// How long the registry asked us to wait.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {

@@ -16,6 +16,9 @@ pub struct RetryPolicy {
     pub max_total: Duration,
     /// Upper bound honoured for a registry's `Retry-After`.
     pub max_retry_after: Duration,
+    /// Upper bound of the time spent retrying a refused connection (nothing listening: a
+    /// registry that is starting gets this long, a wrong address fails fast).
+    pub max_refused: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -26,6 +29,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(15),
             max_total: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(60),
+            max_refused: Duration::from_secs(2),
         }
     }
 }

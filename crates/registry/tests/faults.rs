@@ -50,6 +50,7 @@ fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(200),
         max_total: Duration::from_secs(60),
         max_retry_after: Duration::from_secs(5),
+        ..RetryPolicy::default()
     }
 }
 

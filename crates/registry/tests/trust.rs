@@ -29,6 +29,7 @@ fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(100),
         max_total: Duration::from_secs(30),
         max_retry_after: Duration::from_secs(1),
+        ..RetryPolicy::default()
     }
 }
 

@@ -56,6 +56,19 @@ impl Output {
         }
     }
 
+    /// A message for a person on stderr, terminal or not; not with `-q` or `--json`.
+    pub fn notice(&self, msg: &str) {
+        if self.quiet || self.json {
+            return;
+        }
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(format!("layerlift-push: {msg}"));
+            }
+            None => eprintln!("layerlift-push: {msg}"),
+        }
+    }
+
     /// A message for a person on stderr: only on a terminal, not with `-q` or `--json`.
     pub fn message(&self, msg: &str) {
         if self.quiet || self.json {
