@@ -181,3 +181,22 @@ fn encode_clamped_reports_both_diff_ids() {
     let back = copy_layer(&done.layer.out[..], std::io::sink()).unwrap();
     assert_eq!(back.diff_id.digest, done.new_diff_id);
 }
+
+/// A PAX header is held in memory to rewrite its times, so one that claims more than `MAX_PAX`
+/// bytes is refused at its header, before any of it is read.
+#[test]
+fn a_pax_header_over_the_limit_is_refused_before_it_is_read() {
+    let mut h = header(tar::EntryType::XHeader, NEW, layerlift_layers::MAX_PAX + 1);
+    h.set_path("PaxHeaders/huge").unwrap();
+    h.set_cksum();
+    let mut clamp = MtimeClamp::new(Vec::new(), EPOCH);
+    let err = clamp.write_all(h.as_bytes()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("PAX header of"), "{err}");
+    // At the limit it is accepted (and waits for its data).
+    let mut h = header(tar::EntryType::XHeader, NEW, layerlift_layers::MAX_PAX);
+    h.set_path("PaxHeaders/large").unwrap();
+    h.set_cksum();
+    let mut clamp = MtimeClamp::new(Vec::new(), EPOCH);
+    clamp.write_all(h.as_bytes()).unwrap();
+}
