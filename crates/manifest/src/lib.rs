@@ -10,9 +10,13 @@ pub mod annotations;
 pub mod convert;
 mod digest;
 pub mod media_types;
+pub mod reference;
+pub mod selector;
 mod types;
 
 pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer, sha256};
+pub use reference::{Reference, ReferenceError};
+pub use selector::{ImageSelector, SelectorError};
 pub use types::{
     Descriptor, ImageConfig, Index, Manifest, ManifestError, Platform, RootFs, parse_json,
     platform_matches,

@@ -18,7 +18,6 @@ pub mod credentials;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod reference;
 mod retry;
 mod tls;
 mod transport;
@@ -30,6 +29,8 @@ pub use client::{
 };
 pub use credentials::{Credential, Secret};
 pub use error::{Error, RegistryErrorBody};
+/// Image references live in `layerlift-manifest` (archives and layouts name images with them too).
+pub use layerlift_manifest::reference;
 pub use reference::{Reference, ReferenceError};
 pub use retry::RetryPolicy;
 pub use transport::{Scheme, TransportOptions};
