@@ -6,6 +6,8 @@
 //! map. Bytes we did not create are never re-serialised: parse them to read them, keep the original
 //! bytes to store or push them.
 
+#![warn(missing_docs)]
+
 pub mod annotations;
 pub mod convert;
 mod digest;

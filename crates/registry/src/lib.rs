@@ -12,6 +12,8 @@
 //! challenge names. Errors are [`Error`]: they carry the method, URL, status and registry error
 //! code, never a secret (credentials live in [`Secret`], whose `Debug`/`Display` print `***`).
 
+#![warn(missing_docs)]
+
 mod auth;
 mod client;
 pub mod credentials;

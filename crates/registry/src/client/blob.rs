@@ -12,6 +12,7 @@ use url::Url;
 /// Result of a cross-repository mount attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountResult {
+    /// The registry linked the blob into the repository.
     Mounted,
     /// Not mounted; the registry opened an upload session at this URL instead (or none).
     NotMounted(Option<Url>),

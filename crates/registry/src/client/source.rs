@@ -9,7 +9,9 @@ use std::sync::Arc;
 /// A blob to upload: its digest, its size, and a way to read it from any offset (to retry and
 /// to resume chunked uploads).
 pub trait BlobSource: Sync {
+    /// The blob's digest.
     fn digest(&self) -> Digest;
+    /// The blob's size in bytes.
     fn size(&self) -> u64;
     /// A reader positioned at `offset`.
     fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send + '_>>;
@@ -20,8 +22,11 @@ pub trait BlobSource: Sync {
 /// A blob stored in a file.
 #[derive(Debug, Clone)]
 pub struct FileSource {
+    /// The file holding exactly the blob's bytes.
     pub path: PathBuf,
+    /// The blob's digest (not checked before sending: the registry checks it).
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
 }
 
@@ -46,11 +51,14 @@ impl BlobSource for FileSource {
 /// A blob held in memory (configs, small test blobs).
 #[derive(Debug, Clone)]
 pub struct BytesSource {
+    /// The blob's bytes.
     pub bytes: Arc<[u8]>,
+    /// The digest of `bytes`.
     pub digest: Digest,
 }
 
 impl BytesSource {
+    /// A blob of these bytes; its digest is computed here.
     pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);

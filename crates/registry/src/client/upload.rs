@@ -20,6 +20,7 @@ pub struct UploadOptions {
     pub chunk_size: Option<u64>,
     /// Blobs larger than this go up in chunks of `default_chunk_size`.
     pub max_single_upload: u64,
+    /// The chunk size for blobs larger than `max_single_upload`.
     pub default_chunk_size: u64,
 }
 
@@ -37,18 +38,30 @@ impl Default for UploadOptions {
 #[derive(Debug, Clone)]
 pub enum UploadEvent {
     /// Bytes of the blob sent so far in this attempt (monotonic within an attempt).
-    Progress { sent: u64 },
+    Progress {
+        /// Bytes sent.
+        sent: u64,
+    },
     /// A request failed and will be retried after `delay`.
     Retry {
+        /// Which attempt failed (1 is the first).
         attempt: u32,
+        /// The wait before the next attempt.
         delay: Duration,
+        /// What went wrong.
         error: String,
     },
     /// A chunked upload continues from `offset` instead of starting again.
-    Resumed { offset: u64 },
+    Resumed {
+        /// The offset the upload continues from.
+        offset: u64,
+    },
     /// A chunked upload's session is now at this URL: a later run can resume it
     /// ([`Client::upload_blob`] with it as `session`) if this one is cut off.
-    Session { location: Url },
+    Session {
+        /// The session's URL.
+        location: Url,
+    },
 }
 
 /// The registry forgot an upload session (404, `BLOB_UPLOAD_UNKNOWN`: restarted, expired, or a
