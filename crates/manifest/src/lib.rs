@@ -1,5 +1,7 @@
 //! OCI image-spec and Docker schema 2 types: digests, descriptors, manifests, indexes, the parts of an
-//! image config that layerlift reads, and media types.
+//! image config that layerlift reads, media types, image references ([`reference`]: the
+//! distribution grammar and Docker Hub's name normalisation) and the `--image` selector
+//! ([`selector`]).
 //!
 //! The types are small serde structs of our own: annotations are `BTreeMap`s (so a manifest we
 //! generate serialises the same way every run) and every struct keeps unknown fields in a flattened
