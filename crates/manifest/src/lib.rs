@@ -1,5 +1,5 @@
 //! OCI image-spec and Docker schema 2 types: digests, descriptors, manifests, indexes, the parts of an
-//! image config that layerlift reads, media types, image references ([`reference`]: the
+//! image config that layerlift reads, media types, image references ([`reference`](mod@reference): the
 //! distribution grammar and Docker Hub's name normalisation) and the `--image` selector
 //! ([`selector`]).
 //!
