@@ -88,10 +88,14 @@ pub fn commit(
     Ok(added)
 }
 
-type Plan<'a> = (&'a ImageInfo, &'a [(Digest, BlobOrigin)], Descriptor);
+/// An image to publish: the image, the blobs it needs and its index.json descriptor.
+type Publication<'a> = (&'a ImageInfo, &'a [(Digest, BlobOrigin)], Descriptor);
 
 /// What one chosen image publishes, and the descriptor index.json gets for it.
-fn plan_image<'a>(img: &'a ImageInfo, platform: Option<&str>) -> Result<Plan<'a>, ArchiveError> {
+fn plan_image<'a>(
+    img: &'a ImageInfo,
+    platform: Option<&str>,
+) -> Result<Publication<'a>, ArchiveError> {
     let fatal = |why: String| ArchiveError::BadImage {
         image: label(img),
         why,
