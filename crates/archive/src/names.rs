@@ -62,6 +62,47 @@ mod tests {
         );
     }
 
+    fn image(position: usize, names: &[&str]) -> ImageInfo {
+        let bytes = format!("manifest {position}");
+        ImageInfo {
+            position,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            descriptor: serde_json::from_value(serde_json::json!({
+                "mediaType": layerlift_manifest::media_types::OCI_MANIFEST,
+                "digest": layerlift_manifest::Digest::of(bytes.as_bytes()),
+                "size": bytes.len(),
+            }))
+            .unwrap(),
+            parent: None,
+            manifests: Vec::new(),
+            defects: Vec::new(),
+            blobs: Vec::new(),
+            annotate_names: true,
+        }
+    }
+
+    #[test]
+    fn selectors_choose_by_name_position_or_digest() {
+        let img = image(1, &["busybox:latest", "localhost/tools:2"]);
+        for sel in [
+            "busybox",
+            "busybox:latest",
+            "docker.io/library/busybox",
+            "localhost/tools:2",
+            "@1",
+        ] {
+            assert!(matches(&img, sel), "{sel}");
+        }
+        assert!(matches(&img, &img.descriptor.digest.to_string()));
+        for sel in ["busybox:1", "tools:2", "@0", "@x", "", "quay.io/busybox"] {
+            assert!(!matches(&img, sel), "{sel:?}");
+        }
+        // Names an archive writes that are not valid references still match as written.
+        let odd = image(0, &["Weird Name"]);
+        assert!(matches(&odd, "Weird Name"));
+        assert!(!matches(&odd, "weird name"));
+    }
+
     #[test]
     fn implausible_names_have_no_full_name() {
         for bad in [
