@@ -4,7 +4,7 @@
 
 use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
 use crate::oci::platform_of;
-use crate::plan::BlobSource;
+use crate::plan::BlobOrigin;
 use crate::scan::Scan;
 use layerlift_layers::Compression;
 use layerlift_manifest::{
@@ -98,7 +98,7 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
         );
     }
     img.blobs
-        .push((config_digest, BlobSource::Entry(config_path)));
+        .push((config_digest, BlobOrigin::Entry(config_path)));
     let config_desc = Descriptor::new(media_types::OCI_CONFIG, config_digest, config_file.size);
 
     // The layers, in manifest.json order, which is rootfs.diff_ids order.
@@ -187,25 +187,25 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
                 crate::oci::oci_layer_type(enc.compression),
                 enc.digest,
                 enc.size,
-                BlobSource::Encoded(resolved.clone()),
+                BlobOrigin::Encoded(resolved.clone()),
             ),
             (None, Compression::None) => (
                 media_types::OCI_LAYER,
                 file.digest,
                 file.size,
-                BlobSource::Entry(resolved.clone()),
+                BlobOrigin::Entry(resolved.clone()),
             ),
             (None, Compression::Gzip) => (
                 media_types::OCI_LAYER_GZIP,
                 file.digest,
                 file.size,
-                BlobSource::Entry(resolved.clone()),
+                BlobOrigin::Entry(resolved.clone()),
             ),
             (None, Compression::Zstd) => (
                 media_types::OCI_LAYER_ZSTD,
                 file.digest,
                 file.size,
-                BlobSource::Entry(resolved.clone()),
+                BlobOrigin::Entry(resolved.clone()),
             ),
             // OCI has no media type for these (docker load accepts them): store the tar itself.
             (None, Compression::Bzip2 | Compression::Xz) => {
@@ -218,7 +218,7 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
                     media_types::OCI_LAYER,
                     *diff_id,
                     size,
-                    BlobSource::Decompressed(resolved.clone()),
+                    BlobOrigin::Decompressed(resolved.clone()),
                 )
             }
         };
@@ -265,7 +265,7 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
             extra: BTreeMap::new(),
         });
     }
-    img.blobs.push((digest, BlobSource::Generated(bytes)));
+    img.blobs.push((digest, BlobOrigin::Generated(bytes)));
     img.manifests.push(ManifestInfo {
         digest,
         media_type: media_types::OCI_MANIFEST.to_string(),

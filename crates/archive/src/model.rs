@@ -153,7 +153,7 @@ pub struct ImageInfo {
     pub defects: Vec<Defect>,
     /// Blobs to publish, as (digest, where they come from).
     #[serde(skip)]
-    pub(crate) blobs: Vec<(Digest, crate::plan::BlobSource)>,
+    pub(crate) blobs: Vec<(Digest, crate::plan::BlobOrigin)>,
     /// True when the names should be written as annotations (archives without an index.json).
     #[serde(skip)]
     pub(crate) annotate_names: bool,

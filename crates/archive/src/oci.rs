@@ -3,7 +3,7 @@
 //! is checked against its descriptor's digest and size; image layers against the config's diff_ids.
 
 use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
-use crate::plan::BlobSource;
+use crate::plan::BlobOrigin;
 use crate::scan::{FileEntry, Scan};
 use layerlift_layers::Compression;
 use layerlift_manifest::{
@@ -162,7 +162,7 @@ impl<'a> Walker<'a> {
         }
         let first_blob = img.blobs.len();
         img.blobs
-            .push((desc.digest, BlobSource::Entry(path.clone())));
+            .push((desc.digest, BlobOrigin::Entry(path.clone())));
         let json = file.json();
         let json = json.as_deref();
         let is_index = media_types::is_index(&desc.media_type)
@@ -260,7 +260,7 @@ impl<'a> Walker<'a> {
                 if check_blob(&manifest.config, &path, file, img) {
                     config_ok = true;
                     img.blobs
-                        .push((manifest.config.digest, BlobSource::Entry(path.clone())));
+                        .push((manifest.config.digest, BlobOrigin::Entry(path.clone())));
                     let is_image_config = manifest.config.media_type == media_types::OCI_CONFIG
                         || manifest.config.media_type == media_types::DOCKER_CONFIG
                         || manifest.config.media_type == "application/octet-stream";
@@ -329,7 +329,7 @@ impl<'a> Walker<'a> {
                         match &file.encoded {
                             // Compressed while it was read: the manifest will name the new blob.
                             Some(enc) => {
-                                img.blobs.push((enc.digest, BlobSource::Encoded(path.clone())));
+                                img.blobs.push((enc.digest, BlobOrigin::Encoded(path.clone())));
                                 let mut d = layer.clone();
                                 d.media_type = compressed_type(&desc.media_type, &layer.media_type, enc.compression);
                                 d.digest = enc.digest;
@@ -337,7 +337,7 @@ impl<'a> Walker<'a> {
                                 li.descriptor = d;
                                 rewritten += 1;
                             }
-                            None => img.blobs.push((layer.digest, BlobSource::Entry(path.clone()))),
+                            None => img.blobs.push((layer.digest, BlobOrigin::Entry(path.clone()))),
                         }
                         match (file.diff_id(), expected) {
                             (Err(e), _) => img.defects.push(Defect::fatal(format!("layer {path}: cannot decompress ({e})"))),
@@ -430,7 +430,7 @@ impl Walker<'_> {
         }
         img.descriptor.digest = digest;
         img.descriptor.size = bytes.len() as u64;
-        img.blobs[manifest_blob] = (digest, BlobSource::Generated(bytes));
+        img.blobs[manifest_blob] = (digest, BlobOrigin::Generated(bytes));
     }
 }
 

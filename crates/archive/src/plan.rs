@@ -7,13 +7,13 @@ use crate::names;
 use crate::scan::Scan;
 use layerlift_layout::Layout;
 use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
-use layerlift_manifest::{Descriptor, Digest, platform_matches};
+use layerlift_manifest::{Descriptor, Digest, SelectorError, platform_matches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 
 /// Where a blob of the output comes from.
 #[derive(Debug, Clone)]
-pub enum BlobSource {
+pub(crate) enum BlobOrigin {
     /// The staged bytes of this archive entry, as they are.
     Entry(String),
     /// Bytes layerlift generated (a manifest).
@@ -24,35 +24,17 @@ pub enum BlobSource {
     Decompressed(String),
 }
 
-/// Which images `selectors` (`NAME` or `@N`) choose; all of them when there are no selectors.
+/// Which images `selectors` (`@N`, a digest or a name: see [`layerlift_manifest::selector`])
+/// choose, in the order the selectors name them; all of them when there are no selectors.
 pub fn select(info: &ArchiveInfo, selectors: &[String]) -> Result<Vec<usize>, ArchiveError> {
-    if selectors.is_empty() {
-        return Ok((0..info.images.len()).collect());
-    }
-    let mut chosen = Vec::new();
-    for sel in selectors {
-        let found: Vec<usize> = match sel.strip_prefix('@') {
-            Some(n) => match n.parse::<usize>() {
-                Ok(n) if n < info.images.len() => vec![n],
-                _ => Vec::new(),
-            },
-            None => info
-                .images
-                .iter()
-                .filter(|img| names::matches(img, sel))
-                .map(|img| img.position)
-                .collect(),
-        };
-        if found.is_empty() {
-            return Err(ArchiveError::NoSuchImage(sel.clone()));
+    layerlift_manifest::selector::select(info.images.len(), selectors, |sel, i| {
+        names::selects(sel, &info.images[i])
+    })
+    .map_err(|e| match e {
+        SelectorError::NoMatch { selector } | SelectorError::Invalid { selector, .. } => {
+            ArchiveError::NoSuchImage(selector)
         }
-        for n in found {
-            if !chosen.contains(&n) {
-                chosen.push(n);
-            }
-        }
-    }
-    Ok(chosen)
+    })
 }
 
 /// A short label for an image in messages: its first name, or `@N`.
@@ -106,10 +88,14 @@ pub fn commit(
     Ok(added)
 }
 
-type Plan<'a> = (&'a ImageInfo, &'a [(Digest, BlobSource)], Descriptor);
+/// An image to publish: the image, the blobs it needs and its index.json descriptor.
+type Publication<'a> = (&'a ImageInfo, &'a [(Digest, BlobOrigin)], Descriptor);
 
 /// What one chosen image publishes, and the descriptor index.json gets for it.
-fn plan_image<'a>(img: &'a ImageInfo, platform: Option<&str>) -> Result<Plan<'a>, ArchiveError> {
+fn plan_image<'a>(
+    img: &'a ImageInfo,
+    platform: Option<&str>,
+) -> Result<Publication<'a>, ArchiveError> {
     let fatal = |why: String| ArchiveError::BadImage {
         image: label(img),
         why,
@@ -164,16 +150,16 @@ fn publish(
     scan: &mut Scan,
     layout: &Layout,
     digest: &Digest,
-    source: &BlobSource,
+    source: &BlobOrigin,
 ) -> Result<(), ArchiveError> {
     match source {
-        BlobSource::Generated(bytes) => {
+        BlobOrigin::Generated(bytes) => {
             layout.write_blob(bytes)?;
         }
-        BlobSource::Entry(path) | BlobSource::Encoded(path) => {
+        BlobOrigin::Entry(path) | BlobOrigin::Encoded(path) => {
             let entry = scan.files.get_mut(path).ok_or_else(|| missing(path))?;
             let staged = match source {
-                BlobSource::Encoded(_) => entry.encoded.as_mut().and_then(|e| e.staged.take()),
+                BlobOrigin::Encoded(_) => entry.encoded.as_mut().and_then(|e| e.staged.take()),
                 _ => entry.staged.take(),
             };
             match staged {
@@ -188,7 +174,7 @@ fn publish(
                 None => return Err(missing(path)),
             }
         }
-        BlobSource::Decompressed(path) => {
+        BlobOrigin::Decompressed(path) => {
             let entry = scan.files.get(path).ok_or_else(|| missing(path))?;
             let staged = entry.staged.as_ref().ok_or_else(|| missing(path))?;
             let file = std::fs::File::open(staged.path())

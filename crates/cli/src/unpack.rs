@@ -30,8 +30,8 @@ pub struct Args {
     /// The OCI layout directory to write (created if absent). Not used with --list.
     #[arg(required_unless_present = "list")]
     pub dir: Option<PathBuf>,
-    /// Only this image: a name as the archive writes it (`app:1`, `docker.io/library/app:1`) or `@N`
-    /// for the N-th image (from 0). Repeatable.
+    /// Only this image: a name as the archive writes it (`app:1`, `docker.io/library/app:1`), the
+    /// image's digest, or `@N` for the N-th image (from 0). Repeatable.
     #[arg(long = "image", value_name = "NAME|@N")]
     pub images: Vec<String>,
     /// From images that are multi-platform indexes, take only this platform's manifest

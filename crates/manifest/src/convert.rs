@@ -27,6 +27,7 @@ impl Format {
         }
     }
 
+    /// The manifest media type of this format.
     pub fn manifest_media_type(self) -> &'static str {
         match self {
             Format::Oci => mt::OCI_MANIFEST,
@@ -34,6 +35,7 @@ impl Format {
         }
     }
 
+    /// The index (manifest list) media type of this format.
     pub fn index_media_type(self) -> &'static str {
         match self {
             Format::Oci => mt::OCI_INDEX,
@@ -41,6 +43,7 @@ impl Format {
         }
     }
 
+    /// The image config media type of this format.
     pub fn config_media_type(self) -> &'static str {
         match self {
             Format::Oci => mt::OCI_CONFIG,
@@ -48,6 +51,7 @@ impl Format {
         }
     }
 
+    /// `oci` or `docker`, as the command line spells it.
     pub fn name(self) -> &'static str {
         match self {
             Format::Oci => "oci",
@@ -59,8 +63,11 @@ impl Format {
 /// How a layer's bytes are stored, as far as media types can say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LayerCompression {
+    /// Uncompressed tar.
     None,
+    /// gzip-compressed tar.
     Gzip,
+    /// zstd-compressed tar.
     Zstd,
 }
 
@@ -70,10 +77,12 @@ pub enum ConvertError {
     #[error(
         "Docker schema 2 manifests have no media type for uncompressed layers; use the OCI format or compress the layers"
     )]
+    /// Docker schema 2 has no media type for uncompressed layers.
     UncompressedInDocker,
     #[error(
         "Docker schema 2 has no media type for zstd-compressed foreign (non-distributable) layers"
     )]
+    /// Docker schema 2 has no media type for zstd-compressed foreign layers.
     ForeignZstdInDocker,
 }
 

@@ -14,8 +14,10 @@ pub struct Digest([u8; 32]);
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
     #[error("digest `{0}` is not of the form sha256:<64 hex digits>")]
+    /// Not `sha256:` followed by 64 lower-case hex digits.
     Malformed(String),
     #[error("digest algorithm `{0}` is not supported (only sha256)")]
+    /// An algorithm other than sha256.
     UnsupportedAlgorithm(String),
 }
 
@@ -113,6 +115,7 @@ pub struct Sha256Writer<W> {
 }
 
 impl<W: Write> Sha256Writer<W> {
+    /// A writer that hashes everything written and passes it on to `inner`.
     pub fn new(inner: W) -> Self {
         Sha256Writer {
             inner,
@@ -162,6 +165,7 @@ pub struct Sha256Reader<R> {
 }
 
 impl<R: Read> Sha256Reader<R> {
+    /// A reader that hashes everything read from `inner`.
     pub fn new(inner: R) -> Self {
         Sha256Reader {
             inner,

@@ -3,29 +3,46 @@
 //! A layer's media type is a label, not a fact: writers label uncompressed layers as gzip
 //! (containers/image `dir:`), so code that needs to know the compression sniffs the bytes.
 
+/// OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image config.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI layer, uncompressed tar.
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI layer, gzip.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI layer, zstd.
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// OCI non-distributable layer, uncompressed (deprecated by the spec, still read).
 pub const OCI_NONDISTRIBUTABLE_LAYER: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar";
+/// OCI non-distributable layer, gzip.
 pub const OCI_NONDISTRIBUTABLE_LAYER_GZIP: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+/// OCI non-distributable layer, zstd.
 pub const OCI_NONDISTRIBUTABLE_LAYER_ZSTD: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+/// The OCI empty descriptor's media type (`{}`).
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
+/// Docker schema 2 image manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker schema 2 manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker image config.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Uncompressed Docker layer (not in schema 2, but written by some tools).
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Docker layer, gzip.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker layer, zstd (not in schema 2, but written by some tools).
 pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+/// Docker foreign (non-distributable) layer, gzip.
 pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+/// Docker foreign (non-distributable) layer, uncompressed.
 pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
 
 /// An image manifest (OCI or Docker schema 2).

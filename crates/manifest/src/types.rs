@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 #[error("{what} is not valid: {source}")]
 pub struct ManifestError {
+    /// Which document ("image manifest", "index.json", ...).
     pub what: &'static str,
     #[source]
+    /// What serde_json found wrong.
     pub source: serde_json::Error,
 }
 
@@ -27,16 +29,23 @@ pub fn parse_json<T: DeserializeOwned>(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The media type of the blob it points to.
     pub media_type: String,
+    /// The blob's digest.
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where else the blob can be fetched from (foreign layers).
     pub urls: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Annotations (e.g. [`crate::annotations::REF_NAME`]).
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The platform of the manifest it points to (in an index).
     pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The artifact type of the manifest it points to.
     pub artifact_type: Option<String>,
     /// Fields this type does not know, kept as they were.
     #[serde(flatten)]
@@ -67,23 +76,29 @@ impl Descriptor {
 /// The platform an image in an index is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// CPU architecture (`amd64`, `arm64`, ...).
     pub architecture: String,
+    /// Operating system (`linux`, `windows`, ...).
     pub os: String,
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    /// Operating system version (Windows).
     pub os_version: Option<String>,
     #[serde(
         rename = "os.features",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    /// Required OS features (Windows).
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// CPU variant (`v7`, `v8`, ...).
     pub variant: Option<String>,
     #[serde(flatten)]
+    /// Fields this type does not know, kept as they were.
     pub extra: BTreeMap<String, Value>,
 }
 
@@ -119,18 +134,26 @@ impl std::fmt::Display for Platform {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    /// `2`.
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The manifest's own media type (absent in some old OCI manifests).
     pub media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The artifact type, for artifacts.
     pub artifact_type: Option<String>,
+    /// The image config.
     pub config: Descriptor,
+    /// The layers, base first.
     pub layers: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The manifest this one refers to (referrers API).
     pub subject: Option<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Annotations.
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(flatten)]
+    /// Fields this type does not know, kept as they were.
     pub extra: BTreeMap<String, Value>,
 }
 
@@ -138,19 +161,25 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {
+    /// `2`.
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The index's own media type (absent in some `index.json` files).
     pub media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The artifact type, for artifacts.
     pub artifact_type: Option<String>,
     /// `"manifests": null` (written by Docker 25.0.0–25.0.2) reads as empty.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub manifests: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The manifest this one refers to (referrers API).
     pub subject: Option<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Annotations.
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(flatten)]
+    /// Fields this type does not know, kept as they were.
     pub extra: BTreeMap<String, Value>,
 }
 
@@ -178,11 +207,15 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Descriptor>, D::
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ImageConfig {
     #[serde(default)]
+    /// CPU architecture.
     pub architecture: Option<String>,
     #[serde(default)]
+    /// Operating system.
     pub os: Option<String>,
     #[serde(default)]
+    /// CPU variant.
     pub variant: Option<String>,
+    /// The layers' uncompressed digests.
     pub rootfs: RootFs,
 }
 
@@ -190,8 +223,10 @@ pub struct ImageConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RootFs {
     #[serde(rename = "type", default)]
+    /// `layers`.
     pub kind: String,
     #[serde(default, deserialize_with = "null_as_empty_digests")]
+    /// The uncompressed digest of each layer, base first.
     pub diff_ids: Vec<Digest>,
 }
 

@@ -11,18 +11,21 @@ use std::time::{Duration, Instant};
 /// `repository:<name>:<actions>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope {
+    /// The repository, e.g. `library/ubuntu`.
     pub repository: String,
     /// `pull`, `push` (kept sorted, no duplicates).
     pub actions: Vec<String>,
 }
 
 impl Scope {
+    /// `pull` on `repository`.
     pub fn pull(repository: &str) -> Self {
         Scope {
             repository: repository.to_string(),
             actions: vec!["pull".into()],
         }
     }
+    /// `pull,push` on `repository`.
     pub fn pull_push(repository: &str) -> Self {
         Scope {
             repository: repository.to_string(),
@@ -76,12 +79,17 @@ pub fn merge_scopes(into: &mut BTreeMap<String, Vec<String>>, scope: &Scope) -> 
 /// What the registry asked for in `WWW-Authenticate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
+    /// HTTP Basic with the credential's user and password.
     Basic,
+    /// A Bearer token from `realm`.
     Bearer {
+        /// The token server's URL.
         realm: String,
+        /// The `service` to ask the token server for.
         service: Option<String>,
         /// A scope the registry says it needs (`insufficient_scope` or first 401).
         scope: Option<String>,
+        /// The registry's `error` (`invalid_token`, `insufficient_scope`).
         error: Option<String>,
     },
 }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap a password or token.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -45,9 +46,15 @@ impl fmt::Display for Secret {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Credential {
     #[default]
+    /// No credentials: anonymous requests and anonymous tokens.
     Anonymous,
     /// User name and password (or a PAT): sent as Basic, or to the token server.
-    Basic { username: String, password: Secret },
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password or personal access token.
+        password: Secret,
+    },
     /// An OAuth2 refresh token (config.json `identitytoken`, helper user `<token>`).
     IdentityToken(Secret),
     /// A ready-made bearer token (config.json `registrytoken`).
@@ -69,6 +76,7 @@ impl Credential {
         }
     }
 
+    /// Whether this is [`Credential::Anonymous`].
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Credential::Anonymous)
     }
@@ -88,17 +96,30 @@ impl Credential {
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error("cannot read credentials file {path}: {source}")]
+    /// A credentials file exists but cannot be read.
     Read {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// Why it cannot be read.
         source: std::io::Error,
     },
+    /// Credentials are not in the form expected.
     #[error("credentials in {source_name} are malformed: {reason}")]
-    Malformed { source_name: String, reason: String },
+    Malformed {
+        /// Where they came from (a file, `--creds`, an environment variable).
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
     #[error("credential helper docker-credential-{helper} failed for {server}: {reason}")]
+    /// A `docker-credential-*` helper failed.
     Helper {
+        /// The helper's name (after `docker-credential-`).
         helper: String,
+        /// The server it was asked about.
         server: String,
+        /// Why it failed (its message, without secrets).
         reason: String,
     },
 }

@@ -94,8 +94,11 @@ pub enum Error {
     /// The connection failed (refused, reset, TLS, timeout...).
     #[error("{method} {url}: {reason}")]
     Transport {
+        /// The request's method.
         method: &'static str,
+        /// The request's URL, without its query.
         url: String,
+        /// What failed.
         reason: String,
         /// Worth retrying (connection reset, timeout), as opposed to e.g. a certificate error.
         transient: bool,
@@ -103,9 +106,13 @@ pub enum Error {
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: HTTP {status}{body}")]
     Status {
+        /// The request's method.
         method: &'static str,
+        /// The response's URL, without its query.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// The registry's error body, if it sent one.
         body: RegistryErrorBody,
         /// The registry's `Retry-After`, if it sent one.
         retry_after: Option<std::time::Duration>,
@@ -113,52 +120,79 @@ pub enum Error {
     /// Authentication failed or was refused.
     #[error("{method} {url}: authentication failed (HTTP {status}){body}{hint}")]
     Unauthorized {
+        /// The request's method.
         method: &'static str,
+        /// The response's URL, without its query.
         url: String,
+        /// 401 or 403.
         status: u16,
+        /// The registry's error body, if it sent one.
         body: RegistryErrorBody,
         /// e.g. " with user alice" / " anonymously".
         hint: String,
     },
     /// The token server's answer was not usable.
     #[error("token request to {url} failed: {reason}")]
-    Token { url: String, reason: String },
+    Token {
+        /// The token server's URL, without its query.
+        url: String,
+        /// What is wrong with its answer.
+        reason: String,
+    },
     /// The registry stored something other than what we sent.
     #[error("{url}: registry reports digest {got}, expected {expected}")]
     DigestMismatch {
+        /// The response's URL, without its query.
         url: String,
+        /// The digest sent.
         expected: Digest,
+        /// The digest the registry named.
         got: String,
     },
     /// The registry broke the protocol (no Location, unparsable header...).
     #[error("{method} {url}: {reason}")]
     Protocol {
+        /// The request's method.
         method: &'static str,
+        /// The response's URL, without its query.
         url: String,
+        /// What the registry did wrong.
         reason: String,
     },
     /// A local file (blob, CA certificate) could not be read.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// The file (or the blob's description).
         path: String,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     /// The registry name is not one a URL can hold (`reg.123:5000`: a numeric last label is
     /// neither a DNS name nor an IPv4 address).
     #[error("registry `{registry}` is not a valid host for a URL: {reason}")]
-    InvalidRegistry { registry: String, reason: String },
+    InvalidRegistry {
+        /// The registry as given.
+        registry: String,
+        /// Why a URL cannot hold it.
+        reason: String,
+    },
     /// TLS configuration (CA file) is unusable.
     #[error("TLS configuration: {0}")]
     Tls(String),
     #[error(transparent)]
+    /// Credentials could not be read.
     Credentials(#[from] crate::credentials::CredentialError),
     /// Retries ran out; the last error is the source.
     #[error("gave up after {attempts} attempts over {seconds}s: {last}")]
     GaveUp {
+        /// Attempts made.
         attempts: u32,
+        /// Seconds spent.
         seconds: u64,
+        /// The last attempt's error.
         last: Box<Error>,
     },
 }

@@ -10,7 +10,7 @@
 use std::time::Duration;
 use url::Url;
 
-/// A parsed `WWW-Authenticate` value (see [`crate::auth`]).
+/// A parsed `WWW-Authenticate` value (the crate's `auth` module).
 pub use crate::auth::{Challenge, parse_challenge};
 
 /// The `end` of a `Range: 0-<end>` header.
@@ -54,7 +54,7 @@ pub fn check_www_authenticate(data: &[u8]) {
 
 /// `token_response` target: a token server's answer. Parsing never panics, and a token with any
 /// `expires_in` (up to `u64::MAX` seconds) gets an expiry an `Instant` can hold, no later than
-/// [`crate::auth::MAX_TOKEN_LIFE`] from now.
+/// `auth::MAX_TOKEN_LIFE` from now.
 pub fn check_token_response(data: &[u8]) {
     let Ok(parsed) = serde_json::from_slice::<crate::auth::TokenResponse>(data) else {
         return;

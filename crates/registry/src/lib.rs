@@ -12,13 +12,14 @@
 //! challenge names. Errors are [`Error`]: they carry the method, URL, status and registry error
 //! code, never a secret (credentials live in [`Secret`], whose `Debug`/`Display` print `***`).
 
+#![warn(missing_docs)]
+
 mod auth;
 mod client;
 pub mod credentials;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod reference;
 mod retry;
 mod tls;
 mod transport;
@@ -30,6 +31,8 @@ pub use client::{
 };
 pub use credentials::{Credential, Secret};
 pub use error::{Error, RegistryErrorBody};
+/// Image references live in `layerlift-manifest` (archives and layouts name images with them too).
+pub use layerlift_manifest::reference;
 pub use reference::{Reference, ReferenceError};
 pub use retry::RetryPolicy;
 pub use transport::{Scheme, TransportOptions};

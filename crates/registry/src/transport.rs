@@ -31,9 +31,11 @@ pub struct TransportOptions {
     pub plain_http: bool,
     /// For loopback registries, fall back to HTTP when HTTPS fails (Docker's behaviour).
     pub loopback_http_fallback: bool,
+    /// How long to wait for a TCP connection.
     pub connect_timeout: Duration,
     /// Per read / per write on the socket (no whole-request timeout: blobs can be huge).
     pub io_timeout: Duration,
+    /// The `User-Agent` header.
     pub user_agent: String,
 }
 
@@ -55,11 +57,14 @@ impl Default for TransportOptions {
 /// The scheme chosen for a registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// TLS.
     Https,
+    /// Plain HTTP (`--plain-http`, or the loopback fallback).
     Http,
 }
 
 impl Scheme {
+    /// `https` or `http`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Https => "https",

@@ -1,11 +1,17 @@
 //! Image references: `host[:port]/repo[:tag|@digest]`, with Docker Hub's normalisation
 //! (`ubuntu` → `docker.io/library/ubuntu`, `index.docker.io` → `docker.io`, API host
 //! `registry-1.docker.io`) and the distribution grammar for repository names and tags.
+//!
+//! This is the one definition of an image name for every crate: the registry client parses
+//! destinations with it, and archives and layouts compare the names they carry with
+//! [`full_name`] and [`same_image`].
 
-use layerlift_manifest::Digest;
+use crate::Digest;
 use std::fmt;
 use std::str::FromStr;
 
+/// The tag a reference without tag or digest stands for.
+pub const DEFAULT_TAG: &str = "latest";
 /// Docker Hub's canonical name.
 pub const DOCKER_HUB: &str = "docker.io";
 /// The host that serves Docker Hub's registry API.
@@ -20,7 +26,9 @@ pub struct Reference {
     pub registry: String,
     /// Repository path, e.g. `library/ubuntu`.
     pub repository: String,
+    /// The tag, when the reference names one (`1.0` in `app:1.0`).
     pub tag: Option<String>,
+    /// The digest, when the reference pins one (`app@sha256:…`).
     pub digest: Option<Digest>,
 }
 
@@ -28,7 +36,9 @@ pub struct Reference {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference `{reference}`: {reason}")]
 pub struct ReferenceError {
+    /// The string as given.
     pub reference: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -143,6 +153,42 @@ impl Reference {
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
+
+    /// The fully qualified name: `registry/repository`, then `:tag` and `@digest` as given, and
+    /// `:latest` when the reference has neither (`busybox` → `docker.io/library/busybox:latest`).
+    pub fn full_name(&self) -> String {
+        if self.tag.is_none() && self.digest.is_none() {
+            format!("{}:{DEFAULT_TAG}", self.name())
+        } else {
+            self.to_string()
+        }
+    }
+
+    /// The repository as Docker shows it on Docker Hub: without the `library/` of official images
+    /// (`docker.io/library/busybox` → `busybox`); other registries' repositories as they are.
+    pub fn familiar_repository(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+        } else {
+            &self.repository
+        }
+    }
+}
+
+/// The fully qualified form of an image name ([`Reference::full_name`]): `busybox` →
+/// `docker.io/library/busybox:latest`, `quay.io/a/b:1` stays. `None` when `name` is not a valid
+/// reference.
+pub fn full_name(name: &str) -> Option<String> {
+    Reference::parse(name).ok().map(|r| r.full_name())
+}
+
+/// Whether two image names name the same image: equal as written, or equal once fully qualified
+/// (`busybox`, `busybox:latest`, `docker.io/busybox` and `docker.io/library/busybox:latest` are
+/// one image). Names that are not valid references only match themselves.
+pub fn same_image(a: &str, b: &str) -> bool {
+    a == b || full_name(a).is_some_and(|fa| full_name(b).is_some_and(|fb| fa == fb))
 }
 
 /// `host[:port]` → `host` (IPv6 literals keep their brackets).
@@ -341,6 +387,46 @@ mod tests {
     fn upper_case_first_component_is_a_host() {
         // docker's grammar treats it as a domain; the repository is still validated.
         assert_eq!(p("MyHost/x").registry, "MyHost");
+    }
+
+    #[test]
+    fn full_names_default_to_latest() {
+        assert_eq!(p("busybox").full_name(), "docker.io/library/busybox:latest");
+        assert_eq!(p("a/b:1").full_name(), "docker.io/a/b:1");
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            p(&format!("h.x/a@{d}")).full_name(),
+            format!("h.x/a@{d}"),
+            "a digest needs no tag"
+        );
+        assert_eq!(full_name("Bad Name"), None);
+        assert_eq!(p("busybox").familiar_repository(), "busybox");
+        assert_eq!(p("user/app").familiar_repository(), "user/app");
+        assert_eq!(p("quay.io/library/x").familiar_repository(), "library/x");
+    }
+
+    #[test]
+    fn same_image_compares_full_names() {
+        for (a, b) in [
+            ("busybox", "busybox:latest"),
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("docker.io/busybox:1", "busybox:1"),
+            ("index.docker.io/library/busybox", "busybox"),
+            ("localhost:5000/x", "localhost:5000/x:latest"),
+            ("not a name", "not a name"),
+        ] {
+            assert!(same_image(a, b), "{a} = {b}");
+            assert!(same_image(b, a), "{b} = {a}");
+        }
+        for (a, b) in [
+            ("busybox:1", "busybox:2"),
+            ("busybox", "library/busybox:1"),
+            ("quay.io/busybox", "busybox"),
+            ("localhost/x", "x"),
+            ("not a name", "not-a-name"),
+        ] {
+            assert!(!same_image(a, b), "{a} != {b}");
+        }
     }
 
     #[test]

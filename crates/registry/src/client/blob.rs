@@ -1,0 +1,133 @@
+//! Blobs on the registry: whether one exists (`HEAD`), cross-repository mounts, and reading one
+//! (small ones into memory, any size as a stream), verified against its digest.
+
+use super::Client;
+use super::http::{Req, resolve_location, status_error};
+use crate::auth::Scope;
+use crate::error::{Error, display_url};
+use layerlift_manifest::Digest;
+use std::io::Read;
+use url::Url;
+
+/// Result of a cross-repository mount attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountResult {
+    /// The registry linked the blob into the repository.
+    Mounted,
+    /// Not mounted; the registry opened an upload session at this URL instead (or none).
+    NotMounted(Option<Url>),
+}
+
+impl Client {
+    /// `HEAD /v2/<repo>/blobs/<digest>`: true when the registry has the blob. A 401 after the
+    /// token refresh reads as "absent" (Docker Hub and Harbor answer so for new repositories).
+    pub fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
+        self.retrying(None, |_| {
+            let resp = self.send(&Req::new("HEAD", url.clone()))?;
+            match resp.status {
+                200 => Ok(true),
+                404 | 401 => Ok(false),
+                _ => Err(status_error("HEAD", &resp)),
+            }
+        })
+    }
+
+    /// Try to mount `digest` from `from` into `repo`. Any failure reads as "not mounted".
+    pub fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<MountResult, Error> {
+        self.authorize(&[Scope::pull(from)]);
+        let mut url = self.api_url(&format!("v2/{repo}/blobs/uploads/"));
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let resp = match self.retrying(None, |_| {
+            let r = self.send(&Req::new("POST", url.clone()))?;
+            if crate::error::is_retryable_status(r.status) {
+                return Err(status_error("POST", &r));
+            }
+            Ok(r)
+        }) {
+            Ok(r) => r,
+            Err(Error::Unauthorized { .. }) => return Ok(MountResult::NotMounted(None)),
+            Err(e) => return Err(e),
+        };
+        match resp.status {
+            201 => Ok(MountResult::Mounted),
+            202 => {
+                let loc = resp
+                    .header("location")
+                    .and_then(|l| resolve_location(&resp.url, l).ok());
+                Ok(MountResult::NotMounted(loc))
+            }
+            _ => Ok(MountResult::NotMounted(None)),
+        }
+    }
+
+    /// `GET` a small blob (an image config), verified against `digest`. `Ok(None)` when the
+    /// registry does not have it. Bodies are capped at 16 MiB.
+    pub fn get_small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
+        self.retrying(None, |_| {
+            let resp = self.send(&Req::new("GET", url.clone()))?;
+            match resp.status {
+                200 => {}
+                404 => return Ok(None),
+                _ => return Err(status_error("GET", &resp)),
+            }
+            let got = Digest::of(&resp.body);
+            if got != *digest {
+                return Err(Error::DigestMismatch {
+                    url: display_url(&resp.url),
+                    expected: *digest,
+                    got: got.to_string(),
+                });
+            }
+            Ok(Some(resp.body))
+        })
+    }
+
+    /// `GET` a blob of any size and hand its bytes to `consume` as they arrive; afterwards the
+    /// bytes are checked against `digest` (what `consume` left unread is read for that). A failed
+    /// attempt is retried from the start with a new reader, so `consume` must start its work
+    /// afresh on every call. `Ok(None)` when the registry does not have the blob.
+    pub fn read_blob<T>(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        mut consume: impl FnMut(&mut dyn Read) -> std::io::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
+        self.retrying(None, |_| {
+            let resp = self.send(&Req::new("GET", url.clone()).streamed())?;
+            let Some(body) = resp.stream else {
+                return match resp.status {
+                    404 => Ok(None),
+                    _ => Err(status_error("GET", &resp)),
+                };
+            };
+            let shown = display_url(&resp.url);
+            let io_error = |source: std::io::Error| Error::Io {
+                what: "cannot read blob",
+                path: shown.clone(),
+                source,
+            };
+            let mut hashing = layerlift_manifest::Sha256Reader::new(body.into_reader());
+            let value = consume(&mut hashing).map_err(io_error)?;
+            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io_error)?;
+            let (got, _, _) = hashing.finish();
+            if got != *digest {
+                return Err(Error::DigestMismatch {
+                    url: shown,
+                    expected: *digest,
+                    got: got.to_string(),
+                });
+            }
+            Ok(Some(value))
+        })
+    }
+}
