@@ -102,6 +102,8 @@ pub enum Error {
         reason: String,
         /// Worth retrying (connection reset, timeout), as opposed to e.g. a certificate error.
         transient: bool,
+        /// The host refused the connection (nothing listens there, yet).
+        refused: bool,
     },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: HTTP {status}{body}")]
@@ -211,10 +213,7 @@ impl Error {
     /// retry (a registry that is starting), not a long one.
     pub fn is_refused(&self) -> bool {
         match self {
-            Error::Transport { reason, .. } => {
-                let r = reason.to_ascii_lowercase();
-                r.contains("connection refused") || r.contains("connection failed")
-            }
+            Error::Transport { refused, .. } => *refused,
             Error::GaveUp { last, .. } => last.is_refused(),
             _ => false,
         }

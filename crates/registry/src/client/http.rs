@@ -92,11 +92,17 @@ pub(super) fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -
         ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => true,
         _ => false,
     };
+    let refused = match &e {
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        ureq::Error::ConnectionFailed => true,
+        _ => false,
+    };
     Error::Transport {
         method,
         url: display_url(url),
         reason: e.to_string(),
         transient,
+        refused,
     }
 }
 

@@ -73,6 +73,7 @@ pub(super) fn session_lost(method: &'static str, resp: &Resp) -> Error {
         url: display_url(&resp.url),
         reason: format!("the registry lost the upload session (HTTP 404{body}); starting it again"),
         transient: true,
+        refused: false,
     }
 }
 
@@ -374,6 +375,7 @@ impl Client {
                                 accepted.get()
                             ),
                             transient: false,
+                            refused: false,
                         });
                     }
                     let (l, m) = self.start_upload(repo)?;
@@ -415,6 +417,7 @@ impl Client {
                                     url: display_url(&r.url),
                                     reason: "registry refused the chunk's range (416)".into(),
                                     transient: true,
+                                    refused: false,
                                 });
                             }
                         }
