@@ -101,8 +101,7 @@ pub fn commit(
             });
             index.manifests.push(entry);
         }
-        Ok::<(), ArchiveError>(())
-    })??;
+    })?;
     Ok(added)
 }
 
