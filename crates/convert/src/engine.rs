@@ -15,7 +15,9 @@ use layerlift_manifest::convert::{
     Format, LayerCompression, convert_index, convert_manifest, layer_compression_label,
     layer_media_type, to_json,
 };
-use layerlift_manifest::{Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json};
+use layerlift_manifest::{
+    Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json,
+};
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::AtomicUsize;
@@ -178,7 +180,9 @@ impl<'a> Converter<'a> {
         }
         let mut new = convert_manifest(&manifest, to, layers);
         let rewritten = match self.options.source_date_epoch {
-            Some(epoch) => rewrite_config(&config_bytes, &new_diff_ids, epoch).map_err(in_config)?,
+            Some(epoch) => {
+                rewrite_config(&config_bytes, &new_diff_ids, epoch).map_err(in_config)?
+            }
             None => None,
         };
         match rewritten {

@@ -8,7 +8,7 @@ use crate::report::{Action, Blob, LayerReport, SourceLayer};
 use layerlift_layers::{
     Compression, Encoding, LayerOutput, copy_layer, encode_layer, encode_layer_clamped, sniff,
 };
-use layerlift_layout::LayoutError;
+use layerlift_layout::{BlobWriter, LayoutError};
 use layerlift_manifest::convert::{
     Format, LayerCompression, drop_compressed_bytes_annotations, layer_media_type,
 };
@@ -45,6 +45,10 @@ impl LayerDone {
         to
     }
 }
+
+/// What [`Converter::write_layer`] read and wrote: the output (no writer when the destination
+/// had the kept blob already), the new diff_id when times were clamped, and what was done.
+type Written = (LayerOutput<Option<BlobWriter>>, Option<Digest>, Action);
 
 /// A reader that tells the observer how many bytes went through.
 struct Counted<'a, R> {
@@ -163,22 +167,14 @@ impl<'a> Converter<'a> {
     /// Read the stored layer from `reader`: copy it (or only check it when the destination has it
     /// already) when `keep`, else encode it (clamping times with an epoch). Returns the output,
     /// the new diff_id when times were clamped, and what was done.
-    #[allow(clippy::type_complexity)]
     fn write_layer<R: Read + Send>(
         &self,
         reader: R,
         layer: &Descriptor,
         keep: bool,
         encoding: &Encoding,
-    ) -> Result<
-        (
-            LayerOutput<Option<layerlift_layout::BlobWriter>>,
-            Option<Digest>,
-            Action,
-        ),
-        ConvertError,
-    > {
-        let some = |o: LayerOutput<layerlift_layout::BlobWriter>| LayerOutput {
+    ) -> Result<Written, ConvertError> {
+        let some = |o: LayerOutput<BlobWriter>| LayerOutput {
             out: Some(o.out),
             diff_id: o.diff_id,
             stored_digest: o.stored_digest,

@@ -66,6 +66,8 @@
 //!
 //! Progress goes to an [`Observer`]; nothing is printed.
 
+#![warn(missing_docs)]
+
 mod config_time;
 mod engine;
 mod error;
@@ -167,12 +169,10 @@ pub fn convert(
     let mut converted = Vec::new();
     for &i in &chosen {
         let old = &index.manifests[i];
-        let new = conv
-            .convert_entry(old)
-            .map_err(|e| ConvertError::Image {
-                name: select::entry_name(old, i),
-                source: Box::new(e),
-            })?;
+        let new = conv.convert_entry(old).map_err(|e| ConvertError::Image {
+            name: select::entry_name(old, i),
+            source: Box::new(e),
+        })?;
         converted.push((i, old.clone(), new));
     }
     publish_index(target, in_place, &converted)?;

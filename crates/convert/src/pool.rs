@@ -61,11 +61,7 @@ impl Converter<'_> {
 /// Run `work` on every item of `todo` with up to `threads` scoped threads, each taking the next
 /// item until none is left. Results come back in no particular order; the items of a worker
 /// that panicked are missing (the caller's sequential pass does them).
-fn run_pool<T: Sync, R: Send>(
-    threads: usize,
-    todo: &[T],
-    work: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
+fn run_pool<T: Sync, R: Send>(threads: usize, todo: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.min(todo.len()))

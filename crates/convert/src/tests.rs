@@ -63,11 +63,20 @@ fn add_image(layout: &Layout, name: &str, layers: &[(&str, Vec<u8>, Vec<u8>)]) -
     desc
 }
 
+/// Stored compression, target, level, recompress, epoch → kept?
+type Row = (
+    Compression,
+    Compression,
+    Option<i32>,
+    bool,
+    Option<u64>,
+    bool,
+);
+
 #[test]
 fn keep_or_reencode_table() {
     use Compression::{Bzip2, Gzip, None as Plain, Xz, Zstd};
-    // (stored, target, level, recompress, epoch) → kept?
-    let table: &[(Compression, Compression, Option<i32>, bool, Option<u64>, bool)] = &[
+    let table: &[Row] = &[
         (Gzip, Gzip, None, false, None, true),
         // The level does not count: a layer in the target compression is kept at any level.
         (Gzip, Gzip, Some(9), false, None, true),
@@ -224,7 +233,10 @@ fn errors_name_the_image_and_layer() {
         cause = c.source();
     }
     let line = chain.join(": ");
-    assert!(line.starts_with("image bad:1 (@0): manifest sha256:"), "{line}");
+    assert!(
+        line.starts_with("image bad:1 (@0): manifest sha256:"),
+        "{line}"
+    );
     assert!(line.contains(": layer 0 (sha256:"), "{line}");
     assert!(line.contains("diff_id"), "{line}");
 }
@@ -244,7 +256,11 @@ fn bad_options_and_selectors_are_refused_before_anything_is_written() {
     ));
     let layout = Layout::create(dir.path()).unwrap();
     let tar = tar_of("a.txt", b"x\n");
-    add_image(&layout, "app:1", &[(media_types::OCI_LAYER, tar.clone(), tar)]);
+    add_image(
+        &layout,
+        "app:1",
+        &[(media_types::OCI_LAYER, tar.clone(), tar)],
+    );
     drop(layout);
     let options = Options {
         images: vec!["nope:1".into()],
@@ -269,7 +285,11 @@ fn the_report_serialises_to_the_cli_json() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::create(dir.path()).unwrap();
     let tar = tar_of("a.txt", b"x\n");
-    add_image(&layout, "app:1", &[(media_types::OCI_LAYER, tar.clone(), tar)]);
+    add_image(
+        &layout,
+        "app:1",
+        &[(media_types::OCI_LAYER, tar.clone(), tar)],
+    );
     drop(layout);
     let report = convert(dir.path(), None, &Options::default(), &NoProgress).unwrap();
     let v = serde_json::to_value(&report).unwrap();
