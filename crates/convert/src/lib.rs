@@ -108,38 +108,7 @@ pub fn convert(
     options.validate()?;
     let started = Instant::now();
 
-    let is_layout = src.join("oci-layout").is_file();
-    if !is_layout && src.as_os_str() != "-" && !src.exists() {
-        return Err(ConvertError::NoSuchInput {
-            path: src.to_path_buf(),
-        });
-    }
-    let mut unpacked = None;
-    let source = if is_layout {
-        Layout::open(src).map_err(|source| ConvertError::OpenSource {
-            path: src.to_path_buf(),
-            source,
-        })?
-    } else {
-        let Some(out) = dst else {
-            return Err(ConvertError::ArchiveNeedsOutput {
-                path: src.to_path_buf(),
-            });
-        };
-        let input = layerlift_archive::Input::from_arg(&src.to_string_lossy());
-        let (_, added) =
-            layerlift_archive::unpack(&input, out, &options.images).map_err(|source| {
-                ConvertError::Unpack {
-                    input: input.display(),
-                    source,
-                }
-            })?;
-        unpacked = Some(added);
-        Layout::open(out).map_err(|source| ConvertError::OpenDestination {
-            path: out.to_path_buf(),
-            source,
-        })?
-    };
+    let (source, unpacked) = open_source(src, dst, options)?;
     let in_place = match dst {
         _ if unpacked.is_some() => true,
         None => true,
@@ -214,6 +183,44 @@ pub fn convert(
         seconds: started.elapsed().as_secs_f64(),
         cleanup_error,
     })
+}
+
+/// Open the source layout; or, when `src` is not a layout, unpack the archive into `dst` and
+/// open that, with the `index.json` entries the archive added.
+fn open_source(
+    src: &Path,
+    dst: Option<&Path>,
+    options: &Options,
+) -> Result<(Layout, Option<Vec<Descriptor>>), ConvertError> {
+    if src.join("oci-layout").is_file() {
+        let layout = Layout::open(src).map_err(|source| ConvertError::OpenSource {
+            path: src.to_path_buf(),
+            source,
+        })?;
+        return Ok((layout, None));
+    }
+    if src.as_os_str() != "-" && !src.exists() {
+        return Err(ConvertError::NoSuchInput {
+            path: src.to_path_buf(),
+        });
+    }
+    let Some(out) = dst else {
+        return Err(ConvertError::ArchiveNeedsOutput {
+            path: src.to_path_buf(),
+        });
+    };
+    let input = layerlift_archive::Input::from_arg(&src.to_string_lossy());
+    let (_, added) = layerlift_archive::unpack(&input, out, &options.images).map_err(|source| {
+        ConvertError::Unpack {
+            input: input.display(),
+            source,
+        }
+    })?;
+    let layout = Layout::open(out).map_err(|source| ConvertError::OpenDestination {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok((layout, Some(added)))
 }
 
 /// Write `index.json` last, once every blob it will point at is in place and verified: in place,
