@@ -83,8 +83,7 @@ pub fn commit(
             });
             index.manifests.push(entry);
         }
-        Ok::<(), ArchiveError>(())
-    })??;
+    })?;
     Ok(added)
 }
 

@@ -246,18 +246,14 @@ impl Layout {
 
     /// Change `index.json` atomically: under an exclusive lock, read it, let `change` edit it, check
     /// that every top-level descriptor's blob is present, write it to a temp file, fsync, rename —
-    /// unless the new bytes are the ones already there (then nothing is written).
-    pub fn update_index<E>(
-        &self,
-        change: impl FnOnce(&mut Index) -> Result<(), E>,
-    ) -> Result<Result<(), E>, LayoutError> {
+    /// unless the new bytes are the ones already there (then nothing is written). Decide what to
+    /// change before calling: `change` runs under the lock and cannot fail.
+    pub fn update_index(&self, change: impl FnOnce(&mut Index)) -> Result<(), LayoutError> {
         let lock_path = self.root.join(LOCK_FILE);
         let lock = open_lock(&lock_path)?;
         lock.lock().map_err(|e| LayoutError::io(&lock_path, e))?;
         let mut index = self.index()?;
-        if let Err(e) = change(&mut index) {
-            return Ok(Err(e));
-        }
+        change(&mut index);
         for desc in &index.manifests {
             if !self.has_blob(&desc.digest) {
                 return Err(LayoutError::MissingBlob {
@@ -278,7 +274,7 @@ impl Layout {
             self.write_atomically("index.json", &bytes)?;
         }
         drop(lock);
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Write `name` in the layout root via a temp file, fsync and rename.
