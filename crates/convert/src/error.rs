@@ -211,11 +211,13 @@ pub enum OptionsError {
 /// as the selector followed by what is wrong (`app:2: no such image in index.json …`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
-    /// `@` followed by something that is not a number.
-    #[error("{selector}: expected @ followed by a number")]
-    NotANumber {
+    /// Not a selector at all (empty, or `@` not followed by a number).
+    #[error("{selector}: {reason}")]
+    Invalid {
         /// The selector.
         selector: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// `@N` past the end of `index.json`.
     #[error("{selector}: index.json has {entries} entries")]
@@ -239,7 +241,7 @@ impl SelectError {
     /// The selector that failed.
     pub fn selector(&self) -> &str {
         match self {
-            SelectError::NotANumber { selector }
+            SelectError::Invalid { selector, .. }
             | SelectError::OutOfRange { selector, .. }
             | SelectError::NoSuchImage { selector, .. } => selector,
         }

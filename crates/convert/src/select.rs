@@ -3,61 +3,37 @@
 
 use crate::error::SelectError;
 use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
+use layerlift_manifest::selector::{ImageSelector, SelectorError, select_entries};
 use layerlift_manifest::{Descriptor, Index};
-use std::collections::BTreeSet;
 
-/// The index.json entries `selectors` pick (all when there are none), in index order.
+/// The index.json entries `selectors` pick (all when there are none), in index order: the one
+/// `--image` selector of every command ([`layerlift_manifest::selector`]).
 pub(crate) fn select(index: &Index, selectors: &[String]) -> Result<Vec<usize>, SelectError> {
-    if selectors.is_empty() {
-        return Ok((0..index.manifests.len()).collect());
-    }
-    let mut chosen = BTreeSet::new();
-    for sel in selectors {
-        if let Some(n) = sel.strip_prefix('@') {
-            let n: usize = n.parse().map_err(|_| SelectError::NotANumber {
-                selector: sel.clone(),
-            })?;
-            if n >= index.manifests.len() {
-                return Err(SelectError::OutOfRange {
-                    selector: sel.clone(),
-                    entries: index.manifests.len(),
-                });
-            }
-            chosen.insert(n);
-            continue;
-        }
-        let found: Vec<usize> = index
-            .manifests
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| {
-                [d.annotation(REF_NAME), d.annotation(IMAGE_NAME)]
-                    .into_iter()
-                    .flatten()
-                    .any(|n| n == sel || normalise_name(n) == normalise_name(sel))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if found.is_empty() {
-            return Err(SelectError::NoSuchImage {
-                selector: sel.clone(),
-                names: index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.annotation(REF_NAME))
-                    .map(str::to_string)
-                    .collect(),
+    let entries = &index.manifests;
+    // A position past the end says how many entries there are, rather than listing names.
+    for s in selectors {
+        if let Ok(ImageSelector::Position(n)) = ImageSelector::parse(s)
+            && n >= entries.len()
+        {
+            return Err(SelectError::OutOfRange {
+                selector: s.clone(),
+                entries: entries.len(),
             });
         }
-        chosen.extend(found);
     }
-    Ok(chosen.into_iter().collect())
-}
-
-/// `docker.io/library/app:1` and `app:1` name the same image.
-fn normalise_name(name: &str) -> &str {
-    let n = name.strip_prefix("docker.io/").unwrap_or(name);
-    n.strip_prefix("library/").unwrap_or(n)
+    let mut chosen = select_entries(entries, selectors).map_err(|e| match e {
+        SelectorError::Invalid { selector, reason } => SelectError::Invalid { selector, reason },
+        SelectorError::NoMatch { selector } => SelectError::NoSuchImage {
+            selector,
+            names: entries
+                .iter()
+                .filter_map(|d| d.annotation(REF_NAME))
+                .map(str::to_string)
+                .collect(),
+        },
+    })?;
+    chosen.sort_unstable();
+    Ok(chosen)
 }
 
 /// How errors name entry `i`: `app:1 (@0)`, or `@0 sha256:…` when it has no name.
