@@ -4,68 +4,15 @@
 
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, TransportOptions,
-    UploadEvent, UploadOptions,
+    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, TransportOptions, UploadEvent,
+    UploadOptions,
 };
 use layerlift_testkit::{Fault, FaultProxy, Registry};
+
+mod common;
+use common::{fast_retries, image, plain_http_client, push};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-const MT: &str = "application/vnd.oci.image.manifest.v1+json";
-
-struct Image {
-    blobs: Vec<BytesSource>,
-    manifest: Vec<u8>,
-}
-
-/// A config and four layers of a few KiB each.
-fn image(seed: u8) -> Image {
-    let config = BytesSource::new(format!(r#"{{"os":"linux","seed":{seed}}}"#).into_bytes());
-    let layers: Vec<BytesSource> = (0..4u8)
-        .map(|i| {
-            BytesSource::new(
-                (0..(2500 + 1000 * usize::from(i)))
-                    .map(|j| (j as u8) ^ seed ^ i.wrapping_mul(17))
-                    .collect::<Vec<u8>>(),
-            )
-        })
-        .collect();
-    let d = |s: &BytesSource, mt: &str| serde_json::json!({"mediaType": mt, "digest": s.digest().to_string(), "size": s.size()});
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": MT,
-        "config": d(&config, "application/vnd.oci.image.config.v1+json"),
-        "layers": layers.iter().map(|l| d(l, "application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
-    })
-    .to_string()
-    .into_bytes();
-    let mut blobs = vec![config];
-    blobs.extend(layers);
-    Image { blobs, manifest }
-}
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 10,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(200),
-        max_total: Duration::from_secs(60),
-        max_retry_after: Duration::from_secs(5),
-        ..RetryPolicy::default()
-    }
-}
-
-fn client_for(addr: &str, cred: Credential, retry: RetryPolicy) -> Client {
-    Client::new(
-        addr,
-        cred,
-        TransportOptions {
-            plain_http: true,
-            ..TransportOptions::default()
-        },
-        retry,
-    )
-    .unwrap()
-}
 
 /// A fault proxy in front of `port` that asks `rule` about each PATCH, numbered from 1, and passes
 /// every other request.
@@ -79,24 +26,6 @@ fn on_patches(port: u16, rule: impl Fn(u32) -> Fault + Send + Sync + 'static) ->
         *p += 1;
         rule(*p)
     })
-}
-
-fn push(
-    c: &Client,
-    repo: &str,
-    img: &Image,
-    opts: &UploadOptions,
-    events: &(dyn Fn(UploadEvent) + Sync),
-) -> Result<Digest, Error> {
-    c.ping()?;
-    c.authorize(&[Scope::pull_push(repo)]);
-    for b in &img.blobs {
-        if !c.blob_exists(repo, &b.digest())? {
-            c.upload_blob(repo, b, opts, None, events)?;
-        }
-    }
-    c.put_manifest(repo, "latest", MT, &img.manifest)?;
-    Ok(c.manifest_digest(repo, "latest")?.expect("tag exists"))
 }
 
 #[test]
@@ -133,8 +62,8 @@ fn twenty_pushes_through_drops_5xx_and_429() {
         }
     };
     for i in 0..20u8 {
-        let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
-        let img = image(i);
+        let c = plain_http_client(&proxy.addr(), Credential::Anonymous, fast_retries());
+        let img = image(i, 4);
         let opts = if i % 2 == 0 {
             UploadOptions::default()
         } else {
@@ -169,8 +98,8 @@ fn retry_after_is_honoured() {
         }
         Fault::Pass
     });
-    let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
-    let img = image(99);
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, fast_retries());
+    let img = image(99, 4);
     let start = Instant::now();
     push(&c, "ra/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
     assert!(
@@ -198,8 +127,15 @@ fn gives_up_with_a_clear_error() {
         max_attempts: 3,
         ..fast_retries()
     };
-    let c = client_for(&proxy.addr(), Credential::Anonymous, policy);
-    let err = push(&c, "down/x", &image(1), &UploadOptions::default(), &|_| {}).unwrap_err();
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, policy);
+    let err = push(
+        &c,
+        "down/x",
+        &image(1, 4),
+        &UploadOptions::default(),
+        &|_| {},
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::GaveUp { attempts: 3, .. }), "{text}");
     assert!(
@@ -224,7 +160,7 @@ fn chunked_upload_resumes_where_the_registry_is() {
             Fault::Pass
         }
     });
-    let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, fast_retries());
     c.ping().unwrap();
     let blob = BytesSource::new((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
     let resumed = Mutex::new(Vec::new());
@@ -277,7 +213,7 @@ fn sessions_lost_again_and_again_still_finish_while_chunks_are_accepted() {
         max_attempts: 3,
         ..fast_retries()
     };
-    let c = client_for(&proxy.addr(), Credential::Anonymous, retry.clone());
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, retry.clone());
     c.ping().unwrap();
     let blob = BytesSource::new((0..10_000u32).map(|i| (i % 241) as u8).collect::<Vec<_>>());
     let chunked = UploadOptions {
@@ -301,7 +237,7 @@ fn sessions_lost_again_and_again_still_finish_while_chunks_are_accepted() {
             Fault::Pass
         }
     });
-    let c = client_for(&proxy.addr(), Credential::Anonymous, retry);
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, retry);
     c.ping().unwrap();
     let err = c
         .upload_blob("lost/always", &blob, &chunked, None, &|_| {})
@@ -330,12 +266,12 @@ fn redirect_to_another_host_drops_authorization() {
             Fault::Pass
         }
     });
-    let c = client_for(
+    let c = plain_http_client(
         &first.addr(),
         Credential::from_creds("dora:pw-redirect-1").unwrap(),
         RetryPolicy::none(),
     );
-    let img = image(3);
+    let img = image(3, 4);
     push(&c, "redir/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
     // The redirected GET reaches the second host without credentials, which then refuses it.
     let err = c.get_manifest("redir/x", "latest").unwrap_err();
@@ -380,7 +316,7 @@ fn a_lost_upload_session_is_started_again() {
             Fault::Pass
         }
     });
-    let c = client_for(&proxy.addr(), Credential::Anonymous, fast_retries());
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, fast_retries());
     c.ping().unwrap();
     let a = BytesSource::new(vec![1u8; 5000]);
     let b = BytesSource::new(vec![2u8; 5000]);
@@ -432,7 +368,7 @@ fn a_stalled_request_times_out_and_is_retried() {
         seen.lock().unwrap().push((attempt, e.to_string()));
     }));
     c.ping().unwrap();
-    let img = image(42);
+    let img = image(42, 4);
     let start = Instant::now();
     let d = push(&c, "stall/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
     assert_eq!(d, Digest::of(&img.manifest));
@@ -457,8 +393,8 @@ fn head_401_reads_as_absent() {
             Fault::Pass
         }
     });
-    let c = client_for(&proxy.addr(), Credential::Anonymous, RetryPolicy::none());
-    let img = image(7);
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, RetryPolicy::none());
+    let img = image(7, 4);
     let d = push(&c, "new/repo", &img, &UploadOptions::default(), &|_| {}).unwrap();
     assert_eq!(d, Digest::of(&img.manifest));
     let posts = proxy.log().iter().filter(|l| l.method == "POST").count();
@@ -488,12 +424,12 @@ fn a_token_that_expires_mid_upload_is_renewed() {
             Fault::Pass
         }
     });
-    let c = client_for(
+    let c = plain_http_client(
         &proxy.addr(),
         Credential::from_creds("gus:pw-token-expiry").unwrap(),
         RetryPolicy::none(),
     );
-    let img = image(11);
+    let img = image(11, 4);
     let d = push(&c, "exp/x", &img, &UploadOptions::default(), &|_| {}).unwrap();
     assert_eq!(d, Digest::of(&img.manifest));
     assert_eq!(proxy.faults(), 1);

@@ -9,66 +9,23 @@
 
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Scope, Secret,
-    TransportOptions, UploadEvent, UploadOptions,
+    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, Secret, TransportOptions,
+    UploadEvent, UploadOptions,
 };
 use layerlift_testkit::{Auth, Fault, FaultProxy, Registry, TlsFiles};
+
+mod common;
+use common::{fast_retries, plain_http_client};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
 
 const OTHER_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-const MT: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 6,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-        max_total: Duration::from_secs(30),
-        max_retry_after: Duration::from_secs(1),
-        ..RetryPolicy::default()
-    }
-}
-
-fn plain(addr: &str, cred: Credential, retry: RetryPolicy) -> Client {
-    Client::new(
-        addr,
-        cred,
-        TransportOptions {
-            plain_http: true,
-            ..TransportOptions::default()
-        },
-        retry,
-    )
-    .unwrap()
-}
 
 /// A config, two layers and a manifest over them; pushed, the tag checked.
 fn push(c: &Client, repo: &str, seed: u8, upload: &UploadOptions) -> Result<Digest, Error> {
-    let config = BytesSource::new(format!(r#"{{"os":"linux","seed":{seed}}}"#).into_bytes());
-    let layers: Vec<BytesSource> = (0..2u8)
-        .map(|i| BytesSource::new(vec![seed ^ i; 3000 + usize::from(i) * 500]))
-        .collect();
-    let d = |s: &BytesSource, mt: &str| serde_json::json!({"mediaType": mt, "digest": s.digest().to_string(), "size": s.size()});
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": MT,
-        "config": d(&config, "application/vnd.oci.image.config.v1+json"),
-        "layers": layers.iter().map(|l| d(l, "application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
-    })
-    .to_string()
-    .into_bytes();
-    c.ping()?;
-    c.authorize(&[Scope::pull_push(repo)]);
-    for b in std::iter::once(&config).chain(&layers) {
-        if !c.blob_exists(repo, &b.digest())? {
-            c.upload_blob(repo, b, upload, None, &|_| {})?;
-        }
-    }
-    c.put_manifest(repo, "latest", MT, &manifest)?;
-    Ok(c.manifest_digest(repo, "latest")?.expect("tag exists"))
+    common::push(c, repo, &common::image(seed, 2), upload, &|_| {})
 }
 
 fn chunked(size: u64) -> UploadOptions {
@@ -97,7 +54,7 @@ fn an_upload_location_on_another_origin_gets_no_credentials() {
     });
     let cred = || Credential::from_creds("dora:pw-origin-1").unwrap();
     for opts in [UploadOptions::default(), chunked(1000)] {
-        let c = plain(&own.addr(), cred(), RetryPolicy::none());
+        let c = plain_http_client(&own.addr(), cred(), RetryPolicy::none());
         // The other host (the same registry behind it) refuses requests without credentials.
         let err = push(&c, "origin/x", 1, &opts).unwrap_err();
         assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
@@ -153,7 +110,7 @@ fn a_challenge_from_another_origin_is_ignored() {
             Fault::Pass
         }
     });
-    let c = plain(
+    let c = plain_http_client(
         &own.addr(),
         Credential::from_creds("fay:pw-challenge-1").unwrap(),
         RetryPolicy::none(),
@@ -330,7 +287,7 @@ fn range_0_0_for_one_byte_held_makes_progress() {
             Fault::Pass
         }
     });
-    let c = plain(&proxy.addr(), Credential::Anonymous, fast_retries());
+    let c = plain_http_client(&proxy.addr(), Credential::Anonymous, fast_retries());
     c.ping().unwrap();
     let blob = BytesSource::new(b"abcdef".to_vec());
     let resumed = Mutex::new(Vec::new());
