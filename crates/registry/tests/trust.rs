@@ -28,6 +28,17 @@ fn push(c: &Client, repo: &str, seed: u8, upload: &UploadOptions) -> Result<Dige
     common::push(c, repo, &common::image(seed, 2), upload, &|_| {})
 }
 
+/// A client of `reg` (over TLS or plain HTTP, as ping finds) that does not retry.
+fn token_client(reg: &Registry, cred: Credential) -> Client {
+    Client::new(
+        &reg.addr(),
+        cred,
+        TransportOptions::default(),
+        RetryPolicy::none(),
+    )
+    .unwrap()
+}
+
 fn chunked(size: u64) -> UploadOptions {
     UploadOptions {
         chunk_size: Some(size),
@@ -139,13 +150,7 @@ fn token_basic_credentials_stay_on_the_realm_origin() {
 
     // Same origin: followed with the credentials, and the push works.
     ts.redirect(307, &format!("http://127.0.0.1:{}", ts.port()));
-    let c = Client::new(
-        &reg.addr(),
-        cred(),
-        TransportOptions::default(),
-        RetryPolicy::none(),
-    )
-    .unwrap();
+    let c = token_client(&reg, cred());
     push(&c, "realm/same", 2, &UploadOptions::default()).unwrap();
     let moved: Vec<_> = ts
         .requests()
@@ -161,13 +166,7 @@ fn token_basic_credentials_stay_on_the_realm_origin() {
     // refused), for 307 and 302 alike.
     for status in [307, 302] {
         ts.redirect(status, &format!("http://{}", other.addr()));
-        let c = Client::new(
-            &reg.addr(),
-            cred(),
-            TransportOptions::default(),
-            RetryPolicy::none(),
-        )
-        .unwrap();
+        let c = token_client(&reg, cred());
         let err = push(&c, "realm/other", 3, &UploadOptions::default()).unwrap_err();
         assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
     }
@@ -190,13 +189,7 @@ fn token_refresh_form_is_never_reposted() {
     let cred = || Credential::IdentityToken(Secret::new(ts.issue_refresh_token("bea")));
 
     ts.redirect(307, &format!("http://{}", other.addr()));
-    let c = Client::new(
-        &reg.addr(),
-        cred(),
-        TransportOptions::default(),
-        RetryPolicy::none(),
-    )
-    .unwrap();
+    let c = token_client(&reg, cred());
     let err = push(&c, "refresh/x", 4, &UploadOptions::default()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("another origin"), "{text}");
@@ -208,13 +201,7 @@ fn token_refresh_form_is_never_reposted() {
 
     for status in [301, 302] {
         ts.redirect(status, &format!("http://127.0.0.1:{}", ts.port()));
-        let c = Client::new(
-            &reg.addr(),
-            cred(),
-            TransportOptions::default(),
-            RetryPolicy::none(),
-        )
-        .unwrap();
+        let c = token_client(&reg, cred());
         // An anonymous token then: the push is refused, but nothing was posted twice.
         let _ = push(&c, "refresh/y", 5, &UploadOptions::default());
     }
@@ -408,13 +395,7 @@ fn a_self_signed_openssl_certificate_is_trusted_as_given() {
     assert!(err.contains("not valid for name"), "{err}");
 
     // Untrusted, it is refused as before.
-    let untrusted = Client::new(
-        &reg.addr(),
-        cred(),
-        TransportOptions::default(),
-        RetryPolicy::none(),
-    )
-    .unwrap();
+    let untrusted = token_client(&reg, cred());
     let err = untrusted.ping().unwrap_err().to_string();
     assert!(err.contains("certificate"), "{err}");
 }
