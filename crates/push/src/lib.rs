@@ -67,6 +67,8 @@
 //! gets), `error`.
 
 #![warn(missing_docs)]
+// An error ends the push, once: the size of the error types costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
 
 mod cache;
 mod error;

@@ -19,7 +19,7 @@ pub enum PlanError {
         /// SOURCE.
         source_name: String,
         /// Why.
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
     /// index.json lists nothing.
     #[error("{source_name} holds no image (index.json is empty)")]
@@ -111,7 +111,7 @@ pub enum PlanError {
         /// Its digest.
         digest: Digest,
         /// Why.
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
     /// A manifest or index is not JSON.
     #[error("{digest} is not JSON")]
@@ -408,7 +408,7 @@ impl PushPlan {
     ) -> Result<Self, PlanError> {
         let index = layout.index().map_err(|e| PlanError::Index {
             source_name: source.to_string(),
-            source: e,
+            source: Box::new(e),
         })?;
         let entries: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
         if entries.is_empty() {
@@ -504,7 +504,7 @@ fn read_doc(layout: &Layout, d: &Descriptor) -> Result<(Vec<u8>, serde_json::Val
     let bytes = layout.read_blob(&d.digest).map_err(|e| PlanError::Read {
         media_type: d.media_type.clone(),
         digest: d.digest,
-        source: e,
+        source: Box::new(e),
     })?;
     let value = serde_json::from_slice(&bytes).map_err(|e| PlanError::NotJson {
         digest: d.digest,
