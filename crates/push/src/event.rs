@@ -227,3 +227,81 @@ pub enum Progress {
     /// No more bytes move (the push is over or failed).
     Finished,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(e: &Event) -> String {
+        serde_json::to_value(e).unwrap().to_string()
+    }
+
+    /// The JSON lines `layerlift-push --json` prints (tests/e2e parse them).
+    #[test]
+    fn events_serialise_to_the_json_lines_of_the_cli() {
+        let d = Digest::of(b"blob");
+        let mut mounted = Event::blob(BlobAction::Mounted, "app", d, 4);
+        if let Event::Blob { from, .. } = &mut mounted {
+            *from = Some("base".into());
+        }
+        assert_eq!(
+            json(&mounted),
+            format!(
+                r#"{{"action":"mounted","digest":"{d}","event":"blob","from":"base","repository":"app","size":4}}"#
+            )
+        );
+        assert_eq!(
+            json(&Event::blob(BlobAction::WouldUpload, "app", d, 4)),
+            format!(
+                r#"{{"action":"would-upload","digest":"{d}","event":"blob","repository":"app","size":4}}"#
+            )
+        );
+        let layer = Event::Layer {
+            digest: d,
+            size: 4,
+            diff_id: None,
+            verified: true,
+            source: LayerSource::ArchiveMetadata,
+            repository: None,
+        };
+        assert_eq!(
+            json(&layer),
+            format!(
+                r#"{{"diffId":null,"digest":"{d}","event":"layer","size":4,"source":"archive-metadata","verified":true}}"#
+            )
+        );
+        let tag = Event::Tag {
+            reference: "r/app:1".into(),
+            digest: d,
+            dry_run: Some(true),
+        };
+        assert_eq!(
+            json(&tag),
+            format!(r#"{{"digest":"{d}","dryRun":true,"event":"tag","reference":"r/app:1"}}"#)
+        );
+        let retried = Event::Retried {
+            attempt: 1,
+            delay_ms: 250,
+            error: "HTTP 503".into(),
+        };
+        assert_eq!(
+            json(&retried),
+            r#"{"attempt":1,"delayMs":250,"error":"HTTP 503","event":"retried"}"#
+        );
+        let result = Event::Result {
+            ok: true,
+            dry_run: Some(false),
+            images: Some(vec![Pushed {
+                reference: "r/app:1".into(),
+                digest: d,
+            }]),
+            error: None,
+        };
+        assert_eq!(
+            json(&result),
+            format!(
+                r#"{{"dryRun":false,"event":"result","images":[{{"digest":"{d}","reference":"r/app:1"}}],"ok":true}}"#
+            )
+        );
+    }
+}

@@ -45,8 +45,9 @@ impl Observer for Output {
             _ => {}
         }
         if self.json {
-            match serde_json::to_string(event) {
-                Ok(line) => self.print(&line),
+            // Through a `Value`: its keys come out sorted, as they always have.
+            match serde_json::to_value(event) {
+                Ok(line) => self.print(&line.to_string()),
                 Err(e) => eprintln!("layerlift-push: cannot print an event: {e}"),
             }
         }
