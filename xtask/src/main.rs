@@ -32,7 +32,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, then
+  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, `cargo doc`, then
                       `cargo test --workspace --locked ARGS…`
   fixtures [--force]  generate test archives with real tools into target/fixtures/
   fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]

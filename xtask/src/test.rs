@@ -1,15 +1,17 @@
-//! `cargo xtask test`: the whole suite, as `.ci/run` and the README run it.
+//! `cargo xtask test`: the whole suite, as `.ci/run` and the README run it: the API documentation
+//! builds without a warning, then every test of the workspace.
 
 use crate::{fixtures, util};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
-/// Install tools, generate fixtures, run `cargo test --workspace --locked ARGS…`.
+/// Install tools, generate fixtures, check the docs, run `cargo test --workspace --locked ARGS…`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
     install_deps()?;
     let dir = fixtures::fixtures_dir();
     fixtures::generate(&dir)?;
+    check_docs()?;
 
     let mut cmd = util::cargo();
     cmd.arg("test");
@@ -47,6 +49,30 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask test: cargo test failed ({status})");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `cargo doc --no-deps` of the workspace's crates with warnings as errors: every public item of the
+/// libraries is documented and every intra-doc link resolves.
+fn check_docs() -> Result<()> {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "doc",
+        "--no-deps",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--locked",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
+    eprintln!(
+        "xtask test: RUSTDOCFLAGS='-D warnings' {}",
+        util::show(&cmd)
+    );
+    let status = cmd.status().context("cannot run cargo doc")?;
+    if !status.success() {
+        bail!("the API documentation has warnings (cargo doc {status})");
+    }
+    Ok(())
 }
 
 /// Sums of cargo test's `test result:` lines.

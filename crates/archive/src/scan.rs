@@ -43,7 +43,7 @@ pub struct FileEntry {
     /// The bytes, when the entry looked like a small JSON document (see [`FileEntry::json`]).
     pub json: Option<Vec<u8>>,
     /// Where a small JSON document of a directory input is read again from when it was not kept
-    /// in memory (the kept total, [`MAX_KEPT_TOTAL`], was reached).
+    /// in memory (the kept total, `MAX_KEPT_TOTAL`, was reached).
     pub json_path: Option<std::path::PathBuf>,
     /// The staged copy (unpack mode).
     pub staged: Option<StagedBlob>,

@@ -130,8 +130,8 @@ impl TokenServer {
         self.shared.log.lock().unwrap().clone()
     }
 
-    /// From now on answer `/token` with `status` (301, 302, 307...) and `Location:
-    /// <base>/moved-token?<query>`, where `base` is e.g. `http://127.0.0.2:<port>` (a proxy to this
+    /// From now on answer `/token` with `status` (301, 302, 307...) and
+    /// `Location: <base>/moved-token?<query>`, where `base` is e.g. `http://127.0.0.2:<port>` (a proxy to this
     /// server on another origin) or this server's own `http://127.0.0.1:<port>`; `/moved-token`
     /// issues tokens like `/token`.
     pub fn redirect(&self, status: u16, base: &str) {

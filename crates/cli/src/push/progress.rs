@@ -1,21 +1,89 @@
-//! What `layerlift-push` shows: plain lines or JSON events on stdout, progress bars (overall and
-//! per blob, with bytes/s) on stderr only when it is a terminal and neither `-q` nor `--json` is
-//! given.
+//! What `layerlift-push` shows of a push's [`Event`]s and [`Progress`]: plain lines or JSON
+//! events on stdout, progress bars (overall and per blob, with bytes/s) on stderr only when it is
+//! a terminal and neither `-q` nor `--json` is given.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use layerlift_manifest::Digest;
+use layerlift_push::{BlobAction, Event, Observer, Progress};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+/// The observer of `layerlift-push`: stdout and stderr.
 pub struct Output {
     json: bool,
     quiet: bool,
     bars: Option<MultiProgress>,
     total: Mutex<Option<ProgressBar>>,
+    /// The bar of each blob being uploaded.
+    blob_bars: Mutex<BTreeMap<Digest, ProgressBar>>,
     stdout: Mutex<()>,
 }
 
+impl Observer for Output {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Tag {
+                reference,
+                digest,
+                dry_run,
+            } => match dry_run {
+                Some(true) => self.plain(&format!("would push {reference}@{digest}")),
+                _ => self.plain(&format!("{reference}@{digest}")),
+            },
+            Event::Untagged { reference, .. } => {
+                self.plain(reference);
+                // The `result` event lists it.
+                return;
+            }
+            Event::Blob {
+                action: BlobAction::WouldUpload,
+                digest,
+                size,
+                ..
+            } => self.plain(&format!("would upload {digest} ({size} bytes)")),
+            _ => {}
+        }
+        if self.json {
+            // Through a `Value`: its keys come out sorted, as they always have.
+            match serde_json::to_value(event) {
+                Ok(line) => self.print(&line.to_string()),
+                Err(e) => eprintln!("layerlift-push: cannot print an event: {e}"),
+            }
+        }
+    }
+
+    fn message(&self, text: &str) {
+        Output::message(self, text);
+    }
+
+    fn progress(&self, progress: &Progress) {
+        match progress {
+            Progress::Started { repository } => self.start_total(0, repository),
+            Progress::Queued { bytes } => self.grow_total(*bytes),
+            Progress::Advanced { bytes } => self.advance_total(*bytes),
+            Progress::BlobStarted { digest, size } => {
+                if let Some(bar) = self.blob_bar(digest, *size) {
+                    self.blob_bars.lock().unwrap().insert(*digest, bar);
+                }
+            }
+            Progress::BlobSent { digest, sent } => {
+                if let Some(bar) = self.blob_bars.lock().unwrap().get(digest) {
+                    bar.set_position(*sent);
+                }
+            }
+            Progress::BlobFinished { digest } => {
+                if let Some(bar) = self.blob_bars.lock().unwrap().remove(digest) {
+                    bar.finish_and_clear();
+                }
+            }
+            Progress::Finished => {}
+        }
+    }
+}
+
 impl Output {
+    /// Plain lines, or JSON events with `json`; nothing on stderr but errors with `quiet`.
     pub fn new(json: bool, quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bars = (tty && !quiet && !json)
@@ -25,6 +93,7 @@ impl Output {
             quiet,
             bars,
             total: Mutex::new(None),
+            blob_bars: Mutex::new(BTreeMap::new()),
             stdout: Mutex::new(()),
         }
     }
@@ -42,15 +111,8 @@ impl Output {
         }
     }
 
-    /// A JSON event (only with `--json`).
-    pub fn event(&self, v: serde_json::Value) {
-        if self.json {
-            self.print(&v.to_string());
-        }
-    }
-
     /// A result line on stdout (not with `--json`).
-    pub fn plain(&self, line: &str) {
+    fn plain(&self, line: &str) {
         if !self.json {
             self.print(line);
         }
@@ -86,7 +148,7 @@ impl Output {
         }
     }
 
-    pub fn start_total(&self, total: u64, label: &str) {
+    fn start_total(&self, total: u64, label: &str) {
         let Some(m) = &self.bars else { return };
         let bar = m.add(ProgressBar::new(total));
         bar.set_style(
@@ -103,19 +165,19 @@ impl Output {
     }
 
     /// More bytes to push than the bar was started with (blobs queued as an archive is read).
-    pub fn grow_total(&self, n: u64) {
+    fn grow_total(&self, n: u64) {
         if let Some(b) = self.total.lock().unwrap().as_ref() {
             b.inc_length(n);
         }
     }
 
-    pub fn advance_total(&self, n: u64) {
+    fn advance_total(&self, n: u64) {
         if let Some(b) = self.total.lock().unwrap().as_ref() {
             b.inc(n);
         }
     }
 
-    pub fn blob_bar(&self, d: &Digest, size: u64) -> Option<ProgressBar> {
+    fn blob_bar(&self, d: &Digest, size: u64) -> Option<ProgressBar> {
         let m = self.bars.as_ref()?;
         let bar = m.add(ProgressBar::new(size));
         bar.set_style(
@@ -129,6 +191,7 @@ impl Output {
         Some(bar)
     }
 
+    /// Clear the progress bars.
     pub fn finish_bars(&self) {
         if let Some(b) = self.total.lock().unwrap().take() {
             b.finish_and_clear();

@@ -7,7 +7,7 @@
 //!    `--reuse-from` reference), followed through an index to the platforms the archive's images
 //!    have, and its config: a layer whose diff_id appears there, stored with the compression this
 //!    push would produce (any compression with `--reuse-any-compression`), is a candidate.
-//! 2. **The local cache** ([`super::cache`]): `diff_id, codec, level, encoder → digest`.
+//! 2. **The local cache** ([`crate::cache`]): `diff_id, codec, level, encoder → digest`.
 //! 3. A layer the archive stores compressed keeps its digest: it is a candidate as it is.
 //!
 //! A candidate is used only after a HEAD finds the blob in DEST's repository (or in the
@@ -23,7 +23,7 @@
 //! names it: the blob is read back from the registry, decompressed and hashed against the diff_id.
 //! A blob that does not match fails the push (and its cache entry is removed).
 
-use super::cache::{Cache, Key};
+use crate::cache::{Cache, Key};
 use layerlift_archive::ReusedEntry;
 use layerlift_archive::catalog::CatalogLayer;
 use layerlift_layers::Compression;
@@ -31,15 +31,104 @@ use layerlift_manifest::convert::layer_compression_label;
 use layerlift_manifest::{
     Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json, platform_matches,
 };
-use layerlift_registry::Client;
+use layerlift_registry::{Client, Error as RegistryError};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The compression of a layer blob of this media type (`None`: not a layer media type we know).
 fn layer_compression(media_type: &str) -> Option<Compression> {
     layer_compression_label(media_type).map(Compression::from)
 }
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the registry has, as the reuse plan asks it: the [`Client`], or a table in tests.
+pub(crate) trait RegistryView: Sync {
+    /// The registry's name (`host[:port]`), for messages.
+    fn registry(&self) -> &str;
+    /// Whether `repo` holds the blob (a HEAD; a failed request counts as absent).
+    fn has_blob(&self, repo: &str, digest: &Digest) -> bool;
+    /// The manifest `repo:reference` (media type, bytes); `None` when it does not exist.
+    fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError>;
+    /// A small blob (a config); `None` when the repository does not hold it.
+    fn small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError>;
+}
+
+impl RegistryView for Client {
+    fn registry(&self) -> &str {
+        Client::registry(self)
+    }
+
+    fn has_blob(&self, repo: &str, digest: &Digest) -> bool {
+        self.blob_exists(repo, digest).unwrap_or(false)
+    }
+
+    fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+        match self.get_manifest(repo, reference) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if absent(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.get_small_blob(repo, digest)
+    }
+}
+
+/// Why an image named for reuse could not be looked at (the push goes on without its layers).
+#[derive(Debug, thiserror::Error)]
+pub enum ReuseNote {
+    /// Its manifest cannot be read.
+    #[error("cannot read {what} to reuse its layers: {error}")]
+    Unreadable {
+        /// `REGISTRY/REPOSITORY:TAG`.
+        what: String,
+        /// Why.
+        error: RegistryError,
+    },
+    /// Its index is not valid.
+    #[error("{what}: {error}")]
+    Invalid {
+        /// `REGISTRY/REPOSITORY:TAG`.
+        what: String,
+        /// Why.
+        error: layerlift_manifest::ManifestError,
+    },
+    /// A manifest its index lists does not match its digest.
+    #[error("{what}: manifest {child} does not match its digest")]
+    ChildMismatch {
+        /// `REGISTRY/REPOSITORY:TAG`.
+        what: String,
+        /// The manifest.
+        child: Digest,
+    },
+    /// A manifest its index lists cannot be read.
+    #[error("cannot read {what} ({child}): {}", error.as_ref().map_or("not found".to_string(), |e| e.to_string()))]
+    ChildUnreadable {
+        /// `REGISTRY/REPOSITORY:TAG`.
+        what: String,
+        /// The manifest.
+        child: Digest,
+        /// Why (`None`: the registry does not have it).
+        error: Option<RegistryError>,
+    },
+    /// Its config cannot be read.
+    #[error("cannot read the config of {what}: {error}")]
+    Config {
+        /// `REGISTRY/REPOSITORY:TAG`.
+        what: String,
+        /// Why.
+        error: RegistryError,
+    },
+}
 
 /// Where a reused layer's descriptor came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +142,13 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn name(self) -> &'static str {
+    /// The `source` of the `layer` event of a layer reused this way.
+    pub fn layer_source(self) -> crate::event::LayerSource {
+        use crate::event::LayerSource;
         match self {
-            Origin::Registry => "registry",
-            Origin::Cache => "cache",
-            Origin::Archive => "archive-metadata",
+            Origin::Registry => LayerSource::Registry,
+            Origin::Cache => LayerSource::Cache,
+            Origin::Archive => LayerSource::ArchiveMetadata,
         }
     }
 }
@@ -108,14 +199,14 @@ impl Wanted<'_> {
 
 /// The reuse plan: entries for the archive reader, and what each reused layer is.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub struct ReusePlan {
     pub entries: BTreeMap<String, ReusedEntry>,
     pub reused: Vec<Reused>,
     /// For an archive without a catalog (a pipe): diff_id → the registry's blob (digest, size,
     /// compression), confirmed by HEAD, and the repository that holds it.
     pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression, String)>,
     /// Notes for stderr (a reference that could not be read, and why).
-    pub notes: Vec<String>,
+    pub notes: Vec<ReuseNote>,
 }
 
 /// A blob some repository of the registry holds for a diff_id.
@@ -128,8 +219,8 @@ struct Known {
 /// For an archive that cannot be walked ahead: every layer the registry's images (DEST's tags,
 /// `--reuse-from`) have in the compression this push would produce, by diff_id, HEAD-confirmed.
 /// The archive reader then only hashes a layer whose name states one of these diff_ids.
-pub fn plan_by_diff_id(client: &Client, wanted: &Wanted<'_>) -> Plan {
-    let mut plan = Plan::default();
+pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) -> ReusePlan {
+    let mut plan = ReusePlan::default();
     let Some(want) = wanted.compression else {
         return plan;
     };
@@ -165,7 +256,7 @@ pub fn plan_by_diff_id(client: &Client, wanted: &Wanted<'_>) -> Plan {
 /// so that a plan of many layers does not wait for them one after the other before the archive
 /// is read. A HEAD that fails counts as absent (the layer is then read and uploaded as usual).
 fn heads(
-    client: &Client,
+    client: &dyn RegistryView,
     blobs: impl IntoIterator<Item = (String, Digest)>,
     jobs: usize,
 ) -> BTreeSet<(String, Digest)> {
@@ -177,9 +268,7 @@ fn heads(
     if todo.is_empty() {
         return BTreeSet::new();
     }
-    let present = in_parallel(&todo, jobs, |(repo, digest)| {
-        client.blob_exists(repo, digest).unwrap_or(false)
-    });
+    let present = in_parallel(&todo, jobs, |(repo, digest)| client.has_blob(repo, digest));
     todo.into_iter()
         .zip(present)
         .filter_map(|(blob, present)| present.then_some(blob))
@@ -215,8 +304,12 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R +
 }
 
 /// Work out which of `layers` need not be read.
-pub fn plan(client: &Client, layers: &[CatalogLayer], wanted: &Wanted<'_>) -> Plan {
-    let mut plan = Plan::default();
+pub(crate) fn plan(
+    client: &dyn RegistryView,
+    layers: &[CatalogLayer],
+    wanted: &Wanted<'_>,
+) -> ReusePlan {
+    let mut plan = ReusePlan::default();
     let platforms: Vec<&str> = layers
         .iter()
         .filter_map(|l| l.platform.as_deref())
@@ -377,18 +470,27 @@ pub enum ConfirmError {
         source_name = describe(*origin),
         cache_note = if *origin == Origin::Cache { " (the cache entry is removed: run the push again)" } else { "" }
     )]
+    /// The blob does not decompress to the diff_id.
     Mismatch {
+        /// The layer.
         diff_id: Digest,
+        /// The blob named for it.
         digest: Digest,
+        /// The repository read from.
         repository: String,
+        /// Where the pairing was learnt.
         origin: Origin,
         /// What reading it back found.
         found: String,
     },
     #[error("cannot read back reused blob {digest} from {repository}: {source}")]
+    /// The blob cannot be read.
     Registry {
+        /// The blob.
         digest: Digest,
+        /// The repository read from.
         repository: String,
+        /// Why.
         source: Box<layerlift_registry::Error>,
     },
 }
@@ -452,57 +554,32 @@ fn confirm_one(client: &Client, b: &Unconfirmed) -> Result<(), ConfirmError> {
 
 /// Add the layers of the image `repo:reference` to `known` (diff_id → blob).
 fn learn(
-    client: &Client,
+    client: &dyn RegistryView,
     repo: &str,
     reference: &str,
     platforms: &[&str],
     known: &mut BTreeMap<Digest, Vec<Known>>,
-) -> Result<(), String> {
+) -> Result<(), ReuseNote> {
     let what = format!("{}/{repo}:{reference}", client.registry());
     let what = what.replace(":sha256:", "@sha256:");
-    let (media_type, bytes) = match client.get_manifest(repo, reference) {
-        Ok(m) => m,
-        Err(e) if absent(&e) => return Ok(()),
-        Err(e) => return Err(format!("cannot read {what} to reuse its layers: {e}")),
+    let (media_type, bytes) = match client.manifest(repo, reference) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(()),
+        Err(error) => return Err(ReuseNote::Unreadable { what, error }),
     };
-    let mut manifests = Vec::new();
-    if media_types::is_index(&media_type) || looks_like_index(&bytes) {
-        let index: Index = parse_json("image index", &bytes).map_err(|e| format!("{what}: {e}"))?;
-        for child in index.manifests.iter().take(64) {
-            let wanted = match &child.platform {
-                Some(p) => {
-                    platforms.is_empty()
-                        || platforms
-                            .iter()
-                            .any(|w| platform_matches(&p.to_string(), w))
-                }
-                None => true,
-            };
-            if !wanted || !media_types::is_manifest(&child.media_type) {
-                continue;
-            }
-            match client.get_manifest(repo, &child.digest.to_string()) {
-                Ok((_, b)) if Digest::of(&b) == child.digest => manifests.push(b),
-                Ok(_) => {
-                    return Err(format!(
-                        "{what}: manifest {} does not match its digest",
-                        child.digest
-                    ));
-                }
-                Err(e) => return Err(format!("cannot read {what} ({}): {e}", child.digest)),
-            }
-        }
+    let manifests = if media_types::is_index(&media_type) || looks_like_index(&bytes) {
+        platform_manifests(client, repo, &what, &bytes, platforms)?
     } else {
-        manifests.push(bytes);
-    }
+        vec![bytes]
+    };
     for bytes in manifests {
         let Ok(m) = parse_json::<Manifest>("image manifest", &bytes) else {
             continue;
         };
-        let config = match client.get_small_blob(repo, &m.config.digest) {
+        let config = match client.small_blob(repo, &m.config.digest) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
-            Err(e) => return Err(format!("cannot read the config of {what}: {e}")),
+            Err(error) => return Err(ReuseNote::Config { what, error }),
         };
         let Ok(config) = parse_json::<ImageConfig>("image config", &config) else {
             continue;
@@ -518,6 +595,52 @@ fn learn(
         }
     }
     Ok(())
+}
+
+/// The image manifests of the index `bytes` (named `what`) for `platforms` (all without).
+fn platform_manifests(
+    client: &dyn RegistryView,
+    repo: &str,
+    what: &str,
+    bytes: &[u8],
+    platforms: &[&str],
+) -> Result<Vec<Vec<u8>>, ReuseNote> {
+    let index: Index = parse_json("image index", bytes).map_err(|error| ReuseNote::Invalid {
+        what: what.to_string(),
+        error,
+    })?;
+    let mut manifests = Vec::new();
+    for child in index.manifests.iter().take(64) {
+        let wanted = match &child.platform {
+            Some(p) => {
+                platforms.is_empty()
+                    || platforms
+                        .iter()
+                        .any(|w| platform_matches(&p.to_string(), w))
+            }
+            None => true,
+        };
+        if !wanted || !media_types::is_manifest(&child.media_type) {
+            continue;
+        }
+        let unreadable = |error| ReuseNote::ChildUnreadable {
+            what: what.to_string(),
+            child: child.digest,
+            error,
+        };
+        match client.manifest(repo, &child.digest.to_string()) {
+            Ok(Some((_, b))) if Digest::of(&b) == child.digest => manifests.push(b),
+            Ok(Some(_)) => {
+                return Err(ReuseNote::ChildMismatch {
+                    what: what.to_string(),
+                    child: child.digest,
+                });
+            }
+            Ok(None) => return Err(unreadable(None)),
+            Err(e) => return Err(unreadable(Some(e))),
+        }
+    }
+    Ok(manifests)
 }
 
 fn looks_like_index(bytes: &[u8]) -> bool {
@@ -554,5 +677,316 @@ mod tests {
             Some(Compression::None)
         );
         assert_eq!(layer_compression(media_types::OCI_CONFIG), None);
+    }
+
+    /// What the registry has, as a table: manifests by (repository, reference), blobs by
+    /// (repository, digest); the HEADs asked are recorded.
+    #[derive(Default)]
+    struct Table {
+        manifests: BTreeMap<(String, String), (String, Vec<u8>)>,
+        blobs: BTreeMap<(String, Digest), Vec<u8>>,
+        heads: Mutex<Vec<(String, Digest)>>,
+    }
+
+    impl RegistryView for Table {
+        fn registry(&self) -> &str {
+            "registry.test"
+        }
+        fn has_blob(&self, repo: &str, digest: &Digest) -> bool {
+            self.heads.lock().unwrap().push((repo.to_string(), *digest));
+            self.blobs.contains_key(&(repo.to_string(), *digest))
+        }
+        fn manifest(
+            &self,
+            repo: &str,
+            reference: &str,
+        ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+            Ok(self
+                .manifests
+                .get(&(repo.to_string(), reference.to_string()))
+                .cloned())
+        }
+        fn small_blob(
+            &self,
+            repo: &str,
+            digest: &Digest,
+        ) -> Result<Option<Vec<u8>>, RegistryError> {
+            Ok(self.blobs.get(&(repo.to_string(), *digest)).cloned())
+        }
+    }
+
+    impl Table {
+        /// Store an image tagged `repo:tag` whose layers are `(diff_id, blob bytes, media type)`;
+        /// the blobs are stored too when `with_blobs`.
+        fn image(
+            &mut self,
+            repo: &str,
+            tag: &str,
+            layers: &[(Digest, &[u8], &str)],
+            with_blobs: bool,
+        ) {
+            let config = serde_json::to_vec(&serde_json::json!({
+                "architecture": "amd64", "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.0.to_string()).collect::<Vec<_>>()},
+            }))
+            .unwrap();
+            let config_digest = Digest::of(&config);
+            let manifest = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_types::OCI_MANIFEST,
+                "config": {"mediaType": media_types::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+                "layers": layers.iter().map(|(_, bytes, media_type)| serde_json::json!({
+                    "mediaType": media_type, "digest": Digest::of(bytes).to_string(), "size": bytes.len(),
+                })).collect::<Vec<_>>(),
+            }))
+            .unwrap();
+            self.blobs.insert((repo.to_string(), config_digest), config);
+            if with_blobs {
+                for (_, bytes, _) in layers {
+                    self.blobs
+                        .insert((repo.to_string(), Digest::of(bytes)), bytes.to_vec());
+                }
+            }
+            self.manifests.insert(
+                (repo.to_string(), tag.to_string()),
+                (media_types::OCI_MANIFEST.to_string(), manifest),
+            );
+        }
+    }
+
+    fn wanted<'a>(references: &[(&str, &str)], cache: Option<&'a Cache>) -> Wanted<'a> {
+        Wanted {
+            repository: "app",
+            references: references
+                .iter()
+                .map(|(r, t)| (r.to_string(), t.to_string()))
+                .collect(),
+            compression: Some(Compression::Gzip),
+            level: 4,
+            any_compression: false,
+            cache,
+            jobs: 3,
+        }
+    }
+
+    /// An uncompressed layer of the archive, `n` bytes, with this diff_id.
+    fn tar_layer(path: &str, diff_id: Digest, n: u64) -> CatalogLayer {
+        CatalogLayer {
+            path: path.to_string(),
+            compression: Compression::None,
+            digest: diff_id,
+            size: n,
+            diff_id,
+            platform: Some("linux/amd64".into()),
+        }
+    }
+
+    #[test]
+    fn a_layer_dest_serves_in_the_wanted_compression_is_not_read() {
+        let (a, b) = (Digest::of(b"layer a"), Digest::of(b"layer b"));
+        let mut registry = Table::default();
+        registry.image(
+            "app",
+            "1",
+            &[(a, b"gzip of a", media_types::OCI_LAYER_GZIP)],
+            true,
+        );
+        let layers = [
+            tar_layer("a/layer.tar", a, 100),
+            tar_layer("b/layer.tar", b, 200),
+        ];
+        let plan = plan(&registry, &layers, &wanted(&[("app", "1")], None));
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+        assert_eq!(plan.reused.len(), 1);
+        let r = &plan.reused[0];
+        assert_eq!((r.path.as_str(), r.diff_id), ("a/layer.tar", a));
+        assert_eq!(r.digest, Digest::of(b"gzip of a"));
+        assert_eq!((r.origin, r.repository.as_str()), (Origin::Registry, "app"));
+        assert_eq!(r.uncompressed_size, Some(100));
+        let entry = &plan.entries["a/layer.tar"];
+        assert_eq!(
+            entry.replacement,
+            Some((Digest::of(b"gzip of a"), 9, Compression::Gzip))
+        );
+        assert!(!plan.entries.contains_key("b/layer.tar"));
+        // DEST's own image is trusted as DEST is: nothing to read back.
+        assert!(!Unconfirmed::needed(r.origin, &r.repository, "app"));
+    }
+
+    #[test]
+    fn a_layer_is_reused_only_when_a_head_finds_its_blob() {
+        let a = Digest::of(b"layer a");
+        let mut registry = Table::default();
+        registry.image(
+            "app",
+            "1",
+            &[(a, b"gzip of a", media_types::OCI_LAYER_GZIP)],
+            false,
+        );
+        let plan = plan(
+            &registry,
+            &[tar_layer("a", a, 1)],
+            &wanted(&[("app", "1")], None),
+        );
+        assert!(plan.reused.is_empty());
+        assert!(plan.entries.is_empty());
+        let heads = registry.heads.lock().unwrap();
+        assert_eq!(*heads, vec![("app".to_string(), Digest::of(b"gzip of a"))]);
+    }
+
+    #[test]
+    fn another_compression_is_reused_only_when_any_compression_is_accepted() {
+        let a = Digest::of(b"layer a");
+        let mut registry = Table::default();
+        registry.image(
+            "app",
+            "1",
+            &[(a, b"zstd of a", media_types::OCI_LAYER_ZSTD)],
+            true,
+        );
+        let layers = [tar_layer("a", a, 1)];
+        let mut want = wanted(&[("app", "1")], None);
+        assert!(plan(&registry, &layers, &want).reused.is_empty());
+        want.any_compression = true;
+        let p = plan(&registry, &layers, &want);
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(p.reused[0].compression, Compression::Zstd);
+    }
+
+    #[test]
+    fn layers_of_another_repository_are_mounted_and_read_back() {
+        let a = Digest::of(b"layer a");
+        let mut registry = Table::default();
+        registry.image(
+            "base",
+            "3",
+            &[(a, b"gzip of a", media_types::OCI_LAYER_GZIP)],
+            true,
+        );
+        // DEST's tag does not exist yet: no note, nothing learnt from it.
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1)],
+            &wanted(&[("app", "latest"), ("base", "3")], None),
+        );
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(p.reused[0].repository, "base");
+        assert!(Unconfirmed::needed(Origin::Registry, "base", "app"));
+    }
+
+    #[test]
+    fn the_cache_names_a_blob_dest_holds_and_it_is_read_back() {
+        let a = Digest::of(b"layer a");
+        let blob = Digest::of(b"cached gzip of a");
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(dir.path())).unwrap();
+        cache.put(&Key::new(a, Compression::Gzip, 4), blob, 16);
+        let mut registry = Table::default();
+        registry
+            .blobs
+            .insert(("app".into(), blob), b"cached gzip of a".to_vec());
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1)],
+            &wanted(&[], Some(&cache)),
+        );
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(
+            (p.reused[0].origin, p.reused[0].digest),
+            (Origin::Cache, blob)
+        );
+        assert!(Unconfirmed::needed(Origin::Cache, "app", "app"));
+        // Another level is another key: no hint.
+        let mut other = wanted(&[], Some(&cache));
+        other.level = 9;
+        assert!(
+            plan(&registry, &[tar_layer("a", a, 1)], &other)
+                .reused
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_compressed_layer_dest_holds_keeps_its_digest() {
+        let mut registry = Table::default();
+        let stored = Digest::of(b"gzip bytes");
+        registry
+            .blobs
+            .insert(("app".into(), stored), b"gzip bytes".to_vec());
+        let layer = CatalogLayer {
+            compression: Compression::Gzip,
+            digest: stored,
+            ..tar_layer("a.tar.gz", Digest::of(b"layer"), 10)
+        };
+        let p = plan(&registry, &[layer], &wanted(&[], None));
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(p.reused[0].origin, Origin::Archive);
+        assert_eq!(p.entries["a.tar.gz"].replacement, None);
+        assert!(!Unconfirmed::needed(Origin::Archive, "app", "app"));
+    }
+
+    #[test]
+    fn without_a_catalog_the_layers_are_known_by_diff_id() {
+        let (a, b) = (Digest::of(b"layer a"), Digest::of(b"layer b"));
+        let mut registry = Table::default();
+        registry.image(
+            "app",
+            "1",
+            &[
+                (a, b"gzip of a", media_types::OCI_LAYER_GZIP),
+                (b, b"zstd of b", media_types::OCI_LAYER_ZSTD),
+            ],
+            true,
+        );
+        let p = plan_by_diff_id(&registry, &wanted(&[("app", "1")], None));
+        assert_eq!(p.by_diff_id.len(), 1);
+        assert_eq!(
+            p.by_diff_id[&a],
+            (
+                Digest::of(b"gzip of a"),
+                9,
+                Compression::Gzip,
+                "app".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_match_its_digest_is_a_note() {
+        let a = Digest::of(b"layer a");
+        let mut registry = Table::default();
+        registry.image(
+            "app",
+            "child",
+            &[(a, b"gzip of a", media_types::OCI_LAYER_GZIP)],
+            true,
+        );
+        let (_, child) = registry.manifests[&("app".to_string(), "child".to_string())].clone();
+        let wrong = Digest::of(b"not the child");
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_types::OCI_INDEX,
+            "manifests": [{"mediaType": media_types::OCI_MANIFEST, "digest": wrong.to_string(), "size": child.len()}],
+        }))
+        .unwrap();
+        registry.manifests.insert(
+            ("app".into(), wrong.to_string()),
+            (media_types::OCI_MANIFEST.into(), child),
+        );
+        registry.manifests.insert(
+            ("app".into(), "1".into()),
+            (media_types::OCI_INDEX.into(), index),
+        );
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1)],
+            &wanted(&[("app", "1")], None),
+        );
+        assert!(p.reused.is_empty());
+        assert_eq!(p.notes.len(), 1);
+        assert_eq!(
+            p.notes[0].to_string(),
+            format!("registry.test/app:1: manifest {wrong} does not match its digest")
+        );
     }
 }

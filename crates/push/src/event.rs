@@ -1,0 +1,307 @@
+//! What a push tells its observer: [`Event`]s (one per blob, layer, manifest and tag, and the
+//! result), human [messages](Observer::message) and [`Progress`] for progress bars.
+//!
+//! Events serialise (serde) to the JSON objects `layerlift-push --json` prints, one per line:
+//! `{"event": "blob", "action": "uploaded", …}`.
+
+use layerlift_manifest::Digest;
+use serde::Serialize;
+
+/// Receives what a push does, from several threads at once (the upload workers).
+pub trait Observer: Sync {
+    /// Something happened that a machine may want to know (see [`Event`]).
+    fn event(&self, event: &Event);
+    /// A note for a person (what is being read, which layers are reused, a retry). Default: none.
+    fn message(&self, _text: &str) {}
+    /// Bytes moved, for progress bars. Default: none.
+    fn progress(&self, _progress: &Progress) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _event: &Event) {}
+}
+
+/// One thing a push did. Serialises to a JSON object whose `event` field names the variant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// A blob of a repository: found, mounted, uploaded, … (see [`BlobAction`]).
+    Blob {
+        /// What happened.
+        action: BlobAction,
+        /// The repository it is pushed to.
+        repository: String,
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+        /// `mounted`: the repository it was mounted from.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// `retried`: the attempt that failed (1 for the first).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        /// `retried`: the wait before the next attempt, in milliseconds.
+        #[serde(rename = "delayMs", skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+        /// `retried`: what went wrong.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// `resumed`: the bytes the registry already held.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+    },
+    /// A layer of an archive SOURCE's images, and where its blob comes from.
+    Layer {
+        /// The layer blob the manifest names.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+        /// The layer's diff_id, when known.
+        #[serde(rename = "diffId")]
+        diff_id: Option<Digest>,
+        /// Checked against the diff_id in this run (read from the archive or from the registry).
+        verified: bool,
+        /// Where the blob comes from.
+        source: LayerSource,
+        /// The repository that holds a blob taken from the registry.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repository: Option<String>,
+    },
+    /// A manifest or index stored in a repository.
+    Manifest {
+        /// The repository.
+        repository: String,
+        /// The registry's digest of it.
+        digest: Digest,
+        /// Its media type.
+        #[serde(rename = "mediaType")]
+        media_type: String,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// A tag read back after the push (or, with `dry_run`, one that would be pushed).
+    Tag {
+        /// `REGISTRY/REPOSITORY:TAG`.
+        reference: String,
+        /// The image it points at.
+        digest: Digest,
+        /// Only set (true) on a dry run.
+        #[serde(rename = "dryRun", skip_serializing_if = "Option::is_none")]
+        dry_run: Option<bool>,
+    },
+    /// A request to the registry failed and is tried again.
+    Retried {
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// The wait before the next attempt, in milliseconds.
+        #[serde(rename = "delayMs")]
+        delay_ms: u64,
+        /// What went wrong.
+        error: String,
+    },
+    /// An image pushed by digest only (no tag). `--json` does not print it: the `result` lists it.
+    Untagged {
+        /// `REGISTRY/REPOSITORY@DIGEST`.
+        reference: String,
+        /// The image.
+        digest: Digest,
+    },
+    /// The push is over.
+    Result {
+        /// Whether everything was pushed.
+        ok: bool,
+        /// On success: whether it was a dry run.
+        #[serde(rename = "dryRun", skip_serializing_if = "Option::is_none")]
+        dry_run: Option<bool>,
+        /// On success: the images pushed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        images: Option<Vec<Pushed>>,
+        /// On failure: the error, on one line.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl Event {
+    /// A `blob` event with no details besides the action.
+    pub fn blob(action: BlobAction, repository: &str, digest: Digest, size: u64) -> Self {
+        Event::Blob {
+            action,
+            repository: repository.to_string(),
+            digest,
+            size,
+            from: None,
+            attempt: None,
+            delay_ms: None,
+            error: None,
+            offset: None,
+        }
+    }
+}
+
+/// What happened to a blob (`blob` event's `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlobAction {
+    /// The repository has it already.
+    Skipped,
+    /// A non-distributable layer that is not in SOURCE: left to its own URLs.
+    Foreign,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    /// Dry run: it would be uploaded.
+    WouldUpload,
+    /// Uploaded.
+    Uploaded,
+    /// A request of its upload failed and is tried again.
+    Retried,
+    /// Its upload continues a session a previous run left.
+    Resumed,
+}
+
+/// Where a layer's blob comes from (`layer` event's `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerSource {
+    /// Read from the archive (and compressed by this push when it stores it uncompressed).
+    Archive,
+    /// Named by an image the registry holds.
+    Registry,
+    /// Named by the local layer cache.
+    Cache,
+    /// Named by the archive's metadata (a compressed layer whose digest is kept), not read.
+    ArchiveMetadata,
+}
+
+/// One image a push left in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pushed {
+    /// `REGISTRY/REPOSITORY:TAG`, or `REGISTRY/REPOSITORY@DIGEST` for an untagged image.
+    pub reference: String,
+    /// The image's digest.
+    pub digest: Digest,
+}
+
+/// Bytes moved, for progress bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The uploads to `repository` start (the total is 0 and grows with [`Progress::Queued`]).
+    Started {
+        /// The repository.
+        repository: String,
+    },
+    /// More bytes to push (a blob queued).
+    Queued {
+        /// The blob's size.
+        bytes: u64,
+    },
+    /// Bytes done (sent, or found in the registry).
+    Advanced {
+        /// How many more.
+        bytes: u64,
+    },
+    /// One blob's upload starts.
+    BlobStarted {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// One blob's upload has sent `sent` bytes.
+    BlobSent {
+        /// The blob.
+        digest: Digest,
+        /// Bytes sent so far.
+        sent: u64,
+    },
+    /// One blob's upload is over.
+    BlobFinished {
+        /// The blob.
+        digest: Digest,
+    },
+    /// No more bytes move (the push is over or failed).
+    Finished,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(e: &Event) -> String {
+        serde_json::to_value(e).unwrap().to_string()
+    }
+
+    /// The JSON lines `layerlift-push --json` prints (tests/e2e parse them).
+    #[test]
+    fn events_serialise_to_the_json_lines_of_the_cli() {
+        let d = Digest::of(b"blob");
+        let mut mounted = Event::blob(BlobAction::Mounted, "app", d, 4);
+        if let Event::Blob { from, .. } = &mut mounted {
+            *from = Some("base".into());
+        }
+        assert_eq!(
+            json(&mounted),
+            format!(
+                r#"{{"action":"mounted","digest":"{d}","event":"blob","from":"base","repository":"app","size":4}}"#
+            )
+        );
+        assert_eq!(
+            json(&Event::blob(BlobAction::WouldUpload, "app", d, 4)),
+            format!(
+                r#"{{"action":"would-upload","digest":"{d}","event":"blob","repository":"app","size":4}}"#
+            )
+        );
+        let layer = Event::Layer {
+            digest: d,
+            size: 4,
+            diff_id: None,
+            verified: true,
+            source: LayerSource::ArchiveMetadata,
+            repository: None,
+        };
+        assert_eq!(
+            json(&layer),
+            format!(
+                r#"{{"diffId":null,"digest":"{d}","event":"layer","size":4,"source":"archive-metadata","verified":true}}"#
+            )
+        );
+        let tag = Event::Tag {
+            reference: "r/app:1".into(),
+            digest: d,
+            dry_run: Some(true),
+        };
+        assert_eq!(
+            json(&tag),
+            format!(r#"{{"digest":"{d}","dryRun":true,"event":"tag","reference":"r/app:1"}}"#)
+        );
+        let retried = Event::Retried {
+            attempt: 1,
+            delay_ms: 250,
+            error: "HTTP 503".into(),
+        };
+        assert_eq!(
+            json(&retried),
+            r#"{"attempt":1,"delayMs":250,"error":"HTTP 503","event":"retried"}"#
+        );
+        let result = Event::Result {
+            ok: true,
+            dry_run: Some(false),
+            images: Some(vec![Pushed {
+                reference: "r/app:1".into(),
+                digest: d,
+            }]),
+            error: None,
+        };
+        assert_eq!(
+            json(&result),
+            format!(
+                r#"{{"dryRun":false,"event":"result","images":[{{"digest":"{d}","reference":"r/app:1"}}],"ok":true}}"#
+            )
+        );
+    }
+}

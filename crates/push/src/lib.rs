@@ -1,0 +1,479 @@
+//! Push the images of an OCI image layout, or of any archive `layerlift-unpack` reads, to a
+//! registry: [`push`] with typed [`Options`], what happens reported to an [`Observer`] as
+//! [`Event`]s, and a [`Report`] of what the registry now holds.
+//!
+//! ```
+//! use layerlift_manifest::Digest;
+//! use layerlift_push::{Options, Silent, push};
+//! use layerlift_registry::{Client, Credential, Reference, RetryPolicy, TransportOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A tiny OCI image layout: one layer, its config, its manifest.
+//! let dir = tempfile::tempdir()?;
+//! let blobs = dir.path().join("blobs/sha256");
+//! std::fs::create_dir_all(&blobs)?;
+//! std::fs::write(dir.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+//! let put = |bytes: &[u8]| -> std::io::Result<Digest> {
+//!     let digest = Digest::of(bytes);
+//!     std::fs::write(blobs.join(digest.hex()), bytes)?;
+//!     Ok(digest)
+//! };
+//! let layer = b"layer bytes";
+//! let layer_digest = put(layer)?;
+//! let config = format!(
+//!     r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
+//! );
+//! let config_digest = put(config.as_bytes())?;
+//! let manifest = format!(
+//!     r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{}}}]}}"#,
+//!     config.len(),
+//!     layer.len()
+//! );
+//! let manifest_digest = put(manifest.as_bytes())?;
+//! std::fs::write(
+//!     dir.path().join("index.json"),
+//!     format!(
+//!         r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{}}}]}}"#,
+//!         manifest.len()
+//!     ),
+//! )?;
+//!
+//! // Push it to a registry.
+//! let registry = layerlift_testkit::Registry::anonymous();
+//! let dest = Reference::parse(&format!("{}/app:1.0", registry.addr()))?;
+//! let transport = TransportOptions { plain_http: true, ..TransportOptions::default() };
+//! let client = Client::new(&dest.registry, Credential::Anonymous, transport, RetryPolicy::default())?;
+//! let source = dir.path().to_str().unwrap();
+//! let report = push(source, &dest, &client, &Options::default(), &Silent)?;
+//! assert_eq!(report.images.len(), 1);
+//! assert_eq!(report.images[0].reference, format!("{}/app:1.0", registry.addr()));
+//! assert_eq!(report.images[0].digest, manifest_digest);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Order: every blob (configs and layers, [`Options::jobs`] at a time; HEAD first, then a mount
+//! from [`Options::mount_from`] or from a repository this run already wrote, else an upload), then
+//! manifests children first (image manifests before the indexes that list them), then tags.
+//! Finally every tag is read back and must point at the pushed digest: `Ok` means the registry
+//! holds it all. An archive pushed to one repository has its layers uploaded while it is still
+//! being read, each as soon as it is in the temporary layout; nothing else is pushed before the
+//! whole archive has been read.
+//!
+//! Modules: `plan` (what goes where: [`PushPlan`]), `reuse` (layers the registry has, so that an
+//! archive's layers need not be read: the reuse plan), `upload` (the pool of upload workers),
+//! `cache` (the local layer cache), `sessions` (the journal of unfinished chunked uploads),
+//! `source` (opening SOURCE, the temporary directory and its sweep), `event` (what the observer
+//! gets), `error`.
+
+#![warn(missing_docs)]
+// An error ends the push, once: the size of the error types costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
+
+mod cache;
+mod error;
+mod event;
+mod plan;
+mod reuse;
+mod sessions;
+mod source;
+mod upload;
+
+pub use error::PushError;
+pub use event::{BlobAction, Event, LayerSource, Observer, Progress, Pushed, Silent};
+pub use plan::{Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Tag};
+pub use reuse::{ConfirmError, Origin, ReuseNote};
+pub use source::check_source;
+pub use upload::BlobError;
+
+use layerlift_layers::Compression;
+use layerlift_layout::Layout;
+use layerlift_manifest::Digest;
+use layerlift_registry::{Client, Reference, Scope, UploadOptions};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use upload::{Pool, Uploader};
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Push only these images of SOURCE: each a name (`org.opencontainers.image.ref.name`), full
+    /// name, digest, or `@N` for the N-th entry of index.json. Several different images are each
+    /// pushed under their own name, as with [`Options::all`].
+    pub images: Vec<String>,
+    /// Push every image of SOURCE, each under its own name retargeted to DEST's registry and
+    /// repository prefix.
+    pub all: bool,
+    /// Push only this platform (`os/arch[/variant]`) of a multi-platform image.
+    pub platform: Option<String>,
+    /// Tags besides DEST's. Without any, DEST's tag or `latest`.
+    pub tags: Vec<String>,
+    /// For an archive SOURCE: the compression of the layers it stores uncompressed (`None`: as
+    /// they are). An OCI layout SOURCE is always pushed as it is.
+    pub compression: Option<Compression>,
+    /// Blobs uploaded in parallel (and blobs asked about at once when planning a re-push).
+    pub jobs: usize,
+    /// Upload in chunks of this size (PATCH). `None`: one PUT per blob.
+    pub chunk_size: Option<u64>,
+    /// Blobs larger than this are uploaded in chunks (of `chunk_size`, default 64 MiB).
+    pub max_single_upload: Option<u64>,
+    /// Repositories of DEST's registry to try to mount blobs from first.
+    pub mount_from: Vec<String>,
+    /// Images (on DEST's registry) to look for reusable layers in, besides DEST's own tags. A
+    /// layer found only through them is read back and checked before a manifest names it.
+    pub reuse_from: Vec<Reference>,
+    /// Reuse a layer the registry has in another compression than `compression` would produce.
+    pub reuse_any_compression: bool,
+    /// Read and verify every layer of an archive SOURCE, even those the registry already has.
+    pub verify_all: bool,
+    /// Use the local layer cache (diff_id → compressed digest).
+    pub use_cache: bool,
+    /// The local layer cache's directory (`None`: `LAYERLIFT_CACHE_DIR`,
+    /// `$XDG_CACHE_HOME/layerlift`, `~/.cache/layerlift`). The resume journal lives there too.
+    pub cache_dir: Option<PathBuf>,
+    /// Say what would be uploaded (after asking the registry what it has); change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            images: Vec::new(),
+            all: false,
+            platform: None,
+            tags: Vec::new(),
+            compression: Some(Compression::Gzip),
+            jobs: 4,
+            chunk_size: None,
+            max_single_upload: None,
+            mount_from: Vec::new(),
+            reuse_from: Vec::new(),
+            reuse_any_compression: false,
+            verify_all: false,
+            use_cache: true,
+            cache_dir: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// What a push left in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Whether it was a dry run (then nothing was pushed and `images` is empty).
+    #[serde(rename = "dryRun")]
+    pub dry_run: bool,
+    /// Every tag read back, then every image pushed by digest only, repository by repository.
+    pub images: Vec<Pushed>,
+}
+
+/// Check the options against DEST before anything is read: errors here are
+/// [usage errors](PushError::is_usage).
+pub fn check(dest: &Reference, options: &Options) -> Result<(), PushError> {
+    if options.all && (dest.tag.is_some() || dest.digest.is_some() || !options.tags.is_empty()) {
+        return Err(PushError::AllWithTag);
+    }
+    for r in &options.reuse_from {
+        if r.registry != dest.registry {
+            return Err(PushError::ReuseFromElsewhere {
+                reference: r.to_string(),
+                registry: dest.registry.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Push `source` (an OCI layout directory, an archive file, or `-` for an archive on standard
+/// input) to `dest` with `client` (made for `dest`'s registry). See the crate docs.
+pub fn push(
+    source: &str,
+    dest: &Reference,
+    client: &Client,
+    options: &Options,
+    observer: &dyn Observer,
+) -> Result<Report, PushError> {
+    check(dest, options)?;
+    check_source(source)?;
+    let scope = |repo: &str| {
+        if options.dry_run {
+            Scope::pull(repo)
+        } else {
+            Scope::pull_push(repo)
+        }
+    };
+    let mut scopes = vec![scope(&dest.repository)];
+    scopes.extend(
+        options
+            .reuse_from
+            .iter()
+            .map(|r| Scope::pull(&r.repository)),
+    );
+    scopes.extend(options.mount_from.iter().map(|m| Scope::pull(m)));
+    client.authorize(&scopes);
+    client.ping().map_err(|e| PushError::Unreachable {
+        registry: dest.registry.clone(),
+        source: e,
+    })?;
+    let cache = options
+        .use_cache
+        .then(|| cache::Cache::open(options.cache_dir.as_deref()))
+        .flatten();
+    let uploader = Uploader {
+        client,
+        observer,
+        upload: UploadOptions {
+            chunk_size: options.chunk_size,
+            max_single_upload: options.max_single_upload.unwrap_or(u64::MAX),
+            default_chunk_size: options.chunk_size.unwrap_or(64 << 20),
+        },
+        sessions: cache::base_dir(options.cache_dir.as_deref())
+            .map(|d| sessions::Sessions::new(&d)),
+        mount_from: options.mount_from.clone(),
+        dry_run: options.dry_run,
+        source: source.to_string(),
+    };
+    let opener = source::Opener {
+        source,
+        dest,
+        options,
+        observer,
+        uploader: &uploader,
+        cache: cache.as_ref(),
+    };
+    let result: Result<Vec<Pushed>, PushError> = std::thread::scope(|s| {
+        let mut opened = opener.open(s)?;
+        let plan = PushPlan::build(
+            &opened.layout,
+            source,
+            dest,
+            Choice {
+                selectors: &options.images,
+                all: options.all,
+                extra_tags: &options.tags,
+                platform: options.platform.as_deref(),
+            },
+        )?;
+        let scopes: Vec<Scope> = plan.repos.iter().map(|r| scope(&r.repository)).collect();
+        client.authorize(&scopes);
+        let mut pusher = Pusher {
+            s,
+            uploader: &uploader,
+            dest,
+            options,
+            layout: &opened.layout,
+            holders: opened.holders.iter().cloned().collect(),
+            images: Vec::new(),
+        };
+        for repo in &plan.repos {
+            // The workers that started uploading while the archive was read (one repository).
+            let early = opened
+                .early
+                .take()
+                .filter(|p| p.repository() == repo.repository);
+            pusher.repository(repo, early)?;
+        }
+        Ok(pusher.images)
+    });
+    observer.progress(&Progress::Finished);
+    let images = result?;
+    observer.event(&Event::Result {
+        ok: true,
+        dry_run: Some(options.dry_run),
+        images: Some(images.clone()),
+        error: None,
+    });
+    Ok(Report {
+        dry_run: options.dry_run,
+        images,
+    })
+}
+
+/// Start upload workers pushing to `repository` with `uploader`; `holders` are the repositories
+/// known to hold a blob.
+fn start_pool<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    uploader: &'env Uploader<'env>,
+    repository: &str,
+    holders: BTreeMap<Digest, String>,
+    jobs: usize,
+) -> Result<Pool, PushError> {
+    let repo = repository.to_string();
+    Pool::start(s, repository, jobs, uploader.observer, move |blob, path| {
+        uploader.push_blob(&repo, blob, path, &holders)
+    })
+    .map_err(PushError::Thread)
+}
+
+/// The push of the plan's repositories, one after the other.
+struct Pusher<'a, 'scope, 'env> {
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    uploader: &'env Uploader<'env>,
+    dest: &'env Reference,
+    options: &'env Options,
+    layout: &'a Layout,
+    /// Repositories of this registry known to hold a blob (for automatic mounts).
+    holders: BTreeMap<Digest, String>,
+    /// What was pushed so far.
+    images: Vec<Pushed>,
+}
+
+impl Pusher<'_, '_, '_> {
+    fn observer(&self) -> &dyn Observer {
+        self.uploader.observer
+    }
+
+    /// Push `repo`: blobs (with `early`'s workers when the archive reader already fed them),
+    /// manifests, tags, and read the tags back.
+    fn repository(&mut self, repo: &RepoPlan, early: Option<Pool>) -> Result<(), PushError> {
+        self.blobs(repo, early)?;
+        if self.options.dry_run {
+            for t in &repo.tags {
+                self.observer().event(&Event::Tag {
+                    reference: self.reference(repo, &t.tag),
+                    digest: t.digest,
+                    dry_run: Some(true),
+                });
+            }
+            return Ok(());
+        }
+        self.manifests(repo)?;
+        self.tags(repo)?;
+        self.read_back(repo)?;
+        for d in &repo.untagged {
+            let reference = format!("{}/{}@{}", self.dest.registry, repo.repository, d);
+            self.observer().event(&Event::Untagged {
+                reference: reference.clone(),
+                digest: *d,
+            });
+            self.images.push(Pushed {
+                reference,
+                digest: *d,
+            });
+        }
+        Ok(())
+    }
+
+    fn reference(&self, repo: &RepoPlan, tag: &str) -> String {
+        format!("{}/{}:{}", self.dest.registry, repo.repository, tag)
+    }
+
+    /// Push `repo`'s blobs from the layout. The repositories that now hold each blob are added
+    /// to the holders (mount sources for the next repository of an `all` push).
+    fn blobs(&mut self, repo: &RepoPlan, early: Option<Pool>) -> Result<(), PushError> {
+        let pool = match early {
+            Some(p) => p,
+            None => start_pool(
+                self.s,
+                self.uploader,
+                &repo.repository,
+                self.holders.clone(),
+                self.options.jobs.min(repo.blobs.len()),
+            )?,
+        };
+        let blobs = repo
+            .blobs
+            .iter()
+            .map(|b| (b.clone(), self.layout.blob_path(&b.digest)));
+        for (d, outcome) in pool.finish(blobs)? {
+            if outcome.holds() {
+                self.holders
+                    .entry(d)
+                    .or_insert_with(|| repo.repository.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn manifest_event(&self, repo: &RepoPlan, digest: Digest, media_type: &str, size: usize) {
+        self.observer().event(&Event::Manifest {
+            repository: repo.repository.clone(),
+            digest,
+            media_type: media_type.to_string(),
+            size,
+        });
+    }
+
+    /// PUT the manifests by digest, children first.
+    fn manifests(&self, repo: &RepoPlan) -> Result<(), PushError> {
+        let client = self.uploader.client;
+        for m in &repo.manifests {
+            // One tagged image manifest (the usual push) is stored by its tag PUT: the same
+            // bytes, one request less. (With several, a tagged one may be an index's child, which
+            // must be there before the index.)
+            if repo.manifests.len() == 1 && repo.tags.iter().any(|t| t.digest == m.digest) {
+                continue;
+            }
+            let d = client
+                .put_manifest(
+                    &repo.repository,
+                    &m.digest.to_string(),
+                    &m.media_type,
+                    &m.bytes,
+                )
+                .map_err(|e| PushError::Manifest {
+                    what: format!(
+                        "pushing manifest {} to {}/{}",
+                        m.digest, self.dest.registry, repo.repository
+                    ),
+                    source: e,
+                })?;
+            self.manifest_event(repo, d, &m.media_type, m.bytes.len());
+        }
+        Ok(())
+    }
+
+    /// PUT the tags (the client checks the registry's Docker-Content-Digest against the bytes).
+    fn tags(&self, repo: &RepoPlan) -> Result<(), PushError> {
+        let client = self.uploader.client;
+        for t in &repo.tags {
+            let d = client
+                .put_manifest(&repo.repository, &t.tag, &t.media_type, &t.bytes)
+                .map_err(|e| PushError::Manifest {
+                    what: format!("tagging {}", self.reference(repo, &t.tag)),
+                    source: e,
+                })?;
+            let first_tag = repo
+                .tags
+                .iter()
+                .find(|o| o.digest == t.digest)
+                .map(|o| &o.tag);
+            if repo.manifests.len() == 1 && first_tag == Some(&t.tag) {
+                self.manifest_event(repo, d, &t.media_type, t.bytes.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Read every tag back: `Ok` only when the registry serves what was pushed.
+    fn read_back(&mut self, repo: &RepoPlan) -> Result<(), PushError> {
+        let client = self.uploader.client;
+        for t in &repo.tags {
+            let reference = self.reference(repo, &t.tag);
+            let got = client
+                .manifest_digest(&repo.repository, &t.tag)
+                .map_err(|e| PushError::Manifest {
+                    what: format!("checking {reference}"),
+                    source: e,
+                })?;
+            if got != Some(t.digest) {
+                return Err(PushError::TagMismatch {
+                    reference,
+                    found: got,
+                    pushed: t.digest,
+                });
+            }
+            self.observer().event(&Event::Tag {
+                reference: reference.clone(),
+                digest: t.digest,
+                dry_run: None,
+            });
+            self.images.push(Pushed {
+                reference,
+                digest: t.digest,
+            });
+        }
+        Ok(())
+    }
+}

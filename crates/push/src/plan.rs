@@ -1,0 +1,668 @@
+//! What a push sends ([`PushPlan`]): the images chosen from the layout's index.json, grouped by
+//! destination repository, with their blobs (deduplicated), their manifests children-first, and
+//! their tags. Manifest bytes are read from the layout (digest-verified) and pushed unchanged.
+
+use layerlift_layout::{Layout, LayoutError};
+use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
+use layerlift_manifest::selector::{SelectorError, select};
+use layerlift_manifest::{
+    Descriptor, Digest, Index, Manifest, ManifestError, media_types, parse_json, platform_matches,
+};
+use layerlift_registry::{Reference, ReferenceError};
+use std::collections::BTreeSet;
+
+/// Why the images to push cannot be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// index.json cannot be read.
+    #[error("{source_name}")]
+    Index {
+        /// SOURCE.
+        source_name: String,
+        /// Why.
+        source: Box<LayoutError>,
+    },
+    /// index.json lists nothing.
+    #[error("{source_name} holds no image (index.json is empty)")]
+    Empty {
+        /// SOURCE.
+        source_name: String,
+    },
+    /// An `--image` value that is not a selector (empty, or `@` without a number).
+    #[error("--image {0}")]
+    BadSelector(SelectorError),
+    /// An image selector matches no entry.
+    #[error("no image `{selector}` in {source_name}; it holds: {listing}")]
+    NoSuchImage {
+        /// The selector.
+        selector: String,
+        /// SOURCE.
+        source_name: String,
+        /// The entries of index.json.
+        listing: String,
+    },
+    /// Several images, each under its own name, but DEST or extra tags name a tag.
+    #[error(
+        "{count} images are pushed under their own names: give DEST as HOST/REPOSITORY, without a tag, and no --tag"
+    )]
+    OwnNamesWithTag {
+        /// How many images.
+        count: usize,
+    },
+    /// Several different images and nothing says which one.
+    #[error(
+        "{source_name} holds {count} different images; choose one with --image, or push them all under their own names with --all: {listing}"
+    )]
+    SeveralImages {
+        /// SOURCE.
+        source_name: String,
+        /// How many.
+        count: usize,
+        /// The entries chosen.
+        listing: String,
+    },
+    /// DEST names another digest than the image's.
+    #[error("DEST names digest {want}, but the image to push is {have}")]
+    DigestMismatch {
+        /// DEST's digest.
+        want: Digest,
+        /// The image's.
+        have: Digest,
+    },
+    /// An extra tag is not a valid tag.
+    #[error("--tag: {reason}")]
+    BadTag {
+        /// Why.
+        reason: String,
+    },
+    /// An image's name is not a valid tag.
+    #[error("image name `{name}` is not a usable tag")]
+    UnusableTag {
+        /// The name.
+        name: String,
+        /// Why.
+        source: ReferenceError,
+    },
+    /// An image's name is not a valid reference.
+    #[error("image name `{name}`")]
+    ImageName {
+        /// The name.
+        name: String,
+        /// Why.
+        source: ReferenceError,
+    },
+    /// The repository an image's name leads to is not valid.
+    #[error("{reason}")]
+    BadRepository {
+        /// Why.
+        reason: String,
+    },
+    /// Two different images would get the same tag.
+    #[error("two different images would be tagged {registry}/{repository}:{tag}")]
+    TagClash {
+        /// DEST's registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+    },
+    /// A manifest or index cannot be read from the layout.
+    #[error("reading {media_type} {digest}")]
+    Read {
+        /// Its media type.
+        media_type: String,
+        /// Its digest.
+        digest: Digest,
+        /// Why.
+        source: Box<LayoutError>,
+    },
+    /// A manifest or index is not JSON.
+    #[error("{digest} is not JSON")]
+    NotJson {
+        /// Its digest.
+        digest: Digest,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// An index is not a valid index.
+    #[error(transparent)]
+    IndexJson(ManifestError),
+    /// A manifest is not a valid image manifest.
+    #[error("manifest {digest}")]
+    Manifest {
+        /// Its digest.
+        digest: Digest,
+        /// Why.
+        source: ManifestError,
+    },
+    /// An index has no manifest for the platform asked for.
+    #[error(
+        "image {digest} in {source_name} has no manifest for platform {platform} (it lists: {listing})"
+    )]
+    NoPlatform {
+        /// The index.
+        digest: Digest,
+        /// SOURCE.
+        source_name: String,
+        /// The platform asked for.
+        platform: String,
+        /// The platforms it lists.
+        listing: String,
+    },
+    /// Indexes nest too deep.
+    #[error("manifest {digest} nests indexes more than 8 deep")]
+    TooDeep {
+        /// The innermost index.
+        digest: Digest,
+    },
+    /// An index lists a manifest SOURCE does not hold.
+    #[error(
+        "index {index} lists {media_type} {child} ({platform}), which is not in {source_name}: the registry would refuse the index (push one platform with --platform)"
+    )]
+    ChildMissing {
+        /// The index.
+        index: Digest,
+        /// The child's media type.
+        media_type: String,
+        /// The child.
+        child: Digest,
+        /// The child's platform, or `no platform`.
+        platform: String,
+        /// SOURCE.
+        source_name: String,
+    },
+}
+
+/// A blob to have in the repository.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Foreign / non-distributable layers need not be uploaded.
+    pub non_distributable: bool,
+}
+
+/// A manifest or index to PUT by digest.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its bytes, as SOURCE stores them.
+    pub bytes: Vec<u8>,
+}
+
+/// A tag to PUT.
+#[derive(Debug, Clone)]
+pub struct Tag {
+    /// The tag.
+    pub tag: String,
+    /// The image it points at.
+    pub digest: Digest,
+    /// The image's media type.
+    pub media_type: String,
+    /// The image's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything for one repository.
+#[derive(Debug, Default)]
+pub struct RepoPlan {
+    /// The repository.
+    pub repository: String,
+    /// Its blobs, each once.
+    pub blobs: Vec<Blob>,
+    /// Its manifests and indexes, children first.
+    pub manifests: Vec<Doc>,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+    /// Top-level images pushed by digest only.
+    pub untagged: Vec<Digest>,
+    seen_blobs: BTreeSet<Digest>,
+    seen_docs: BTreeSet<Digest>,
+}
+
+/// The whole push: what goes to each repository.
+#[derive(Debug)]
+pub struct PushPlan {
+    /// The repositories, in push order.
+    pub repos: Vec<RepoPlan>,
+}
+
+/// What to push, as the options say it.
+#[derive(Debug, Clone, Copy)]
+pub struct Choice<'a> {
+    /// Image selectors (`--image`).
+    pub selectors: &'a [String],
+    /// Every image under its own name (`--all`).
+    pub all: bool,
+    /// Tags besides DEST's (`--tag`).
+    pub extra_tags: &'a [String],
+    /// Only this platform of a multi-platform image.
+    pub platform: Option<&'a str>,
+}
+
+fn entry_name(d: &Descriptor) -> Option<&str> {
+    d.annotation(REF_NAME).or_else(|| d.annotation(IMAGE_NAME))
+}
+
+fn describe(i: usize, d: &Descriptor) -> String {
+    match entry_name(d) {
+        Some(n) => format!("@{i} {n} ({})", d.digest),
+        None => format!("@{i} ({})", d.digest),
+    }
+}
+
+fn listing<'a>(entries: impl IntoIterator<Item = &'a (usize, &'a Descriptor)>) -> String {
+    entries
+        .into_iter()
+        .map(|(i, d)| describe(*i, d))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where `--all` sends an entry named `name`: a bare tag stays in DEST's repository; a name with a
+/// repository goes under DEST's repository prefix (`app:1` → `DEST/app:1`).
+fn retarget(dest: &Reference, name: &str) -> Result<(String, String), PlanError> {
+    if !name.contains(':') && !name.contains('/') && !name.contains('@') {
+        Reference::parse(&format!("{}/x:{name}", dest.registry)).map_err(|source| {
+            PlanError::UnusableTag {
+                name: name.to_string(),
+                source,
+            }
+        })?;
+        return Ok((dest.repository.clone(), name.to_string()));
+    }
+    let r = Reference::parse(name).map_err(|source| PlanError::ImageName {
+        name: name.to_string(),
+        source,
+    })?;
+    let repo = format!("{}/{}", dest.repository, r.familiar_repository());
+    layerlift_registry::reference::validate_repository(&repo)
+        .map_err(|reason| PlanError::BadRepository { reason })?;
+    Ok((repo, r.tag.unwrap_or_else(|| "latest".into())))
+}
+
+/// A push target: repository, tag (`None`: by digest only), and the image.
+type Target<'a> = (String, Option<String>, &'a Descriptor);
+
+/// The entries of index.json the selectors choose (all of them without selectors), in the order
+/// the selectors name them: the one `--image` selector of every command
+/// ([`layerlift_manifest::selector`]); `@N` counts every entry of index.json.
+fn choose<'a>(
+    entries: &[(usize, &'a Descriptor)],
+    selectors: &[String],
+    source: &str,
+) -> Result<Vec<(usize, &'a Descriptor)>, PlanError> {
+    let chosen = select(entries.len(), selectors, |sel, k| {
+        let (position, d) = entries[k];
+        sel.matches_entry(position, d)
+    })
+    .map_err(|e| match e {
+        SelectorError::NoMatch { selector } => PlanError::NoSuchImage {
+            selector,
+            source_name: source.to_string(),
+            listing: listing(entries),
+        },
+        invalid @ SelectorError::Invalid { .. } => PlanError::BadSelector(invalid),
+    })?;
+    Ok(chosen.into_iter().map(|k| entries[k]).collect())
+}
+
+/// Each chosen image under its own name (`--all`, or several images chosen).
+fn own_name_targets<'a>(
+    dest: &Reference,
+    chosen: &[(usize, &'a Descriptor)],
+) -> Result<Vec<Target<'a>>, PlanError> {
+    let mut targets = Vec::new();
+    for (_, d) in chosen {
+        match entry_name(d) {
+            Some(name) => {
+                let name = d.annotation(REF_NAME).unwrap_or(name);
+                let (repo, tag) = retarget(dest, name)?;
+                targets.push((repo, Some(tag), *d));
+            }
+            None => targets.push((dest.repository.clone(), None, *d)),
+        }
+    }
+    Ok(targets)
+}
+
+/// The one chosen image under DEST's tag, the extra tags, or `latest`.
+fn dest_targets<'a>(
+    dest: &Reference,
+    chosen: &[(usize, &'a Descriptor)],
+    extra_tags: &[String],
+    source: &str,
+) -> Result<Vec<Target<'a>>, PlanError> {
+    let digests: BTreeSet<Digest> = chosen.iter().map(|(_, d)| d.digest).collect();
+    if digests.len() > 1 {
+        return Err(PlanError::SeveralImages {
+            source_name: source.to_string(),
+            count: digests.len(),
+            listing: listing(chosen),
+        });
+    }
+    let d = chosen[0].1;
+    if let Some(want) = dest.digest
+        && want != d.digest
+    {
+        return Err(PlanError::DigestMismatch {
+            want,
+            have: d.digest,
+        });
+    }
+    let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
+    for t in extra_tags {
+        layerlift_registry::reference::validate_tag(t)
+            .map_err(|reason| PlanError::BadTag { reason })?;
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    if tags.is_empty() && dest.digest.is_none() {
+        tags.push("latest".into());
+    }
+    let mut targets = Vec::new();
+    if tags.is_empty() {
+        targets.push((dest.repository.clone(), None, d));
+    }
+    for t in tags {
+        targets.push((dest.repository.clone(), Some(t), d));
+    }
+    Ok(targets)
+}
+
+impl PushPlan {
+    /// The push of `layout`; `source` is how messages name it (the archive, for an archive read
+    /// into a temporary layout).
+    pub fn build(
+        layout: &Layout,
+        source: &str,
+        dest: &Reference,
+        choice: Choice<'_>,
+    ) -> Result<Self, PlanError> {
+        let index = layout.index().map_err(|e| PlanError::Index {
+            source_name: source.to_string(),
+            source: Box::new(e),
+        })?;
+        let entries: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
+        if entries.is_empty() {
+            return Err(PlanError::Empty {
+                source_name: source.to_string(),
+            });
+        }
+        let chosen = choose(&entries, choice.selectors, source)?;
+        // Several different images chosen with --image: each goes under its own name, as with
+        // --all (DEST cannot give one tag to all of them).
+        let distinct: BTreeSet<Digest> = chosen.iter().map(|(_, d)| d.digest).collect();
+        let each_own_name = choice.all || (!choice.selectors.is_empty() && distinct.len() > 1);
+        let targets = if each_own_name {
+            if dest.tag.is_some() || dest.digest.is_some() || !choice.extra_tags.is_empty() {
+                return Err(PlanError::OwnNamesWithTag {
+                    count: distinct.len(),
+                });
+            }
+            own_name_targets(dest, &chosen)?
+        } else {
+            dest_targets(dest, &chosen, choice.extra_tags, source)?
+        };
+        let mut repos: Vec<RepoPlan> = Vec::new();
+        for (repo, tag, d) in targets {
+            let idx = match repos.iter().position(|r| r.repository == repo) {
+                Some(i) => i,
+                None => {
+                    repos.push(RepoPlan {
+                        repository: repo.clone(),
+                        ..RepoPlan::default()
+                    });
+                    repos.len() - 1
+                }
+            };
+            repos[idx].add(layout, source, dest, tag, d, choice.platform)?;
+        }
+        Ok(PushPlan { repos })
+    }
+}
+
+impl RepoPlan {
+    /// Add image `d` (narrowed to `platform`), tagged `tag` or by digest only.
+    fn add(
+        &mut self,
+        layout: &Layout,
+        source: &str,
+        dest: &Reference,
+        tag: Option<String>,
+        d: &Descriptor,
+        platform: Option<&str>,
+    ) -> Result<(), PlanError> {
+        let narrowed;
+        let d = match platform {
+            Some(p) => {
+                narrowed = narrow(layout, source, d, p)?;
+                &narrowed
+            }
+            None => d,
+        };
+        let top = walk(layout, source, self, d, 0)?;
+        match tag {
+            Some(tag) => {
+                if let Some(other) = self.tags.iter().find(|t| t.tag == tag)
+                    && other.digest != d.digest
+                {
+                    return Err(PlanError::TagClash {
+                        registry: dest.registry.clone(),
+                        repository: self.repository.clone(),
+                        tag,
+                    });
+                }
+                if !self.tags.iter().any(|t| t.tag == tag) {
+                    self.tags.push(Tag {
+                        tag,
+                        digest: top.digest,
+                        media_type: top.media_type,
+                        bytes: top.bytes,
+                    });
+                }
+            }
+            None => {
+                if !self.untagged.contains(&d.digest) {
+                    self.untagged.push(d.digest);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A manifest or index of the layout, and its JSON.
+fn read_doc(layout: &Layout, d: &Descriptor) -> Result<(Vec<u8>, serde_json::Value), PlanError> {
+    let bytes = layout.read_blob(&d.digest).map_err(|e| PlanError::Read {
+        media_type: d.media_type.clone(),
+        digest: d.digest,
+        source: Box::new(e),
+    })?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| PlanError::NotJson {
+        digest: d.digest,
+        source: e,
+    })?;
+    Ok((bytes, value))
+}
+
+/// With `--platform`: an index is replaced by its manifest for `platform` (`os/arch[/variant]`;
+/// `linux/arm64` matches `linux/arm64/v8`); an image manifest is kept.
+fn narrow(
+    layout: &Layout,
+    source: &str,
+    d: &Descriptor,
+    platform: &str,
+) -> Result<Descriptor, PlanError> {
+    let (bytes, value) = read_doc(layout, d)?;
+    if value.get("manifests").is_none() {
+        return Ok(d.clone());
+    }
+    let index: Index = parse_json("image index", &bytes).map_err(PlanError::IndexJson)?;
+    let found = index.manifests.iter().find(|m| {
+        m.platform
+            .as_ref()
+            .is_some_and(|p| platform_matches(&p.to_string(), platform))
+            && layout.has_blob(&m.digest)
+    });
+    match found {
+        Some(m) => Ok(m.clone()),
+        None => Err(PlanError::NoPlatform {
+            digest: d.digest,
+            source_name: source.to_string(),
+            platform: platform.to_string(),
+            listing: index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Collect the blobs and documents under `d` (children first); returns `d`'s own document.
+fn walk(
+    layout: &Layout,
+    source: &str,
+    rp: &mut RepoPlan,
+    d: &Descriptor,
+    depth: usize,
+) -> Result<Doc, PlanError> {
+    if depth > 8 {
+        return Err(PlanError::TooDeep { digest: d.digest });
+    }
+    let (bytes, value) = read_doc(layout, d)?;
+    let own_type = value.get("mediaType").and_then(|v| v.as_str());
+    let media_type = match own_type {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => d.media_type.clone(),
+    };
+    let is_index = media_types::is_index(&media_type)
+        || (media_type.is_empty() && value.get("manifests").is_some());
+    if is_index {
+        let idx: Index = parse_json("image index", &bytes).map_err(PlanError::IndexJson)?;
+        for child in &idx.manifests {
+            let child_is_doc = media_types::is_index(&child.media_type)
+                || media_types::is_manifest(&child.media_type)
+                || child.media_type.ends_with("+json") && layout.has_blob(&child.digest);
+            if !child_is_doc {
+                add_blob(rp, child);
+                continue;
+            }
+            if !layout.has_blob(&child.digest) {
+                return Err(PlanError::ChildMissing {
+                    index: d.digest,
+                    media_type: child.media_type.clone(),
+                    child: child.digest,
+                    platform: child
+                        .platform
+                        .as_ref()
+                        .map_or("no platform".to_string(), |p| p.to_string()),
+                    source_name: source.to_string(),
+                });
+            }
+            walk(layout, source, rp, child, depth + 1)?;
+        }
+    } else {
+        let m: Manifest =
+            parse_json("image manifest", &bytes).map_err(|e| PlanError::Manifest {
+                digest: d.digest,
+                source: e,
+            })?;
+        add_blob(rp, &m.config);
+        for l in &m.layers {
+            add_blob(rp, l);
+        }
+    }
+    let doc = Doc {
+        digest: d.digest,
+        media_type,
+        bytes,
+    };
+    if rp.seen_docs.insert(d.digest) {
+        rp.manifests.push(doc.clone());
+    }
+    Ok(doc)
+}
+
+fn add_blob(rp: &mut RepoPlan, d: &Descriptor) {
+    if rp.seen_blobs.insert(d.digest) {
+        rp.blobs.push(Blob {
+            digest: d.digest,
+            size: d.size,
+            non_distributable: media_types::is_non_distributable(&d.media_type),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, seed: &[u8]) -> Descriptor {
+        let mut d: Descriptor = serde_json::from_value(serde_json::json!({
+            "mediaType": layerlift_manifest::media_types::OCI_MANIFEST,
+            "digest": layerlift_manifest::Digest::of(seed).to_string(),
+            "size": 1,
+        }))
+        .unwrap();
+        d.annotations
+            .get_or_insert_default()
+            .insert(REF_NAME.to_string(), name.to_string());
+        d
+    }
+
+    #[test]
+    fn selectors_choose_by_name_position_or_digest_each_image_once() {
+        let a = entry("app:1", b"a");
+        let b = entry("docker.io/library/busybox:latest", b"b");
+        let entries = [(0, &a), (1, &b)];
+        let positions = |sel: &[&str]| -> Result<Vec<usize>, PlanError> {
+            let sel: Vec<String> = sel.iter().map(|s| s.to_string()).collect();
+            Ok(choose(&entries, &sel, "x")?
+                .iter()
+                .map(|(i, _)| *i)
+                .collect())
+        };
+        assert_eq!(positions(&[]).unwrap(), vec![0, 1]);
+        assert_eq!(positions(&["busybox"]).unwrap(), vec![1]);
+        assert_eq!(positions(&["@1", "app:1"]).unwrap(), vec![1, 0]);
+        assert_eq!(positions(&[&b.digest.to_string()]).unwrap(), vec![1]);
+        // The same image twice is chosen once, and is no error.
+        assert_eq!(positions(&["@0", "app:1"]).unwrap(), vec![0]);
+        assert!(matches!(
+            positions(&["nothing"]),
+            Err(PlanError::NoSuchImage { .. })
+        ));
+        assert!(matches!(positions(&["@x"]), Err(PlanError::BadSelector(_))));
+    }
+
+    #[test]
+    fn retargeting() {
+        let dest = Reference::parse("127.0.0.1:5000/mirror").unwrap();
+        assert_eq!(
+            retarget(&dest, "v1").unwrap(),
+            ("mirror".to_string(), "v1".to_string())
+        );
+        assert_eq!(
+            retarget(&dest, "busybox:latest").unwrap(),
+            ("mirror/busybox".to_string(), "latest".to_string())
+        );
+        assert_eq!(
+            retarget(&dest, "docker.io/library/alpine:3").unwrap(),
+            ("mirror/alpine".to_string(), "3".to_string())
+        );
+        assert_eq!(
+            retarget(&dest, "quay.io/org/app").unwrap(),
+            ("mirror/org/app".to_string(), "latest".to_string())
+        );
+    }
+}

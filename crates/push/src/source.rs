@@ -1,0 +1,559 @@
+//! Opening SOURCE: an OCI layout directory is pushed as it is; anything else is an archive, read
+//! into a temporary layout ([`TempDir`]) in one pass, leaving out the layers the registry already
+//! has ([`crate::reuse`]). When the push goes to DEST's repository alone (no `all`, image
+//! selectors, `platform` or `dry_run`), upload workers start first and each layer goes up as soon
+//! as it is in the temporary layout, while the reader carries on with the next one.
+
+use crate::Options;
+use crate::cache::{self, Cache};
+use crate::error::PushError;
+use crate::event::{Event, LayerSource, Observer};
+use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
+use crate::upload::{Pool, Uploader};
+use layerlift_archive::catalog::CatalogLayer;
+use layerlift_archive::{ArchiveInfo, Input, LayerInfo};
+use layerlift_layers::{Compression, Encoding};
+use layerlift_layout::Layout;
+use layerlift_manifest::Digest;
+use layerlift_registry::Reference;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::thread::Scope;
+use std::time::Duration;
+
+/// SOURCE, opened: the layout to push from, and what was reused instead of read.
+pub(crate) struct Opened {
+    /// The upload workers that pushed the archive's layers to DEST's repository while it was
+    /// being read, with what they have done ([`Pool`]).
+    pub early: Option<Pool>,
+    /// The temporary layout an archive was read into (removed on drop).
+    pub _tmp: Option<TempDir>,
+    pub layout: Layout,
+    /// Blobs the registry has that the layout does not (reused), and the repository holding each.
+    pub holders: Vec<(Digest, String)>,
+}
+
+/// Check that SOURCE exists, and is an OCI layout that opens, another directory (read later),
+/// standard input (`-`), or a file that starts like an archive. Nothing is read past that.
+pub fn check_source(source: &str) -> Result<(), PushError> {
+    if source == "-" {
+        return Ok(());
+    }
+    let path = Path::new(source);
+    let meta = std::fs::metadata(path).map_err(|e| PushError::Open {
+        source_name: source.to_string(),
+        source: e,
+    })?;
+    if meta.is_dir() {
+        if path.join("oci-layout").is_file() {
+            Layout::open(path).map_err(|e| PushError::Layout {
+                source_name: source.to_string(),
+                source: e,
+            })?;
+        }
+        return Ok(());
+    }
+    layerlift_archive::check_start(path).map_err(|e| PushError::NotAnArchive {
+        source_name: source.to_string(),
+        source: e,
+    })
+}
+
+/// What opening an archive needs.
+pub(crate) struct Opener<'a> {
+    pub source: &'a str,
+    pub dest: &'a Reference,
+    pub options: &'a Options,
+    pub observer: &'a dyn Observer,
+    pub uploader: &'a Uploader<'a>,
+    pub cache: Option<&'a Cache>,
+}
+
+impl<'a> Opener<'a> {
+    /// Open SOURCE (see the module docs); early upload workers run on `scope`.
+    pub fn open<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, PushError> {
+        let path = Path::new(self.source);
+        if self.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
+            let layout = Layout::open(path).map_err(|e| PushError::Layout {
+                source_name: self.source.to_string(),
+                source: e,
+            })?;
+            return Ok(Opened {
+                early: None,
+                _tmp: None,
+                layout,
+                holders: Vec::new(),
+            });
+        }
+        self.open_archive(scope)
+    }
+
+    fn archive_error(&self, input: &Input, e: layerlift_archive::ArchiveError) -> PushError {
+        PushError::Archive {
+            source_name: input.display(),
+            source: e,
+        }
+    }
+
+    fn open_archive<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, PushError> {
+        let tmp = TempDir::new()?;
+        // One pass over the archive: every layer is read once, hashed, and (when it is stored
+        // uncompressed) compressed on the way into the temporary layout, which never holds an
+        // uncompressed copy of it.
+        let encoding = self.options.compression.map(|compression| Encoding {
+            compression,
+            level: None,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        });
+        let input = Input::from_arg(self.source);
+        // What the archive's metadata says, when it can be read without reading the layers.
+        let contents = layerlift_archive::catalog::contents(&input)
+            .map_err(|e| self.archive_error(&input, e))?;
+        let reuse = if self.options.verify_all {
+            ReusePlan::default()
+        } else {
+            self.plan_reuse(contents.as_ref().map(|c| c.layers.as_slice()), encoding)
+        };
+        let mut holders: Vec<(Digest, String)> = reuse
+            .reused
+            .iter()
+            .map(|r| (r.digest, r.repository.clone()))
+            .collect();
+        holders.extend(
+            reuse
+                .by_diff_id
+                .values()
+                .map(|(d, _, _, r)| (*d, r.clone())),
+        );
+        // Only blobs of the image that is pushed go up early: with image selectors or a platform,
+        // which layers those are is known only once the archive's metadata (written last) is
+        // read. An archive file whose metadata names several images is refused after the read
+        // (no selector): nothing goes up before that. (From a pipe that cannot be known.)
+        let one_image = self.options.images.is_empty()
+            && self.options.platform.is_none()
+            && contents.as_ref().is_none_or(|c| c.images <= 1);
+        let early = if one_image && !self.options.all && !self.options.dry_run {
+            Some(crate::start_pool(
+                scope,
+                self.uploader,
+                &self.dest.repository,
+                holders.iter().cloned().collect(),
+                self.options.jobs,
+            )?)
+        } else {
+            None
+        };
+        match encoding {
+            Some(e) => self.observer.message(&format!(
+                "reading {} (compressing layers: {})",
+                self.source, e.compression
+            )),
+            None => self.observer.message(&format!("reading {}", self.source)),
+        }
+        let options = layerlift_archive::Options {
+            encoding,
+            reuse: layerlift_archive::Reuse {
+                by_path: reuse.entries.clone(),
+                by_diff_id: reuse
+                    .by_diff_id
+                    .iter()
+                    .map(|(id, (d, size, c, _))| (*id, (*d, *size, *c)))
+                    .collect(),
+            },
+            scratch: true,
+            platform: self.options.platform.clone(),
+            on_blob: early.as_ref().map(Pool::hook),
+            ..Default::default()
+        };
+        let (info, _) = match layerlift_archive::unpack_with(&input, &tmp.path(), &options) {
+            Ok(r) => r,
+            // An upload failed while the archive was read, and the reader stopped: that is the
+            // error.
+            Err(layerlift_archive::ArchiveError::Stopped) => {
+                return Err(match early.as_ref().and_then(Pool::take_error) {
+                    Some(e) => e.into(),
+                    None => PushError::Stopped {
+                        source_name: input.display(),
+                    },
+                });
+            }
+            Err(e) => return Err(self.archive_error(&input, e)),
+        };
+        let layout = Layout::open(tmp.path()).map_err(PushError::TempLayout)?;
+        self.confirm(&info, &reuse, encoding)?;
+        Ok(Opened {
+            early,
+            _tmp: Some(tmp),
+            layout,
+            holders,
+        })
+    }
+
+    /// Read back the reused layers learnt outside DEST's repository ([`reuse::confirm`]), then
+    /// report every layer read.
+    fn confirm(
+        &self,
+        info: &ArchiveInfo,
+        reuse: &ReusePlan,
+        encoding: Option<Encoding>,
+    ) -> Result<(), PushError> {
+        let unconfirmed = unconfirmed_layers(info, reuse, &self.dest.repository);
+        if !unconfirmed.is_empty() {
+            self.observer.message(&format!(
+                "reading back {} reused layer(s) learnt outside {} to check them against their diff_ids",
+                unconfirmed.len(),
+                self.dest.repository
+            ));
+        }
+        if let Err(e) = reuse::confirm(self.uploader.client, &unconfirmed, self.options.jobs) {
+            if let (
+                reuse::ConfirmError::Mismatch {
+                    diff_id,
+                    origin: Origin::Cache,
+                    ..
+                },
+                Some(cache),
+                Some(enc),
+            ) = (&e, self.cache, encoding)
+            {
+                cache.remove(&cache::Key::new(
+                    *diff_id,
+                    enc.compression,
+                    enc.effective_level(),
+                ));
+            }
+            return Err(e.into());
+        }
+        let confirmed: BTreeSet<Digest> = unconfirmed.iter().map(|u| u.digest).collect();
+        report_layers(self.observer, info, reuse, &confirmed, encoding, self.cache);
+        Ok(())
+    }
+
+    /// Which layers of an archive need not be read ([`reuse::plan`]); empty when the push goes
+    /// to several repositories (`all`). `layers` is the archive's catalog, `None` when it cannot
+    /// be walked without reading it (a pipe, a compressed archive).
+    fn plan_reuse(&self, layers: Option<&[CatalogLayer]>, encoding: Option<Encoding>) -> ReusePlan {
+        if self.options.all {
+            return ReusePlan::default();
+        }
+        let dest = self.dest;
+        let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
+        tags.extend(self.options.tags.iter().cloned());
+        if tags.is_empty() && dest.digest.is_none() {
+            tags.push("latest".into());
+        }
+        let mut references: Vec<(String, String)> = tags
+            .into_iter()
+            .map(|t| (dest.repository.clone(), t))
+            .collect();
+        for r in &self.options.reuse_from {
+            let reference = match (&r.digest, &r.tag) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(t)) => t.clone(),
+                (None, None) => "latest".into(),
+            };
+            references.push((r.repository.clone(), reference));
+        }
+        let wanted = Wanted {
+            repository: &dest.repository,
+            references,
+            compression: encoding.map(|e| e.compression),
+            level: encoding.map_or(0, |e| e.effective_level()),
+            any_compression: self.options.reuse_any_compression,
+            cache: self.cache,
+            jobs: self.options.jobs,
+        };
+        let client = self.uploader.client;
+        let Some(layers) = layers else {
+            // A pipe or a compressed archive: layers the registry has are hashed, not compressed.
+            let plan = reuse::plan_by_diff_id(client, &wanted);
+            for note in &plan.notes {
+                self.observer.message(&note.to_string());
+            }
+            return plan;
+        };
+        let plan = reuse::plan(client, layers, &wanted);
+        for note in &plan.notes {
+            self.observer.message(&note.to_string());
+        }
+        if !plan.reused.is_empty() {
+            self.observer.message(&format!(
+                "{} of {} layers are in {}/{} already: not read",
+                plan.reused.len(),
+                layers.len(),
+                dest.registry,
+                dest.repository
+            ));
+        }
+        plan
+    }
+}
+
+/// The layers of the images read, each once.
+fn layers_read(info: &ArchiveInfo) -> impl Iterator<Item = (Option<&String>, &LayerInfo)> {
+    let mut seen = BTreeSet::new();
+    info.images
+        .iter()
+        .flat_map(|i| &i.manifests)
+        .filter(|m| m.present)
+        .flat_map(|m| &m.layers)
+        .filter(|l| l.present)
+        .filter_map(move |layer| {
+            let path = layer.resolved.as_ref().or(layer.path.as_ref());
+            seen.insert((path.cloned(), layer.descriptor.digest))
+                .then_some((path, layer))
+        })
+}
+
+/// The reused layers whose diff_id → blob pairing was learnt outside DEST's repository (see
+/// [`reuse`]): they are read back before a manifest names them.
+fn unconfirmed_layers(
+    info: &ArchiveInfo,
+    reuse: &ReusePlan,
+    dest_repository: &str,
+) -> Vec<Unconfirmed> {
+    let mut todo = Vec::new();
+    for (path, layer) in layers_read(info) {
+        let hashed_only = layer
+            .diff_id
+            .and_then(|id| Some((id, reuse.by_diff_id.get(&id)?)));
+        if let Some((diff_id, (d, _, compression, repository))) = hashed_only
+            && *d == layer.descriptor.digest
+        {
+            if Unconfirmed::needed(Origin::Registry, repository, dest_repository) {
+                todo.push(Unconfirmed {
+                    diff_id,
+                    digest: *d,
+                    compression: *compression,
+                    repository: repository.clone(),
+                    origin: Origin::Registry,
+                    uncompressed_size: layer.uncompressed_size,
+                });
+            }
+            continue;
+        }
+        if let Some(r) = reuse
+            .reused
+            .iter()
+            .find(|r| Some(&r.path) == path && r.digest == layer.descriptor.digest)
+            && Unconfirmed::needed(r.origin, &r.repository, dest_repository)
+        {
+            todo.push(Unconfirmed {
+                diff_id: r.diff_id,
+                digest: r.digest,
+                compression: r.compression,
+                repository: r.repository.clone(),
+                origin: r.origin,
+                uncompressed_size: r.uncompressed_size,
+            });
+        }
+    }
+    todo
+}
+
+/// One `layer` event per layer of the images read: verified against its diff_id in this run
+/// (read from the archive, or read back from the registry: `confirmed`), or taken from the
+/// registry unread. Layers compressed in this run go into the local cache.
+fn report_layers(
+    observer: &dyn Observer,
+    info: &ArchiveInfo,
+    reuse: &ReusePlan,
+    confirmed: &BTreeSet<Digest>,
+    encoding: Option<Encoding>,
+    cache: Option<&Cache>,
+) {
+    for (path, layer) in layers_read(info) {
+        let hashed_only = layer.diff_id.and_then(|id| reuse.by_diff_id.get(&id));
+        if let Some((d, size, _, repository)) = hashed_only
+            && *d == layer.descriptor.digest
+        {
+            // Read and checked against its name (the diff_id), not compressed: the registry's blob.
+            observer.event(&Event::Layer {
+                digest: *d,
+                size: *size,
+                diff_id: layer.diff_id,
+                verified: true,
+                source: LayerSource::Registry,
+                repository: Some(repository.clone()),
+            });
+            continue;
+        }
+        match reuse
+            .reused
+            .iter()
+            .find(|r| Some(&r.path) == path && r.digest == layer.descriptor.digest)
+        {
+            Some(r) => observer.event(&Event::Layer {
+                digest: r.digest,
+                size: r.size,
+                diff_id: Some(r.diff_id),
+                verified: confirmed.contains(&r.digest),
+                source: r.origin.layer_source(),
+                repository: Some(r.repository.clone()),
+            }),
+            None => {
+                observer.event(&Event::Layer {
+                    digest: layer.descriptor.digest,
+                    size: layer.descriptor.size,
+                    diff_id: layer.diff_id,
+                    verified: true,
+                    source: LayerSource::Archive,
+                    repository: None,
+                });
+                // Compressed by this run: remember the digest it got.
+                if let (Some(cache), Some(e), Some(id)) = (cache, encoding, layer.diff_id)
+                    && layer.compression == Compression::None
+                    && layer.descriptor.digest != id
+                {
+                    let key = cache::Key::new(id, e.compression, e.effective_level());
+                    cache.put(&key, layer.descriptor.digest, layer.descriptor.size);
+                }
+            }
+        }
+    }
+    if let Some(cache) = cache {
+        cache.prune(cache::MAX_ENTRIES);
+    }
+}
+
+/// The temporary directory of a push of an archive: `$TMPDIR/layerlift-push-XXXXXX/`, mode 0700
+/// (`tempfile`), holding `lock` — a file this process keeps an exclusive `flock` on while it
+/// runs — and `layout/`, the unpacked layout of SOURCE. Removed on drop.
+pub(crate) struct TempDir {
+    dir: tempfile::TempDir,
+    /// Held (locked) for the life of the push: what tells other pushes that it is alive.
+    _lock: std::fs::File,
+}
+
+/// Prefix of push's temporary directories in `$TMPDIR`.
+const TEMP_PREFIX: &str = "layerlift-push-";
+/// The lock file in a temporary directory.
+const TEMP_LOCK: &str = "lock";
+/// A temporary directory whose lock is free is swept once its lock file is this old (a push
+/// creates the file and locks it a moment after creating the directory).
+const SWEEP_AFTER: Duration = Duration::from_secs(60);
+/// A temporary directory without a lock file (a push killed between creating the directory and
+/// the file) is swept once it is this old.
+const SWEEP_UNLOCKED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+impl TempDir {
+    fn new() -> Result<Self, PushError> {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    fn new_in(base: &Path) -> Result<Self, PushError> {
+        sweep_abandoned(base);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TEMP_PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = builder.tempdir_in(base).map_err(|e| PushError::Temp {
+            what: "create a temporary directory in",
+            path: base.to_path_buf(),
+            source: e,
+        })?;
+        let lock_path = dir.path().join(TEMP_LOCK);
+        let lock = std::fs::File::create(&lock_path).map_err(|e| PushError::Temp {
+            what: "create",
+            path: lock_path.clone(),
+            source: e,
+        })?;
+        lock.lock().map_err(|e| PushError::Temp {
+            what: "lock",
+            path: lock_path.clone(),
+            source: e,
+        })?;
+        Ok(TempDir { dir, _lock: lock })
+    }
+
+    /// Where the temporary layout goes.
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("layout")
+    }
+}
+
+/// Remove the temporary directories of pushes that were killed, so that killed runs do not fill
+/// the temporary directory. A directory is abandoned when the `flock` on its lock file can be
+/// taken (no process holds it: locks are released when their holder dies, whatever PID namespace
+/// it ran in, so containers sharing `/tmp` are safe) and the file is older than [`SWEEP_AFTER`];
+/// one without a lock file only after [`SWEEP_UNLOCKED_AFTER`]. The lock is held while removing,
+/// so a concurrent sweep skips it. Best effort: errors leave the directory.
+fn sweep_abandoned(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let age = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(TEMP_PREFIX)
+            || !e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let dir = e.path();
+        let lock_path = dir.join(TEMP_LOCK);
+        match std::fs::File::open(&lock_path) {
+            Ok(lock) => {
+                if lock.try_lock().is_ok() && age(&lock_path).is_some_and(|a| a >= SWEEP_AFTER) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if age(&dir).is_some_and(|a| a >= SWEEP_UNLOCKED_AFTER) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_directories_are_private_and_locked() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let live = TempDir::new_in(base.path()).unwrap();
+        let dir = live.dir.path().to_path_buf();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        // Old enough to be swept, but its lock is held: kept.
+        let old = std::time::SystemTime::now() - 2 * SWEEP_AFTER;
+        let lock = std::fs::File::options()
+            .write(true)
+            .open(dir.join(TEMP_LOCK))
+            .unwrap();
+        lock.set_modified(old).unwrap();
+        sweep_abandoned(base.path());
+        assert!(dir.exists(), "a live push's directory is kept");
+        // Its holder gone (the lock released), it is swept...
+        drop(live);
+        let abandoned = base.path().join(format!("{TEMP_PREFIX}abandoned"));
+        std::fs::create_dir_all(abandoned.join("layout")).unwrap();
+        let lock = std::fs::File::create(abandoned.join(TEMP_LOCK)).unwrap();
+        lock.set_modified(old).unwrap();
+        // ...but not while younger than SWEEP_AFTER (a push that has not locked it yet).
+        let young = base.path().join(format!("{TEMP_PREFIX}young"));
+        std::fs::create_dir_all(&young).unwrap();
+        std::fs::File::create(young.join(TEMP_LOCK)).unwrap();
+        let unlocked = base.path().join(format!("{TEMP_PREFIX}nolock"));
+        std::fs::create_dir_all(&unlocked).unwrap();
+        sweep_abandoned(base.path());
+        assert!(!abandoned.exists());
+        assert!(young.exists());
+        assert!(unlocked.exists());
+    }
+}

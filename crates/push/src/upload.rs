@@ -1,0 +1,655 @@
+//! The blob uploads to one repository: worker threads take blobs from a queue and have the
+//! registry hold each one ([`Uploader::push_blob`]: HEAD, then a mount, else an upload), each
+//! digest once.
+//!
+//! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository it is started before
+//! the archive is read, and the archive reader hands it every layer the moment that layer is in
+//! the temporary layout ([`Pool::hook`]), so uploads overlap reading and compressing. Then
+//! [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
+//! (no second HEAD), the others (configs, and every blob of an OCI layout SOURCE) are queued, and
+//! it waits until each of them is done. The first error stops the workers and is the push's
+//! error. Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in
+//! flight runs to its end (the workers are scoped threads of the push).
+
+use crate::event::{BlobAction, Event, Observer, Progress};
+use crate::plan::Blob;
+use crate::sessions::Sessions;
+use layerlift_archive::{BlobHook, PublishedBlob};
+use layerlift_manifest::Digest;
+use layerlift_registry::{
+    Client, Error as RegistryError, FileSource, MountResult, UploadEvent, UploadOptions, Url,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::Scope;
+
+/// Why a blob could not be pushed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The HEAD request failed.
+    #[error("checking blob {digest} in {registry}")]
+    Check {
+        /// The blob.
+        digest: Digest,
+        /// The registry.
+        registry: String,
+        /// Why.
+        source: RegistryError,
+    },
+    /// SOURCE does not hold the blob and the registry cannot mount it.
+    #[error("blob {digest} is missing from {source_name} and the registry does not have it")]
+    Missing {
+        /// The blob.
+        digest: Digest,
+        /// SOURCE.
+        source_name: String,
+    },
+    /// The blob's file has another size than its descriptor says.
+    #[error("blob {digest} ({}) is {on_disk} bytes, its descriptor says {size}", path.display())]
+    Size {
+        /// The blob.
+        digest: Digest,
+        /// Its file.
+        path: PathBuf,
+        /// The file's size.
+        on_disk: u64,
+        /// The descriptor's size.
+        size: u64,
+    },
+    /// The upload failed.
+    #[error("uploading blob {digest} to {registry}/{repository}")]
+    Upload {
+        /// The blob.
+        digest: Digest,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Why.
+        source: RegistryError,
+    },
+    /// A worker panicked while pushing the blob.
+    #[error("pushing blob {digest} failed (panic)")]
+    Panicked {
+        /// The blob.
+        digest: Digest,
+    },
+}
+
+/// What every blob upload of a push needs.
+pub(crate) struct Uploader<'a> {
+    pub client: &'a Client,
+    pub observer: &'a dyn Observer,
+    pub upload: UploadOptions,
+    pub sessions: Option<Sessions>,
+    /// `--mount-from`.
+    pub mount_from: Vec<String>,
+    pub dry_run: bool,
+    /// How messages name SOURCE.
+    pub source: String,
+}
+
+/// What happened to one blob in the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobOutcome {
+    Skipped,
+    Mounted,
+    Uploaded,
+    WouldUpload,
+    Missing,
+}
+
+impl BlobOutcome {
+    /// Does the repository hold the blob now?
+    pub fn holds(self) -> bool {
+        matches!(
+            self,
+            BlobOutcome::Uploaded | BlobOutcome::Mounted | BlobOutcome::Skipped
+        )
+    }
+}
+
+/// What a worker does with one blob (stored in the file): [`Uploader::push_blob`], or a stand-in
+/// in tests.
+pub(crate) type Work<'a> =
+    dyn Fn(&Blob, PathBuf) -> Result<BlobOutcome, BlobError> + Send + Sync + 'a;
+
+/// Workers pushing blobs to one repository (see the module docs).
+pub(crate) struct Pool {
+    queue: Arc<Queue>,
+    repository: String,
+}
+
+/// The queue the archive reader's hook and the workers share.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Set with the first error: the archive reader stops at its next buffer ([`Pool::hook`]).
+    failed: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<(Blob, PathBuf)>,
+    /// Every digest ever queued.
+    seen: BTreeSet<Digest>,
+    done: BTreeMap<Digest, BlobOutcome>,
+    error: Option<BlobError>,
+    /// Nothing more will be queued: workers stop when the queue is empty.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn submit(&self, blob: Blob, path: PathBuf) {
+        let mut st = self.lock();
+        if st.closed || !st.seen.insert(blob.digest) {
+            return;
+        }
+        st.queue.push_back((blob, path));
+        self.changed.notify_all();
+    }
+
+    /// The next blob to push; `None` once the pool failed or is closed and empty.
+    fn next(&self) -> Option<(Blob, PathBuf)> {
+        let mut st = self.lock();
+        loop {
+            if st.error.is_some() {
+                return None;
+            }
+            if let Some(job) = st.queue.pop_front() {
+                return Some(job);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn work(&self, observer: &dyn Observer, work: &Work<'_>) {
+        while let Some((blob, path)) = self.next() {
+            observer.progress(&Progress::Queued { bytes: blob.size });
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&blob, path)))
+                    .unwrap_or(Err(BlobError::Panicked {
+                        digest: blob.digest,
+                    }));
+            let mut st = self.lock();
+            match result {
+                Ok(outcome) => {
+                    st.done.insert(blob.digest, outcome);
+                }
+                Err(e) => {
+                    if st.error.is_none() {
+                        st.error = Some(e);
+                        self.failed.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            self.changed.notify_all();
+        }
+    }
+}
+
+impl Pool {
+    /// Start `jobs` workers on `scope` pushing to `repository`, each blob with `work`.
+    pub fn start<'scope, 'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        repository: &str,
+        jobs: usize,
+        observer: &'env dyn Observer,
+        work: impl Fn(&Blob, PathBuf) -> Result<BlobOutcome, BlobError> + Send + Sync + 'env,
+    ) -> Result<Pool, std::io::Error> {
+        let work: Arc<Work<'env>> = Arc::new(work);
+        observer.progress(&Progress::Started {
+            repository: repository.to_string(),
+        });
+        let queue = Arc::new(Queue::default());
+        for n in 0..jobs.max(1) {
+            let q = Arc::clone(&queue);
+            let work = Arc::clone(&work);
+            std::thread::Builder::new()
+                .name(format!("upload-{n}"))
+                .spawn_scoped(scope, move || q.work(observer, &*work))?;
+        }
+        Ok(Pool {
+            queue,
+            repository: repository.to_string(),
+        })
+    }
+
+    /// The repository the workers push to.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes,
+    /// and stop the reader once an upload has failed (the push fails with that error: reading
+    /// the rest of a large archive first would only make the user wait for it).
+    pub fn hook(&self) -> BlobHook {
+        let queue = Arc::clone(&self.queue);
+        let failed = Arc::clone(&self.queue);
+        BlobHook::new(move |b: &PublishedBlob| {
+            let blob = Blob {
+                digest: b.digest,
+                size: b.size,
+                non_distributable: false,
+            };
+            queue.submit(blob, b.path.clone());
+        })
+        .stopping_when(move || failed.failed.load(Ordering::Relaxed))
+    }
+
+    /// The first upload error, if one happened (it is taken: [`Pool::finish`] will not see it).
+    pub fn take_error(&self) -> Option<BlobError> {
+        self.queue.lock().error.take()
+    }
+
+    /// Push `blobs` (each with the file holding it), skipping those queued before, and wait for
+    /// all of them. Queued blobs that are not among `blobs` (layers no chosen image uses) are
+    /// dropped unless already started. Returns what happened to every blob done.
+    pub fn finish(
+        self,
+        blobs: impl IntoIterator<Item = (Blob, PathBuf)>,
+    ) -> Result<Vec<(Digest, BlobOutcome)>, BlobError> {
+        let mut wanted = BTreeSet::new();
+        for (blob, path) in blobs {
+            wanted.insert(blob.digest);
+            self.queue.submit(blob, path);
+        }
+        let mut st = self.queue.lock();
+        st.queue.retain(|(b, _)| wanted.contains(&b.digest));
+        st.closed = true;
+        self.queue.changed.notify_all();
+        loop {
+            if let Some(e) = st.error.take() {
+                return Err(e);
+            }
+            if wanted.iter().all(|d| st.done.contains_key(d)) {
+                return Ok(st.done.iter().map(|(d, a)| (*d, *a)).collect());
+            }
+            st = self
+                .queue
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut st = self.queue.lock();
+        st.queue.clear();
+        st.closed = true;
+        self.queue.changed.notify_all();
+    }
+}
+
+/// One blob pushed to one repository, and the `blob` events about it.
+struct BlobJob<'a> {
+    uploader: &'a Uploader<'a>,
+    repository: &'a str,
+    blob: &'a Blob,
+    holders: &'a BTreeMap<Digest, String>,
+}
+
+impl BlobJob<'_> {
+    fn event(&self, action: BlobAction) -> Event {
+        Event::blob(action, self.repository, self.blob.digest, self.blob.size)
+    }
+
+    fn emit(&self, event: Event) {
+        self.uploader.observer.event(&event);
+    }
+
+    fn done(&self, action: BlobAction, outcome: BlobOutcome) -> BlobOutcome {
+        self.emit(self.event(action));
+        self.uploader.observer.progress(&Progress::Advanced {
+            bytes: self.blob.size,
+        });
+        outcome
+    }
+
+    fn mounted(&self, from: &str) -> BlobOutcome {
+        let mut e = self.event(BlobAction::Mounted);
+        if let Event::Blob { from: f, .. } = &mut e {
+            *f = Some(from.to_string());
+        }
+        self.emit(e);
+        self.uploader.observer.progress(&Progress::Advanced {
+            bytes: self.blob.size,
+        });
+        BlobOutcome::Mounted
+    }
+
+    /// Whether the repository holds the blob: known from planning, else a HEAD.
+    fn exists(&self) -> Result<bool, BlobError> {
+        let client = self.uploader.client;
+        let d = self.blob.digest;
+        // Confirmed in this repository by a HEAD while planning reuse: no second HEAD.
+        if self.holders.get(&d).map(String::as_str) == Some(self.repository) {
+            return Ok(true);
+        }
+        client
+            .blob_exists(self.repository, &d)
+            .map_err(|source| BlobError::Check {
+                digest: d,
+                registry: client.registry().to_string(),
+                source,
+            })
+    }
+
+    /// A blob SOURCE does not hold: foreign, or mounted from the repository that holds it.
+    fn absent_from_source(&self) -> Result<BlobOutcome, BlobError> {
+        let d = self.blob.digest;
+        if self.blob.non_distributable {
+            self.emit(self.event(BlobAction::Foreign));
+            return Ok(BlobOutcome::Missing);
+        }
+        // A layer left unread because another repository of the registry holds it: mount it.
+        if let Some(from) = self.holders.get(&d).filter(|h| *h != self.repository)
+            && !self.uploader.dry_run
+            && matches!(
+                self.uploader.client.mount_blob(self.repository, &d, from),
+                Ok(MountResult::Mounted)
+            )
+        {
+            return Ok(self.mounted(from));
+        }
+        Err(BlobError::Missing {
+            digest: d,
+            source_name: self.uploader.source.clone(),
+        })
+    }
+
+    /// Mount from `--mount-from`, then from a repository this run already pushed the blob to.
+    /// `Err` holds the upload session a refused mount opened, if any.
+    fn mount(&self) -> Result<BlobOutcome, Option<Url>> {
+        let d = self.blob.digest;
+        let mut sources: Vec<&String> = self
+            .uploader
+            .mount_from
+            .iter()
+            .filter(|m| *m != self.repository)
+            .collect();
+        if let Some(h) = self.holders.get(&d)
+            && h != self.repository
+            && !sources.contains(&h)
+        {
+            sources.push(h);
+        }
+        for from in sources {
+            match self.uploader.client.mount_blob(self.repository, &d, from) {
+                Ok(MountResult::Mounted) => return Ok(self.mounted(from)),
+                Ok(MountResult::NotMounted(Some(session))) => return Err(Some(session)),
+                Ok(MountResult::NotMounted(None)) | Err(_) => {}
+            }
+        }
+        Err(None)
+    }
+
+    /// Upload the blob from `path`, continuing `session` or one a previous run recorded.
+    fn upload(&self, path: PathBuf, mut session: Option<Url>) -> Result<BlobOutcome, BlobError> {
+        let (client, observer) = (self.uploader.client, self.uploader.observer);
+        let (d, size, name) = (self.blob.digest, self.blob.size, self.repository);
+        // A chunked upload a killed or cut-off run left behind: continue it.
+        let upload = &self.uploader.upload;
+        let sessions = self.uploader.sessions.as_ref();
+        let chunked = upload.chunk_size.is_some() || size > upload.max_single_upload;
+        let registry = client.registry().to_string();
+        if chunked
+            && let Some(recorded) =
+                sessions.and_then(|s| s.get(&registry, name, &d, &client.origin()))
+        {
+            session = Some(recorded);
+        }
+        let src = FileSource {
+            path,
+            digest: d,
+            size,
+        };
+        observer.progress(&Progress::BlobStarted { digest: d, size });
+        let last = Mutex::new(0u64);
+        let on_event = |e: UploadEvent| match e {
+            UploadEvent::Progress { sent } => {
+                let mut l = last.lock().unwrap_or_else(PoisonError::into_inner);
+                if sent > *l {
+                    observer.progress(&Progress::Advanced { bytes: sent - *l });
+                    *l = sent;
+                }
+                observer.progress(&Progress::BlobSent { digest: d, sent });
+            }
+            UploadEvent::Retry {
+                attempt,
+                delay,
+                error,
+            } => {
+                observer.message(&format!(
+                    "retrying {} in {:.1}s after: {error}",
+                    d.short(),
+                    delay.as_secs_f64()
+                ));
+                let mut e = self.event(BlobAction::Retried);
+                if let Event::Blob {
+                    attempt: a,
+                    delay_ms,
+                    error: err,
+                    ..
+                } = &mut e
+                {
+                    *a = Some(attempt);
+                    *delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                    *err = Some(error);
+                }
+                self.emit(e);
+            }
+            UploadEvent::Resumed { offset } => {
+                let mut e = self.event(BlobAction::Resumed);
+                if let Event::Blob { offset: o, .. } = &mut e {
+                    *o = Some(offset);
+                }
+                self.emit(e);
+            }
+            UploadEvent::Session { location } => {
+                if let Some(s) = sessions {
+                    s.put(&registry, name, &d, location.as_str());
+                }
+            }
+        };
+        let result = client.upload_blob(name, &src, upload, session, &on_event);
+        if result.is_ok()
+            && let Some(s) = sessions
+        {
+            s.remove(&registry, name, &d);
+        }
+        observer.progress(&Progress::BlobFinished { digest: d });
+        result.map_err(|source| BlobError::Upload {
+            digest: d,
+            registry: registry.clone(),
+            repository: name.to_string(),
+            source,
+        })?;
+        // Progress may have counted bytes of failed attempts: settle the total on the blob's size.
+        let sent = *last.lock().unwrap_or_else(PoisonError::into_inner);
+        if sent < size {
+            observer.progress(&Progress::Advanced { bytes: size - sent });
+        }
+        self.emit(self.event(BlobAction::Uploaded));
+        Ok(BlobOutcome::Uploaded)
+    }
+}
+
+impl Uploader<'_> {
+    /// Have `repository` hold `blob` (stored in `path`): nothing if it does, a mount from a
+    /// repository that holds it, else an upload (resuming a recorded chunked session).
+    pub fn push_blob(
+        &self,
+        repository: &str,
+        blob: &Blob,
+        path: PathBuf,
+        holders: &BTreeMap<Digest, String>,
+    ) -> Result<BlobOutcome, BlobError> {
+        let job = BlobJob {
+            uploader: self,
+            repository,
+            blob,
+            holders,
+        };
+        if job.exists()? {
+            return Ok(job.done(BlobAction::Skipped, BlobOutcome::Skipped));
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return job.absent_from_source();
+        };
+        if meta.len() != blob.size {
+            return Err(BlobError::Size {
+                digest: blob.digest,
+                path,
+                on_disk: meta.len(),
+                size: blob.size,
+            });
+        }
+        if self.dry_run {
+            job.emit(job.event(BlobAction::WouldUpload));
+            return Ok(BlobOutcome::WouldUpload);
+        }
+        match job.mount() {
+            Ok(outcome) => Ok(outcome),
+            Err(session) => job.upload(path, session),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Silent;
+
+    fn blob(name: &str) -> (Blob, PathBuf) {
+        let blob = Blob {
+            digest: Digest::of(name.as_bytes()),
+            size: name.len() as u64,
+            non_distributable: false,
+        };
+        (blob, PathBuf::from(name))
+    }
+
+    fn missing(path: &std::path::Path) -> BlobError {
+        BlobError::Missing {
+            digest: Digest::of(path.to_string_lossy().as_bytes()),
+            source_name: "test".into(),
+        }
+    }
+
+    /// Wait until `finish` has closed the queue.
+    fn wait_closed(queue: &Queue) {
+        while !queue.lock().closed {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn blobs_go_in_queue_order_each_once_and_unwanted_ones_are_dropped() {
+        let done = Mutex::new(Vec::new());
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        let result = std::thread::scope(|s| {
+            let pool = Pool::start(s, "app", 1, &Silent, |_: &Blob, path: PathBuf| {
+                let name = path.to_string_lossy().into_owned();
+                if name == "a" {
+                    // Held until `finish` has its list: the queue still holds what came early.
+                    wait.lock().unwrap().recv().unwrap();
+                }
+                done.lock().unwrap().push(name);
+                Ok(BlobOutcome::Uploaded)
+            })
+            .unwrap();
+            // Handed over early (as the archive reader does), "b" twice.
+            for name in ["a", "unused", "b", "b"] {
+                let (b, p) = blob(name);
+                pool.queue.submit(b, p);
+            }
+            let queue = Arc::clone(&pool.queue);
+            let finisher = s.spawn(move || pool.finish(["c", "b", "a"].map(blob)));
+            wait_closed(&queue);
+            go.send(()).unwrap();
+            finisher.join().unwrap()
+        });
+        let outcomes = result.unwrap();
+        assert_eq!(*done.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(outcomes.len(), 3);
+        assert!(outcomes.iter().all(|(_, o)| *o == BlobOutcome::Uploaded));
+    }
+
+    #[test]
+    fn a_failed_upload_stops_the_pool_with_its_error() {
+        let done = Mutex::new(Vec::new());
+        let result = std::thread::scope(|s| {
+            let pool = Pool::start(s, "app", 1, &Silent, |_: &Blob, path: PathBuf| {
+                done.lock().unwrap().push(path.clone());
+                if path == std::path::Path::new("b") {
+                    return Err(missing(&path));
+                }
+                Ok(BlobOutcome::Skipped)
+            })
+            .unwrap();
+            pool.finish(["a", "b", "c", "d"].map(blob))
+        });
+        match result {
+            Err(BlobError::Missing { digest, .. }) => assert_eq!(digest, Digest::of(b"b")),
+            other => panic!("{other:?}"),
+        }
+        // One worker: nothing after the failed blob was started.
+        assert_eq!(
+            *done.lock().unwrap(),
+            [PathBuf::from("a"), PathBuf::from("b")]
+        );
+    }
+
+    #[test]
+    fn a_failure_while_the_archive_is_read_stops_the_reader_and_is_taken_once() {
+        std::thread::scope(|s| {
+            let pool = Pool::start(s, "app", 2, &Silent, |_: &Blob, path: PathBuf| {
+                Err(missing(&path))
+            })
+            .unwrap();
+            let (b, p) = blob("a");
+            pool.queue.submit(b, p);
+            // The flag the hook's stop question reads: the archive reader stops.
+            while !pool.queue.failed.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+            assert!(matches!(pool.take_error(), Some(BlobError::Missing { .. })));
+            assert!(pool.take_error().is_none());
+        });
+    }
+
+    #[test]
+    fn a_panicking_worker_fails_the_blob() {
+        let result = std::thread::scope(|s| {
+            let pool = Pool::start(
+                s,
+                "app",
+                1,
+                &Silent,
+                |_: &Blob, _: PathBuf| -> Result<BlobOutcome, BlobError> { panic!("worker bug") },
+            )
+            .unwrap();
+            pool.finish([blob("a")])
+        });
+        assert!(
+            matches!(result, Err(BlobError::Panicked { digest }) if digest == Digest::of(b"a"))
+        );
+    }
+}
