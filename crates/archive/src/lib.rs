@@ -23,6 +23,8 @@
 //! the layout may end up holding layers no image uses (of images not chosen, or of a failed read),
 //! which suits push's temporary layout and nothing else.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 mod docker;
 mod error;
@@ -488,6 +490,7 @@ pub struct Options {
 pub struct PublishedBlob {
     /// The sha256 its bytes were hashed to while being written: its name in the layout.
     pub digest: Digest,
+    /// Size of the blob in bytes.
     pub size: u64,
     /// `blobs/sha256/<hex>` in the layout.
     pub path: PathBuf,
@@ -502,6 +505,7 @@ pub struct BlobHook {
 }
 
 impl BlobHook {
+    /// A hook that calls `f` for every layer published while the archive is read.
     pub fn new(f: impl Fn(&PublishedBlob) + Send + Sync + 'static) -> Self {
         BlobHook {
             published: Arc::new(f),

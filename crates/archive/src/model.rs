@@ -74,16 +74,20 @@ impl Origin {
 pub struct Defect {
     /// A fatal defect stops unpack (of the image it belongs to).
     pub fatal: bool,
+    /// What is wrong or noteworthy, as `--list` prints it.
     pub message: String,
 }
 
 impl Defect {
+    /// A defect that stops unpacking the image it belongs to.
     pub fn fatal(message: impl Into<String>) -> Self {
         Defect {
             fatal: true,
             message: message.into(),
         }
     }
+
+    /// A defect that is only reported and stops nothing.
     pub fn note(message: impl Into<String>) -> Self {
         Defect {
             fatal: false,
@@ -120,13 +124,20 @@ fn ser_compression<S: serde::Serializer>(c: &Compression, s: S) -> Result<S::Ok,
 /// A manifest found under an image (the image itself, or a platform of an index).
 #[derive(Debug, Clone, Serialize)]
 pub struct ManifestInfo {
+    /// The manifest's digest (for a docker archive, of the OCI manifest generated for the image).
     pub digest: Digest,
+    /// The manifest's media type, as its descriptor states it.
     pub media_type: String,
+    /// `os/arch[/variant]`, from the descriptor that names the manifest (or, for a docker archive,
+    /// from the image config); `None` when neither states one.
     pub platform: Option<String>,
+    /// Is the manifest's blob in the archive?
     pub present: bool,
     /// Manifest, config and every distributable layer are in the archive and check out.
     pub complete: bool,
+    /// The config descriptor the manifest names; `None` when the manifest is not in the archive.
     pub config: Option<Descriptor>,
+    /// The manifest's layers, in order.
     pub layers: Vec<LayerInfo>,
     /// The descriptor that names this manifest (in its index, or index.json).
     #[serde(skip)]
@@ -150,6 +161,7 @@ pub struct ImageInfo {
     pub parent: Option<String>,
     /// The image manifest, or the platforms of an index.
     pub manifests: Vec<ManifestInfo>,
+    /// What is wrong or noteworthy about this image.
     pub defects: Vec<Defect>,
     /// Blobs to publish, as (digest, where they come from).
     #[serde(skip)]
@@ -160,6 +172,7 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// Does the image have a fatal defect (so that it cannot be unpacked)?
     pub fn is_fatal(&self) -> bool {
         self.defects.iter().any(|d| d.fatal)
     }
@@ -168,8 +181,11 @@ impl ImageInfo {
 /// A link entry, for `--list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkInfo {
+    /// The link entry's path in the archive.
     pub path: String,
+    /// The target as the entry writes it.
     pub target: String,
+    /// `symlink` or `hardlink`.
     pub kind: &'static str,
     /// Where it finally leads, or why it cannot be followed.
     pub resolves_to: Result<String, String>,
@@ -178,14 +194,19 @@ pub struct LinkInfo {
 /// Everything reading found.
 #[derive(Debug, Serialize)]
 pub struct ArchiveInfo {
+    /// The kind of archive.
     pub format: Format,
+    /// Which tool (and era) wrote it.
     pub origin: Origin,
     /// Compression of the outer stream.
     #[serde(serialize_with = "ser_compression")]
     pub compression: Compression,
+    /// The images, in the order the archive lists them.
     pub images: Vec<ImageInfo>,
+    /// Every link entry of the archive.
     pub links: Vec<LinkInfo>,
     /// Defects about the archive as a whole.
     pub defects: Vec<Defect>,
+    /// How many files and links the archive holds (directories and skipped entries not counted).
     pub entries: usize,
 }

@@ -18,6 +18,7 @@ pub enum Link {
 }
 
 impl Link {
+    /// The target as the entry writes it, whichever kind of link this is.
     pub fn target(&self) -> &str {
         match self {
             Link::Symlink(t) | Link::Hard(t) => t,
@@ -28,16 +29,28 @@ impl Link {
 /// Why an entry name cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    /// The entry name starts with `/`.
     #[error("entry `{0}` has an absolute path")]
     Absolute(String),
+    /// The name (or the path being resolved) climbs above the archive's root with `..`.
     #[error("entry `{0}` escapes the archive (`..`)")]
     Escapes(String),
+    /// A link's target is absolute or climbs above the archive's root.
     #[error("link `{link}` -> `{target}` points outside the archive")]
-    LinkEscapes { link: String, target: String },
+    LinkEscapes {
+        /// The link entry's path.
+        link: String,
+        /// Its target as written.
+        target: String,
+    },
+    /// Resolving came back to this link: the links form a loop.
     #[error("link `{0}` is part of a symlink loop")]
     Loop(String),
+    /// Resolving this path follows more than 40 links.
     #[error("`{0}` goes through more than 40 links")]
     TooManyLinks(String),
+    /// A name or link target is longer than [`MAX_PATH`]; holds the first 64 characters of the
+    /// name (or the link concerned).
     #[error("entry `{0}…` has a name or link target longer than 4096 bytes")]
     TooLong(String),
 }

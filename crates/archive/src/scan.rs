@@ -35,8 +35,12 @@ pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 /// A regular file of the archive, as seen while streaming it.
 #[derive(Debug)]
 pub struct FileEntry {
+    /// Size of the entry's bytes as stored in the archive.
     pub size: u64,
+    /// sha256 of the entry's bytes as stored (for a [`reused`](Self::reused) entry not read, the
+    /// digest the archive's metadata gives).
     pub digest: Digest,
+    /// How the stored bytes are compressed (sniffed from the first bytes).
     pub compression: Compression,
     /// Digest and size of the decoded stream for compressed entries (or why decoding failed).
     pub uncompressed: Option<Result<(Digest, u64), String>>,
@@ -70,6 +74,7 @@ pub struct Reuse {
 }
 
 impl Reuse {
+    /// Nothing to skip: every entry is read (and compressed, if asked).
     pub fn is_empty(&self) -> bool {
         self.by_path.is_empty() && self.by_diff_id.is_empty()
     }
@@ -93,9 +98,14 @@ pub struct ReusedEntry {
 /// An entry compressed while it streamed past: what is staged in its place.
 #[derive(Debug)]
 pub struct Encoded {
+    /// sha256 of the compressed blob.
     pub digest: Digest,
+    /// Size of the compressed blob.
     pub size: u64,
+    /// The compression it was written with.
     pub compression: Compression,
+    /// The staged compressed copy; `None` when nothing was staged (the registry already has the
+    /// blob, see [`Reuse`]).
     pub staged: Option<StagedBlob>,
 }
 
@@ -141,7 +151,9 @@ pub struct ScanSettings {
 /// Everything one pass learnt about the archive's entries.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// The regular files, by normalised path.
     pub files: BTreeMap<String, FileEntry>,
+    /// The link entries (symlinks and hard links), by normalised path.
     pub links: BTreeMap<String, Link>,
     /// Entries of other kinds (devices, fifos) that were skipped, for --list.
     pub skipped: Vec<String>,
@@ -177,7 +189,7 @@ impl Scan {
         Ok(self.files.get(&resolved).map(|f| (resolved, f)))
     }
 
-    /// The chain of links `path` goes through, for display: `a -> ../b/layer.tar`.
+    /// The link entry at `path` itself (not followed), or `None` when `path` is not a link.
     pub fn link_of(&self, path: &str) -> Option<&Link> {
         self.links.get(path)
     }

@@ -56,6 +56,7 @@ impl std::fmt::Debug for DiffIdWriter {
 }
 
 impl DiffIdWriter {
+    /// A writer that has seen no bytes yet; the compression is detected from the first ones.
     pub fn new() -> Self {
         DiffIdWriter {
             state: State::Sniffing(Vec::with_capacity(SNIFF_LEN)),

@@ -78,8 +78,11 @@ impl Encoding {
 
 /// An encoder writing to `W`: plain, deterministic parallel gzip, or multi-threaded zstd.
 pub enum LayerEncoder<W: Write> {
+    /// No compression: bytes go to the writer as they are.
     Plain(W),
+    /// Deterministic parallel gzip.
     Gzip(GzipEncoder<W>),
+    /// Multi-threaded zstd.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -186,6 +189,7 @@ pub struct LayerOutput<W> {
     pub diff_id: DiffId,
     /// sha256 and size of the stored input bytes (check them against the descriptor).
     pub stored_digest: Digest,
+    /// Size of the stored input, in bytes.
     pub stored_size: u64,
     /// The writer given, after the end of the stream was written.
     pub out: W,
@@ -309,6 +313,7 @@ pub struct ClampedOutput<W> {
     pub layer: LayerOutput<W>,
     /// sha256 and size of the rewritten tar: the new diff_id.
     pub new_diff_id: Digest,
+    /// Size of the rewritten tar, in bytes.
     pub new_size: u64,
     /// Tar headers whose times were clamped (0: the tar is unchanged).
     pub clamped: u64,

@@ -20,24 +20,36 @@ pub(crate) enum DecodeErrorKind {
 /// the blob.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The bytes are not valid for the format: a bad header or block, a checksum mismatch.
     #[error("{compression} data is corrupt near compressed byte {offset}: {reason}")]
     Corrupt {
+        /// The stream's compression.
         compression: Compression,
+        /// Compressed bytes consumed before the problem was found.
         offset: u64,
+        /// The decoder's description of the problem.
         reason: String,
     },
+    /// The stream stops in the middle of a member, frame or stream.
     #[error("{compression} stream is truncated: it ends after {offset} bytes, inside {what}")]
     Truncated {
+        /// The stream's compression.
         compression: Compression,
+        /// Compressed bytes in the stream.
         offset: u64,
+        /// What it ends inside of (`a gzip member header`, `a zstd frame`…).
         what: &'static str,
     },
+    /// Bytes follow the last complete member, frame or stream that are not another one.
     #[error(
         "{compression} stream is followed by {what} at compressed byte {offset} that is not another {compression} stream"
     )]
     TrailingData {
+        /// The stream's compression.
         compression: Compression,
+        /// Compressed bytes consumed before the trailing bytes were found.
         offset: u64,
+        /// What follows, as the message names it (`data`).
         what: &'static str,
     },
 }
@@ -77,19 +89,27 @@ impl DecodeError {
 /// Errors of the layer codecs and checks.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
+    /// The layer's compressed bytes cannot be decoded.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The layer's uncompressed content does not have the diff_id the image config gives.
     #[error(
         "layer {layer}: uncompressed content has digest {actual}, but the config's diff_id is {expected}"
     )]
     DiffIdMismatch {
+        /// The layer blob's digest.
         layer: Digest,
+        /// The diff_id the config gives.
         expected: Digest,
+        /// The digest of the uncompressed content.
         actual: Digest,
     },
+    /// Reading or writing the layer failed with an I/O error.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done (`reading the layer`, `writing the layer`…).
         context: String,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },

@@ -13,6 +13,8 @@
 //!
 //! This crate never touches the network and never parses manifests beyond the digest type.
 
+#![warn(missing_docs)]
+
 mod clamp;
 mod decode;
 mod diff_id;

@@ -8,9 +8,13 @@ use std::fmt;
 pub enum Compression {
     /// Not compressed (or nothing we recognise: then it is taken as a plain tar).
     None,
+    /// gzip (one or more members).
     Gzip,
+    /// Zstandard (one or more frames).
     Zstd,
+    /// bzip2 (one or more streams).
     Bzip2,
+    /// xz (one or more concatenated streams).
     Xz,
 }
 

@@ -150,10 +150,12 @@ pub struct StagedBlob {
 }
 
 impl StagedBlob {
+    /// The sha256 of the bytes written: the name the blob gets in `blobs/sha256/`.
     pub fn digest(&self) -> Digest {
         self.digest
     }
 
+    /// How many bytes were written.
     pub fn size(&self) -> u64 {
         self.size
     }

@@ -15,6 +15,8 @@
 //!   [`Layout`]; deleting blobs ([`Layout::exclusively`]) and removing `.layerlift-tmp/` take it
 //!   exclusively, so neither happens under a writer that may rely on a blob it found present.
 
+#![warn(missing_docs)]
+
 mod blob;
 mod error;
 

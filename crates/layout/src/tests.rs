@@ -1,3 +1,6 @@
+//! Unit tests of the layout: creating and opening, blob writing and verification, index.json
+//! updates, and the locks between writers and blob deletion.
+
 use super::*;
 use layerlift_manifest::{Descriptor, media_types};
 
