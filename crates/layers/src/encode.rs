@@ -10,23 +10,9 @@
 //! header and make the output depend on whether the input size was known), and a content checksum
 //! is included.
 //!
-//! Default levels: gzip 1, zstd 2, chosen on the bench image (`cargo xtask bench`, 312 MiB of real
-//! files, 2 cores; docs/benchmarks.md). gzip is libdeflate (see [`crate::gzip`]), whose level 1
-//! writes between what zlib-rs's levels 2 and 3 write (102.8 and 97.8 MB). Measured on the bench
-//! image (output, and CPU seconds of `layerlift-convert` relative to level 1):
-//!
-//! | gzip level | output | CPU |
-//! |---|---|---|
-//! | **1** | 100.0 MB (1.036× skopeo's gzip) | 1 |
-//! | 2 | 96.8 MB (1.003×) | 1.40× |
-//! | 3 | 95.3 MB (0.987×) | 1.46× |
-//! | 6 | 91.7 MB (0.950×) | ~2.3× |
-//!
-//! Level 1 is the only one that meets issue 3's time target on two cores (convert ≤ 0.5× of
-//! `skopeo copy --dest-compress`), within its size budget (+5%). The zlib-rs encoder used before
-//! needed its level 3 for that size, at 2.2× the CPU of libdeflate's level 1. For zstd, level 2
-//! writes 85.6 MB (0.89× skopeo's gzip) for about 0.65× of level 3's CPU (80.3 MB); level 1 saves
-//! little more CPU and writes 92.5 MB.
+//! Default levels: gzip 1 (libdeflate's fastest, see [`crate::gzip`]) and zstd 2: the least CPU for
+//! output within 5% of skopeo's gzip, measured on the bench image (docs/benchmarks.md, "Default
+//! compression levels").
 
 use crate::decode::{BUF_LEN, decoder};
 use crate::error::LayerError;
