@@ -218,6 +218,23 @@ fn json_dry_run_digest_file_and_second_push() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // A digest file that cannot be written fails the run, and --json says so once: one `result`
+    // event, `ok: false`.
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(&dest)
+        .args(["--image", "test_image_1", "--json", "--digest-file"])
+        .arg(work.path().join("no-such-dir/digest"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let results: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "result")
+        .collect();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["ok"], false);
+
     // Second push: every blob is already there.
     let mut c = push_cmd();
     c.arg(&src)

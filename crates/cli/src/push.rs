@@ -237,6 +237,12 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         }
         std::fs::write(f, text).with_context(|| format!("cannot write {}", f.display()))?;
     }
+    out.event(&Event::Result {
+        ok: true,
+        dry_run: Some(report.dry_run),
+        images: Some(report.images),
+        error: None,
+    });
     Ok(())
 }
 

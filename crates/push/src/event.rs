@@ -111,7 +111,9 @@ pub enum Event {
         /// The image.
         digest: Digest,
     },
-    /// The push is over.
+    /// The push is over. [`push`](crate::push) does not send it: its caller does, once it is done
+    /// with the [`Report`](crate::Report) too (a file of digests written, say), so that a run has
+    /// one outcome.
     Result {
         /// Whether everything was pushed.
         ok: bool,

@@ -278,12 +278,6 @@ pub fn push(
     });
     observer.progress(&Progress::Finished);
     let images = result?;
-    observer.event(&Event::Result {
-        ok: true,
-        dry_run: Some(options.dry_run),
-        images: Some(images.clone()),
-        error: None,
-    });
     Ok(Report {
         dry_run: options.dry_run,
         images,
