@@ -231,6 +231,12 @@ impl Client {
             } else {
                 &req.body
             };
+            // A request ureq's builder refuses (a header value it cannot send, say).
+            let unbuildable = |e: http::Error| Error::Protocol {
+                method,
+                url: display_url(&url),
+                reason: e.to_string(),
+            };
             let result = match body {
                 ReqBody::Empty => {
                     let b = if matches!(method, "POST" | "PUT" | "PATCH") {
@@ -238,33 +244,21 @@ impl Client {
                     } else {
                         builder
                     };
-                    let r = b.body(()).map_err(|e| Error::Protocol {
-                        method,
-                        url: display_url(&url),
-                        reason: e.to_string(),
-                    })?;
+                    let r = b.body(()).map_err(unbuildable)?;
                     self.agent.run(r)
                 }
                 ReqBody::Bytes(bytes) => {
                     let r = builder
                         .header("Content-Length", bytes.len().to_string())
                         .body(*bytes)
-                        .map_err(|e| Error::Protocol {
-                            method,
-                            url: display_url(&url),
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(unbuildable)?;
                     self.agent.run(r)
                 }
                 ReqBody::Form(text) => {
                     let r = builder
                         .header("Content-Length", text.len().to_string())
                         .body(text.as_bytes())
-                        .map_err(|e| Error::Protocol {
-                            method,
-                            url: display_url(&url),
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(unbuildable)?;
                     self.agent.run(r)
                 }
                 ReqBody::Source {
@@ -286,11 +280,7 @@ impl Client {
                     let r = builder
                         .header("Content-Length", len.to_string())
                         .body(ureq::SendBody::from_reader(&mut counting))
-                        .map_err(|e| Error::Protocol {
-                            method,
-                            url: display_url(&url),
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(unbuildable)?;
                     let res = self.agent.run(r);
                     if res.is_ok() && counting.sent < *len {
                         return Err(Error::Io {
