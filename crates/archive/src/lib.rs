@@ -29,6 +29,7 @@ pub mod catalog;
 mod docker;
 mod error;
 mod fanout;
+mod listing;
 pub mod model;
 pub mod names;
 mod oci;
@@ -37,14 +38,17 @@ pub mod plan;
 mod readahead;
 pub mod scan;
 mod sniff;
+mod verify;
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
+pub use listing::Listing;
 pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
 pub use plan::{commit, label, select};
 pub use scan::{Reuse, ReusedEntry, Scan, ScanSettings};
+pub use verify::{Verification, verify_layout};
 
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;

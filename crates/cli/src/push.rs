@@ -10,6 +10,7 @@ mod progress;
 
 use crate::exit::usage;
 use anyhow::Context;
+use layerlift_layers::Compression;
 use layerlift_push::{Event, Observer, PushError};
 use layerlift_registry::{
     Client, Credential, Reference, RetryPolicy, TransportOptions, credentials,
@@ -156,28 +157,13 @@ pub struct Options {
     pub timeout: u64,
 }
 
-/// `123`, `64k`, `16MiB`, `1G`… (binary multiples).
+/// `123`, `64k`, `16MiB`, `1G`… (binary multiples), more than 0.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (like 16MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("`{s}`: unknown unit (use k, M or G)")),
-    };
-    let v = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))?;
-    if v == 0 {
-        return Err("size must be more than 0".into());
+    match parse_size::Config::new().with_binary().parse_size(s) {
+        Ok(0) => Err("size must be more than 0".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not a size like 16MiB ({e})")),
     }
-    Ok(v)
 }
 
 /// Run `layerlift-push`.
@@ -191,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ok: false,
                 dry_run: None,
                 images: None,
-                error: Some(crate::exit::one_line(&e)),
+                error: Some(crate::exit::one_line(e.as_ref())),
             });
             Err(e)
         }
@@ -259,11 +245,7 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
         all: o.all,
         platform: o.platform.clone(),
         tags: args.tags.clone(),
-        compression: match o.compression {
-            crate::convert::CompressionArg::Gzip => Some(layerlift_layers::Compression::Gzip),
-            crate::convert::CompressionArg::Zstd => Some(layerlift_layers::Compression::Zstd),
-            crate::convert::CompressionArg::None => None,
-        },
+        compression: Some(o.compression.into()).filter(|c| *c != Compression::None),
         jobs: usize::from(o.jobs),
         chunk_size: o.chunk_size,
         max_single_upload: o.max_single_upload,

@@ -1,10 +1,11 @@
 //! `layerlift-unpack ARCHIVE|- DIR`: read any saved-image archive into an OCI image layout, or
 //! `--list` what it holds.
 
+use crate::convert::CompressionArg;
 use anyhow::Context;
-use layerlift_archive::{ArchiveInfo, Defect, ImageInfo, Input, ManifestInfo};
+use layerlift_archive::Input;
+use layerlift_layers::Compression;
 use layerlift_manifest::Descriptor;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,9 +41,9 @@ pub struct Args {
     pub platform: Option<String>,
     /// Compress layers the archive stores uncompressed, on the way in (one pass: no uncompressed
     /// copy is written). Manifests naming them are generated anew; configs are kept. Default: store
-    /// layers as the archive has them.
-    #[arg(long, value_enum, value_name = "gzip|zstd")]
-    pub compression: Option<Compress>,
+    /// layers as the archive has them (also `none`).
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
     /// Print what the archive holds (format, images, tags, config, layers, symlinks, defects);
     /// write nothing.
     #[arg(long)]
@@ -55,13 +56,6 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// `--compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compress {
-    Gzip,
-    Zstd,
-}
-
 /// Run `layerlift-unpack`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let input = Input::from_arg(&args.archive);
@@ -70,13 +64,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (info, _) = layerlift_archive::read(&input, None).with_context(|| name.clone())?;
         let chosen =
             layerlift_archive::select(&info, &args.images).with_context(|| name.clone())?;
+        let listing = layerlift_archive::Listing {
+            name: &name,
+            info: &info,
+            chosen: &chosen,
+        };
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list_json(&info, &chosen))?
-            );
+            println!("{}", serde_json::to_string_pretty(&listing)?);
         } else {
-            print!("{}", list_text(&name, &info, &chosen));
+            print!("{listing}");
         }
         let fatal = chosen.iter().any(|&n| info.images[n].is_fatal());
         return Ok(if fatal {
@@ -89,16 +85,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = layerlift_archive::Options {
         images: args.images.clone(),
         platform: args.platform.clone(),
-        encoding: args.compression.map(|c| layerlift_layers::Encoding {
-            compression: match c {
-                Compress::Gzip => layerlift_layers::Compression::Gzip,
-                Compress::Zstd => layerlift_layers::Compression::Zstd,
-            },
-            level: None,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-        }),
+        encoding: args
+            .compression
+            .map(Compression::from)
+            .filter(|c| *c != Compression::None)
+            .map(|compression| layerlift_layers::Encoding {
+                compression,
+                level: None,
+                threads: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            }),
         ..Default::default()
     };
     let (info, added) =
@@ -144,153 +141,4 @@ fn entry_json(d: &Descriptor) -> serde_json::Value {
         "size": d.size,
         "name": d.annotation(layerlift_manifest::annotations::REF_NAME),
     })
-}
-
-fn list_json(info: &ArchiveInfo, chosen: &[usize]) -> serde_json::Value {
-    let images: Vec<&ImageInfo> = chosen.iter().map(|&n| &info.images[n]).collect();
-    serde_json::json!({
-        "format": info.format,
-        "origin": info.origin,
-        "era": info.origin.describe(),
-        "compression": info.compression.name(),
-        "entries": info.entries,
-        "images": images,
-        "links": info.links.iter().map(|l| serde_json::json!({
-            "path": l.path,
-            "target": l.target,
-            "kind": l.kind,
-            "resolvesTo": l.resolves_to.as_ref().ok(),
-            "error": l.resolves_to.as_ref().err(),
-        })).collect::<Vec<_>>(),
-        "defects": info.defects,
-    })
-}
-
-fn list_text(name: &str, info: &ArchiveInfo, chosen: &[usize]) -> String {
-    let mut o = String::new();
-    let outer = match info.compression.name() {
-        "none" => String::new(),
-        c => format!(", {c}-compressed"),
-    };
-    let _ = writeln!(o, "{name}: {}{outer}", info.format.name());
-    let _ = writeln!(o, "  written by: {}", info.origin.describe());
-    let _ = writeln!(
-        o,
-        "  {} entries, {} image(s), {} link(s)",
-        info.entries,
-        info.images.len(),
-        info.links.len()
-    );
-    for &n in chosen {
-        let img = &info.images[n];
-        let _ = writeln!(o);
-        let names = if img.names.is_empty() {
-            "(untagged)".to_string()
-        } else {
-            img.names.join(", ")
-        };
-        let _ = writeln!(o, "image @{}: {names}", img.position);
-        let _ = writeln!(
-            o,
-            "  {} {} ({})",
-            img.descriptor.media_type,
-            img.descriptor.digest,
-            indicatif::HumanBytes(img.descriptor.size)
-        );
-        if let Some(p) = &img.parent {
-            let _ = writeln!(o, "  parent: {p}");
-        }
-        for m in &img.manifests {
-            list_manifest(&mut o, img, m);
-        }
-        list_defects(&mut o, "  ", &img.defects);
-    }
-    if !info.links.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "links:");
-        for l in &info.links {
-            let to = match &l.resolves_to {
-                Ok(p) if *p == l.target => String::new(),
-                Ok(p) => format!("  (= {p})"),
-                Err(e) => format!("  (broken: {e})"),
-            };
-            let _ = writeln!(o, "  {} -> {}  [{}]{to}", l.path, l.target, l.kind);
-        }
-    }
-    if !info.defects.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "archive:");
-        list_defects(&mut o, "  ", &info.defects);
-    }
-    o
-}
-
-fn list_manifest(o: &mut String, img: &ImageInfo, m: &ManifestInfo) {
-    let platform = m.platform.as_deref().unwrap_or("platform unknown");
-    let indent = if img.manifests.len() > 1 || m.digest != img.descriptor.digest {
-        let state = if m.present {
-            ""
-        } else {
-            "  (not in the archive)"
-        };
-        let _ = writeln!(
-            o,
-            "  manifest {platform}: {} {}{state}",
-            m.media_type, m.digest
-        );
-        "    "
-    } else {
-        let _ = writeln!(o, "  platform: {platform}");
-        "  "
-    };
-    if let Some(c) = &m.config {
-        let _ = writeln!(
-            o,
-            "{indent}config {} ({}) {}",
-            c.digest,
-            indicatif::HumanBytes(c.size),
-            c.media_type
-        );
-    }
-    if !m.layers.is_empty() {
-        let total: u64 = m.layers.iter().map(|l| l.descriptor.size).sum();
-        let _ = writeln!(
-            o,
-            "{indent}layers: {} ({})",
-            m.layers.len(),
-            indicatif::HumanBytes(total)
-        );
-    }
-    for (i, l) in m.layers.iter().enumerate() {
-        let path = l.path.as_deref().unwrap_or("-");
-        let via = match &l.resolved {
-            Some(r) => format!(" -> {r} (symlink)"),
-            None => String::new(),
-        };
-        let state = if l.present { "" } else { "  NOT IN ARCHIVE" };
-        let _ = writeln!(o, "{indent}  #{i} {path}{via}{state}");
-        let unc = l
-            .uncompressed_size
-            .map(|s| format!(", {} uncompressed", indicatif::HumanBytes(s)))
-            .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "{indent}     {} ({}{unc}, {})",
-            l.descriptor.digest,
-            indicatif::HumanBytes(l.descriptor.size),
-            l.compression
-        );
-        if let Some(d) = &l.diff_id
-            && *d != l.descriptor.digest
-        {
-            let _ = writeln!(o, "{indent}     diff_id {d}");
-        }
-    }
-}
-
-fn list_defects(o: &mut String, indent: &str, defects: &[Defect]) {
-    for d in defects {
-        let tag = if d.fatal { "ERROR" } else { "note" };
-        let _ = writeln!(o, "{indent}{tag}: {}", d.message);
-    }
 }

@@ -137,11 +137,7 @@ fn default_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("LAYERLIFT_CACHE_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("layerlift"));
-    }
-    let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
-    Some(PathBuf::from(home).join(".cache").join("layerlift"))
+    Some(dirs::cache_dir()?.join("layerlift"))
 }
 
 #[cfg(test)]

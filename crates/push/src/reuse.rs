@@ -32,9 +32,8 @@ use layerlift_manifest::{
     Descriptor, Digest, ImageConfig, Index, Manifest, media_types, parse_json, platform_matches,
 };
 use layerlift_registry::{Client, Error as RegistryError};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The compression of a layer blob of this media type (`None`: not a layer media type we know).
 fn layer_compression(media_type: &str) -> Option<Compression> {
@@ -275,32 +274,16 @@ fn heads(
         .collect()
 }
 
-/// `f` of every item, `jobs` items at a time on scoped threads (HEADs and reads of blobs, which
-/// wait on the registry), in the items' order.
+/// `f` of every item, `jobs` items at a time on a rayon pool (HEADs and reads of blobs, which
+/// wait on the registry), in the items' order; one by one if no thread can be started.
 fn in_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { return };
-                    let r = f(item);
-                    if let Ok(mut results) = results.lock() {
-                        results[i] = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    // A thread that panicked makes `scope` panic: every slot is filled here.
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect()
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()
+    {
+        Ok(pool) => pool.install(|| items.par_iter().map(&f).collect()),
+        Err(_) => items.iter().map(f).collect(),
+    }
 }
 
 /// Work out which of `layers` need not be read.
@@ -657,6 +640,7 @@ fn absent(e: &layerlift_registry::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn compressions() {
