@@ -3,7 +3,6 @@
 
 use crate::paths::PathError;
 use layerlift_layout::LayoutError;
-use layerlift_manifest::Digest;
 
 /// Why an archive could not be read, listed or unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -107,16 +106,6 @@ pub enum ArchiveError {
     /// Creating or writing the output layout failed.
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    /// A layer's uncompressed content does not have the diff_id the image config gives it.
-    #[error("layer {path}: diff_id mismatch: expected {expected}, got {actual}")]
-    DiffIdMismatch {
-        /// The layer's path in the archive.
-        path: String,
-        /// The diff_id the image config gives.
-        expected: Digest,
-        /// The digest of the layer's uncompressed content.
-        actual: Digest,
-    },
 }
 
 /// What the tools read, for messages about an input that is not that.

@@ -20,17 +20,9 @@ pub fn version() -> &'static str {
     })
 }
 
-/// `--platform`: `os/arch` or `os/arch/variant`, each part non-empty, lower-case letters, digits,
-/// `_` or `-` (a usage error otherwise, before anything is read).
+/// `--platform`'s value parser.
 pub fn parse_platform(s: &str) -> Result<String, String> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let well_formed = (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        });
-    if well_formed {
+    if layerlift_manifest::is_platform(s) {
         Ok(s.to_string())
     } else {
         Err("expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64 or linux/arm64/v8".to_string())

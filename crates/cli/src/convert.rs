@@ -1,13 +1,12 @@
 //! `layerlift-convert IN [OUT]`: the command line of [`layerlift_convert`]. Arguments become
-//! [`Options`], progress bars (on a terminal) follow the engine's [`Event`]s, and the [`Report`]
+//! [`Options`], progress bars (on a terminal) follow the engine's [`Event`]s, and the [`layerlift_convert::Report`]
 //! is printed: one `DIGEST NAME` line per image on standard output and a summary on standard
 //! error, or the report as JSON with `--json`.
 
 use anyhow::anyhow;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 use layerlift_convert::{
-    Action, Compression, ConvertError, Event, Format, LayerId, Observer, Options, OptionsError,
-    Report,
+    Compression, ConvertError, Event, Format, LayerId, Observer, Options, OptionsError,
 };
 use std::collections::HashMap;
 use std::io::{self, IsTerminal};
@@ -85,6 +84,16 @@ pub enum CompressionArg {
     None,
 }
 
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
@@ -96,11 +105,7 @@ pub enum FormatArg {
 /// Run `layerlift-convert`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = Options {
-        compression: match args.compression {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-            CompressionArg::None => Compression::None,
-        },
+        compression: args.compression.into(),
         level: args.level,
         format: match args.format {
             FormatArg::Oci => Some(Format::Oci),
@@ -134,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(e) = &report.cleanup_error {
         eprintln!(
             "layerlift-convert: warning: could not remove the blobs only the old images used: {}",
-            chain(e)
+            crate::exit::one_line(e)
         );
     }
     if args.json {
@@ -149,40 +154,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         if !args.quiet {
-            eprintln!("layerlift-convert: {}", summary(&report));
+            eprintln!("layerlift-convert: {report}");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The summary line on standard error.
-fn summary(report: &Report) -> String {
-    let foreign = report.count(Action::Foreign);
-    let mut foreign = if foreign > 0 {
-        format!(", {foreign} foreign kept as described")
-    } else {
-        String::new()
-    };
-    if report.configs_rewritten > 0 {
-        foreign.push_str(&format!(
-            "; times clamped to {}: {} config(s) rewritten, so the image IDs changed",
-            report.source_date_epoch_rfc3339().unwrap_or_default(),
-            report.configs_rewritten
-        ));
-    }
-    format!(
-        "{} image(s) into {} in {:.1} s: {} layer(s), {} encoded to {}, {} kept{foreign}",
-        report.images.len(),
-        report.output.display(),
-        report.seconds,
-        report.layers.len(),
-        report.count(Action::Encoded),
-        report.compression.name(),
-        report.count(Action::Kept),
-    )
-}
-
-/// An options error in the words of the command line.
 fn usage_message(why: &OptionsError) -> String {
     match why {
         OptionsError::UncompressedDocker => "--format docker cannot hold uncompressed layers: Docker schema 2 has no media type for them; use --format oci, or --compression gzip".into(),
@@ -192,18 +169,6 @@ fn usage_message(why: &OptionsError) -> String {
         }
         OptionsError::ZeroThreads => "--threads must be at least 1".into(),
     }
-}
-
-/// An error and its causes, joined with `: `.
-fn chain(e: &ConvertError) -> String {
-    let mut line = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        line.push_str(": ");
-        line.push_str(&c.to_string());
-        cause = c.source();
-    }
-    line
 }
 
 /// One progress bar per layer being read, when standard error is a terminal.
@@ -227,18 +192,14 @@ impl Observer for Bars {
                 to,
                 keep,
             } => {
-                let bar = multi.add(ProgressBar::new(*size));
-                let style = ProgressStyle::with_template(
-                    "{prefix} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-                bar.set_style(style);
                 let what = if *keep {
                     format!("{} checking", from.name())
                 } else {
                     format!("{} → {}", from.name(), to.name())
                 };
-                bar.set_prefix(format!("{} {what}", digest.short()));
+                let template = "{prefix} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}";
+                let prefix = format!("{} {what}", digest.short());
+                let bar = crate::bars::add(multi, *size, template, prefix);
                 bars.insert(*id, bar);
             }
             Event::LayerProgress { id, bytes } => {

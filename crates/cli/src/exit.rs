@@ -28,7 +28,7 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 /// Print `error: ...` as one line ([`one_line`]) to stderr; return exit code 2 when the chain holds
 /// a [`UsageError`], else 1.
 pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
-    eprintln!("{program}: error: {}", one_line(err));
+    eprintln!("{program}: error: {}", one_line(err.as_ref()));
     if err.chain().any(|c| c.is::<UsageError>()) {
         ExitCode::from(USAGE)
     } else {
@@ -38,9 +38,10 @@ pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
 
 /// The error chain as one line, causes joined with `: ` (a cause whose text the line already
 /// holds is left out).
-pub fn one_line(err: &anyhow::Error) -> String {
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
     let mut line = String::new();
-    for (i, cause) in err.chain().enumerate() {
+    let chain = std::iter::successors(Some(err), |e| e.source());
+    for (i, cause) in chain.enumerate() {
         let text = cause.to_string();
         if i > 0 {
             // Skip a cause whose text the previous message already contains.

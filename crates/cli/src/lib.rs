@@ -6,6 +6,7 @@
 //! one-line messages and exit codes (see [`exit`]).
 
 pub mod app;
+mod bars;
 pub mod check;
 pub mod convert;
 pub mod exit;

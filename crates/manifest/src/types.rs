@@ -120,6 +120,18 @@ pub fn platform_matches(have: &str, wanted: &str) -> bool {
     }
 }
 
+/// Whether `s` names a platform as [`platform_matches`] takes it: `os/arch` or `os/arch/variant`,
+/// each part made of lowercase letters, digits, `_` and `-` (`linux/amd64`, `linux/arm64/v8`).
+pub fn is_platform(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        })
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -248,6 +260,29 @@ mod tests {
         assert!(!platform_matches("windows/amd64", "linux/amd64"));
         assert!(!platform_matches("linux", "linux"));
         assert!(!platform_matches("linux/amd64", "linux"));
+    }
+
+    #[test]
+    fn platforms_are_two_or_three_lowercase_parts() {
+        for good in [
+            "linux/amd64",
+            "linux/arm64/v8",
+            "windows/amd64",
+            "linux/mips64_le-x",
+        ] {
+            assert!(is_platform(good), "{good}");
+        }
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "Linux/amd64",
+            "linux/arm/v7/x",
+            "linux/am d64",
+            "",
+        ] {
+            assert!(!is_platform(bad), "{bad}");
+        }
     }
 
     #[test]

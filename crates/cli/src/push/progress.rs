@@ -2,7 +2,7 @@
 //! events on stdout, progress bars (overall and per blob, with bytes/s) on stderr only when it is
 //! a terminal and neither `-q` nor `--json` is given.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use layerlift_manifest::Digest;
 use layerlift_push::{BlobAction, Event, Observer, Progress};
 use std::collections::BTreeMap;
@@ -150,15 +150,9 @@ impl Output {
 
     fn start_total(&self, total: u64, label: &str) {
         let Some(m) = &self.bars else { return };
-        let bar = m.add(ProgressBar::new(total));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(label.to_string());
+        let template =
+            "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}";
+        let bar = crate::bars::add(m, total, template, label.to_string());
         if let Some(old) = self.total.lock().unwrap().replace(bar) {
             old.finish_and_clear();
         }
@@ -179,15 +173,8 @@ impl Output {
 
     fn blob_bar(&self, d: &Digest, size: u64) -> Option<ProgressBar> {
         let m = self.bars.as_ref()?;
-        let bar = m.add(ProgressBar::new(size));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "  {prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(d.short());
+        let template = "  {prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec}";
+        let bar = crate::bars::add(m, size, template, d.short());
         Some(bar)
     }
 
