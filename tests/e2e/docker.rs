@@ -52,10 +52,14 @@ fn daemon_version() -> Option<&'static str> {
     });
     match v {
         Ok(v) => Some(v),
-        Err(reason) => {
-            eprintln!("skip: Docker tests need a Docker daemon, and none answers: {reason}");
+        Err(reason) if std::env::var_os("LAYERLIFT_SKIP_DOCKER").is_some() => {
+            eprintln!("skip (LAYERLIFT_SKIP_DOCKER): no Docker daemon answers: {reason}");
             None
         }
+        Err(reason) => panic!(
+            "the Docker tests need a Docker daemon (every machine of this project runs one; \
+             LAYERLIFT_SKIP_DOCKER=1 skips them): {reason}"
+        ),
     }
 }
 
@@ -647,8 +651,34 @@ fn repeated(list: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn elapsed(name: &str, start: Instant) {
-    eprintln!("{name}: {:.1} s", start.elapsed().as_secs_f64());
+/// What every Docker test starts with: the daemon's version, the images to remove at the end, a
+/// work directory and a registry of its own. `_timer` prints the test's wall time when it ends.
+struct DockerTest {
+    version: &'static str,
+    cleanup: Cleanup,
+    work: tempfile::TempDir,
+    reg: Registry,
+    _timer: Timer,
+}
+
+/// `None` only when the Docker tests are skipped on purpose (see [`daemon_version`]).
+fn docker_test(name: &'static str) -> Option<DockerTest> {
+    Some(DockerTest {
+        version: daemon_version()?,
+        cleanup: Cleanup::default(),
+        work: tempfile::tempdir().unwrap(),
+        reg: Registry::anonymous(),
+        _timer: Timer(name, Instant::now()),
+    })
+}
+
+/// Prints `NAME: S s` on stderr when dropped.
+struct Timer(&'static str, Instant);
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        eprintln!("{}: {:.1} s", self.0, self.1.elapsed().as_secs_f64());
+    }
 }
 
 /// The diff_id of an empty layer (a tar of two zero blocks): what BuildKit commits for a step that
@@ -718,11 +748,9 @@ fn round_trip(rt: &RoundTrip, work: &Path, cleanup: &mut Cleanup) -> String {
 /// directory and a 4755 file. Round trip of the derived image, and of both saved together.
 #[test]
 fn docker_classic_build_round_trip() {
-    let Some(_) = daemon_version() else { return };
-    let start = Instant::now();
-    let mut cleanup = Cleanup::default();
-    let work = tempfile::tempdir().unwrap();
-    let reg = Registry::anonymous();
+    let Some(mut t) = docker_test("docker_classic_build_round_trip") else {
+        return;
+    };
     let ctx = context("classic", &[("same.txt", b"same\n")]);
     let marker = read_marker(ctx.path());
 
@@ -747,7 +775,7 @@ fn docker_classic_build_round_trip() {
             Entry::File("d/new", 0o644, b"new\n"),
         ]),
     ];
-    cleanup.add(&base);
+    t.cleanup.add(&base);
     docker_load(&podman_archive(&layers, &[], &base).0);
     assert_eq!(
         run_in(&base, "ls /d | tr '\\n' ' '"),
@@ -756,7 +784,7 @@ fn docker_classic_build_round_trip() {
     );
 
     let derived = local_tag("classic");
-    cleanup.add(&derived);
+    t.cleanup.add(&derived);
     let dockerfile = format!(
         r#"FROM {base}
 SHELL ["/bin/busybox", "sh", "-c"]
@@ -779,7 +807,7 @@ RUN echo l5 > /l5.txt && echo data > /h1 && ln /h1 /h2 && ln -s /h1 /sym && mkdi
     );
 
     // What docker save writes for it: `RUN true` made no layer, the repeated diff_id a symlink.
-    let file = work.path().join("derived.tar");
+    let file = t.work.path().join("derived.tar");
     save_file(&[&derived], &file);
     let config = saved_config(&file);
     let history = config["history"].as_array().unwrap();
@@ -794,7 +822,7 @@ RUN echo l5 > /l5.txt && echo data > /h1 && ln /h1 /h2 && ln -s /h1 /sym && mkdi
     // Base and derived saved together: base's top layer is written again under the derived
     // image's v1 ID for it (a different ID: the top layer's v1 ID hashes the image config), so it
     // becomes a second symlink.
-    let both = work.path().join("both.tar");
+    let both = t.work.path().join("both.tar");
     save_file(&[&base, &derived], &both);
     assert_eq!(
         layer_symlinks(&both).len(),
@@ -804,8 +832,8 @@ RUN echo l5 > /l5.txt && echo data > /h1 && ln /h1 /h2 && ln -s /h1 /sym && mkdi
     );
 
     let base_id = inspect(&base, "{{.Id}}");
-    cleanup.rmi(&base);
-    let repo = format!("{}/e2e/classic", reg.addr());
+    t.cleanup.rmi(&base);
+    let repo = format!("{}/e2e/classic", t.reg.addr());
     let digest = round_trip(
         &RoundTrip {
             local: &derived,
@@ -815,12 +843,12 @@ RUN echo l5 > /l5.txt && echo data > /h1 && ln /h1 /h2 && ln -s /h1 /sym && mkdi
             script: FEATURES_SCRIPT,
             want: &want,
         },
-        work.path(),
-        &mut cleanup,
+        t.work.path(),
+        &mut t.cleanup,
     );
 
     // The two images of `docker save base derived`, each pushed with --image.
-    let base_repo = format!("{}/e2e/classic-base", reg.addr());
+    let base_repo = format!("{}/e2e/classic-base", t.reg.addr());
     let base_digest = push(&both, &format!("{base_repo}:both"), &["--image", &base]);
     let derived_digest = push(&both, &format!("{repo}:both"), &["--image", &derived]);
     assert_eq!(
@@ -833,9 +861,8 @@ RUN echo l5 > /l5.txt && echo data > /h1 && ln /h1 /h2 && ln -s /h1 /sym && mkdi
         &base_id,
         "cat /bin/marker; ls /d",
         &format!("{marker}new\n"),
-        &mut cleanup,
+        &mut t.cleanup,
     );
-    elapsed("docker_classic_build_round_trip", start);
 }
 
 /// An image built from scratch by the daemon's BuildKit: whiteout, the same COPY twice, two
@@ -844,18 +871,16 @@ RUN echo l5 > /l5.txt && echo data > /h1 && ln /h1 /h2 && ln -s /h1 /sym && mkdi
 /// `security.capability` xattr.
 #[test]
 fn docker_buildkit_build_round_trip() {
-    let Some(_) = daemon_version() else { return };
-    let start = Instant::now();
-    let mut cleanup = Cleanup::default();
-    let work = tempfile::tempdir().unwrap();
-    let reg = Registry::anonymous();
+    let Some(mut t) = docker_test("docker_buildkit_build_round_trip") else {
+        return;
+    };
     let ctx = context(
         "buildkit",
         &[("same.txt", b"same\n"), ("cap", b"#!/bin/sh\n")],
     );
     let marker = read_marker(ctx.path());
     let local = local_tag("buildkit");
-    cleanup.add(&local);
+    t.cleanup.add(&local);
     let dockerfile = r#"FROM scratch
 COPY busybox marker /bin/
 SHELL ["/bin/busybox", "sh", "-c"]
@@ -880,7 +905,7 @@ COPY cap /cap
     let want = features_output(&marker, "new ");
     assert_eq!(run_in(&local, FEATURES_SCRIPT), want, "docker run {local}");
 
-    let file = work.path().join("saved.tar");
+    let file = t.work.path().join("saved.tar");
     save_file(&[&local], &file);
     assert_eq!(
         layer_symlinks(&file).len(),
@@ -899,14 +924,13 @@ COPY cap /cap
             local: &local,
             id: &id,
             prune_build_cache: true,
-            repo: &format!("{}/e2e/buildkit", reg.addr()),
+            repo: &format!("{}/e2e/buildkit", t.reg.addr()),
             script: FEATURES_SCRIPT,
             want: &want,
         },
-        work.path(),
-        &mut cleanup,
+        t.work.path(),
+        &mut t.cleanup,
     );
-    elapsed("docker_buildkit_build_round_trip", start);
 }
 
 /// Push with `--json`: the events.
@@ -977,11 +1001,10 @@ fn manifest_layers(reg: &Registry, digest: &str) -> Vec<String> {
 /// the config; from the file the unchanged layers are not even read.
 #[test]
 fn docker_rebuild_with_new_build_arg_uploads_only_that_layer() {
-    let Some(_) = daemon_version() else { return };
-    let start = Instant::now();
-    let mut cleanup = Cleanup::default();
-    let work = tempfile::tempdir().unwrap();
-    let reg = Registry::anonymous();
+    let Some(mut t) = docker_test("docker_rebuild_with_new_build_arg_uploads_only_that_layer")
+    else {
+        return;
+    };
     let ctx = context("rebuild", &[("app.txt", b"app\n"), ("same.txt", b"same\n")]);
     let marker = read_marker(ctx.path());
     let dockerfile = r#"FROM scratch
@@ -993,8 +1016,8 @@ COPY same.txt /last.txt
 "#;
     let v1 = local_tag("rebuild-v1");
     let v2 = local_tag("rebuild-v2");
-    cleanup.add(&v1);
-    cleanup.add(&v2);
+    t.cleanup.add(&v1);
+    t.cleanup.add(&v2);
     classic_build(ctx.path(), dockerfile, &v1, &[("DATA", "one")]);
     let id2 = classic_build(ctx.path(), dockerfile, &v2, &[("DATA", "two")]);
     let (ids1, ids2) = (diff_ids(&v1), diff_ids(&v2));
@@ -1006,22 +1029,22 @@ COPY same.txt /last.txt
         "only the data layer changes: {ids1:?} {ids2:?}"
     );
 
-    let (v1_tar, v1_tgz) = (work.path().join("v1.tar"), work.path().join("v1.tgz"));
-    let (v2_tar, v2_tgz) = (work.path().join("v2.tar"), work.path().join("v2.tgz"));
+    let (v1_tar, v1_tgz) = (t.work.path().join("v1.tar"), t.work.path().join("v1.tgz"));
+    let (v2_tar, v2_tgz) = (t.work.path().join("v2.tar"), t.work.path().join("v2.tgz"));
     save_file(&[&v1], &v1_tar);
     save_gzip(&v1, &v1_tgz);
     save_file(&[&v2], &v2_tar);
     save_gzip(&v2, &v2_tgz);
-    cleanup.rmi(&v1);
-    cleanup.rmi(&v2);
+    t.cleanup.rmi(&v1);
+    t.cleanup.rmi(&v2);
 
     // From `docker save | gzip`: every byte is read, only the new layer is uploaded.
-    let gz = format!("{}/e2e/rebuild-gz:latest", reg.addr());
+    let gz = format!("{}/e2e/rebuild-gz:latest", t.reg.addr());
     push(&v1_tgz, &gz, &[]);
     let ev = push_json(&v2_tgz, &gz);
     let digest = json_digest(&ev);
-    let layers = manifest_layers(&reg, &digest);
-    let config = registry_manifest(&reg, &digest)["config"]["digest"]
+    let layers = manifest_layers(&t.reg, &digest);
+    let config = registry_manifest(&t.reg, &digest)["config"]["digest"]
         .as_str()
         .unwrap()
         .to_string();
@@ -1032,7 +1055,7 @@ COPY same.txt /last.txt
     assert_eq!(up, want_up, "uploads of the rebuild from .tgz");
 
     // From a `docker save -o` file: the unchanged layers are not read.
-    let plain = format!("{}/e2e/rebuild-tar:latest", reg.addr());
+    let plain = format!("{}/e2e/rebuild-tar:latest", t.reg.addr());
     push(&v1_tar, &plain, &[]);
     let ev = push_json(&v2_tar, &plain);
     assert_eq!(json_digest(&ev), digest, "the .tar and .tgz pushes of v2");
@@ -1053,11 +1076,7 @@ COPY same.txt /last.txt
 
     let script = "cat /bin/marker /app.txt /data.txt /last.txt";
     let want = format!("{marker}app\ntwo\nsame\n");
-    pull_by_tag_and_digest(&gz, &digest, &id2, script, &want, &mut cleanup);
-    elapsed(
-        "docker_rebuild_with_new_build_arg_uploads_only_that_layer",
-        start,
-    );
+    pull_by_tag_and_digest(&gz, &digest, &id2, script, &want, &mut t.cleanup);
 }
 
 /// `layerlift-unpack` the saved image, `layerlift-convert` it to zstd and to uncompressed layers,
@@ -1066,17 +1085,14 @@ COPY same.txt /last.txt
 /// refuses it with the error asserted here.
 #[test]
 fn docker_pulls_zstd_and_uncompressed_layouts() {
-    let Some(version) = daemon_version() else {
+    let Some(mut t) = docker_test("docker_pulls_zstd_and_uncompressed_layouts") else {
         return;
     };
-    let start = Instant::now();
-    let mut cleanup = Cleanup::default();
-    let work = tempfile::tempdir().unwrap();
-    let reg = Registry::anonymous();
+    let version = t.version;
     let ctx = context("codecs", &[("same.txt", b"same\n")]);
     let marker = read_marker(ctx.path());
     let local = local_tag("codecs");
-    cleanup.add(&local);
+    t.cleanup.add(&local);
     let id = classic_build(
         ctx.path(),
         "FROM scratch\nCOPY busybox marker /bin/\nCOPY same.txt /same.txt\n\
@@ -1084,10 +1100,10 @@ fn docker_pulls_zstd_and_uncompressed_layouts() {
         &local,
         &[],
     );
-    let file = work.path().join("image.tar");
+    let file = t.work.path().join("image.tar");
     save_file(&[&local], &file);
-    cleanup.rmi(&local);
-    let layout = work.path().join("layout");
+    t.cleanup.rmi(&local);
+    let layout = t.work.path().join("layout");
     let o = Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
         .arg(&file)
         .arg(&layout)
@@ -1098,7 +1114,7 @@ fn docker_pulls_zstd_and_uncompressed_layouts() {
     let script = "cat /bin/marker /same.txt /l3.txt";
     let want = format!("{marker}same\nl3\n");
     for codec in ["none", "zstd"] {
-        let out = work.path().join(codec);
+        let out = t.work.path().join(codec);
         let o = Command::new(env!("CARGO_BIN_EXE_layerlift-convert"))
             .arg(&layout)
             .arg(&out)
@@ -1106,10 +1122,10 @@ fn docker_pulls_zstd_and_uncompressed_layouts() {
             .output()
             .unwrap();
         assert!(o.status.success(), "convert {codec}: {}", text(&o).1);
-        let reference = format!("{}/e2e/codecs:{codec}", reg.addr());
+        let reference = format!("{}/e2e/codecs:{codec}", t.reg.addr());
         let digest = push(&out, &reference, &[]);
         if codec == "zstd" && daemon_major(version) < 23 {
-            cleanup.add(&reference);
+            t.cleanup.add(&reference);
             let o = docker(&["pull", &reference]);
             let (stdout, stderr) = text(&o);
             eprintln!("docker {version} pulling zstd layers: {stderr}{stdout}");
@@ -1123,9 +1139,8 @@ fn docker_pulls_zstd_and_uncompressed_layouts() {
             );
             continue;
         }
-        pull_by_tag_and_digest(&reference, &digest, &id, script, &want, &mut cleanup);
+        pull_by_tag_and_digest(&reference, &digest, &id, script, &want, &mut t.cleanup);
     }
-    elapsed("docker_pulls_zstd_and_uncompressed_layouts", start);
 }
 
 /// The Dockerfile of docs/docker-save-symlinks.md, built by the classic builder: the same file
@@ -1135,13 +1150,10 @@ fn docker_pulls_zstd_and_uncompressed_layouts() {
 /// names one blob twice, and Docker pulls and runs it.
 #[test]
 fn docker_save_symlink_reproducer_from_the_docs() {
-    let Some(version) = daemon_version() else {
+    let Some(mut t) = docker_test("docker_save_symlink_reproducer_from_the_docs") else {
         return;
     };
-    let start = Instant::now();
-    let mut cleanup = Cleanup::default();
-    let work = tempfile::tempdir().unwrap();
-    let reg = Registry::anonymous();
+    let version = t.version;
     let doc = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/docker-save-symlinks.md"),
     )
@@ -1153,13 +1165,13 @@ fn docker_save_symlink_reproducer_from_the_docs() {
         .expect("docs/docker-save-symlinks.md has a ```dockerfile block");
     let ctx = context("symlink", &[("settings.txt", b"colour=blue\n")]);
     let local = local_tag("symlink");
-    cleanup.add(&local);
+    t.cleanup.add(&local);
     let id = classic_build(ctx.path(), dockerfile, &local, &[]);
     let ids = diff_ids(&local);
     assert_eq!(ids.len(), 4, "{ids:?}");
     assert_eq!(repeated(&ids), [ids[1].clone()], "{ids:?}");
 
-    let file = work.path().join("image.tar");
+    let file = t.work.path().join("image.tar");
     save_file(&[&local], &file);
     let layers = &saved_layers(&file)[0];
     if daemon_major(version) < 25 {
@@ -1179,12 +1191,12 @@ fn docker_save_symlink_reproducer_from_the_docs() {
         assert_eq!(n, 1, "{} stored {n} times", layers[1]);
     }
 
-    let tgz = work.path().join("image.tgz");
+    let tgz = t.work.path().join("image.tgz");
     save_gzip(&local, &tgz);
-    cleanup.rmi(&local);
-    let reference = format!("{}/e2e/symlink:latest", reg.addr());
+    t.cleanup.rmi(&local);
+    let reference = format!("{}/e2e/symlink:latest", t.reg.addr());
     let digest = push(&tgz, &reference, &[]);
-    let pushed_layers = manifest_layers(&reg, &digest);
+    let pushed_layers = manifest_layers(&t.reg, &digest);
     assert_eq!(pushed_layers.len(), 4);
     assert_eq!(repeated(&pushed_layers), [pushed_layers[1].clone()]);
     pull_by_tag_and_digest(
@@ -1193,7 +1205,6 @@ fn docker_save_symlink_reproducer_from_the_docs() {
         &id,
         "cat /settings.txt",
         "colour=blue\n",
-        &mut cleanup,
+        &mut t.cleanup,
     );
-    elapsed("docker_save_symlink_reproducer_from_the_docs", start);
 }
