@@ -168,21 +168,8 @@ mod tests {
     /// does not get it, and refuses the handshake.
     #[test]
     fn the_client_certificate_is_for_the_registry_host_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let (certs, client) = layerlift_testkit::tls::generate_mtls_certs();
-        let write = |name: &str, text: &str| {
-            std::fs::write(dir.path().join(name), text).unwrap();
-            dir.path().join(name)
-        };
-        let ca = write("ca.crt", &certs.ca_pem);
-        let reg = Registry::start_with_tls(
-            Auth::Anonymous,
-            layerlift_testkit::TlsFiles {
-                cert: write("server.crt", &certs.cert_pem),
-                key: write("server.key", &certs.key_pem),
-                client_ca: Some(ca.clone()),
-            },
-        );
+        let mtls = layerlift_testkit::tls::mutual_tls_registry();
+        let (reg, ca, client) = (&mtls.registry, mtls.ca.clone(), &mtls.client);
         let certs_d = tempfile::tempdir().unwrap();
         let host_dir = certs_d.path().join(reg.addr());
         std::fs::create_dir_all(&host_dir).unwrap();

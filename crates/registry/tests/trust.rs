@@ -434,25 +434,12 @@ fn an_expired_trusted_certificate_is_refused() {
 /// `certs.d/<host>/client.cert` + `client.key` is presented; without it the handshake fails.
 #[test]
 fn mutual_tls_with_a_client_certificate_from_certs_d() {
-    let dir = tempfile::tempdir().unwrap();
-    let (certs, client) = layerlift_testkit::tls::generate_mtls_certs();
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.path().join(name), text).unwrap();
-        dir.path().join(name)
-    };
-    let ca = write("ca.crt", &certs.ca_pem);
-    let reg = Registry::start_with_tls(
-        Auth::Anonymous,
-        TlsFiles {
-            cert: write("server.crt", &certs.cert_pem),
-            key: write("server.key", &certs.key_pem),
-            client_ca: Some(ca.clone()),
-        },
-    );
+    let mtls = layerlift_testkit::tls::mutual_tls_registry();
+    let (reg, ca, client) = (&mtls.registry, &mtls.ca, &mtls.client);
     let certs_d = tempfile::tempdir().unwrap();
     let host_dir = certs_d.path().join(reg.addr());
     std::fs::create_dir_all(&host_dir).unwrap();
-    std::fs::copy(&ca, host_dir.join("ca.crt")).unwrap();
+    std::fs::copy(ca, host_dir.join("ca.crt")).unwrap();
 
     // Without a client certificate the registry refuses the connection.
     let opts = || TransportOptions {
