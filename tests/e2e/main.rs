@@ -12,6 +12,7 @@ mod newcomer;
 mod overlap;
 mod push;
 mod push_matrix;
+mod registries;
 mod repush;
 mod security;
 mod unpack;

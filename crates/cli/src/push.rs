@@ -101,6 +101,12 @@ pub struct Options {
     /// Blobs larger than this are uploaded in chunks (of --chunk-size, default 64MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_single_upload: Option<u64>,
+    /// When the registry refuses a manifest's media type (400 MANIFEST_INVALID or 415: older
+    /// Quay for OCI, zot for Docker), push it converted to the other format (OCI ⇄ Docker schema
+    /// 2). This changes its digest (and that of the indexes above it); without the flag such a
+    /// refusal fails the push and names the digest the conversion would give.
+    #[arg(long)]
+    pub convert_refused: bool,
     /// Blobs uploaded in parallel (and blobs asked about at once when planning a re-push).
     #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -173,11 +179,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             out.finish_bars();
+            // The first registry error in the chain is the request that failed.
+            let registry = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<layerlift_registry::Error>());
             out.event(&Event::Result {
                 ok: false,
                 dry_run: None,
                 images: None,
                 error: Some(crate::exit::one_line(e.as_ref())),
+                registry_code: registry.and_then(|r| r.code()).map(str::to_string),
+                registry_message: registry
+                    .and_then(|r| r.registry_message())
+                    .map(str::to_string),
             });
             Err(e)
         }
@@ -228,6 +242,8 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         dry_run: Some(report.dry_run),
         images: Some(report.images),
         error: None,
+        registry_code: None,
+        registry_message: None,
     });
     Ok(())
 }
@@ -256,6 +272,7 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
         use_cache: !o.no_cache,
         cache_dir: o.cache_dir.clone(),
         dry_run: o.dry_run,
+        convert_refused: o.convert_refused,
     })
 }
 

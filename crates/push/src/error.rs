@@ -98,6 +98,18 @@ pub enum PushError {
         /// Why.
         source: RegistryError,
     },
+    /// The registry refuses a manifest's media type and it was not pushed converted.
+    #[error("{what}: the registry refuses {media_type}: {source}; {conversion}")]
+    FormatRefused {
+        /// `pushing manifest … to …`, `tagging …`.
+        what: String,
+        /// The refused media type.
+        media_type: String,
+        /// What converting would change, or why it cannot be converted.
+        conversion: String,
+        /// The registry's answer.
+        source: RegistryError,
+    },
     /// A tag read back does not point at the pushed image.
     #[error("{reference} points at {} after the push, not at the pushed {pushed}", found.map_or("nothing".to_string(), |d| d.to_string()))]
     TagMismatch {

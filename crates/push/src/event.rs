@@ -126,6 +126,13 @@ pub enum Event {
         /// On failure: the error, on one line.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// On failure: the registry's own error code (`NAME_UNKNOWN`, `MANIFEST_INVALID`…), when
+        /// a request failed with one.
+        #[serde(rename = "registryCode", skip_serializing_if = "Option::is_none")]
+        registry_code: Option<String>,
+        /// On failure: the registry's own error message, when a request failed with one.
+        #[serde(rename = "registryMessage", skip_serializing_if = "Option::is_none")]
+        registry_message: Option<String>,
     },
 }
 
@@ -298,6 +305,8 @@ mod tests {
                 digest: d,
             }]),
             error: None,
+            registry_code: None,
+            registry_message: None,
         };
         assert_eq!(
             json(&result),

@@ -74,6 +74,7 @@ mod cache;
 mod error;
 mod event;
 mod plan;
+mod refused;
 mod reuse;
 mod sessions;
 mod source;
@@ -134,6 +135,11 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// Say what would be uploaded (after asking the registry what it has); change nothing.
     pub dry_run: bool,
+    /// When the registry refuses a manifest or index for its media type (`400 MANIFEST_INVALID`
+    /// or `415`), push it converted to the other format (OCI ⇄ Docker schema 2), which changes
+    /// its digest and the digests of the indexes above it. Without this, such a refusal fails
+    /// the push and says what the conversion would change.
+    pub convert_refused: bool,
 }
 
 impl Default for Options {
@@ -154,6 +160,7 @@ impl Default for Options {
             use_cache: true,
             cache_dir: None,
             dry_run: false,
+            convert_refused: false,
         }
     }
 }
@@ -265,6 +272,7 @@ pub fn push(
             layout: &opened.layout,
             holders: opened.holders.iter().cloned().collect(),
             images: Vec::new(),
+            renames: refused::Renames::default(),
         };
         for repo in &plan.repos {
             // The workers that started uploading while the archive was read (one repository).
@@ -311,6 +319,8 @@ struct Pusher<'a, 'scope, 'env> {
     holders: BTreeMap<Digest, String>,
     /// What was pushed so far.
     images: Vec<Pushed>,
+    /// Documents pushed converted because the registry refused their media type.
+    renames: refused::Renames,
 }
 
 impl Pusher<'_, '_, '_> {
@@ -391,7 +401,6 @@ impl Pusher<'_, '_, '_> {
 
     /// PUT the manifests by digest, children first.
     fn manifests(&self, repo: &RepoPlan) -> Result<(), PushError> {
-        let client = self.uploader.client;
         for m in &repo.manifests {
             // One tagged image manifest (the usual push) is stored by its tag PUT: the same
             // bytes, one request less. (With several, a tagged one may be an index's child, which
@@ -399,42 +408,107 @@ impl Pusher<'_, '_, '_> {
             if repo.manifests.len() == 1 && repo.tags.iter().any(|t| t.digest == m.digest) {
                 continue;
             }
-            let d = client
-                .put_manifest(
-                    &repo.repository,
-                    &m.digest.to_string(),
-                    &m.media_type,
-                    &m.bytes,
+            let what = || {
+                format!(
+                    "pushing manifest {} to {}/{}",
+                    m.digest, self.dest.registry, repo.repository
                 )
-                .map_err(|e| PushError::Manifest {
-                    what: format!(
-                        "pushing manifest {} to {}/{}",
-                        m.digest, self.dest.registry, repo.repository
-                    ),
-                    source: e,
-                })?;
+            };
+            let pushed = self.put_doc(repo, None, m, &what)?;
+            let (d, m) = (pushed.digest, &pushed);
             self.manifest_event(repo, d, &m.media_type, m.bytes.len());
         }
         Ok(())
     }
 
+    /// PUT `doc` (by its digest, or as `tag`), as converted documents below it require; when the
+    /// registry refuses its media type and the options allow it, converted to the other format.
+    /// Returns what was pushed.
+    fn put_doc(
+        &self,
+        repo: &RepoPlan,
+        tag: Option<&str>,
+        doc: &plan::Doc,
+        what: &dyn Fn() -> String,
+    ) -> Result<plan::Doc, PushError> {
+        let client = self.uploader.client;
+        let now = self.renames.apply(doc);
+        let put = |d: &plan::Doc| {
+            let reference = tag.map_or_else(|| d.digest.to_string(), str::to_string);
+            client.put_manifest(&repo.repository, &reference, &d.media_type, &d.bytes)
+        };
+        let error = match put(&now) {
+            Ok(_) => {
+                if now.digest != doc.digest {
+                    self.renames.insert(doc.digest, now.clone());
+                }
+                return Ok(now);
+            }
+            Err(e) if e.is_media_type_refusal() => e,
+            Err(e) => {
+                return Err(PushError::Manifest {
+                    what: what(),
+                    source: e,
+                });
+            }
+        };
+        let converted = match refused::convert(&now) {
+            Ok(c) => c,
+            Err(reason) => {
+                return Err(PushError::FormatRefused {
+                    what: what(),
+                    media_type: now.media_type.clone(),
+                    conversion: format!("it cannot be converted: {reason}"),
+                    source: error,
+                });
+            }
+        };
+        if !self.options.convert_refused {
+            return Err(PushError::FormatRefused {
+                what: what(),
+                media_type: now.media_type.clone(),
+                conversion: format!(
+                    "--convert-refused pushes it as {} instead, which changes its digest from {} to {}",
+                    converted.media_type, doc.digest, converted.digest
+                ),
+                source: error,
+            });
+        }
+        put(&converted).map_err(|e| PushError::Manifest {
+            what: what(),
+            source: e,
+        })?;
+        self.observer().message(&format!(
+            "{}: the registry refused {} ({}); pushed as {}, digest {} instead of {}",
+            what(),
+            now.media_type,
+            error,
+            converted.media_type,
+            converted.digest,
+            doc.digest
+        ));
+        self.renames.insert(doc.digest, converted.clone());
+        Ok(converted)
+    }
+
     /// PUT the tags (the client checks the registry's Docker-Content-Digest against the bytes).
     fn tags(&self, repo: &RepoPlan) -> Result<(), PushError> {
-        let client = self.uploader.client;
         for t in &repo.tags {
-            let d = client
-                .put_manifest(&repo.repository, &t.tag, &t.media_type, &t.bytes)
-                .map_err(|e| PushError::Manifest {
-                    what: format!("tagging {}", self.reference(repo, &t.tag)),
-                    source: e,
-                })?;
+            let doc = plan::Doc {
+                digest: t.digest,
+                media_type: t.media_type.clone(),
+                bytes: t.bytes.clone(),
+            };
+            let what = || format!("tagging {}", self.reference(repo, &t.tag));
+            let pushed = self.put_doc(repo, Some(&t.tag), &doc, &what)?;
+            let d = pushed.digest;
             let first_tag = repo
                 .tags
                 .iter()
                 .find(|o| o.digest == t.digest)
                 .map(|o| &o.tag);
             if repo.manifests.len() == 1 && first_tag == Some(&t.tag) {
-                self.manifest_event(repo, d, &t.media_type, t.bytes.len());
+                self.manifest_event(repo, d, &pushed.media_type, pushed.bytes.len());
             }
         }
         Ok(())
@@ -445,27 +519,28 @@ impl Pusher<'_, '_, '_> {
         let client = self.uploader.client;
         for t in &repo.tags {
             let reference = self.reference(repo, &t.tag);
+            let pushed = self.renames.get(&t.digest).map_or(t.digest, |d| d.digest);
             let got = client
                 .manifest_digest(&repo.repository, &t.tag)
                 .map_err(|e| PushError::Manifest {
                     what: format!("checking {reference}"),
                     source: e,
                 })?;
-            if got != Some(t.digest) {
+            if got != Some(pushed) {
                 return Err(PushError::TagMismatch {
                     reference,
                     found: got,
-                    pushed: t.digest,
+                    pushed,
                 });
             }
             self.observer().event(&Event::Tag {
                 reference: reference.clone(),
-                digest: t.digest,
+                digest: pushed,
                 dry_run: None,
             });
             self.images.push(Pushed {
                 reference,
-                digest: t.digest,
+                digest: pushed,
             });
         }
         Ok(())

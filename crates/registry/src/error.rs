@@ -187,6 +187,18 @@ pub enum Error {
     #[error(transparent)]
     /// Credentials could not be read.
     Credentials(#[from] crate::credentials::CredentialError),
+    /// The repository does not exist and the registry does not create it on push (ECR, Harbor
+    /// projects, GitLab namespaces): it answered an upload with `404 NAME_UNKNOWN`, or cut it off
+    /// without an answer every time.
+    #[error("repository {repository} does not exist on {registry} (create it first): {evidence}")]
+    RepositoryMissing {
+        /// The repository.
+        repository: String,
+        /// The registry (`host[:port]`).
+        registry: String,
+        /// The registry's answer (or the failed requests).
+        evidence: Box<Error>,
+    },
     /// Retries ran out; the last error is the source.
     #[error("gave up after {attempts} attempts over {seconds}s: {last}")]
     GaveUp {
@@ -232,6 +244,7 @@ impl Error {
         match self {
             Error::Status { status, .. } | Error::Unauthorized { status, .. } => Some(*status),
             Error::GaveUp { last, .. } => last.status(),
+            Error::RepositoryMissing { evidence, .. } => evidence.status(),
             _ => None,
         }
     }
@@ -241,6 +254,33 @@ impl Error {
         match self {
             Error::Status { body, .. } | Error::Unauthorized { body, .. } => body.code.as_deref(),
             Error::GaveUp { last, .. } => last.code(),
+            Error::RepositoryMissing { evidence, .. } => evidence.code(),
+            _ => None,
+        }
+    }
+
+    /// A manifest `PUT` refused in a way that another media type may pass: `415`, or `400`
+    /// `MANIFEST_INVALID` (Quay before 3.6 for OCI types, Quay before 3.8 for Docker manifests in
+    /// an OCI index, zot without its Docker compatibility for Docker types).
+    pub fn is_media_type_refusal(&self) -> bool {
+        match self {
+            Error::Status { status: 415, .. } => true,
+            Error::Status {
+                status: 400, body, ..
+            } => body.code.as_deref() == Some("MANIFEST_INVALID"),
+            Error::GaveUp { last, .. } => last.is_media_type_refusal(),
+            _ => false,
+        }
+    }
+
+    /// The registry's own error message, if it sent one.
+    pub fn registry_message(&self) -> Option<&str> {
+        match self {
+            Error::Status { body, .. } | Error::Unauthorized { body, .. } => {
+                body.message.as_deref()
+            }
+            Error::GaveUp { last, .. } => last.registry_message(),
+            Error::RepositoryMissing { evidence, .. } => evidence.registry_message(),
             _ => None,
         }
     }

@@ -6,17 +6,21 @@
 //! - [`TokenServer`]: a small token server signing ES256 JWTs the registry trusts.
 //! - [`FaultProxy`]: a loopback HTTP proxy that drops connections, injects 5xx/429, stalls and
 //!   redirects, to test retries and resume.
+//! - [`QuirkProxy`]: the registry behind a proxy that behaves like other registry implementations
+//!   (ECR, GHCR, Quay, ACR, GAR, Docker Hub, Harbor), one named [`Quirk`] per deviation.
 //! - [`tls`]: a CA and a server certificate for 127.0.0.1 (and a client certificate).
 //!
 //! Everything listens on 127.0.0.1 only.
 
 mod http;
 mod proxy;
+mod quirks;
 mod registry;
 pub mod tls;
 mod token;
 
-pub use proxy::{Fault, FaultProxy, ProxyLog, RequestInfo};
+pub use proxy::{Answer, Before, Exchange, Fault, FaultProxy, Message, ProxyLog, RequestInfo};
+pub use quirks::{BODY_TOO_LARGE, GAR_UPLOADS, PART_TOO_SMALL, Quirk, QuirkProxy};
 pub use registry::{Auth, Registry, RegistryOptions, TlsFiles, registry_binary};
 pub use token::{TokenRequest, TokenServer};
 

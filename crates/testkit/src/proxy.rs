@@ -68,9 +68,87 @@ pub struct ProxyLog {
 
 type Rule = dyn Fn(&RequestInfo) -> Fault + Send + Sync;
 
+/// A request as the proxy read it (body whole), for an [`Exchange`].
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+}
+
+/// A response, built by an [`Exchange`] or read from the registry (body whole).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// A JSON error answer in the distribution envelope: `{"errors":[{"code","message"}]}`.
+    pub fn error(status: u16, code: &str, message: &str) -> Self {
+        let body = serde_json::json!({"errors": [{"code": code, "message": message}]});
+        Answer {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+    /// Set a header, replacing any of the same name.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.remove(name);
+        self.headers.push((name.to_string(), value.to_string()));
+    }
+    /// Remove a header.
+    pub fn remove(&mut self, name: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+}
+
+fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What an [`Exchange`] does with a request before the registry sees it.
+#[derive(Debug, Clone)]
+pub enum Before {
+    /// Forward it (as the exchange may have rewritten it).
+    Forward,
+    /// Answer this instead (the registry never sees the request).
+    Answer(Answer),
+    /// Close the connection without an answer.
+    Close,
+}
+
+/// A programmable registry front: sees every request whole (after the rule passed it), may answer
+/// it itself, rewrite it, or rewrite the registry's answer. Requests and answers are buffered.
+pub trait Exchange: Send + Sync {
+    /// Before forwarding `req` (which may be changed).
+    fn before(&self, req: &mut Message) -> Before;
+    /// After the registry answered `req` (the request as forwarded) with `answer`.
+    fn after(&self, req: &Message, answer: &mut Answer);
+}
+
 struct Shared {
     upstream: u16,
     rule: Box<Rule>,
+    exchange: Option<Arc<dyn Exchange>>,
     counter: AtomicUsize,
     log: Mutex<Vec<ProxyLog>>,
     stop: AtomicBool,
@@ -123,6 +201,22 @@ impl FaultProxy {
         Self::start_at(ip, upstream, Box::new(rule), false)
     }
 
+    /// A proxy whose passed requests go through `exchange` (see [`Exchange`]); `rule` still
+    /// picks faults first.
+    pub fn with_exchange(
+        upstream: u16,
+        rule: impl Fn(&RequestInfo) -> Fault + Send + Sync + 'static,
+        exchange: Arc<dyn Exchange>,
+    ) -> Self {
+        Self::start_full(
+            std::net::Ipv4Addr::LOCALHOST,
+            upstream,
+            Box::new(rule),
+            false,
+            Some(exchange),
+        )
+    }
+
     fn start_with(upstream: u16, rule: Box<Rule>, catch_remote: bool) -> Self {
         Self::start_at(std::net::Ipv4Addr::LOCALHOST, upstream, rule, catch_remote)
     }
@@ -133,11 +227,22 @@ impl FaultProxy {
         rule: Box<Rule>,
         catch_remote: bool,
     ) -> Self {
+        Self::start_full(ip, upstream, rule, catch_remote, None)
+    }
+
+    fn start_full(
+        ip: std::net::Ipv4Addr,
+        upstream: u16,
+        rule: Box<Rule>,
+        catch_remote: bool,
+        exchange: Option<Arc<dyn Exchange>>,
+    ) -> Self {
         let listener = TcpListener::bind((ip, 0)).expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             upstream,
             rule,
+            exchange,
             counter: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
@@ -203,6 +308,14 @@ impl Drop for FaultProxy {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        416 => "Range Not Satisfiable",
         307 => "Temporary Redirect",
         404 => "Not Found",
         429 => "Too Many Requests",
@@ -342,7 +455,15 @@ fn serve_stream(
                 std::thread::sleep(d);
                 forward(&head, &kind, &mut r, &mut w, shared, None)?;
             }
-            Fault::Pass => forward(&head, &kind, &mut r, &mut w, shared, None)?,
+            Fault::Pass => match &shared.exchange {
+                Some(x) => {
+                    if !exchange(&head, &kind, &mut r, &mut w, shared, x.as_ref())? {
+                        let _ = w.shutdown(Shutdown::Both);
+                        return Ok(());
+                    }
+                }
+                None => forward(&head, &kind, &mut r, &mut w, shared, None)?,
+            },
             Fault::Relocate { to } => forward(&head, &kind, &mut r, &mut w, shared, Some(&to))?,
         }
         if head
@@ -455,4 +576,83 @@ fn forward(
     rh.write_to(w)?;
     w.write_all(&body)?;
     w.flush()
+}
+
+/// One request through an [`Exchange`]: read whole, maybe answered or rewritten, forwarded on a new
+/// connection, its answer maybe rewritten. `Ok(false)`: the connection is to be closed unanswered.
+fn exchange(
+    head: &Head,
+    kind: &http::BodyKind,
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    shared: &Shared,
+    x: &dyn Exchange,
+) -> std::io::Result<bool> {
+    let body = http::read_body(r, kind)?;
+    let mut req = Message {
+        method: head.method().to_string(),
+        target: head.target().to_string(),
+        headers: head
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("transfer-encoding")
+                    && !k.eq_ignore_ascii_case("content-length")
+                    && !k.eq_ignore_ascii_case("connection")
+            })
+            .cloned()
+            .collect(),
+        body,
+    };
+    let mut answer = match x.before(&mut req) {
+        Before::Close => return Ok(false),
+        Before::Answer(a) => a,
+        Before::Forward => {
+            let up = TcpStream::connect(("127.0.0.1", shared.upstream))?;
+            up.set_nodelay(true)?;
+            let mut upw = up.try_clone()?;
+            let mut h = Head {
+                start: format!("{} {} HTTP/1.1", req.method, req.target),
+                headers: req.headers.clone(),
+            };
+            h.set("Connection", "close");
+            if !req.body.is_empty() || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
+                h.set("Content-Length", &req.body.len().to_string());
+            }
+            h.write_to(&mut upw)?;
+            upw.write_all(&req.body)?;
+            upw.flush()?;
+            let mut ur = BufReader::new(up);
+            let Some(rh) = http::read_head(&mut ur)? else {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            };
+            let rkind = http::body_kind(&rh, true, &req.method);
+            let body = http::read_body(&mut ur, &rkind)?;
+            let mut a = Answer {
+                status: rh.status(),
+                headers: rh.headers.clone(),
+                body,
+            };
+            a.remove("transfer-encoding");
+            a.remove("connection");
+            x.after(&req, &mut a);
+            a
+        }
+    };
+    answer.remove("transfer-encoding");
+    answer.remove("connection");
+    let no_body = req.method == "HEAD" || answer.status == 204 || answer.status == 304;
+    if !no_body {
+        answer.set("Content-Length", &answer.body.len().to_string());
+    }
+    let h = Head {
+        start: format!("HTTP/1.1 {} {}", answer.status, reason(answer.status)),
+        headers: answer.headers,
+    };
+    h.write_to(w)?;
+    if !no_body {
+        w.write_all(&answer.body)?;
+    }
+    w.flush()?;
+    Ok(true)
 }

@@ -33,7 +33,8 @@ impl Client {
         })
     }
 
-    /// Try to mount `digest` from `from` into `repo`. Any failure reads as "not mounted".
+    /// Try to mount `digest` from `from` into `repo`. Any answer but `201`, and any failure that
+    /// retries do not mend, reads as "not mounted".
     pub fn mount_blob(
         &self,
         repo: &str,
@@ -53,7 +54,10 @@ impl Client {
             Ok(r)
         }) {
             Ok(r) => r,
-            Err(Error::Unauthorized { .. }) => return Ok(MountResult::NotMounted(None)),
+            // A mount is only worth trying: a source the credentials cannot read (Docker Hub's
+            // `insufficient_scope`, Harbor's missing project) or a token server that will not
+            // say so leaves the ordinary upload.
+            Err(e) if !e.is_transient() => return Ok(MountResult::NotMounted(None)),
             Err(e) => return Err(e),
         };
         match resp.status {

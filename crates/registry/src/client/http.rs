@@ -85,7 +85,18 @@ impl Resp {
     }
 }
 
+/// How a transport error's reason starts when the connection ended without an answer (closed,
+/// reset, broken pipe), as opposed to one that could not be made or timed out.
+pub(super) const NO_ANSWER: &str = "the connection was closed without an answer";
+
 pub(super) fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -> Error {
+    let closed = matches!(&e, ureq::Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    ));
     let transient = match &e {
         // TLS failures (bad certificate, wrong protocol) surface as InvalidData: not transient.
         ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
@@ -100,7 +111,11 @@ pub(super) fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -
     Error::Transport {
         method,
         url: display_url(url),
-        reason: e.to_string(),
+        reason: if closed {
+            format!("{NO_ANSWER} ({e})")
+        } else {
+            e.to_string()
+        },
         transient,
         refused,
     }
@@ -190,7 +205,16 @@ impl Client {
                 let mut e = status_error(req.method, &resp);
                 if let Error::Unauthorized { hint, .. } = &mut e {
                     *hint = if own && self.on_registry_origin(&resp.url) {
-                        format!(" as {}", self.credential.describe())
+                        let mut h = format!(" as {}", self.credential.describe());
+                        // Harbor refuses an upload into a project that does not exist so.
+                        if req.method == "POST" && req.url.path().ends_with("/blobs/uploads/") {
+                            h.push_str(&format!(
+                                "; if these credentials may push there, the repository or its \
+                                 project may not exist on {} (create it first)",
+                                self.registry
+                            ));
+                        }
+                        h
                     } else {
                         format!(
                             " on another origin than the registry's ({}): credentials are not \

@@ -63,30 +63,36 @@ impl Client {
         })
     }
 
-    /// The digest `reference` (tag or digest) resolves to, or None when absent.
+    /// The digest `reference` (tag or digest) resolves to, or None when absent: the
+    /// `Docker-Content-Digest` of a `HEAD`, else the digest of the bytes a `GET` serves.
     pub fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<Digest>, Error> {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
         self.retrying(None, |_| {
             let resp =
                 self.send(&Req::new("HEAD", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
             match resp.status {
-                200 => {
-                    let d =
-                        resp.header("docker-content-digest")
-                            .ok_or_else(|| Error::Protocol {
-                                method: "HEAD",
-                                url: display_url(&resp.url),
-                                reason: "no Docker-Content-Digest header".into(),
-                            })?;
-                    d.trim()
+                200 => match resp.header("docker-content-digest") {
+                    Some(d) => d
+                        .trim()
                         .parse::<Digest>()
                         .map(Some)
                         .map_err(|e| Error::Protocol {
                             method: "HEAD",
                             url: display_url(&resp.url),
                             reason: e.to_string(),
-                        })
-                }
+                        }),
+                    // The header is optional (the spec says SHOULD): hash what a GET serves.
+                    None => {
+                        let resp = self.send(
+                            &Req::new("GET", url.clone()).header("Accept", ACCEPT_MANIFESTS),
+                        )?;
+                        match resp.status {
+                            200 => Ok(Some(Digest::of(&resp.body))),
+                            404 => Ok(None),
+                            _ => Err(status_error("GET", &resp)),
+                        }
+                    }
+                },
                 404 => Ok(None),
                 _ => Err(status_error("HEAD", &resp)),
             }

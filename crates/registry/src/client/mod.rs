@@ -55,6 +55,9 @@ pub struct Client {
     auth: Mutex<AuthState>,
     retry: RetryPolicy,
     observer: Option<RetryObserver>,
+    /// The request body size the registry (or what is in front of it) refused as too large,
+    /// halved: what later uploads keep to (0: none refused yet).
+    body_cap: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -101,6 +104,7 @@ impl Client {
             auth: Mutex::new(AuthState::default()),
             retry,
             observer: None,
+            body_cap: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

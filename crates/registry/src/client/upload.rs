@@ -3,7 +3,9 @@
 //! reports after a break. The header arithmetic of resuming (`Range` answers) lives here too.
 
 use super::Client;
-use super::http::{MAX_BODY, Req, ReqBody, Resp, resolve_location, status_error, transport_error};
+use super::http::{
+    MAX_BODY, NO_ANSWER, Req, ReqBody, Resp, resolve_location, status_error, transport_error,
+};
 use super::source::BlobSource;
 use crate::error::{Error, RegistryErrorBody, display_url};
 use layerlift_manifest::Digest;
@@ -74,6 +76,49 @@ pub(super) fn session_lost(method: &'static str, resp: &Resp) -> Error {
         reason: format!("the registry lost the upload session (HTTP 404{body}); starting it again"),
         transient: true,
         refused: false,
+    }
+}
+
+/// How many times one blob's upload changes its way (smaller requests, one request instead of
+/// chunks) before its error stands.
+const MAX_ADAPTATIONS: u32 = 12;
+
+/// The smallest request size a refusal as too large may teach: below it the registry (or what is
+/// in front of it) is not taking uploads, whatever their size.
+const MIN_LEARNED_CAP: u64 = 64 << 10;
+
+/// A request body refused as too large: `413`, or a `416` whose message says so (GHCR's answer to
+/// a `PATCH` over its cap; a plain `416` is a range out of order).
+pub(super) fn body_too_large(e: &Error) -> bool {
+    match e {
+        Error::Status { status: 413, .. } => true,
+        Error::Status {
+            status: 416, body, ..
+        } => body
+            .message
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("too large")),
+        Error::GaveUp { last, .. } => body_too_large(last),
+        _ => false,
+    }
+}
+
+/// A chunked upload the registry refuses for good: a `PATCH` answered with a `4xx` that is not
+/// about credentials, a lost session or a range out of order (a part below its minimum, no
+/// chunked uploads at all), or a `PATCH` answer that breaks the protocol (a `Range` that does not
+/// advance).
+pub(super) fn chunks_refused(e: &Error) -> bool {
+    match e {
+        Error::Status {
+            method: "PATCH",
+            status,
+            ..
+        } => (400..500).contains(status) && !matches!(status, 401 | 403 | 404 | 408 | 429),
+        Error::Protocol {
+            method: "PATCH", ..
+        } => true,
+        Error::GaveUp { last, .. } => chunks_refused(last),
+        _ => false,
     }
 }
 
@@ -160,7 +205,11 @@ impl Client {
         let url = self.api_url(&format!("v2/{repo}/blobs/uploads/"));
         let resp = self.send(&Req::new("POST", url))?;
         if resp.status != 202 {
-            return Err(status_error("POST", &resp));
+            let e = status_error("POST", &resp);
+            if resp.status == 404 && e.code() == Some("NAME_UNKNOWN") {
+                return Err(self.repository_missing(repo, e));
+            }
+            return Err(e);
         }
         let loc = self.location(&resp, "POST")?;
         let min = resp
@@ -252,6 +301,17 @@ impl Client {
 
     /// Upload a blob into `repo` (the caller checked it is absent). `session` is an upload URL
     /// the registry already opened (from a mount that did not mount).
+    ///
+    /// Registries differ in what uploads they take, so the way adapts, for this blob and (what the
+    /// registry told) for the client's later ones:
+    /// - a request body refused as too large (`413`, or a `416` whose message says "too large")
+    ///   halves the request size, which caps every later request of this client, and the blob
+    ///   starts again in chunks of that size;
+    /// - a chunked upload the registry refuses for good (a `PATCH` refused with a `4xx` other than
+    ///   those, a part too small, a `Range` that does not advance) is abandoned (`DELETE`) and the
+    ///   blob sent again in one `PUT`;
+    /// - an upload `POST` answered `404 NAME_UNKNOWN`, or cut off without an answer until retries
+    ///   run out, is [`Error::RepositoryMissing`].
     pub fn upload_blob(
         &self,
         repo: &str,
@@ -261,7 +321,7 @@ impl Client {
         events: &(dyn Fn(UploadEvent) + Sync),
     ) -> Result<(), Error> {
         let size = src.size();
-        let chunk = match opts.chunk_size {
+        let mut chunk = match opts.chunk_size {
             Some(c) => Some(c.max(1)),
             None if size > opts.max_single_upload => Some(opts.default_chunk_size.max(1)),
             None => None,
@@ -273,18 +333,60 @@ impl Client {
                 error: e.to_string(),
             })
         };
-        match chunk {
-            None => {
-                let mut session = session;
-                self.retrying(Some(&on_retry), |_| {
+        let mut session = session;
+        let mut adapted = 0u32;
+        loop {
+            let cap = self.body_cap();
+            if size > cap {
+                chunk = Some(chunk.map_or(cap, |c| c.min(cap)));
+            }
+            let result = match chunk {
+                None => self.retrying(Some(&on_retry), |_| {
                     let loc = match session.take() {
                         Some(l) => l,
                         None => self.start_upload(repo)?.0,
                     };
                     self.put_monolithic(&loc, src, events)
-                })
+                }),
+                Some(c) => {
+                    self.upload_chunked(repo, src, c.min(cap), session.take(), events, &on_retry)
+                }
+            };
+            let Err(e) = result else {
+                return Ok(());
+            };
+            adapted += 1;
+            if adapted > MAX_ADAPTATIONS {
+                return Err(e);
             }
-            Some(chunk) => self.upload_chunked(repo, src, chunk, session, events, &on_retry),
+            let sent = match chunk {
+                Some(c) => c.min(cap).min(size),
+                None => size,
+            };
+            if body_too_large(&e) && sent > 1 {
+                let smaller = (sent / 2).max(1);
+                if smaller < MIN_LEARNED_CAP {
+                    return Err(e);
+                }
+                self.lower_body_cap(smaller);
+                chunk = Some(smaller);
+                events(UploadEvent::Retry {
+                    attempt: adapted,
+                    delay: Duration::ZERO,
+                    error: format!("{e}; sending requests of at most {smaller} bytes"),
+                });
+                continue;
+            }
+            if chunk.is_some() && chunks_refused(&e) && size <= cap {
+                chunk = None;
+                events(UploadEvent::Retry {
+                    attempt: adapted,
+                    delay: Duration::ZERO,
+                    error: format!("{e}; sending the blob in one request instead of chunks"),
+                });
+                continue;
+            }
+            return Err(self.missing_if_cut_off(repo, e));
         }
     }
 
@@ -407,6 +509,11 @@ impl Client {
                     }
                     Ok(r) => {
                         let e = status_error("PATCH", &r);
+                        if body_too_large(&e) || !(e.is_transient() || r.status == 416) {
+                            // Refused for good: this session is of no more use.
+                            self.abandon(&loc);
+                            return Err(e);
+                        }
                         if e.is_transient() || r.status == 416 {
                             broken = true;
                             state = Some((loc, offset, min));
@@ -438,14 +545,17 @@ impl Client {
                         reason: format!("Location `{l}` is not a URL: {e}"),
                     })?;
                 }
-                offset =
-                    offset_after_patch(resp.header("range"), offset, len).map_err(|reason| {
-                        Error::Protocol {
+                offset = match offset_after_patch(resp.header("range"), offset, len) {
+                    Ok(o) => o,
+                    Err(reason) => {
+                        self.abandon(&loc);
+                        return Err(Error::Protocol {
                             method: "PATCH",
                             url: display_url(&resp.url),
                             reason,
-                        }
-                    })?;
+                        });
+                    }
+                };
                 accepted.set(accepted.get() + offset.saturating_sub(base));
                 events(UploadEvent::Session {
                     location: loc.clone(),
@@ -466,6 +576,59 @@ impl Client {
             }
             self.check_digest(&resp, &digest)
         })
+    }
+
+    /// The largest request body the registry took so far without complaint: `u64::MAX` until
+    /// one was refused as too large.
+    fn body_cap(&self) -> u64 {
+        match self.body_cap.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => u64::MAX,
+            n => n,
+        }
+    }
+
+    fn lower_body_cap(&self, cap: u64) {
+        let _ = self.body_cap.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |old| (old == 0 || cap < old).then_some(cap),
+        );
+    }
+
+    /// `DELETE` an upload session that is of no more use (best effort: registries may not
+    /// support it, and an abandoned session expires anyway).
+    fn abandon(&self, loc: &Url) {
+        let _ = self.send(&Req::new("DELETE", loc.clone()));
+    }
+
+    /// [`Error::RepositoryMissing`] for `repo`, with the registry's answer as evidence.
+    pub(super) fn repository_missing(&self, repo: &str, evidence: Error) -> Error {
+        Error::RepositoryMissing {
+            repository: repo.to_string(),
+            registry: self.registry.clone(),
+            evidence: Box::new(evidence),
+        }
+    }
+
+    /// An upload whose every `POST` was cut off without an answer (while the registry answers
+    /// other requests) reads as a repository that does not exist: Amazon ECR closes the
+    /// connection so instead of answering `NAME_UNKNOWN`.
+    pub(super) fn missing_if_cut_off(&self, repo: &str, e: Error) -> Error {
+        let last = match &e {
+            Error::GaveUp { last, .. } => last.as_ref(),
+            other => other,
+        };
+        match last {
+            Error::Transport {
+                method: "POST",
+                url,
+                reason,
+                ..
+            } if url.ends_with("/blobs/uploads/") && reason.starts_with(NO_ANSWER) => {
+                self.repository_missing(repo, e)
+            }
+            _ => e,
+        }
     }
 
     /// `GET <upload>` → the newest Location and the next offset, if the session still exists.
