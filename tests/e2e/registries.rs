@@ -112,7 +112,8 @@ fn push_and_check(reg: &ModeRegistry, proxy: &QuirkProxy, src: &Path, digest: &s
     let (out, err) = text(&o);
     let last: Value = serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_default();
     if c.fires {
-        assert!(proxy.fired() > 0, "{}: the quirk was never met", c.repo);
+        let unmet = proxy.unmet();
+        assert!(unmet.is_empty(), "{}: never met: {unmet:?}", c.repo);
     }
     match &c.expect {
         Expect::Fails(message) => {

@@ -5,8 +5,8 @@
 //! there for real, so a test can pull the pushed image back from the registry itself.
 //!
 //! Upload sessions are told apart by the last segment of their path (distribution's upload UUID).
-//! [`QuirkProxy::fired`] counts the requests a quirk changed, so that a test can check that the
-//! deviation was met, not only that the push went through.
+//! [`QuirkProxy::unmet`] names the quirks that changed no request, so that a test can check that
+//! each deviation was met, not only that the push went through.
 
 use crate::proxy::{Answer, Before, Exchange, Fault, FaultProxy, Message, ProxyLog};
 use std::collections::HashMap;
@@ -95,7 +95,8 @@ struct Session {
 struct State {
     quirks: Vec<Quirk>,
     sessions: Mutex<HashMap<String, Session>>,
-    fired: AtomicUsize,
+    /// Requests each quirk changed (answered, refused, rewrote), by index in `quirks`.
+    fired: Vec<AtomicUsize>,
     /// The registry's last Bearer challenge (realm and service), for `MountInsufficientScope`.
     challenge: Mutex<Option<String>>,
 }
@@ -116,9 +117,9 @@ impl QuirkProxy {
     /// Start a proxy to `127.0.0.1:<upstream>` with `quirks`.
     pub fn start(upstream: u16, quirks: Vec<Quirk>) -> Self {
         let state = Arc::new(State {
+            fired: quirks.iter().map(|_| AtomicUsize::new(0)).collect(),
             quirks,
             sessions: Mutex::new(HashMap::new()),
-            fired: AtomicUsize::new(0),
             challenge: Mutex::new(None),
         });
         let proxy = FaultProxy::with_exchange(upstream, |_| Fault::Pass, state.clone());
@@ -130,9 +131,24 @@ impl QuirkProxy {
         self.proxy.addr()
     }
 
-    /// How many requests a quirk changed (answered, refused, rewrote) so far.
+    /// How many requests the quirks changed (answered, refused, rewrote) so far.
     pub fn fired(&self) -> usize {
-        self.state.fired.load(Ordering::SeqCst)
+        self.state
+            .fired
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// The quirks that have changed no request so far.
+    pub fn unmet(&self) -> Vec<Quirk> {
+        self.state
+            .quirks
+            .iter()
+            .zip(&self.state.fired)
+            .filter(|(_, n)| n.load(Ordering::SeqCst) == 0)
+            .map(|(q, _)| q.clone())
+            .collect()
     }
 
     /// Every request seen.
@@ -205,8 +221,10 @@ impl State {
         self.quirks.iter().any(f)
     }
 
-    fn fire(&self) {
-        self.fired.fetch_add(1, Ordering::SeqCst);
+    fn fire(&self, quirk: &Quirk) {
+        if let Some(i) = self.quirks.iter().position(|q| q == quirk) {
+            self.fired[i].fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn session<T>(&self, id: &str, f: impl FnOnce(&mut Session) -> T) -> T {
@@ -231,7 +249,7 @@ impl Exchange for State {
                         && let Some((name, None)) = &upload
                         && !existing.contains(name)
                     {
-                        self.fire();
+                        self.fire(q);
                         if matches!(q, Quirk::AbruptMissingRepository { .. }) {
                             return Before::Close;
                         }
@@ -248,7 +266,7 @@ impl Exchange for State {
                     {
                         let project = name.split('/').next().unwrap_or_default();
                         if !projects.iter().any(|p| p == project) {
-                            self.fire();
+                            self.fire(q);
                             return Before::Answer(Answer::error(
                                 401,
                                 "UNAUTHORIZED",
@@ -263,7 +281,7 @@ impl Exchange for State {
                         && query_has(&req.target, "mount")
                         && query_value(&req.target, "from").as_deref() == Some(source.as_str()) =>
                 {
-                    self.fire();
+                    self.fire(q);
                     let mut a = Answer::error(401, "UNAUTHORIZED", "authentication required");
                     let base = self.challenge.lock().unwrap().clone().unwrap_or_else(|| {
                         r#"Bearer realm="http://127.0.0.1:9/token",service="quirks""#.into()
@@ -277,11 +295,11 @@ impl Exchange for State {
                     return Before::Answer(a);
                 }
                 Quirk::HeadBlob404 if req.method == "HEAD" && is_blob_target(&req.target) => {
-                    self.fire();
+                    self.fire(q);
                     return Before::Answer(Answer::error(404, "BLOB_UNKNOWN", "blob unknown"));
                 }
                 Quirk::MaxRequestBody { max } if req.body.len() as u64 > *max => {
-                    self.fire();
+                    self.fire(q);
                     return Before::Answer(Answer {
                         status: 413,
                         headers: vec![("Content-Type".into(), "text/html".into())],
@@ -291,7 +309,7 @@ impl Exchange for State {
                 Quirk::MaxPatchBody { max }
                     if req.method == "PATCH" && req.body.len() as u64 > *max =>
                 {
-                    self.fire();
+                    self.fire(q);
                     return Before::Answer(Answer::error(
                         416,
                         "REQUESTED_RANGE_NOT_SATISFIABLE",
@@ -299,7 +317,7 @@ impl Exchange for State {
                     ));
                 }
                 Quirk::NoChunkedUploads if req.method == "PATCH" => {
-                    self.fire();
+                    self.fire(q);
                     return Before::Answer(Answer::error(
                         405,
                         "UNSUPPORTED",
@@ -310,7 +328,7 @@ impl Exchange for State {
                     if let Some(cr) = req.header("content-range")
                         && !cr.trim().bytes().all(|b| b.is_ascii_digit() || b == b'-')
                     {
-                        self.fire();
+                        self.fire(q);
                         return Before::Answer(Answer::error(
                             400,
                             "BLOB_UPLOAD_INVALID",
@@ -321,11 +339,11 @@ impl Exchange for State {
                 Quirk::AcrState => {
                     if let Some((_, Some(id))) = &upload {
                         let want = format!("_acr={}", id.split('?').next().unwrap_or_default());
-                        let q = req.target.split_once('?').map_or("", |(_, q)| q);
-                        let kept = q.split('&').any(|kv| kv == want)
-                            && q.split('&').any(|kv| kv == "_nouploadcache=false");
+                        let query = req.target.split_once('?').map_or("", |(_, q)| q);
+                        let kept = query.split('&').any(|kv| kv == want)
+                            && query.split('&').any(|kv| kv == "_nouploadcache=false");
                         if !kept {
-                            self.fire();
+                            self.fire(q);
                             return Before::Answer(Answer::error(
                                 404,
                                 "BLOB_UPLOAD_INVALID",
@@ -358,7 +376,7 @@ impl Exchange for State {
                             small
                         });
                         if too_small {
-                            self.fire();
+                            self.fire(q);
                             return Before::Answer(Answer::error(
                                 400,
                                 "LayerPartTooSmallException",
@@ -374,7 +392,7 @@ impl Exchange for State {
                             .header("content-type")
                             .is_some_and(|t| t.starts_with("application/vnd.oci.")) =>
                 {
-                    self.fire();
+                    self.fire(q);
                     return Before::Answer(Answer::error(
                         400,
                         "MANIFEST_INVALID",
@@ -387,7 +405,7 @@ impl Exchange for State {
                         && req.header("content-type") == Some(OCI_INDEX)
                         && let Some(bad) = docker_child(&req.body)
                     {
-                        self.fire();
+                        self.fire(q);
                         return Before::Answer(Answer::error(
                             400,
                             "MANIFEST_INVALID",
@@ -402,7 +420,7 @@ impl Exchange for State {
                         && let Some((_, Some(id))) = &upload
                         && let Some(range) = self.session(id, |s| s.first_range.clone())
                     {
-                        self.fire();
+                        self.fire(q);
                         let mut a = Answer {
                             status: 201,
                             headers: Vec::new(),
@@ -438,17 +456,17 @@ impl Exchange for State {
         for q in &self.quirks {
             match q {
                 Quirk::PatchCreated if req.method == "PATCH" && a.status == 202 => {
-                    self.fire();
+                    self.fire(q);
                     a.status = 201;
                 }
                 Quirk::MinPart {
                     min,
                     announce: true,
                 } if req.method == "POST" && a.status == 202 => {
-                    self.fire();
+                    self.fire(q);
                     a.set("OCI-Chunk-Min-Length", &min.to_string());
                 }
-                Quirk::StaleRange if req.method == "PATCH" && a.status == 202 => {
+                Quirk::StaleRange if req.method == "PATCH" && (200..300).contains(&a.status) => {
                     if let Some((_, Some(id))) = &upload
                         && let Some(r) = a.header("range").map(str::to_string)
                     {
@@ -456,15 +474,15 @@ impl Exchange for State {
                     }
                 }
                 Quirk::NoContentDigest if a.header("docker-content-digest").is_some() => {
-                    self.fire();
+                    self.fire(q);
                     a.remove("docker-content-digest");
                 }
                 Quirk::NoRange if a.header("range").is_some() => {
-                    self.fire();
+                    self.fire(q);
                     a.remove("range");
                 }
                 Quirk::NoUploadUuid if a.header("docker-upload-uuid").is_some() => {
-                    self.fire();
+                    self.fire(q);
                     a.remove("docker-upload-uuid");
                 }
                 _ => {}
@@ -479,33 +497,41 @@ impl Exchange for State {
             return;
         };
         let origin = loc[..loc.len() - path.len()].to_string();
-        let mut changed = false;
+        let mut changed: Vec<Quirk> = Vec::new();
         if self.has(|q| *q == Quirk::AcrState)
             && let Some(id) = id
             && !path.contains("_acr=")
         {
             let sep = if path.contains('?') { '&' } else { '?' };
             path = format!("{path}{sep}_nouploadcache=false&_acr={id}");
-            changed = true;
+            changed.push(Quirk::AcrState);
         }
         if self.has(|q| *q == Quirk::LocationOutsideV2)
             && let Some(rest) = path.strip_prefix("/v2/")
         {
             path = format!("{GAR_UPLOADS}{rest}");
-            changed = true;
+            changed.push(Quirk::LocationOutsideV2);
         }
-        let other = self.quirks.iter().find_map(|q| match q {
-            Quirk::OtherOriginLocation { to } => Some(to.trim_end_matches('/').to_string()),
-            _ => None,
-        });
+        let other = self
+            .quirks
+            .iter()
+            .find(|q| matches!(q, Quirk::OtherOriginLocation { .. }));
         let relative = self.has(|q| *q == Quirk::RelativeLocation);
         let new = match other {
-            Some(to) => format!("{to}{path}"),
-            None if relative => path,
-            None => format!("{origin}{path}"),
+            Some(q @ Quirk::OtherOriginLocation { to }) => {
+                changed.push(q.clone());
+                format!("{}{path}", to.trim_end_matches('/'))
+            }
+            _ if relative => {
+                changed.push(Quirk::RelativeLocation);
+                path
+            }
+            _ => format!("{origin}{path}"),
         };
-        if changed || new != loc {
-            self.fire();
+        for q in &changed {
+            self.fire(q);
+        }
+        if new != loc {
             a.set("Location", &new);
         }
     }
