@@ -268,10 +268,10 @@ fn ghcr_and_body_limits() {
 }
 
 /// Quay: OCI manifests refused (before 3.6), Docker manifests inside an OCI index refused (before
-/// 3.8): a clear error naming the digest a conversion gives, and with `--convert-refused` the
-/// converted image.
+/// 3.8); zot: Docker manifests refused. A clear error naming the digest a conversion gives, and
+/// with `--convert-refused` the converted image (an index naming its converted child).
 #[test]
-fn quay_media_types() {
+fn quay_and_zot_media_types() {
     let work = tempfile::tempdir().unwrap();
     let (src, digest) = image(work.path());
     let reg = ModeRegistry::start(Mode::Anonymous);
@@ -311,6 +311,39 @@ fn quay_media_types() {
     ] {
         run_case(&reg, &mixed, &index_digest, &c);
     }
+    // zot without Docker compatibility: the Docker child is converted to OCI, and the index names
+    // the converted child.
+    let refuses_docker = "pushing manifest sha256:* to {registry}/{repository}: the registry refuses application/vnd.docker.distribution.manifest.v2+json: PUT http://{registry}/v2/{repository}/manifests/sha256:*: HTTP 400 (MANIFEST_INVALID: manifest invalid; map[description:During upload*mediaType:application/vnd.docker.distribution.manifest.v2+json]); --convert-refused pushes it as application/vnd.oci.image.manifest.v1+json instead, which changes its digest from sha256:* to sha256:";
+    for c in [
+        case(
+            "zot-no-docker",
+            vec![Quirk::RefuseDocker],
+            &[],
+            Expect::Fails(refuses_docker),
+        ),
+        case(
+            "zot-no-docker-converted",
+            vec![Quirk::RefuseDocker],
+            &["--convert-refused"],
+            Expect::Converted,
+        ),
+    ] {
+        run_case(&reg, &mixed, &index_digest, &c);
+    }
+    let index = crate::util::skopeo_inspect_raw(
+        &format!("{}/zot-no-docker-converted:1", reg.addr()),
+        &reg.skopeo_args(),
+        false,
+    );
+    let index: Value = serde_json::from_slice(&index).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        index["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     // The converted index is a Docker manifest list naming the Docker manifest as it was.
     let list = crate::util::skopeo_inspect_raw(
         &format!("{}/quay-docker-in-oci-index-converted:1", reg.addr()),

@@ -51,6 +51,9 @@ pub enum Quirk {
     QuayDockerInOciIndex,
     /// Quay before 3.6: OCI manifests and indexes are refused with `400 MANIFEST_INVALID`.
     QuayNoOci,
+    /// zot without its Docker compatibility (`http.compat: ["docker2s2"]`): Docker schema 2
+    /// manifests and manifest lists are refused with `400 MANIFEST_INVALID`.
+    RefuseDocker,
     /// No `Docker-Content-Digest` on any answer.
     NoContentDigest,
     /// No `Range` on any answer.
@@ -397,6 +400,23 @@ impl Exchange for State {
                         400,
                         "MANIFEST_INVALID",
                         "manifest invalid",
+                    ));
+                }
+                Quirk::RefuseDocker
+                    if req.method == "PUT"
+                        && manifest_target(&req.target).is_some()
+                        && req
+                            .header("content-type")
+                            .is_some_and(|t| t.starts_with("application/vnd.docker.")) =>
+                {
+                    self.fire(q);
+                    let media_type = req.header("content-type").unwrap_or_default();
+                    return Before::Answer(Answer::error(
+                        400,
+                        "MANIFEST_INVALID",
+                        &format!(
+                            "manifest invalid; map[description:During upload, manifests undergo several checks ensuring validity. If those checks fail, this error MAY be returned, unless a more specific error is included. The detail will contain information the failed validation. mediaType:{media_type}]"
+                        ),
                     ));
                 }
                 Quirk::QuayDockerInOciIndex => {
