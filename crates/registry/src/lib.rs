@@ -20,6 +20,7 @@ pub mod credentials;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hosts;
 mod retry;
 mod tls;
 mod transport;

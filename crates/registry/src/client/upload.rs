@@ -113,7 +113,10 @@ pub(super) fn chunks_refused(e: &Error) -> bool {
             method: "PATCH",
             status,
             ..
-        } => (400..500).contains(status) && !matches!(status, 401 | 403 | 404 | 408 | 429),
+        } => {
+            (400..500).contains(status)
+                && !matches!(status, 401 | 403 | 404 | 408 | 413 | 416 | 429)
+        }
         Error::Protocol {
             method: "PATCH", ..
         } => true,
@@ -487,7 +490,8 @@ impl Client {
                     (l, 0, m)
                 }
             };
-            let chunk = chunk.max(min);
+            // The registry's announced minimum, or the one known for its host.
+            let chunk = chunk.max(min).max(crate::hosts::min_chunk(&self.registry));
             while offset < size {
                 let len = chunk.min(size - offset);
                 let base = offset;
