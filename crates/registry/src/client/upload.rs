@@ -712,6 +712,94 @@ mod tests {
         );
     }
 
+    fn status(method: &'static str, status: u16, body: &[u8]) -> Error {
+        Error::Status {
+            method,
+            url: "http://r/v2/a/blobs/uploads/u".into(),
+            status,
+            body: RegistryErrorBody::parse(body),
+            retry_after: None,
+        }
+    }
+
+    /// Which refusals teach a smaller request and which end chunking for the blob.
+    #[test]
+    fn refusals() {
+        let ghcr = br#"{"errors":[{"code":"REQUESTED_RANGE_NOT_SATISFIABLE","message":"the request body is too large and exceeds the maximum permissible limit of 4.00MiB"}]}"#;
+        assert!(body_too_large(&status("PATCH", 416, ghcr)));
+        assert!(body_too_large(&status("PUT", 413, b"<html>413</html>")));
+        // A plain 416 is a range out of order: resume, do not shrink.
+        assert!(!body_too_large(&status("PATCH", 416, b"")));
+        let wrapped = Error::GaveUp {
+            attempts: 2,
+            seconds: 0,
+            last: Box::new(status("PUT", 413, b"")),
+        };
+        assert!(body_too_large(&wrapped));
+        let small = br#"{"errors":[{"code":"LayerPartTooSmallException","message":"All layer parts except the last part should be at least 5MB"}]}"#;
+        assert!(chunks_refused(&status("PATCH", 400, small)));
+        assert!(chunks_refused(&status("PATCH", 405, b"")));
+        assert!(chunks_refused(&Error::Protocol {
+            method: "PATCH",
+            url: String::new(),
+            reason: "stale Range".into(),
+        }));
+        for kept in [401, 403, 404, 408, 413, 416, 429, 500] {
+            assert!(!chunks_refused(&status("PATCH", kept, b"")), "{kept}");
+        }
+        // Only a PATCH refusal ends chunking: a refused PUT or POST is the blob's own error.
+        assert!(!chunks_refused(&status("PUT", 400, small)));
+        assert!(!chunks_refused(&status("POST", 405, b"")));
+    }
+
+    /// An upload POST cut off without an answer reads as a missing repository; other failures stay.
+    #[test]
+    fn cut_off_posts() {
+        let c = Client::new(
+            "127.0.0.1:5000",
+            crate::Credential::Anonymous,
+            crate::TransportOptions::default(),
+            crate::RetryPolicy::none(),
+        )
+        .unwrap();
+        let transport = |method: &'static str, url: &str, reason: String| Error::Transport {
+            method,
+            url: url.into(),
+            reason,
+            transient: true,
+            refused: false,
+        };
+        let post = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
+        let cut = transport("POST", post, format!("{NO_ANSWER} (io: Peer disconnected)"));
+        let e = c.missing_if_cut_off(
+            "a",
+            Error::GaveUp {
+                attempts: 3,
+                seconds: 1,
+                last: Box::new(cut),
+            },
+        );
+        assert!(
+            e.to_string()
+                .starts_with("repository a does not exist on 127.0.0.1:5000 (create it first): "),
+            "{e}"
+        );
+        let timeout = transport("POST", post, "timeout: global".into());
+        assert!(matches!(
+            c.missing_if_cut_off("a", timeout),
+            Error::Transport { .. }
+        ));
+        let patch = transport(
+            "PATCH",
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/u",
+            NO_ANSWER.into(),
+        );
+        assert!(matches!(
+            c.missing_if_cut_off("a", patch),
+            Error::Transport { .. }
+        ));
+    }
+
     /// Found with docker-registry: `Range: 0-0` (one byte held) resumed at 0, and the registry
     /// appended the chunk after its byte. A status naming an offset just refused with 416 would
     /// loop until retries run out.
