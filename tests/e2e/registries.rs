@@ -406,6 +406,31 @@ fn docker_in_oci_index(work: &Path, src: &Path) -> (PathBuf, String) {
     (dir, index_digest)
 }
 
+/// Artifactory 6: a blob in the closing `PUT` refused with `404 BLOB_UNKNOWN` (chunks instead);
+/// Nexus: a manifest `PUT` needs `Content-Length` (layerlift always sends it).
+#[test]
+fn artifactory_and_nexus() {
+    let mut nexus = case(
+        "nexus-content-length",
+        vec![Quirk::ManifestContentLength],
+        &[],
+        Expect::Pushed,
+    );
+    nexus.fires = false;
+    run_cases(
+        Mode::Anonymous,
+        &[
+            case(
+                "artifactory-monolithic",
+                vec![Quirk::MonolithicPutRefused],
+                &[],
+                Expect::Pushed,
+            ),
+            nexus,
+        ],
+    );
+}
+
 /// Answers without `Docker-Content-Digest`, `Range` or `Docker-Upload-UUID`; a blob HEAD that
 /// answers 404 for a blob the registry has.
 #[test]

@@ -74,8 +74,11 @@ pub struct Message {
     pub method: String,
     /// Path and query.
     pub target: String,
+    /// Framing headers (`Content-Length`, `Transfer-Encoding`, `Connection`) are left out.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client sent a `Content-Length` (not chunked transfer encoding, not nothing).
+    pub had_length: bool,
 }
 
 impl Message {
@@ -314,6 +317,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         405 => "Method Not Allowed",
+        411 => "Length Required",
         413 => "Payload Too Large",
         416 => "Range Not Satisfiable",
         307 => "Temporary Redirect",
@@ -603,6 +607,7 @@ fn exchange(
             .cloned()
             .collect(),
         body,
+        had_length: matches!(kind, http::BodyKind::Length(_)),
     };
     let mut answer = match x.before(&mut req) {
         Before::Close => return Ok(false),

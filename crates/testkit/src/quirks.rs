@@ -54,6 +54,12 @@ pub enum Quirk {
     /// zot without its Docker compatibility (`http.compat: ["docker2s2"]`): Docker schema 2
     /// manifests and manifest lists are refused with `400 MANIFEST_INVALID`.
     RefuseDocker,
+    /// Artifactory 6: a blob sent in the `PUT` that closes an upload is refused with
+    /// `404 BLOB_UNKNOWN`; only `PATCH`es carry blob bytes.
+    MonolithicPutRefused,
+    /// Nexus 3.95: a manifest `PUT` without `Content-Length` gets `411 MANIFEST_INVALID`
+    /// "manifest upload requires Content-Length".
+    ManifestContentLength,
     /// No `Docker-Content-Digest` on any answer.
     NoContentDigest,
     /// No `Range` on any answer.
@@ -417,6 +423,30 @@ impl Exchange for State {
                         &format!(
                             "manifest invalid; map[description:During upload, manifests undergo several checks ensuring validity. If those checks fail, this error MAY be returned, unless a more specific error is included. The detail will contain information the failed validation. mediaType:{media_type}]"
                         ),
+                    ));
+                }
+                Quirk::MonolithicPutRefused
+                    if req.method == "PUT"
+                        && matches!(upload, Some((_, Some(_))))
+                        && !req.body.is_empty() =>
+                {
+                    self.fire(q);
+                    return Before::Answer(Answer::error(
+                        404,
+                        "BLOB_UNKNOWN",
+                        "blob unknown to registry",
+                    ));
+                }
+                Quirk::ManifestContentLength
+                    if req.method == "PUT"
+                        && manifest_target(&req.target).is_some()
+                        && !req.had_length =>
+                {
+                    self.fire(q);
+                    return Before::Answer(Answer::error(
+                        411,
+                        "MANIFEST_INVALID",
+                        "manifest upload requires Content-Length",
                     ));
                 }
                 Quirk::QuayDockerInOciIndex => {

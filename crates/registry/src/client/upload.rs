@@ -125,6 +125,19 @@ pub(super) fn chunks_refused(e: &Error) -> bool {
     }
 }
 
+/// A monolithic upload the registry refuses for good: the `PUT` that carries the blob answered
+/// `404 BLOB_UNKNOWN` (Artifactory 6 takes blobs only in `PATCH`es).
+pub(super) fn monolithic_refused(e: &Error) -> bool {
+    match e {
+        Error::Status {
+            method: "PUT",
+            status: 404,
+            ..
+        } => e.code() == Some("BLOB_UNKNOWN"),
+        _ => false,
+    }
+}
+
 /// A reader that hashes what passes through it and reports progress.
 pub(super) struct HashingReader<'a> {
     inner: &'a mut dyn Read,
@@ -313,6 +326,8 @@ impl Client {
     /// - a chunked upload the registry refuses for good (a `PATCH` refused with a `4xx` other than
     ///   those, a part too small, a `Range` that does not advance) is abandoned (`DELETE`) and the
     ///   blob sent again in one `PUT`;
+    /// - a monolithic upload whose `PUT` is answered `404 BLOB_UNKNOWN` is sent again in chunks
+    ///   (of `default_chunk_size`);
     /// - an upload `POST` answered `404 NAME_UNKNOWN`, or cut off without an answer until retries
     ///   run out, is [`Error::RepositoryMissing`].
     pub fn upload_blob(
@@ -380,6 +395,15 @@ impl Client {
                 });
                 continue;
             }
+            if chunk.is_none() && monolithic_refused(&e) {
+                chunk = Some(opts.default_chunk_size.max(1));
+                events(UploadEvent::Retry {
+                    attempt: adapted,
+                    delay: Duration::ZERO,
+                    error: format!("{e}; sending the blob in chunks instead of one request"),
+                });
+                continue;
+            }
             if chunk.is_some() && chunks_refused(&e) && size <= cap {
                 chunk = None;
                 events(UploadEvent::Retry {
@@ -411,6 +435,12 @@ impl Client {
             });
         let resp = self.send(&req)?;
         if resp.status == 404 {
+            let e = status_error("PUT", &resp);
+            // Not the session but the blob unknown: the registry does not take a blob in the
+            // `PUT` (Artifactory 6); `upload_blob` sends it in chunks instead.
+            if e.code() == Some("BLOB_UNKNOWN") {
+                return Err(e);
+            }
             return Err(session_lost("PUT", &resp));
         }
         if resp.status != 201 && resp.status != 204 && resp.status != 200 {
@@ -747,6 +777,11 @@ mod tests {
         for kept in [401, 403, 404, 408, 413, 416, 429, 500] {
             assert!(!chunks_refused(&status("PATCH", kept, b"")), "{kept}");
         }
+        let unknown =
+            br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+        assert!(monolithic_refused(&status("PUT", 404, unknown)));
+        assert!(!monolithic_refused(&status("PUT", 404, b"")));
+        assert!(!monolithic_refused(&status("PATCH", 404, unknown)));
         // Only a PATCH refusal ends chunking: a refused PUT or POST is the blob's own error.
         assert!(!chunks_refused(&status("PUT", 400, small)));
         assert!(!chunks_refused(&status("POST", 405, b"")));
