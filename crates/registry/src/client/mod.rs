@@ -6,7 +6,7 @@
 //! 401 by fetching a new token once, follows redirects itself (dropping `Authorization` at the
 //! first hop to another origin, never re-posting a token request's form) and keeps the final URL
 //! so that `Location` headers resolve against it. Operations ([`blob`]: HEAD, mount, GET;
-//! [`upload`]: monolithic, streamed and chunked uploads with resume; [`manifest`]: manifest PUT,
+//! [`upload`]: monolithic and chunked uploads with resume; [`stream`]: streamed ones; [`manifest`]: manifest PUT,
 //! HEAD and GET) wrap their requests in `Client::retrying` ([`retrying`]): connection errors,
 //! 408, 429 and 5xx are retried with backoff and jitter, honouring `Retry-After`. Blobs to upload
 //! are [`BlobSource`]s ([`source`]).
@@ -19,6 +19,7 @@ mod http;
 mod manifest;
 mod retrying;
 mod source;
+mod stream;
 mod token;
 mod upload;
 
