@@ -14,6 +14,7 @@ mod push;
 mod push_matrix;
 mod repush;
 mod security;
+mod stream;
 mod unpack;
 mod util;
 mod verify;

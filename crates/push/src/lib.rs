@@ -294,9 +294,18 @@ fn start_pool<'scope, 'env>(
     jobs: usize,
 ) -> Result<Pool, PushError> {
     let repo = repository.to_string();
-    Pool::start(s, repository, jobs, uploader.observer, move |blob, path| {
-        uploader.push_blob(&repo, blob, path, &holders)
-    })
+    let holders = std::sync::Arc::new(holders);
+    let (r2, h2) = (repo.clone(), std::sync::Arc::clone(&holders));
+    let stream: std::sync::Arc<upload::StreamWork<'env>> =
+        std::sync::Arc::new(move |growing| uploader.push_stream(&r2, growing, &h2));
+    Pool::start(
+        s,
+        repository,
+        jobs,
+        uploader.observer,
+        move |blob, path| uploader.push_blob(&repo, blob, path, &holders),
+        Some(stream),
+    )
     .map_err(PushError::Thread)
 }
 

@@ -27,6 +27,7 @@ pub use blob::MountResult;
 pub(crate) use http::resolve_location;
 use http::{Req, same_origin, status_error};
 pub use source::{BlobSource, BytesSource, FileSource};
+pub use stream::StreamError;
 pub use upload::{UploadEvent, UploadOptions};
 pub(crate) use upload::{offset_after_patch, parse_range_end, resume_offset, resume_point};
 
@@ -56,6 +57,8 @@ pub struct Client {
     auth: Mutex<AuthState>,
     retry: RetryPolicy,
     observer: Option<RetryObserver>,
+    /// A streamed upload failed here: blobs go up from files (`stream.rs`).
+    streams_refused: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -102,6 +105,7 @@ impl Client {
             auth: Mutex::new(AuthState::default()),
             retry,
             observer: None,
+            streams_refused: Default::default(),
         })
     }
 
