@@ -109,3 +109,37 @@ fn a_registry_that_refuses_streams_gets_files() {
     );
     check_pulled(&reg, "refused", &digest, &diff_ids);
 }
+
+/// A cold push to a new repository with a warm layer cache: the plan's HEADs (one per cached
+/// layer, all absent there) are not asked again before each upload.
+#[test]
+fn a_cold_push_with_a_warm_cache_asks_about_each_blob_once() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::transparent(reg.port());
+    let work = tempfile::tempdir().unwrap();
+    let layers: Vec<Vec<u8>> = (0..3)
+        .map(|i| layer_tar(&format!("l{i}"), 30 + i, 20_000))
+        .collect();
+    let (bytes, _) = podman_archive(&layers, &[], "warm:1");
+    let archive = work.path().join("archive.tar");
+    std::fs::write(&archive, bytes).unwrap();
+    let cache = work.path().join("cache");
+    let push = |repo: &str| {
+        let mut c = push_cmd();
+        c.arg(&archive)
+            .arg(format!("{}/{repo}:1", proxy.addr()))
+            .args(["-q", "--plain-http", "--cache-dir"])
+            .arg(&cache);
+        assert_ok(&run(c));
+    };
+    push("first");
+    let before = proxy.log().len();
+    push("second");
+    let log = proxy.log();
+    let heads = log[before..]
+        .iter()
+        .filter(|l| l.method == "HEAD" && l.target.contains("/blobs/"))
+        .count();
+    // 3 layers asked about by the plan, the config before its upload.
+    assert_eq!(heads, 4, "{:#?}", &log[before..]);
+}

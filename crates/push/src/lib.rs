@@ -233,6 +233,7 @@ pub fn push(
         mount_from: options.mount_from.clone(),
         dry_run: options.dry_run,
         source: source.to_string(),
+        absent: Default::default(),
     };
     let opener = source::Opener {
         source,

@@ -207,6 +207,9 @@ pub struct ReusePlan {
     pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression, String)>,
     /// Notes for stderr (a reference that could not be read, and why).
     pub notes: Vec<ReuseNote>,
+    /// Blobs a HEAD found absent from DEST's repository while planning: their upload need not
+    /// ask again.
+    pub absent: BTreeSet<Digest>,
 }
 
 /// A blob some repository of the registry holds for a diff_id.
@@ -230,11 +233,16 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
             plan.notes.push(note);
         }
     }
-    let candidates = known.values().flatten().filter_map(|k| {
-        wanted.accepts(&k.descriptor.media_type, want)?;
-        Some((k.repository.clone(), k.descriptor.digest))
-    });
-    let present = heads(client, candidates, wanted.jobs);
+    let candidates: Vec<(String, Digest)> = known
+        .values()
+        .flatten()
+        .filter_map(|k| {
+            wanted.accepts(&k.descriptor.media_type, want)?;
+            Some((k.repository.clone(), k.descriptor.digest))
+        })
+        .collect();
+    let present = heads(client, candidates.iter().cloned(), wanted.jobs);
+    plan.absent = absent_from(wanted.repository, &candidates, &present);
     for (diff_id, ks) in known {
         let usable = ks.into_iter().find_map(|k| {
             let c = wanted.accepts(&k.descriptor.media_type, want)?;
@@ -272,6 +280,19 @@ fn heads(
     todo.into_iter()
         .zip(present)
         .filter_map(|(blob, present)| present.then_some(blob))
+        .collect()
+}
+
+/// The blobs of `asked` in `repository` that are not in `present`.
+fn absent_from(
+    repository: &str,
+    asked: &[(String, Digest)],
+    present: &BTreeSet<(String, Digest)>,
+) -> BTreeSet<Digest> {
+    asked
+        .iter()
+        .filter(|b| b.0 == repository && !present.contains(b))
+        .map(|b| b.1)
         .collect()
 }
 
@@ -345,7 +366,8 @@ pub(crate) fn plan(
             _ => {}
         }
     }
-    let confirmed = heads(client, candidates, wanted.jobs);
+    let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
+    plan.absent = absent_from(wanted.repository, &candidates, &confirmed);
     let present = |repo: &str, d: &Digest| confirmed.contains(&(repo.to_string(), *d));
     for layer in layers {
         if plan.entries.contains_key(&layer.path) {

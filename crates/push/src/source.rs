@@ -116,6 +116,16 @@ impl<'a> Opener<'a> {
         } else {
             self.plan_reuse(contents.as_ref().map(|c| c.layers.as_slice()), encoding)
         };
+        self.uploader
+            .absent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(
+                reuse
+                    .absent
+                    .iter()
+                    .map(|d| (self.dest.repository.clone(), *d)),
+            );
         let mut holders: Vec<(Digest, String)> = reuse
             .reused
             .iter()

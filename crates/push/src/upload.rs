@@ -111,6 +111,8 @@ pub(crate) struct Uploader<'a> {
     pub dry_run: bool,
     /// How messages name SOURCE.
     pub source: String,
+    /// (repository, blob) pairs a HEAD found absent while planning: not asked about again.
+    pub absent: Mutex<BTreeSet<(String, Digest)>>,
 }
 
 /// What happened to one blob in the end.
@@ -417,6 +419,16 @@ impl BlobJob<'_> {
         // Confirmed in this repository by a HEAD while planning reuse: no second HEAD.
         if self.holders.get(&d).map(String::as_str) == Some(self.repository) {
             return Ok(true);
+        }
+        // Found absent by a HEAD while planning: no second HEAD.
+        if self
+            .uploader
+            .absent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(self.repository.to_string(), d))
+        {
+            return Ok(false);
         }
         client
             .blob_exists(self.repository, &d)
