@@ -8,10 +8,12 @@
 //! speed). Every byte between client and registry passes that one token bucket.
 //!
 //! Images: the bench's ~300 MB archive in 6 layers, the same files in one layer, and 40 small
-//! layers (~15 MB of files: ~375 KiB per layer before compression). The 40-layer image is also
-//! pushed through [`DelayProxy`] (a 20 ms round trip: 10 ms each way on every byte), where the
-//! requests per blob, not bytes or CPU, bound the time. The kernel here has no `netem`, hence the
-//! proxy.
+//! layers (~15 MB of files: ~400 KiB per layer before compression; the split leaves 39). Each goes
+//! at 250 Mbit/s, 1 Gbit/s and loopback speed; the 40-layer image at loopback speed and through
+//! [`DelayProxy`] (a 20 ms round trip: 10 ms each way on every byte), where the requests per blob,
+//! not bytes or CPU, bound the time. The kernel here has no `netem`, hence the proxy. On the
+//! limited links, layerlift-push also runs with `--level 3` and `--level 6`: whether smaller
+//! blobs pay for the CPU once the link is the limit.
 //!
 //! Floors, printed per step: the link floor (layer bytes the registry stored ÷ the rate: no push
 //! can send them faster) and the CPU floor ((the pusher's CPU time + the registry's during the
@@ -151,6 +153,8 @@ struct Case {
     image: &'static str,
     names: [String; 3],
     stored: [Stored; 3],
+    /// Other gzip levels: (level, step name, stored bytes).
+    variants: Vec<(u32, String, Stored)>,
 }
 
 fn leak(s: String) -> &'static str {
@@ -194,15 +198,19 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
 
     let mut steps: Vec<Step> = Vec::new();
     let mut cases: Vec<Case> = Vec::new();
-    let plan: [(Link, bool, &Path, &'static str); 6] = [
-        (Link::Mbit(250), false, &six, "6 layers"),
-        (Link::Mbit(250), false, &one, "1 layer"),
-        (Link::Mbit(1000), false, &six, "6 layers"),
-        (Link::Mbit(1000), false, &one, "1 layer"),
-        (Link::Loopback, false, &small, "40 small layers"),
-        (Link::Loopback, true, &small, "40 small layers"),
+    // (link, through the delaying proxy, archive, its label, the gzip levels tried besides the
+    // default)
+    let plan: [(Link, bool, &Path, &'static str, &[u32]); 8] = [
+        (Link::Mbit(250), false, &six, "6 layers", &[3, 6]),
+        (Link::Mbit(250), false, &one, "1 layer", &[3, 6]),
+        (Link::Mbit(1000), false, &six, "6 layers", &[3]),
+        (Link::Mbit(1000), false, &one, "1 layer", &[3]),
+        (Link::Loopback, false, &six, "6 layers", &[]),
+        (Link::Loopback, false, &one, "1 layer", &[]),
+        (Link::Loopback, false, &small, "40 small layers", &[]),
+        (Link::Loopback, true, &small, "40 small layers", &[]),
     ];
-    for (n, (link, delayed, archive, image)) in plan.into_iter().enumerate() {
+    for (n, (link, delayed, archive, image, levels)) in plan.into_iter().enumerate() {
         let at = if delayed {
             "20 ms RTT".to_string()
         } else {
@@ -219,21 +227,43 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
             names: [leak(names[0].clone()), leak(names[1].clone())],
             prefixes: [p(0), p(1)],
         };
-        let (mut s, [ours, theirs]) =
-            bs::archive_push_steps_via(&push, archive, reg.clone(), via.clone(), &work, &which);
+        let (mut s, [ours, theirs]) = bs::archive_push_steps_via(
+            &push,
+            &[],
+            archive,
+            reg.clone(),
+            via.clone(),
+            &work,
+            &which,
+        );
         let mut stored: [Stored; 3] = [ours, theirs, Stored::default()];
-        if let Some(b) = &base {
+        // Only the layerlift step of another comparison (its skopeo twin is dropped unrun).
+        let mut solo = |bin: &Path, args: &[&str], name: &str, prefix: String| {
             let which = ArchivePush {
-                names: [
-                    leak(names[2].clone()),
-                    leak(format!("{} (unused)", names[1])),
-                ],
-                prefixes: [p(2), leak(format!("n{n}x"))],
+                names: [leak(name.to_string()), leak(format!("{name} (unused)"))],
+                prefixes: [leak(prefix.clone()), leak(format!("{prefix}x"))],
             };
-            let (mut bsteps, [b_stored, _]) =
-                bs::archive_push_steps_via(b, archive, reg.clone(), via, &work, &which);
-            s.push(bsteps.remove(0));
-            stored[2] = b_stored;
+            let (mut steps, [stored, _]) = bs::archive_push_steps_via(
+                bin,
+                args,
+                archive,
+                reg.clone(),
+                via.clone(),
+                &work,
+                &which,
+            );
+            s.push(steps.remove(0));
+            stored
+        };
+        if let Some(b) = &base {
+            stored[2] = solo(b, &[], &names[2], format!("n{n}b"));
+        }
+        let mut variants = Vec::new();
+        for level in levels {
+            let name = format!("layerlift-push --level {level} {image}, {at}");
+            let l = level.to_string();
+            let st = solo(&push, &["--level", &l], &name, format!("n{n}l{level}"));
+            variants.push((*level, name, st));
         }
         for step in &mut s {
             let mut prepare = std::mem::replace(&mut step.prepare, Box::new(|| Ok(())));
@@ -249,6 +279,7 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
             image,
             names,
             stored,
+            variants,
         });
     }
     println!(
@@ -280,7 +311,7 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
             (Link::Mbit(250), _, _) => Some(1.0),
             (Link::Mbit(1000), "1 layer", _) => Some(0.6),
             (Link::Mbit(1000), _, _) => Some(0.5),
-            (_, _, false) => Some(0.45),
+            (Link::Loopback, "40 small layers", false) => Some(0.45),
             _ => None,
         };
         match max {
@@ -312,6 +343,25 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
                 strict: false,
             });
         }
+        if c.link == Link::Loopback && c.image == "6 layers" {
+            let m = find(&results, &ours);
+            let floor = m.and_then(|m| Some(m.median_cpu()? + m.median_server_cpu()?));
+            targets.push(Target::Value {
+                label: format!("{what}: layerlift / CPU floor"),
+                value: floor
+                    .zip(m.and_then(Measurement::median))
+                    .map(|(f, w)| w.as_secs_f64() / (f.as_secs_f64() / cpus() as f64).max(1e-9)),
+                max: 1.10,
+                strict: false,
+            });
+        }
+        for (level, name, _) in &c.variants {
+            targets.push(Target::Info {
+                label: format!("{what}: layerlift --level {level} / default level"),
+                numerator: name.clone(),
+                denominator: ours.clone(),
+            });
+        }
         targets.push(Target::CpuFloor {
             label: format!("{what}: layerlift / skopeo, least possible here (CPU)"),
             numerator: ours.clone(),
@@ -338,12 +388,17 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
         cpus()
     );
     for c in &cases {
-        for (i, name) in c.names.iter().enumerate() {
+        let rows = c
+            .names
+            .iter()
+            .zip(&c.stored)
+            .chain(c.variants.iter().map(|(_, n, s)| (n, s)));
+        for (name, stored) in rows {
             let Some(m) = find(&results, name) else {
                 continue;
             };
             let Some(median) = m.median() else { continue };
-            let stored = c.stored[i].get();
+            let stored = stored.get();
             let link = stored
                 .zip(c.link.bits_per_second())
                 .map(|(b, bps)| b as f64 * 8.0 / bps);
@@ -352,7 +407,7 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
                 .zip(m.median_server_cpu())
                 .map(|(a, b)| (a + b).as_secs_f64() / cpus() as f64);
             println!(
-                "  {name:<52} {:>7.2}s  stored {:>10}  link floor {:>7}  CPU floor {:>7}",
+                "  {name:<56} {:>7.2}s  stored {:>10}  link floor {:>7}  CPU floor {:>7}",
                 median.as_secs_f64(),
                 stored.map_or_else(|| "-".into(), human_bytes),
                 link.map_or_else(|| "-".into(), |s| format!("{s:.2}s")),

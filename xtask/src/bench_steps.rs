@@ -375,12 +375,14 @@ pub fn archive_push_steps(
     work: &Path,
     which: &ArchivePush,
 ) -> (Vec<Step>, [Stored; 2]) {
-    archive_push_steps_via(push, archive, registry, None, work, which)
+    archive_push_steps_via(push, &[], archive, registry, None, work, which)
 }
 
-/// [`archive_push_steps`], both tools pushing to `via` (a proxy in front of `registry`) when given.
+/// [`archive_push_steps`], both tools pushing to `via` (a proxy in front of `registry`) when given,
+/// layerlift-push with `args` too.
 pub fn archive_push_steps_via(
     push: &Path,
+    args: &[&str],
     archive: &Path,
     registry: Rc<Registry>,
     via: Option<String>,
@@ -389,9 +391,10 @@ pub fn archive_push_steps_via(
 ) -> (Vec<Step>, [Stored; 2]) {
     let ArchivePush { names, prefixes } = which;
     let (push, a1) = (push.to_path_buf(), archive.to_path_buf());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let mut ours = Pusher::new(registry.clone(), prefixes[0], move |dest| {
         let mut c = Command::new(&push);
-        c.arg(&a1).arg(dest).arg("-q");
+        c.arg(&a1).arg(dest).arg("-q").args(&args);
         c
     });
     let src = format!("docker-archive:{}", archive.display());

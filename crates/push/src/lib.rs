@@ -112,6 +112,8 @@ pub struct Options {
     /// For an archive SOURCE: the compression of the layers it stores uncompressed (`None`: as
     /// they are). An OCI layout SOURCE is always pushed as it is.
     pub compression: Option<Compression>,
+    /// The level of `compression` (`None`: its default, [`layerlift_layers::Encoding`]).
+    pub compression_level: Option<i32>,
     /// Blobs uploaded in parallel (and blobs asked about at once when planning a re-push).
     pub jobs: usize,
     /// Upload in chunks of this size (PATCH). `None`: one PUT per blob.
@@ -144,6 +146,7 @@ impl Default for Options {
             platform: None,
             tags: Vec::new(),
             compression: Some(Compression::Gzip),
+            compression_level: None,
             jobs: 4,
             chunk_size: None,
             max_single_upload: None,

@@ -102,7 +102,7 @@ impl<'a> Opener<'a> {
         // uncompressed copy of it.
         let encoding = self.options.compression.map(|compression| Encoding {
             compression,
-            level: None,
+            level: self.options.compression_level,
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
