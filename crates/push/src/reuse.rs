@@ -919,6 +919,18 @@ mod tests {
             (Origin::Cache, blob)
         );
         assert!(Unconfirmed::needed(Origin::Cache, "app", "app"));
+        assert!(p.absent.is_empty());
+        // A cached blob DEST lacks is known absent: its upload need not ask again.
+        let b = Digest::of(b"layer b");
+        let b_blob = Digest::of(b"cached gzip of b");
+        cache.put(&Key::new(b, Compression::Gzip, 4), b_blob, 16);
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1), tar_layer("b", b, 2)],
+            &wanted(&[], Some(&cache)),
+        );
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(p.absent.into_iter().collect::<Vec<_>>(), [b_blob]);
         // Another level is another key: no hint.
         let mut other = wanted(&[], Some(&cache));
         other.level = 9;
