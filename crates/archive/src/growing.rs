@@ -38,6 +38,14 @@ impl Shared {
         *self.lock() = g;
         self.changed.notify_all();
     }
+
+    /// Wait for a change, at most [`POLL`].
+    fn wait<'a>(&self, g: MutexGuard<'a, Growth>) -> MutexGuard<'a, Growth> {
+        self.changed
+            .wait_timeout(g, POLL)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
 }
 
 /// A layer being compressed into the layout: [`Read`] gives its bytes as they are written and
@@ -64,17 +72,11 @@ impl GrowingBlob {
     pub fn wait_finished(&self) -> Option<(Digest, u64)> {
         let mut g = self.shared.lock();
         loop {
-            match *g {
+            let now = *g;
+            match now {
                 Growth::Done { digest, size } => return Some((digest, size)),
                 Growth::Failed => return None,
-                Growth::Writing(_) => {
-                    g = self
-                        .shared
-                        .changed
-                        .wait_timeout(g, POLL)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
+                Growth::Writing(_) => g = self.shared.wait(g),
             }
         }
     }
@@ -103,8 +105,9 @@ impl Read for GrowingBlob {
                 self.read += n as u64;
                 return Ok(n);
             }
-            let mut g = self.shared.lock();
-            match *g {
+            let g = self.shared.lock();
+            let now = *g;
+            match now {
                 Growth::Done { size, .. } if self.read >= size => return Ok(0),
                 // Finished after the read above: read the rest.
                 Growth::Done { .. } => continue,
@@ -115,15 +118,7 @@ impl Read for GrowingBlob {
                 }
                 // Written meanwhile: look again.
                 w if w != before => continue,
-                Growth::Writing(_) => {
-                    g = self
-                        .shared
-                        .changed
-                        .wait_timeout(g, POLL)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                    drop(g);
-                }
+                Growth::Writing(_) => drop(self.shared.wait(g)),
             }
         }
     }

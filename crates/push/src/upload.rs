@@ -603,42 +603,10 @@ impl Uploader<'_> {
     ) -> Result<Option<(Digest, BlobOutcome)>, BlobError> {
         let client = self.client;
         let mut session = None;
+        let mut streamed = None;
         if !client.streams_refused() {
-            let sent = Mutex::new(0u64);
-            let on_event = |e: UploadEvent| {
-                if let UploadEvent::Progress { sent: s } = e {
-                    *sent.lock().unwrap_or_else(PoisonError::into_inner) = s;
-                }
-            };
-            match client.upload_stream(repository, &mut growing, &on_event) {
-                Ok((digest, size)) => {
-                    let Some((stored, _)) = growing.finished() else {
-                        return Ok(None);
-                    };
-                    if stored != digest {
-                        return Err(BlobError::StreamMismatch {
-                            sent: digest,
-                            stored,
-                            registry: client.registry().to_string(),
-                        });
-                    }
-                    let blob = Blob {
-                        digest,
-                        size,
-                        non_distributable: false,
-                    };
-                    let job = BlobJob {
-                        uploader: self,
-                        repository,
-                        blob: &blob,
-                        holders,
-                    };
-                    self.observer.progress(&Progress::Queued { bytes: size });
-                    return Ok(Some((
-                        digest,
-                        job.done(BlobAction::Uploaded, BlobOutcome::Uploaded),
-                    )));
-                }
+            match client.upload_stream(repository, &mut growing, &|_| {}) {
+                Ok((sent, _)) => streamed = Some(sent),
                 Err(e) if e.read_failed => return Ok(None),
                 Err(e) => {
                     self.observer.message(&format!(
@@ -668,6 +636,19 @@ impl Uploader<'_> {
             holders,
         };
         self.observer.progress(&Progress::Queued { bytes: size });
+        if let Some(sent) = streamed {
+            if sent != digest {
+                return Err(BlobError::StreamMismatch {
+                    sent,
+                    stored: digest,
+                    registry: client.registry().to_string(),
+                });
+            }
+            return Ok(Some((
+                digest,
+                job.done(BlobAction::Uploaded, BlobOutcome::Uploaded),
+            )));
+        }
         if job.exists()? {
             return Ok(Some((
                 digest,
