@@ -41,9 +41,11 @@ struct Options {
     convert: bool,
     push: bool,
     repush: bool,
+    net: bool,
+    baseline: Option<PathBuf>,
 }
 
-const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush]";
+const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush|net] [--baseline DIR]";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
@@ -55,6 +57,8 @@ fn parse(args: &[String]) -> Result<Options> {
         convert: true,
         push: true,
         repush: true,
+        net: false,
+        baseline: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -72,10 +76,15 @@ fn parse(args: &[String]) -> Result<Options> {
                     bail!("--reps must be at least 1");
                 }
             }
+            "--baseline" => {
+                o.baseline = Some(PathBuf::from(
+                    it.next().context("--baseline needs a directory")?,
+                ));
+            }
             "--steps" => {
                 let list = it
                     .next()
-                    .context("--steps needs a list: unpack,convert,push,repush")?;
+                    .context("--steps needs a list: unpack,convert,push,repush, or net")?;
                 (o.unpack, o.convert, o.push, o.repush) = (false, false, false, false);
                 for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match s {
@@ -83,13 +92,19 @@ fn parse(args: &[String]) -> Result<Options> {
                         "convert" => o.convert = true,
                         "push" => o.push = true,
                         "repush" => o.repush = true,
+                        "net" => o.net = true,
                         other => {
-                            bail!("--steps: unknown step `{other}` (unpack, convert, push, repush)")
+                            bail!(
+                                "--steps: unknown step `{other}` (unpack, convert, push, repush, net)"
+                            )
                         }
                     }
                 }
-                if !(o.unpack || o.convert || o.push || o.repush) {
-                    bail!("--steps: no step given (unpack, convert, push, repush)");
+                if !(o.unpack || o.convert || o.push || o.repush || o.net) {
+                    bail!("--steps: no step given (unpack, convert, push, repush, net)");
+                }
+                if o.net && (o.unpack || o.convert || o.push || o.repush) {
+                    bail!("--steps: net runs alone (in a network namespace of its own)");
                 }
             }
             "-h" | "--help" => {
@@ -104,7 +119,11 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           convert  layerlift-convert gzip/zstd vs skopeo --dest-compress, pigz\n\
                      \x20           push     layerlift-push vs skopeo copy to a local docker-registry\n\
                      \x20           repush   re-push of the same archive and of a rebuilt one (last layer\n\
-                     \x20                    changed) vs skopeo with and without its blob-info cache"
+                     \x20                    changed) vs skopeo with and without its blob-info cache\n\
+                     \x20           net      (alone; root) cold archive pushes in a network namespace\n\
+                     \x20                    limited by tc tbf to 250 Mbit/s and 1 Gbit/s, and 40\n\
+                     \x20                    small layers through a 20 ms round trip, vs skopeo\n\
+                     --baseline DIR  (net) also time DIR/layerlift-push, for before/after ratios"
                 );
                 std::process::exit(0);
             }
@@ -166,6 +185,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
         Ok(p)
     };
+    if opts.net {
+        bin("layerlift-push")?;
+        let dir = util::cargo_target_dir().join("release");
+        return crate::bench_net::run(args, opts.reps, opts.baseline.as_deref(), &dir);
+    }
     let unpack = bin("layerlift-unpack")?;
     for (wanted, tools) in [
         (opts.convert, &["skopeo", "pigz", "cat"][..]),
@@ -757,7 +781,7 @@ fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
 /// Build a legacy (Docker ≤ 24) `docker save` archive: `<v1id>/{VERSION,json,layer.tar}`,
 /// `<imageid>.json`, `manifest.json`, `repositories`, entries sorted by name as Docker's tar of its
 /// temporary directory has them (so `manifest.json` comes after the layers).
-fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
+pub fn build_archive(dest: &Path, budget: u64, layers: usize) -> Result<()> {
     build_archive_with(dest, budget, layers, None)
 }
 

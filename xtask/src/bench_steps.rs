@@ -199,6 +199,8 @@ pub type Stored = Rc<Cell<Option<u64>>>;
 /// One tool's pushes: cold into `bench/<prefix>N:1` (N counting up), and again into the last one.
 struct Pusher {
     registry: Rc<Registry>,
+    /// The address pushes go to instead of the registry's own (a proxy in front of it).
+    via: Option<String>,
     prefix: &'static str,
     n: Cell<usize>,
     command: Box<dyn Fn(&str) -> Command>,
@@ -236,6 +238,7 @@ impl Pusher {
     ) -> Rc<Self> {
         Rc::new(Pusher {
             registry,
+            via: None,
             prefix,
             n: Cell::new(0),
             command: Box::new(command),
@@ -249,7 +252,8 @@ impl Pusher {
     }
 
     fn dest(&self) -> String {
-        format!("{}/{}:1", self.registry.addr(), self.repo())
+        let addr = self.via.clone().unwrap_or_else(|| self.registry.addr());
+        format!("{addr}/{}:1", self.repo())
     }
 
     /// Before a cold push: remove this tool's earlier repositories (so that nothing can be mounted
@@ -371,15 +375,33 @@ pub fn archive_push_steps(
     work: &Path,
     which: &ArchivePush,
 ) -> (Vec<Step>, [Stored; 2]) {
+    archive_push_steps_via(push, &[], archive, registry, None, work, which)
+}
+
+/// [`archive_push_steps`], both tools pushing to `via` (a proxy in front of `registry`) when given,
+/// layerlift-push with `args` too.
+pub fn archive_push_steps_via(
+    push: &Path,
+    args: &[&str],
+    archive: &Path,
+    registry: Rc<Registry>,
+    via: Option<String>,
+    work: &Path,
+    which: &ArchivePush,
+) -> (Vec<Step>, [Stored; 2]) {
     let ArchivePush { names, prefixes } = which;
     let (push, a1) = (push.to_path_buf(), archive.to_path_buf());
-    let ours = Pusher::new(registry.clone(), prefixes[0], move |dest| {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut ours = Pusher::new(registry.clone(), prefixes[0], move |dest| {
         let mut c = Command::new(&push);
-        c.arg(&a1).arg(dest).arg("-q");
+        c.arg(&a1).arg(dest).arg("-q").args(&args);
         c
     });
     let src = format!("docker-archive:{}", archive.display());
-    let skopeo = Pusher::skopeo(registry, prefixes[1], src);
+    let mut skopeo = Pusher::skopeo(registry, prefixes[1], src);
+    for p in [&mut ours, &mut skopeo] {
+        Rc::get_mut(p).expect("not shared yet").via = via.clone();
+    }
     let stored = [ours.stored.clone(), skopeo.stored.clone()];
     let steps = vec![
         push_step(

@@ -21,7 +21,9 @@
 //! manifests: which is which is known only once the metadata, written last, is read) nor
 //! bzip2/xz layers (decompressed at commit). Such a layer is visible before the metadata names it:
 //! the layout may end up holding layers no image uses (of images not chosen, or of a failed read),
-//! which suits push's temporary layout and nothing else.
+//! which suits push's temporary layout and nothing else. With [`BlobHook::streaming`], a large
+//! uncompressed layer is also handed over when its compression starts, as a [`GrowingBlob`] that
+//! reads the compressed bytes as they reach the layout: push uploads it while it is compressed.
 
 #![warn(missing_docs)]
 
@@ -29,6 +31,7 @@ pub mod catalog;
 mod docker;
 mod error;
 mod fanout;
+mod growing;
 mod listing;
 pub mod model;
 pub mod names;
@@ -42,6 +45,7 @@ mod verify;
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
+pub use growing::GrowingBlob;
 pub use listing::Listing;
 pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
@@ -492,6 +496,9 @@ pub struct Options {
 /// A layer published into the layout while the archive was still being read ([`Options::on_blob`]).
 #[derive(Debug, Clone)]
 pub struct PublishedBlob {
+    /// The hook's streaming callback ([`BlobHook::streaming`]) was handed this layer while it was
+    /// being compressed.
+    pub streamed: bool,
     /// The sha256 its bytes were hashed to while being written: its name in the layout.
     pub digest: Digest,
     /// Size of the blob in bytes.
@@ -506,7 +513,12 @@ pub struct PublishedBlob {
 pub struct BlobHook {
     published: Arc<dyn Fn(&PublishedBlob) + Send + Sync>,
     stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// Layers of at least this many uncompressed bytes, and the callback they go to.
+    streaming: Option<(u64, StreamFn)>,
 }
+
+/// Where [`BlobHook::streaming`] hands layers.
+type StreamFn = Arc<dyn Fn(GrowingBlob) + Send + Sync>;
 
 impl BlobHook {
     /// A hook that calls `f` for every layer published while the archive is read.
@@ -514,7 +526,21 @@ impl BlobHook {
         BlobHook {
             published: Arc::new(f),
             stop: None,
+            streaming: None,
         }
+    }
+
+    /// Also hand every uncompressed layer of at least `min_bytes` that is compressed on the way
+    /// ([`Options::encoding`]) to `f` the moment its compression starts, as a [`GrowingBlob`]
+    /// that reads the compressed bytes while they are written to the layout. The layer is then
+    /// published as usual, with [`PublishedBlob::streamed`] set.
+    pub fn streaming(
+        mut self,
+        min_bytes: u64,
+        f: impl Fn(GrowingBlob) + Send + Sync + 'static,
+    ) -> Self {
+        self.streaming = Some((min_bytes, Arc::new(f)));
+        self
     }
 
     /// Also ask `stop` after every buffer the reader takes in (keep it cheap: an atomic load);
@@ -527,6 +553,14 @@ impl BlobHook {
 
     pub(crate) fn call(&self, blob: &PublishedBlob) {
         (self.published)(blob)
+    }
+
+    /// The streaming callback, if a layer of `size` uncompressed bytes is to be streamed.
+    pub(crate) fn stream_for(&self, size: u64) -> Option<&(dyn Fn(GrowingBlob) + Send + Sync)> {
+        match &self.streaming {
+            Some((min, f)) if size >= *min => Some(&**f),
+            _ => None,
+        }
     }
 
     pub(crate) fn stop_requested(&self) -> bool {

@@ -5,6 +5,7 @@
 //! With a [`BlobHook`], layers are published as soon as they are staged (see the crate docs).
 
 use crate::error::ArchiveError;
+use crate::growing::{Feed, Watched};
 use crate::paths::{self, Link};
 use crate::{BlobHook, PublishedBlob};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
@@ -241,10 +242,12 @@ impl Scan {
         Ok(())
     }
 
-    /// Stream one regular entry: hash, stage (if `layout`), decode compressed content, keep JSON.
+    /// Stream one regular entry (of `declared` bytes): hash, stage (if `layout`), decode compressed
+    /// content, keep JSON.
     fn add_file(
         &mut self,
         path: String,
+        declared: u64,
         reader: &mut dyn Read,
         layout: Option<&Layout>,
         disk: Option<&Path>,
@@ -282,10 +285,28 @@ impl Scan {
             .then(|| crate::docker::digest_in_name(&path))
             .flatten()
             .and_then(|d| self.reuse.by_diff_id.get(&d).map(|r| (d, *r)));
+        let mut streamed = false;
         let mut sink = match (layout, self.encoding) {
             _ if named.is_some() => Sink::Hash(Sha256Writer::new(io::sink())),
             (Some(l), Some(encoding)) if looks_tar && compression == Compression::None => {
-                let encoder = LayerEncoder::new(l.blob_writer()?, &encoding)
+                let writer = l.blob_writer()?;
+                // Handed to the hook's streaming callback, which reads it as it is written.
+                let stream = self.on_blob.as_ref().and_then(|h| h.stream_for(declared));
+                let feed = match stream {
+                    Some(f) => {
+                        streamed = true;
+                        let (feed, blob) = Feed::new(writer.temp_path())
+                            .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
+                        f(blob);
+                        Some(feed)
+                    }
+                    None => None,
+                };
+                let watched = Watched {
+                    inner: writer,
+                    feed,
+                };
+                let encoder = LayerEncoder::new(watched, &encoding)
                     .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
                 Sink::Encode {
                     raw: Sha256Writer::new(io::sink()),
@@ -365,7 +386,7 @@ impl Scan {
                 None => staged.take(),
             };
             if let Some(blob) = blob {
-                publish_now(layout, blob, hook)?;
+                publish_now(layout, blob, hook, streamed)?;
             }
         }
         let mut json_path = None;
@@ -399,13 +420,23 @@ impl Scan {
 
 /// Rename a staged layer into the layout now and tell the hook, once per digest (a second copy of
 /// the same bytes is dropped by [`StagedBlob::commit`]). Its name is the digest it was hashed to.
-fn publish_now(layout: &Layout, blob: StagedBlob, hook: &BlobHook) -> Result<(), ArchiveError> {
+fn publish_now(
+    layout: &Layout,
+    blob: StagedBlob,
+    hook: &BlobHook,
+    streamed: bool,
+) -> Result<(), ArchiveError> {
     let (digest, size) = (blob.digest(), blob.size());
     let path = layout.blob_path(&digest);
     let new = !path.is_file();
     blob.commit()?;
     if new {
-        hook.call(&PublishedBlob { digest, size, path });
+        hook.call(&PublishedBlob {
+            digest,
+            size,
+            path,
+            streamed,
+        });
     }
     Ok(())
 }
@@ -417,7 +448,7 @@ enum Sink {
     /// Hash the bytes, stage them compressed.
     Encode {
         raw: Sha256Writer<io::Sink>,
-        encoder: Box<LayerEncoder<layerlift_layout::BlobWriter>>,
+        encoder: Box<LayerEncoder<Watched<layerlift_layout::BlobWriter>>>,
         compression: Compression,
     },
 }
@@ -452,11 +483,17 @@ impl Sink {
                 compression,
             } => {
                 let (digest, size, _) = raw.finish();
-                let writer = encoder
+                let Watched {
+                    inner: writer,
+                    feed,
+                } = encoder
                     .finish()
                     .map_err(|e| ArchiveError::io("finishing a compressed layer", e))?;
                 // The blob writer hashed the compressed bytes as they were staged.
                 let staged = writer.finish()?;
+                if let Some(feed) = feed {
+                    feed.finish(staged.digest(), staged.size());
+                }
                 let encoded = Encoded {
                     digest: staged.digest(),
                     size: staged.size(),
@@ -586,7 +623,7 @@ fn scan_entries<R: Read>(
                     scan.add_reused(path, declared, &r)?;
                     continue;
                 }
-                scan.add_file(path.clone(), &mut entry, layout, None)?;
+                scan.add_file(path.clone(), declared, &mut entry, layout, None)?;
                 let got = scan.files[&path].size;
                 if got != declared {
                     return Err(ArchiveError::Truncated(format!(
@@ -815,7 +852,7 @@ pub fn scan_dir(
             None => {
                 let mut file = fs::File::open(path)
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-                scan.add_file(rel, &mut file, layout, Some(path))
+                scan.add_file(rel, size, &mut file, layout, Some(path))
             }
         },
         DirEntry::Other => {

@@ -132,6 +132,11 @@ pub struct Options {
     /// layer as the archive stores it. An OCI layout SOURCE is always pushed as it is.
     #[arg(long, value_enum, default_value_t = crate::convert::CompressionArg::Gzip)]
     pub compression: crate::convert::CompressionArg,
+    /// The level of --compression: gzip 1-12 (default 1; libdeflate's levels), zstd 1-19
+    /// (default 2). A higher level writes smaller layers for more CPU: worth it when the network,
+    /// not the cores, is what a push waits for (see docs/benchmarks.md).
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
     /// Push only this platform (`os/arch[/variant]`) of a multi-platform image: its manifest,
     /// tagged as the image would be (e.g. a containerd save that holds one platform of several).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::app::parse_platform)]
@@ -256,12 +261,29 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
         .iter()
         .map(|r| Reference::parse(r).map_err(|e| usage(format!("--reuse-from `{r}`: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let compression = Some(o.compression.into()).filter(|c| *c != Compression::None);
+    if let Some(level) = o.level {
+        let Some(c) = compression else {
+            return Err(usage(
+                "--level makes no sense with --compression none".to_string(),
+            ));
+        };
+        let range = layerlift_layers::Encoding::level_range(c);
+        if !range.contains(&level) {
+            return Err(usage(format!(
+                "--level {level}: {c} levels are {}-{}",
+                range.start(),
+                range.end()
+            )));
+        }
+    }
     Ok(layerlift_push::Options {
         images: o.images.clone(),
         all: o.all,
         platform: o.platform.clone(),
         tags: args.tags.clone(),
-        compression: Some(o.compression.into()).filter(|c| *c != Compression::None),
+        compression,
+        compression_level: o.level,
         jobs: usize::from(o.jobs),
         chunk_size: o.chunk_size,
         max_single_upload: o.max_single_upload,

@@ -113,6 +113,8 @@ pub struct Options {
     /// For an archive SOURCE: the compression of the layers it stores uncompressed (`None`: as
     /// they are). An OCI layout SOURCE is always pushed as it is.
     pub compression: Option<Compression>,
+    /// The level of `compression` (`None`: its default, [`layerlift_layers::Encoding`]).
+    pub compression_level: Option<i32>,
     /// Blobs uploaded in parallel (and blobs asked about at once when planning a re-push).
     pub jobs: usize,
     /// Upload in chunks of this size (PATCH). `None`: one PUT per blob.
@@ -150,6 +152,7 @@ impl Default for Options {
             platform: None,
             tags: Vec::new(),
             compression: Some(Compression::Gzip),
+            compression_level: None,
             jobs: 4,
             chunk_size: None,
             max_single_upload: None,
@@ -240,6 +243,7 @@ pub fn push(
         mount_from: options.mount_from.clone(),
         dry_run: options.dry_run,
         source: source.to_string(),
+        absent: Default::default(),
     };
     let opener = source::Opener {
         source,
@@ -302,9 +306,18 @@ fn start_pool<'scope, 'env>(
     jobs: usize,
 ) -> Result<Pool, PushError> {
     let repo = repository.to_string();
-    Pool::start(s, repository, jobs, uploader.observer, move |blob, path| {
-        uploader.push_blob(&repo, blob, path, &holders)
-    })
+    let holders = std::sync::Arc::new(holders);
+    let (r2, h2) = (repo.clone(), std::sync::Arc::clone(&holders));
+    let stream: std::sync::Arc<upload::StreamWork<'env>> =
+        std::sync::Arc::new(move |growing| uploader.push_stream(&r2, growing, &h2));
+    Pool::start(
+        s,
+        repository,
+        jobs,
+        uploader.observer,
+        move |blob, path| uploader.push_blob(&repo, blob, path, &holders),
+        Some(stream),
+    )
     .map_err(PushError::Thread)
 }
 

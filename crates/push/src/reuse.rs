@@ -206,6 +206,9 @@ pub struct ReusePlan {
     pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression, String)>,
     /// Notes for stderr (a reference that could not be read, and why).
     pub notes: Vec<ReuseNote>,
+    /// Blobs a HEAD found absent from DEST's repository while planning: their upload need not
+    /// ask again.
+    pub absent: BTreeSet<Digest>,
 }
 
 /// A blob some repository of the registry holds for a diff_id.
@@ -229,11 +232,16 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
             plan.notes.push(note);
         }
     }
-    let candidates = known.values().flatten().filter_map(|k| {
-        wanted.accepts(&k.descriptor.media_type, want)?;
-        Some((k.repository.clone(), k.descriptor.digest))
-    });
-    let present = heads(client, candidates, wanted.jobs);
+    let candidates: Vec<(String, Digest)> = known
+        .values()
+        .flatten()
+        .filter_map(|k| {
+            wanted.accepts(&k.descriptor.media_type, want)?;
+            Some((k.repository.clone(), k.descriptor.digest))
+        })
+        .collect();
+    let present = heads(client, candidates.iter().cloned(), wanted.jobs);
+    plan.absent = absent_from(wanted.repository, &candidates, &present);
     for (diff_id, ks) in known {
         let usable = ks.into_iter().find_map(|k| {
             let c = wanted.accepts(&k.descriptor.media_type, want)?;
@@ -271,6 +279,19 @@ fn heads(
     todo.into_iter()
         .zip(present)
         .filter_map(|(blob, present)| present.then_some(blob))
+        .collect()
+}
+
+/// The blobs of `asked` in `repository` that are not in `present`.
+fn absent_from(
+    repository: &str,
+    asked: &[(String, Digest)],
+    present: &BTreeSet<(String, Digest)>,
+) -> BTreeSet<Digest> {
+    asked
+        .iter()
+        .filter(|b| b.0 == repository && !present.contains(b))
+        .map(|b| b.1)
         .collect()
 }
 
@@ -328,7 +349,8 @@ pub(crate) fn plan(
             _ => {}
         }
     }
-    let confirmed = heads(client, candidates, wanted.jobs);
+    let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
+    plan.absent = absent_from(wanted.repository, &candidates, &confirmed);
     let present = |repo: &str, d: &Digest| confirmed.contains(&(repo.to_string(), *d));
     for layer in layers {
         if plan.entries.contains_key(&layer.path) {
@@ -881,6 +903,18 @@ mod tests {
             (Origin::Cache, blob)
         );
         assert!(Unconfirmed::needed(Origin::Cache, "app", "app"));
+        assert!(p.absent.is_empty());
+        // A cached blob DEST lacks is known absent: its upload need not ask again.
+        let b = Digest::of(b"layer b");
+        let b_blob = Digest::of(b"cached gzip of b");
+        cache.put(&Key::new(b, Compression::Gzip, 4), b_blob, 16);
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1), tar_layer("b", b, 2)],
+            &wanted(&[], Some(&cache)),
+        );
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(p.absent.into_iter().collect::<Vec<_>>(), [b_blob]);
         // Another level is another key: no hint.
         let mut other = wanted(&[], Some(&cache));
         other.level = 9;

@@ -102,7 +102,7 @@ impl<'a> Opener<'a> {
         // uncompressed copy of it.
         let encoding = self.options.compression.map(|compression| Encoding {
             compression,
-            level: None,
+            level: self.options.compression_level,
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -116,6 +116,16 @@ impl<'a> Opener<'a> {
         } else {
             self.plan_reuse(contents.as_ref().map(|c| c.layers.as_slice()), encoding)
         };
+        self.uploader
+            .absent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(
+                reuse
+                    .absent
+                    .iter()
+                    .map(|d| (self.dest.repository.clone(), *d)),
+            );
         let mut holders: Vec<(Digest, String)> = reuse
             .reused
             .iter()
@@ -164,7 +174,7 @@ impl<'a> Opener<'a> {
             },
             scratch: true,
             platform: self.options.platform.clone(),
-            on_blob: early.as_ref().map(Pool::hook),
+            on_blob: early.as_ref().map(|p| p.hook(self.streams())),
             ..Default::default()
         };
         let (info, _) = match layerlift_archive::unpack_with(&input, &tmp.path(), &options) {
@@ -229,6 +239,19 @@ impl<'a> Opener<'a> {
         let confirmed: BTreeSet<Digest> = unconfirmed.iter().map(|u| u.digest).collect();
         report_layers(self.observer, info, reuse, &confirmed, encoding, self.cache);
         Ok(())
+    }
+
+    /// Whether layers may be streamed while they are compressed: not when the user chose how
+    /// blobs go up (chunks, a size limit), asked to read every layer (those the registry has
+    /// would go up again: a stream cannot ask first), or named repositories to mount from (a
+    /// stream cannot mount); not once this registry refused a stream.
+    fn streams(&self) -> bool {
+        let o = self.options;
+        o.chunk_size.is_none()
+            && o.max_single_upload.is_none()
+            && o.mount_from.is_empty()
+            && !o.verify_all
+            && !self.uploader.client.streams_refused()
     }
 
     /// Which layers of an archive need not be read ([`reuse::plan`]); empty when the push goes

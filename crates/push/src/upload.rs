@@ -4,7 +4,12 @@
 //!
 //! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository it is started before
 //! the archive is read, and the archive reader hands it every layer the moment that layer is in
-//! the temporary layout ([`Pool::hook`]), so uploads overlap reading and compressing. Then
+//! the temporary layout ([`Pool::hook`]), so uploads overlap reading and compressing. A large
+//! layer the reader compresses is handed over sooner, when its compression starts, as a
+//! [`GrowingBlob`]: a worker streams it to the registry while it is being compressed
+//! ([`Uploader::push_stream`]: no HEAD, the digest is known only at the end) from the bytes
+//! landing in the temporary layout; if the registry refuses the stream or the connection breaks,
+//! the worker uploads the finished blob again from those bytes the ordinary way. Then
 //! [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
 //! (no second HEAD), the others (configs, and every blob of an OCI layout SOURCE) are queued, and
 //! it waits until each of them is done. The first error stops the workers and is the push's
@@ -14,10 +19,11 @@
 use crate::event::{BlobAction, Event, Observer, Progress};
 use crate::plan::Blob;
 use crate::sessions::Sessions;
-use layerlift_archive::{BlobHook, PublishedBlob};
+use layerlift_archive::{BlobHook, GrowingBlob, PublishedBlob};
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    Client, Error as RegistryError, FileSource, MountResult, UploadEvent, UploadOptions, Url,
+    BlobSource, Client, Error as RegistryError, FileSource, MountResult, UploadEvent,
+    UploadOptions, Url,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -76,7 +82,23 @@ pub enum BlobError {
         /// The blob.
         digest: Digest,
     },
+    /// A layer streamed while it was compressed went up as other bytes than the temporary
+    /// layout holds.
+    #[error("the layer streamed to {registry} hashed to {sent}, its compressed copy to {stored}")]
+    StreamMismatch {
+        /// What the stream hashed to.
+        sent: Digest,
+        /// What the compressed copy hashed to.
+        stored: Digest,
+        /// The registry.
+        registry: String,
+    },
 }
+
+/// Uncompressed layers at least this large are streamed while they are compressed; smaller ones
+/// take one request less as files (HEAD, POST, PUT with the bytes; a stream needs POST, PATCH
+/// and PUT and cannot be skipped when the registry has the blob).
+pub(crate) const STREAM_MIN: u64 = 4 << 20;
 
 /// What every blob upload of a push needs.
 pub(crate) struct Uploader<'a> {
@@ -89,6 +111,8 @@ pub(crate) struct Uploader<'a> {
     pub dry_run: bool,
     /// How messages name SOURCE.
     pub source: String,
+    /// (repository, blob) pairs a HEAD found absent while planning: not asked about again.
+    pub absent: Mutex<BTreeSet<(String, Digest)>>,
 }
 
 /// What happened to one blob in the end.
@@ -116,6 +140,19 @@ impl BlobOutcome {
 pub(crate) type Work<'a> =
     dyn Fn(&Blob, PathBuf) -> Result<BlobOutcome, BlobError> + Send + Sync + 'a;
 
+/// What a worker does with a layer being compressed: [`Uploader::push_stream`]. `None`: the layer
+/// was never finished (the archive read failed, which is the push's error).
+pub(crate) type StreamWork<'a> =
+    dyn Fn(GrowingBlob) -> Result<Option<(Digest, BlobOutcome)>, BlobError> + Send + Sync + 'a;
+
+/// One job of the pool.
+enum Job {
+    /// A blob in a file.
+    File(Blob, PathBuf),
+    /// A layer being compressed.
+    Stream(GrowingBlob),
+}
+
 /// Workers pushing blobs to one repository (see the module docs).
 pub(crate) struct Pool {
     queue: Arc<Queue>,
@@ -133,8 +170,8 @@ struct Queue {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<(Blob, PathBuf)>,
-    /// Every digest ever queued.
+    queue: VecDeque<Job>,
+    /// Every digest ever queued, or published as streamed (its stream's worker reports it done).
     seen: BTreeSet<Digest>,
     done: BTreeMap<Digest, BlobOutcome>,
     error: Option<BlobError>,
@@ -152,12 +189,21 @@ impl Queue {
         if st.closed || !st.seen.insert(blob.digest) {
             return;
         }
-        st.queue.push_back((blob, path));
+        st.queue.push_back(Job::File(blob, path));
         self.changed.notify_all();
     }
 
-    /// The next blob to push; `None` once the pool failed or is closed and empty.
-    fn next(&self) -> Option<(Blob, PathBuf)> {
+    fn submit_stream(&self, blob: GrowingBlob) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        st.queue.push_back(Job::Stream(blob));
+        self.changed.notify_all();
+    }
+
+    /// The next job; `None` once the pool failed or is closed and empty.
+    fn next(&self) -> Option<Job> {
         let mut st = self.lock();
         loop {
             if st.error.is_some() {
@@ -176,19 +222,35 @@ impl Queue {
         }
     }
 
-    fn work(&self, observer: &dyn Observer, work: &Work<'_>) {
-        while let Some((blob, path)) = self.next() {
-            observer.progress(&Progress::Queued { bytes: blob.size });
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&blob, path)))
-                    .unwrap_or(Err(BlobError::Panicked {
-                        digest: blob.digest,
-                    }));
+    fn work(&self, observer: &dyn Observer, work: &Work<'_>, stream: Option<&StreamWork<'_>>) {
+        while let Some(job) = self.next() {
+            let result = match job {
+                Job::File(blob, path) => {
+                    observer.progress(&Progress::Queued { bytes: blob.size });
+                    let d = blob.digest;
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&blob, path)))
+                        .unwrap_or(Err(BlobError::Panicked { digest: d }))
+                        .map(|o| Some((d, o)))
+                }
+                Job::Stream(growing) => match stream {
+                    Some(stream) => {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream(growing)))
+                            .unwrap_or_else(|_| {
+                                Err(BlobError::Panicked {
+                                    digest: Digest::of(b""),
+                                })
+                            })
+                    }
+                    None => Ok(None),
+                },
+            };
             let mut st = self.lock();
             match result {
-                Ok(outcome) => {
-                    st.done.insert(blob.digest, outcome);
+                Ok(Some((digest, outcome))) => {
+                    st.seen.insert(digest);
+                    st.done.insert(digest, outcome);
                 }
+                Ok(None) => {}
                 Err(e) => {
                     if st.error.is_none() {
                         st.error = Some(e);
@@ -202,13 +264,15 @@ impl Queue {
 }
 
 impl Pool {
-    /// Start `jobs` workers on `scope` pushing to `repository`, each blob with `work`.
+    /// Start `jobs` workers on `scope` pushing to `repository`, each blob with `work`, each
+    /// layer handed over while it is compressed with `stream`.
     pub fn start<'scope, 'env>(
         scope: &'scope Scope<'scope, 'env>,
         repository: &str,
         jobs: usize,
         observer: &'env dyn Observer,
         work: impl Fn(&Blob, PathBuf) -> Result<BlobOutcome, BlobError> + Send + Sync + 'env,
+        stream: Option<Arc<StreamWork<'env>>>,
     ) -> Result<Pool, std::io::Error> {
         let work: Arc<Work<'env>> = Arc::new(work);
         observer.progress(&Progress::Started {
@@ -218,9 +282,10 @@ impl Pool {
         for n in 0..jobs.max(1) {
             let q = Arc::clone(&queue);
             let work = Arc::clone(&work);
+            let stream = stream.clone();
             std::thread::Builder::new()
                 .name(format!("upload-{n}"))
-                .spawn_scoped(scope, move || q.work(observer, &*work))?;
+                .spawn_scoped(scope, move || q.work(observer, &*work, stream.as_deref()))?;
         }
         Ok(Pool {
             queue,
@@ -235,11 +300,17 @@ impl Pool {
 
     /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes,
     /// and stop the reader once an upload has failed (the push fails with that error: reading
-    /// the rest of a large archive first would only make the user wait for it).
-    pub fn hook(&self) -> BlobHook {
+    /// the rest of a large archive first would only make the user wait for it). With `stream`,
+    /// layers of at least [`STREAM_MIN`] bytes are queued when their compression starts (a
+    /// worker streams them), and only noted when they are published.
+    pub fn hook(&self, stream: bool) -> BlobHook {
         let queue = Arc::clone(&self.queue);
         let failed = Arc::clone(&self.queue);
-        BlobHook::new(move |b: &PublishedBlob| {
+        let hook = BlobHook::new(move |b: &PublishedBlob| {
+            if b.streamed {
+                queue.lock().seen.insert(b.digest);
+                return;
+            }
             let blob = Blob {
                 digest: b.digest,
                 size: b.size,
@@ -247,7 +318,12 @@ impl Pool {
             };
             queue.submit(blob, b.path.clone());
         })
-        .stopping_when(move || failed.failed.load(Ordering::Relaxed))
+        .stopping_when(move || failed.failed.load(Ordering::Relaxed));
+        if !stream {
+            return hook;
+        }
+        let queue = Arc::clone(&self.queue);
+        hook.streaming(STREAM_MIN, move |g| queue.submit_stream(g))
     }
 
     /// The first upload error, if one happened (it is taken: [`Pool::finish`] will not see it).
@@ -268,7 +344,10 @@ impl Pool {
             self.queue.submit(blob, path);
         }
         let mut st = self.queue.lock();
-        st.queue.retain(|(b, _)| wanted.contains(&b.digest));
+        st.queue.retain(|job| match job {
+            Job::File(b, _) => wanted.contains(&b.digest),
+            Job::Stream(_) => true,
+        });
         st.closed = true;
         self.queue.changed.notify_all();
         loop {
@@ -341,6 +420,16 @@ impl BlobJob<'_> {
         if self.holders.get(&d).map(String::as_str) == Some(self.repository) {
             return Ok(true);
         }
+        // Found absent by a HEAD while planning: no second HEAD.
+        if self
+            .uploader
+            .absent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(self.repository.to_string(), d))
+        {
+            return Ok(false);
+        }
         client
             .blob_exists(self.repository, &d)
             .map_err(|source| BlobError::Check {
@@ -400,11 +489,26 @@ impl BlobJob<'_> {
     }
 
     /// Upload the blob from `path`, continuing `session` or one a previous run recorded.
-    fn upload(&self, path: PathBuf, mut session: Option<Url>) -> Result<BlobOutcome, BlobError> {
+    fn upload(&self, path: PathBuf, session: Option<Url>) -> Result<BlobOutcome, BlobError> {
+        let src = FileSource {
+            path,
+            digest: self.blob.digest,
+            size: self.blob.size,
+        };
+        self.upload_from(&src, session, &self.uploader.upload)
+    }
+
+    /// Upload the blob from `src` as `upload` says, continuing `session` or one a previous run
+    /// recorded.
+    fn upload_from(
+        &self,
+        src: &dyn BlobSource,
+        mut session: Option<Url>,
+        upload: &UploadOptions,
+    ) -> Result<BlobOutcome, BlobError> {
         let (client, observer) = (self.uploader.client, self.uploader.observer);
         let (d, size, name) = (self.blob.digest, self.blob.size, self.repository);
         // A chunked upload a killed or cut-off run left behind: continue it.
-        let upload = &self.uploader.upload;
         let sessions = self.uploader.sessions.as_ref();
         let chunked = upload.chunk_size.is_some() || size > upload.max_single_upload;
         let registry = client.registry().to_string();
@@ -414,11 +518,6 @@ impl BlobJob<'_> {
         {
             session = Some(recorded);
         }
-        let src = FileSource {
-            path,
-            digest: d,
-            size,
-        };
         observer.progress(&Progress::BlobStarted { digest: d, size });
         let last = Mutex::new(0u64);
         let on_event = |e: UploadEvent| match e {
@@ -467,7 +566,7 @@ impl BlobJob<'_> {
                 }
             }
         };
-        let result = client.upload_blob(name, &src, upload, session, &on_event);
+        let result = client.upload_blob(name, src, upload, session, &on_event);
         if result.is_ok()
             && let Some(s) = sessions
         {
@@ -491,6 +590,91 @@ impl BlobJob<'_> {
 }
 
 impl Uploader<'_> {
+    /// Stream a layer to `repository` while it is being compressed (see the module docs); once
+    /// the client knows that this registry refuses streams, or when the stream fails, the
+    /// finished layer is pushed from its file as [`Uploader::push_blob`] does (a break in the
+    /// middle resumes from the registry's offset where it keeps one). Returns its digest and
+    /// what happened, or `None` if it was never finished (the archive read failed).
+    pub fn push_stream(
+        &self,
+        repository: &str,
+        mut growing: GrowingBlob,
+        holders: &BTreeMap<Digest, String>,
+    ) -> Result<Option<(Digest, BlobOutcome)>, BlobError> {
+        let client = self.client;
+        let mut session = None;
+        let mut streamed = None;
+        if !client.streams_refused() {
+            match client.upload_stream(repository, &mut growing, &|_| {}) {
+                Ok((sent, _)) => streamed = Some(sent),
+                Err(e) if e.read_failed => return Ok(None),
+                Err(e) => {
+                    self.observer.message(&format!(
+                        "streaming a layer to {} failed ({e}); uploading it from the temporary layout",
+                        client.registry()
+                    ));
+                    // A connection that broke in the middle may have left a prefix of the layer
+                    // in the registry's session.
+                    if matches!(e.error, RegistryError::Transport { .. }) {
+                        session = e.session;
+                    }
+                }
+            }
+        }
+        let Some((digest, size)) = growing.wait_finished() else {
+            return Ok(None);
+        };
+        let blob = Blob {
+            digest,
+            size,
+            non_distributable: false,
+        };
+        let job = BlobJob {
+            uploader: self,
+            repository,
+            blob: &blob,
+            holders,
+        };
+        self.observer.progress(&Progress::Queued { bytes: size });
+        if let Some(sent) = streamed {
+            if sent != digest {
+                return Err(BlobError::StreamMismatch {
+                    sent,
+                    stored: digest,
+                    registry: client.registry().to_string(),
+                });
+            }
+            return Ok(Some((
+                digest,
+                job.done(BlobAction::Uploaded, BlobOutcome::Uploaded),
+            )));
+        }
+        if job.exists()? {
+            return Ok(Some((
+                digest,
+                job.done(BlobAction::Skipped, BlobOutcome::Skipped),
+            )));
+        }
+        let src = OpenBlob {
+            file: growing.file(),
+            digest,
+            size,
+        };
+        if let Some(session) = session {
+            // Resume in the session: a PATCH from the registry's offset (a new session if it has
+            // none), then the PUT.
+            let resume = UploadOptions {
+                chunk_size: Some(size.max(1)),
+                ..self.upload.clone()
+            };
+            if let Ok(outcome) = job.upload_from(&src, Some(session), &resume) {
+                return Ok(Some((digest, outcome)));
+            }
+        }
+        job.upload_from(&src, None, &self.upload)
+            .map(|o| Some((digest, o)))
+    }
+
     /// Have `repository` hold `blob` (stored in `path`): nothing if it does, a mount from a
     /// repository that holds it, else an upload (resuming a recorded chunked session).
     pub fn push_blob(
@@ -531,6 +715,51 @@ impl Uploader<'_> {
     }
 }
 
+/// A finished layer read from the staged file a [`GrowingBlob`] holds open (whatever its name in
+/// the layout is by now).
+struct OpenBlob<'a> {
+    file: &'a std::fs::File,
+    digest: Digest,
+    size: u64,
+}
+
+/// Reads a file from an offset with positioned reads (the handle is shared).
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl BlobSource for OpenBlob<'_> {
+    fn digest(&self) -> Digest {
+        self.digest
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
+        let from = ReadAt {
+            file: self.file,
+            pos: offset,
+        };
+        Ok(Box::new(std::io::Read::take(
+            from,
+            self.size.saturating_sub(offset),
+        )))
+    }
+    fn describe(&self) -> String {
+        format!("the compressed layer {}", self.digest.short())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,15 +794,22 @@ mod tests {
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let wait = Mutex::new(wait);
         let result = std::thread::scope(|s| {
-            let pool = Pool::start(s, "app", 1, &Silent, |_: &Blob, path: PathBuf| {
-                let name = path.to_string_lossy().into_owned();
-                if name == "a" {
-                    // Held until `finish` has its list: the queue still holds what came early.
-                    wait.lock().unwrap().recv().unwrap();
-                }
-                done.lock().unwrap().push(name);
-                Ok(BlobOutcome::Uploaded)
-            })
+            let pool = Pool::start(
+                s,
+                "app",
+                1,
+                &Silent,
+                |_: &Blob, path: PathBuf| {
+                    let name = path.to_string_lossy().into_owned();
+                    if name == "a" {
+                        // Held until `finish` has its list: the queue still holds what came early.
+                        wait.lock().unwrap().recv().unwrap();
+                    }
+                    done.lock().unwrap().push(name);
+                    Ok(BlobOutcome::Uploaded)
+                },
+                None,
+            )
             .unwrap();
             // Handed over early (as the archive reader does), "b" twice.
             for name in ["a", "unused", "b", "b"] {
@@ -596,13 +832,20 @@ mod tests {
     fn a_failed_upload_stops_the_pool_with_its_error() {
         let done = Mutex::new(Vec::new());
         let result = std::thread::scope(|s| {
-            let pool = Pool::start(s, "app", 1, &Silent, |_: &Blob, path: PathBuf| {
-                done.lock().unwrap().push(path.clone());
-                if path == std::path::Path::new("b") {
-                    return Err(missing(&path));
-                }
-                Ok(BlobOutcome::Skipped)
-            })
+            let pool = Pool::start(
+                s,
+                "app",
+                1,
+                &Silent,
+                |_: &Blob, path: PathBuf| {
+                    done.lock().unwrap().push(path.clone());
+                    if path == std::path::Path::new("b") {
+                        return Err(missing(&path));
+                    }
+                    Ok(BlobOutcome::Skipped)
+                },
+                None,
+            )
             .unwrap();
             pool.finish(["a", "b", "c", "d"].map(blob))
         });
@@ -620,9 +863,14 @@ mod tests {
     #[test]
     fn a_failure_while_the_archive_is_read_stops_the_reader_and_is_taken_once() {
         std::thread::scope(|s| {
-            let pool = Pool::start(s, "app", 2, &Silent, |_: &Blob, path: PathBuf| {
-                Err(missing(&path))
-            })
+            let pool = Pool::start(
+                s,
+                "app",
+                2,
+                &Silent,
+                |_: &Blob, path: PathBuf| Err(missing(&path)),
+                None,
+            )
             .unwrap();
             let (b, p) = blob("a");
             pool.queue.submit(b, p);
@@ -644,6 +892,7 @@ mod tests {
                 1,
                 &Silent,
                 |_: &Blob, _: PathBuf| -> Result<BlobOutcome, BlobError> { panic!("worker bug") },
+                None,
             )
             .unwrap();
             pool.finish([blob("a")])

@@ -6,7 +6,7 @@
 //! 401 by fetching a new token once, follows redirects itself (dropping `Authorization` at the
 //! first hop to another origin, never re-posting a token request's form) and keeps the final URL
 //! so that `Location` headers resolve against it. Operations ([`blob`]: HEAD, mount, GET;
-//! [`upload`]: monolithic, streamed and chunked uploads with resume; [`manifest`]: manifest PUT,
+//! [`upload`]: monolithic and chunked uploads with resume; [`stream`]: streamed ones; [`manifest`]: manifest PUT,
 //! HEAD and GET) wrap their requests in `Client::retrying` ([`retrying`]): connection errors,
 //! 408, 429 and 5xx are retried with backoff and jitter, honouring `Retry-After`. Blobs to upload
 //! are [`BlobSource`]s ([`source`]).
@@ -19,6 +19,7 @@ mod http;
 mod manifest;
 mod retrying;
 mod source;
+mod stream;
 mod token;
 mod upload;
 
@@ -26,6 +27,7 @@ pub use blob::MountResult;
 pub(crate) use http::resolve_location;
 use http::{Req, same_origin, status_error};
 pub use source::{BlobSource, BytesSource, FileSource};
+pub use stream::StreamError;
 pub use upload::{UploadEvent, UploadOptions};
 pub(crate) use upload::{offset_after_patch, parse_range_end, resume_offset, resume_point};
 
@@ -58,6 +60,8 @@ pub struct Client {
     /// The request body size the registry (or what is in front of it) refused as too large,
     /// halved: what later uploads keep to (0: none refused yet).
     body_cap: std::sync::atomic::AtomicU64,
+    /// A streamed upload failed here: blobs go up from files (`stream.rs`).
+    streams_refused: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -105,6 +109,7 @@ impl Client {
             retry,
             observer: None,
             body_cap: std::sync::atomic::AtomicU64::new(0),
+            streams_refused: Default::default(),
         })
     }
 

@@ -1,0 +1,165 @@
+//! Streamed uploads: a blob whose digest is not known before its last byte (a layer being
+//! compressed on the way) goes up as it is produced, `POST`, then one `PATCH` with chunked
+//! transfer encoding while it is hashed, then `PUT ?digest=`. This is the sequence `docker push`
+//! uses. Registries that refuse it (a cap on the request size, no chunked uploads) make the
+//! client remember that streams are refused ([`Client::streams_refused`]): the caller uploads
+//! such blobs from a file ([`Client::upload_blob`]) instead.
+
+use super::Client;
+use super::http::{MAX_BODY, Req, Resp, status_error, transport_error};
+use super::upload::UploadEvent;
+use crate::error::{Error, display_url};
+use layerlift_manifest::Digest;
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use ureq::http;
+use url::Url;
+
+/// A streamed upload that did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct StreamError {
+    /// What failed.
+    pub error: Error,
+    /// The upload session the registry had opened, if any. It may hold a prefix of the stream:
+    /// [`Client::upload_blob`] with it as `session` (chunked) resumes where the registry stands.
+    pub session: Option<Url>,
+    /// The stream itself failed (the reader's error, not the registry's): the registry is not
+    /// to blame for it.
+    pub read_failed: bool,
+}
+
+impl StreamError {
+    /// An authentication failure (which says nothing about streams).
+    pub fn is_auth(&self) -> bool {
+        matches!(self.error, Error::Unauthorized { .. } | Error::Token { .. })
+    }
+}
+
+/// A reader that hashes what passes through it and reports progress.
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: layerlift_manifest::Sha256Writer<std::io::Sink>,
+    events: &'a (dyn Fn(UploadEvent) + Sync),
+    /// The inner reader failed.
+    failed: bool,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
+        std::io::Write::write_all(&mut self.hasher, &buf[..n])?;
+        (self.events)(UploadEvent::Progress {
+            sent: self.hasher.written(),
+        });
+        Ok(n)
+    }
+}
+
+impl Client {
+    /// Whether a streamed upload to this registry failed before (other than for authentication):
+    /// then blobs go up from files only.
+    pub fn streams_refused(&self) -> bool {
+        self.streams_refused.load(Ordering::Relaxed)
+    }
+
+    /// Upload a blob whose digest is not known in advance, streaming `reader` (see the module
+    /// docs). Returns the digest and size. The stream cannot be rewound, so nothing but the POST
+    /// is retried here; a failure that is not the reader's nor an authentication failure makes
+    /// the client remember that this registry refuses streams ([`Client::streams_refused`]).
+    pub fn upload_stream(
+        &self,
+        repo: &str,
+        reader: &mut dyn Read,
+        events: &(dyn Fn(UploadEvent) + Sync),
+    ) -> Result<(Digest, u64), Box<StreamError>> {
+        let mut hashing = HashingReader {
+            inner: reader,
+            hasher: layerlift_manifest::Sha256Writer::new(std::io::sink()),
+            events,
+            failed: false,
+        };
+        let mut session = None;
+        let result = self.stream_to(repo, &mut hashing, &mut session);
+        result.map_err(|error| {
+            let e = Box::new(StreamError {
+                error,
+                session,
+                read_failed: hashing.failed,
+            });
+            if !e.read_failed && !e.is_auth() {
+                self.streams_refused.store(true, Ordering::Relaxed);
+            }
+            e
+        })
+    }
+
+    fn stream_to(
+        &self,
+        repo: &str,
+        hashing: &mut HashingReader<'_>,
+        session: &mut Option<Url>,
+    ) -> Result<(Digest, u64), Error> {
+        let (loc, _) = self.retrying(None, |_| self.start_upload(repo))?;
+        *session = Some(loc.clone());
+        let (auth, _) = if self.on_registry_origin(&loc) {
+            self.authorization()?
+        } else {
+            (None, 0)
+        };
+        let mut builder = http::Request::builder()
+            .method("PATCH")
+            .uri(loc.as_str())
+            .header("Content-Type", "application/octet-stream");
+        if let Some(a) = &auth {
+            builder = builder.header("Authorization", a.as_str());
+        }
+        let req = builder
+            .body(ureq::SendBody::from_reader(&mut *hashing))
+            .map_err(|e| Error::Protocol {
+                method: "PATCH",
+                url: display_url(&loc),
+                reason: e.to_string(),
+            })?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| transport_error("PATCH", &loc, e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| transport_error("PATCH", &loc, e))?;
+        let resp = Resp {
+            status,
+            headers,
+            url: loc,
+            body,
+            stream: None,
+        };
+        if !(200..=299).contains(&resp.status) {
+            return Err(status_error("PATCH", &resp));
+        }
+        let loc = match resp.header("location") {
+            Some(_) => self.location(&resp, "PATCH")?,
+            None => resp.url.clone(),
+        };
+        *session = Some(loc.clone());
+        let hasher = std::mem::replace(
+            &mut hashing.hasher,
+            layerlift_manifest::Sha256Writer::new(std::io::sink()),
+        );
+        let (digest, size, _) = hasher.finish();
+        self.retrying(None, |_| {
+            let resp = self.send(&Req::new("PUT", Self::with_digest(&loc, &digest)))?;
+            if !(200..=299).contains(&resp.status) {
+                return Err(status_error("PUT", &resp));
+            }
+            self.check_digest(&resp, &digest)
+        })?;
+        Ok((digest, size))
+    }
+}

@@ -1,0 +1,145 @@
+//! Layers streamed to the registry while they are compressed (`layerlift-push ARCHIVE`): a
+//! stream cut in the middle, and a registry that refuses streams, both end in a complete push
+//! that skopeo pulls back and checks layer by layer against the archive's diff_ids.
+
+use crate::util::{
+    assert_ok, have_tool, layer_tar, podman_archive, push_cmd, run, sha256_digest, skopeo_pull,
+    tag_digest,
+};
+use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Registry};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// An archive of `big` layers of 6 MiB (streamed: above the 4 MiB threshold) and one small
+/// layer, written under `dir`; its path and diff_ids.
+fn archive(dir: &std::path::Path, big: u64) -> (std::path::PathBuf, Vec<String>) {
+    let mut layers: Vec<Vec<u8>> = (0..big)
+        .map(|i| layer_tar(&format!("big-{i}"), 100 + i, 6 << 20))
+        .collect();
+    layers.push(layer_tar("small", 7, 10_000));
+    let diff_ids = layers.iter().map(|l| sha256_digest(l)).collect();
+    let (bytes, _) = podman_archive(&layers, &[], "stream:1");
+    let path = dir.join("archive.tar");
+    std::fs::write(&path, bytes).unwrap();
+    (path, diff_ids)
+}
+
+/// Push `archive` through `proxy` to `repo:1`; the manifest digest pushed.
+fn push_through(proxy: &FaultProxy, archive: &std::path::Path, repo: &str) -> String {
+    let cache = tempfile::tempdir().unwrap();
+    let mut c = push_cmd();
+    c.arg(archive)
+        .arg(format!("{}/{repo}:1", proxy.addr()))
+        .args(["--json", "--plain-http", "--retries", "2", "--cache-dir"])
+        .arg(cache.path());
+    let out = assert_ok(&run(c));
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["ok"], true, "{out}");
+    last["images"][0]["digest"].as_str().unwrap().to_string()
+}
+
+/// The registry holds `repo:1` at `digest`, and skopeo pulls it back with the archive's layers.
+fn check_pulled(reg: &Registry, repo: &str, digest: &str, diff_ids: &[String]) {
+    assert_eq!(tag_digest(reg, repo, "1").as_deref(), Some(digest));
+    if have_tool("skopeo") {
+        let work = tempfile::tempdir().unwrap();
+        let images = skopeo_pull(
+            &format!("{}/{repo}:1", reg.addr()),
+            digest,
+            &["--src-tls-verify=false".to_string()],
+            work.path(),
+        );
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].diff_ids, diff_ids);
+    }
+}
+
+fn patches(log: &[ProxyLog]) -> Vec<&ProxyLog> {
+    log.iter().filter(|l| l.method == "PATCH").collect()
+}
+
+/// The first PATCH (a layer streaming while it is compressed) is cut after 1 MiB: the layer goes
+/// up again from the bytes in the temporary layout, and the push completes.
+#[test]
+fn a_streamed_upload_cut_in_the_middle_still_completes() {
+    let reg = Registry::anonymous();
+    let cut = AtomicUsize::new(0);
+    let proxy = FaultProxy::start(reg.port(), move |r| {
+        if r.method == "PATCH" && cut.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Fault::Drop { after: 1 << 20 };
+        }
+        Fault::Pass
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (archive, diff_ids) = archive(work.path(), 2);
+    let digest = push_through(&proxy, &archive, "cut");
+    let log = proxy.log();
+    let p = patches(&log);
+    assert!(
+        matches!(p.first().map(|l| &l.fault), Some(Fault::Drop { .. })),
+        "a streamed PATCH was cut: {log:#?}"
+    );
+    check_pulled(&reg, "cut", &digest, &diff_ids);
+}
+
+/// A registry that answers every PATCH with 416 (as one that caps request sizes might): the first
+/// stream fails, its layer goes up as a file, the client remembers, and later layers are not
+/// streamed at all.
+#[test]
+fn a_registry_that_refuses_streams_gets_files() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.method == "PATCH" {
+            return Fault::Status {
+                status: 416,
+                retry_after: None,
+            };
+        }
+        Fault::Pass
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (archive, diff_ids) = archive(work.path(), 4);
+    let digest = push_through(&proxy, &archive, "refused");
+    let log = proxy.log();
+    let p = patches(&log);
+    // The second layer's stream may start before the first one's answer; none after that.
+    assert!(
+        !p.is_empty() && p.len() <= 2,
+        "{} streamed PATCHes for 4 large layers: {log:#?}",
+        p.len()
+    );
+    check_pulled(&reg, "refused", &digest, &diff_ids);
+}
+
+/// A cold push to a new repository with a warm layer cache: the plan's HEADs (one per cached
+/// layer, all absent there) are not asked again before each upload.
+#[test]
+fn a_cold_push_with_a_warm_cache_asks_about_each_blob_once() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::transparent(reg.port());
+    let work = tempfile::tempdir().unwrap();
+    let layers: Vec<Vec<u8>> = (0..3)
+        .map(|i| layer_tar(&format!("l{i}"), 30 + i, 20_000))
+        .collect();
+    let (bytes, _) = podman_archive(&layers, &[], "warm:1");
+    let archive = work.path().join("archive.tar");
+    std::fs::write(&archive, bytes).unwrap();
+    let cache = work.path().join("cache");
+    let push = |repo: &str| {
+        let mut c = push_cmd();
+        c.arg(&archive)
+            .arg(format!("{}/{repo}:1", proxy.addr()))
+            .args(["-q", "--plain-http", "--cache-dir"])
+            .arg(&cache);
+        assert_ok(&run(c));
+    };
+    push("first");
+    let before = proxy.log().len();
+    push("second");
+    let log = proxy.log();
+    let heads = log[before..]
+        .iter()
+        .filter(|l| l.method == "HEAD" && l.target.contains("/blobs/"))
+        .count();
+    // 3 layers asked about by the plan, the config before its upload.
+    assert_eq!(heads, 4, "{:#?}", &log[before..]);
+}
