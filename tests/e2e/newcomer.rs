@@ -198,6 +198,14 @@ fn every_usage_error_exits_2() {
              from the destination's registry (127.0.0.1:1)\n",
         ),
         (
+            vec!["--level", "13", a, "127.0.0.1:1/x"],
+            "layerlift-push: error: --level 13: gzip levels are 1-12\n",
+        ),
+        (
+            vec!["--compression", "none", "--level", "3", a, "127.0.0.1:1/x"],
+            "layerlift-push: error: --level makes no sense with --compression none\n",
+        ),
+        (
             vec!["--creds", "no-colon", a, "127.0.0.1:1/x"],
             "layerlift-push: error: credentials in --creds are malformed: expected USER:PASSWORD\n",
         ),

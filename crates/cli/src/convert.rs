@@ -8,6 +8,7 @@ use indicatif::{MultiProgress, ProgressBar};
 use layerlift_convert::{
     Compression, ConvertError, Event, Format, LayerId, Observer, Options, OptionsError,
 };
+use layerlift_layers::LevelError;
 use std::collections::HashMap;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -160,13 +161,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--level`'s error, as convert and push say it.
+pub fn level_message(e: &LevelError) -> String {
+    match e {
+        LevelError::WithoutCompression => "--level makes no sense with --compression none".into(),
+        LevelError::OutOfRange {
+            level,
+            compression,
+            min,
+            max,
+        } => format!(
+            "--level {level}: {} levels are {min}-{max}",
+            compression.name()
+        ),
+    }
+}
+
 fn usage_message(why: &OptionsError) -> String {
     match why {
         OptionsError::UncompressedDocker => "--format docker cannot hold uncompressed layers: Docker schema 2 has no media type for them; use --format oci, or --compression gzip".into(),
-        OptionsError::LevelWithoutCompression => "--level makes no sense with --compression none".into(),
-        OptionsError::LevelOutOfRange { level, compression, min, max } => {
-            format!("--level {level}: {} levels are {min}-{max}", compression.name())
-        }
+        OptionsError::Level(e) => level_message(e),
         OptionsError::ZeroThreads => "--threads must be at least 1".into(),
     }
 }

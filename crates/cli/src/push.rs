@@ -205,7 +205,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// A library error as the binary reports it: exit code 2 for the options' own errors.
 fn failed(e: PushError) -> anyhow::Error {
-    if e.is_usage() {
+    if let PushError::Level(e) = &e {
+        usage(crate::convert::level_message(e))
+    } else if e.is_usage() {
         usage(e.to_string())
     } else {
         anyhow::Error::new(e)
@@ -262,21 +264,6 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
         .map(|r| Reference::parse(r).map_err(|e| usage(format!("--reuse-from `{r}`: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let compression = Some(o.compression.into()).filter(|c| *c != Compression::None);
-    if let Some(level) = o.level {
-        let Some(c) = compression else {
-            return Err(usage(
-                "--level makes no sense with --compression none".to_string(),
-            ));
-        };
-        let range = layerlift_layers::Encoding::level_range(c);
-        if !range.contains(&level) {
-            return Err(usage(format!(
-                "--level {level}: {c} levels are {}-{}",
-                range.start(),
-                range.end()
-            )));
-        }
-    }
     Ok(layerlift_push::Options {
         images: o.images.clone(),
         all: o.all,

@@ -3,7 +3,7 @@
 //! …) carry the underlying error as their `source`, so that a caller printing the source chain
 //! reads one line from the image down to the file.
 
-use layerlift_layers::{Compression, LayerError};
+use layerlift_layers::LayerError;
 use layerlift_layout::LayoutError;
 use layerlift_manifest::{Digest, ManifestError};
 use std::path::PathBuf;
@@ -187,21 +187,9 @@ pub enum OptionsError {
     /// Docker schema 2 has no media type for uncompressed layers.
     #[error("Docker schema 2 has no media type for uncompressed layers")]
     UncompressedDocker,
-    /// A level was given for uncompressed layers.
-    #[error("a compression level makes no sense without compression")]
-    LevelWithoutCompression,
-    /// The level is outside what the codec accepts.
-    #[error("level {level}: {} levels are {min}-{max}", compression.name())]
-    LevelOutOfRange {
-        /// The level given.
-        level: i32,
-        /// The target compression.
-        compression: Compression,
-        /// Lowest level.
-        min: i32,
-        /// Highest level.
-        max: i32,
-    },
+    /// The level cannot be used with the compression.
+    #[error(transparent)]
+    Level(#[from] layerlift_layers::LevelError),
     /// Zero threads.
     #[error("threads must be at least 1")]
     ZeroThreads,

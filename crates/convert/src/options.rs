@@ -54,18 +54,7 @@ impl Options {
             return Err(OptionsError::UncompressedDocker);
         }
         if let Some(level) = self.level {
-            if self.compression == Compression::None {
-                return Err(OptionsError::LevelWithoutCompression);
-            }
-            let range = Encoding::level_range(self.compression);
-            if !range.contains(&level) {
-                return Err(OptionsError::LevelOutOfRange {
-                    level,
-                    compression: self.compression,
-                    min: *range.start(),
-                    max: *range.end(),
-                });
-            }
+            Encoding::check_level(self.compression, level)?;
         }
         if self.threads == Some(0) {
             return Err(OptionsError::ZeroThreads);

@@ -15,7 +15,7 @@
 //! compression levels").
 
 use crate::decode::{BUF_LEN, decoder};
-use crate::error::LayerError;
+use crate::error::{LayerError, LevelError};
 use crate::gzip::GzipEncoder;
 use crate::{Compression, DiffId, DiffIdWriter, MtimeClamp};
 use layerlift_manifest::{Digest, Sha256Reader, Sha256Writer};
@@ -55,6 +55,24 @@ impl Encoding {
         }
     }
 
+    /// Whether `level` can be asked of `compression`: not for uncompressed layers, and within
+    /// [`level_range`](Self::level_range).
+    pub fn check_level(compression: Compression, level: i32) -> Result<(), LevelError> {
+        if compression == Compression::None {
+            return Err(LevelError::WithoutCompression);
+        }
+        let range = Self::level_range(compression);
+        if !range.contains(&level) {
+            return Err(LevelError::OutOfRange {
+                level,
+                compression,
+                min: *range.start(),
+                max: *range.end(),
+            });
+        }
+        Ok(())
+    }
+
     /// The level that will be used.
     pub fn effective_level(&self) -> i32 {
         self.level
@@ -86,17 +104,9 @@ impl<W: Write> LayerEncoder<W> {
     /// Start encoding to `out`. bzip2 and xz are not layer encodings and are refused.
     pub fn new(out: W, encoding: &Encoding) -> io::Result<Self> {
         let level = encoding.effective_level();
-        let range = Encoding::level_range(encoding.compression);
-        if encoding.compression != Compression::None && !range.contains(&level) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} level {level} is out of range {}..={}",
-                    encoding.compression,
-                    range.start(),
-                    range.end()
-                ),
-            ));
+        if encoding.compression != Compression::None {
+            Encoding::check_level(encoding.compression, level)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         }
         Ok(match encoding.compression {
             Compression::None => LayerEncoder::Plain(out),

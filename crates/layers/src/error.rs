@@ -86,6 +86,26 @@ impl DecodeError {
     }
 }
 
+/// A compression level that cannot be used ([`Encoding::check_level`](crate::Encoding::check_level)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LevelError {
+    /// A level for uncompressed layers.
+    #[error("a compression level makes no sense without compression")]
+    WithoutCompression,
+    /// The level is outside what the codec accepts.
+    #[error("level {level}: {} levels are {min}-{max}", compression.name())]
+    OutOfRange {
+        /// The level given.
+        level: i32,
+        /// The compression.
+        compression: crate::Compression,
+        /// Lowest level.
+        min: i32,
+        /// Highest level.
+        max: i32,
+    },
+}
+
 /// Errors of the layer codecs and checks.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {

@@ -30,7 +30,7 @@ pub use encode::{
     ClampedOutput, Encoding, LayerEncoder, LayerOutput, ZSTD_JOB_SIZE, copy_layer, encode_layer,
     encode_layer_clamped,
 };
-pub use error::{DecodeError, LayerError};
+pub use error::{DecodeError, LayerError, LevelError};
 pub use gzip::{GZIP_BLOCK, GZIP_LEVELS, GzipEncoder};
 pub use sniff::{Compression, SNIFF_LEN, sniff};
 

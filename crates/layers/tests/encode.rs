@@ -385,3 +385,25 @@ fn gzip_encoder_direct_use() {
     // Fixed header: no name, mtime 0, OS unknown.
     assert_eq!(&gz[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
 }
+
+#[test]
+fn levels_are_checked_against_the_codec() {
+    use layerlift_layers::LevelError;
+    assert_eq!(Encoding::check_level(Compression::Gzip, 1), Ok(()));
+    assert_eq!(Encoding::check_level(Compression::Gzip, 12), Ok(()));
+    assert_eq!(Encoding::check_level(Compression::Zstd, 19), Ok(()));
+    assert_eq!(
+        Encoding::check_level(Compression::Gzip, 13),
+        Err(LevelError::OutOfRange {
+            level: 13,
+            compression: Compression::Gzip,
+            min: 1,
+            max: 12
+        })
+    );
+    assert!(Encoding::check_level(Compression::Zstd, 0).is_err());
+    assert_eq!(
+        Encoding::check_level(Compression::None, 1),
+        Err(LevelError::WithoutCompression)
+    );
+}

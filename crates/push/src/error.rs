@@ -9,6 +9,9 @@ use layerlift_registry::Error as RegistryError;
 /// command line's fault) from the others.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    /// `compression_level` that `compression` cannot take.
+    #[error(transparent)]
+    Level(#[from] layerlift_layers::LevelError),
     /// `all` with a DEST or extra tags that name a tag.
     #[error("--all takes the tags from SOURCE: give DEST as HOST/REPOSITORY without a tag")]
     AllWithTag,
@@ -135,7 +138,8 @@ impl PushError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            PushError::AllWithTag
+            PushError::Level(_)
+                | PushError::AllWithTag
                 | PushError::ReuseFromElsewhere { .. }
                 | PushError::Plan(crate::plan::PlanError::BadSelector(_))
         )

@@ -181,6 +181,10 @@ pub struct Report {
 /// Check the options against DEST before anything is read: errors here are
 /// [usage errors](PushError::is_usage).
 pub fn check(dest: &Reference, options: &Options) -> Result<(), PushError> {
+    if let Some(level) = options.compression_level {
+        let compression = options.compression.unwrap_or(Compression::None);
+        layerlift_layers::Encoding::check_level(compression, level)?;
+    }
     if options.all && (dest.tag.is_some() || dest.digest.is_some() || !options.tags.is_empty()) {
         return Err(PushError::AllWithTag);
     }
