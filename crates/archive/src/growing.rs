@@ -70,15 +70,12 @@ impl GrowingBlob {
     /// Wait until the blob is completely written: its digest and size, or `None` if the writer
     /// stopped before the end.
     pub fn wait_finished(&self) -> Option<(Digest, u64)> {
-        let mut g = self.shared.lock();
-        loop {
-            let now = *g;
-            match now {
-                Growth::Done { digest, size } => return Some((digest, size)),
-                Growth::Failed => return None,
-                Growth::Writing(_) => g = self.shared.wait(g),
-            }
-        }
+        self.completion().wait()
+    }
+
+    /// A handle that waits for the end of the blob while the blob itself is being read.
+    pub fn completion(&self) -> Completion {
+        Completion(Arc::clone(&self.shared))
     }
 
     /// The staged file (open before it was renamed into the layout, so still readable whatever
@@ -90,6 +87,26 @@ impl GrowingBlob {
     /// Bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.read
+    }
+}
+
+/// Waits for the end of a [`GrowingBlob`] ([`GrowingBlob::completion`]).
+#[derive(Debug, Clone)]
+pub struct Completion(Arc<Shared>);
+
+impl Completion {
+    /// Wait until the blob is completely written: its digest and size, or `None` if the writer
+    /// stopped before the end.
+    pub fn wait(&self) -> Option<(Digest, u64)> {
+        let mut g = self.0.lock();
+        loop {
+            let now = *g;
+            match now {
+                Growth::Done { digest, size } => return Some((digest, size)),
+                Growth::Failed => return None,
+                Growth::Writing(_) => g = self.0.wait(g),
+            }
+        }
     }
 }
 

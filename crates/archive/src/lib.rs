@@ -45,7 +45,7 @@ mod verify;
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
-pub use growing::GrowingBlob;
+pub use growing::{Completion, GrowingBlob};
 pub use listing::Listing;
 pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,

@@ -82,17 +82,6 @@ pub enum BlobError {
         /// The blob.
         digest: Digest,
     },
-    /// A layer streamed while it was compressed went up as other bytes than the temporary
-    /// layout holds.
-    #[error("the layer streamed to {registry} hashed to {sent}, its compressed copy to {stored}")]
-    StreamMismatch {
-        /// What the stream hashed to.
-        sent: Digest,
-        /// What the compressed copy hashed to.
-        stored: Digest,
-        /// The registry.
-        registry: String,
-    },
 }
 
 /// Uncompressed layers at least this large are streamed while they are compressed; smaller ones
@@ -603,10 +592,12 @@ impl Uploader<'_> {
     ) -> Result<Option<(Digest, BlobOutcome)>, BlobError> {
         let client = self.client;
         let mut session = None;
-        let mut streamed = None;
+        let mut streamed = false;
         if !client.streams_refused() {
-            match client.upload_stream(repository, &mut growing, &|_| {}) {
-                Ok((sent, _)) => streamed = Some(sent),
+            let completion = growing.completion();
+            let digest = || completion.wait().map(|(d, _)| d);
+            match client.upload_stream(repository, &mut growing, &digest, &|_| {}) {
+                Ok(_) => streamed = true,
                 Err(e) if e.read_failed => return Ok(None),
                 Err(e) => {
                     self.observer.message(&format!(
@@ -636,14 +627,7 @@ impl Uploader<'_> {
             holders,
         };
         self.observer.progress(&Progress::Queued { bytes: size });
-        if let Some(sent) = streamed {
-            if sent != digest {
-                return Err(BlobError::StreamMismatch {
-                    sent,
-                    stored: digest,
-                    registry: client.registry().to_string(),
-                });
-            }
+        if streamed {
             return Ok(Some((
                 digest,
                 job.done(BlobAction::Uploaded, BlobOutcome::Uploaded),

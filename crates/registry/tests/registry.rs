@@ -407,11 +407,16 @@ fn streamed_upload_of_unknown_digest() {
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
     let sent = Mutex::new(0u64);
     let (digest, size) = c
-        .upload_stream("stream/x", &mut &data[..], &|e| {
-            if let UploadEvent::Progress { sent: s } = e {
-                *sent.lock().unwrap() = s;
-            }
-        })
+        .upload_stream(
+            "stream/x",
+            &mut &data[..],
+            &|| Some(Digest::of(&data)),
+            &|e| {
+                if let UploadEvent::Progress { sent: s } = e {
+                    *sent.lock().unwrap() = s;
+                }
+            },
+        )
         .unwrap();
     assert_eq!(digest, Digest::of(&data));
     assert_eq!(size, 1_000_000);
@@ -419,11 +424,43 @@ fn streamed_upload_of_unknown_digest() {
     assert!(c.blob_exists("stream/x", &digest).unwrap());
     // One PATCH without Content-Length: chunked transfer encoding.
     assert!(reg.log().contains("\"PATCH /v2/stream/x/blobs/uploads/"));
+    assert!(!c.streams_refused());
     // An empty stream is a valid (empty) blob.
     let (d, n) = c
-        .upload_stream("stream/x", &mut std::io::empty(), &no_events)
+        .upload_stream(
+            "stream/x",
+            &mut std::io::empty(),
+            &|| Some(Digest::of(b"")),
+            &no_events,
+        )
         .unwrap();
     assert_eq!((d, n), (Digest::of(b""), 0));
+}
+
+#[test]
+fn streamed_upload_under_a_wrong_digest_is_refused_by_the_registry() {
+    let reg = Registry::anonymous();
+    let c = client(&reg, Credential::Anonymous, TransportOptions::default());
+    c.ping().unwrap();
+    let data = b"the bytes that went up".to_vec();
+    let wrong = Digest::of(b"other bytes");
+    let e = c
+        .upload_stream("stream/w", &mut &data[..], &|| Some(wrong), &no_events)
+        .unwrap_err();
+    assert!(!e.read_failed, "{e}");
+    assert!(e.to_string().contains("PUT"), "{e}");
+    assert!(!c.blob_exists("stream/w", &wrong).unwrap());
+    assert!(!c.blob_exists("stream/w", &Digest::of(&data)).unwrap());
+    // Then blobs go up from files.
+    assert!(c.streams_refused());
+    // A producer that fails at the end is the reader's failure, not the registry's.
+    let c = client(&reg, Credential::Anonymous, TransportOptions::default());
+    c.ping().unwrap();
+    let e = c
+        .upload_stream("stream/w", &mut &data[..], &|| None, &no_events)
+        .unwrap_err();
+    assert!(e.read_failed, "{e}");
+    assert!(!c.streams_refused());
 }
 
 #[test]

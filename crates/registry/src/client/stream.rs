@@ -1,7 +1,8 @@
 //! Streamed uploads: a blob whose digest is not known before its last byte (a layer being
 //! compressed on the way) goes up as it is produced, `POST`, then one `PATCH` with chunked
-//! transfer encoding while it is hashed, then `PUT ?digest=`. This is the sequence `docker push`
-//! uses. Registries that refuse it (a cap on the request size, no chunked uploads) make the
+//! transfer encoding, then `PUT ?digest=` with the digest its producer reports at the end (the
+//! producer hashes the bytes anyway; the registry checks them against it). This is the sequence
+//! `docker push` uses. Registries that refuse it (a cap on the request size, no chunked uploads) make the
 //! client remember that streams are refused ([`Client::streams_refused`]): the caller uploads
 //! such blobs from a file ([`Client::upload_blob`]) instead.
 
@@ -36,22 +37,20 @@ impl StreamError {
     }
 }
 
-/// A reader that hashes what passes through it and reports progress.
-struct HashingReader<'a> {
+/// A reader that counts what passes through it and reports progress.
+struct CountingReader<'a> {
     inner: &'a mut dyn Read,
-    hasher: layerlift_manifest::Sha256Writer<std::io::Sink>,
+    sent: u64,
     events: &'a (dyn Fn(UploadEvent) + Sync),
     /// The inner reader failed.
     failed: bool,
 }
 
-impl Read for HashingReader<'_> {
+impl Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        std::io::Write::write_all(&mut self.hasher, &buf[..n])?;
-        (self.events)(UploadEvent::Progress {
-            sent: self.hasher.written(),
-        });
+        self.sent += n as u64;
+        (self.events)(UploadEvent::Progress { sent: self.sent });
         Ok(n)
     }
 }
@@ -64,28 +63,32 @@ impl Client {
     }
 
     /// Upload a blob whose digest is not known in advance, streaming `reader` (see the module
-    /// docs). Returns the digest and size. The stream cannot be rewound, so nothing but the POST
-    /// is retried here; a failure that is not the reader's nor an authentication failure makes
-    /// the client remember that this registry refuses streams ([`Client::streams_refused`]).
+    /// docs). Once `reader` has ended, `digest` gives the digest of what it gave (`None`: the
+    /// producer failed after all, a failure of the reader). Returns the digest and the size sent.
+    /// The stream cannot be rewound, so nothing but the POST is retried here; a failure that is
+    /// not the reader's nor an authentication failure makes the client remember that this
+    /// registry refuses streams ([`Client::streams_refused`]). A wrong digest is such a failure:
+    /// the registry refuses the PUT.
     pub fn upload_stream(
         &self,
         repo: &str,
         reader: &mut dyn Read,
+        digest: &dyn Fn() -> Option<Digest>,
         events: &(dyn Fn(UploadEvent) + Sync),
     ) -> Result<(Digest, u64), Box<StreamError>> {
-        let mut hashing = HashingReader {
+        let mut counting = CountingReader {
             inner: reader,
-            hasher: layerlift_manifest::Sha256Writer::new(std::io::sink()),
+            sent: 0,
             events,
             failed: false,
         };
         let mut session = None;
-        let result = self.stream_to(repo, &mut hashing, &mut session);
+        let result = self.stream_to(repo, &mut counting, digest, &mut session);
         result.map_err(|error| {
             let e = Box::new(StreamError {
                 error,
                 session,
-                read_failed: hashing.failed,
+                read_failed: counting.failed,
             });
             if !e.read_failed && !e.is_auth() {
                 self.streams_refused.store(true, Ordering::Relaxed);
@@ -97,7 +100,8 @@ impl Client {
     fn stream_to(
         &self,
         repo: &str,
-        hashing: &mut HashingReader<'_>,
+        counting: &mut CountingReader<'_>,
+        digest: &dyn Fn() -> Option<Digest>,
         session: &mut Option<Url>,
     ) -> Result<(Digest, u64), Error> {
         let (loc, _) = self.retrying(None, |_| self.start_upload(repo))?;
@@ -115,7 +119,7 @@ impl Client {
             builder = builder.header("Authorization", a.as_str());
         }
         let req = builder
-            .body(ureq::SendBody::from_reader(&mut *hashing))
+            .body(ureq::SendBody::from_reader(&mut *counting))
             .map_err(|e| Error::Protocol {
                 method: "PATCH",
                 url: display_url(&loc),
@@ -148,11 +152,15 @@ impl Client {
             None => resp.url.clone(),
         };
         *session = Some(loc.clone());
-        let hasher = std::mem::replace(
-            &mut hashing.hasher,
-            layerlift_manifest::Sha256Writer::new(std::io::sink()),
-        );
-        let (digest, size, _) = hasher.finish();
+        let Some(digest) = digest() else {
+            counting.failed = true;
+            return Err(Error::Io {
+                what: "streaming",
+                path: "a blob".into(),
+                source: std::io::Error::other("the blob was not produced to its end"),
+            });
+        };
+        let size = counting.sent;
         self.retrying(None, |_| {
             let resp = self.send(&Req::new("PUT", Self::with_digest(&loc, &digest)))?;
             if !(200..=299).contains(&resp.status) {
