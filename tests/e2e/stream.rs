@@ -1,6 +1,7 @@
 //! Layers streamed to the registry while they are compressed (`layerlift-push ARCHIVE`): a
 //! stream cut in the middle, and a registry that refuses streams, both end in a complete push
-//! that skopeo pulls back and checks layer by layer against the archive's diff_ids.
+//! that skopeo pulls back and checks layer by layer against the archive's diff_ids. Also the
+//! requests per blob of a cold push to a new repository.
 
 use crate::util::{
     assert_ok, have_tool, layer_tar, podman_archive, push_cmd, run, sha256_digest, skopeo_pull,
@@ -110,12 +111,27 @@ fn a_registry_that_refuses_streams_gets_files() {
     check_pulled(&reg, "refused", &digest, &diff_ids);
 }
 
-/// A cold push to a new repository with a warm layer cache: the plan's HEADs (one per cached
-/// layer, all absent there) are not asked again before each upload.
+/// Requests per blob of a cold push to a new repository with a warm layer cache: the plan asks
+/// about no blob (the registry says the repository does not exist), and each upload starts with a
+/// mount from the repository itself, which opens the upload: POST and PUT, no HEAD. A push that
+/// stopped before its manifest leaves its blobs in a repository without a tag; pushed again, the
+/// same mounts find them and nothing goes up twice.
 #[test]
-fn a_cold_push_with_a_warm_cache_asks_about_each_blob_once() {
+fn a_new_repository_takes_two_requests_per_blob_and_keeps_what_a_stopped_push_left() {
     let reg = Registry::anonymous();
-    let proxy = FaultProxy::transparent(reg.port());
+    let refuse_manifest = std::sync::atomic::AtomicBool::new(true);
+    let proxy = FaultProxy::start(reg.port(), move |r| {
+        if r.method == "PUT"
+            && r.target.starts_with("/v2/stopped/manifests/")
+            && refuse_manifest.swap(false, Ordering::SeqCst)
+        {
+            return Fault::Status {
+                status: 400,
+                retry_after: None,
+            };
+        }
+        Fault::Pass
+    });
     let work = tempfile::tempdir().unwrap();
     let layers: Vec<Vec<u8>> = (0..3)
         .map(|i| layer_tar(&format!("l{i}"), 30 + i, 20_000))
@@ -128,18 +144,48 @@ fn a_cold_push_with_a_warm_cache_asks_about_each_blob_once() {
         let mut c = push_cmd();
         c.arg(&archive)
             .arg(format!("{}/{repo}:1", proxy.addr()))
-            .args(["-q", "--plain-http", "--cache-dir"])
+            .args(["-q", "--plain-http", "--retries", "0", "--cache-dir"])
             .arg(&cache);
-        assert_ok(&run(c));
+        run(c)
     };
-    push("first");
+    let count = |log: &[ProxyLog], method: &str, part: &str| {
+        log.iter()
+            .filter(|l| l.method == method && l.target.contains(part))
+            .count()
+    };
+    assert_ok(&push("first"));
     let before = proxy.log().len();
-    push("second");
-    let log = proxy.log();
-    let heads = log[before..]
-        .iter()
-        .filter(|l| l.method == "HEAD" && l.target.contains("/blobs/"))
-        .count();
-    // 3 layers asked about by the plan, the config before its upload.
-    assert_eq!(heads, 4, "{:#?}", &log[before..]);
+    assert_ok(&push("second"));
+    let log = proxy.log()[before..].to_vec();
+    // 3 layers and the config.
+    assert_eq!(count(&log, "HEAD", "/blobs/"), 0, "{log:#?}");
+    assert_eq!(
+        count(&log, "POST", "/v2/second/blobs/uploads/?mount=sha256%3A"),
+        4,
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .filter(|l| l.method == "POST")
+            .all(|l| l.target.ends_with("&from=second")),
+        "{log:#?}"
+    );
+    assert_eq!(count(&log, "PUT", "/blobs/uploads/"), 4, "{log:#?}");
+    assert_eq!(count(&log, "PATCH", ""), 0, "{log:#?}");
+
+    // The manifest is refused: every blob is in `stopped`, no tag is.
+    let out = push("stopped");
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(tag_digest(&reg, "stopped", "1"), None);
+    let before = proxy.log().len();
+    assert_ok(&push("stopped"));
+    let log = proxy.log()[before..].to_vec();
+    assert_eq!(
+        count(&log, "POST", "/v2/stopped/blobs/uploads/?mount="),
+        4,
+        "{log:#?}"
+    );
+    assert_eq!(count(&log, "PUT", "/blobs/uploads/"), 0, "{log:#?}");
+    assert_eq!(count(&log, "PATCH", ""), 0, "{log:#?}");
+    assert!(tag_digest(&reg, "stopped", "1").is_some());
 }

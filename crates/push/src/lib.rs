@@ -248,6 +248,7 @@ pub fn push(
         dry_run: options.dry_run,
         source: source.to_string(),
         absent: Default::default(),
+        new_repositories: Default::default(),
     };
     let opener = source::Opener {
         source,

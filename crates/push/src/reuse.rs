@@ -54,6 +54,8 @@ pub(crate) trait RegistryView: Sync {
     ) -> Result<Option<(String, Vec<u8>)>, RegistryError>;
     /// A small blob (a config); `None` when the repository does not hold it.
     fn small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError>;
+    /// Whether the registry says that `repo` does not exist ([`Client::repository_unknown`]).
+    fn repository_unknown(&self, repo: &str) -> bool;
 }
 
 impl RegistryView for Client {
@@ -79,6 +81,10 @@ impl RegistryView for Client {
 
     fn small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError> {
         self.get_small_blob(repo, digest)
+    }
+
+    fn repository_unknown(&self, repo: &str) -> bool {
+        Client::repository_unknown(self, repo)
     }
 }
 
@@ -209,6 +215,11 @@ pub struct ReusePlan {
     /// Blobs a HEAD found absent from DEST's repository while planning: their upload need not
     /// ask again.
     pub absent: BTreeSet<Digest>,
+    /// The registry says that DEST's repository does not exist yet
+    /// ([`Client::repository_unknown`]): none of the blobs it could hold were asked about (a
+    /// HEAD each would only find them absent); their uploads ask with a mount from DEST's own
+    /// repository instead, which also opens the upload (see `crate::upload`).
+    pub new_repository: bool,
 }
 
 /// A blob some repository of the registry holds for a diff_id.
@@ -232,7 +243,7 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
             plan.notes.push(note);
         }
     }
-    let candidates: Vec<(String, Digest)> = known
+    let mut candidates: Vec<(String, Digest)> = known
         .values()
         .flatten()
         .filter_map(|k| {
@@ -240,6 +251,7 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
             Some((k.repository.clone(), k.descriptor.digest))
         })
         .collect();
+    skip_new_repository(client, wanted, &mut candidates, &mut plan);
     let present = heads(client, candidates.iter().cloned(), wanted.jobs);
     plan.absent = absent_from(wanted.repository, &candidates, &present);
     for (diff_id, ks) in known {
@@ -257,6 +269,20 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
         }
     }
     plan
+}
+
+/// When the registry says that DEST's repository does not exist, drop the candidates in it: a
+/// HEAD each would only find them absent ([`ReusePlan::new_repository`]).
+fn skip_new_repository(
+    client: &dyn RegistryView,
+    wanted: &Wanted<'_>,
+    candidates: &mut Vec<(String, Digest)>,
+    plan: &mut ReusePlan,
+) {
+    if client.repository_unknown(wanted.repository) {
+        plan.new_repository = true;
+        candidates.retain(|(repo, _)| repo != wanted.repository);
+    }
 }
 
 /// Which of `blobs` (repository, digest) the registry has: one HEAD each, up to `jobs` at once,
@@ -349,6 +375,7 @@ pub(crate) fn plan(
             _ => {}
         }
     }
+    skip_new_repository(client, wanted, &mut candidates, &mut plan);
     let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
     plan.absent = absent_from(wanted.repository, &candidates, &confirmed);
     let present = |repo: &str, d: &Digest| confirmed.contains(&(repo.to_string(), *d));
@@ -719,9 +746,21 @@ mod tests {
         ) -> Result<Option<Vec<u8>>, RegistryError> {
             Ok(self.blobs.get(&(repo.to_string(), *digest)).cloned())
         }
+        /// As distribution: a repository without a tag is unknown, whatever blobs it holds.
+        fn repository_unknown(&self, repo: &str) -> bool {
+            !self.manifests.keys().any(|(r, _)| r == repo)
+        }
     }
 
     impl Table {
+        /// Give `repo` a tag (of an image that does not matter here), so that it exists.
+        fn tag_something(&mut self, repo: &str) {
+            self.manifests.insert(
+                (repo.to_string(), "other".to_string()),
+                (media_types::OCI_MANIFEST.to_string(), b"{}".to_vec()),
+            );
+        }
+
         /// Store an image tagged `repo:tag` whose layers are `(diff_id, blob bytes, media type)`;
         /// the blobs are stored too when `with_blobs`.
         fn image(
@@ -889,6 +928,7 @@ mod tests {
         let cache = Cache::open(Some(dir.path())).unwrap();
         cache.put(&Key::new(a, Compression::Gzip, 4), blob, 16);
         let mut registry = Table::default();
+        registry.tag_something("app");
         registry
             .blobs
             .insert(("app".into(), blob), b"cached gzip of a".to_vec());
@@ -926,8 +966,43 @@ mod tests {
     }
 
     #[test]
+    fn in_a_repository_the_registry_does_not_know_no_blob_is_asked_about() {
+        // Blobs of a push that stopped before its manifest: the repository has no tag.
+        let a = Digest::of(b"layer a");
+        let blob = Digest::of(b"cached gzip of a");
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(dir.path())).unwrap();
+        cache.put(&Key::new(a, Compression::Gzip, 4), blob, 16);
+        let mut registry = Table::default();
+        registry
+            .blobs
+            .insert(("app".into(), blob), b"cached gzip of a".to_vec());
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1)],
+            &wanted(&[], Some(&cache)),
+        );
+        assert!(p.new_repository);
+        assert!(registry.heads.lock().unwrap().is_empty());
+        // Read again, and not known absent: the upload asks (and finds it).
+        assert!(p.reused.is_empty());
+        assert!(p.absent.is_empty());
+        // Once the repository has a tag, the cached blob is asked about and reused unread.
+        registry.tag_something("app");
+        let p = plan(
+            &registry,
+            &[tar_layer("a", a, 1)],
+            &wanted(&[], Some(&cache)),
+        );
+        assert!(!p.new_repository);
+        assert_eq!(p.reused.len(), 1);
+        assert_eq!(registry.heads.lock().unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_compressed_layer_dest_holds_keeps_its_digest() {
         let mut registry = Table::default();
+        registry.tag_something("app");
         let stored = Digest::of(b"gzip bytes");
         registry
             .blobs

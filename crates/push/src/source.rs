@@ -116,6 +116,13 @@ impl<'a> Opener<'a> {
         } else {
             self.plan_reuse(contents.as_ref().map(|c| c.layers.as_slice()), encoding)
         };
+        if reuse.new_repository {
+            self.uploader
+                .new_repositories
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(self.dest.repository.clone());
+        }
         self.uploader
             .absent
             .lock()

@@ -102,6 +102,17 @@ pub(crate) struct Uploader<'a> {
     pub source: String,
     /// (repository, blob) pairs a HEAD found absent while planning: not asked about again.
     pub absent: Mutex<BTreeSet<(String, Digest)>>,
+    /// Repositories the registry said do not exist yet ([`crate::reuse::ReusePlan::new_repository`]):
+    /// their blobs are asked about with a mount from the repository itself ([`BlobJob::find`]).
+    pub new_repositories: Mutex<BTreeSet<String>>,
+}
+
+/// Whether a repository holds a blob, as [`BlobJob::find`] learns it.
+enum Found {
+    /// It does.
+    Held,
+    /// It does not; the upload session the asking opened, if it did.
+    Absent(Option<Url>),
 }
 
 /// What happened to one blob in the end.
@@ -401,31 +412,44 @@ impl BlobJob<'_> {
         BlobOutcome::Mounted
     }
 
-    /// Whether the repository holds the blob: known from planning, else a HEAD.
-    fn exists(&self) -> Result<bool, BlobError> {
-        let client = self.uploader.client;
+    /// Whether the repository holds the blob: known from planning, else asked.
+    ///
+    /// In a repository the registry said does not exist yet, asking is a mount from the
+    /// repository itself (`POST …/uploads/?mount=<digest>&from=<repository>`): `201` when a push
+    /// that stopped before its manifest left the blob there, else the `202` that opens the
+    /// upload, so one request where a HEAD and a POST would be two. A registry that answers
+    /// neither way is asked with a HEAD. Elsewhere it is a HEAD: a registry that cannot mount
+    /// would answer `202` for a blob it holds, and the blob would go up again.
+    fn find(&self) -> Result<Found, BlobError> {
+        let uploader = self.uploader;
+        let client = uploader.client;
         let d = self.blob.digest;
-        // Confirmed in this repository by a HEAD while planning reuse: no second HEAD.
+        // Confirmed in this repository by a HEAD while planning: no second HEAD.
         if self.holders.get(&d).map(String::as_str) == Some(self.repository) {
-            return Ok(true);
+            return Ok(Found::Held);
         }
         // Found absent by a HEAD while planning: no second HEAD.
-        if self
-            .uploader
-            .absent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&(self.repository.to_string(), d))
-        {
-            return Ok(false);
+        if lock(&uploader.absent).contains(&(self.repository.to_string(), d)) {
+            return Ok(Found::Absent(None));
         }
-        client
-            .blob_exists(self.repository, &d)
-            .map_err(|source| BlobError::Check {
+        if !uploader.dry_run && lock(&uploader.new_repositories).contains(self.repository) {
+            match client.mount_blob(self.repository, &d, self.repository) {
+                Ok(MountResult::Mounted) => return Ok(Found::Held),
+                Ok(MountResult::NotMounted(Some(session))) => {
+                    return Ok(Found::Absent(Some(session)));
+                }
+                Ok(MountResult::NotMounted(None)) | Err(_) => {}
+            }
+        }
+        match client.blob_exists(self.repository, &d) {
+            Ok(true) => Ok(Found::Held),
+            Ok(false) => Ok(Found::Absent(None)),
+            Err(source) => Err(BlobError::Check {
                 digest: d,
                 registry: client.registry().to_string(),
                 source,
-            })
+            }),
+        }
     }
 
     /// A blob SOURCE does not hold: foreign, or mounted from the repository that holds it.
@@ -633,12 +657,15 @@ impl Uploader<'_> {
                 job.done(BlobAction::Uploaded, BlobOutcome::Uploaded),
             )));
         }
-        if job.exists()? {
-            return Ok(Some((
-                digest,
-                job.done(BlobAction::Skipped, BlobOutcome::Skipped),
-            )));
-        }
+        let fresh = match job.find()? {
+            Found::Held => {
+                return Ok(Some((
+                    digest,
+                    job.done(BlobAction::Skipped, BlobOutcome::Skipped),
+                )));
+            }
+            Found::Absent(fresh) => fresh,
+        };
         let src = OpenBlob {
             file: growing.file(),
             digest,
@@ -655,7 +682,7 @@ impl Uploader<'_> {
                 return Ok(Some((digest, outcome)));
             }
         }
-        job.upload_from(&src, None, &self.upload)
+        job.upload_from(&src, fresh, &self.upload)
             .map(|o| Some((digest, o)))
     }
 
@@ -674,9 +701,10 @@ impl Uploader<'_> {
             blob,
             holders,
         };
-        if job.exists()? {
-            return Ok(job.done(BlobAction::Skipped, BlobOutcome::Skipped));
-        }
+        let fresh = match job.find()? {
+            Found::Held => return Ok(job.done(BlobAction::Skipped, BlobOutcome::Skipped)),
+            Found::Absent(fresh) => fresh,
+        };
         let Ok(meta) = std::fs::metadata(&path) else {
             return job.absent_from_source();
         };
@@ -694,9 +722,13 @@ impl Uploader<'_> {
         }
         match job.mount() {
             Ok(outcome) => Ok(outcome),
-            Err(session) => job.upload(path, session),
+            Err(session) => job.upload(path, session.or(fresh)),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A finished layer read from the staged file a [`GrowingBlob`] holds open (whatever its name in

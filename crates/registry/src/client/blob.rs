@@ -33,6 +33,21 @@ impl Client {
         })
     }
 
+    /// Whether the registry says that `repo` does not exist at all: `GET /v2/<repo>/tags/list?n=1`
+    /// answered `404 NAME_UNKNOWN` (distribution's answer for a repository that no tag was ever
+    /// pushed to; it may still hold the blobs of a push that stopped before its manifest). Any
+    /// other answer, and any failure, is `false`.
+    pub fn repository_unknown(&self, repo: &str) -> bool {
+        let mut url = self.api_url(&format!("v2/{repo}/tags/list"));
+        url.query_pairs_mut().append_pair("n", "1");
+        match self.retrying(None, |_| self.send(&Req::new("GET", url.clone()))) {
+            Ok(resp) => {
+                resp.status == 404 && status_error("GET", &resp).code() == Some("NAME_UNKNOWN")
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Try to mount `digest` from `from` into `repo`. Any answer but `201`, and any failure that
     /// retries do not mend, reads as "not mounted".
     pub fn mount_blob(
