@@ -251,7 +251,7 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
             Some((k.repository.clone(), k.descriptor.digest))
         })
         .collect();
-    skip_new_repository(client, wanted, &mut candidates, &mut plan);
+    skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
     let present = heads(client, candidates.iter().cloned(), wanted.jobs);
     plan.absent = absent_from(wanted.repository, &candidates, &present);
     for (diff_id, ks) in known {
@@ -272,14 +272,20 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
 }
 
 /// When the registry says that DEST's repository does not exist, drop the candidates in it: a
-/// HEAD each would only find them absent ([`ReusePlan::new_repository`]).
+/// HEAD each would only find them absent ([`ReusePlan::new_repository`]). Not asked when DEST's
+/// tag already named an image (`known` holds layers of DEST's repository).
 fn skip_new_repository(
     client: &dyn RegistryView,
     wanted: &Wanted<'_>,
+    known: &BTreeMap<Digest, Vec<Known>>,
     candidates: &mut Vec<(String, Digest)>,
     plan: &mut ReusePlan,
 ) {
-    if client.repository_unknown(wanted.repository) {
+    let dest_exists = known
+        .values()
+        .flatten()
+        .any(|k| k.repository == wanted.repository);
+    if !dest_exists && client.repository_unknown(wanted.repository) {
         plan.new_repository = true;
         candidates.retain(|(repo, _)| repo != wanted.repository);
     }
@@ -375,7 +381,7 @@ pub(crate) fn plan(
             _ => {}
         }
     }
-    skip_new_repository(client, wanted, &mut candidates, &mut plan);
+    skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
     let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
     plan.absent = absent_from(wanted.repository, &candidates, &confirmed);
     let present = |repo: &str, d: &Digest| confirmed.contains(&(repo.to_string(), *d));
@@ -719,6 +725,8 @@ mod tests {
         manifests: BTreeMap<(String, String), (String, Vec<u8>)>,
         blobs: BTreeMap<(String, Digest), Vec<u8>>,
         heads: Mutex<Vec<(String, Digest)>>,
+        /// The repositories whose tags list was asked for.
+        tags_lists: Mutex<Vec<String>>,
     }
 
     impl RegistryView for Table {
@@ -748,6 +756,7 @@ mod tests {
         }
         /// As distribution: a repository without a tag is unknown, whatever blobs it holds.
         fn repository_unknown(&self, repo: &str) -> bool {
+            self.tags_lists.lock().unwrap().push(repo.to_string());
             !self.manifests.keys().any(|(r, _)| r == repo)
         }
     }
@@ -856,6 +865,9 @@ mod tests {
         assert!(!plan.entries.contains_key("b/layer.tar"));
         // DEST's own image is trusted as DEST is: nothing to read back.
         assert!(!Unconfirmed::needed(r.origin, &r.repository, "app"));
+        // DEST's tag named an image: the repository exists, its tags list is not asked for.
+        assert!(registry.tags_lists.lock().unwrap().is_empty());
+        assert!(!plan.new_repository);
     }
 
     #[test]
@@ -983,6 +995,7 @@ mod tests {
             &wanted(&[], Some(&cache)),
         );
         assert!(p.new_repository);
+        assert_eq!(*registry.tags_lists.lock().unwrap(), ["app"]);
         assert!(registry.heads.lock().unwrap().is_empty());
         // Read again, and not known absent: the upload asks (and finds it).
         assert!(p.reused.is_empty());
