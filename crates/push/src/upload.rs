@@ -27,7 +27,7 @@ use layerlift_registry::{
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Scope;
 
@@ -617,10 +617,23 @@ impl Uploader<'_> {
         let client = self.client;
         let mut session = None;
         let mut streamed = false;
+        // What the stream sent, counted in the push's total and done as it goes: the layer's
+        // size is known only at its end.
+        let counted = AtomicU64::new(0);
         if !client.streams_refused() {
             let completion = growing.completion();
             let digest = || completion.wait().map(|(d, _)| d);
-            match client.upload_stream(repository, &mut growing, &digest, &|_| {}) {
+            let on_event = |e: UploadEvent| {
+                if let UploadEvent::Progress { sent } = e {
+                    let before = counted.fetch_max(sent, Ordering::Relaxed);
+                    if sent > before {
+                        let bytes = sent - before;
+                        self.observer.progress(&Progress::Queued { bytes });
+                        self.observer.progress(&Progress::Advanced { bytes });
+                    }
+                }
+            };
+            match client.upload_stream(repository, &mut growing, &digest, &on_event) {
                 Ok(_) => streamed = true,
                 Err(e) if e.read_failed => return Ok(None),
                 Err(e) => {
@@ -650,13 +663,16 @@ impl Uploader<'_> {
             blob: &blob,
             holders,
         };
-        self.observer.progress(&Progress::Queued { bytes: size });
         if streamed {
-            return Ok(Some((
-                digest,
-                job.done(BlobAction::Uploaded, BlobOutcome::Uploaded),
-            )));
+            // Its bytes are in the total and done already.
+            let rest = size.saturating_sub(counted.into_inner());
+            self.observer.progress(&Progress::Queued { bytes: rest });
+            self.observer.progress(&Progress::Advanced { bytes: rest });
+            job.emit(job.event(BlobAction::Uploaded));
+            return Ok(Some((digest, BlobOutcome::Uploaded)));
         }
+        // What a stream that failed sent stays counted, in the total and in done alike.
+        self.observer.progress(&Progress::Queued { bytes: size });
         let fresh = match job.find()? {
             Found::Held => {
                 return Ok(Some((
