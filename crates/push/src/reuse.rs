@@ -932,18 +932,26 @@ mod tests {
         assert!(Unconfirmed::needed(Origin::Registry, "base", "app"));
     }
 
-    #[test]
-    fn the_cache_names_a_blob_dest_holds_and_it_is_read_back() {
+    /// A layer whose gzip (level 4) a cache in `dir` names, and a registry whose `app` holds that
+    /// blob but no tag (give it one with [`Table::tag_something`]): the layer's diff_id, the
+    /// blob's digest, the cache, the registry.
+    fn cached_and_stored(dir: &std::path::Path) -> (Digest, Digest, Cache, Table) {
         let a = Digest::of(b"layer a");
         let blob = Digest::of(b"cached gzip of a");
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(Some(dir.path())).unwrap();
+        let cache = Cache::open(Some(dir)).unwrap();
         cache.put(&Key::new(a, Compression::Gzip, 4), blob, 16);
         let mut registry = Table::default();
-        registry.tag_something("app");
         registry
             .blobs
             .insert(("app".into(), blob), b"cached gzip of a".to_vec());
+        (a, blob, cache, registry)
+    }
+
+    #[test]
+    fn the_cache_names_a_blob_dest_holds_and_it_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, blob, cache, mut registry) = cached_and_stored(dir.path());
+        registry.tag_something("app");
         let p = plan(
             &registry,
             &[tar_layer("a", a, 1)],
@@ -980,15 +988,8 @@ mod tests {
     #[test]
     fn in_a_repository_the_registry_does_not_know_no_blob_is_asked_about() {
         // Blobs of a push that stopped before its manifest: the repository has no tag.
-        let a = Digest::of(b"layer a");
-        let blob = Digest::of(b"cached gzip of a");
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(Some(dir.path())).unwrap();
-        cache.put(&Key::new(a, Compression::Gzip, 4), blob, 16);
-        let mut registry = Table::default();
-        registry
-            .blobs
-            .insert(("app".into(), blob), b"cached gzip of a".to_vec());
+        let (a, _, cache, mut registry) = cached_and_stored(dir.path());
         let p = plan(
             &registry,
             &[tar_layer("a", a, 1)],
