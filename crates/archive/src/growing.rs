@@ -58,15 +58,6 @@ pub struct GrowingBlob {
 }
 
 impl GrowingBlob {
-    /// The blob's digest and size once it is completely written (`None` before, and for ever if
-    /// the writer failed).
-    pub fn finished(&self) -> Option<(Digest, u64)> {
-        match *self.shared.lock() {
-            Growth::Done { digest, size } => Some((digest, size)),
-            _ => None,
-        }
-    }
-
     /// Wait until the blob is completely written: its digest and size, or `None` if the writer
     /// stopped before the end.
     pub fn wait_finished(&self) -> Option<(Digest, u64)> {
@@ -82,11 +73,6 @@ impl GrowingBlob {
     /// its name is now): to read the finished blob again from any offset.
     pub fn file(&self) -> &File {
         &self.file
-    }
-
-    /// Bytes read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.read
     }
 }
 
@@ -232,7 +218,7 @@ mod tests {
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             blob.read_to_end(&mut got).unwrap();
-            (got, blob.finished())
+            (got, blob.wait_finished())
         });
         let mut all = Vec::new();
         for i in 0..50u8 {

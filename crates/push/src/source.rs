@@ -9,7 +9,7 @@ use crate::cache::{self, Cache};
 use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
-use crate::upload::{Pool, Uploader};
+use crate::upload::{Pool, Uploader, lock};
 use layerlift_archive::catalog::CatalogLayer;
 use layerlift_archive::{ArchiveInfo, Input, LayerInfo};
 use layerlift_layers::{Compression, Encoding};
@@ -116,23 +116,11 @@ impl<'a> Opener<'a> {
         } else {
             self.plan_reuse(contents.as_ref().map(|c| c.layers.as_slice()), encoding)
         };
+        let repository = &self.dest.repository;
         if reuse.new_repository {
-            self.uploader
-                .new_repositories
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(self.dest.repository.clone());
+            lock(&self.uploader.new_repositories).insert(repository.clone());
         }
-        self.uploader
-            .absent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(
-                reuse
-                    .absent
-                    .iter()
-                    .map(|d| (self.dest.repository.clone(), *d)),
-            );
+        lock(&self.uploader.absent).extend(reuse.absent.iter().map(|d| (repository.clone(), *d)));
         let mut holders: Vec<(Digest, String)> = reuse
             .reused
             .iter()

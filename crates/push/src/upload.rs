@@ -82,6 +82,9 @@ pub enum BlobError {
         /// The blob.
         digest: Digest,
     },
+    /// A worker panicked while streaming a layer (its digest not known yet).
+    #[error("streaming a layer failed (panic)")]
+    StreamPanicked,
 }
 
 /// Uncompressed layers at least this large are streamed while they are compressed; smaller ones
@@ -235,11 +238,7 @@ impl Queue {
                 Job::Stream(growing) => match stream {
                     Some(stream) => {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream(growing)))
-                            .unwrap_or_else(|_| {
-                                Err(BlobError::Panicked {
-                                    digest: Digest::of(b""),
-                                })
-                            })
+                            .unwrap_or(Err(BlobError::StreamPanicked))
                     }
                     None => Ok(None),
                 },
@@ -743,7 +742,8 @@ impl Uploader<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A lock that a panicked holder left is still used (the data are sets of digests).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -141,16 +141,29 @@ pub(super) fn status_error(method: &'static str, resp: &Resp) -> Error {
     }
 }
 
-/// A reader that reports how many bytes went through it.
+/// A reader that reports how many bytes went through it, and remembers whether reading failed
+/// (the blob's fault, not the registry's).
 pub(super) struct Counting<'a, R> {
     inner: R,
-    sent: u64,
+    pub(super) sent: u64,
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    pub(super) failed: bool,
+}
+
+impl<'a, R> Counting<'a, R> {
+    pub(super) fn new(inner: R, progress: Option<&'a (dyn Fn(u64) + Sync)>) -> Self {
+        Counting {
+            inner,
+            sent: 0,
+            progress,
+            failed: false,
+        }
+    }
 }
 
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         self.sent += n as u64;
         if let Some(p) = self.progress {
             p(self.sent);
@@ -296,11 +309,7 @@ impl Client {
                         path: src.describe(),
                         source,
                     })?;
-                    let mut counting = Counting {
-                        inner: reader.take(*len),
-                        sent: 0,
-                        progress: *progress,
-                    };
+                    let mut counting = Counting::new(reader.take(*len), *progress);
                     let r = builder
                         .header("Content-Length", len.to_string())
                         .body(ureq::SendBody::from_reader(&mut counting))

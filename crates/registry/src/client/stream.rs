@@ -7,7 +7,7 @@
 //! such blobs from a file ([`Client::upload_blob`]) instead.
 
 use super::Client;
-use super::http::{MAX_BODY, Req, Resp, status_error, transport_error};
+use super::http::{Counting, MAX_BODY, Req, Resp, status_error, transport_error};
 use super::upload::UploadEvent;
 use crate::error::{Error, display_url};
 use layerlift_manifest::Digest;
@@ -37,24 +37,6 @@ impl StreamError {
     }
 }
 
-/// A reader that counts what passes through it and reports progress.
-struct CountingReader<'a> {
-    inner: &'a mut dyn Read,
-    sent: u64,
-    events: &'a (dyn Fn(UploadEvent) + Sync),
-    /// The inner reader failed.
-    failed: bool,
-}
-
-impl Read for CountingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.sent += n as u64;
-        (self.events)(UploadEvent::Progress { sent: self.sent });
-        Ok(n)
-    }
-}
-
 impl Client {
     /// Whether a streamed upload to this registry failed before (other than for authentication):
     /// then blobs go up from files only.
@@ -76,12 +58,8 @@ impl Client {
         digest: &dyn Fn() -> Option<Digest>,
         events: &(dyn Fn(UploadEvent) + Sync),
     ) -> Result<(Digest, u64), Box<StreamError>> {
-        let mut counting = CountingReader {
-            inner: reader,
-            sent: 0,
-            events,
-            failed: false,
-        };
+        let progress = |sent| events(UploadEvent::Progress { sent });
+        let mut counting = Counting::new(reader, Some(&progress));
         let mut session = None;
         let result = self.stream_to(repo, &mut counting, digest, &mut session);
         result.map_err(|error| {
@@ -100,7 +78,7 @@ impl Client {
     fn stream_to(
         &self,
         repo: &str,
-        counting: &mut CountingReader<'_>,
+        counting: &mut Counting<'_, &mut dyn Read>,
         digest: &dyn Fn() -> Option<Digest>,
         session: &mut Option<Url>,
     ) -> Result<(Digest, u64), Error> {
