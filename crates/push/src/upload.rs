@@ -85,6 +85,19 @@ pub enum BlobError {
     /// A worker panicked while streaming a layer (its digest not known yet).
     #[error("streaming a layer failed (panic)")]
     StreamPanicked,
+    /// Every upload worker stopped while blobs were still to be pushed.
+    #[error("the upload workers stopped with {left} blob(s) not pushed")]
+    WorkersLost {
+        /// How many blobs were not pushed.
+        left: usize,
+    },
+    /// A blob was handed to an upload that ended without saying what became of it, and nothing
+    /// else is left to push it.
+    #[error("blob {digest} was never pushed: its upload ended without a result")]
+    Lost {
+        /// The blob.
+        digest: Digest,
+    },
 }
 
 /// Uncompressed layers at least this large are streamed while they are compressed; smaller ones
@@ -180,6 +193,10 @@ struct State {
     error: Option<BlobError>,
     /// Nothing more will be queued: workers stop when the queue is empty.
     closed: bool,
+    /// Workers started and not ended (a [`Alive`] guard each).
+    workers: usize,
+    /// Jobs taken from the queue whose result is not recorded yet.
+    busy: usize,
 }
 
 impl Queue {
@@ -213,6 +230,7 @@ impl Queue {
                 return None;
             }
             if let Some(job) = st.queue.pop_front() {
+                st.busy += 1;
                 return Some(job);
             }
             if st.closed {
@@ -227,13 +245,17 @@ impl Queue {
 
     fn work(&self, observer: &dyn Observer, work: &Work<'_>, stream: Option<&StreamWork<'_>>) {
         while let Some(job) = self.next() {
+            // Everything a job runs, the observer included, is caught: a panic fails the blob
+            // (and so the push) instead of ending the worker with the job unaccounted for.
             let result = match job {
                 Job::File(blob, path) => {
-                    observer.progress(&Progress::Queued { bytes: blob.size });
                     let d = blob.digest;
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&blob, path)))
-                        .unwrap_or(Err(BlobError::Panicked { digest: d }))
-                        .map(|o| Some((d, o)))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        observer.progress(&Progress::Queued { bytes: blob.size });
+                        work(&blob, path)
+                    }))
+                    .unwrap_or(Err(BlobError::Panicked { digest: d }))
+                    .map(|o| Some((d, o)))
                 }
                 Job::Stream(growing) => match stream {
                     Some(stream) => {
@@ -244,27 +266,50 @@ impl Queue {
                 },
             };
             let mut st = self.lock();
+            st.busy -= 1;
             match result {
                 Ok(Some((digest, outcome))) => {
                     st.seen.insert(digest);
                     st.done.insert(digest, outcome);
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    if st.error.is_none() {
-                        st.error = Some(e);
-                        self.failed.store(true, Ordering::Relaxed);
-                    }
-                }
+                Err(e) => self.fail(&mut st, e),
             }
             self.changed.notify_all();
         }
+    }
+
+    /// Record the pool's first error and stop the archive reader.
+    fn fail(&self, st: &mut State, e: BlobError) {
+        if st.error.is_none() {
+            st.error = Some(e);
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Held by a worker thread while it runs: its end, however it ends, is counted, so that
+/// [`Pool::finish`] never waits for a worker that is gone.
+struct Alive(Arc<Queue>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.workers -= 1;
+        if std::thread::panicking() {
+            let left = st.queue.len() + st.busy;
+            self.0.fail(&mut st, BlobError::WorkersLost { left });
+        }
+        drop(st);
+        self.0.changed.notify_all();
     }
 }
 
 impl Pool {
     /// Start `jobs` workers on `scope` pushing to `repository`, each blob with `work`, each
-    /// layer handed over while it is compressed with `stream`.
+    /// layer handed over while it is compressed with `stream`. A worker that cannot be started
+    /// is the error; those started before it end (the pool is closed) and the scope's join
+    /// returns.
     pub fn start<'scope, 'env>(
         scope: &'scope Scope<'scope, 'env>,
         repository: &str,
@@ -273,23 +318,39 @@ impl Pool {
         work: impl Fn(&Blob, PathBuf) -> Result<BlobOutcome, BlobError> + Send + Sync + 'env,
         stream: Option<Arc<StreamWork<'env>>>,
     ) -> Result<Pool, std::io::Error> {
+        Self::start_with(scope, repository, jobs, observer, work, stream, |b, _| b)
+    }
+
+    /// [`Pool::start`], each worker's thread set up by `builder` (given the worker's number).
+    fn start_with<'scope, 'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        repository: &str,
+        jobs: usize,
+        observer: &'env dyn Observer,
+        work: impl Fn(&Blob, PathBuf) -> Result<BlobOutcome, BlobError> + Send + Sync + 'env,
+        stream: Option<Arc<StreamWork<'env>>>,
+        builder: impl Fn(std::thread::Builder, usize) -> std::thread::Builder,
+    ) -> Result<Pool, std::io::Error> {
         let work: Arc<Work<'env>> = Arc::new(work);
         observer.progress(&Progress::Started {
             repository: repository.to_string(),
         });
-        let queue = Arc::new(Queue::default());
+        // Built first: if a worker cannot be started, dropping it closes the queue.
+        let pool = Pool {
+            queue: Arc::new(Queue::default()),
+            repository: repository.to_string(),
+        };
         for n in 0..jobs.max(1) {
-            let q = Arc::clone(&queue);
+            let alive = Alive(Arc::clone(&pool.queue));
+            pool.queue.lock().workers += 1;
             let work = Arc::clone(&work);
             let stream = stream.clone();
-            std::thread::Builder::new()
-                .name(format!("upload-{n}"))
-                .spawn_scoped(scope, move || q.work(observer, &*work, stream.as_deref()))?;
+            builder(std::thread::Builder::new().name(format!("upload-{n}")), n)
+                .spawn_scoped(scope, move || {
+                    alive.0.work(observer, &*work, stream.as_deref())
+                })?;
         }
-        Ok(Pool {
-            queue,
-            repository: repository.to_string(),
-        })
+        Ok(pool)
     }
 
     /// The repository the workers push to.
@@ -353,8 +414,18 @@ impl Pool {
             if let Some(e) = st.error.take() {
                 return Err(e);
             }
-            if wanted.iter().all(|d| st.done.contains_key(d)) {
+            let mut left = wanted.iter().filter(|d| !st.done.contains_key(d));
+            let Some(first) = left.next() else {
                 return Ok(st.done.iter().map(|(d, a)| (*d, *a)).collect());
+            };
+            // Nobody left to push them, or nothing queued or running that could.
+            if st.workers == 0 {
+                return Err(BlobError::WorkersLost {
+                    left: 1 + left.count(),
+                });
+            }
+            if st.queue.is_empty() && st.busy == 0 {
+                return Err(BlobError::Lost { digest: *first });
             }
             st = self
                 .queue
@@ -621,7 +692,7 @@ impl Uploader<'_> {
         let counted = AtomicU64::new(0);
         if !client.streams_refused() {
             let completion = growing.completion();
-            let digest = || completion.wait().map(|(d, _)| d);
+            let produced = || completion.wait();
             let on_event = |e: UploadEvent| {
                 if let UploadEvent::Progress { sent } = e {
                     let before = counted.fetch_max(sent, Ordering::Relaxed);
@@ -632,9 +703,24 @@ impl Uploader<'_> {
                     }
                 }
             };
-            match client.upload_stream(repository, &mut growing, &digest, &on_event) {
+            match client.upload_stream(repository, &mut growing, &produced, &on_event) {
                 Ok(_) => streamed = true,
-                Err(e) if e.read_failed => return Ok(None),
+                // The staged file could not be read to its end: if the layer was finished all
+                // the same, it goes up from the file below; if not, the archive read failed.
+                Err(e) if e.read_failed => {}
+                // The registry keeps a wrong blob under the layer's digest: another upload would
+                // be told it is there.
+                Err(e) if e.committed_wrong => {
+                    let Some((digest, _)) = growing.wait_finished() else {
+                        return Ok(None);
+                    };
+                    return Err(BlobError::Upload {
+                        digest,
+                        registry: client.registry().to_string(),
+                        repository: repository.to_string(),
+                        source: e.error,
+                    });
+                }
                 Err(e) => {
                     self.observer.message(&format!(
                         "streaming a layer to {} failed ({e}); uploading it from the temporary layout",
@@ -913,6 +999,95 @@ mod tests {
             assert!(matches!(pool.take_error(), Some(BlobError::Missing { .. })));
             assert!(pool.take_error().is_none());
         });
+    }
+
+    /// Run `f` on a thread of its own; a test fails (instead of hanging) if it does not return
+    /// within a minute.
+    fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()).unwrap());
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the pool hung")
+    }
+
+    /// A worker that cannot be started (a pids limit, a huge `--jobs`) fails the start, and the
+    /// workers started before it end, so that the scope's join returns.
+    #[test]
+    fn a_worker_that_cannot_start_fails_the_start_and_the_others_end() {
+        let result = bounded(|| {
+            std::thread::scope(|s| {
+                Pool::start_with(
+                    s,
+                    "app",
+                    4,
+                    &Silent,
+                    |_: &Blob, _: PathBuf| Ok(BlobOutcome::Uploaded),
+                    None,
+                    // The third thread asks for a 64 TiB stack: the system refuses it.
+                    |b, n| if n == 2 { b.stack_size(1 << 46) } else { b },
+                )
+                .map(|_| ())
+            })
+        });
+        assert!(result.is_err(), "the start must fail");
+    }
+
+    /// An observer that panics where the worker reports a queued blob fails the push.
+    #[test]
+    fn a_panicking_observer_fails_the_push() {
+        struct Panicking;
+        impl Observer for Panicking {
+            fn event(&self, _: &Event) {}
+            fn progress(&self, p: &Progress) {
+                if matches!(p, Progress::Queued { .. }) {
+                    panic!("observer bug");
+                }
+            }
+            fn message(&self, _: &str) {}
+        }
+        let result = bounded(|| {
+            std::thread::scope(|s| {
+                let pool = Pool::start(
+                    s,
+                    "app",
+                    2,
+                    &Panicking,
+                    |_: &Blob, _: PathBuf| Ok(BlobOutcome::Uploaded),
+                    None,
+                )
+                .unwrap();
+                pool.finish(["a", "b"].map(blob))
+            })
+        });
+        assert!(
+            matches!(result, Err(BlobError::Panicked { .. })),
+            "{result:?}"
+        );
+    }
+
+    /// A blob published as streamed whose stream ended without a result (the reader failed, the
+    /// layer was finished all the same) is an error once nothing else can push it.
+    #[test]
+    fn a_streamed_blob_whose_stream_gave_no_result_is_an_error() {
+        let result = bounded(|| {
+            std::thread::scope(|s| {
+                let pool = Pool::start(
+                    s,
+                    "app",
+                    1,
+                    &Silent,
+                    |_: &Blob, _: PathBuf| Ok(BlobOutcome::Uploaded),
+                    None,
+                )
+                .unwrap();
+                let (b, p) = blob("layer");
+                // What the archive reader's hook notes when a streamed layer is published; its
+                // stream's job has already ended with nothing.
+                pool.queue.lock().seen.insert(b.digest);
+                pool.finish([(b, p)])
+            })
+        });
+        assert!(matches!(result, Err(BlobError::Lost { .. })), "{result:?}");
     }
 
     #[test]

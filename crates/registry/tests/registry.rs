@@ -410,7 +410,7 @@ fn streamed_upload_of_unknown_digest() {
         .upload_stream(
             "stream/x",
             &mut &data[..],
-            &|| Some(Digest::of(&data)),
+            &|| Some((Digest::of(&data), data.len() as u64)),
             &|e| {
                 if let UploadEvent::Progress { sent: s } = e {
                     *sent.lock().unwrap() = s;
@@ -430,7 +430,7 @@ fn streamed_upload_of_unknown_digest() {
         .upload_stream(
             "stream/x",
             &mut std::io::empty(),
-            &|| Some(Digest::of(b"")),
+            &|| Some((Digest::of(b""), 0)),
             &no_events,
         )
         .unwrap();
@@ -445,7 +445,12 @@ fn streamed_upload_under_a_wrong_digest_is_refused_by_the_registry() {
     let data = b"the bytes that went up".to_vec();
     let wrong = Digest::of(b"other bytes");
     let e = c
-        .upload_stream("stream/w", &mut &data[..], &|| Some(wrong), &no_events)
+        .upload_stream(
+            "stream/w",
+            &mut &data[..],
+            &|| Some((wrong, data.len() as u64)),
+            &no_events,
+        )
         .unwrap_err();
     assert!(!e.read_failed, "{e}");
     assert!(e.to_string().contains("PUT"), "{e}");

@@ -2,7 +2,7 @@
 //! (small ones into memory, any size as a stream), verified against its digest.
 
 use super::Client;
-use super::http::{Req, resolve_location, status_error};
+use super::http::{Req, Resp, resolve_location, status_error};
 use crate::auth::Scope;
 use crate::error::{Error, display_url};
 use layerlift_manifest::Digest;
@@ -22,12 +22,33 @@ impl Client {
     /// `HEAD /v2/<repo>/blobs/<digest>`: true when the registry has the blob. A 401 after the
     /// token refresh reads as "absent" (Docker Hub and Harbor answer so for new repositories).
     pub fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        Ok(self.head_blob(repo, digest)?.is_some())
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>`, read as [`Client::blob_exists`] does: the blob's size
+    /// (its `Content-Length`) when the registry has it, `None` when it does not; an answer
+    /// without `Content-Length` is a protocol error.
+    pub fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
+        let Some(resp) = self.head_blob(repo, digest)? else {
+            return Ok(None);
+        };
+        match resp.header("content-length").map(|v| v.trim().parse()) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(Error::Protocol {
+                method: "HEAD",
+                url: display_url(&resp.url),
+                reason: "the answer has no Content-Length".into(),
+            }),
+        }
+    }
+
+    fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Resp>, Error> {
         let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
         self.retrying(None, |_| {
             let resp = self.send(&Req::new("HEAD", url.clone()))?;
             match resp.status {
-                200 => Ok(true),
-                404 | 401 => Ok(false),
+                200 => Ok(Some(resp)),
+                404 | 401 => Ok(None),
                 _ => Err(status_error("HEAD", &resp)),
             }
         })
@@ -49,7 +70,8 @@ impl Client {
     }
 
     /// Try to mount `digest` from `from` into `repo`. Any answer but `201`, and any failure that
-    /// retries do not mend, reads as "not mounted".
+    /// retries do not mend, reads as "not mounted"; a `201` counts as far as it names the blob
+    /// ([`Client::mounted`]).
     pub fn mount_blob(
         &self,
         repo: &str,
@@ -76,7 +98,7 @@ impl Client {
             Err(e) => return Err(e),
         };
         match resp.status {
-            201 => Ok(MountResult::Mounted),
+            201 => self.mounted(repo, digest, &resp),
             202 => {
                 let loc = resp
                     .header("location")
@@ -85,6 +107,32 @@ impl Client {
             }
             _ => Ok(MountResult::NotMounted(None)),
         }
+    }
+
+    /// What a `201` to a mount linked: the blob when `Docker-Content-Digest` names it, or else
+    /// the `Location` does (`…/blobs/<digest>`); one that names another blob mounted nothing we
+    /// asked for. An answer that names nothing is checked with a `HEAD` in `repo`.
+    fn mounted(&self, repo: &str, digest: &Digest, resp: &Resp) -> Result<MountResult, Error> {
+        let named = match (
+            resp.header("docker-content-digest"),
+            resp.header("location"),
+        ) {
+            (Some(d), _) => Some(d.trim() == digest.to_string()),
+            (None, Some(l)) => Some(
+                resolve_location(&resp.url, l)
+                    .is_ok_and(|u| u.path().ends_with(&format!("/blobs/{digest}"))),
+            ),
+            (None, None) => None,
+        };
+        let held = match named {
+            Some(named) => named,
+            None => self.blob_exists(repo, digest)?,
+        };
+        Ok(if held {
+            MountResult::Mounted
+        } else {
+            MountResult::NotMounted(None)
+        })
     }
 
     /// `GET` a small blob (an image config), verified against `digest`. `Ok(None)` when the

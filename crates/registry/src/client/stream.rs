@@ -2,13 +2,17 @@
 //! compressed on the way) goes up as it is produced, `POST`, then one `PATCH` with chunked
 //! transfer encoding, then `PUT ?digest=` with the digest its producer reports at the end (the
 //! producer hashes the bytes anyway; the registry checks them against it). This is the sequence
-//! `docker push` uses. Registries that refuse it (a cap on the request size, no chunked uploads) make the
+//! `docker push` uses. What went up is checked before the `PUT` that commits it: the bytes sent
+//! must be as many as the producer finished with, and as many as the `PATCH` answer's `Range` says
+//! the registry holds; where the answer has no `Range`, the committed blob's size is asked with a
+//! `HEAD` afterwards (a registry that does not check digests would otherwise keep a cut blob under
+//! the right name). Registries that refuse it (a cap on the request size, no chunked uploads) make the
 //! client remember that streams are refused ([`Client::streams_refused`]): the caller uploads
 //! such blobs from a file ([`Client::upload_blob`]) instead.
 
 use super::Client;
 use super::http::{Counting, MAX_BODY, Req, Resp, status_error, transport_error};
-use super::upload::UploadEvent;
+use super::upload::{UploadEvent, parse_range_end};
 use crate::error::{Error, display_url};
 use layerlift_manifest::Digest;
 use std::io::Read;
@@ -28,6 +32,10 @@ pub struct StreamError {
     /// The stream itself failed (the reader's error, not the registry's): the registry is not
     /// to blame for it.
     pub read_failed: bool,
+    /// The registry committed the blob under its digest, but holds another number of bytes than
+    /// were streamed: it does not verify what it stores, and the blob it holds under that digest
+    /// is wrong. Uploading again does not mend that (the registry would say it has the blob).
+    pub committed_wrong: bool,
 }
 
 impl StreamError {
@@ -45,8 +53,10 @@ impl Client {
     }
 
     /// Upload a blob whose digest is not known in advance, streaming `reader` (see the module
-    /// docs). Once `reader` has ended, `digest` gives the digest of what it gave (`None`: the
-    /// producer failed after all, a failure of the reader). Returns the digest and the size sent.
+    /// docs). Once `reader` has ended, `produced` gives the digest and size of what the producer
+    /// finished (`None`: the producer failed after all, a failure of the reader); a reader that
+    /// gave another number of bytes fails as the reader's failure. Returns the digest and the
+    /// size sent.
     /// The stream cannot be rewound, so nothing but the POST is retried here; a failure that is
     /// not the reader's nor an authentication failure makes the client remember that this
     /// registry refuses streams ([`Client::streams_refused`]). A wrong digest is such a failure:
@@ -55,18 +65,20 @@ impl Client {
         &self,
         repo: &str,
         reader: &mut dyn Read,
-        digest: &dyn Fn() -> Option<Digest>,
+        produced: &dyn Fn() -> Option<(Digest, u64)>,
         events: &(dyn Fn(UploadEvent) + Sync),
     ) -> Result<(Digest, u64), Box<StreamError>> {
         let progress = |sent| events(UploadEvent::Progress { sent });
         let mut counting = Counting::new(reader, Some(&progress));
         let mut session = None;
-        let result = self.stream_to(repo, &mut counting, digest, &mut session);
+        let mut committed = false;
+        let result = self.stream_to(repo, &mut counting, produced, &mut session, &mut committed);
         result.map_err(|error| {
             let e = Box::new(StreamError {
                 error,
                 session,
                 read_failed: counting.failed,
+                committed_wrong: committed,
             });
             if !e.read_failed && !e.is_auth() {
                 self.streams_refused.store(true, Ordering::Relaxed);
@@ -79,8 +91,9 @@ impl Client {
         &self,
         repo: &str,
         counting: &mut Counting<'_, &mut dyn Read>,
-        digest: &dyn Fn() -> Option<Digest>,
+        produced: &dyn Fn() -> Option<(Digest, u64)>,
         session: &mut Option<Url>,
+        committed: &mut bool,
     ) -> Result<(Digest, u64), Error> {
         let (loc, _) = self.retrying(None, |_| self.start_upload(repo))?;
         *session = Some(loc.clone());
@@ -130,7 +143,24 @@ impl Client {
             None => resp.url.clone(),
         };
         *session = Some(loc.clone());
-        let Some(digest) = digest() else {
+        let sent = counting.sent;
+        // How much of it the registry holds, as it says (`0-0` is also its word for nothing).
+        let held = resp
+            .header("range")
+            .and_then(parse_range_end)
+            .map(|end| if sent == 0 { 0 } else { end + 1 });
+        if let Some(held) = held
+            && held != sent
+        {
+            return Err(Error::Protocol {
+                method: "PATCH",
+                url: display_url(&resp.url),
+                reason: format!(
+                    "the registry holds {held} bytes of the stream, {sent} were sent (the body was cut on the way)"
+                ),
+            });
+        }
+        let Some((digest, size)) = produced() else {
             counting.failed = true;
             return Err(Error::Io {
                 what: "streaming",
@@ -138,7 +168,16 @@ impl Client {
                 source: std::io::Error::other("the blob was not produced to its end"),
             });
         };
-        let size = counting.sent;
+        if size != sent {
+            counting.failed = true;
+            return Err(Error::Io {
+                what: "streaming",
+                path: format!("the blob {digest}"),
+                source: std::io::Error::other(format!(
+                    "{sent} bytes were read for a blob of {size} bytes"
+                )),
+            });
+        }
         self.retrying(None, |_| {
             let resp = self.send(&Req::new("PUT", Self::with_digest(&loc, &digest)))?;
             if !(200..=299).contains(&resp.status) {
@@ -146,6 +185,25 @@ impl Client {
             }
             self.check_digest(&resp, &digest)
         })?;
+        if held.is_none() {
+            // Nothing said how much arrived: ask what was committed.
+            let stored = self.blob_size(repo, &digest)?;
+            if stored != Some(size) {
+                *committed = stored.is_some();
+                return Err(Error::Protocol {
+                    method: "HEAD",
+                    url: display_url(&self.api_url(&format!("v2/{repo}/blobs/{digest}"))),
+                    reason: match stored {
+                        Some(n) => format!(
+                            "the registry holds {n} bytes under {digest}, {size} were streamed"
+                        ),
+                        None => format!(
+                            "the registry does not hold {digest} after its upload was committed"
+                        ),
+                    },
+                });
+            }
+        }
         Ok((digest, size))
     }
 }
