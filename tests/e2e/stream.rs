@@ -7,7 +7,7 @@ use crate::util::{
     assert_ok, have_tool, layer_tar, podman_archive, push_cmd, run, sha256_digest, skopeo_pull,
     tag_digest,
 };
-use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Registry};
+use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Quirk, QuirkProxy, Registry};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// An archive of `big` layers of 6 MiB (streamed: above the 4 MiB threshold) and one small
@@ -26,10 +26,15 @@ fn archive(dir: &std::path::Path, big: u64) -> (std::path::PathBuf, Vec<String>)
 
 /// Push `archive` through `proxy` to `repo:1`; the manifest digest pushed.
 fn push_through(proxy: &FaultProxy, archive: &std::path::Path, repo: &str) -> String {
+    push_via(&proxy.addr(), archive, repo)
+}
+
+/// Push `archive` through the proxy at `addr` to `repo:1`; the manifest digest pushed.
+fn push_via(addr: &str, archive: &std::path::Path, repo: &str) -> String {
     let cache = tempfile::tempdir().unwrap();
     let mut c = push_cmd();
     c.arg(archive)
-        .arg(format!("{}/{repo}:1", proxy.addr()))
+        .arg(format!("{addr}/{repo}:1"))
         .args(["--json", "--plain-http", "--retries", "2", "--cache-dir"])
         .arg(cache.path());
     let out = assert_ok(&run(c));
@@ -80,6 +85,61 @@ fn a_streamed_upload_cut_in_the_middle_still_completes() {
         "a streamed PATCH was cut: {log:#?}"
     );
     check_pulled(&reg, "cut", &digest, &diff_ids);
+}
+
+/// A proxy cuts the last 4 KiB off each streamed PATCH body, in front of a registry that does not
+/// verify digests (a refused `PUT ?digest=` is answered 201). The registry's `Range` says how
+/// much arrived: the client sees that it is less than it sent, never commits the cut session, and
+/// sends the layer again from the temporary layout.
+#[test]
+fn a_stream_cut_on_the_way_is_never_committed() {
+    let reg = Registry::anonymous();
+    let proxy = QuirkProxy::start(
+        reg.port(),
+        vec![Quirk::TruncateStream { by: 4096 }, Quirk::UncheckedDigest],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (archive, diff_ids) = archive(work.path(), 1);
+    let digest = push_via(&proxy.addr(), &archive, "truncated");
+    assert_eq!(
+        proxy.unmet(),
+        [Quirk::UncheckedDigest],
+        "the stream was cut, and no PUT committed the cut session"
+    );
+    check_pulled(&reg, "truncated", &digest, &diff_ids);
+}
+
+/// The same without `Range` in any answer: nothing says how much arrived, so the client asks the
+/// committed blob's size with a HEAD; the registry does not hold it, and the layer goes up again.
+#[test]
+fn a_stream_cut_on_the_way_without_range_is_checked_after_its_put() {
+    let reg = Registry::anonymous();
+    let proxy = QuirkProxy::start(
+        reg.port(),
+        vec![
+            Quirk::TruncateStream { by: 4096 },
+            Quirk::UncheckedDigest,
+            Quirk::NoRange,
+        ],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (archive, diff_ids) = archive(work.path(), 1);
+    let digest = push_via(&proxy.addr(), &archive, "unchecked");
+    assert!(proxy.unmet().is_empty(), "{:?}", proxy.unmet());
+    check_pulled(&reg, "unchecked", &digest, &diff_ids);
+}
+
+/// Every mount is answered 201 without linking anything or naming a blob: the client checks each
+/// one with a HEAD, finds the blob absent, and uploads it.
+#[test]
+fn a_mount_answered_201_that_names_nothing_is_checked() {
+    let reg = Registry::anonymous();
+    let proxy = QuirkProxy::start(reg.port(), vec![Quirk::BlindMount]);
+    let work = tempfile::tempdir().unwrap();
+    let (archive, diff_ids) = archive(work.path(), 1);
+    let digest = push_via(&proxy.addr(), &archive, "blind");
+    assert!(proxy.unmet().is_empty(), "a mount was asked for");
+    check_pulled(&reg, "blind", &digest, &diff_ids);
 }
 
 /// A registry that answers every PATCH with 416 (as one that caps request sizes might): the first

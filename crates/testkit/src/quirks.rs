@@ -90,6 +90,16 @@ pub enum Quirk {
     /// Harbor: a project (the first path component) must exist before a push; an upload `POST`
     /// elsewhere gets `401 UNAUTHORIZED` "project … not found".
     ProjectMustExist { projects: Vec<String> },
+    /// A proxy that cuts a streamed body: a `PATCH` sent with chunked transfer encoding (no
+    /// `Content-Length`) reaches the registry without its last `by` bytes.
+    TruncateStream { by: u64 },
+    /// A registry that does not verify digests: the `PUT ?digest=` that closes an upload, refused
+    /// by the registry because the bytes do not match, is answered `201 Created` with the digest
+    /// asked for (the registry behind still holds nothing under it).
+    UncheckedDigest,
+    /// A registry (or a proxy) that answers every cross-repository mount `201 Created` without
+    /// linking anything and without naming a blob.
+    BlindMount,
 }
 
 /// Per-session state (keyed by the upload's id).
@@ -302,6 +312,25 @@ impl Exchange for State {
                         ),
                     );
                     return Before::Answer(a);
+                }
+                Quirk::TruncateStream { by }
+                    if req.method == "PATCH" && !req.had_length && req.body.len() as u64 > *by =>
+                {
+                    self.fire(q);
+                    let keep = req.body.len() - *by as usize;
+                    req.body.truncate(keep);
+                }
+                Quirk::BlindMount
+                    if req.method == "POST"
+                        && upload.is_some()
+                        && query_has(&req.target, "mount") =>
+                {
+                    self.fire(q);
+                    return Before::Answer(Answer {
+                        status: 201,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    });
                 }
                 Quirk::HeadBlob404 if req.method == "HEAD" && is_blob_target(&req.target) => {
                     self.fire(q);
@@ -522,6 +551,24 @@ impl Exchange for State {
                     {
                         self.session(id, |s| s.first_range.get_or_insert(r).clone());
                     }
+                }
+                Quirk::UncheckedDigest
+                    if req.method == "PUT"
+                        && matches!(upload, Some((_, Some(_))))
+                        && a.status == 400
+                        && String::from_utf8_lossy(&a.body).contains("DIGEST_INVALID") =>
+                {
+                    self.fire(q);
+                    let digest = query_value(&req.target, "digest")
+                        .unwrap_or_default()
+                        .replace("%3A", ":")
+                        .replace("%3a", ":");
+                    *a = Answer {
+                        status: 201,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    };
+                    a.set("Docker-Content-Digest", &digest);
                 }
                 Quirk::NoContentDigest if a.header("docker-content-digest").is_some() => {
                     self.fire(q);
