@@ -16,6 +16,18 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing what was read into the output layout failed (a full disk, a read-only
+    /// directory).
+    #[error("cannot write {what} into {}: {source}", dir.display())]
+    Write {
+        /// What was being written (an entry…).
+        what: String,
+        /// The layout written to.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The input holds no bytes (or its compressed stream decompresses to none).
     #[error("{what}: not an archive; {EXPECTED}")]
     Empty {

@@ -317,12 +317,16 @@ impl Scan {
             (Some(l), _) => Sink::Stage(l.blob_writer()?),
             (None, _) => Sink::Hash(Sha256Writer::new(io::sink())),
         };
+        let write_err = |e: io::Error| ArchiveError::Write {
+            what: format!("entry `{path}`"),
+            dir: layout.map(|l| l.root().to_path_buf()).unwrap_or_default(),
+            source: e,
+        };
         let mut chunk = head;
         loop {
             if chunk > 0 {
                 let bytes = &buf[..chunk];
-                sink.write_all(bytes)
-                    .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
+                sink.write_all(bytes).map_err(write_err)?;
                 if let Some(d) = decode.as_mut()
                     && let Err(e) = d.write_all(bytes)
                 {

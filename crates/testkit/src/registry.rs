@@ -181,16 +181,7 @@ impl Registry {
                 }
             }
             write(dir.path(), "config.yml", &yaml);
-            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
-            let child = Command::new(&bin)
-                .arg("serve")
-                .arg(dir.path().join("config.yml"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .env_remove("REGISTRY_HTTP_ADDR")
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let child = serve(dir.path());
             let https = certs.is_some() || files.is_some();
             let mut reg = Registry {
                 child,
@@ -263,6 +254,46 @@ impl Registry {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
+}
+
+impl Registry {
+    /// SIGKILL the registry process (its storage stays), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the registry again on the same port, storage and configuration (after
+    /// [`Registry::kill`]); its log goes on in the same file.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = serve(self.dir.path());
+        if let Err(port_taken) = self.wait_ready(Duration::from_secs(20)) {
+            panic!(
+                "docker-registry did not start again (port taken: {port_taken}):\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+/// `docker-registry serve DIR/config.yml`, logging to `DIR/registry.log` (appended).
+fn serve(dir: &Path) -> Child {
+    let bin = registry_binary();
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .expect("log file");
+    Command::new(&bin)
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .env_remove("REGISTRY_HTTP_ADDR")
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
 }
 
 impl Drop for Registry {

@@ -1,0 +1,389 @@
+//! Soak: pushes that overlap, a registry that dies in the middle, a temporary directory that
+//! fills up. Each case is bounded in time (the whole module runs in well under a minute), and each
+//! checks what a user relies on afterwards: every image pulls back byte-true, every tag names an
+//! image that was pushed to it, and nothing is left in the temporary directory.
+//!
+//! - rounds of 8 concurrent archive pushes of images sharing a base layer: the same image to
+//!   several repositories, different images to one repository, and one tag raced by two images
+//!   (the push that loses the race says that the tag names the other image);
+//! - the registry process SIGKILLed while a push uploads, and started again on its storage: the
+//!   push retries and completes, or fails with one line and a re-run completes without sending
+//!   again what the registry already holds;
+//! - the temporary directory on a tmpfs too small for the push (root only: `mount`): a clear
+//!   error, nothing left in it, no tag in the registry.
+
+use crate::util::{assert_ok, have_tool, layer_tar, podman_archive, push_cmd, run, skopeo_pull};
+use layerlift_testkit::{Fault, FaultProxy, Registry};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// An archive written for a test: its path, its config digest and its layers' diff_ids.
+struct Archive {
+    path: PathBuf,
+    config: String,
+    diff_ids: Vec<String>,
+}
+
+/// A podman-style archive of `layers` under `dir/name.tar`.
+fn archive(dir: &Path, name: &str, layers: &[Vec<u8>]) -> Archive {
+    let (bytes, _) = podman_archive(layers, &[], &format!("soak/{name}:1"));
+    let path = dir.join(format!("{name}.tar"));
+    std::fs::write(&path, &bytes).unwrap();
+    let mut entries = tar::Archive::new(&bytes[..]);
+    let manifest: serde_json::Value = entries
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .unwrap();
+    let config = manifest[0]["Config"].as_str().unwrap();
+    Archive {
+        path,
+        config: format!("sha256:{}", config.trim_end_matches(".json")),
+        diff_ids: layers
+            .iter()
+            .map(|l| crate::util::sha256_digest(l))
+            .collect(),
+    }
+}
+
+/// A push of `src` to `dest` with its own temporary directory `tmp`; the command.
+fn push(src: &Path, dest: &str, tmp: &Path) -> std::process::Command {
+    let mut c = push_cmd();
+    c.arg(src)
+        .arg(dest)
+        .args(["--json", "--plain-http", "--no-cache", "--jobs", "2"])
+        .env("TMPDIR", tmp);
+    c
+}
+
+/// The digest a `--json` push printed last, if it succeeded.
+fn digest_of(stdout: &str) -> Option<String> {
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last()?).ok()?;
+    (last["ok"] == true).then(|| last["images"][0]["digest"].as_str().map(str::to_string))?
+}
+
+/// What is left of layerlift-push in `tmp`.
+fn leftovers(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("layerlift-push"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pull `reference` with skopeo and check it against `a` (same config bytes, same layers).
+fn pulls_back(reg: &Registry, repo: &str, tag: &str, digest: &str, a: &Archive) {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let images = skopeo_pull(
+        &format!("{}/{repo}:{tag}", reg.addr()),
+        digest,
+        &["--src-tls-verify=false".to_string()],
+        work.path(),
+    );
+    assert_eq!(images.len(), 1, "{repo}:{tag}");
+    assert_eq!(images[0].config, a.config, "{repo}:{tag}: config");
+    assert_eq!(images[0].diff_ids, a.diff_ids, "{repo}:{tag}: layers");
+}
+
+/// Three rounds of 8 concurrent pushes of 4 images sharing a base layer (one of them large
+/// enough to be streamed): the same image to several repositories, two images to one tag at the
+/// same moment, other tags of the same repositories. Every push exits 0, every tag names one of
+/// the images pushed to it and pulls back as that image, and no temporary directory is left.
+#[test]
+fn concurrent_pushes_of_overlapping_images() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = layer_tar("base", 1, 5 << 20);
+    let images: Vec<Archive> = (0..4u64)
+        .map(|i| {
+            let own = layer_tar(&format!("app-{i}"), 10 + i, 20_000);
+            archive(work.path(), &format!("img{i}"), &[base.clone(), own])
+        })
+        .collect();
+    // (image, repository, tag) per push of a round.
+    let plan: [(usize, &str, &str); 8] = [
+        (0, "soak/a", "1"),
+        (1, "soak/a", "1"),
+        (0, "soak/b", "1"),
+        (2, "soak/b", "2"),
+        (2, "soak/c", "1"),
+        (3, "soak/c", "2"),
+        (3, "soak/a", "2"),
+        (1, "soak/d", "1"),
+    ];
+    let mut pushed_to: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut digests: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..3 {
+        let barrier = Barrier::new(plan.len());
+        let outs: Vec<(std::process::Output, usize, &str, &str)> = std::thread::scope(|s| {
+            let handles: Vec<_> = plan
+                .iter()
+                .map(|&(i, repo, tag)| {
+                    let (barrier, images, reg, tmp) = (&barrier, &images, &reg, &tmp);
+                    s.spawn(move || {
+                        let c = push(
+                            &images[i].path,
+                            &format!("{}/{repo}:{tag}", reg.addr()),
+                            tmp.path(),
+                        );
+                        barrier.wait();
+                        (run(c), i, repo, tag)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (o, i, repo, tag) in outs {
+            let (out, err) = crate::util::text(&o);
+            let Some(d) = digest_of(&out) else {
+                // The one tag two images race for: the push that lost reads the tag back, finds
+                // the other image, and says so.
+                assert_eq!((repo, tag), ("soak/a", "1"), "round {round}: {err}");
+                assert!(
+                    err.trim_end().lines().count() == 1
+                        && err.contains(" after the push, not at the pushed "),
+                    "round {round}: {err}"
+                );
+                continue;
+            };
+            pushed_to
+                .entry((repo.to_string(), tag.to_string()))
+                .or_default()
+                .insert(d.clone());
+            assert_eq!(*digests.entry(d).or_insert(i), i, "one digest per image");
+        }
+        assert_eq!(leftovers(tmp.path()), Vec::<String>::new(), "round {round}");
+    }
+    for ((repo, tag), candidates) in &pushed_to {
+        let now = crate::util::tag_digest(&reg, repo, tag)
+            .unwrap_or_else(|| panic!("{repo}:{tag} names nothing"));
+        assert!(
+            candidates.contains(&now),
+            "{repo}:{tag} names {now}, pushed there: {candidates:?}"
+        );
+        pulls_back(&reg, repo, tag, &now, &images[digests[&now]]);
+    }
+}
+
+/// The registry is SIGKILLed when the push sends its first layer bytes, and started again on the
+/// same storage a second later. With its retries the push rides the outage out and completes.
+#[test]
+fn the_registry_killed_and_restarted_mid_push_is_retried() {
+    let Killed { reg, a, first, .. } = kill_during_push("retried", &[]);
+    let (out, err) = crate::util::text(&first);
+    let digest = digest_of(&out).unwrap_or_else(|| panic!("the push did not complete: {err}"));
+    assert!(out.contains(r#""event":"retried""#), "{out}");
+    check_killed(&reg, "retried", &digest, &a);
+}
+
+/// The same with no retries: the push gives up with one line, and a re-run completes without
+/// sending again any blob the registry holds.
+#[test]
+fn the_registry_killed_mid_push_then_a_rerun_sends_only_what_is_missing() {
+    let Killed {
+        reg,
+        a,
+        first,
+        proxy,
+        rerun,
+        _work,
+        _tmp,
+    } = kill_during_push("rerun", &["--retries", "1"]);
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(!first.status.success(), "with no retries the push fails");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("layerlift-push: error: "), "{err}");
+    let held = held_blobs(&reg.lock().unwrap().storage_dir());
+    let before = proxy.log().len();
+    let out = assert_ok(&run(rerun));
+    for l in &proxy.log()[before..] {
+        if l.method == "PUT" || l.method == "PATCH" {
+            assert!(
+                !held.iter().any(|d| l.target.contains(d.as_str())),
+                "{} {} sent again",
+                l.method,
+                l.target
+            );
+        }
+    }
+    check_killed(&reg, "rerun", &digest_of(&out).unwrap(), &a);
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Registry>>;
+
+/// A push during which the registry was killed and started again ([`kill_during_push`]).
+struct Killed {
+    reg: Shared,
+    /// What was pushed.
+    a: Archive,
+    /// The push's output.
+    first: std::process::Output,
+    proxy: FaultProxy,
+    /// The same push again.
+    rerun: std::process::Command,
+    _work: tempfile::TempDir,
+    _tmp: tempfile::TempDir,
+}
+
+/// Push an archive of three 5 MiB layers to `soak/REPO:1` with `args` through a proxy that kills
+/// the registry when the first layer bytes go up and starts it again a second later.
+fn kill_during_push(repo: &str, args: &[&str]) -> Killed {
+    let reg: Shared = std::sync::Arc::new(std::sync::Mutex::new(Registry::anonymous()));
+    let port = reg.lock().unwrap().port();
+    let (work_dir, tmp_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (work, tmp) = (work_dir.path(), tmp_dir.path());
+    let layers: Vec<Vec<u8>> = (0..3u64)
+        .map(|i| layer_tar(&format!("l{i}"), 50 + i, 5 << 20))
+        .collect();
+    let a = archive(work, repo, &layers);
+    let killed = std::sync::Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let tx = std::sync::Mutex::new(tx);
+    let k = std::sync::Arc::clone(&killed);
+    // The first request carrying layer bytes waits while the registry is killed, then goes on
+    // to a closed port.
+    let proxy = FaultProxy::start(port, move |r| {
+        if (r.method == "PATCH" || r.method == "PUT")
+            && r.target.contains("/blobs/uploads/")
+            && !k.swap(true, Ordering::SeqCst)
+        {
+            tx.lock().unwrap().send(()).unwrap();
+            return Fault::Stall(Duration::from_millis(300));
+        }
+        Fault::Pass
+    });
+    let r2 = std::sync::Arc::clone(&reg);
+    let restarter = std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(30)).is_ok() {
+            r2.lock().unwrap().kill();
+            std::thread::sleep(Duration::from_secs(1));
+            r2.lock().unwrap().restart();
+        }
+    });
+    let dest = format!("{}/soak/{repo}:1", proxy.addr());
+    let mut first = push(&a.path, &dest, tmp);
+    first.args(args);
+    let first = run(first);
+    restarter.join().unwrap();
+    assert!(killed.load(Ordering::SeqCst), "the registry was killed");
+    let rerun = push(&a.path, &dest, tmp);
+    assert_eq!(leftovers(tmp), Vec::<String>::new());
+    Killed {
+        reg,
+        a,
+        first,
+        proxy,
+        rerun,
+        _work: work_dir,
+        _tmp: tmp_dir,
+    }
+}
+
+/// `soak/REPO:1` names `digest` and pulls back as `a`.
+fn check_killed(reg: &Shared, repo: &str, digest: &str, a: &Archive) {
+    let reg = reg.lock().unwrap();
+    let repo = format!("soak/{repo}");
+    assert_eq!(
+        crate::util::tag_digest(&reg, &repo, "1").as_deref(),
+        Some(digest)
+    );
+    pulls_back(&reg, &repo, "1", digest, a);
+}
+
+/// The blobs a registry's storage holds (`sha256:<hex>`).
+fn held_blobs(storage: &Path) -> Vec<String> {
+    let dir = storage.join("docker/registry/v2/blobs/sha256");
+    let mut out = Vec::new();
+    for prefix in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for blob in std::fs::read_dir(prefix.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if blob.path().join("data").exists() {
+                out.push(format!("sha256:{}", blob.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=1777"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            o.status.success(),
+            "this test mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// The temporary directory is a 4 MiB tmpfs and the archive's layers compress to twice that: the push fails with one line that says the disk is full, leaves nothing in the
+/// temporary directory, and tags nothing.
+#[test]
+fn a_full_temporary_directory_fails_cleanly() {
+    if std::env::var_os("LAYERLIFT_SKIP_ROOT").is_some() {
+        eprintln!("skip a_full_temporary_directory_fails_cleanly: LAYERLIFT_SKIP_ROOT is set");
+        return;
+    }
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let tmp = Tmpfs::mount("4m");
+    // About 8 MiB once compressed.
+    let layers: Vec<Vec<u8>> = (0..2u64)
+        .map(|i| layer_tar(&format!("full-{i}"), 70 + i, 6 << 20))
+        .collect();
+    let a = archive(work.path(), "full", &layers);
+    let o = run(push(
+        &a.path,
+        &format!("{}/soak/full:1", reg.addr()),
+        tmp.0.path(),
+    ));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "the push cannot succeed: {err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("layerlift-push: error: ")
+            && last.contains("cannot write entry")
+            && last.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(leftovers(tmp.0.path()), Vec::<String>::new());
+    assert_eq!(crate::util::tag_digest(&reg, "soak/full", "1"), None);
+}
