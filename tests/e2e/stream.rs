@@ -249,3 +249,77 @@ fn a_new_repository_takes_two_requests_per_blob_and_keeps_what_a_stopped_push_le
     assert_eq!(count(&log, "PATCH", ""), 0, "{log:#?}");
     assert!(tag_digest(&reg, "stopped", "1").is_some());
 }
+
+/// A push killed while it streams a layer leaves the stream's session in the journal (under the
+/// layer's archive entry, the archive and the encoding: its digest is not known yet); the same
+/// push run again asks the registry about that session and streams the layer into it, skipping
+/// what the registry holds there, instead of opening another.
+///
+/// The proxy in between passes each request on whole, so the killed PATCH never reaches the
+/// registry and the session holds nothing: docker-registry 2.8 cancels a session whose bytes a
+/// cut PATCH changed (its `_state` offset no longer matches), so only such a session can be
+/// continued there. Registries that keep upload state on their side continue at their offset.
+#[test]
+fn a_push_killed_while_streaming_continues_in_its_session() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::transparent(reg.port());
+    let work = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    // Slow to compress at gzip level 9, so that the kill lands inside the stream.
+    let layers = vec![
+        layer_tar("slow", 77, 32 << 20),
+        layer_tar("small", 78, 10_000),
+    ];
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+    let (bytes, _) = podman_archive(&layers, &[], "killed:1");
+    let archive = work.path().join("archive.tar");
+    std::fs::write(&archive, bytes).unwrap();
+    let push = || {
+        let mut c = push_cmd();
+        c.arg(&archive)
+            .arg(format!("{}/killed:1", proxy.addr()))
+            .args(["--json", "--plain-http", "--level", "9", "--cache-dir"])
+            .arg(cache.path());
+        c
+    };
+    let mut child = push()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let session = loop {
+        if let Some(p) = patches(&proxy.log()).first() {
+            break p.target.split('?').next().unwrap().to_string();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push ended before the kill"
+        );
+        assert!(start.elapsed().as_secs() < 60, "no stream started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = proxy.log().len();
+    let out = assert_ok(&run(push()));
+    let rerun: Vec<(String, String)> = proxy.log()[before..]
+        .iter()
+        .map(|l| {
+            (
+                l.method.clone(),
+                l.target.split('?').next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for method in ["GET", "PATCH", "PUT"] {
+        assert!(
+            rerun.contains(&(method.to_string(), session.clone())),
+            "{method} {session} in the re-run: {rerun:#?}"
+        );
+    }
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let digest = last["images"][0]["digest"].as_str().unwrap();
+    check_pulled(&reg, "killed", digest, &diff_ids);
+}

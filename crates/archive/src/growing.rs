@@ -55,6 +55,8 @@ pub struct GrowingBlob {
     file: File,
     shared: Arc<Shared>,
     read: u64,
+    entry: String,
+    raw_size: u64,
 }
 
 impl GrowingBlob {
@@ -73,6 +75,16 @@ impl GrowingBlob {
     /// its name is now): to read the finished blob again from any offset.
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// The archive entry being compressed (its name in the archive).
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    /// The entry's size before compression.
+    pub fn raw_size(&self) -> u64 {
+        self.raw_size
     }
 }
 
@@ -136,8 +148,13 @@ pub(crate) struct Feed {
 }
 
 impl Feed {
-    /// A feed for the file at `path` (being written), and the reader to hand out.
-    pub(crate) fn new(path: &std::path::Path) -> io::Result<(Feed, GrowingBlob)> {
+    /// A feed for the file at `path` (being written) that compresses archive entry `entry` of
+    /// `raw_size` bytes, and the reader to hand out.
+    pub(crate) fn new(
+        path: &std::path::Path,
+        entry: &str,
+        raw_size: u64,
+    ) -> io::Result<(Feed, GrowingBlob)> {
         let file = File::open(path)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(Growth::Writing(0)),
@@ -147,6 +164,8 @@ impl Feed {
             file,
             shared: Arc::clone(&shared),
             read: 0,
+            entry: entry.to_string(),
+            raw_size,
         };
         Ok((
             Feed {
@@ -214,7 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         let mut out = File::create(&path).unwrap();
-        let (feed, mut blob) = Feed::new(&path).unwrap();
+        let (feed, mut blob) = Feed::new(&path, "layer.tar", 0).unwrap();
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             blob.read_to_end(&mut got).unwrap();
@@ -240,7 +259,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         let mut out = File::create(&path).unwrap();
-        let (feed, mut blob) = Feed::new(&path).unwrap();
+        let (feed, mut blob) = Feed::new(&path, "layer.tar", 0).unwrap();
         out.write_all(b"half").unwrap();
         drop(feed);
         let mut got = Vec::new();

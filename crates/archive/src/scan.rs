@@ -295,7 +295,7 @@ impl Scan {
                 let feed = match stream {
                     Some(f) => {
                         streamed = true;
-                        let (feed, blob) = Feed::new(writer.temp_path())
+                        let (feed, blob) = Feed::new(writer.temp_path(), &path, declared)
                             .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
                         f(blob);
                         Some(feed)

@@ -247,6 +247,7 @@ pub fn push(
         mount_from: options.mount_from.clone(),
         dry_run: options.dry_run,
         source: source.to_string(),
+        stream_origin: upload::stream_origin(source, options),
         absent: Default::default(),
         new_repositories: Default::default(),
     };

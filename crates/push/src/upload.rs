@@ -116,6 +116,9 @@ pub(crate) struct Uploader<'a> {
     pub dry_run: bool,
     /// How messages name SOURCE.
     pub source: String,
+    /// What decides the bytes of a layer streamed from SOURCE besides its entry
+    /// ([`stream_origin`]): part of the key its session is recorded under.
+    pub stream_origin: String,
     /// (repository, blob) pairs a HEAD found absent while planning: not asked about again.
     pub absent: Mutex<BTreeSet<(String, Digest)>>,
     /// Repositories the registry said do not exist yet ([`crate::reuse::ReusePlan::new_repository`]):
@@ -690,11 +693,19 @@ impl Uploader<'_> {
         // What the stream sent, counted in the push's total and done as it goes: the layer's
         // size is known only at its end.
         let counted = AtomicU64::new(0);
+        let resumed_at = AtomicU64::new(0);
         if !client.streams_refused() {
             let completion = growing.completion();
             let produced = || completion.wait();
-            let on_event = |e: UploadEvent| {
-                if let UploadEvent::Progress { sent } = e {
+            // The session is recorded under the stream's key while it runs: a run killed in
+            // the middle leaves it, and the next one continues it.
+            let registry = client.registry().to_string();
+            let key = self.stream_key(&growing);
+            let journal = self.sessions.as_ref().filter(|_| !self.dry_run);
+            let recorded =
+                journal.and_then(|s| s.get(&registry, repository, &key, &client.origin()));
+            let on_event = |e: UploadEvent| match e {
+                UploadEvent::Progress { sent } => {
                     let before = counted.fetch_max(sent, Ordering::Relaxed);
                     if sent > before {
                         let bytes = sent - before;
@@ -702,8 +713,20 @@ impl Uploader<'_> {
                         self.observer.progress(&Progress::Advanced { bytes });
                     }
                 }
+                UploadEvent::Session { location } => {
+                    if let Some(s) = journal {
+                        s.put(&registry, repository, &key, location.as_str());
+                    }
+                }
+                UploadEvent::Resumed { offset } => resumed_at.store(offset, Ordering::Relaxed),
+                UploadEvent::Retry { .. } => {}
             };
-            match client.upload_stream(repository, &mut growing, &produced, &on_event) {
+            let result =
+                client.upload_stream(repository, &mut growing, &produced, recorded, &on_event);
+            if let Some(s) = journal {
+                s.remove(&registry, repository, &key);
+            }
+            match result {
                 Ok(_) => streamed = true,
                 // The staged file could not be read to its end: if the layer was finished all
                 // the same, it goes up from the file below; if not, the archive read failed.
@@ -753,6 +776,14 @@ impl Uploader<'_> {
             let rest = size.saturating_sub(counted.into_inner());
             self.observer.progress(&Progress::Queued { bytes: rest });
             self.observer.progress(&Progress::Advanced { bytes: rest });
+            let offset = resumed_at.into_inner();
+            if offset > 0 {
+                let mut e = job.event(BlobAction::Resumed);
+                if let Event::Blob { offset: o, .. } = &mut e {
+                    *o = Some(offset);
+                }
+                job.emit(e);
+            }
             job.emit(job.event(BlobAction::Uploaded));
             return Ok(Some((digest, BlobOutcome::Uploaded)));
         }
@@ -785,6 +816,23 @@ impl Uploader<'_> {
         }
         job.upload_from(&src, fresh, &self.upload)
             .map(|o| Some((digest, o)))
+    }
+
+    /// The key a layer's stream is recorded under in the journal: not a blob's digest (that is
+    /// known only at the end) but the hash of what decides the stream's bytes, SOURCE and the
+    /// encoding ([`Uploader::stream_origin`]) and the archive entry. A key that matches a
+    /// different stream costs a refused `PUT` and an upload from the file, never a wrong blob:
+    /// the registry checks the digest.
+    fn stream_key(&self, growing: &GrowingBlob) -> Digest {
+        Digest::of(
+            format!(
+                "stream\n{}\n{}\n{}",
+                self.stream_origin,
+                growing.entry(),
+                growing.raw_size()
+            )
+            .as_bytes(),
+        )
     }
 
     /// Have `repository` hold `blob` (stored in `path`): nothing if it does, a mount from a
@@ -826,6 +874,29 @@ impl Uploader<'_> {
             Err(session) => job.upload(path, session.or(fresh)),
         }
     }
+}
+
+/// What decides the bytes of the layers an archive push streams besides their entries: SOURCE
+/// (an archive file by its full path, size and modification time; a pipe by its name) and the
+/// encoding. Part of each stream's journal key ([`Uploader::stream_key`]).
+pub(crate) fn stream_origin(source: &str, options: &crate::Options) -> String {
+    let file = std::fs::canonicalize(source)
+        .ok()
+        .zip(std::fs::metadata(source).ok())
+        .filter(|(_, m)| m.is_file());
+    let id = match file {
+        Some((path, meta)) => format!(
+            "{}\n{}\n{:?}",
+            path.display(),
+            meta.len(),
+            meta.modified().ok()
+        ),
+        None => source.to_string(),
+    };
+    format!(
+        "{id}\n{:?}\n{:?}",
+        options.compression, options.compression_level
+    )
 }
 
 /// A lock that a panicked holder left is still used (the data are sets of digests).

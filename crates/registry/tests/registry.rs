@@ -411,6 +411,7 @@ fn streamed_upload_of_unknown_digest() {
             "stream/x",
             &mut &data[..],
             &|| Some((Digest::of(&data), data.len() as u64)),
+            None,
             &|e| {
                 if let UploadEvent::Progress { sent: s } = e {
                     *sent.lock().unwrap() = s;
@@ -431,6 +432,7 @@ fn streamed_upload_of_unknown_digest() {
             "stream/x",
             &mut std::io::empty(),
             &|| Some((Digest::of(b""), 0)),
+            None,
             &no_events,
         )
         .unwrap();
@@ -449,6 +451,7 @@ fn streamed_upload_under_a_wrong_digest_is_refused_by_the_registry() {
             "stream/w",
             &mut &data[..],
             &|| Some((wrong, data.len() as u64)),
+            None,
             &no_events,
         )
         .unwrap_err();
@@ -462,7 +465,7 @@ fn streamed_upload_under_a_wrong_digest_is_refused_by_the_registry() {
     let c = client(&reg, Credential::Anonymous, TransportOptions::default());
     c.ping().unwrap();
     let e = c
-        .upload_stream("stream/w", &mut &data[..], &|| None, &no_events)
+        .upload_stream("stream/w", &mut &data[..], &|| None, None, &no_events)
         .unwrap_err();
     assert!(e.read_failed, "{e}");
     assert!(!c.streams_refused());

@@ -45,6 +45,15 @@ impl StreamError {
     }
 }
 
+/// What a streamed upload learnt on the way, for its error.
+#[derive(Default)]
+struct StreamRun {
+    /// The session in use.
+    session: Option<Url>,
+    /// The registry committed the blob (see [`StreamError::committed_wrong`]).
+    committed: bool,
+}
+
 impl Client {
     /// Whether a streamed upload to this registry failed before (other than for authentication):
     /// then blobs go up from files only.
@@ -57,28 +66,31 @@ impl Client {
     /// finished (`None`: the producer failed after all, a failure of the reader); a reader that
     /// gave another number of bytes fails as the reader's failure. Returns the digest and the
     /// size sent.
-    /// The stream cannot be rewound, so nothing but the POST is retried here; a failure that is
-    /// not the reader's nor an authentication failure makes the client remember that this
-    /// registry refuses streams ([`Client::streams_refused`]). A wrong digest is such a failure:
-    /// the registry refuses the PUT.
+    ///
+    /// `resume` is a session an earlier run of the same stream opened (the producer makes the
+    /// same bytes again): the stream continues at the offset the registry holds there, its first
+    /// bytes read and not sent ([`UploadEvent::Resumed`]); a session the registry no longer knows
+    /// is replaced by a new one. Every session the stream uses is reported
+    /// ([`UploadEvent::Session`]) as soon as it is open, so that a run killed in the middle
+    /// leaves it for the next.
     pub fn upload_stream(
         &self,
         repo: &str,
         reader: &mut dyn Read,
         produced: &dyn Fn() -> Option<(Digest, u64)>,
+        resume: Option<Url>,
         events: &(dyn Fn(UploadEvent) + Sync),
     ) -> Result<(Digest, u64), Box<StreamError>> {
         let progress = |sent| events(UploadEvent::Progress { sent });
         let mut counting = Counting::new(reader, Some(&progress));
-        let mut session = None;
-        let mut committed = false;
-        let result = self.stream_to(repo, &mut counting, produced, &mut session, &mut committed);
+        let mut run = StreamRun::default();
+        let result = self.stream_to(repo, &mut counting, produced, resume, events, &mut run);
         result.map_err(|error| {
             let e = Box::new(StreamError {
                 error,
-                session,
+                session: run.session,
                 read_failed: counting.failed,
-                committed_wrong: committed,
+                committed_wrong: run.committed,
             });
             if !e.read_failed && !e.is_auth() {
                 self.streams_refused.store(true, Ordering::Relaxed);
@@ -87,16 +99,49 @@ impl Client {
         })
     }
 
+    /// The session to stream into: `resume` where the registry still knows it (the bytes it
+    /// holds are read from `counting` and not sent again), else a new one.
+    fn stream_session(
+        &self,
+        repo: &str,
+        counting: &mut Counting<'_, &mut dyn Read>,
+        resume: Option<Url>,
+        events: &(dyn Fn(UploadEvent) + Sync),
+    ) -> Result<Url, Error> {
+        if let Some(old) = resume
+            && let Ok(Some((loc, offset))) = self.retrying(None, |_| self.upload_status(&old))
+        {
+            let skipped = std::io::copy(&mut (&mut *counting).take(offset), &mut std::io::sink())
+                .map_err(|e| Error::Io {
+                what: "streaming",
+                path: "a blob".into(),
+                source: e,
+            })?;
+            if skipped == offset && offset > 0 {
+                events(UploadEvent::Resumed { offset });
+            }
+            // A stream shorter than what the session holds is not the same stream: the size
+            // checks fail it, and the caller uploads the blob from its file.
+            return Ok(loc);
+        }
+        let (loc, _) = self.retrying(None, |_| self.start_upload(repo))?;
+        Ok(loc)
+    }
+
     fn stream_to(
         &self,
         repo: &str,
         counting: &mut Counting<'_, &mut dyn Read>,
         produced: &dyn Fn() -> Option<(Digest, u64)>,
-        session: &mut Option<Url>,
-        committed: &mut bool,
+        resume: Option<Url>,
+        events: &(dyn Fn(UploadEvent) + Sync),
+        run: &mut StreamRun,
     ) -> Result<(Digest, u64), Error> {
-        let (loc, _) = self.retrying(None, |_| self.start_upload(repo))?;
-        *session = Some(loc.clone());
+        let loc = self.stream_session(repo, counting, resume, events)?;
+        run.session = Some(loc.clone());
+        events(UploadEvent::Session {
+            location: loc.clone(),
+        });
         let (auth, _) = if self.on_registry_origin(&loc) {
             self.authorization()?
         } else {
@@ -142,7 +187,10 @@ impl Client {
             Some(_) => self.location(&resp, "PATCH")?,
             None => resp.url.clone(),
         };
-        *session = Some(loc.clone());
+        run.session = Some(loc.clone());
+        events(UploadEvent::Session {
+            location: loc.clone(),
+        });
         let sent = counting.sent;
         // How much of it the registry holds, as it says (`0-0` is also its word for nothing).
         let held = resp
@@ -189,7 +237,7 @@ impl Client {
             // Nothing said how much arrived: ask what was committed.
             let stored = self.blob_size(repo, &digest)?;
             if stored != Some(size) {
-                *committed = stored.is_some();
+                run.committed = stored.is_some();
                 return Err(Error::Protocol {
                     method: "HEAD",
                     url: display_url(&self.api_url(&format!("v2/{repo}/blobs/{digest}"))),
