@@ -10,7 +10,9 @@
 //!   push retries and completes, or fails with one line and a re-run completes without sending
 //!   again what the registry already holds;
 //! - the temporary directory on a tmpfs too small for the push (root only: `mount`): a clear
-//!   error, nothing left in it, no tag in the registry.
+//!   error, nothing left in it, no tag in the registry;
+//! - a pids limit (a cgroup of the test's own, root only) that stops the upload threads from
+//!   starting: the push fails saying so instead of waiting for ever.
 
 use crate::util::{assert_ok, have_tool, layer_tar, podman_archive, push_cmd, run, skopeo_pull};
 use layerlift_testkit::{Fault, FaultProxy, Registry};
@@ -386,4 +388,89 @@ fn a_full_temporary_directory_fails_cleanly() {
     );
     assert_eq!(leftovers(tmp.0.path()), Vec::<String>::new());
     assert_eq!(crate::util::tag_digest(&reg, "soak/full", "1"), None);
+}
+
+/// A pids cgroup of the test's own (cgroup v1 or v2), removed on drop.
+struct PidsLimit(PathBuf);
+
+impl PidsLimit {
+    fn new(max: u32) -> PidsLimit {
+        let base = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+            .iter()
+            .map(Path::new)
+            .find(|b| {
+                b.join("cgroup.procs").exists()
+                    && (b.join("pids.max").exists()
+                        || b.ends_with("pids")
+                        || b.join("cgroup.subtree_control").exists())
+            })
+            .expect("no pids cgroup on this machine");
+        let dir = base.join(format!("layerlift-e2e-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "this test makes a pids cgroup and needs root: {}: {e}",
+                dir.display()
+            )
+        });
+        std::fs::write(dir.join("pids.max"), max.to_string()).unwrap();
+        PidsLimit(dir)
+    }
+}
+
+impl Drop for PidsLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// `--jobs 64` under a limit of 12 processes and threads: the upload threads cannot all start.
+/// The push fails within seconds with one line that says so (it used to wait for ever: the
+/// threads already started waited for work that never came).
+#[test]
+fn upload_threads_that_cannot_start_fail_the_push() {
+    if std::env::var_os("LAYERLIFT_SKIP_ROOT").is_some() {
+        eprintln!(
+            "skip upload_threads_that_cannot_start_fail_the_push: LAYERLIFT_SKIP_ROOT is set"
+        );
+        return;
+    }
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = archive(work.path(), "pids", &[layer_tar("l", 90, 20_000)]);
+    let limit = PidsLimit::new(12);
+    let mut c = push_cmd();
+    c.arg(&a.path)
+        .arg(format!("{}/soak/pids:1", reg.addr()))
+        .args(["--plain-http", "--no-cache", "--jobs", "64"])
+        .env("TMPDIR", tmp.path());
+    // Join the cgroup, then become the push: every thread it starts counts.
+    let procs = limit.0.join("cgroup.procs");
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"echo $$ > "$0" && exec "$@""#)
+        .arg(&procs)
+        .arg(c.get_program())
+        .args(c.get_args())
+        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = sh.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let o = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(o) => o,
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("the push hung when its threads could not start");
+        }
+    };
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot start an upload thread"), "{err}");
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
