@@ -10,6 +10,8 @@
 //!   password or its `user:password` base64; here, failing pushes in each auth mode too;
 //! - TLS is verified by default: without the CA, the push fails with one clear line and uploads
 //!   nothing; `--insecure` is the only way past it;
+//! - an OCI layout SOURCE's blobs are hashed as they are uploaded, and never read through a link
+//!   out of the layout;
 //! - local state: a cache directory another user can write to is refused when given, left unused
 //!   when it is the default one; `--no-cache` reads and writes nothing in it;
 //! - plain HTTP is never used for a host that is not loopback unless `--plain-http` is given: with a
@@ -385,6 +387,136 @@ fn a_cache_directory_other_users_can_write_to_is_refused_or_unused() {
         0,
         "something was written in the unsafe cache directory"
     );
+}
+
+/// The largest blob file of a layout (a layer of [`small_layout`]'s) and its digest's hex.
+fn largest_blob(src: &Path) -> (PathBuf, String) {
+    let file = std::fs::read_dir(src.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let hex = file.file_name().unwrap().to_string_lossy().into_owned();
+    (file, hex)
+}
+
+/// The layers of an OCI layout SOURCE were written by someone else: each is hashed as it is
+/// uploaded. A layer file altered after it was written (same size, other bytes) fails the push
+/// with one line naming the file, before the request carrying its last byte completes, sent in
+/// one PUT or in chunks (then no final PUT is sent); no manifest is pushed and the registry
+/// stores no blob of that digest. (docker-registry checks the digest itself and refused the blob
+/// before, with its own `DIGEST_INVALID` that named no file; a registry that does not check is
+/// what this guards against.)
+#[test]
+fn a_layout_blob_altered_after_it_was_written_fails_the_push() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let (file, hex) = largest_blob(&src);
+    let mut bytes = std::fs::read(&file).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    for (tag, extra) in [("put", &[][..]), ("chunked", &["--chunk-size", "1000"][..])] {
+        let proxy = FaultProxy::transparent(reg.port());
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/altered:{tag}", proxy.addr()))
+            .args(["--plain-http", "--retries", "2", "--no-cache"])
+            .args(extra);
+        let o = run(c);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{tag}: one line: {err}");
+        assert!(
+            err.contains(&format!(
+                "{} does not hold blob sha256:{hex}",
+                file.display()
+            )),
+            "{tag}: {err}"
+        );
+        assert_eq!(tag_digest(&reg, "altered", tag), None, "{tag}: tagged");
+        let log = proxy.log();
+        assert!(
+            !log.iter()
+                .any(|l| l.method == "PUT" && l.target.contains("/manifests/")),
+            "{tag}: a manifest was pushed: {log:?}"
+        );
+        // In chunks, the last PATCH fails: the PUT that would commit the blob is never sent.
+        // (In one PUT, the request is cut before its last byte.)
+        if tag == "chunked" {
+            assert!(
+                !log.iter()
+                    .any(|l| l.method == "PUT" && l.target.contains(&hex)),
+                "a final PUT of the altered blob was sent: {log:?}"
+            );
+        }
+    }
+    let stored = reg
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex);
+    assert!(!stored.exists(), "the registry stored {hex}");
+}
+
+/// A blob file of an OCI layout SOURCE that leads out of the layout through a symbolic link (its
+/// own, or the `blobs` directory's) is refused with one line naming it, before anything is
+/// pushed: the push would upload a file the layout only points at. A link that stays inside the
+/// layout is followed.
+#[test]
+fn a_layout_blob_linked_outside_the_layout_is_refused() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let push = |tag: &str| {
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/linked:{tag}", reg.addr()))
+            .args(["--plain-http", "--no-cache"]);
+        run(c)
+    };
+    // `named`: the file the error names (with the whole directory elsewhere, the first blob
+    // read: a manifest's).
+    let refused = |tag: &str, named: &str| {
+        let o = push(tag);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{tag}: one line: {err}");
+        assert!(
+            err.contains(named)
+                && err.contains("leads through a symbolic link to")
+                && err.contains("outside the layout"),
+            "{tag}: {err}"
+        );
+        assert!(
+            !reg.storage_dir()
+                .join("docker/registry/v2/repositories/linked")
+                .exists(),
+            "{tag}: something was pushed"
+        );
+    };
+    let (file, hex) = largest_blob(&src);
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::rename(&file, outside.join(&hex)).unwrap();
+    std::os::unix::fs::symlink(outside.join(&hex), &file).unwrap();
+    refused("file", &file.display().to_string());
+    // The whole blobs directory elsewhere.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(outside.join(&hex), &file).unwrap();
+    let moved = work.path().join("moved-blobs");
+    std::fs::rename(src.join("blobs"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, src.join("blobs")).unwrap();
+    refused("dir", &format!("{}/", src.join("blobs/sha256").display()));
+    // Inside the layout: followed.
+    std::fs::remove_file(src.join("blobs")).unwrap();
+    std::fs::rename(&moved, src.join("blobs")).unwrap();
+    std::fs::create_dir(src.join("elsewhere")).unwrap();
+    std::fs::rename(&file, src.join("elsewhere").join(&hex)).unwrap();
+    std::os::unix::fs::symlink(format!("../../elsewhere/{hex}"), &file).unwrap();
+    let o = push("inside");
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(tag_digest(&reg, "linked", "inside").is_some());
 }
 
 /// Push's catalog (the archive's metadata, read before any layer) refuses the descriptor fan-out

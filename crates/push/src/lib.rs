@@ -265,6 +265,7 @@ pub fn push(
             .as_deref()
             .map(|d| sessions::Sessions::new(d, client.origin())),
         mount_from: options.mount_from.clone(),
+        hash_files: source::is_layout(source),
         dry_run: options.dry_run,
         source: source.to_string(),
         absent: Default::default(),

@@ -59,6 +59,12 @@ pub fn check_source(source: &str) -> Result<(), PushError> {
     })
 }
 
+/// Whether SOURCE is an OCI layout directory (pushed as it is; anything else is an archive).
+pub(crate) fn is_layout(source: &str) -> bool {
+    let path = Path::new(source);
+    source != "-" && path.is_dir() && path.join("oci-layout").is_file()
+}
+
 /// What opening an archive needs.
 pub(crate) struct Opener<'a> {
     pub source: &'a str,
@@ -73,7 +79,7 @@ impl<'a> Opener<'a> {
     /// Open SOURCE (see the module docs); early upload workers run on `scope`.
     pub fn open<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, PushError> {
         let path = Path::new(self.source);
-        if self.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
+        if is_layout(self.source) {
             let layout = Layout::open(path).map_err(|e| PushError::Layout {
                 source_name: self.source.to_string(),
                 source: e,
