@@ -10,14 +10,18 @@
 //!   password or its `user:password` base64; here, failing pushes in each auth mode too;
 //! - TLS is verified by default: without the CA, the push fails with one clear line and uploads
 //!   nothing; `--insecure` is the only way past it;
+//! - an OCI layout SOURCE's blobs are hashed as they are uploaded, and never read through a link
+//!   out of the layout;
+//! - local state: a cache directory another user can write to is refused when given, left unused
+//!   when it is the default one; `--no-cache` reads and writes nothing in it;
 //! - plain HTTP is never used for a host that is not loopback unless `--plain-http` is given: with a
 //!   proxy in the environment (the testkit's, on loopback, serving tunnels to remote hosts itself:
 //!   nothing leaves the machine), a push to 192.0.2.1 (TEST-NET-1) only ever starts TLS in its
 //!   tunnel; with `--plain-http` it sends plain HTTP.
 
 use crate::util::{
-    Image, Mode, ModeRegistry, PASSWORD, WRONG_PASSWORD, layer_tar, push_cmd, run, text,
-    write_layout,
+    Image, Mode, ModeRegistry, PASSWORD, WRONG_PASSWORD, layer_tar, push_cmd, run, snapshot,
+    tag_digest, text, write_layout,
 };
 use layerlift_testkit::{Fault, FaultProxy, Registry};
 use std::path::{Path, PathBuf};
@@ -219,12 +223,41 @@ fn plain_http_is_only_used_for_a_remote_host_when_asked() {
     );
 }
 
+/// Write a resume-journal entry in `cache` for every blob of the layout `src` pushed to
+/// `registry`/`repository`, naming an upload session on `session_host` (what a run against a
+/// registry answering with sessions there would have recorded). Returns the entries.
+fn journal_entries(
+    src: &Path,
+    cache: &Path,
+    registry: &str,
+    repository: &str,
+    session_host: &str,
+) -> Vec<PathBuf> {
+    use sha2::Digest as _;
+    let journal = cache.join("uploads-v1");
+    std::fs::create_dir_all(&journal).unwrap();
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+        let hex = e.unwrap().file_name().to_string_lossy().into_owned();
+        let key = format!("{registry}\n{repository}\nsha256:{hex}");
+        let file = journal.join(format!("{}.url", hex::encode(sha2::Sha256::digest(key))));
+        std::fs::write(
+            &file,
+            format!(
+                "http://{session_host}/v2/{repository}/blobs/uploads/0b1d7a3c-0000-4000-8000-000000000000?_state=x"
+            ),
+        )
+        .unwrap();
+        entries.push(file);
+    }
+    entries
+}
+
 /// A chunked upload session recorded in the cache's journal (`uploads-v1/`) on another origin
 /// than the registry's (here a proxy on 127.0.0.2 in front of the same registry) is dropped, not
 /// resumed: resuming it would send the registry's credentials there.
 #[test]
 fn a_journal_session_on_another_origin_is_not_resumed() {
-    use sha2::Digest as _;
     let reg = Registry::htpasswd("dora", PASSWORD);
     let other = FaultProxy::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2), reg.port(), |_| {
         Fault::Pass
@@ -232,26 +265,8 @@ fn a_journal_session_on_another_origin_is_not_resumed() {
     let work = tempfile::tempdir().unwrap();
     let src = small_layout(work.path());
     let cache = work.path().join("cache");
-    let journal = cache.join("uploads-v1");
-    std::fs::create_dir_all(&journal).unwrap();
-    // What a run against a registry answering with sessions on 127.0.0.2 would have recorded,
-    // for every blob of the layout.
     let registry = reg.addr();
-    let mut entries = Vec::new();
-    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
-        let hex = e.unwrap().file_name().to_string_lossy().into_owned();
-        let key = format!("{registry}\njournal/x\nsha256:{hex}");
-        let file = journal.join(format!("{}.url", hex::encode(sha2::Sha256::digest(key))));
-        std::fs::write(
-            &file,
-            format!(
-                "http://{}/v2/journal/x/blobs/uploads/0b1d7a3c-0000-4000-8000-000000000000?_state=x",
-                other.addr()
-            ),
-        )
-        .unwrap();
-        entries.push(file);
-    }
+    let entries = journal_entries(&src, &cache, &registry, "journal/x", &other.addr());
     let mut c = push_cmd();
     c.arg(&src)
         .arg(format!("{registry}/journal/x:1"))
@@ -272,6 +287,236 @@ fn a_journal_session_on_another_origin_is_not_resumed() {
         entries.iter().filter(|f| !f.exists()).count() >= 3,
         "journal entries kept"
     );
+}
+
+/// `--no-cache` leaves the cache directory alone: a chunked push neither reads the resume
+/// journal (a run that read these entries, on another origin, would drop them) nor writes it,
+/// nor the layer cache.
+#[test]
+fn no_cache_reads_and_writes_nothing_in_the_cache_directory() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let cache = work.path().join("cache");
+    journal_entries(&src, &cache, &reg.addr(), "nocache", "127.0.0.2:1");
+    let before = snapshot(&cache);
+    let mut c = push_cmd();
+    c.arg(&src)
+        .arg(format!("{}/nocache:1", reg.addr()))
+        .args([
+            "--plain-http",
+            "--chunk-size",
+            "1000",
+            "--no-cache",
+            "--cache-dir",
+        ])
+        .arg(&cache);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(snapshot(&cache), before, "the cache directory changed");
+    assert!(tag_digest(&reg, "nocache", "1").is_some());
+}
+
+/// A cache directory another user can write to (here mode 0777, not sticky) could hold planted
+/// entries: given with `--cache-dir` or `LAYERLIFT_CACHE_DIR`, the push fails with one line and
+/// pushes nothing; the default one (`$XDG_CACHE_HOME/layerlift`) is left unused, with a warning
+/// (a `cache-unused` event with `--json`), and the push goes on. Nothing is written in it.
+#[test]
+fn a_cache_directory_other_users_can_write_to_is_refused_or_unused() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let open = work.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let push = |tag: &str| {
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/unsafe:{tag}", reg.addr()))
+            .args(["--plain-http", "--chunk-size", "1000"])
+            .env_remove("LAYERLIFT_CACHE_DIR")
+            .env("XDG_CACHE_HOME", work.path().join("private-cache"));
+        c
+    };
+    let mut given = push("given");
+    given.arg("--cache-dir").arg(&open);
+    let mut from_env = push("env");
+    from_env.env("LAYERLIFT_CACHE_DIR", &open);
+    for (tag, c) in [("given", given), ("env", from_env)] {
+        let o = run(c);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{tag}: one line: {err}");
+        assert!(
+            err.contains(&format!("cache directory {}", open.display()))
+                && err.contains("writable by other users (mode 0777)"),
+            "{tag}: {err}"
+        );
+        assert_eq!(tag_digest(&reg, "unsafe", tag), None, "{tag}: pushed");
+    }
+    for json in [false, true] {
+        let mut c = push(if json { "json" } else { "default" });
+        c.env("XDG_CACHE_HOME", &open);
+        if json {
+            c.arg("--json");
+        }
+        let o = run(c);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let cache = open.join("layerlift");
+        if json {
+            let unused = out
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| e["event"] == "cache-unused")
+                .unwrap_or_else(|| panic!("no cache-unused event: {out}"));
+            assert_eq!(unused["path"], cache.display().to_string());
+        } else {
+            assert!(
+                err.contains(&format!(
+                    "warning: not using the cache directory {}",
+                    cache.display()
+                )),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "something was written in the unsafe cache directory"
+    );
+}
+
+/// The largest blob file of a layout (a layer of [`small_layout`]'s) and its digest's hex.
+fn largest_blob(src: &Path) -> (PathBuf, String) {
+    let file = std::fs::read_dir(src.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let hex = file.file_name().unwrap().to_string_lossy().into_owned();
+    (file, hex)
+}
+
+/// The layers of an OCI layout SOURCE were written by someone else: each is hashed as it is
+/// uploaded. A layer file altered after it was written (same size, other bytes) fails the push
+/// with one line naming the file, before the request carrying its last byte completes, sent in
+/// one PUT or in chunks (then no final PUT is sent); no manifest is pushed and the registry
+/// stores no blob of that digest. (docker-registry checks the digest itself and refused the blob
+/// before, with its own `DIGEST_INVALID` that named no file; a registry that does not check is
+/// what this guards against.)
+#[test]
+fn a_layout_blob_altered_after_it_was_written_fails_the_push() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let (file, hex) = largest_blob(&src);
+    let mut bytes = std::fs::read(&file).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    for (tag, extra) in [("put", &[][..]), ("chunked", &["--chunk-size", "1000"][..])] {
+        let proxy = FaultProxy::transparent(reg.port());
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/altered:{tag}", proxy.addr()))
+            .args(["--plain-http", "--retries", "2", "--no-cache"])
+            .args(extra);
+        let o = run(c);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{tag}: one line: {err}");
+        assert!(
+            err.contains(&format!(
+                "{} does not hold blob sha256:{hex}",
+                file.display()
+            )),
+            "{tag}: {err}"
+        );
+        assert_eq!(tag_digest(&reg, "altered", tag), None, "{tag}: tagged");
+        let log = proxy.log();
+        assert!(
+            !log.iter()
+                .any(|l| l.method == "PUT" && l.target.contains("/manifests/")),
+            "{tag}: a manifest was pushed: {log:?}"
+        );
+        // In chunks, the last PATCH fails: the PUT that would commit the blob is never sent.
+        // (In one PUT, the request is cut before its last byte.)
+        if tag == "chunked" {
+            assert!(
+                !log.iter()
+                    .any(|l| l.method == "PUT" && l.target.contains(&hex)),
+                "a final PUT of the altered blob was sent: {log:?}"
+            );
+        }
+    }
+    let stored = reg
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex);
+    assert!(!stored.exists(), "the registry stored {hex}");
+}
+
+/// A blob file of an OCI layout SOURCE that leads out of the layout through a symbolic link (its
+/// own, or the `blobs` directory's) is refused with one line naming it, before anything is
+/// pushed: the push would upload a file the layout only points at. A link that stays inside the
+/// layout is followed.
+#[test]
+fn a_layout_blob_linked_outside_the_layout_is_refused() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let src = small_layout(work.path());
+    let push = |tag: &str| {
+        let mut c = push_cmd();
+        c.arg(&src)
+            .arg(format!("{}/linked:{tag}", reg.addr()))
+            .args(["--plain-http", "--no-cache"]);
+        run(c)
+    };
+    // `named`: the file the error names (with the whole directory elsewhere, the first blob
+    // read: a manifest's).
+    let refused = |tag: &str, named: &str| {
+        let o = push(tag);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{tag}: one line: {err}");
+        assert!(
+            err.contains(named)
+                && err.contains("leads through a symbolic link to")
+                && err.contains("outside the layout"),
+            "{tag}: {err}"
+        );
+        assert!(
+            !reg.storage_dir()
+                .join("docker/registry/v2/repositories/linked")
+                .exists(),
+            "{tag}: something was pushed"
+        );
+    };
+    let (file, hex) = largest_blob(&src);
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::rename(&file, outside.join(&hex)).unwrap();
+    std::os::unix::fs::symlink(outside.join(&hex), &file).unwrap();
+    refused("file", &file.display().to_string());
+    // The whole blobs directory elsewhere.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(outside.join(&hex), &file).unwrap();
+    let moved = work.path().join("moved-blobs");
+    std::fs::rename(src.join("blobs"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, src.join("blobs")).unwrap();
+    refused("dir", &format!("{}/", src.join("blobs/sha256").display()));
+    // Inside the layout: followed.
+    std::fs::remove_file(src.join("blobs")).unwrap();
+    std::fs::rename(&moved, src.join("blobs")).unwrap();
+    std::fs::create_dir(src.join("elsewhere")).unwrap();
+    std::fs::rename(&file, src.join("elsewhere").join(&hex)).unwrap();
+    std::os::unix::fs::symlink(format!("../../elsewhere/{hex}"), &file).unwrap();
+    let o = push("inside");
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(tag_digest(&reg, "linked", "inside").is_some());
 }
 
 /// Push's catalog (the archive's metadata, read before any layer) refuses the descriptor fan-out

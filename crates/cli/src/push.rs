@@ -153,11 +153,13 @@ pub struct Options {
     /// (without it, such layers are named by the registry's descriptor and not read).
     #[arg(long)]
     pub verify_all: bool,
-    /// Do not use the local layer cache (diff_id → compressed digest).
+    /// Do not use the cache directory: neither the local layer cache (diff_id → compressed
+    /// digest) nor the journal that resumes a killed chunked upload is read or written.
     #[arg(long)]
     pub no_cache: bool,
     /// The local layer cache's directory (default: LAYERLIFT_CACHE_DIR, $XDG_CACHE_HOME/layerlift,
-    /// ~/.cache/layerlift).
+    /// ~/.cache/layerlift). It must be private to this user: one another user can write to is
+    /// refused (the default one is then left unused, with a warning).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Say what would be uploaded (after asking the registry what it has); change nothing.

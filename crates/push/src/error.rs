@@ -123,6 +123,15 @@ pub enum PushError {
         /// What was pushed.
         pushed: Digest,
     },
+    /// The cache directory given (`cache_dir`, `LAYERLIFT_CACHE_DIR`) is not private to this
+    /// user.
+    #[error("cache directory {}: another user could change what is in it", path.display())]
+    CacheDir {
+        /// The cache directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: crate::cache::CacheDirError,
+    },
     /// A worker thread could not be started.
     #[error("cannot start an upload thread")]
     Thread(#[source] std::io::Error),

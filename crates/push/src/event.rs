@@ -104,6 +104,15 @@ pub enum Event {
         /// What went wrong.
         error: String,
     },
+    /// The default cache directory is not private to this user (another user could write to
+    /// it): the push goes on without the layer cache and the resume journal.
+    #[serde(rename = "cache-unused")]
+    CacheUnused {
+        /// The cache directory.
+        path: String,
+        /// Why it is not used, on one line.
+        reason: String,
+    },
     /// An image pushed by digest only (no tag). `--json` does not print it: the `result` lists it.
     Untagged {
         /// `REGISTRY/REPOSITORY@DIGEST`.
@@ -296,6 +305,14 @@ mod tests {
         assert_eq!(
             json(&retried),
             r#"{"attempt":1,"delayMs":250,"error":"HTTP 503","event":"retried"}"#
+        );
+        let unused = Event::CacheUnused {
+            path: "/c".into(),
+            reason: "/c is writable by other users (mode 0777)".into(),
+        };
+        assert_eq!(
+            json(&unused),
+            r#"{"event":"cache-unused","path":"/c","reason":"/c is writable by other users (mode 0777)"}"#
         );
         let result = Event::Result {
             ok: true,

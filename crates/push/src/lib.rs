@@ -80,6 +80,7 @@ mod sessions;
 mod source;
 mod upload;
 
+pub use cache::CacheDirError;
 pub use error::PushError;
 pub use event::{BlobAction, Event, LayerSource, Observer, Progress, Pushed, Silent};
 pub use plan::{Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Tag};
@@ -130,10 +131,13 @@ pub struct Options {
     pub reuse_any_compression: bool,
     /// Read and verify every layer of an archive SOURCE, even those the registry already has.
     pub verify_all: bool,
-    /// Use the local layer cache (diff_id → compressed digest).
+    /// Use the local layer cache (diff_id → compressed digest) and the resume journal of
+    /// chunked uploads; `false`: nothing under the cache directory is read or written.
     pub use_cache: bool,
     /// The local layer cache's directory (`None`: `LAYERLIFT_CACHE_DIR`,
     /// `$XDG_CACHE_HOME/layerlift`, `~/.cache/layerlift`). The resume journal lives there too.
+    /// One another user can write to is refused ([`PushError::CacheDir`]), except the default
+    /// (without this or `LAYERLIFT_CACHE_DIR`), which is then not used.
     pub cache_dir: Option<PathBuf>,
     /// Say what would be uploaded (after asking the registry what it has); change nothing.
     pub dry_run: bool,
@@ -230,10 +234,25 @@ pub fn push(
         registry: dest.registry.clone(),
         source: e,
     })?;
-    let cache = options
-        .use_cache
-        .then(|| cache::Cache::open(options.cache_dir.as_deref()))
-        .flatten();
+    // The cache directory holds the layer cache and the resume journal: with `--no-cache`,
+    // nothing under it is read or written.
+    let cache_dir = if options.use_cache {
+        match cache::checked_dir(options.cache_dir.as_deref()) {
+            Ok(cache::CacheDir::Private(d)) => Some(d),
+            Ok(cache::CacheDir::DefaultUnsafe(path, e)) => {
+                observer.event(&Event::CacheUnused {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+                None
+            }
+            Ok(cache::CacheDir::None) => None,
+            Err((path, source)) => return Err(PushError::CacheDir { path, source }),
+        }
+    } else {
+        None
+    };
+    let cache = cache_dir.as_deref().map(cache::Cache::new);
     let uploader = Uploader {
         client,
         observer,
@@ -242,9 +261,11 @@ pub fn push(
             max_single_upload: options.max_single_upload.unwrap_or(u64::MAX),
             default_chunk_size: options.chunk_size.unwrap_or(64 << 20),
         },
-        sessions: cache::base_dir(options.cache_dir.as_deref())
-            .map(|d| sessions::Sessions::new(&d)),
+        sessions: cache_dir
+            .as_deref()
+            .map(|d| sessions::Sessions::new(d, client.origin())),
         mount_from: options.mount_from.clone(),
+        hash_files: source::is_layout(source),
         dry_run: options.dry_run,
         source: source.to_string(),
         stream_origin: upload::stream_origin(source, options),

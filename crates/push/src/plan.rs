@@ -156,6 +156,18 @@ pub enum PlanError {
         /// The innermost index.
         digest: Digest,
     },
+    /// A blob file of the layout leads outside it through a symbolic link.
+    #[error(
+        "{} leads through a symbolic link to {}, outside the layout: refusing to read or push it",
+        path.display(),
+        target.display()
+    )]
+    OutsideLayout {
+        /// The blob's file in the layout.
+        path: std::path::PathBuf,
+        /// Where it leads.
+        target: std::path::PathBuf,
+    },
     /// An index lists a manifest SOURCE does not hold.
     #[error(
         "index {index} lists {media_type} {child} ({platform}), which is not in {source_name}: the registry would refuse the index (push one platform with --platform)"
@@ -172,6 +184,23 @@ pub enum PlanError {
         /// SOURCE.
         source_name: String,
     },
+}
+
+/// Refuse a blob file of `layout` that resolves, through symbolic links (its own or a
+/// directory's), to a file outside the layout: pushing it would upload a file the layout only
+/// points at (one whose digest someone knows, not its content). A link that stays inside the
+/// layout is followed (the bytes are hashed as they are uploaded either way). A blob the layout
+/// lacks is no error here: the push says so when it needs it.
+fn check_inside(layout: &Layout, digest: &Digest) -> Result<(), PlanError> {
+    let path = layout.blob_path(digest);
+    let Ok(real) = std::fs::canonicalize(&path) else {
+        return Ok(());
+    };
+    let root = std::fs::canonicalize(layout.root()).unwrap_or_else(|_| layout.root().into());
+    if real.starts_with(&root) {
+        return Ok(());
+    }
+    Err(PlanError::OutsideLayout { path, target: real })
 }
 
 /// A blob to have in the repository.
@@ -425,6 +454,9 @@ impl PushPlan {
             };
             repos[idx].add(layout, source, dest, tag, d, choice.platform)?;
         }
+        for blob in repos.iter().flat_map(|r| &r.blobs) {
+            check_inside(layout, &blob.digest)?;
+        }
         Ok(PushPlan { repos })
     }
 }
@@ -481,6 +513,7 @@ impl RepoPlan {
 
 /// A manifest or index of the layout, and its JSON.
 fn read_doc(layout: &Layout, d: &Descriptor) -> Result<(Vec<u8>, serde_json::Value), PlanError> {
+    check_inside(layout, &d.digest)?;
     let bytes = layout.read_blob(&d.digest).map_err(|e| PlanError::Read {
         media_type: d.media_type.clone(),
         digest: d.digest,

@@ -938,7 +938,7 @@ mod tests {
     fn cached_and_stored(dir: &std::path::Path) -> (Digest, Digest, Cache, Table) {
         let a = Digest::of(b"layer a");
         let blob = Digest::of(b"cached gzip of a");
-        let cache = Cache::open(Some(dir)).unwrap();
+        let cache = Cache::new(dir);
         cache.put(&Key::new(a, Compression::Gzip, 4), blob, 16);
         let mut registry = Table::default();
         registry

@@ -59,6 +59,12 @@ pub fn check_source(source: &str) -> Result<(), PushError> {
     })
 }
 
+/// Whether SOURCE is an OCI layout directory (pushed as it is; anything else is an archive).
+pub(crate) fn is_layout(source: &str) -> bool {
+    let path = Path::new(source);
+    source != "-" && path.is_dir() && path.join("oci-layout").is_file()
+}
+
 /// What opening an archive needs.
 pub(crate) struct Opener<'a> {
     pub source: &'a str,
@@ -73,7 +79,7 @@ impl<'a> Opener<'a> {
     /// Open SOURCE (see the module docs); early upload workers run on `scope`.
     pub fn open<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, PushError> {
         let path = Path::new(self.source);
-        if self.source != "-" && path.is_dir() && path.join("oci-layout").is_file() {
+        if is_layout(self.source) {
             let layout = Layout::open(path).map_err(|e| PushError::Layout {
                 source_name: self.source.to_string(),
                 source: e,
@@ -501,16 +507,20 @@ impl TempDir {
 /// it ran in, so containers sharing `/tmp` are safe) and the file is older than [`SWEEP_AFTER`];
 /// one without a lock file only after [`SWEEP_UNLOCKED_AFTER`]. The lock is held while removing,
 /// so a concurrent sweep skips it. Best effort: errors leave the directory.
+///
+/// `$TMPDIR` may be shared with other users: only directories this user owns are looked at, and
+/// their lock file is opened without following a link and without blocking (a FIFO another user
+/// made there would block an open for ever), then checked on the open file to be a regular file
+/// this user owns; anything else is left alone.
 fn sweep_abandoned(base: &Path) {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
-    let age = |path: &Path| {
-        std::fs::symlink_metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-    };
+    let me = rustix::process::geteuid().as_raw();
+    let age = |m: &std::fs::Metadata| m.modified().ok().and_then(|t| t.elapsed().ok());
+    let nofollow = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     for e in entries.flatten() {
         let name = e.file_name();
         if !name.to_string_lossy().starts_with(TEMP_PREFIX)
@@ -519,15 +529,37 @@ fn sweep_abandoned(base: &Path) {
             continue;
         }
         let dir = e.path();
-        let lock_path = dir.join(TEMP_LOCK);
-        match std::fs::File::open(&lock_path) {
-            Ok(lock) => {
-                if lock.try_lock().is_ok() && age(&lock_path).is_some_and(|a| a >= SWEEP_AFTER) {
+        let Ok(dir_fd) = rustix::fs::open(&dir, nofollow | OFlags::DIRECTORY, Mode::empty()) else {
+            continue;
+        };
+        let dir_file = std::fs::File::from(dir_fd);
+        let Ok(dir_meta) = dir_file.metadata() else {
+            continue;
+        };
+        if dir_meta.uid() != me {
+            continue;
+        }
+        match rustix::fs::openat(
+            &dir_file,
+            TEMP_LOCK,
+            nofollow | OFlags::NOCTTY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let lock = std::fs::File::from(fd);
+                let Ok(meta) = lock.metadata() else {
+                    continue;
+                };
+                if meta.file_type().is_file()
+                    && meta.uid() == me
+                    && lock.try_lock().is_ok()
+                    && age(&meta).is_some_and(|a| a >= SWEEP_AFTER)
+                {
                     let _ = std::fs::remove_dir_all(&dir);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if age(&dir).is_some_and(|a| a >= SWEEP_UNLOCKED_AFTER) {
+            Err(rustix::io::Errno::NOENT) => {
+                if age(&dir_meta).is_some_and(|a| a >= SWEEP_UNLOCKED_AFTER) {
                     let _ = std::fs::remove_dir_all(&dir);
                 }
             }
@@ -573,5 +605,66 @@ mod tests {
         assert!(!abandoned.exists());
         assert!(young.exists());
         assert!(unlocked.exists());
+    }
+
+    /// A FIFO at a temporary directory's lock file (another user's `mkfifo`, or a link to one)
+    /// would block an ordinary open for ever, and every archive push with it: the sweep opens
+    /// without blocking and without following links, and leaves alone what is not a regular
+    /// file this user owns, in a directory this user owns.
+    #[test]
+    fn a_fifo_at_a_lock_does_not_block_the_sweep() {
+        use rustix::fs::{CWD, FileType, Mode};
+        let base = tempfile::tempdir().unwrap();
+        let fifo = |path: &Path| {
+            rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o666), 0).unwrap()
+        };
+        let old = std::time::SystemTime::now() - 2 * SWEEP_AFTER;
+        let at_lock = base.path().join(format!("{TEMP_PREFIX}fifo"));
+        std::fs::create_dir(&at_lock).unwrap();
+        fifo(&at_lock.join(TEMP_LOCK));
+        let linked = base.path().join(format!("{TEMP_PREFIX}link"));
+        std::fs::create_dir(&linked).unwrap();
+        let elsewhere = base.path().join("elsewhere");
+        fifo(&elsewhere);
+        std::os::unix::fs::symlink(&elsewhere, linked.join(TEMP_LOCK)).unwrap();
+        // A link to an old, unlocked regular file is not followed either.
+        let to_file = base.path().join(format!("{TEMP_PREFIX}tofile"));
+        std::fs::create_dir(&to_file).unwrap();
+        let file = base.path().join("old-file");
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::os::unix::fs::symlink(&file, to_file.join(TEMP_LOCK)).unwrap();
+        let mut kept = vec![at_lock, linked, to_file];
+        // Another user's lock file, or directory (the tests may run as root, who can give
+        // them away), old and unlocked: not swept.
+        if rustix::process::geteuid().is_root() {
+            for (name, chown_dir) in [("theirlock", false), ("theirdir", true)] {
+                let dir = base.path().join(format!("{TEMP_PREFIX}{name}"));
+                std::fs::create_dir(&dir).unwrap();
+                let lock = std::fs::File::create(dir.join(TEMP_LOCK)).unwrap();
+                lock.set_modified(old).unwrap();
+                let target = if chown_dir {
+                    dir.clone()
+                } else {
+                    dir.join(TEMP_LOCK)
+                };
+                std::os::unix::fs::chown(&target, Some(65534), Some(65534)).unwrap();
+                kept.push(dir);
+            }
+        }
+        let (done, swept) = std::sync::mpsc::channel();
+        let at = base.path().to_path_buf();
+        std::thread::spawn(move || {
+            sweep_abandoned(&at);
+            let _ = done.send(());
+        });
+        swept
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the sweep hangs on a FIFO at a lock file");
+        for dir in kept {
+            assert!(dir.exists(), "{} swept", dir.display());
+        }
     }
 }

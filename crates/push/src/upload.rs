@@ -23,7 +23,7 @@ use layerlift_archive::{BlobHook, GrowingBlob, PublishedBlob};
 use layerlift_manifest::Digest;
 use layerlift_registry::{
     BlobSource, Client, Error as RegistryError, FileSource, MountResult, UploadEvent,
-    UploadOptions, Url,
+    UploadOptions, Url, VerifyingSource,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -113,6 +113,10 @@ pub(crate) struct Uploader<'a> {
     pub sessions: Option<Sessions>,
     /// `--mount-from`.
     pub mount_from: Vec<String>,
+    /// Hash the files uploaded as they are sent ([`VerifyingSource`]): those of an OCI layout
+    /// SOURCE, which this run did not write (an archive's temporary layout was hashed as it was
+    /// written).
+    pub hash_files: bool,
     pub dry_run: bool,
     /// How messages name SOURCE.
     pub source: String,
@@ -581,6 +585,9 @@ impl BlobJob<'_> {
             digest: self.blob.digest,
             size: self.blob.size,
         };
+        if self.uploader.hash_files {
+            return self.upload_from(&VerifyingSource::new(src), session, &self.uploader.upload);
+        }
         self.upload_from(&src, session, &self.uploader.upload)
     }
 

@@ -27,8 +27,8 @@ mod transport;
 
 pub use auth::Scope;
 pub use client::{
-    BlobSource, BytesSource, Client, FileSource, MountResult, RetryObserver, StreamError,
-    UploadEvent, UploadOptions,
+    BlobSource, BytesSource, Client, ContentMismatch, FileSource, MountResult, RetryObserver,
+    StreamError, UploadEvent, UploadOptions, VerifyingSource,
 };
 pub use credentials::{Credential, Secret};
 pub use error::{Error, RegistryErrorBody};

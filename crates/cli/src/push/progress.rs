@@ -42,6 +42,9 @@ impl Observer for Output {
                 size,
                 ..
             } => self.plain(&format!("would upload {digest} ({size} bytes)")),
+            Event::CacheUnused { path, reason } => self.warning(&format!(
+                "not using the cache directory {path}: {reason} (give a private one with --cache-dir)"
+            )),
             _ => {}
         }
         if self.json {
@@ -145,6 +148,20 @@ impl Output {
                     eprintln!("{msg}");
                 }
             }
+        }
+    }
+
+    /// A warning: on stderr, terminal or not, unless `-q` or `--json` (which has it as an event).
+    fn warning(&self, msg: &str) {
+        if self.quiet || self.json {
+            return;
+        }
+        let line = format!("layerlift-push: warning: {msg}");
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
         }
     }
 

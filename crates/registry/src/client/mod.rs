@@ -26,7 +26,7 @@ mod upload;
 pub use blob::MountResult;
 pub(crate) use http::resolve_location;
 use http::{Req, same_origin, status_error};
-pub use source::{BlobSource, BytesSource, FileSource};
+pub use source::{BlobSource, BytesSource, ContentMismatch, FileSource, VerifyingSource};
 pub use stream::StreamError;
 pub use upload::{UploadEvent, UploadOptions};
 pub(crate) use upload::{offset_after_patch, parse_range_end, resume_offset, resume_point};
