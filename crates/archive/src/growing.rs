@@ -77,6 +77,18 @@ impl GrowingBlob {
         &self.file
     }
 
+    /// Another reader of the same blob, from its start: the same file and writer, a position of
+    /// its own (a layer streamed to several registries at once).
+    pub fn try_clone(&self) -> io::Result<GrowingBlob> {
+        Ok(GrowingBlob {
+            file: self.file.try_clone()?,
+            shared: Arc::clone(&self.shared),
+            read: 0,
+            entry: self.entry.clone(),
+            raw_size: self.raw_size,
+        })
+    }
+
     /// The archive entry being compressed (its name in the archive).
     pub fn entry(&self) -> &str {
         &self.entry
@@ -115,7 +127,8 @@ impl Read for GrowingBlob {
         }
         loop {
             let before = *self.shared.lock();
-            let n = (&self.file).read(buf)?;
+            // Positioned: readers of one blob share the file handle's offset otherwise.
+            let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.read)?;
             if n > 0 {
                 self.read += n as u64;
                 return Ok(n);
@@ -252,6 +265,36 @@ mod tests {
         let (got, finished) = reader.join().unwrap();
         assert_eq!(got, all);
         assert_eq!(finished, Some((digest, all.len() as u64)));
+    }
+
+    #[test]
+    fn two_readers_each_read_the_whole_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let mut out = File::create(&path).unwrap();
+        let (feed, mut a) = Feed::new(&path, "layer.tar", 0).unwrap();
+        let mut b = a.try_clone().unwrap();
+        let all: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let readers = [
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                a.read_to_end(&mut got).unwrap();
+                got
+            }),
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                b.read_to_end(&mut got).unwrap();
+                got
+            }),
+        ];
+        for chunk in all.chunks(7000) {
+            out.write_all(chunk).unwrap();
+            feed.grew();
+        }
+        feed.finish(Digest::of(&all), all.len() as u64);
+        for r in readers {
+            assert_eq!(r.join().unwrap(), all);
+        }
     }
 
     #[test]

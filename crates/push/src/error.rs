@@ -135,6 +135,9 @@ pub enum PushError {
     /// A worker thread could not be started.
     #[error("cannot start an upload thread")]
     Thread(#[source] std::io::Error),
+    /// A push was asked for no destination.
+    #[error("no destination to push to")]
+    NoDestination,
 }
 
 fn archive_what(source: &str) -> String {

@@ -212,16 +212,85 @@ pub fn push(
     options: &Options,
     observer: &dyn Observer,
 ) -> Result<Report, PushError> {
-    check(dest, options)?;
-    check_source(source)?;
-    let scope = |repo: &str| {
-        if options.dry_run {
-            Scope::pull(repo)
-        } else {
-            Scope::pull_push(repo)
-        }
+    let one = Destination {
+        reference: dest,
+        client,
     };
-    let mut scopes = vec![scope(&dest.repository)];
+    let mut results = push_to_all(source, &[one], options, observer)?;
+    results.pop().unwrap_or(Err(PushError::NoDestination))
+}
+
+/// One destination of a push: DEST and a client made for its registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// DEST.
+    pub reference: &'a Reference,
+    /// A client for DEST's registry.
+    pub client: &'a Client,
+}
+
+/// Push `source` to every one of `dests` from one read of it: an archive is read, and its layers
+/// compressed, once, each layer going up to every destination as soon as it is ready (each
+/// destination reusing what its registry has; a layer is left unread only when every destination
+/// has it); then each destination gets its manifests and tags, side by side. One destination
+/// failing does not stop the others. Returns each destination's result, in order; `Err` for what
+/// no destination gets past: the options, SOURCE itself (missing, unreadable, not an image), the
+/// cache directory.
+pub fn push_to_all(
+    source: &str,
+    dests: &[Destination<'_>],
+    options: &Options,
+    observer: &dyn Observer,
+) -> Result<Vec<Result<Report, PushError>>, PushError> {
+    for d in dests {
+        check(d.reference, options)?;
+    }
+    check_source(source)?;
+    let mut results: Vec<Option<Result<Report, PushError>>> = dests.iter().map(|_| None).collect();
+    for (d, result) in dests.iter().zip(&mut results) {
+        if let Err(e) = reach(d, options) {
+            *result = Some(Err(e));
+        }
+    }
+    let live: Vec<&Destination<'_>> = dests
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_none())
+        .map(|(d, _)| d)
+        .collect();
+    let outcomes = if live.is_empty() {
+        Vec::new()
+    } else {
+        push_live(source, &live, options, observer)?
+    };
+    let mut outcomes = outcomes.into_iter();
+    Ok(results
+        .into_iter()
+        .map(|r| match r {
+            Some(failed) => failed,
+            None => outcomes
+                .next()
+                .unwrap_or(Err(PushError::NoDestination))
+                .map(|images| Report {
+                    dry_run: options.dry_run,
+                    images,
+                }),
+        })
+        .collect())
+}
+
+/// The scope of a token for `repository`: pull, and push unless it is a dry run.
+fn repository_scope(repository: &str, options: &Options) -> Scope {
+    if options.dry_run {
+        Scope::pull(repository)
+    } else {
+        Scope::pull_push(repository)
+    }
+}
+
+/// Ask for the token a push to `d` needs and check that its registry answers.
+fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
+    let mut scopes = vec![repository_scope(&d.reference.repository, options)];
     scopes.extend(
         options
             .reuse_from
@@ -229,11 +298,20 @@ pub fn push(
             .map(|r| Scope::pull(&r.repository)),
     );
     scopes.extend(options.mount_from.iter().map(|m| Scope::pull(m)));
-    client.authorize(&scopes);
-    client.ping().map_err(|e| PushError::Unreachable {
-        registry: dest.registry.clone(),
+    d.client.authorize(&scopes);
+    d.client.ping().map_err(|e| PushError::Unreachable {
+        registry: d.reference.registry.clone(),
         source: e,
-    })?;
+    })
+}
+
+/// The push to the destinations that answered: what each one now holds, or its error.
+fn push_live(
+    source: &str,
+    live: &[&Destination<'_>],
+    options: &Options,
+    observer: &dyn Observer,
+) -> Result<Vec<Result<Vec<Pushed>, PushError>>, PushError> {
     // The cache directory holds the layer cache and the resume journal: with `--no-cache`,
     // nothing under it is read or written.
     let cache_dir = if options.use_cache {
@@ -253,74 +331,86 @@ pub fn push(
         None
     };
     let cache = cache_dir.as_deref().map(cache::Cache::new);
-    let uploader = Uploader {
-        client,
-        observer,
-        upload: UploadOptions {
-            chunk_size: options.chunk_size,
-            max_single_upload: options.max_single_upload.unwrap_or(u64::MAX),
-            default_chunk_size: options.chunk_size.unwrap_or(64 << 20),
-        },
-        sessions: cache_dir
-            .as_deref()
-            .map(|d| sessions::Sessions::new(d, client.origin())),
-        mount_from: options.mount_from.clone(),
-        hash_files: source::is_layout(source),
-        dry_run: options.dry_run,
-        source: source.to_string(),
-        stream_origin: upload::stream_origin(source, options),
-        absent: Default::default(),
-        new_repositories: Default::default(),
-    };
+    let uploaders: Vec<Uploader<'_>> = live
+        .iter()
+        .map(|d| Uploader {
+            client: d.client,
+            observer,
+            upload: UploadOptions {
+                chunk_size: options.chunk_size,
+                max_single_upload: options.max_single_upload.unwrap_or(u64::MAX),
+                default_chunk_size: options.chunk_size.unwrap_or(64 << 20),
+            },
+            sessions: cache_dir
+                .as_deref()
+                .map(|dir| sessions::Sessions::new(dir, d.client.origin())),
+            mount_from: options.mount_from.clone(),
+            hash_files: source::is_layout(source),
+            dry_run: options.dry_run,
+            source: source.to_string(),
+            stream_origin: upload::stream_origin(source, options),
+            absent: Default::default(),
+            new_repositories: Default::default(),
+        })
+        .collect();
+    let targets: Vec<source::Target<'_>> = live
+        .iter()
+        .zip(&uploaders)
+        .map(|(d, uploader)| source::Target {
+            dest: d.reference,
+            uploader,
+        })
+        .collect();
     let opener = source::Opener {
         source,
-        dest,
+        targets: &targets,
         options,
         observer,
-        uploader: &uploader,
         cache: cache.as_ref(),
     };
-    let result: Result<Vec<Pushed>, PushError> = std::thread::scope(|s| {
-        let mut opened = opener.open(s)?;
-        let plan = PushPlan::build(
-            &opened.layout,
-            source,
-            dest,
-            Choice {
-                selectors: &options.images,
-                all: options.all,
-                extra_tags: &options.tags,
-                platform: options.platform.as_deref(),
-            },
-        )?;
-        let scopes: Vec<Scope> = plan.repos.iter().map(|r| scope(&r.repository)).collect();
-        client.authorize(&scopes);
-        let mut pusher = Pusher {
-            s,
-            uploader: &uploader,
-            dest,
-            options,
-            layout: &opened.layout,
-            holders: opened.holders.iter().cloned().collect(),
-            images: Vec::new(),
-            renames: refused::Renames::default(),
+    let result = std::thread::scope(|s| {
+        let opened = match opener.open(s) {
+            Ok(o) => o,
+            Err(source::OpenError::Source(e)) => return Err(e),
+            Err(source::OpenError::Targets(errors)) => {
+                return Ok(errors.into_iter().map(Err).collect());
+            }
         };
-        for repo in &plan.repos {
-            // The workers that started uploading while the archive was read (one repository).
-            let early = opened
-                .early
-                .take()
-                .filter(|p| p.repository() == repo.repository);
-            pusher.repository(repo, early)?;
-        }
-        Ok(pusher.images)
+        let work = targets.iter().zip(opened.early).zip(opened.holders);
+        let layout = &opened.layout;
+        // Each destination's blobs, manifests and tags, side by side.
+        std::thread::scope(|s| {
+            let pushes: Vec<_> = work
+                .map(|((target, early), holders)| {
+                    let one = Pusher {
+                        s,
+                        uploader: target.uploader,
+                        dest: target.dest,
+                        options,
+                        layout,
+                        holders: holders.into_iter().collect(),
+                        images: Vec::new(),
+                        renames: refused::Renames::default(),
+                    };
+                    std::thread::Builder::new()
+                        .name(format!("push-{}", target.dest.registry))
+                        .spawn_scoped(s, move || one.push(source, early))
+                        .map_err(PushError::Thread)
+                })
+                .collect();
+            Ok(pushes
+                .into_iter()
+                .map(|p| {
+                    p.and_then(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                })
+                .collect())
+        })
     });
     observer.progress(&Progress::Finished);
-    let images = result?;
-    Ok(Report {
-        dry_run: options.dry_run,
-        images,
-    })
+    result
 }
 
 /// Start upload workers pushing to `repository` with `uploader`; `holders` are the repositories
@@ -366,6 +456,33 @@ struct Pusher<'a, 'scope, 'env> {
 impl Pusher<'_, '_, '_> {
     fn observer(&self) -> &dyn Observer {
         self.uploader.observer
+    }
+
+    /// Push the chosen images of the layout to DEST: what the registry now holds. `early`: the
+    /// workers that started uploading to DEST's repository while the archive was read.
+    fn push(mut self, source: &str, mut early: Option<Pool>) -> Result<Vec<Pushed>, PushError> {
+        let plan = PushPlan::build(
+            self.layout,
+            source,
+            self.dest,
+            Choice {
+                selectors: &self.options.images,
+                all: self.options.all,
+                extra_tags: &self.options.tags,
+                platform: self.options.platform.as_deref(),
+            },
+        )?;
+        let scopes: Vec<Scope> = plan
+            .repos
+            .iter()
+            .map(|r| repository_scope(&r.repository, self.options))
+            .collect();
+        self.uploader.client.authorize(&scopes);
+        for repo in &plan.repos {
+            let workers = early.take().filter(|p| p.repository() == repo.repository);
+            self.repository(repo, workers)?;
+        }
+        Ok(self.images)
     }
 
     /// Push `repo`: blobs (with `early`'s workers when the archive reader already fed them),

@@ -222,6 +222,42 @@ pub struct ReusePlan {
     pub new_repository: bool,
 }
 
+impl ReusePlan {
+    /// Keep in each of `plans` (one per destination of one read) only what all of them reuse
+    /// the same way: a layer can be left unread only when every destination has it, as the same
+    /// blob. What a plan learnt for its own destination alone (blobs found absent, a new
+    /// repository) stays.
+    pub(crate) fn keep_common(plans: &mut [ReusePlan]) {
+        let Some((first, rest)) = plans.split_first() else {
+            return;
+        };
+        let blob = |e: &ReusedEntry| (e.digest, e.replacement.map(|r| r.0));
+        let paths: BTreeSet<String> = first
+            .entries
+            .iter()
+            .filter(|(path, e)| {
+                rest.iter()
+                    .all(|o| o.entries.get(*path).is_some_and(|f| blob(f) == blob(e)))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        let ids: BTreeSet<Digest> = first
+            .by_diff_id
+            .iter()
+            .filter(|(id, (d, ..))| {
+                rest.iter()
+                    .all(|o| o.by_diff_id.get(*id).is_some_and(|(e, ..)| e == d))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for plan in plans {
+            plan.entries.retain(|path, _| paths.contains(path));
+            plan.reused.retain(|r| paths.contains(&r.path));
+            plan.by_diff_id.retain(|id, _| ids.contains(id));
+        }
+    }
+}
+
 /// A blob some repository of the registry holds for a diff_id.
 #[derive(Debug, Clone)]
 struct Known {

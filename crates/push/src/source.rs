@@ -23,14 +23,36 @@ use std::time::Duration;
 
 /// SOURCE, opened: the layout to push from, and what was reused instead of read.
 pub(crate) struct Opened {
-    /// The upload workers that pushed the archive's layers to DEST's repository while it was
-    /// being read, with what they have done ([`Pool`]).
-    pub early: Option<Pool>,
+    /// For each target: the upload workers that pushed the archive's layers to DEST's
+    /// repository while it was being read, with what they have done ([`Pool`]).
+    pub early: Vec<Option<Pool>>,
     /// The temporary layout an archive was read into (removed on drop).
     pub _tmp: Option<TempDir>,
     pub layout: Layout,
-    /// Blobs the registry has that the layout does not (reused), and the repository holding each.
-    pub holders: Vec<(Digest, String)>,
+    /// For each target: blobs its registry has that the layout does not (reused), and the
+    /// repository holding each.
+    pub holders: Vec<Vec<(Digest, String)>>,
+}
+
+/// Why SOURCE could not be opened.
+pub(crate) enum OpenError {
+    /// SOURCE's own error: the same for every destination.
+    Source(PushError),
+    /// The upload to every destination failed while the archive was read, and the reader
+    /// stopped: each destination's own error.
+    Targets(Vec<PushError>),
+}
+
+impl From<PushError> for OpenError {
+    fn from(e: PushError) -> Self {
+        OpenError::Source(e)
+    }
+}
+
+/// One destination of a push: DEST and the uploads to its registry.
+pub(crate) struct Target<'a> {
+    pub dest: &'a Reference,
+    pub uploader: &'a Uploader<'a>,
 }
 
 /// Check that SOURCE exists, and is an OCI layout that opens, another directory (read later),
@@ -68,16 +90,16 @@ pub(crate) fn is_layout(source: &str) -> bool {
 /// What opening an archive needs.
 pub(crate) struct Opener<'a> {
     pub source: &'a str,
-    pub dest: &'a Reference,
+    /// Where it goes: one read for all of them.
+    pub targets: &'a [Target<'a>],
     pub options: &'a Options,
     pub observer: &'a dyn Observer,
-    pub uploader: &'a Uploader<'a>,
     pub cache: Option<&'a Cache>,
 }
 
 impl<'a> Opener<'a> {
     /// Open SOURCE (see the module docs); early upload workers run on `scope`.
-    pub fn open<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, PushError> {
+    pub fn open<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, OpenError> {
         let path = Path::new(self.source);
         if is_layout(self.source) {
             let layout = Layout::open(path).map_err(|e| PushError::Layout {
@@ -85,10 +107,10 @@ impl<'a> Opener<'a> {
                 source: e,
             })?;
             return Ok(Opened {
-                early: None,
+                early: self.targets.iter().map(|_| None).collect(),
                 _tmp: None,
                 layout,
-                holders: Vec::new(),
+                holders: self.targets.iter().map(|_| Vec::new()).collect(),
             });
         }
         self.open_archive(scope)
@@ -101,7 +123,7 @@ impl<'a> Opener<'a> {
         }
     }
 
-    fn open_archive<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, PushError> {
+    fn open_archive<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, OpenError> {
         let tmp = TempDir::new()?;
         // One pass over the archive: every layer is read once, hashed, and (when it is stored
         // uncompressed) compressed on the way into the temporary layout, which never holds an
@@ -117,27 +139,25 @@ impl<'a> Opener<'a> {
         // What the archive's metadata says, when it can be read without reading the layers.
         let contents = layerlift_archive::catalog::contents(&input)
             .map_err(|e| self.archive_error(&input, e))?;
-        let reuse = if self.options.verify_all {
-            ReusePlan::default()
-        } else {
-            self.plan_reuse(contents.as_ref().map(|c| c.layers.as_slice()), encoding)
-        };
-        let repository = &self.dest.repository;
-        if reuse.new_repository {
-            lock(&self.uploader.new_repositories).insert(repository.clone());
-        }
-        lock(&self.uploader.absent).extend(reuse.absent.iter().map(|d| (repository.clone(), *d)));
-        let mut holders: Vec<(Digest, String)> = reuse
-            .reused
+        let mut plans: Vec<ReusePlan> = self
+            .targets
             .iter()
-            .map(|r| (r.digest, r.repository.clone()))
+            .map(|t| {
+                if self.options.verify_all {
+                    ReusePlan::default()
+                } else {
+                    self.plan_reuse(t, contents.as_ref().map(|c| c.layers.as_slice()), encoding)
+                }
+            })
             .collect();
-        holders.extend(
-            reuse
-                .by_diff_id
-                .values()
-                .map(|(d, _, _, r)| (*d, r.clone())),
-        );
+        // A layer is left unread only when every destination has it.
+        ReusePlan::keep_common(&mut plans);
+        let holders: Vec<Vec<(Digest, String)>> = self
+            .targets
+            .iter()
+            .zip(&plans)
+            .map(|(t, reuse)| t.learn(reuse))
+            .collect();
         // Only blobs of the image that is pushed go up early: with image selectors or a platform,
         // which layers those are is known only once the archive's metadata (written last) is
         // read. An archive file whose metadata names several images is refused after the read
@@ -145,16 +165,23 @@ impl<'a> Opener<'a> {
         let one_image = self.options.images.is_empty()
             && self.options.platform.is_none()
             && contents.as_ref().is_none_or(|c| c.images <= 1);
-        let early = if one_image && !self.options.all && !self.options.dry_run {
-            Some(crate::start_pool(
-                scope,
-                self.uploader,
-                &self.dest.repository,
-                holders.iter().cloned().collect(),
-                self.options.jobs,
-            )?)
+        let early: Vec<Option<Pool>> = if one_image && !self.options.all && !self.options.dry_run {
+            self.targets
+                .iter()
+                .zip(&holders)
+                .map(|(t, h)| {
+                    crate::start_pool(
+                        scope,
+                        t.uploader,
+                        &t.dest.repository,
+                        h.iter().cloned().collect(),
+                        self.options.jobs,
+                    )
+                    .map(Some)
+                })
+                .collect::<Result<_, _>>()?
         } else {
-            None
+            self.targets.iter().map(|_| None).collect()
         };
         match encoding {
             Some(e) => self.observer.message(&format!(
@@ -163,6 +190,8 @@ impl<'a> Opener<'a> {
             )),
             None => self.observer.message(&format!("reading {}", self.source)),
         }
+        let pools: Vec<&Pool> = early.iter().flatten().collect();
+        let reuse = &plans[0];
         let options = layerlift_archive::Options {
             encoding,
             reuse: layerlift_archive::Reuse {
@@ -175,25 +204,35 @@ impl<'a> Opener<'a> {
             },
             scratch: true,
             platform: self.options.platform.clone(),
-            on_blob: early.as_ref().map(|p| p.hook(self.streams())),
+            on_blob: (!pools.is_empty()).then(|| Pool::hook(&pools, self.streams())),
             ..Default::default()
         };
         let (info, _) = match layerlift_archive::unpack_with(&input, &tmp.path(), &options) {
             Ok(r) => r,
-            // An upload failed while the archive was read, and the reader stopped: that is the
-            // error.
+            // The upload to every destination failed while the archive was read, and the reader
+            // stopped: those are the errors.
             Err(layerlift_archive::ArchiveError::Stopped) => {
-                return Err(match early.as_ref().and_then(Pool::take_error) {
-                    Some(e) => e.into(),
-                    None => PushError::Stopped {
-                        source_name: input.display(),
-                    },
-                });
+                let stopped = || PushError::Stopped {
+                    source_name: input.display(),
+                };
+                return Err(OpenError::Targets(
+                    early
+                        .iter()
+                        .map(|p| {
+                            p.as_ref()
+                                .and_then(Pool::take_error)
+                                .map_or_else(stopped, PushError::from)
+                        })
+                        .collect(),
+                ));
             }
-            Err(e) => return Err(self.archive_error(&input, e)),
+            Err(e) => return Err(self.archive_error(&input, e).into()),
         };
         let layout = Layout::open(tmp.path()).map_err(PushError::TempLayout)?;
-        self.confirm(&info, &reuse, encoding)?;
+        for (i, (t, reuse)) in self.targets.iter().zip(&plans).enumerate() {
+            // Layer events once: they say what was read, the same for every destination.
+            self.confirm(t, &info, reuse, encoding, i == 0)?;
+        }
         Ok(Opened {
             early,
             _tmp: Some(tmp),
@@ -206,19 +245,21 @@ impl<'a> Opener<'a> {
     /// report every layer read.
     fn confirm(
         &self,
+        target: &Target<'_>,
         info: &ArchiveInfo,
         reuse: &ReusePlan,
         encoding: Option<Encoding>,
+        report: bool,
     ) -> Result<(), PushError> {
-        let unconfirmed = unconfirmed_layers(info, reuse, &self.dest.repository);
+        let unconfirmed = unconfirmed_layers(info, reuse, &target.dest.repository);
         if !unconfirmed.is_empty() {
             self.observer.message(&format!(
                 "reading back {} reused layer(s) learnt outside {} to check them against their diff_ids",
                 unconfirmed.len(),
-                self.dest.repository
+                target.dest.repository
             ));
         }
-        if let Err(e) = reuse::confirm(self.uploader.client, &unconfirmed, self.options.jobs) {
+        if let Err(e) = reuse::confirm(target.uploader.client, &unconfirmed, self.options.jobs) {
             if let (
                 reuse::ConfirmError::Mismatch {
                     diff_id,
@@ -237,8 +278,10 @@ impl<'a> Opener<'a> {
             }
             return Err(e.into());
         }
-        let confirmed: BTreeSet<Digest> = unconfirmed.iter().map(|u| u.digest).collect();
-        report_layers(self.observer, info, reuse, &confirmed, encoding, self.cache);
+        if report {
+            let confirmed: BTreeSet<Digest> = unconfirmed.iter().map(|u| u.digest).collect();
+            report_layers(self.observer, info, reuse, &confirmed, encoding, self.cache);
+        }
         Ok(())
     }
 
@@ -252,17 +295,25 @@ impl<'a> Opener<'a> {
             && o.max_single_upload.is_none()
             && o.mount_from.is_empty()
             && !o.verify_all
-            && !self.uploader.client.streams_refused()
+            && !self
+                .targets
+                .iter()
+                .any(|t| t.uploader.client.streams_refused())
     }
 
     /// Which layers of an archive need not be read ([`reuse::plan`]); empty when the push goes
     /// to several repositories (`all`). `layers` is the archive's catalog, `None` when it cannot
     /// be walked without reading it (a pipe, a compressed archive).
-    fn plan_reuse(&self, layers: Option<&[CatalogLayer]>, encoding: Option<Encoding>) -> ReusePlan {
+    fn plan_reuse(
+        &self,
+        target: &Target<'_>,
+        layers: Option<&[CatalogLayer]>,
+        encoding: Option<Encoding>,
+    ) -> ReusePlan {
         if self.options.all {
             return ReusePlan::default();
         }
-        let dest = self.dest;
+        let dest = target.dest;
         let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
         tags.extend(self.options.tags.iter().cloned());
         if tags.is_empty() && dest.digest.is_none() {
@@ -289,7 +340,7 @@ impl<'a> Opener<'a> {
             cache: self.cache,
             jobs: self.options.jobs,
         };
-        let client = self.uploader.client;
+        let client = target.uploader.client;
         let Some(layers) = layers else {
             // A pipe or a compressed archive: layers the registry has are hashed, not compressed.
             let plan = reuse::plan_by_diff_id(client, &wanted);
@@ -312,6 +363,31 @@ impl<'a> Opener<'a> {
             ));
         }
         plan
+    }
+}
+
+impl Target<'_> {
+    /// Tell this destination's uploads what its reuse plan learnt (a repository the registry
+    /// does not know yet, blobs found absent); the blobs it reuses and the repository holding
+    /// each.
+    fn learn(&self, reuse: &ReusePlan) -> Vec<(Digest, String)> {
+        let repository = &self.dest.repository;
+        if reuse.new_repository {
+            lock(&self.uploader.new_repositories).insert(repository.clone());
+        }
+        lock(&self.uploader.absent).extend(reuse.absent.iter().map(|d| (repository.clone(), *d)));
+        let mut holders: Vec<(Digest, String)> = reuse
+            .reused
+            .iter()
+            .map(|r| (r.digest, r.repository.clone()))
+            .collect();
+        holders.extend(
+            reuse
+                .by_diff_id
+                .values()
+                .map(|(d, _, _, r)| (*d, r.clone())),
+        );
+        holders
     }
 }
 

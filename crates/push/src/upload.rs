@@ -365,32 +365,48 @@ impl Pool {
         &self.repository
     }
 
-    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes,
-    /// and stop the reader once an upload has failed (the push fails with that error: reading
-    /// the rest of a large archive first would only make the user wait for it). With `stream`,
-    /// layers of at least [`STREAM_MIN`] bytes are queued when their compression starts (a
-    /// worker streams them), and only noted when they are published.
-    pub fn hook(&self, stream: bool) -> BlobHook {
-        let queue = Arc::clone(&self.queue);
-        let failed = Arc::clone(&self.queue);
+    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes
+    /// in every one of `pools` (one per destination), and stop the reader once an upload has
+    /// failed in all of them (each failed push fails with its own error: reading the rest of a
+    /// large archive first would only make the user wait for it). With `stream`, layers of at
+    /// least [`STREAM_MIN`] bytes are queued when their compression starts (a worker of each pool
+    /// streams them, each from its own reader of the staged file), and only noted when they are
+    /// published.
+    pub fn hook(pools: &[&Pool], stream: bool) -> BlobHook {
+        let queues: Arc<Vec<Arc<Queue>>> =
+            Arc::new(pools.iter().map(|p| Arc::clone(&p.queue)).collect());
+        let (published, failed) = (Arc::clone(&queues), Arc::clone(&queues));
         let hook = BlobHook::new(move |b: &PublishedBlob| {
-            if b.streamed {
-                queue.lock().seen.insert(b.digest);
-                return;
+            for queue in published.iter() {
+                if b.streamed {
+                    queue.lock().seen.insert(b.digest);
+                    continue;
+                }
+                let blob = Blob {
+                    digest: b.digest,
+                    size: b.size,
+                    non_distributable: false,
+                };
+                queue.submit(blob, b.path.clone());
             }
-            let blob = Blob {
-                digest: b.digest,
-                size: b.size,
-                non_distributable: false,
-            };
-            queue.submit(blob, b.path.clone());
         })
-        .stopping_when(move || failed.failed.load(Ordering::Relaxed));
+        .stopping_when(move || failed.iter().all(|q| q.failed.load(Ordering::Relaxed)));
         if !stream {
             return hook;
         }
-        let queue = Arc::clone(&self.queue);
-        hook.streaming(STREAM_MIN, move |g| queue.submit_stream(g))
+        hook.streaming(STREAM_MIN, move |growing| {
+            let Some((last, others)) = queues.split_last() else {
+                return;
+            };
+            for queue in others {
+                // Without a reader of its own (no file handle left), the pool's `Lost` check
+                // fails that push once it waits for the layer.
+                if let Ok(mine) = growing.try_clone() {
+                    queue.submit_stream(mine);
+                }
+            }
+            last.submit_stream(growing);
+        })
     }
 
     /// The first upload error, if one happened (it is taken: [`Pool::finish`] will not see it).
