@@ -15,6 +15,7 @@ mod push_matrix;
 mod registries;
 mod repush;
 mod security;
+mod several;
 mod soak;
 mod stream;
 mod unpack;

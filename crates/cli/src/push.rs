@@ -34,17 +34,21 @@ Examples:
   layerlift-push image.tar registry.example.com/app:1.0       an archive, unpacked on the way
   echo \"$TOKEN\" | layerlift-push -u ci --password-stdin oci-dir ghcr.io/org/app:1
   layerlift-push --all oci-dir registry.example.com/mirror    every image, under its own tag
+  layerlift-push app.tar reg-a.example.com/app:1 reg-b.example.com/app:1   one read, two registries
 
 Credentials: --creds, --username with --password-stdin, --authfile, REGISTRY_AUTH_FILE,
 containers auth.json, Docker's config.json (DOCKER_CONFIG) and its credential helpers.
 Registries on 127.0.0.0/8 are tried over HTTPS, then plain HTTP (like Docker).
-Exit code: 0 when every tag points at the pushed digest, 1 on failure, 2 on usage errors."
+Exit code: 0 when every tag points at the pushed digest, 1 on failure (with several DESTs: when any
+of them failed; each failed one is named on stderr), 2 on usage errors."
 )]
 pub struct Args {
     /// An OCI image layout directory, or a saved-image archive (`-` for standard input).
     pub source: String,
-    /// Destination `HOST[:PORT]/REPOSITORY[:TAG]` (Docker Hub names are normalised).
-    pub dest: String,
+    /// Destination `HOST[:PORT]/REPOSITORY[:TAG]` (Docker Hub names are normalised). Several
+    /// destinations are pushed from one read of SOURCE, each layer compressed once.
+    #[arg(required = true, value_name = "DEST")]
+    pub dests: Vec<String>,
     /// Also tag the image as TAG (repeatable). Without any tag, DEST's tag or `latest`.
     #[arg(short, long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -184,25 +188,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out = Arc::new(Output::new(args.opts.json, args.opts.quiet));
     match push(&args, &out) {
         Ok(()) => Ok(ExitCode::SUCCESS),
+        // The pushes to several destinations said their outcome in their own result event.
+        Err(e) if e.is::<SeveralFailed>() => Err(e),
         Err(e) => {
             out.finish_bars();
-            // The first registry error in the chain is the request that failed.
-            let registry = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<layerlift_registry::Error>());
+            let (error, registry_code, registry_message) = described(&e);
             out.event(&Event::Result {
                 ok: false,
                 dry_run: None,
                 images: None,
-                error: Some(crate::exit::one_line(e.as_ref())),
-                registry_code: registry.and_then(|r| r.code()).map(str::to_string),
-                registry_message: registry
-                    .and_then(|r| r.registry_message())
-                    .map(str::to_string),
+                error: Some(error),
+                registry_code,
+                registry_message,
+                destinations: None,
             });
             Err(e)
         }
     }
+}
+
+/// Some of several destinations failed (each named on stderr already, the `result` event sent).
+#[derive(Debug)]
+struct SeveralFailed(String);
+
+impl std::fmt::Display for SeveralFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SeveralFailed {}
+
+/// An error on one line, with the registry's own code and message when a request failed with
+/// one (the first registry error in the chain is the request that failed).
+fn described(e: &anyhow::Error) -> (String, Option<String>, Option<String>) {
+    let registry = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<layerlift_registry::Error>());
+    (
+        crate::exit::one_line(e.as_ref()),
+        registry.and_then(|r| r.code()).map(str::to_string),
+        registry
+            .and_then(|r| r.registry_message())
+            .map(str::to_string),
+    )
 }
 
 /// A library error as the binary reports it: exit code 2 for the options' own errors.
@@ -217,44 +246,137 @@ fn failed(e: PushError) -> anyhow::Error {
 }
 
 fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
-    let dest =
-        Reference::parse(&args.dest).map_err(|e| usage(format!("DEST `{}`: {e}", args.dest)))?;
+    let dests = args
+        .dests
+        .iter()
+        .map(|d| Reference::parse(d).map_err(|e| usage(format!("DEST `{d}`: {e}"))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = push_options(args)?;
-    layerlift_push::check(&dest, &options).map_err(failed)?;
+    for dest in &dests {
+        layerlift_push::check(dest, &options).map_err(failed)?;
+    }
     // Credentials first: --password-stdin consumes standard input, which an archive on `-` needs.
     if args.opts.password_stdin && args.source == "-" {
         return Err(usage(
             "--password-stdin and SOURCE `-` both need standard input",
         ));
     }
+    // Credentials given on the command line are for one registry.
+    let explicit = args.opts.creds.is_some() || args.opts.username.is_some();
+    if explicit && dests.iter().any(|d| d.registry != dests[0].registry) {
+        return Err(usage(
+            "--creds and --username give one registry's credentials, and the DESTs are on several registries: log in to each (docker login, --authfile)",
+        ));
+    }
     // The source is opened and checked before anything talks to the registry.
     layerlift_push::check_source(&args.source).map_err(failed)?;
-    let client = client(args, &dest, out)?;
-    let report =
-        layerlift_push::push(&args.source, &dest, &client, &options, &**out).map_err(failed)?;
+    let credential = explicit_credential(args)?;
+    let clients = dests
+        .iter()
+        .map(|d| client(args, d, credential.clone(), out))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let targets: Vec<layerlift_push::Destination<'_>> = dests
+        .iter()
+        .zip(&clients)
+        .map(|(reference, client)| layerlift_push::Destination { reference, client })
+        .collect();
+    let mut results =
+        layerlift_push::push_to_all(&args.source, &targets, &options, &**out).map_err(failed)?;
     out.finish_bars();
-    if let Some(f) = &args.opts.digest_file
-        && !report.dry_run
-    {
-        let mut text = String::new();
-        let mut seen = Vec::new();
-        for p in &report.images {
-            if !seen.contains(&p.digest) {
-                seen.push(p.digest);
-                text.push_str(&format!("{}\n", p.digest));
+    if results.len() == 1 {
+        let report = results.pop().unwrap_or(Err(PushError::NoDestination));
+        let report = report.map_err(failed)?;
+        write_digests(args, std::slice::from_ref(&report))?;
+        out.event(&Event::Result {
+            ok: true,
+            dry_run: Some(report.dry_run),
+            images: Some(report.images),
+            error: None,
+            registry_code: None,
+            registry_message: None,
+            destinations: None,
+        });
+        return Ok(());
+    }
+    several_results(args, out, results)
+}
+
+/// Report the pushes to several destinations: every image pushed, each failed destination named
+/// on stderr, and `Err` (exit 1) when any failed.
+fn several_results(
+    args: &Args,
+    out: &Arc<Output>,
+    results: Vec<Result<layerlift_push::Report, PushError>>,
+) -> anyhow::Result<()> {
+    let mut outcomes = Vec::new();
+    let mut reports = Vec::new();
+    let mut failed_dests = Vec::new();
+    for (dest, result) in args.dests.iter().zip(results) {
+        match result {
+            Ok(report) => {
+                outcomes.push(layerlift_push::DestinationOutcome {
+                    destination: dest.clone(),
+                    ok: true,
+                    error: None,
+                    registry_code: None,
+                });
+                reports.push(report);
+            }
+            Err(e) => {
+                let (error, registry_code, _) = described(&failed(e));
+                out.error(&format!("{dest}: {error}"));
+                outcomes.push(layerlift_push::DestinationOutcome {
+                    destination: dest.clone(),
+                    ok: false,
+                    error: Some(error),
+                    registry_code,
+                });
+                failed_dests.push(dest.as_str());
             }
         }
-        std::fs::write(f, text).with_context(|| format!("cannot write {}", f.display()))?;
     }
+    write_digests(args, &reports)?;
+    let ok = failed_dests.is_empty();
+    let error = (!ok).then(|| {
+        format!(
+            "the push to {} of {} destinations failed: {}",
+            failed_dests.len(),
+            args.dests.len(),
+            failed_dests.join(", ")
+        )
+    });
     out.event(&Event::Result {
-        ok: true,
-        dry_run: Some(report.dry_run),
-        images: Some(report.images),
-        error: None,
+        ok,
+        dry_run: Some(args.opts.dry_run),
+        images: Some(reports.into_iter().flat_map(|r| r.images).collect()),
+        error: error.clone(),
         registry_code: None,
         registry_message: None,
+        destinations: Some(outcomes),
     });
-    Ok(())
+    match error {
+        Some(e) => Err(anyhow::Error::new(SeveralFailed(e))),
+        None => Ok(()),
+    }
+}
+
+/// `--digest-file`: every digest pushed, each once, one per line.
+fn write_digests(args: &Args, reports: &[layerlift_push::Report]) -> anyhow::Result<()> {
+    let Some(f) = &args.opts.digest_file else {
+        return Ok(());
+    };
+    if reports.iter().any(|r| r.dry_run) {
+        return Ok(());
+    }
+    let mut text = String::new();
+    let mut seen = Vec::new();
+    for p in reports.iter().flat_map(|r| &r.images) {
+        if !seen.contains(&p.digest) {
+            seen.push(p.digest);
+            text.push_str(&format!("{}\n", p.digest));
+        }
+    }
+    std::fs::write(f, text).with_context(|| format!("cannot write {}", f.display()))
 }
 
 /// The library's options from the command line.
@@ -287,24 +409,40 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
     })
 }
 
-/// A client for DEST's registry: credentials, TLS and retries from the command line; retries are
-/// reported on `out`.
-fn client(args: &Args, dest: &Reference, out: &Arc<Output>) -> anyhow::Result<Client> {
-    let credential = if let Some(c) = &args.opts.creds {
-        Credential::from_creds(c).map_err(|e| usage(e.to_string()))?
-    } else if let Some(user) = &args.opts.username {
-        let password = credentials::read_password(std::io::stdin().lock())
-            .context("cannot read the password from standard input")?;
-        Credential::Basic {
-            username: user.clone(),
-            password,
-        }
-    } else {
-        credentials::lookup_with(
+/// The credential given on the command line (`--creds`, or `--username` with the password read
+/// from standard input), if any: read once, whatever the number of DESTs.
+fn explicit_credential(args: &Args) -> anyhow::Result<Option<Credential>> {
+    if let Some(c) = &args.opts.creds {
+        return Ok(Some(
+            Credential::from_creds(c).map_err(|e| usage(e.to_string()))?,
+        ));
+    }
+    let Some(user) = &args.opts.username else {
+        return Ok(None);
+    };
+    let password = credentials::read_password(std::io::stdin().lock())
+        .context("cannot read the password from standard input")?;
+    Ok(Some(Credential::Basic {
+        username: user.clone(),
+        password,
+    }))
+}
+
+/// A client for DEST's registry: `credential` from the command line or DEST's own from the
+/// credential stores, TLS and retries from the command line; retries are reported on `out`.
+fn client(
+    args: &Args,
+    dest: &Reference,
+    credential: Option<Credential>,
+    out: &Arc<Output>,
+) -> anyhow::Result<Client> {
+    let credential = match credential {
+        Some(c) => c,
+        None => credentials::lookup_with(
             args.opts.authfile.as_deref(),
             &dest.registry,
             &dest.repository,
-        )?
+        )?,
     };
     let mut opts = TransportOptions {
         ca_certs: args.opts.ca_certs.clone(),

@@ -142,7 +142,25 @@ pub enum Event {
         /// On failure: the registry's own error message, when a request failed with one.
         #[serde(rename = "registryMessage", skip_serializing_if = "Option::is_none")]
         registry_message: Option<String>,
+        /// A push to several destinations: each one's outcome, in the order given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        destinations: Option<Vec<DestinationOutcome>>,
     },
+}
+
+/// How the push to one of several destinations ended (in the `result` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationOutcome {
+    /// DEST as given.
+    pub destination: String,
+    /// Whether everything was pushed there.
+    pub ok: bool,
+    /// On failure: the error, on one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// On failure: the registry's own error code, when a request failed with one.
+    #[serde(rename = "registryCode", skip_serializing_if = "Option::is_none")]
+    pub registry_code: Option<String>,
 }
 
 impl Event {
@@ -324,6 +342,7 @@ mod tests {
             error: None,
             registry_code: None,
             registry_message: None,
+            destinations: None,
         };
         assert_eq!(
             json(&result),

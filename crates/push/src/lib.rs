@@ -82,7 +82,9 @@ mod upload;
 
 pub use cache::CacheDirError;
 pub use error::PushError;
-pub use event::{BlobAction, Event, LayerSource, Observer, Progress, Pushed, Silent};
+pub use event::{
+    BlobAction, DestinationOutcome, Event, LayerSource, Observer, Progress, Pushed, Silent,
+};
 pub use plan::{Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Tag};
 pub use reuse::{ConfirmError, Origin, ReuseNote};
 pub use source::check_source;

@@ -121,6 +121,17 @@ impl Output {
         }
     }
 
+    /// An error on stderr, always (`layerlift-push: error: …`): one of several destinations
+    /// that failed while the others went on.
+    pub fn error(&self, msg: &str) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(format!("layerlift-push: error: {msg}"));
+            }
+            None => eprintln!("layerlift-push: error: {msg}"),
+        }
+    }
+
     /// A message for a person on stderr, terminal or not; not with `-q` or `--json`.
     pub fn notice(&self, msg: &str) {
         if self.quiet || self.json {
