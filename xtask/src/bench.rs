@@ -259,6 +259,14 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             bs::archive_push_steps(&push, &archive, reg.clone(), &work, &bs::ARCHIVE_6);
         steps.extend(archive_steps);
         archive_stored = Some(stored);
+        // The same archive to two registries from one read.
+        let second = Rc::new(Registry::start(&work.join("registry-2"))?);
+        steps.push(bs::two_registry_step(
+            &push,
+            &archive,
+            [reg.clone(), second],
+            &work,
+        ));
         // Issue 4's 40-layer image: the same files in 40 layers (built once, cached).
         let archive40 = bench_dir.join(format!("docker-save-{}M-40layers.tar", budget >> 20));
         if !archive40.exists() {
@@ -499,6 +507,24 @@ fn push_targets(cpus: usize) -> Vec<Target> {
             label: "push ARCHIVE / skopeo, least possible here".into(),
             numerator: bs::PUSH_ARCHIVE.into(),
             denominator: bs::SKOPEO_PUSH_ARCHIVE.into(),
+            cpus,
+        },
+        Target::Ratio {
+            label: "push ARCHIVE to 2 registries / to 1".into(),
+            numerator: bs::PUSH_ARCHIVE_TWO.into(),
+            denominator: bs::PUSH_ARCHIVE.into(),
+            max: 1.25,
+        },
+        Target::CpuFloor {
+            label: "push ARCHIVE to 2 registries / to 1, least possible here".into(),
+            numerator: bs::PUSH_ARCHIVE_TWO.into(),
+            denominator: bs::PUSH_ARCHIVE.into(),
+            cpus,
+        },
+        Target::CpuFloor {
+            label: "push ARCHIVE to 2 registries, least possible / measured".into(),
+            numerator: bs::PUSH_ARCHIVE_TWO.into(),
+            denominator: bs::PUSH_ARCHIVE_TWO.into(),
             cpus,
         },
         Target::Ratio {

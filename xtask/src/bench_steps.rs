@@ -41,6 +41,7 @@ pub const PUSH_ARCHIVE: &str = "layerlift-push ARCHIVE (cold)";
 pub const SKOPEO_PUSH_ARCHIVE: &str = "skopeo copy docker-archive: docker://";
 pub const PUSH_ARCHIVE_40: &str = "layerlift-push 40-layer ARCHIVE (cold)";
 pub const SKOPEO_PUSH_ARCHIVE_40: &str = "skopeo copy 40-layer docker-archive: docker://";
+pub const PUSH_ARCHIVE_TWO: &str = "layerlift-push ARCHIVE DEST DEST (2 registries, cold)";
 
 /// Sum of the layer sizes of every image in an OCI layout, as the manifests record them.
 pub fn layer_bytes(layout: &Path) -> Result<u64> {
@@ -420,4 +421,40 @@ pub fn archive_push_steps_via(
         ),
     ];
     (steps, stored)
+}
+
+/// The cold push of `archive` by layerlift-push to two registries at once (one read, each layer
+/// compressed once, uploaded to both); its server CPU is both registries'.
+pub fn two_registry_step(
+    push: &Path,
+    archive: &Path,
+    registries: [Rc<Registry>; 2],
+    work: &Path,
+) -> Step {
+    let [a, b] = registries;
+    let never = |_: &str| Command::new("false");
+    let (pa, pb) = (
+        Pusher::new(a.clone(), "t", never),
+        Pusher::new(b.clone(), "t", never),
+    );
+    let (push, archive) = (push.to_path_buf(), archive.to_path_buf());
+    let log = Rc::new(Log(work.join("push-archive-two.log")));
+    let (prep, check) = ((pa.clone(), pb.clone()), (pa.clone(), pb.clone()));
+    Step::new(PUSH_ARCHIVE_TWO, move || {
+        let before = a.cpu_time()? + b.cpu_time()?;
+        let mut c = Command::new(&push);
+        c.arg(&archive).arg(pa.dest()).arg(pb.dest()).arg("-q");
+        let mut sample = measure::time_command(&mut c, &log)?;
+        let after = a.cpu_time()? + b.cpu_time()?;
+        sample.server_cpu = Some(after.saturating_sub(before));
+        Ok(sample)
+    })
+    .prepare(move || {
+        prep.0.prepare_cold()?;
+        prep.1.prepare_cold()
+    })
+    .verify(move || {
+        check.0.verify()?;
+        check.1.verify()
+    })
 }
