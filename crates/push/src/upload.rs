@@ -844,8 +844,8 @@ impl Uploader<'_> {
     /// The key a layer's stream is recorded under in the journal: not a blob's digest (that is
     /// known only at the end) but the hash of what decides the stream's bytes, SOURCE and the
     /// encoding ([`Uploader::stream_origin`]) and the archive entry. A key that matches a
-    /// different stream costs a refused `PUT` and an upload from the file, never a wrong blob:
-    /// the registry checks the digest.
+    /// different stream (an archive rewritten with the same size and modification time) costs a
+    /// `PUT` the registry refuses for its digest, and an upload from the file.
     fn stream_key(&self, growing: &GrowingBlob) -> Digest {
         Digest::of(
             format!(
