@@ -113,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // These name the layout or the output file already.
         Err(
             e @ (PackError::NoSuchLayout { .. }
+            | PackError::NotALayout { .. }
             | PackError::OpenLayout { .. }
             | PackError::Empty { .. }
             | PackError::Select { .. }

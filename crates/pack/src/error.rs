@@ -20,6 +20,12 @@ pub enum PackError {
         /// The layout given.
         path: PathBuf,
     },
+    /// The directory holds no `oci-layout` file.
+    #[error("{} is not an OCI image layout (it has no oci-layout file)", path.display())]
+    NotALayout {
+        /// The directory given.
+        path: PathBuf,
+    },
     /// The layout cannot be opened or its `index.json` read.
     #[error("{}", path.display())]
     OpenLayout {
@@ -52,8 +58,8 @@ pub enum PackError {
         #[source]
         source: Box<PackError>,
     },
-    /// A blob the archive needs is missing, corrupt, or not the size its descriptor says.
-    #[error("blob {digest}")]
+    /// A blob the archive needs is missing or corrupt (the layout's error names it).
+    #[error("{source}")]
     Blob {
         /// The blob's digest.
         digest: Digest,

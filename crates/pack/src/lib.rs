@@ -105,6 +105,11 @@ fn plan(path: &Path, options: &Options, observer: &dyn Observer) -> Result<Plan,
             path: path.to_path_buf(),
         });
     }
+    if !path.join("oci-layout").exists() {
+        return Err(PackError::NotALayout {
+            path: path.to_path_buf(),
+        });
+    }
     let open_err = |source| PackError::OpenLayout {
         path: path.to_path_buf(),
         source,
@@ -178,7 +183,6 @@ pub fn pack_to_file(
     observer: &dyn Observer,
 ) -> Result<Report, PackError> {
     let started = Instant::now();
-    let plan = plan(layout, options, observer)?;
     let out_err = |path: &Path, source| PackError::Output {
         path: path.to_path_buf(),
         source,
@@ -193,6 +197,16 @@ pub fn pack_to_file(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if !dir.is_dir() {
+        return Err(out_err(
+            output,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such directory {}", dir.display()),
+            ),
+        ));
+    }
+    let plan = plan(layout, options, observer)?;
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
