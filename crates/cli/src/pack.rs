@@ -6,7 +6,7 @@
 
 use indicatif::{MultiProgress, ProgressBar};
 use layerlift_pack::{ArchiveFormat, Event, Observer, Options, PackError, Step};
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -126,11 +126,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         if !to_stdout {
-            let mut stdout = io::stdout().lock();
             for image in &report.images {
                 let id = image.config.unwrap_or(image.digest);
-                let names = image.names.join(" ");
-                writeln!(stdout, "{id} {names}").map(|()| ()).ok();
+                if image.names.is_empty() {
+                    println!("{id}");
+                } else {
+                    println!("{id} {}", image.names.join(" "));
+                }
             }
         }
         if !args.quiet {

@@ -16,7 +16,7 @@ use layerlift_manifest::{
     Descriptor, Digest, ImageConfig, Index, Manifest, Reference, host_platform, media_types,
     parse_json, platform_matches,
 };
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The `index.json` entries the options choose, in index order.
@@ -135,10 +135,10 @@ fn resolve(
     d: &Descriptor,
     platform: &str,
     depth: usize,
-) -> Result<(Descriptor, Vec<u8>, Manifest, Option<String>), PackError> {
-    let (bytes, doc) = read_doc(layout, d)?;
+) -> Result<(Descriptor, Manifest, Option<String>), PackError> {
+    let (_, doc) = read_doc(layout, d)?;
     match doc {
-        Doc::Manifest(m) => Ok((d.clone(), bytes, *m, None)),
+        Doc::Manifest(m) => Ok((d.clone(), *m, None)),
         Doc::Index(index) => {
             if depth >= MAX_DEPTH {
                 return Err(PackError::TooDeep { digest: d.digest });
@@ -151,9 +151,9 @@ fn resolve(
             });
             match found {
                 Some(child) => {
-                    let (desc, bytes, m, inner) = resolve(layout, child, platform, depth + 1)?;
+                    let (desc, m, inner) = resolve(layout, child, platform, depth + 1)?;
                     let taken = inner.or_else(|| child.platform.as_ref().map(|p| p.to_string()));
-                    Ok((desc, bytes, m, taken))
+                    Ok((desc, m, taken))
                 }
                 None => Err(PackError::NoPlatform {
                     digest: d.digest,
@@ -249,7 +249,7 @@ fn docker_image(
     entry: &Descriptor,
     platform: &str,
 ) -> Result<(Descriptor, (DockerImage, Option<String>)), PackError> {
-    let (desc, _, manifest, taken) = resolve(layout, entry, platform, 0)?;
+    let (desc, manifest, taken) = resolve(layout, entry, platform, 0)?;
     let config_bytes = layout
         .read_blob(&manifest.config.digest)
         .map_err(|e| PackError::blob(manifest.config.digest, e))?;
@@ -282,7 +282,7 @@ pub(crate) fn oci(
 ) -> Result<(OciArchive, Vec<PackedImage>, usize), PackError> {
     let mut archive = OciArchive::new();
     let mut missing = 0;
-    let mut walked = BTreeMap::new();
+    let mut walked = BTreeSet::new();
     let mut entries: Vec<Descriptor> = Vec::new();
     for &i in chosen {
         let entry = &index.manifests[i];
@@ -302,8 +302,7 @@ pub(crate) fn oci(
         entries.push(entry.clone());
     }
     if !options.tags.is_empty() {
-        let distinct: std::collections::BTreeSet<Digest> =
-            entries.iter().map(|e| e.digest).collect();
+        let distinct: BTreeSet<Digest> = entries.iter().map(|e| e.digest).collect();
         if distinct.len() != 1 {
             return Err(OptionsError::TagsNeedOneImage {
                 images: distinct.len(),
@@ -350,9 +349,9 @@ fn walk(
     depth: usize,
     archive: &mut OciArchive,
     missing: &mut usize,
-    walked: &mut BTreeMap<Digest, ()>,
+    walked: &mut BTreeSet<Digest>,
 ) -> Result<(), PackError> {
-    if walked.insert(d.digest, ()).is_some() {
+    if !walked.insert(d.digest) {
         return Ok(());
     }
     if !top && !layout.has_blob(&d.digest) {

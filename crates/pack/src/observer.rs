@@ -7,7 +7,8 @@ use layerlift_manifest::Digest;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Everything is planned and checked; writing starts. `bytes` is what will be read from the
-    /// layout (a layer that is decompressed is read twice: once to learn its size, once to write it).
+    /// source while writing (a layer written decompressed was decoded once already, while it was
+    /// checked: [`Step::Measure`], before this event).
     Started {
         /// Blobs to write.
         blobs: usize,

@@ -510,3 +510,147 @@ impl<R: Read> Read for Progress<'_, R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoProgress;
+    use layerlift_manifest::media_types;
+
+    /// Blobs in memory: the sink needs no layout.
+    struct Memory(BTreeMap<Digest, Vec<u8>>);
+
+    impl Memory {
+        fn put(&mut self, bytes: Vec<u8>) -> Descriptor {
+            let d = Digest::of(&bytes);
+            let desc = Descriptor::new(media_types::OCI_LAYER, d, bytes.len() as u64);
+            self.0.insert(d, bytes);
+            desc
+        }
+    }
+
+    impl BlobSource for Memory {
+        fn open(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, PackError> {
+            match self.0.get(digest) {
+                Some(b) => Ok(Box::new(&b[..])),
+                None => Err(PackError::blob(
+                    *digest,
+                    LayoutError::MissingBlob {
+                        digest: *digest,
+                        path: "memory".into(),
+                    },
+                )),
+            }
+        }
+        fn size(&self, digest: &Digest) -> Result<u64, PackError> {
+            Ok(self.open(digest)?.bytes().count() as u64)
+        }
+    }
+
+    fn layer_tar(text: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "f", text).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut a = tar::Archive::new(archive);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (e.path().unwrap().display().to_string(), data)
+            })
+            .collect()
+    }
+
+    /// Two images sharing a zstd layer: it is written once, decompressed, under its diff_id;
+    /// the plain layer as it is; `manifest.json` names both images' layers in order.
+    #[test]
+    fn docker_archives_hold_each_blob_once_and_no_zstd() {
+        let mut mem = Memory(BTreeMap::new());
+        let shared = layer_tar(b"shared");
+        let own = layer_tar(b"own");
+        let shared_zstd = mem.put(zstd::encode_all(&shared[..], 3).unwrap());
+        let own_plain = mem.put(own.clone());
+        let mut archive = DockerArchive::new();
+        for (tags, layers) in [
+            (
+                vec!["a:1".to_string()],
+                vec![(shared_zstd.clone(), Digest::of(&shared))],
+            ),
+            (
+                vec![],
+                vec![
+                    (shared_zstd.clone(), Digest::of(&shared)),
+                    (own_plain.clone(), Digest::of(&own)),
+                ],
+            ),
+        ] {
+            let config = format!("{{\"n\":{}}}", layers.len()).into_bytes();
+            let config_desc = mem.put(config.clone());
+            archive.add(DockerImage {
+                repo_tags: tags,
+                config: config_desc,
+                config_bytes: config,
+                layers,
+            });
+        }
+        let prepared = archive.prepare(&mem, &NoProgress).unwrap();
+        let mut out = Vec::new();
+        let written = prepared.write_to(&mem, &mut out, &NoProgress).unwrap();
+        assert_eq!((written.blobs, written.decompressed), (4, 1));
+        assert_eq!(written.bytes, out.len() as u64);
+        let got = entries(&out);
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        let shared_name = blob_path(&Digest::of(&shared));
+        let shared_entry = got.iter().find(|(n, _)| *n == shared_name).unwrap();
+        assert_eq!(shared_entry.1, shared);
+        assert!(!names.contains(&blob_path(&shared_zstd.digest).as_str()));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&got.iter().find(|(n, _)| n == "manifest.json").unwrap().1)
+                .unwrap();
+        assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["a:1"]));
+        assert_eq!(manifest[1]["RepoTags"], serde_json::Value::Null);
+        assert_eq!(
+            manifest[1]["Layers"],
+            serde_json::json!([shared_name, blob_path(&own_plain.digest)])
+        );
+        // The same images give the same bytes.
+        let mut again = Vec::new();
+        prepared.write_to(&mem, &mut again, &NoProgress).unwrap();
+        assert_eq!(out, again);
+    }
+
+    /// A zstd layer whose diff_id is not the config's is refused by `prepare`, before anything
+    /// is written.
+    #[test]
+    fn a_wrong_diff_id_is_found_before_writing() {
+        let mut mem = Memory(BTreeMap::new());
+        let tar = layer_tar(b"x");
+        let layer = mem.put(zstd::encode_all(&tar[..], 3).unwrap());
+        let config = b"{}".to_vec();
+        let config_desc = mem.put(config.clone());
+        let mut archive = DockerArchive::new();
+        archive.add(DockerImage {
+            repo_tags: vec![],
+            config: config_desc,
+            config_bytes: config,
+            layers: vec![(layer, Digest::of(b"not the tar"))],
+        });
+        let err = archive.prepare(&mem, &NoProgress).unwrap_err();
+        assert!(
+            matches!(&err, PackError::Layer { source, .. } if matches!(**source, LayerError::DiffIdMismatch { .. })),
+            "{err}"
+        );
+    }
+}
