@@ -215,7 +215,7 @@ mod tests {
         }
         assert!(files.contains(&"LICENSE".to_string()));
         assert!(files.contains(&"README.md".to_string()));
-        assert_eq!(files.len(), 4 + 6 + 3 + 2);
+        assert_eq!(files.len(), 5 + 7 + 3 + 2);
         let mut sorted = files.clone();
         sorted.sort();
         sorted.dedup();
