@@ -254,6 +254,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         targets.extend(crate::bench_pack::pack_targets());
         for n in [
             crate::bench_pack::TAR_CF,
+            crate::bench_pack::TAR_CF_SYNC,
             crate::bench_pack::PACK,
             crate::bench_pack::PACK_OCI,
         ] {
