@@ -36,6 +36,7 @@ pub struct Args {
     /// The OCI image layout to read.
     pub layout: PathBuf,
     /// The archive to write (replaced if it exists), or `-` for standard output.
+    #[arg(value_name = "OUT")]
     pub output: PathBuf,
     /// Archive format: docker (`docker load`, `podman load`) or oci (an oci-archive).
     #[arg(long, value_enum, default_value_t = FormatArg::Docker)]
