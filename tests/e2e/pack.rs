@@ -646,3 +646,80 @@ fn bad_input_gives_one_line_and_leaves_no_file() {
     assert_eq!(std::fs::read(&out).unwrap(), b"old");
     assert_eq!(listing(&out_dir), std::slice::from_ref(&out));
 }
+
+/// `podman load` (as root, the storage podman sets up by itself) of a packed docker-archive — from
+/// a file and from a pipe, with gzip layers and with a layout converted to zstd — keeps the image
+/// ID: the config digest. (`podman run` is not tried: setting a container's rlimits is not
+/// permitted on these machines.)
+#[test]
+fn podman_loads_packed_archives_with_the_same_id() {
+    if !have_tool("podman") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let unique = format!("{} {:?}", std::process::id(), std::time::SystemTime::now());
+    let name = format!("layerlift-e2e/pack-podman:{}", std::process::id());
+    let digests = write_layout(
+        &layout,
+        &[Image {
+            name: name.clone(),
+            layers: vec![layer_tar(&unique, 7, 2000), layer_tar("b", 8, 3000)],
+        }],
+        true,
+    );
+    let id = layout_image(&layout, &digests[0]).0;
+    let zstd = dir.path().join("zstd");
+    convert(&layout, &zstd, "zstd");
+    let podman = |args: &[&str]| Command::new("podman").args(args).output().unwrap();
+    let remove = || {
+        let _ = podman(&["rmi", "-f", &id]);
+    };
+    remove();
+    let file = dir.path().join("image.tar");
+    pack(&layout, &file, &[]);
+    for (what, from) in [
+        ("gzip, file", None),
+        ("gzip, pipe", Some(&layout)),
+        ("zstd, pipe", Some(&zstd)),
+    ] {
+        let o = match from {
+            None => podman(&["load", "-i", file.to_str().unwrap()]),
+            Some(l) => {
+                let archive = pack_stdout(l, &[]);
+                let mut child = Command::new("podman")
+                    .arg("load")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                std::io::Write::write_all(&mut child.stdin.take().unwrap(), &archive).unwrap();
+                child.wait_with_output().unwrap()
+            }
+        };
+        let (out, err) = text(&o);
+        if !o.status.success() {
+            remove();
+        }
+        assert!(o.status.success(), "podman load ({what}): {err}{out}");
+        assert!(
+            out.contains(&format!("Loaded image: localhost/{name}")),
+            "{what}: {out}"
+        );
+        let o = podman(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("localhost/{name}"),
+        ]);
+        let got = text(&o).0.trim().to_string();
+        remove();
+        assert_eq!(
+            format!("sha256:{got}"),
+            id,
+            "podman load ({what}): not the config digest"
+        );
+    }
+}
