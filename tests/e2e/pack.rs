@@ -1,6 +1,7 @@
 //! `layerlift-pack`: OCI layouts written back as archives, read by the tools that load them — the
-//! machine's Docker daemon (`docker load` from a file and from a pipe, then `docker run`) and
-//! skopeo (`oci-archive:`) — and by `layerlift-unpack` again (the round trip gives the same layout).
+//! machine's Docker daemon (`docker load` from a file and from a pipe, then `docker run`), podman
+//! (`podman load`) and skopeo (`oci-archive:`) — and by `layerlift-unpack` again (the round trip
+//! gives the same layout).
 //!
 //! The Docker tests follow `docker.rs`: images built `FROM scratch` with Debian's static busybox by
 //! the daemon's classic builder, tagged `layerlift-e2e/<name>:<pid>`, every reference removed by a
