@@ -144,20 +144,26 @@ impl DockerArchive {
         let mut blobs = Blobs::default();
         let mut items = Vec::new();
         let mut decompressed = 0;
-        let mut measured: BTreeMap<Digest, Digest> = BTreeMap::new();
+        // Each layer's name in the archive: its digest, or its diff_id when written decompressed.
+        let mut names: BTreeMap<Digest, Digest> = BTreeMap::new();
         for image in self.images {
-            check_size(source, &image.config)?;
-            if Digest::of(&image.config_bytes) != image.config.digest {
+            // The config comes as bytes (never re-read from the source): they must be its digest.
+            let actual = Digest::of(&image.config_bytes);
+            if actual != image.config.digest || image.config_bytes.len() as u64 != image.config.size
+            {
                 return Err(PackError::Changed {
                     digest: image.config.digest,
-                    why: "the config bytes given are not its digest".into(),
+                    why: format!(
+                        "the config given has {} bytes hashing to {actual}",
+                        image.config_bytes.len()
+                    ),
                 });
             }
             blobs.add(image.config.digest, Content::Bytes(image.config_bytes));
             let mut layers = Vec::new();
             for (layer, diff_id) in &image.layers {
                 let stored = check_size(source, layer)?;
-                let name = match measured.get(&layer.digest) {
+                let name = match names.get(&layer.digest) {
                     Some(name) => *name,
                     None => {
                         let name = match sniff_blob(source, &layer.digest)? {
@@ -179,7 +185,7 @@ impl DockerArchive {
                                 *diff_id
                             }
                         };
-                        measured.insert(layer.digest, name);
+                        names.insert(layer.digest, name);
                         name
                     }
                 };
