@@ -193,19 +193,21 @@ pub(crate) fn docker(
     let mut images: Vec<(DockerImage, PackedImage)> = Vec::new();
     for &i in chosen {
         let entry = &index.manifests[i];
-        let (desc, image) = in_entry(entry, i, docker_image(layout, entry, &platform))?;
+        let found = in_entry(entry, i, docker_image(layout, entry, &platform))?;
         let tag = repo_tag(entry);
-        let same = images.iter_mut().find(|(_, p)| p.digest == desc.digest);
+        let same = images
+            .iter_mut()
+            .find(|(_, p)| p.digest == found.manifest.digest);
         let (img, packed) = match same {
             Some((img, packed)) => (img, packed),
             None => {
                 let packed = PackedImage {
                     names: Vec::new(),
-                    digest: desc.digest,
-                    config: Some(image.0.config.digest),
-                    platform: image.1,
+                    digest: found.manifest.digest,
+                    config: Some(found.image.config.digest),
+                    platform: found.platform,
                 };
-                images.push((image.0, packed));
+                images.push((found.image, packed));
                 let last = images.last_mut().expect("just pushed");
                 (&mut last.0, &mut last.1)
             }
@@ -243,12 +245,18 @@ pub(crate) fn docker(
     Ok((archive, packed))
 }
 
+/// An image of a docker-archive as found from an `index.json` entry.
+struct Found {
+    /// The manifest chosen.
+    manifest: Descriptor,
+    /// Its config and layers (no names yet).
+    image: DockerImage,
+    /// The platform taken, when the entry was an index.
+    platform: Option<String>,
+}
+
 /// One image of a docker-archive: the manifest chosen for `platform`, its config and layers.
-fn docker_image(
-    layout: &Layout,
-    entry: &Descriptor,
-    platform: &str,
-) -> Result<(Descriptor, (DockerImage, Option<String>)), PackError> {
+fn docker_image(layout: &Layout, entry: &Descriptor, platform: &str) -> Result<Found, PackError> {
     let (desc, manifest, taken) = resolve(layout, entry, platform, 0)?;
     let config_bytes = layout
         .read_blob(&manifest.config.digest)
@@ -262,13 +270,16 @@ fn docker_image(
             diff_ids: diff_ids.len(),
         });
     }
-    let image = DockerImage {
-        repo_tags: Vec::new(),
-        config: manifest.config,
-        config_bytes,
-        layers: manifest.layers.into_iter().zip(diff_ids).collect(),
-    };
-    Ok((desc, (image, taken)))
+    Ok(Found {
+        manifest: desc,
+        image: DockerImage {
+            repo_tags: Vec::new(),
+            config: manifest.config,
+            config_bytes,
+            layers: manifest.layers.into_iter().zip(diff_ids).collect(),
+        },
+        platform: taken,
+    })
 }
 
 /// The oci-archive of the chosen entries: each entry as `index.json` lists it (renamed by
