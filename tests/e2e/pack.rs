@@ -382,8 +382,9 @@ fn layout_image(dir: &Path, digest: &str) -> (String, Vec<String>) {
 
 /// `--format oci`: skopeo reads the archive — the manifest it finds is the layout's, byte for
 /// byte; `skopeo copy oci-archive:` gives the same config and layers; a multi-platform index is
-/// kept whole (`skopeo copy --all` copies both platforms). `--format docker` takes one platform
-/// of that index: `--platform`'s, or the machine's.
+/// kept whole (`skopeo copy --all` copies both platforms), also when the layout lacks one of its
+/// platforms. `--format docker` takes one platform of that index: `--platform`'s, or the
+/// machine's.
 #[test]
 fn oci_archives_read_back_in_skopeo_and_platforms_for_docker() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,6 +422,45 @@ fn oci_archives_read_back_in_skopeo_and_platforms_for_docker() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("has no image for linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+
+    // An index whose arm64 manifest the layout lacks (a containerd save of one platform) is kept
+    // whole in --format oci: the missing blob is left out and counted; an image that is itself
+    // missing is refused.
+    let partial = dir.path().join("partial");
+    crate::util::copy_dir(&layout, &partial);
+    std::fs::remove_file(
+        partial
+            .join("blobs/sha256")
+            .join(digests[1].trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let partial_tar = dir.path().join("partial.tar");
+    let report = pack_json(
+        &partial,
+        &partial_tar,
+        &["--format", "oci", "--image", "multi:1"],
+    );
+    assert_eq!(report["missing"], 1, "{report}");
+    let names: Vec<String> = members(&std::fs::read(&partial_tar).unwrap())
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let blob_name = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+    assert!(names.contains(&blob_name(&index_digest)), "{names:?}");
+    assert!(names.contains(&blob_name(&digests[0])), "{names:?}");
+    assert!(!names.contains(&blob_name(&digests[1])), "{names:?}");
+    let o = pack_cmd()
+        .arg(&partial)
+        .arg(&partial_tar)
+        .args(["--format", "oci", "--image", "two:1"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("blob {} is missing", digests[1])),
         "{err}"
     );
 
