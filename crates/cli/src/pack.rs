@@ -171,11 +171,24 @@ impl Observer for Bar {
                 let template = "{prefix} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}";
                 *bar = Some(crate::bars::add(multi, *bytes, template, "packing".into()));
             }
+            // A layer checked before writing (decoded against its diff_id) gets a bar of its own
+            // until the whole archive's starts.
+            Event::BlobStarted {
+                digest,
+                size,
+                step: Step::Measure,
+            } => {
+                if let Some(old) = bar.take() {
+                    old.finish_and_clear();
+                }
+                let template = "{prefix} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}";
+                let prefix = format!("{} checking", digest.short());
+                *bar = Some(crate::bars::add(multi, *size, template, prefix));
+            }
             Event::BlobStarted { digest, step, .. } => {
                 let what = match step {
-                    Step::Copy => "",
-                    Step::Measure => " checking",
                     Step::Decompress => " decompressing",
+                    _ => "",
                 };
                 if let Some(b) = bar.as_ref() {
                     b.set_prefix(format!("{}{what}", digest.short()));
