@@ -13,6 +13,8 @@
 #   busybox-static   a static /bin/busybox: the whole rootfs of the images the Docker tests build
 #                    `FROM scratch` (the daemon has no images and cannot pull any)
 #   strace           the durability test watches unpack's fsyncs and renames (tests/e2e/crash.rs)
+#   podman           `podman load` of layerlift-pack's archives (tests/e2e/pack.rs); as root it
+#                    needs no set-up for load (its own storage under /var/lib/containers)
 #   ca-certificates  so that skopeo/cargo keep working over TLS on a minimal image
 #
 # Usage: scripts/install-test-deps.sh [--check]   (--check: report what is missing, exit 1 if any)
@@ -47,6 +49,7 @@ tools=(
     "busybox:busybox-static"
     "strace:strace"
     "make:make"
+    "podman:podman"
 )
 
 missing=()
@@ -67,7 +70,7 @@ if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, busybox, strace, make)"
+    echo "install-test-deps: all tools present (skopeo, umoci, docker-registry, pigz, gzip, zstd, xz, bzip2, tar, busybox, strace, make, podman)"
     exit 0
 fi
 

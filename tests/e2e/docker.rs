@@ -72,7 +72,7 @@ fn daemon_major(version: &str) -> u32 {
         .unwrap_or(0)
 }
 
-fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
@@ -81,7 +81,7 @@ fn docker(args: &[&str]) -> Output {
 }
 
 /// Run `docker ARGS`; panics with its stderr unless it succeeded; its stdout.
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let o = docker(args);
     let (out, err) = text(&o);
     assert!(o.status.success(), "docker {}: {err}{out}", args.join(" "));
@@ -89,7 +89,7 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 /// `docker inspect -f FORMAT REF`, trimmed.
-fn inspect(reference: &str, format: &str) -> String {
+pub(crate) fn inspect(reference: &str, format: &str) -> String {
     docker_ok(&["inspect", "-f", format, reference])
         .trim()
         .to_string()
@@ -103,17 +103,17 @@ fn diff_ids(reference: &str) -> Vec<String> {
 /// Removes every image reference a test created (tags and `repo@digest` names, never bare image
 /// IDs, which could belong to another test), also when the test fails.
 #[derive(Default)]
-struct Cleanup {
+pub(crate) struct Cleanup {
     refs: Vec<String>,
 }
 
 impl Cleanup {
-    fn add(&mut self, reference: &str) {
+    pub(crate) fn add(&mut self, reference: &str) {
         self.refs.push(reference.to_string());
     }
 
     /// Remove `reference` now (and forget it).
-    fn rmi(&mut self, reference: &str) {
+    pub(crate) fn rmi(&mut self, reference: &str) {
         docker_ok(&["rmi", reference]);
         self.refs.retain(|r| r != reference);
     }
@@ -131,7 +131,7 @@ impl Drop for Cleanup {
 }
 
 /// `layerlift-e2e/<name>:<pid>`.
-fn local_tag(name: &str) -> String {
+pub(crate) fn local_tag(name: &str) -> String {
     format!("layerlift-e2e/{name}:{}", std::process::id())
 }
 
@@ -183,7 +183,7 @@ fn marker(name: &str) -> String {
 }
 
 /// A build context directory: busybox, `marker`, and `files`, all with mtime [`MTIME`].
-fn context(name: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
+pub(crate) fn context(name: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("layerlift-docker-ctx-")
         .tempdir()
@@ -206,7 +206,12 @@ fn context(name: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
 
 /// Build `dockerfile` in `ctx` with the classic builder (`DOCKER_BUILDKIT=0 docker build`), tag it
 /// `tag`; the image ID.
-fn classic_build(ctx: &Path, dockerfile: &str, tag: &str, args: &[(&str, &str)]) -> String {
+pub(crate) fn classic_build(
+    ctx: &Path,
+    dockerfile: &str,
+    tag: &str,
+    args: &[(&str, &str)],
+) -> String {
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let mut c = Command::new("docker");
     c.env("DOCKER_BUILDKIT", "0")
@@ -383,7 +388,7 @@ fn layer(entries: &[Entry]) -> Vec<u8> {
 // Saving and pushing
 
 /// `docker save REFS… -o FILE`.
-fn save_file(refs: &[&str], file: &Path) {
+pub(crate) fn save_file(refs: &[&str], file: &Path) {
     let mut args = vec!["save", "-o", file.to_str().unwrap()];
     args.extend_from_slice(refs);
     docker_ok(&args);
@@ -455,7 +460,7 @@ fn digest_of(o: &Output, dest: &str) -> String {
 // Pulling and running
 
 /// `docker run --rm REF busybox sh -c SCRIPT`: what it printed.
-fn run_in(reference: &str, script: &str) -> String {
+pub(crate) fn run_in(reference: &str, script: &str) -> String {
     docker_ok(&[
         "run",
         "--rm",
@@ -533,7 +538,7 @@ fn features_output(marker: &str, d: &str) -> String {
     )
 }
 
-fn read_marker(ctx: &Path) -> String {
+pub(crate) fn read_marker(ctx: &Path) -> String {
     std::fs::read_to_string(ctx.join("marker")).unwrap()
 }
 
@@ -653,16 +658,16 @@ fn repeated(list: &[String]) -> Vec<String> {
 
 /// What every Docker test starts with: the daemon's version, the images to remove at the end, a
 /// work directory and a registry of its own. `_timer` prints the test's wall time when it ends.
-struct DockerTest {
-    version: &'static str,
-    cleanup: Cleanup,
-    work: tempfile::TempDir,
+pub(crate) struct DockerTest {
+    pub(crate) version: &'static str,
+    pub(crate) cleanup: Cleanup,
+    pub(crate) work: tempfile::TempDir,
     reg: Registry,
     _timer: Timer,
 }
 
 /// `None` only when the Docker tests are skipped on purpose (see [`daemon_version`]).
-fn docker_test(name: &'static str) -> Option<DockerTest> {
+pub(crate) fn docker_test(name: &'static str) -> Option<DockerTest> {
     Some(DockerTest {
         version: daemon_version()?,
         cleanup: Cleanup::default(),

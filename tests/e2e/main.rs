@@ -10,6 +10,7 @@ mod load;
 mod makefile;
 mod newcomer;
 mod overlap;
+mod pack;
 mod push;
 mod push_matrix;
 mod registries;

@@ -40,12 +40,13 @@ struct Options {
     unpack: bool,
     convert: bool,
     push: bool,
+    pack: bool,
     repush: bool,
     net: bool,
     baseline: Option<PathBuf>,
 }
 
-const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush|net] [--baseline DIR]";
+const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,pack,repush|net] [--baseline DIR]";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
@@ -56,6 +57,7 @@ fn parse(args: &[String]) -> Result<Options> {
         unpack: true,
         convert: true,
         push: true,
+        pack: true,
         repush: true,
         net: false,
         baseline: None,
@@ -84,26 +86,28 @@ fn parse(args: &[String]) -> Result<Options> {
             "--steps" => {
                 let list = it
                     .next()
-                    .context("--steps needs a list: unpack,convert,push,repush, or net")?;
-                (o.unpack, o.convert, o.push, o.repush) = (false, false, false, false);
+                    .context("--steps needs a list: unpack,convert,push,pack,repush, or net")?;
+                (o.unpack, o.convert, o.push, o.pack, o.repush) =
+                    (false, false, false, false, false);
                 for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match s {
                         "unpack" => o.unpack = true,
                         "convert" => o.convert = true,
                         "push" => o.push = true,
+                        "pack" => o.pack = true,
                         "repush" => o.repush = true,
                         "net" => o.net = true,
                         other => {
                             bail!(
-                                "--steps: unknown step `{other}` (unpack, convert, push, repush, net)"
+                                "--steps: unknown step `{other}` (unpack, convert, push, pack, repush, net)"
                             )
                         }
                     }
                 }
-                if !(o.unpack || o.convert || o.push || o.repush || o.net) {
-                    bail!("--steps: no step given (unpack, convert, push, repush, net)");
+                if !(o.unpack || o.convert || o.push || o.pack || o.repush || o.net) {
+                    bail!("--steps: no step given (unpack, convert, push, pack, repush, net)");
                 }
-                if o.net && (o.unpack || o.convert || o.push || o.repush) {
+                if o.net && (o.unpack || o.convert || o.push || o.pack || o.repush) {
                     bail!("--steps: net runs alone (in a network namespace of its own)");
                 }
             }
@@ -118,6 +122,7 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           unpack   layerlift-unpack vs tar -xf (file and pipe)\n\
                      \x20           convert  layerlift-convert gzip/zstd vs skopeo --dest-compress, pigz\n\
                      \x20           push     layerlift-push vs skopeo copy to a local docker-registry\n\
+                     \x20           pack     layerlift-pack of the unpacked image vs tar -cf of its blobs\n\
                      \x20           repush   re-push of the same archive and of a rebuilt one (last layer\n\
                      \x20                    changed) vs skopeo with and without its blob-info cache\n\
                      \x20           net      (alone; root) cold archive pushes in a network namespace\n\
@@ -222,7 +227,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut registry = None;
     let mut archive_stored = None;
     let mut docker_parts = None;
-    if opts.convert || opts.push {
+    if opts.convert || opts.push || opts.pack {
         eprintln!(
             "xtask bench: unpacking the archive into {}",
             input.display()
@@ -239,6 +244,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             bs::CONVERT_GZIP,
             bs::CONVERT_ZSTD,
             bs::PIGZ,
+        ] {
+            volumes.push((n.to_string(), input_bytes));
+        }
+    }
+    if opts.pack {
+        let pack = bin("layerlift-pack")?;
+        steps.extend(crate::bench_pack::pack_steps(&pack, &input, &work));
+        targets.extend(crate::bench_pack::pack_targets());
+        for n in [
+            crate::bench_pack::TAR_CF,
+            crate::bench_pack::TAR_CF_SYNC,
+            crate::bench_pack::PACK,
+            crate::bench_pack::PACK_OCI,
         ] {
             volumes.push((n.to_string(), input_bytes));
         }

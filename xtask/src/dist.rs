@@ -1,7 +1,7 @@
 //! `cargo xtask dist [--debug]`: the release archive for this machine's target,
 //! `target/dist/layerlift-VERSION-TARGET.tar.gz`, and `target/dist/SHA256SUMS` naming it.
 //!
-//! The archive holds one directory, `layerlift-VERSION-TARGET/`, with [`contents`]: the four
+//! The archive holds one directory, `layerlift-VERSION-TARGET/`, with [`contents`]: the five
 //! binaries (built `--release --locked`), a man page for `layerlift` and each of its commands
 //! (`cargo xtask man`), completion scripts for bash, zsh and fish (written by the built
 //! `layerlift completions SHELL`) at the paths a `/usr/local`-style prefix uses, the licence and the
@@ -16,19 +16,21 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 /// The binaries of the archive.
-pub const BINARIES: [&str; 4] = [
+pub const BINARIES: [&str; 5] = [
     "layerlift",
     "layerlift-unpack",
     "layerlift-convert",
     "layerlift-push",
+    "layerlift-pack",
 ];
 
 /// The commands with a man page: `layerlift` and its subcommands.
-pub const MAN_PAGES: [&str; 6] = [
+pub const MAN_PAGES: [&str; 7] = [
     "layerlift",
     "layerlift-unpack",
     "layerlift-convert",
     "layerlift-push",
+    "layerlift-pack",
     "layerlift-check",
     "layerlift-completions",
 ];
@@ -198,6 +200,7 @@ mod tests {
             "layerlift-unpack",
             "layerlift-convert",
             "layerlift-push",
+            "layerlift-pack",
             "layerlift-check",
             "layerlift-completions",
         ] {
@@ -212,7 +215,7 @@ mod tests {
         }
         assert!(files.contains(&"LICENSE".to_string()));
         assert!(files.contains(&"README.md".to_string()));
-        assert_eq!(files.len(), 4 + 6 + 3 + 2);
+        assert_eq!(files.len(), 5 + 7 + 3 + 2);
         let mut sorted = files.clone();
         sorted.sort();
         sorted.dedup();

@@ -14,6 +14,7 @@ mod bad_fixtures;
 mod bench;
 mod bench_docker;
 mod bench_net;
+mod bench_pack;
 mod bench_repush;
 mod bench_steps;
 mod big_layer;
@@ -40,17 +41,18 @@ tasks:
                       build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
                       for its share of N minutes (default 2), seeded from fuzz/seeds,
                       fuzz/regressions and tests/fixtures
-  bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,repush]
+  bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,pack,repush]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
                       against `skopeo copy --dest-compress` and pigz, layerlift-push against
-                      `skopeo copy` to a local docker-registry (cold, and re-pushes), with peak RSS
+                      `skopeo copy` to a local docker-registry (cold, and re-pushes), layerlift-pack
+                      against `tar -cf` of the same blobs, with peak RSS
   big-layer [--size BYTES] [--no-build]
                       one incompressible layer (default 4 GiB) unpacked, converted and pushed to a
                       local docker-registry; peak RSS and disk use against the issues' bounds
   man [DIR]           man pages for layerlift and each of its commands (clap_mangen) into DIR
                       (target/man)
-  dist [--debug]      release archive for this target: the four binaries, man pages, bash/zsh/fish
+  dist [--debug]      release archive for this target: the five binaries, man pages, bash/zsh/fish
                       completions, LICENSE, README.md; target/dist/layerlift-VERSION-TARGET.tar.gz
                       and target/dist/SHA256SUMS
 

@@ -1,6 +1,6 @@
 //! `cargo xtask man [DIR]`: man pages for `layerlift` and each of its commands (`layerlift-unpack`,
-//! `-convert`, `-push`, `-check`, `-completions`), generated with clap_mangen from the CLI's own clap
-//! definitions (`layerlift_cli::app::Cli`).
+//! `-convert`, `-push`, `-pack`, `-check`, `-completions`), generated with clap_mangen from the
+//! CLI's own clap definitions (`layerlift_cli::app::Cli`).
 //!
 //! The CLI crate and clap_mangen are optional dependencies behind the `man` feature, so that
 //! everyday tasks (`test`, `fixtures`, `bench`) neither wait for nor break on the CLI's build: the

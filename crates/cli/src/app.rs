@@ -51,6 +51,8 @@ pub enum Step {
     Convert(crate::convert::Args),
     /// Push an OCI layout or archive to a registry (layerlift-push).
     Push(crate::push::Args),
+    /// Write a docker-archive or oci-archive from an OCI layout (layerlift-pack).
+    Pack(crate::pack::Args),
     /// Verify an OCI layout: structure, every blob's digest, layers against diff_ids.
     Check(crate::check::Args),
     /// Print a completion script for SHELL on standard output.
@@ -93,6 +95,7 @@ pub fn main() -> ExitCode {
         Step::Unpack(args) => finish("layerlift unpack", crate::unpack::run(args)),
         Step::Convert(args) => finish("layerlift convert", crate::convert::run(args)),
         Step::Push(args) => finish("layerlift push", crate::push::run(args)),
+        Step::Pack(args) => finish("layerlift pack", crate::pack::run(args)),
         Step::Check(args) => finish("layerlift check", crate::check::run(args)),
         Step::Completions { shell } => {
             use std::io::Write;

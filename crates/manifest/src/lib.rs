@@ -22,6 +22,6 @@ pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer, sha256};
 pub use reference::{Reference, ReferenceError};
 pub use selector::{ImageSelector, SelectorError};
 pub use types::{
-    Descriptor, ImageConfig, Index, Manifest, ManifestError, Platform, RootFs, is_platform,
-    parse_json, platform_matches,
+    Descriptor, ImageConfig, Index, Manifest, ManifestError, Platform, RootFs, host_platform,
+    is_platform, parse_json, platform_matches,
 };

@@ -120,6 +120,21 @@ pub fn platform_matches(have: &str, wanted: &str) -> bool {
     }
 }
 
+/// The platform this program runs on, as an image index names it (`linux/amd64`, `linux/arm64`):
+/// Rust's OS and architecture names in Go's spelling, which image indexes use.
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        "mips64" if cfg!(target_endian = "little") => "mips64le",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
+}
+
 /// Whether `s` names a platform as [`platform_matches`] takes it: `os/arch` or `os/arch/variant`,
 /// each part made of lowercase letters, digits, `_` and `-` (`linux/amd64`, `linux/arm64/v8`).
 pub fn is_platform(s: &str) -> bool {
@@ -260,6 +275,14 @@ mod tests {
         assert!(!platform_matches("windows/amd64", "linux/amd64"));
         assert!(!platform_matches("linux", "linux"));
         assert!(!platform_matches("linux/amd64", "linux"));
+    }
+
+    #[test]
+    fn the_host_platform_is_a_platform() {
+        let host = host_platform();
+        assert!(is_platform(&host), "{host}");
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        assert_eq!(host, "linux/amd64");
     }
 
     #[test]
