@@ -141,9 +141,14 @@ unmount_chroot() {
     fi
 }
 
+# A process that runs (a zombie, which nobody may reap when its parent was a subreaper, does not).
+alive() {
+    [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 pid_of() {
     local f=$state/$1.pid
-    [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+    [ -s "$f" ] && alive "$(cat "$f")" && cat "$f"
 }
 
 answers() {
@@ -182,7 +187,7 @@ EOF
 
 start_daemon() {
     local mode=$1 bridge pid waited=0
-    if pid_of "$mode" >/dev/null && answers "$mode" >/dev/null; then
+    if answers "$mode" >/dev/null; then
         return
     fi
     bridge=$(bridge_of "$mode")
@@ -199,7 +204,7 @@ start_daemon() {
     pid=$!
     echo "$pid" >"$state/$mode.pid"
     until answers "$mode" >/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             tail -n 5 "$state/$mode.log" >&2
             die "dockerd ($mode) exited (log: $state/$mode.log)"
         fi
@@ -219,6 +224,14 @@ start() {
     exec 9>"$state/lock"
     flock 9
     build_chroot
+    if ! answers vfs >/dev/null || ! answers containerd >/dev/null; then
+        # Start both afresh, after clearing what a killed daemon or an interrupted stop may have
+        # left (processes, mounts, data roots, bridges).
+        for mode in "${modes[@]}"; do
+            stop_daemon "$mode"
+        done
+        teardown
+    fi
     ln -sfn "$root/usr/libexec/docker/cli-plugins/docker-buildx" "$state/docker-config/cli-plugins/docker-buildx"
     [ -e "$state/docker-config/config.json" ] || echo '{}' >"$state/docker-config/config.json"
     mount_chroot
@@ -243,7 +256,7 @@ stop_daemon() {
     local mode=$1 pid waited=0
     if pid=$(pid_of "$mode"); then
         kill -TERM "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do
+        while alive "$pid"; do
             if [ "$waited" -ge 30 ]; then
                 say "dockerd ($mode, pid $pid) still runs after 30 s: SIGKILL"
                 kill -KILL "$pid" 2>/dev/null || true
@@ -263,6 +276,17 @@ stop_daemon() {
     fi
 }
 
+# What start set up around the daemons: the chroot's mounts, the data roots, the bridges.
+teardown() {
+    unmount_chroot
+    for mode in "${modes[@]}"; do
+        rm -rf --one-file-system "$root/var/lib/ll26-$mode"
+        if ip link show "$(bridge_of "$mode")" >/dev/null 2>&1; then
+            ip link del "$(bridge_of "$mode")"
+        fi
+    done
+}
+
 stop() {
     [ "$(id -u)" -eq 0 ] || die "stop needs root"
     mkdir -p "$state"
@@ -273,7 +297,7 @@ stop() {
         local user
         for user in "$state"/users/*; do
             [ -e "$user" ] || continue
-            if kill -0 "${user##*/}" 2>/dev/null; then
+            if alive "${user##*/}"; then
                 return
             fi
             rm -f "$user"
@@ -283,13 +307,7 @@ stop() {
     for mode in "${modes[@]}"; do
         stop_daemon "$mode"
     done
-    unmount_chroot
-    for mode in "${modes[@]}"; do
-        rm -rf --one-file-system "$root/var/lib/ll26-$mode"
-        if ip link show "$(bridge_of "$mode")" >/dev/null 2>&1; then
-            ip link del "$(bridge_of "$mode")"
-        fi
-    done
+    teardown
     if [ -e "$state/docker0-existed" ] && ! ip link show docker0 >/dev/null 2>&1; then
         die "docker0 is gone (the machine's daemon needs it)"
     fi

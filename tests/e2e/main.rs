@@ -8,6 +8,7 @@ mod docker;
 mod fixtures;
 mod load;
 mod makefile;
+mod modern;
 mod newcomer;
 mod overlap;
 mod push;
