@@ -6,6 +6,7 @@ mod convert;
 mod crash;
 mod docker;
 mod fixtures;
+mod indexes;
 mod load;
 mod makefile;
 mod modern;

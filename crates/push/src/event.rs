@@ -94,6 +94,18 @@ pub enum Event {
         #[serde(rename = "dryRun", skip_serializing_if = "Option::is_none")]
         dry_run: Option<bool>,
     },
+    /// An index of SOURCE is pushed as a new index, without entries the options left out
+    /// (`--skip-absent-platforms`, `--attestations drop`): its digest changes.
+    NewIndex {
+        /// The repository.
+        repository: String,
+        /// The index SOURCE holds.
+        original: Digest,
+        /// The new index pushed in its place.
+        digest: Digest,
+        /// What was left out, one line each.
+        dropped: Vec<String>,
+    },
     /// A request to the registry failed and is tried again.
     Retried {
         /// The attempt that failed (1 for the first).

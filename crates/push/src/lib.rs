@@ -82,7 +82,7 @@ mod upload;
 
 pub use error::PushError;
 pub use event::{BlobAction, Event, LayerSource, Observer, Progress, Pushed, Silent};
-pub use plan::{Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Tag};
+pub use plan::{Attestations, Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Rewrite, Tag};
 pub use reuse::{ConfirmError, Origin, ReuseNote};
 pub use source::check_source;
 pub use upload::BlobError;
@@ -108,6 +108,14 @@ pub struct Options {
     pub all: bool,
     /// Push only this platform (`os/arch[/variant]`) of a multi-platform image.
     pub platform: Option<String>,
+    /// An index that lists manifests SOURCE does not hold (a containerd-store `docker save` of
+    /// an image pulled for one platform) is pushed as a new index of the manifests SOURCE holds,
+    /// with a new digest ([`Event::NewIndex`]). Without this, such an index is refused
+    /// ([`PlanError::ChildMissing`]).
+    pub skip_absent_platforms: bool,
+    /// Keep BuildKit's attestation manifests in the indexes pushed (the default), or push each
+    /// index that has some as a new index without them ([`Event::NewIndex`]).
+    pub attestations: Attestations,
     /// Tags besides DEST's. Without any, DEST's tag or `latest`.
     pub tags: Vec<String>,
     /// For an archive SOURCE: the compression of the layers it stores uncompressed (`None`: as
@@ -150,6 +158,8 @@ impl Default for Options {
             images: Vec::new(),
             all: false,
             platform: None,
+            skip_absent_platforms: false,
+            attestations: Attestations::Keep,
             tags: Vec::new(),
             compression: Some(Compression::Gzip),
             compression_level: None,
@@ -269,6 +279,8 @@ pub fn push(
                 all: options.all,
                 extra_tags: &options.tags,
                 platform: options.platform.as_deref(),
+                skip_absent: options.skip_absent_platforms,
+                attestations: options.attestations,
             },
         )?;
         let scopes: Vec<Scope> = plan.repos.iter().map(|r| scope(&r.repository)).collect();
@@ -349,6 +361,14 @@ impl Pusher<'_, '_, '_> {
     /// Push `repo`: blobs (with `early`'s workers when the archive reader already fed them),
     /// manifests, tags, and read the tags back.
     fn repository(&mut self, repo: &RepoPlan, early: Option<Pool>) -> Result<(), PushError> {
+        for r in &repo.rewrites {
+            self.observer().event(&Event::NewIndex {
+                repository: repo.repository.clone(),
+                original: r.original,
+                digest: r.digest,
+                dropped: r.dropped.clone(),
+            });
+        }
         self.blobs(repo, early)?;
         if self.options.dry_run {
             for t in &repo.tags {

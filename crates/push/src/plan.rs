@@ -3,7 +3,9 @@
 //! their tags. Manifest bytes are read from the layout (digest-verified) and pushed unchanged.
 
 use layerlift_layout::{Layout, LayoutError};
-use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
+use layerlift_manifest::annotations::{
+    ATTESTATION_MANIFEST, IMAGE_NAME, REF_NAME, REFERENCE_DIGEST, REFERENCE_TYPE,
+};
 use layerlift_manifest::selector::{SelectorError, select};
 use layerlift_manifest::{
     Descriptor, Digest, Index, Manifest, ManifestError, media_types, parse_json, platform_matches,
@@ -156,22 +158,61 @@ pub enum PlanError {
         /// The innermost index.
         digest: Digest,
     },
-    /// An index lists a manifest SOURCE does not hold.
+    /// An index lists manifests SOURCE does not hold.
     #[error(
-        "index {index} lists {media_type} {child} ({platform}), which is not in {source_name}: the registry would refuse the index (push one platform with --platform)"
+        "index {index} lists {count} manifest{plural} not in {source_name}: {missing}; the registry would refuse the index (push one platform with --platform, or an index of the platforms present with --skip-absent-platforms)",
+        plural = if *count == 1 { "" } else { "s" }
     )]
     ChildMissing {
         /// The index.
         index: Digest,
-        /// The child's media type.
-        media_type: String,
-        /// The child.
-        child: Digest,
-        /// The child's platform, or `no platform`.
-        platform: String,
+        /// How many of its entries are missing.
+        count: usize,
+        /// Each missing entry: `linux/arm64 (sha256:…)`, `attestation manifest sha256:… (…)`.
+        missing: String,
         /// SOURCE.
         source_name: String,
     },
+    /// An index rewritten by the options would list no image.
+    #[error("index {digest} in {source_name} would list no image {what}")]
+    NothingLeft {
+        /// The index.
+        digest: Digest,
+        /// SOURCE.
+        source_name: String,
+        /// What was left out.
+        what: String,
+    },
+    /// DEST names the digest of an index the options rewrite.
+    #[error("DEST names digest {want}, but the options push a new index {have} in place of it")]
+    RewrittenDigest {
+        /// DEST's digest.
+        want: Digest,
+        /// The new index's.
+        have: Digest,
+    },
+}
+
+/// What to do with BuildKit's attestation manifests (provenance, SBOM: index entries with
+/// `vnd.docker.reference.type: attestation-manifest` and platform `unknown/unknown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Attestations {
+    /// Push them with the index (the index keeps its digest).
+    #[default]
+    Keep,
+    /// Push a new index without them (a new digest), for registries that refuse them.
+    Drop,
+}
+
+/// An index pushed as a new index (new digest) because the options left entries out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The index SOURCE holds.
+    pub original: Digest,
+    /// The index pushed in its place.
+    pub digest: Digest,
+    /// What was left out, one line each (`linux/arm64 (sha256:…): not in SOURCE`).
+    pub dropped: Vec<String>,
 }
 
 /// A blob to have in the repository.
@@ -222,6 +263,8 @@ pub struct RepoPlan {
     pub tags: Vec<Tag>,
     /// Top-level images pushed by digest only.
     pub untagged: Vec<Digest>,
+    /// Indexes pushed as new indexes (the options left entries out).
+    pub rewrites: Vec<Rewrite>,
     seen_blobs: BTreeSet<Digest>,
     seen_docs: BTreeSet<Digest>,
 }
@@ -244,6 +287,11 @@ pub struct Choice<'a> {
     pub extra_tags: &'a [String],
     /// Only this platform of a multi-platform image.
     pub platform: Option<&'a str>,
+    /// An index listing manifests SOURCE does not hold is pushed as a new index of those it
+    /// holds (instead of being refused).
+    pub skip_absent: bool,
+    /// Keep or drop attestation manifests.
+    pub attestations: Attestations,
 }
 
 fn entry_name(d: &Descriptor) -> Option<&str> {
@@ -423,7 +471,7 @@ impl PushPlan {
                     repos.len() - 1
                 }
             };
-            repos[idx].add(layout, source, dest, tag, d, choice.platform)?;
+            repos[idx].add(layout, source, dest, tag, d, choice)?;
         }
         Ok(PushPlan { repos })
     }
@@ -438,17 +486,44 @@ impl RepoPlan {
         dest: &Reference,
         tag: Option<String>,
         d: &Descriptor,
-        platform: Option<&str>,
+        choice: Choice<'_>,
     ) -> Result<(), PlanError> {
         let narrowed;
-        let d = match platform {
+        let d = match choice.platform {
             Some(p) => {
                 narrowed = narrow(layout, source, d, p)?;
                 &narrowed
             }
             None => d,
         };
-        let top = walk(layout, source, self, d, 0)?;
+        let (bytes, value) = read_doc(layout, d)?;
+        let rewritten = rewrite(layout, source, d, &bytes, &value, choice)?;
+        let (d, top) = match rewritten {
+            Some((descriptor, new_bytes, rewrite)) => {
+                if let Some(want) = dest.digest
+                    && want == rewrite.original
+                {
+                    return Err(PlanError::RewrittenDigest {
+                        want,
+                        have: rewrite.digest,
+                    });
+                }
+                if !self.rewrites.contains(&rewrite) {
+                    self.rewrites.push(rewrite);
+                }
+                let value = serde_json::from_slice(&new_bytes).map_err(|e| PlanError::NotJson {
+                    digest: descriptor.digest,
+                    source: e,
+                })?;
+                let top = walk_doc(layout, source, self, &descriptor, new_bytes, value, 0)?;
+                (descriptor, top)
+            }
+            None => (
+                d.clone(),
+                walk_doc(layout, source, self, d, bytes, value, 0)?,
+            ),
+        };
+        let d = &d;
         match tag {
             Some(tag) => {
                 if let Some(other) = self.tags.iter().find(|t| t.tag == tag)
@@ -528,6 +603,103 @@ fn narrow(
     }
 }
 
+/// Is this index entry a BuildKit attestation manifest?
+fn is_attestation(d: &Descriptor) -> bool {
+    d.annotation(REFERENCE_TYPE) == Some(ATTESTATION_MANIFEST)
+}
+
+fn entry_label(d: &Descriptor) -> String {
+    let platform = d
+        .platform
+        .as_ref()
+        .map_or("no platform".to_string(), |p| p.to_string());
+    if is_attestation(d) {
+        format!("attestation manifest {} ({platform})", d.digest)
+    } else {
+        format!("{platform} ({})", d.digest)
+    }
+}
+
+/// The index `d` (bytes and JSON as read) as the options want it pushed: `None` when it is pushed
+/// as it is; else its new descriptor, bytes and what was left out. Entries left out: attestation
+/// manifests with [`Attestations::Drop`]; with `skip_absent`, manifests SOURCE does not hold and
+/// the attestation manifests about them. Everything else of the index (its media type,
+/// annotations, the entries kept and their order) is kept.
+fn rewrite(
+    layout: &Layout,
+    source: &str,
+    d: &Descriptor,
+    bytes: &[u8],
+    value: &serde_json::Value,
+    choice: Choice<'_>,
+) -> Result<Option<(Descriptor, Vec<u8>, Rewrite)>, PlanError> {
+    if value.get("manifests").is_none()
+        || (!choice.skip_absent && choice.attestations == Attestations::Keep)
+    {
+        return Ok(None);
+    }
+    let mut index: Index = parse_json("image index", bytes).map_err(PlanError::IndexJson)?;
+    let is_doc = |m: &Descriptor| {
+        media_types::is_index(&m.media_type) || media_types::is_manifest(&m.media_type)
+    };
+    let absent: BTreeSet<Digest> = index
+        .manifests
+        .iter()
+        .filter(|m| choice.skip_absent && is_doc(m) && !layout.has_blob(&m.digest))
+        .map(|m| m.digest)
+        .collect();
+    let mut dropped = Vec::new();
+    index.manifests.retain(|m| {
+        let why = if absent.contains(&m.digest) {
+            Some(format!("not in {source}"))
+        } else if is_attestation(m) && choice.attestations == Attestations::Drop {
+            Some("--attestations drop".to_string())
+        } else if is_attestation(m)
+            && m.annotation(REFERENCE_DIGEST)
+                .and_then(|r| r.parse::<Digest>().ok())
+                .is_some_and(|r| absent.contains(&r))
+        {
+            Some(format!("its image is not in {source}"))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                dropped.push(format!("{}: {why}", entry_label(m)));
+                false
+            }
+            None => true,
+        }
+    });
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    if !index.manifests.iter().any(|m| !is_attestation(m)) {
+        return Err(PlanError::NothingLeft {
+            digest: d.digest,
+            source_name: source.to_string(),
+            what: format!("(left out: {})", dropped.join("; ")),
+        });
+    }
+    let new_bytes = serde_json::to_vec(&index).map_err(|e| PlanError::NotJson {
+        digest: d.digest,
+        source: e,
+    })?;
+    let digest = Digest::of(&new_bytes);
+    let mut descriptor = d.clone();
+    descriptor.digest = digest;
+    descriptor.size = new_bytes.len() as u64;
+    Ok(Some((
+        descriptor,
+        new_bytes,
+        Rewrite {
+            original: d.digest,
+            digest,
+            dropped,
+        },
+    )))
+}
+
 /// Collect the blobs and documents under `d` (children first); returns `d`'s own document.
 fn walk(
     layout: &Layout,
@@ -540,6 +712,19 @@ fn walk(
         return Err(PlanError::TooDeep { digest: d.digest });
     }
     let (bytes, value) = read_doc(layout, d)?;
+    walk_doc(layout, source, rp, d, bytes, value, depth)
+}
+
+/// [`walk`] with `d`'s document already read (or made: a rewritten index).
+fn walk_doc(
+    layout: &Layout,
+    source: &str,
+    rp: &mut RepoPlan,
+    d: &Descriptor,
+    bytes: Vec<u8>,
+    value: serde_json::Value,
+    depth: usize,
+) -> Result<Doc, PlanError> {
     let own_type = value.get("mediaType").and_then(|v| v.as_str());
     let media_type = match own_type {
         Some(t) if !t.is_empty() => t.to_string(),
@@ -549,27 +734,31 @@ fn walk(
         || (media_type.is_empty() && value.get("manifests").is_some());
     if is_index {
         let idx: Index = parse_json("image index", &bytes).map_err(PlanError::IndexJson)?;
-        for child in &idx.manifests {
-            let child_is_doc = media_types::is_index(&child.media_type)
+        let is_doc = |child: &Descriptor| {
+            media_types::is_index(&child.media_type)
                 || media_types::is_manifest(&child.media_type)
-                || child.media_type.ends_with("+json") && layout.has_blob(&child.digest);
-            if !child_is_doc {
+                || child.media_type.ends_with("+json") && layout.has_blob(&child.digest)
+        };
+        let missing: Vec<String> = idx
+            .manifests
+            .iter()
+            .filter(|c| is_doc(c) && !layout.has_blob(&c.digest))
+            .map(entry_label)
+            .collect();
+        if !missing.is_empty() {
+            return Err(PlanError::ChildMissing {
+                index: d.digest,
+                count: missing.len(),
+                missing: missing.join(", "),
+                source_name: source.to_string(),
+            });
+        }
+        for child in &idx.manifests {
+            if is_doc(child) {
+                walk(layout, source, rp, child, depth + 1)?;
+            } else {
                 add_blob(rp, child);
-                continue;
             }
-            if !layout.has_blob(&child.digest) {
-                return Err(PlanError::ChildMissing {
-                    index: d.digest,
-                    media_type: child.media_type.clone(),
-                    child: child.digest,
-                    platform: child
-                        .platform
-                        .as_ref()
-                        .map_or("no platform".to_string(), |p| p.to_string()),
-                    source_name: source.to_string(),
-                });
-            }
-            walk(layout, source, rp, child, depth + 1)?;
         }
     } else {
         let m: Manifest =

@@ -54,6 +54,11 @@ pub enum Quirk {
     /// zot without its Docker compatibility (`http.compat: ["docker2s2"]`): Docker schema 2
     /// manifests and manifest lists are refused with `400 MANIFEST_INVALID`.
     RefuseDocker,
+    /// A registry that does not take BuildKit's attestation manifests: a manifest `PUT` whose
+    /// layers are in-toto statements (`application/vnd.in-toto+json`), or an index `PUT` that
+    /// lists an attestation manifest (`vnd.docker.reference.type: attestation-manifest`), gets
+    /// `400 MANIFEST_INVALID`.
+    RefuseAttestations,
     /// Artifactory 6: a blob sent in the `PUT` that closes an upload is refused with
     /// `404 BLOB_UNKNOWN`; only `PATCH`es carry blob bytes.
     MonolithicPutRefused,
@@ -193,6 +198,22 @@ fn docker_child(index: &[u8]) -> Option<String> {
         let t = m["mediaType"].as_str()?;
         (t != OCI_MANIFEST && t != OCI_INDEX).then(|| t.to_string())
     })
+}
+
+/// An attestation manifest (in-toto layers), or an index that lists one.
+fn is_attestation_doc(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let in_toto = v["layers"].as_array().is_some_and(|ls| {
+        ls.iter()
+            .any(|l| l["mediaType"] == "application/vnd.in-toto+json")
+    });
+    let lists_one = v["manifests"].as_array().is_some_and(|ms| {
+        ms.iter()
+            .any(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+    });
+    in_toto || lists_one
 }
 
 fn is_blob_target(target: &str) -> bool {
@@ -423,6 +444,18 @@ impl Exchange for State {
                         &format!(
                             "manifest invalid; map[description:During upload, manifests undergo several checks ensuring validity. If those checks fail, this error MAY be returned, unless a more specific error is included. The detail will contain information the failed validation. mediaType:{media_type}]"
                         ),
+                    ));
+                }
+                Quirk::RefuseAttestations
+                    if req.method == "PUT"
+                        && manifest_target(&req.target).is_some()
+                        && is_attestation_doc(&req.body) =>
+                {
+                    self.fire(q);
+                    return Before::Answer(Answer::error(
+                        400,
+                        "MANIFEST_INVALID",
+                        "manifest invalid: attestation manifests are not supported",
                     ));
                 }
                 Quirk::MonolithicPutRefused

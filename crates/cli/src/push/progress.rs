@@ -36,6 +36,15 @@ impl Observer for Output {
                 // The `result` event lists it.
                 return;
             }
+            Event::NewIndex {
+                original,
+                digest,
+                dropped,
+                ..
+            } => self.notice(&format!(
+                "pushing a new index {digest} in place of {original} (a new digest), without: {}",
+                dropped.join("; ")
+            )),
             Event::Blob {
                 action: BlobAction::WouldUpload,
                 digest,

@@ -1,0 +1,209 @@
+//! The push policies for multi-platform indexes, on the containerd-store save with an absent
+//! platform and BuildKit attestation manifests (`synthetic/containerd-store-save-attest.tar`:
+//! linux/amd64 present, linux/arm64 absent, an attestation manifest for each, the arm64 one absent):
+//! refused with the list of what is missing; `--skip-absent-platforms` pushes a new index of what is
+//! present (new digest, said so); `--attestations drop` pushes a new index without attestation
+//! manifests, which a registry that refuses them (the quirk proxy's `RefuseAttestations`) takes.
+//! The same policies on images Docker 26 and BuildKit wrote are in `modern.rs`.
+
+use crate::fixtures::generated;
+use crate::util::{assert_ok, push_cmd, pushed, run, sha256_digest, tag_digest, text};
+use layerlift_testkit::{Quirk, QuirkProxy, Registry};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn attest_save() -> PathBuf {
+    generated("synthetic/containerd-store-save-attest.tar")
+}
+
+/// The index of the save's `index.json` (its one entry).
+const SAVED_INDEX: &str = "sha256:0aa5721bb06c54242ed8d6398a1300b761d3054044367def51a385ad4020c866";
+/// Its linux/amd64 manifest, present in the save.
+const AMD64: &str = "sha256:07e688d3b0836c4c0578aa1f8b81787ec6ca2b59364c58e2ad6038556489fc30";
+/// Its linux/arm64 manifest, absent.
+const ARM64: &str = "sha256:e962ce46fc55b4af3c08f4b73182b1b9df4ba6424784feee9a3964ef2320abb9";
+/// The attestation manifest for amd64 (present) and for arm64 (absent).
+const AMD64_ATTESTATION: &str =
+    "sha256:6f00980e77bf2714e782c96b0573cc65994dca756f382354a358c8c3214db1d6";
+const ARM64_ATTESTATION: &str =
+    "sha256:d9cdcea5b6aca4c45bab3c3d468648ed3e4a9601583cf6c7a3a80289fd9497cb";
+
+/// `skopeo inspect --raw` of `repo@digest` (or `repo:tag`) on `addr`; checks the bytes' digest
+/// when asked by digest.
+fn raw(addr: &str, reference: &str) -> Value {
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{addr}/{reference}"))
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "skopeo inspect {reference}: {err}");
+    if let Some((_, digest)) = reference.split_once('@') {
+        assert_eq!(sha256_digest(out.as_bytes()), digest);
+    }
+    serde_json::from_str(&out).unwrap()
+}
+
+fn entries(index: &Value) -> Vec<String> {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The fixture is what the constants say (so that the tests below test something).
+#[test]
+fn the_fixture_lists_absent_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("oci");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
+        .arg(attest_save())
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let blob = |d: &str| layout.join("blobs/sha256").join(&d["sha256:".len()..]);
+    let index: Value = serde_json::from_slice(&std::fs::read(blob(SAVED_INDEX)).unwrap()).unwrap();
+    assert_eq!(
+        entries(&index),
+        [AMD64, ARM64, AMD64_ATTESTATION, ARM64_ATTESTATION]
+    );
+    assert!(blob(AMD64).is_file() && blob(AMD64_ATTESTATION).is_file());
+    assert!(!blob(ARM64).exists() && !blob(ARM64_ATTESTATION).exists());
+}
+
+/// Without a flag: refused, every missing entry named, the flags that would push it named,
+/// nothing pushed.
+#[test]
+fn absent_platforms_are_refused_with_the_list() {
+    let reg = Registry::anonymous();
+    let mut c = push_cmd();
+    c.arg(attest_save())
+        .arg(format!("{}/attest:1", reg.addr()))
+        .arg("--no-cache");
+    let o = run(c);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let wants = [
+        format!("index {SAVED_INDEX} lists 2 manifests not in"),
+        format!("linux/arm64 ({ARM64})"),
+        format!("attestation manifest {ARM64_ATTESTATION} (unknown/unknown)"),
+        "--platform".to_string(),
+        "--skip-absent-platforms".to_string(),
+    ];
+    for want in &wants {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert!(!reg.log().contains("\"PUT /v2/attest/manifests/"), "{}", reg.log());
+}
+
+/// `--skip-absent-platforms`: a new index of the present platform and its attestation manifest
+/// (the order and annotations of what is kept unchanged), under a new digest printed as the
+/// pushed one and named on stderr and in `--json`.
+#[test]
+fn skip_absent_platforms_pushes_a_new_index_of_those_present() {
+    let reg = Registry::anonymous();
+    let dest = format!("{}/attest:present", reg.addr());
+    let mut c = push_cmd();
+    c.arg(attest_save())
+        .arg(&dest)
+        .args(["--no-cache", "--skip-absent-platforms"]);
+    let o = run(c);
+    let out = assert_ok(&o);
+    let err = text(&o).1;
+    let digest = pushed(&out)[0].1.clone();
+    assert_ne!(digest, SAVED_INDEX);
+    assert!(
+        err.contains(&format!(
+            "pushing a new index {digest} in place of {SAVED_INDEX} (a new digest), without: linux/arm64 ({ARM64}): not in"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("attestation manifest {ARM64_ATTESTATION}")));
+    assert_eq!(tag_digest(&reg, "attest", "present"), Some(digest.clone()));
+    let index = raw(&reg.addr(), &format!("attest@{digest}"));
+    assert_eq!(entries(&index), [AMD64, AMD64_ATTESTATION]);
+    assert_eq!(
+        index["manifests"][1]["annotations"]["vnd.docker.reference.digest"],
+        AMD64
+    );
+    raw(&reg.addr(), &format!("attest@{AMD64}"));
+    raw(&reg.addr(), &format!("attest@{AMD64_ATTESTATION}"));
+
+    // --json: the same in a `newindex` event.
+    let mut c = push_cmd();
+    c.arg(attest_save())
+        .arg(format!("{}/attest:json", reg.addr()))
+        .args(["--no-cache", "--skip-absent-platforms", "--json"]);
+    let out = assert_ok(&run(c));
+    let event: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "newindex")
+        .unwrap_or_else(|| panic!("no newindex event: {out}"));
+    assert_eq!(event["original"], SAVED_INDEX);
+    assert_eq!(event["digest"], digest.as_str());
+    assert_eq!(event["dropped"].as_array().unwrap().len(), 2);
+}
+
+/// `--attestations drop` with `--skip-absent-platforms`: the index left holds the amd64 manifest
+/// only. A registry that refuses attestation manifests refuses the push without `drop` (at the
+/// attestation manifest: nothing tagged) and takes it with `drop`.
+#[test]
+fn attestations_drop_for_a_registry_that_refuses_them() {
+    let reg = Registry::anonymous();
+    let proxy = QuirkProxy::start(reg.port(), vec![Quirk::RefuseAttestations]);
+    let mut c = push_cmd();
+    c.arg(attest_save())
+        .arg(format!("{}/attest:keep", proxy.addr()))
+        .args(["--no-cache", "--skip-absent-platforms"]);
+    let o = run(c);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}{out}");
+    assert!(err.contains("MANIFEST_INVALID"), "{err}");
+    assert!(
+        err.contains("attestation manifests are not supported"),
+        "{err}"
+    );
+    assert_eq!(tag_digest(&reg, "attest", "keep"), None);
+
+    let mut c = push_cmd();
+    c.arg(attest_save())
+        .arg(format!("{}/attest:drop", proxy.addr()))
+        .args([
+            "--no-cache",
+            "--skip-absent-platforms",
+            "--attestations",
+            "drop",
+        ]);
+    let o = run(c);
+    let out = assert_ok(&o);
+    let err = text(&o).1;
+    let digest = pushed(&out)[0].1.clone();
+    assert!(
+        err.contains(&format!(
+            "attestation manifest {AMD64_ATTESTATION} (unknown/unknown): --attestations drop"
+        )),
+        "{err}"
+    );
+    assert_eq!(tag_digest(&reg, "attest", "drop"), Some(digest.clone()));
+    let index = raw(&reg.addr(), &format!("attest@{digest}"));
+    assert_eq!(entries(&index), [AMD64]);
+    assert!(proxy.unmet().is_empty(), "{:?}", proxy.unmet());
+}
+
+/// `--platform` and `--skip-absent-platforms` contradict each other: a usage error.
+#[test]
+fn skip_absent_platforms_with_platform_is_a_usage_error() {
+    let mut c = push_cmd();
+    c.arg(attest_save()).arg("127.0.0.1:9/x:1").args([
+        "--skip-absent-platforms",
+        "--platform",
+        "linux/amd64",
+    ]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+}
