@@ -97,7 +97,11 @@ fn absent_platforms_are_refused_with_the_list() {
     for want in &wants {
         assert!(err.contains(want), "{want}: {err}");
     }
-    assert!(!reg.log().contains("\"PUT /v2/attest/manifests/"), "{}", reg.log());
+    assert!(
+        !reg.log().contains("\"PUT /v2/attest/manifests/"),
+        "{}",
+        reg.log()
+    );
 }
 
 /// `--skip-absent-platforms`: a new index of the present platform and its attestation manifest

@@ -347,8 +347,8 @@ struct Want<'a> {
     top: &'a str,
     /// The linux/amd64 config digest (the image ID on a classic store).
     config: &'a str,
-    /// What a container prints.
-    output: &'a str,
+    /// What a container prints (None: not run; an image without a shell).
+    output: Option<&'a str>,
 }
 
 /// Pull `reference` on `daemon`, check what it holds and what a container of it prints, remove it.
@@ -377,8 +377,10 @@ fn pull_and_run(daemon: Daemon, reference: &str, want: &Want, fresh: bool, clean
         "docker pull {reference} ({daemon:?}): RepoDigests {repo_digests} lack {}",
         want.top
     );
-    let ran = docker_ok(daemon, &["run", "--rm", "--network", "none", reference]);
-    assert_eq!(ran, want.output, "docker run {reference} ({daemon:?})");
+    if let Some(output) = want.output {
+        let ran = docker_ok(daemon, &["run", "--rm", "--network", "none", reference]);
+        assert_eq!(ran, output, "docker run {reference} ({daemon:?})");
+    }
     docker_ok(daemon, &["rmi", reference]);
 }
 
@@ -450,7 +452,7 @@ fn classic_store_docker_save() {
     let want = Want {
         top: &digest,
         config: &id,
-        output: &ctx.output,
+        output: Some(&ctx.output),
     };
     pull_everywhere(&ALL, Daemon::Classic26, &dest, &want, &mut cleanup);
 }
@@ -510,7 +512,7 @@ fn containerd_store_docker_save_multi_platform() {
     let want = Want {
         top: &digest,
         config: &config,
-        output: &ctx.output,
+        output: Some(&ctx.output),
     };
     pull_everywhere(&ALL, Daemon::Containerd26, &dest, &want, &mut cleanup);
 }
@@ -555,7 +557,7 @@ fn buildkit_oci_multi_platform_tar_and_directory() {
         let want = Want {
             top: &digest,
             config: &config,
-            output: &ctx.output,
+            output: Some(&ctx.output),
         };
         pull_everywhere(&ALL, Daemon::Containerd26, &dest, &want, &mut cleanup);
     }
@@ -597,7 +599,7 @@ fn buildkit_docker_exporter() {
     let want = Want {
         top: &digest,
         config: &config,
-        output: &ctx.output,
+        output: Some(&ctx.output),
     };
     pull_everywhere(&ALL, Daemon::Containerd26, &dest, &want, &mut cleanup);
 }
@@ -639,7 +641,7 @@ fn buildkit_zstd_oci_mediatypes() {
     let want = Want {
         top: &digest,
         config: &config,
-        output: &ctx.output,
+        output: Some(&ctx.output),
     };
     pull_everywhere(
         &[Daemon::Classic26, Daemon::Containerd26],
@@ -673,7 +675,7 @@ fn buildkit_zstd_oci_mediatypes() {
     let want = Want {
         top: &gz_digest,
         config: &config,
-        output: &ctx.output,
+        output: Some(&ctx.output),
     };
     pull_and_run(Daemon::Machine, &gz_dest, &want, true, &mut cleanup);
 }
@@ -692,4 +694,92 @@ fn the_machines_bridge_survives() {
             .unwrap();
         assert!(o.status.success(), "ip link show {bridge}: {}", text(&o).1);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The push policies on what Docker pulls
+
+/// BuildKit's multi-platform OCI tar (attestation manifests included) through a registry that
+/// refuses attestation manifests: refused as it is; `--attestations drop` pushes a new index of
+/// the two platforms, which every daemon pulls and runs.
+#[test]
+fn attestations_drop_pulled_by_docker() {
+    use layerlift_testkit::{Quirk, QuirkProxy};
+    if modern().is_none() {
+        return;
+    }
+    let mut cleanup = Cleanup::default();
+    let ctx = context("attestations-drop");
+    let dir = scratch();
+    let archive = dir.path().join("oci.tar");
+    let output = format!("type=oci,dest={}", archive.to_str().unwrap());
+    buildx(
+        Daemon::Containerd26,
+        &ctx,
+        &["--platform", "linux/amd64,linux/arm64", "--output", &output],
+    );
+    let (index, _) = top(&archive);
+    let kids = children(&archive, &index);
+    assert!(
+        kids.iter().any(|k| k.2),
+        "no attestation manifest: {kids:?}"
+    );
+
+    let registry = Registry::anonymous();
+    let proxy = QuirkProxy::start(registry.port(), vec![Quirk::RefuseAttestations]);
+    let mut c = crate::util::push_cmd();
+    c.arg("--no-cache")
+        .arg(&archive)
+        .arg(format!("{}/modern/attest:keep", proxy.addr()));
+    let o = c.output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}{out}");
+    assert!(err.contains("MANIFEST_INVALID"), "{err}");
+
+    let dest = format!("{}/modern/attest:drop", proxy.addr());
+    let digest = push(&archive, &dest, &["--attestations", "drop"]);
+    assert_ne!(digest, index);
+    let pushed_index = registry_has(&registry, "modern/attest", &digest);
+    let kept: Vec<&str> = pushed_index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    let platforms: Vec<&str> = kids.iter().filter(|k| !k.2).map(|k| k.0.as_str()).collect();
+    assert_eq!(kept, platforms, "the platforms kept, in their order");
+    let config = amd64_config(&archive, &index);
+    let want = Want {
+        top: &digest,
+        config: &config,
+        output: Some(&ctx.output),
+    };
+    let pull_ref = format!("{}/modern/attest:drop", registry.addr());
+    pull_everywhere(&ALL, Daemon::Containerd26, &pull_ref, &want, &mut cleanup);
+}
+
+/// A containerd-store save of which one platform is present (the synthetic one: Docker 26 itself
+/// refuses to save such an image, Docker 27+ writes it) pushed with `--skip-absent-platforms`:
+/// every daemon pulls the new index's linux/amd64 image.
+#[test]
+fn skip_absent_platforms_pulled_by_docker() {
+    if modern().is_none() {
+        return;
+    }
+    let mut cleanup = Cleanup::default();
+    let archive = crate::fixtures::generated("synthetic/containerd-store-save.tar");
+    let (index, _) = top(&archive);
+    let config = amd64_config(&archive, &index);
+    let registry = Registry::anonymous();
+    let dest = format!("{}/modern/partial:1", registry.addr());
+    let digest = push(&archive, &dest, &["--skip-absent-platforms"]);
+    assert_ne!(digest, index);
+    let pushed_index = registry_has(&registry, "modern/partial", &digest);
+    assert_eq!(pushed_index["manifests"].as_array().unwrap().len(), 1);
+    let want = Want {
+        top: &digest,
+        config: &config,
+        output: None,
+    };
+    pull_everywhere(&ALL, Daemon::Machine, &dest, &want, &mut cleanup);
 }
