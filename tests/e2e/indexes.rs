@@ -211,3 +211,66 @@ fn skip_absent_platforms_with_platform_is_a_usage_error() {
     let o = run(c);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
 }
+
+/// `layerlift-convert --index NAME` refuses what cannot be one index, saying why, and leaves the
+/// layout as it was: two images of one platform, an entry that is an index already, a name no
+/// entry has.
+#[test]
+fn index_assembly_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("oci");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
+        .arg(crate::fixtures::real_tool(
+            "google-go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
+        ))
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    // The one image (linux/arm64) twice under one name: two images of one platform.
+    let path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut entry = index["manifests"][0].clone();
+    entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "app:1"});
+    index["manifests"] = serde_json::json!([entry.clone(), entry]);
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let convert = |name: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-convert"))
+            .arg(&layout)
+            .args(["--index", name])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o).1);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "index.json changed");
+        text(&o).1
+    };
+    let err = convert("app:1");
+    assert!(
+        err.contains("app:1 (@0) and app:1 (@1) are both linux/arm64"),
+        "{err}"
+    );
+    let err = convert("nothing:1");
+    assert!(err.contains("--index nothing:1: no such image"), "{err}");
+
+    // Once assembled, the entry is an index: assembling it again is refused.
+    index["manifests"] = serde_json::json!([index["manifests"][0].clone()]);
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-convert"))
+        .arg(&layout)
+        .args(["--index", "app:1", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-convert"))
+        .arg(&layout)
+        .args(["--index", "app:1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("not an image manifest"),
+        "{}",
+        text(&o).1
+    );
+}

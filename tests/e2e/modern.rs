@@ -783,3 +783,108 @@ fn skip_absent_platforms_pulled_by_docker() {
     };
     pull_everywhere(&ALL, Daemon::Machine, &dest, &want, &mut cleanup);
 }
+
+// ---------------------------------------------------------------------------------------------
+// One multi-platform image from single-platform archives
+
+/// Two BuildKit `type=docker` archives of one name, linux/amd64 and linux/arm64, unpacked into one
+/// layout (side by side: different platforms) and made one index by `layerlift-convert --index`:
+/// each platform's manifest digest is kept, and every daemon pulls and runs the amd64 image of the
+/// pushed index. `--format docker` makes a Docker manifest list of the same manifests.
+#[test]
+fn index_from_single_platform_archives() {
+    if modern().is_none() {
+        return;
+    }
+    let mut cleanup = Cleanup::default();
+    let ctx = context("assembled");
+    let dir = scratch();
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let archive = dir.path().join(format!("{arch}.tar"));
+        let output = format!("type=docker,dest={},name=app:1", archive.to_str().unwrap());
+        buildx(
+            Daemon::Containerd26,
+            &ctx,
+            &["--platform", &format!("linux/{arch}"), "--output", &output],
+        );
+        manifests.push(top(&archive).0);
+    }
+    let config = amd64_config(&dir.path().join("amd64.tar"), &manifests[0]);
+    let layout = dir.path().join("oci");
+    for arch in ["amd64", "arm64"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
+            .arg(dir.path().join(format!("{arch}.tar")))
+            .arg(&layout)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "unpack {arch}: {}", text(&o).1);
+    }
+    let index_json = json(&std::fs::read(layout.join("index.json")).unwrap());
+    assert_eq!(
+        index_json["manifests"].as_array().unwrap().len(),
+        2,
+        "both platforms kept under one name: {index_json}"
+    );
+    let docker_list = dir.path().join("docker-list");
+    crate::util::copy_dir(&layout, &docker_list);
+
+    let convert = |layout: &Path, extra: &[&str]| -> String {
+        let o = Command::new(env!("CARGO_BIN_EXE_layerlift-convert"))
+            .arg(layout)
+            .args(["--index", "app:1"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "convert --index: {err}{out}");
+        assert!(
+            err.contains("linux/amd64") && err.contains("linux/arm64"),
+            "{err}"
+        );
+        let (digest, name) = out.trim().split_once(' ').unwrap();
+        assert_eq!(name, "app:1");
+        digest.to_string()
+    };
+    let index = convert(&layout, &[]);
+    let (top_digest, media_type) = top(&layout);
+    assert_eq!(top_digest, index);
+    assert_eq!(media_type, "application/vnd.oci.image.index.v1+json");
+    let kids = children(&layout, &index);
+    let kept: Vec<(&str, &str)> = kids.iter().map(|k| (k.0.as_str(), k.1.as_str())).collect();
+    assert_eq!(
+        kept,
+        [
+            (manifests[0].as_str(), "linux/amd64"),
+            (manifests[1].as_str(), "linux/arm64")
+        ]
+    );
+
+    let registry = Registry::anonymous();
+    let dest = format!("{}/modern/assembled:1", registry.addr());
+    let digest = push(&layout, &dest, &[]);
+    assert_eq!(digest, index);
+    let want = Want {
+        top: &digest,
+        config: &config,
+        output: Some(&ctx.output),
+    };
+    pull_everywhere(&ALL, Daemon::Containerd26, &dest, &want, &mut cleanup);
+
+    let list = convert(&docker_list, &["--format", "docker"]);
+    assert_eq!(
+        top(&docker_list).1,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let dest = format!("{}/modern/assembled:list", registry.addr());
+    let digest = push(&docker_list, &dest, &[]);
+    assert_eq!(digest, list);
+    let want = Want {
+        top: &digest,
+        config: &config,
+        output: Some(&ctx.output),
+    };
+    pull_and_run(Daemon::Machine, &dest, &want, true, &mut cleanup);
+}
