@@ -888,3 +888,100 @@ fn index_from_single_platform_archives() {
     };
     pull_and_run(Daemon::Machine, &dest, &want, true, &mut cleanup);
 }
+
+/// A real partial save: a two-platform image pulled into the containerd store for linux/amd64
+/// only and `docker save`d (Docker 26.1.5 writes it: the index whole, the arm64 manifest and the
+/// attestation manifests absent). Pushed as it is, it is refused with the list of what is missing;
+/// `--platform linux/amd64` pushes the amd64 manifest as it is; `--skip-absent-platforms` pushes a
+/// new index of amd64 alone, which every daemon pulls and runs.
+#[test]
+fn containerd_store_save_of_one_platform() {
+    if modern().is_none() {
+        return;
+    }
+    let mut cleanup = Cleanup::default();
+    let ctx = context("one-platform");
+    let dir = scratch();
+    let built = dir.path().join("oci.tar");
+    let output = format!("type=oci,dest={}", built.to_str().unwrap());
+    buildx(
+        Daemon::Containerd26,
+        &ctx,
+        &["--platform", "linux/amd64,linux/arm64", "--output", &output],
+    );
+    let (index, _) = top(&built);
+    let kids = children(&built, &index);
+    let amd64 = kids[0].0.clone();
+    assert_eq!(kids[0].1, "linux/amd64");
+    let config = amd64_config(&built, &index);
+    let registry = Registry::anonymous();
+    let source = format!("{}/modern/one-platform:src", registry.addr());
+    assert_eq!(push(&built, &source, &[]), index);
+
+    // The store must not hold the arm64 blobs from the build: drop the build cache, then pull.
+    docker_ok(Daemon::Containerd26, &["builder", "prune", "-af"]);
+    cleanup.add(Daemon::Containerd26, &source);
+    docker_ok(
+        Daemon::Containerd26,
+        &["pull", "--platform", "linux/amd64", &source],
+    );
+    let archive = dir.path().join("save.tar");
+    docker_ok(
+        Daemon::Containerd26,
+        &["save", "-o", archive.to_str().unwrap(), &source],
+    );
+    docker_ok(Daemon::Containerd26, &["rmi", &source]);
+    assert_eq!(top(&archive).0, index, "the save names the whole index");
+    let absent: Vec<&(String, String, bool)> = kids
+        .iter()
+        .filter(|k| {
+            !member_exists(
+                &archive,
+                &format!("blobs/sha256/{}", &k.0["sha256:".len()..]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        absent.len(),
+        3,
+        "arm64 and both attestations absent: {kids:?}"
+    );
+
+    let dest = format!("{}/modern/one-platform:1", registry.addr());
+    let mut c = crate::util::push_cmd();
+    c.arg("--no-cache").arg(&archive).arg(&dest);
+    let o = c.output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}{out}");
+    assert!(
+        err.contains(&format!("index {index} lists 3 manifests not in")),
+        "{err}"
+    );
+
+    let digest = push(&archive, &dest, &["--platform", "linux/amd64"]);
+    assert_eq!(
+        digest, amd64,
+        "--platform pushes the amd64 manifest as it is"
+    );
+
+    let dest = format!("{}/modern/one-platform:present", registry.addr());
+    let digest = push(&archive, &dest, &["--skip-absent-platforms"]);
+    assert_ne!(digest, index);
+    let pushed_index = registry_has(&registry, "modern/one-platform", &digest);
+    assert_eq!(pushed_index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(pushed_index["manifests"][0]["digest"], amd64.as_str());
+    let want = Want {
+        top: &digest,
+        config: &config,
+        output: Some(&ctx.output),
+    };
+    pull_everywhere(&ALL, Daemon::Containerd26, &dest, &want, &mut cleanup);
+}
+
+/// Whether an archive holds an entry.
+fn member_exists(archive: &Path, name: &str) -> bool {
+    let mut a = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    a.entries()
+        .unwrap()
+        .any(|e| e.unwrap().path().unwrap().to_str() == Some(name))
+}
