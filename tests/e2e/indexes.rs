@@ -4,7 +4,9 @@
 //! refused with the list of what is missing; `--skip-absent-platforms` pushes a new index of what is
 //! present (new digest, said so); `--attestations drop` pushes a new index without attestation
 //! manifests, which a registry that refuses them (the quirk proxy's `RefuseAttestations`) takes.
-//! The same policies on images Docker 26 and BuildKit wrote are in `modern.rs`.
+//! `layerlift-convert --index` refuses what cannot be one index. A layout with a signature and an
+//! SBOM referrer is pushed with them, listed through the referrers tag schema (distribution 2.8 has
+//! no referrers API). The same policies on images Docker 26 and BuildKit wrote are in `modern.rs`.
 
 use crate::fixtures::generated;
 use crate::util::{assert_ok, push_cmd, pushed, run, sha256_digest, tag_digest, text};
@@ -273,4 +275,145 @@ fn index_assembly_refusals() {
         "{}",
         text(&o).1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Referrers
+
+/// Write `bytes` as a blob of the layout at `dir`; its digest.
+fn put_blob(dir: &std::path::Path, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    std::fs::write(
+        dir.join("blobs/sha256").join(&digest["sha256:".len()..]),
+        bytes,
+    )
+    .unwrap();
+    digest
+}
+
+/// An artifact manifest of `artifact_type` about `subject` (a descriptor), with one layer of
+/// `payload` as `layer_type`, written into the layout and added to its `index.json` without a
+/// name (as cosign and oras lay them out); its digest.
+fn add_referrer(
+    dir: &std::path::Path,
+    subject: &Value,
+    artifact_type: &str,
+    layer_type: &str,
+    payload: &[u8],
+) -> String {
+    let empty = put_blob(dir, b"{}");
+    let layer = put_blob(dir, payload);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": layer_type, "digest": layer, "size": payload.len()}],
+        "subject": subject,
+        "annotations": {"org.opencontainers.image.created": "2026-12-06T00:00:00Z"},
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = put_blob(dir, &bytes);
+    let path = dir.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": bytes.len(),
+            "artifactType": artifact_type,
+        }));
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
+
+/// An image with a signature referrer (cosign's layout: an artifact manifest whose `subject` is
+/// the image) pushed to distribution 2.8, which has no referrers API: the image keeps its digest,
+/// the signature goes up with it, and the referrers tag schema's index (`sha256-<hex>`) lists it,
+/// so it can be listed back. A second push with an SBOM adds it to the same index.
+#[test]
+fn a_signature_referrer_is_pushed_and_listed_through_the_tag_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("oci");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
+        .arg(crate::fixtures::real_tool(
+            "google-go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
+        ))
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let image = index["manifests"][0].clone();
+    let image_digest = image["digest"].as_str().unwrap().to_string();
+    let subject = serde_json::json!({
+        "mediaType": image["mediaType"],
+        "digest": image_digest,
+        "size": image["size"],
+    });
+    let signature = add_referrer(
+        &layout,
+        &subject,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{image_digest}"}}}}}}"#)
+            .as_bytes(),
+    );
+
+    let reg = Registry::anonymous();
+    let dest = format!("{}/signed:1", reg.addr());
+    let mut c = push_cmd();
+    c.arg(&layout).arg(&dest).arg("--no-cache");
+    let o = run(c);
+    let out = assert_ok(&o);
+    let err = text(&o).1;
+    assert_eq!(pushed(&out), [(dest.clone(), image_digest.clone())]);
+    let tag = format!("sha256-{}", &image_digest["sha256:".len()..]);
+    assert!(
+        err.contains(&format!(
+            "pushed 1 referrer(s) of {image_digest}, listed under the tag {tag}"
+        )),
+        "{err}"
+    );
+    let listed = raw(&reg.addr(), &format!("signed:{tag}"));
+    assert_eq!(
+        listed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(entries(&listed), [signature.clone()]);
+    assert_eq!(
+        listed["manifests"][0]["artifactType"],
+        "application/vnd.dev.cosign.artifact.sig.v1+json"
+    );
+    let sig = raw(&reg.addr(), &format!("signed@{signature}"));
+    assert_eq!(sig["subject"]["digest"], image_digest.as_str());
+    raw(&reg.addr(), &format!("signed@{image_digest}"));
+
+    // An SBOM later: the tag's index lists both.
+    let sbom = add_referrer(
+        &layout,
+        &subject,
+        "application/spdx+json",
+        "application/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3"}"#,
+    );
+    let mut c = push_cmd();
+    c.arg(&layout).arg(&dest).args(["--no-cache", "--json"]);
+    let out = assert_ok(&run(c));
+    let event: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "referrers")
+        .unwrap_or_else(|| panic!("no referrers event: {out}"));
+    assert_eq!(event["subject"], image_digest.as_str());
+    assert_eq!(event["tag"], tag.as_str());
+    let listed = raw(&reg.addr(), &format!("signed:{tag}"));
+    let mut got = entries(&listed);
+    got.sort();
+    let mut want = vec![signature, sbom];
+    want.sort();
+    assert_eq!(got, want);
 }

@@ -106,6 +106,24 @@ pub enum Event {
         /// What was left out, one line each.
         dropped: Vec<String>,
     },
+    /// Manifests whose `subject` is an image pushed (signatures, SBOMs) were pushed with it, and
+    /// the registry lists them: through its referrers API, or (a registry without it) under the
+    /// referrers tag schema's tag, an index of them.
+    Referrers {
+        /// The repository.
+        repository: String,
+        /// The manifest they refer to.
+        subject: Digest,
+        /// The referrers pushed.
+        referrers: Vec<Digest>,
+        /// The tag schema's tag (`sha256-<hex>`) written, or None when the registry has the
+        /// referrers API.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        /// The tag's index.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<Digest>,
+    },
     /// A request to the registry failed and is tried again.
     Retried {
         /// The attempt that failed (1 for the first).

@@ -82,17 +82,20 @@ mod upload;
 
 pub use error::PushError;
 pub use event::{BlobAction, Event, LayerSource, Observer, Progress, Pushed, Silent};
-pub use plan::{Attestations, Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Rewrite, Tag};
+pub use plan::{
+    Attestations, Blob, Choice, Doc, PlanError, PushPlan, Referrer, RepoPlan, Rewrite, Tag,
+    referrers_tag,
+};
 pub use reuse::{ConfirmError, Origin, ReuseNote};
 pub use source::check_source;
 pub use upload::BlobError;
 
 use layerlift_layers::Compression;
 use layerlift_layout::Layout;
-use layerlift_manifest::Digest;
+use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use layerlift_registry::{Client, Reference, Scope, UploadOptions};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use upload::{Pool, Uploader};
 
@@ -383,6 +386,7 @@ impl Pusher<'_, '_, '_> {
         self.manifests(repo)?;
         self.tags(repo)?;
         self.read_back(repo)?;
+        self.referrers(repo)?;
         for d in &repo.untagged {
             let reference = format!("{}/{}@{}", self.dest.registry, repo.repository, d);
             self.observer().event(&Event::Untagged {
@@ -548,6 +552,91 @@ impl Pusher<'_, '_, '_> {
             if repo.manifests.len() == 1 && first_tag == Some(&t.tag) {
                 self.manifest_event(repo, d, &pushed.media_type, pushed.bytes.len());
             }
+        }
+        Ok(())
+    }
+
+    /// Have the registry list the referrers pushed, by subject: a registry with the referrers
+    /// API lists them by itself (checked); otherwise the referrers tag schema's index, tagged
+    /// `sha256-<subject hex>`, gets them (added to what the tag already lists).
+    fn referrers(&self, repo: &RepoPlan) -> Result<(), PushError> {
+        let client = self.uploader.client;
+        let subjects: BTreeSet<Digest> = repo.referrers.iter().map(|r| r.subject).collect();
+        for subject in subjects {
+            let mine: Vec<&Descriptor> = repo
+                .referrers
+                .iter()
+                .filter(|r| r.subject == subject)
+                .map(|r| &r.descriptor)
+                .collect();
+            let what =
+                |step: &str| format!("{step} the referrers of {subject} in {}", repo.repository);
+            let api =
+                client
+                    .referrers(&repo.repository, &subject)
+                    .map_err(|e| PushError::Manifest {
+                        what: what("listing"),
+                        source: e,
+                    })?;
+            let listed = |bytes: &[u8]| -> Vec<Digest> {
+                parse_json::<Index>("referrers index", bytes)
+                    .map(|i| i.manifests.iter().map(|m| m.digest).collect())
+                    .unwrap_or_default()
+            };
+            let (tag, index) = match api {
+                Some(bytes) if mine.iter().all(|m| listed(&bytes).contains(&m.digest)) => {
+                    (None, None)
+                }
+                _ => {
+                    let tag = referrers_tag(&subject);
+                    let mut index =
+                        match client
+                            .manifest_digest(&repo.repository, &tag)
+                            .map_err(|e| PushError::Manifest {
+                                what: what("reading"),
+                                source: e,
+                            })? {
+                            Some(_) => {
+                                let (_, bytes) = client
+                                    .get_manifest(&repo.repository, &tag)
+                                    .map_err(|e| PushError::Manifest {
+                                        what: what("reading"),
+                                        source: e,
+                                    })?;
+                                parse_json::<Index>("referrers index", &bytes)
+                                    .unwrap_or_else(|_| Index::empty())
+                            }
+                            None => Index::empty(),
+                        };
+                    for m in &mine {
+                        if !index.manifests.iter().any(|e| e.digest == m.digest) {
+                            index.manifests.push((*m).clone());
+                        }
+                    }
+                    let bytes = serde_json::to_vec(&index).map_err(|e| PushError::Manifest {
+                        what: what("writing"),
+                        source: layerlift_registry::Error::Protocol {
+                            method: "PUT",
+                            url: tag.clone(),
+                            reason: e.to_string(),
+                        },
+                    })?;
+                    let digest = client
+                        .put_manifest(&repo.repository, &tag, media_types::OCI_INDEX, &bytes)
+                        .map_err(|e| PushError::Manifest {
+                            what: what("tagging"),
+                            source: e,
+                        })?;
+                    (Some(tag), Some(digest))
+                }
+            };
+            self.observer().event(&Event::Referrers {
+                repository: repo.repository.clone(),
+                subject,
+                referrers: mine.iter().map(|m| m.digest).collect(),
+                tag,
+                index,
+            });
         }
         Ok(())
     }

@@ -265,8 +265,95 @@ pub struct RepoPlan {
     pub untagged: Vec<Digest>,
     /// Indexes pushed as new indexes (the options left entries out).
     pub rewrites: Vec<Rewrite>,
+    /// Manifests of SOURCE whose `subject` is pushed here (signatures, SBOMs, attestations),
+    /// pushed with it (their documents are in [`RepoPlan::manifests`], their blobs in
+    /// [`RepoPlan::blobs`]); the registry lists them by subject (referrers API or tag schema).
+    pub referrers: Vec<Referrer>,
     seen_blobs: BTreeSet<Digest>,
     seen_docs: BTreeSet<Digest>,
+}
+
+/// A manifest that refers to another one through its `subject` (OCI 1.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    /// The manifest it refers to.
+    pub subject: Digest,
+    /// Its descriptor as a referrers index lists it: media type, digest, size, `artifactType`
+    /// (the manifest's, else its config's media type) and the manifest's annotations.
+    pub descriptor: Descriptor,
+}
+
+/// `sha256-<64 hex>`: a tag of the referrers tag schema, naming the index of the referrers of
+/// `sha256:<hex>`.
+pub fn referrers_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
+
+fn is_referrers_tag(name: &str) -> bool {
+    name.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The referrer a manifest of the layout is, when its JSON has a `subject`.
+fn as_referrer(d: &Descriptor, value: &serde_json::Value) -> Option<Referrer> {
+    let subject: Digest = value
+        .get("subject")?
+        .get("digest")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let mut descriptor = Descriptor::new(
+        value
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .unwrap_or(&d.media_type),
+        d.digest,
+        d.size,
+    );
+    descriptor.artifact_type = value
+        .get("artifactType")
+        .or_else(|| value.get("config")?.get("mediaType"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string);
+    descriptor.annotations = value
+        .get("annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    Some(Referrer {
+        subject,
+        descriptor,
+    })
+}
+
+/// The referrers `index.json` holds: entries whose manifest has a `subject`, and the manifests
+/// listed by referrers-tag-schema entries (`sha256-<hex>`: what a copy to an OCI layout that
+/// keeps referrers writes). Returns them and the positions of the entries that are only that.
+fn layout_referrers(
+    layout: &Layout,
+    entries: &[Descriptor],
+) -> (Vec<(Referrer, Descriptor)>, BTreeSet<usize>) {
+    let mut found = Vec::new();
+    let mut positions = BTreeSet::new();
+    let read = |d: &Descriptor| -> Option<serde_json::Value> {
+        let bytes = layout.read_blob(&d.digest).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    for (i, d) in entries.iter().enumerate() {
+        let Some(value) = read(d) else { continue };
+        if let Some(r) = as_referrer(d, &value) {
+            found.push((r, d.clone()));
+            positions.insert(i);
+        } else if d.annotation(REF_NAME).is_some_and(is_referrers_tag)
+            && let Ok(index) = serde_json::from_value::<Index>(value)
+        {
+            positions.insert(i);
+            for child in &index.manifests {
+                if let Some(r) = read(child).and_then(|v| as_referrer(child, &v)) {
+                    found.push((r, child.clone()));
+                }
+            }
+        }
+    }
+    (found, positions)
 }
 
 /// The whole push: what goes to each repository.
@@ -438,11 +525,23 @@ impl PushPlan {
             source_name: source.to_string(),
             source: Box::new(e),
         })?;
-        let entries: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
-        if entries.is_empty() {
+        if index.manifests.is_empty() {
             return Err(PlanError::Empty {
                 source_name: source.to_string(),
             });
+        }
+        // Referrers go with their subject, not as images of their own, unless chosen by name
+        // (`--image`), or `--all` pushes every entry under its own name, or SOURCE holds nothing
+        // else.
+        let (referrers, only_referrers) = layout_referrers(layout, &index.manifests);
+        let all: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
+        let mut entries: Vec<(usize, &Descriptor)> = all
+            .iter()
+            .filter(|(i, _)| !only_referrers.contains(i))
+            .copied()
+            .collect();
+        if entries.is_empty() || choice.all || !choice.selectors.is_empty() {
+            entries = all;
         }
         let chosen = choose(&entries, choice.selectors, source)?;
         // Several different images chosen with --image: each goes under its own name, as with
@@ -473,11 +572,36 @@ impl PushPlan {
             };
             repos[idx].add(layout, source, dest, tag, d, choice)?;
         }
+        for rp in &mut repos {
+            rp.add_referrers(layout, source, &referrers)?;
+        }
         Ok(PushPlan { repos })
     }
 }
 
 impl RepoPlan {
+    /// Add the referrers of what this repository gets (and theirs, transitively).
+    fn add_referrers(
+        &mut self,
+        layout: &Layout,
+        source: &str,
+        referrers: &[(Referrer, Descriptor)],
+    ) -> Result<(), PlanError> {
+        loop {
+            let mut added = false;
+            for (r, d) in referrers {
+                if self.seen_docs.contains(&r.subject) && !self.seen_docs.contains(&d.digest) {
+                    walk(layout, source, self, d, 0)?;
+                    self.referrers.push(r.clone());
+                    added = true;
+                }
+            }
+            if !added {
+                return Ok(());
+            }
+        }
+    }
+
     /// Add image `d` (narrowed to `platform`), tagged `tag` or by digest only.
     fn add(
         &mut self,

@@ -45,6 +45,21 @@ impl Observer for Output {
                 "pushing a new index {digest} in place of {original} (a new digest), without: {}",
                 dropped.join("; ")
             )),
+            Event::Referrers {
+                subject,
+                referrers,
+                tag,
+                ..
+            } => self.notice(&match tag {
+                Some(tag) => format!(
+                    "pushed {} referrer(s) of {subject}, listed under the tag {tag} (the registry has no referrers API)",
+                    referrers.len()
+                ),
+                None => format!(
+                    "pushed {} referrer(s) of {subject}, listed by the registry's referrers API",
+                    referrers.len()
+                ),
+            }),
             Event::Blob {
                 action: BlobAction::WouldUpload,
                 digest,
