@@ -329,14 +329,10 @@ fn add_referrer(
     digest
 }
 
-/// An image with a signature referrer (cosign's layout: an artifact manifest whose `subject` is
-/// the image) pushed to distribution 2.8, which has no referrers API: the image keeps its digest,
-/// the signature goes up with it, and the referrers tag schema's index (`sha256-<hex>`) lists it,
-/// so it can be listed back. A second push with an SBOM adds it to the same index.
-#[test]
-fn a_signature_referrer_is_pushed_and_listed_through_the_tag_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("oci");
+/// A layout of one image (hello-world-v25) with a cosign-style signature referrer: the layout, the
+/// image's digest, the signature's digest and the subject descriptor.
+fn signed_layout(dir: &std::path::Path) -> (PathBuf, String, String, Value) {
+    let layout = dir.join("oci");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_layerlift-unpack"))
         .arg(crate::fixtures::real_tool(
             "google-go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
@@ -362,7 +358,17 @@ fn a_signature_referrer_is_pushed_and_listed_through_the_tag_schema() {
         format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{image_digest}"}}}}}}"#)
             .as_bytes(),
     );
+    (layout, image_digest, signature, subject)
+}
 
+/// An image with a signature referrer (cosign's layout: an artifact manifest whose `subject` is
+/// the image) pushed to distribution 2.8, which has no referrers API: the image keeps its digest,
+/// the signature goes up with it, and the referrers tag schema's index (`sha256-<hex>`) lists it,
+/// so it can be listed back. A second push with an SBOM adds it to the same index.
+#[test]
+fn a_signature_referrer_is_pushed_and_listed_through_the_tag_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, image_digest, signature, subject) = signed_layout(dir.path());
     let reg = Registry::anonymous();
     let dest = format!("{}/signed:1", reg.addr());
     let mut c = push_cmd();
@@ -383,7 +389,7 @@ fn a_signature_referrer_is_pushed_and_listed_through_the_tag_schema() {
         listed["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
-    assert_eq!(entries(&listed), [signature.clone()]);
+    assert_eq!(entries(&listed), std::slice::from_ref(&signature));
     assert_eq!(
         listed["manifests"][0]["artifactType"],
         "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -416,4 +422,32 @@ fn a_signature_referrer_is_pushed_and_listed_through_the_tag_schema() {
     let mut want = vec![signature, sbom];
     want.sort();
     assert_eq!(got, want);
+}
+
+/// The same signed image pushed to a registry with the referrers API (the quirk proxy's
+/// `ReferrersApi` in front of distribution 2.8): the registry lists the signature by itself, so no
+/// `sha256-<hex>` tag is written.
+#[test]
+fn a_registry_with_the_referrers_api_lists_them_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, image_digest, signature, _) = signed_layout(dir.path());
+    let reg = Registry::anonymous();
+    let proxy = QuirkProxy::start(reg.port(), vec![Quirk::ReferrersApi]);
+    let dest = format!("{}/signed:1", proxy.addr());
+    let mut c = push_cmd();
+    c.arg(&layout).arg(&dest).args(["--no-cache", "--json"]);
+    let out = assert_ok(&run(c));
+    let event: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "referrers")
+        .unwrap_or_else(|| panic!("no referrers event: {out}"));
+    assert_eq!(event["subject"], image_digest.as_str());
+    assert_eq!(event["referrers"], serde_json::json!([signature]));
+    assert!(event.get("tag").is_none(), "{event}");
+    let tag = format!("sha256-{}", &image_digest["sha256:".len()..]);
+    assert_eq!(tag_digest(&reg, "signed", &tag), None);
+    assert_eq!(tag_digest(&reg, "signed", "1"), Some(image_digest));
+    raw(&reg.addr(), &format!("signed@{signature}"));
+    assert!(proxy.unmet().is_empty(), "{:?}", proxy.unmet());
 }

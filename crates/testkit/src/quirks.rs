@@ -59,6 +59,11 @@ pub enum Quirk {
     /// lists an attestation manifest (`vnd.docker.reference.type: attestation-manifest`), gets
     /// `400 MANIFEST_INVALID`.
     RefuseAttestations,
+    /// A registry with the OCI 1.1 referrers API (zot and Harbor 2.8+ have one): the proxy
+    /// notes every manifest `PUT` whose JSON has a `subject`, and answers
+    /// `GET /v2/<name>/referrers/<digest>` itself with an image index of those manifests (the
+    /// registry behind, distribution 2.8, has no such API).
+    ReferrersApi,
     /// Artifactory 6: a blob sent in the `PUT` that closes an upload is refused with
     /// `404 BLOB_UNKNOWN`; only `PATCH`es carry blob bytes.
     MonolithicPutRefused,
@@ -113,6 +118,8 @@ struct State {
     fired: Vec<AtomicUsize>,
     /// The registry's last Bearer challenge (realm and service), for `MountInsufficientScope`.
     challenge: Mutex<Option<String>>,
+    /// `ReferrersApi`: (repository, subject digest) → descriptors of the manifests `PUT` with it.
+    referrers: Mutex<HashMap<(String, String), Vec<serde_json::Value>>>,
 }
 
 /// The registry at `upstream` behind a proxy with these quirks; stops on drop.
@@ -135,6 +142,7 @@ impl QuirkProxy {
             quirks,
             sessions: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
+            referrers: Mutex::new(HashMap::new()),
         });
         let proxy = FaultProxy::with_exchange(upstream, |_| Fault::Pass, state.clone());
         QuirkProxy { proxy, state }
@@ -198,6 +206,30 @@ fn docker_child(index: &[u8]) -> Option<String> {
         let t = m["mediaType"].as_str()?;
         (t != OCI_MANIFEST && t != OCI_INDEX).then(|| t.to_string())
     })
+}
+
+/// A manifest with a `subject`: the subject's digest and the manifest's descriptor as a
+/// referrers index lists it.
+fn referrer_of(body: &[u8]) -> Option<(String, serde_json::Value)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let subject = v["subject"]["digest"].as_str()?.to_string();
+    let hash = ring::digest::digest(&ring::digest::SHA256, body);
+    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let mut d = serde_json::json!({
+        "mediaType": v["mediaType"],
+        "digest": format!("sha256:{hex}"),
+        "size": body.len(),
+    });
+    if let Some(t) = v["artifactType"]
+        .as_str()
+        .or(v["config"]["mediaType"].as_str())
+    {
+        d["artifactType"] = t.into();
+    }
+    if v["annotations"].is_object() {
+        d["annotations"] = v["annotations"].clone();
+    }
+    Some((subject, d))
 }
 
 /// An attestation manifest (in-toto layers), or an index that lists one.
@@ -457,6 +489,42 @@ impl Exchange for State {
                         "MANIFEST_INVALID",
                         "manifest invalid: attestation manifests are not supported",
                     ));
+                }
+                Quirk::ReferrersApi => {
+                    let path = req.target.split('?').next().unwrap_or_default();
+                    if req.method == "GET"
+                        && let Some(rest) = path.strip_prefix("/v2/")
+                        && let Some((name, subject)) = rest.split_once("/referrers/")
+                    {
+                        self.fire(q);
+                        let listed = self
+                            .referrers
+                            .lock()
+                            .unwrap()
+                            .get(&(name.to_string(), subject.to_string()))
+                            .cloned()
+                            .unwrap_or_default();
+                        let body = serde_json::json!({
+                            "schemaVersion": 2,
+                            "mediaType": OCI_INDEX,
+                            "manifests": listed,
+                        });
+                        return Before::Answer(Answer {
+                            status: 200,
+                            headers: vec![("Content-Type".into(), OCI_INDEX.into())],
+                            body: body.to_string().into_bytes(),
+                        });
+                    }
+                    if req.method == "PUT"
+                        && let Some(name) = manifest_target(&req.target)
+                        && let Some((subject, descriptor)) = referrer_of(&req.body)
+                    {
+                        let mut all = self.referrers.lock().unwrap();
+                        let list = all.entry((name.to_string(), subject)).or_default();
+                        if !list.contains(&descriptor) {
+                            list.push(descriptor);
+                        }
+                    }
                 }
                 Quirk::MonolithicPutRefused
                     if req.method == "PUT"
