@@ -10,9 +10,9 @@
 # The packages are installed by `debootstrap` into a Debian 13 (trixie) chroot under
 # $LAYERLIFT_DOCKER_MODERN_CACHE (default /var/cache/layerlift/docker-modern), from the Debian mirror
 # this machine's apt already uses (/etc/apt/sources.list*). The chroot is built into a temporary
-# directory and renamed into place, and reused by every later start (30 s to 2 min and about 500 MB on a fresh
-# machine with a near mirror). The chroot root is bind-mounted onto itself, with /proc, /sys, /dev and
-# a tmpfs /run inside it, and two dockerd run chrooted in it:
+# directory and renamed into place, and reused by every later start (30 s to 2 min and about 500 MB
+# on a fresh machine with a near mirror). The chroot root is bind-mounted onto itself, with /proc,
+# /sys, /dev and a tmpfs /run inside it, and two dockerd run chrooted in it:
 #
 #   vfs         the classic image store, storage driver vfs (layer tars, image IDs as Docker 20.10)
 #   containerd  the containerd image store (features.containerd-snapshotter) with the native snapshotter
@@ -59,7 +59,7 @@ mirror() {
                 awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }'
             grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{ for (i = 2; i <= NF; i++) print $i }'
         } | grep -E '/debian/?$' | grep -v -- '-security' | head -n1
-    )
+    ) || true
     [ -n "$uri" ] || die "no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d (a line whose URI ends in /debian)"
     echo "${uri%/}"
 }
@@ -191,6 +191,10 @@ start_daemon() {
         return
     fi
     bridge=$(bridge_of "$mode")
+    # The bridge's subnet must be free (no other interface in it: docker0, a VPN, a LAN).
+    local taken
+    taken=$(ip -o -4 addr show to "$(address_of "$mode")" | awk -v b="$bridge" '$2 != b { print $2 }')
+    [ -z "$taken" ] || die "$(address_of "$mode") is already used by $taken: the $mode daemon's bridge needs that subnet"
     if ! ip link show "$bridge" >/dev/null 2>&1; then
         ip link add "$bridge" type bridge
         ip addr add "$(address_of "$mode")" dev "$bridge"
