@@ -959,6 +959,102 @@ mod tests {
     }
 
     #[test]
+    fn referrers_tags() {
+        let d = Digest::of(b"image");
+        let tag = referrers_tag(&d);
+        assert_eq!(tag, format!("sha256-{}", d.hex()));
+        assert!(is_referrers_tag(&tag));
+        assert!(!is_referrers_tag("sha256-abc"));
+        assert!(!is_referrers_tag(&format!("{tag}.meta")));
+        assert!(!is_referrers_tag("latest"));
+    }
+
+    /// An index of amd64 (present), arm64 (absent) and an attestation manifest for each (amd64's
+    /// present, arm64's absent), with an annotation of its own.
+    fn partial_index(layout: &Layout) -> (Descriptor, Vec<u8>, [Digest; 4]) {
+        let amd64 = layout.write_blob(b"amd64 manifest").unwrap();
+        let att_amd64 = layout.write_blob(b"amd64 attestation").unwrap();
+        let arm64 = Digest::of(b"arm64 manifest");
+        let att_arm64 = Digest::of(b"arm64 attestation");
+        let entry = |d: &Digest, arch: &str, about: Option<&Digest>| {
+            let mut v = serde_json::json!({
+                "mediaType": media_types::OCI_MANIFEST,
+                "digest": d.to_string(),
+                "size": 1,
+                "platform": {"os": if about.is_some() { "unknown" } else { "linux" }, "architecture": arch},
+            });
+            if let Some(about) = about {
+                v["annotations"] = serde_json::json!({
+                    REFERENCE_TYPE: ATTESTATION_MANIFEST,
+                    REFERENCE_DIGEST: about.to_string(),
+                });
+            }
+            v
+        };
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_INDEX,
+            "manifests": [
+                entry(&amd64, "amd64", None),
+                entry(&arm64, "arm64", None),
+                entry(&att_amd64, "unknown", Some(&amd64)),
+                entry(&att_arm64, "unknown", Some(&arm64)),
+            ],
+            "annotations": {"org.opencontainers.image.created": "2026-12-06T00:00:00Z"},
+        });
+        let bytes = serde_json::to_vec(&index).unwrap();
+        let digest = layout.write_blob(&bytes).unwrap();
+        let d = Descriptor::new(media_types::OCI_INDEX, digest, bytes.len() as u64);
+        (d, bytes, [amd64, arm64, att_amd64, att_arm64])
+    }
+
+    #[test]
+    fn rewrites_leave_out_what_the_options_say_and_keep_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path().join("oci")).unwrap();
+        let (d, bytes, [amd64, arm64, att_amd64, _]) = partial_index(&layout);
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let choice = |skip_absent, attestations| Choice {
+            selectors: &[],
+            all: false,
+            extra_tags: &[],
+            platform: None,
+            skip_absent,
+            attestations,
+        };
+        let kept = |skip, att| -> Option<(Vec<Digest>, Rewrite, serde_json::Value)> {
+            let (desc, new, rw) =
+                rewrite(&layout, "src", &d, &bytes, &value, choice(skip, att)).unwrap()?;
+            assert_eq!(desc.digest, Digest::of(&new));
+            assert_eq!(rw.original, d.digest);
+            assert_eq!(rw.digest, desc.digest);
+            let v: serde_json::Value = serde_json::from_slice(&new).unwrap();
+            let index: Index = serde_json::from_slice(&new).unwrap();
+            Some((index.manifests.iter().map(|m| m.digest).collect(), rw, v))
+        };
+        assert!(
+            kept(false, Attestations::Keep).is_none(),
+            "no option: as it is"
+        );
+        let (digests, rw, v) = kept(true, Attestations::Keep).unwrap();
+        assert_eq!(digests, [amd64, att_amd64]);
+        assert_eq!(rw.dropped.len(), 2, "{:?}", rw.dropped);
+        assert_eq!(v["mediaType"], media_types::OCI_INDEX);
+        assert_eq!(
+            v["annotations"]["org.opencontainers.image.created"],
+            "2026-12-06T00:00:00Z"
+        );
+        let (digests, _, _) = kept(true, Attestations::Drop).unwrap();
+        assert_eq!(digests, [amd64]);
+        let (digests, _, _) = kept(false, Attestations::Drop).unwrap();
+        assert_eq!(
+            digests,
+            [amd64, arm64],
+            "drop alone leaves the absent platform listed"
+        );
+    }
+
+    #[test]
     fn retargeting() {
         let dest = Reference::parse("127.0.0.1:5000/mirror").unwrap();
         assert_eq!(
