@@ -451,3 +451,50 @@ fn a_registry_with_the_referrers_api_lists_them_itself() {
     raw(&reg.addr(), &format!("signed@{signature}"));
     assert!(proxy.unmet().is_empty(), "{:?}", proxy.unmet());
 }
+
+/// The signed image as an oci-archive: pushed with `--compression none` it keeps its digest and
+/// its signature goes with it; by default its uncompressed layer is gzipped on the way (a new
+/// manifest digest), so the signature, whose subject is the old digest, is left out, and push says
+/// so.
+#[test]
+fn a_signed_archive_keeps_its_subject_digest_with_compression_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, image_digest, signature, _) = signed_layout(dir.path());
+    let archive = dir.path().join("signed.tar");
+    let o = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let reg = Registry::anonymous();
+    let tag = format!("sha256-{}", &image_digest["sha256:".len()..]);
+
+    let dest = format!("{}/signed:gzip", reg.addr());
+    let mut c = push_cmd();
+    c.arg(&archive).arg(&dest).arg("--no-cache");
+    let o = run(c);
+    let out = assert_ok(&o);
+    assert_ne!(pushed(&out)[0].1, image_digest);
+    let err = text(&o).1;
+    assert!(
+        err.contains(&format!(
+            "not pushing {signature}, a referrer of {image_digest}: that manifest is not pushed"
+        )),
+        "{err}"
+    );
+    assert_eq!(tag_digest(&reg, "signed", &tag), None);
+
+    let dest = format!("{}/signed:1", reg.addr());
+    let mut c = push_cmd();
+    c.arg(&archive)
+        .arg(&dest)
+        .args(["--no-cache", "--compression", "none"]);
+    let out = assert_ok(&run(c));
+    assert_eq!(pushed(&out), [(dest, image_digest.clone())]);
+    let listed = raw(&reg.addr(), &format!("signed:{tag}"));
+    assert_eq!(entries(&listed), std::slice::from_ref(&signature));
+}

@@ -124,6 +124,15 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         index: Option<Digest>,
     },
+    /// A referrer of SOURCE is not pushed: its subject is not (another image than those pushed,
+    /// or an archive's image pushed under a new digest because its layers were compressed on the
+    /// way).
+    ReferrerLeftOut {
+        /// The referrer.
+        referrer: Digest,
+        /// The manifest it refers to.
+        subject: Digest,
+    },
     /// A request to the registry failed and is tried again.
     Retried {
         /// The attempt that failed (1 for the first).

@@ -286,6 +286,12 @@ pub fn push(
                 attestations: options.attestations,
             },
         )?;
+        for (referrer, subject) in &plan.unpushed_referrers {
+            observer.event(&Event::ReferrerLeftOut {
+                referrer: *referrer,
+                subject: *subject,
+            });
+        }
         let scopes: Vec<Scope> = plan.repos.iter().map(|r| scope(&r.repository)).collect();
         client.authorize(&scopes);
         let mut pusher = Pusher {

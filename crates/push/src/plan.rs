@@ -361,6 +361,9 @@ fn layout_referrers(
 pub struct PushPlan {
     /// The repositories, in push order.
     pub repos: Vec<RepoPlan>,
+    /// Referrers of SOURCE left out because their subject is not pushed (another image, or an
+    /// image pushed under a new digest): each referrer and its subject.
+    pub unpushed_referrers: Vec<(Digest, Digest)>,
 }
 
 /// What to push, as the options say it.
@@ -575,7 +578,17 @@ impl PushPlan {
         for rp in &mut repos {
             rp.add_referrers(layout, source, &referrers)?;
         }
-        Ok(PushPlan { repos })
+        let mut unpushed_referrers = Vec::new();
+        for (r, d) in &referrers {
+            let pushed = repos.iter().any(|rp| rp.seen_docs.contains(&d.digest));
+            if !pushed && !unpushed_referrers.contains(&(d.digest, r.subject)) {
+                unpushed_referrers.push((d.digest, r.subject));
+            }
+        }
+        Ok(PushPlan {
+            repos,
+            unpushed_referrers,
+        })
     }
 }
 

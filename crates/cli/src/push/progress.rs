@@ -60,6 +60,9 @@ impl Observer for Output {
                     referrers.len()
                 ),
             }),
+            Event::ReferrerLeftOut { referrer, subject } => self.notice(&format!(
+                "not pushing {referrer}, a referrer of {subject}: that manifest is not pushed (another image, or an archive's image whose layers are compressed on the way, which gives it a new digest: --compression none keeps it)"
+            )),
             Event::Blob {
                 action: BlobAction::WouldUpload,
                 digest,
