@@ -575,13 +575,11 @@ impl Pusher<'_, '_, '_> {
                 .filter(|r| r.subject == subject)
                 .map(|r| &r.descriptor)
                 .collect();
-            let what =
-                |step: &str| format!("{step} the referrers of {subject} in {}", repo.repository);
             let api =
                 client
                     .referrers(&repo.repository, &subject)
                     .map_err(|e| PushError::Manifest {
-                        what: what("listing"),
+                        what: format!("listing the referrers of {subject} in {}", repo.repository),
                         source: e,
                     })?;
             let listed = |bytes: &[u8]| -> Vec<Digest> {
@@ -594,45 +592,7 @@ impl Pusher<'_, '_, '_> {
                     (None, None)
                 }
                 _ => {
-                    let tag = referrers_tag(&subject);
-                    let mut index =
-                        match client
-                            .manifest_digest(&repo.repository, &tag)
-                            .map_err(|e| PushError::Manifest {
-                                what: what("reading"),
-                                source: e,
-                            })? {
-                            Some(_) => {
-                                let (_, bytes) = client
-                                    .get_manifest(&repo.repository, &tag)
-                                    .map_err(|e| PushError::Manifest {
-                                        what: what("reading"),
-                                        source: e,
-                                    })?;
-                                parse_json::<Index>("referrers index", &bytes)
-                                    .unwrap_or_else(|_| Index::empty())
-                            }
-                            None => Index::empty(),
-                        };
-                    for m in &mine {
-                        if !index.manifests.iter().any(|e| e.digest == m.digest) {
-                            index.manifests.push((*m).clone());
-                        }
-                    }
-                    let bytes = serde_json::to_vec(&index).map_err(|e| PushError::Manifest {
-                        what: what("writing"),
-                        source: layerlift_registry::Error::Protocol {
-                            method: "PUT",
-                            url: tag.clone(),
-                            reason: e.to_string(),
-                        },
-                    })?;
-                    let digest = client
-                        .put_manifest(&repo.repository, &tag, media_types::OCI_INDEX, &bytes)
-                        .map_err(|e| PushError::Manifest {
-                            what: what("tagging"),
-                            source: e,
-                        })?;
+                    let (tag, digest) = self.referrers_tag_index(repo, &subject, &mine)?;
                     (Some(tag), Some(digest))
                 }
             };
@@ -645,6 +605,52 @@ impl Pusher<'_, '_, '_> {
             });
         }
         Ok(())
+    }
+
+    /// The referrers tag schema: read the index tagged `sha256-<subject hex>` (when there is
+    /// one; a document there that is not an index is replaced, the spec reserves the tag), add
+    /// `mine` to it, and put it back under that tag. Returns the tag and the index's digest.
+    fn referrers_tag_index(
+        &self,
+        repo: &RepoPlan,
+        subject: &Digest,
+        mine: &[&Descriptor],
+    ) -> Result<(String, Digest), PushError> {
+        let client = self.uploader.client;
+        let tag = referrers_tag(subject);
+        let failed = |step: &str| {
+            let what = format!(
+                "{step} {}/{}:{tag} (the referrers of {subject})",
+                self.dest.registry, repo.repository
+            );
+            move |source| PushError::Manifest { what, source }
+        };
+        let existing = match client
+            .manifest_digest(&repo.repository, &tag)
+            .map_err(failed("reading"))?
+        {
+            Some(_) => Some(
+                client
+                    .get_manifest(&repo.repository, &tag)
+                    .map_err(failed("reading"))?
+                    .1,
+            ),
+            None => None,
+        };
+        let mut index = existing
+            .and_then(|bytes| parse_json::<Index>("referrers index", &bytes).ok())
+            .unwrap_or_else(Index::empty);
+        for m in mine {
+            if !index.manifests.iter().any(|e| e.digest == m.digest) {
+                index.manifests.push((*m).clone());
+            }
+        }
+        // An `Index` of strings and numbers always serialises.
+        let bytes = serde_json::to_vec(&index).unwrap_or_default();
+        let digest = client
+            .put_manifest(&repo.repository, &tag, media_types::OCI_INDEX, &bytes)
+            .map_err(failed("tagging"))?;
+        Ok((tag, digest))
     }
 
     /// Read every tag back: `Ok` only when the registry serves what was pushed.
