@@ -148,7 +148,7 @@ const CAP_NET_RAW: [u8; 20] = [
 ];
 
 /// Debian's busybox-static binary (scripts/install-test-deps.sh installs it).
-fn busybox() -> &'static [u8] {
+pub(crate) fn busybox() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
         let path = std::env::var_os("PATH")

@@ -7,7 +7,7 @@ use crate::names;
 use crate::scan::Scan;
 use layerlift_layout::Layout;
 use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
-use layerlift_manifest::{Descriptor, Digest, SelectorError, platform_matches};
+use layerlift_manifest::{Descriptor, Digest, SelectorError, media_types, platform_matches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 
@@ -74,11 +74,34 @@ pub fn commit(
         entries.extend(index_entries(img, descriptor));
     }
     let added = entries.clone();
+    // An entry of the same name replaces the old one, unless both are single-platform images of
+    // different platforms: those are kept side by side, for `layerlift-convert --index` to make
+    // one multi-platform image of them. (Platforms are read before the lock: the blobs are there.)
+    let old_index = layout.index()?;
+    let platform = |d: &Descriptor| {
+        media_types::is_manifest(&d.media_type)
+            .then(|| layout.image_platform(d).ok().flatten())
+            .flatten()
+            .map(|p| p.to_string())
+    };
+    let platforms: BTreeMap<Digest, Option<String>> = old_index
+        .manifests
+        .iter()
+        .chain(&entries)
+        .map(|d| (d.digest, platform(d)))
+        .collect();
     layout.update_index(|index| {
         for entry in entries {
             let name = entry.annotation(REF_NAME).map(str::to_string);
+            let mine = platforms.get(&entry.digest).cloned().flatten();
             index.manifests.retain(|old| match &name {
-                Some(name) => old.annotation(REF_NAME) != Some(name),
+                Some(name) => {
+                    old.annotation(REF_NAME) != Some(name)
+                        || matches!(
+                            (&mine, platforms.get(&old.digest).cloned().flatten()),
+                            (Some(a), Some(b)) if *a != b
+                        )
+                }
                 None => *old != entry,
             });
             index.manifests.push(entry);

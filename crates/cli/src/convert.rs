@@ -28,6 +28,8 @@ Examples:
   layerlift-convert oci-dir --format docker              Docker schema 2 manifests, gzip layers
   layerlift-convert oci-dir --image app:1 --json         one image; a JSON summary on stdout
   layerlift-convert image.tar out-dir --compression zstd unpack an archive and convert it
+  layerlift-convert oci-dir --index app:1                the images named app:1 (one per platform)
+                                                         become one multi-platform image
 
 Layers are detected from their bytes (plain tar, gzip, zstd, bzip2, xz) and every layer's
 uncompressed digest is checked against its config's diff_id. A layer already in the target
@@ -69,6 +71,16 @@ pub struct Args {
     /// In place, keep the blobs only the old images used.
     #[arg(long)]
     pub keep_old_blobs: bool,
+    /// Instead of converting: replace the images named NAME (one per platform, e.g. unpacked from
+    /// several single-platform archives) by one multi-platform image, an OCI image index (a
+    /// Docker manifest list with --format docker) listing each image's manifest as it is, with
+    /// the platform its config names. Prints the index's digest and NAME.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["output", "images", "recompress", "source_date_epoch", "level", "threads", "compression"]
+    )]
+    pub index: Option<String>,
     /// Machine-readable summary (JSON) on standard output.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +117,9 @@ pub enum FormatArg {
 
 /// Run `layerlift-convert`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &args.index {
+        return index(&args, name);
+    }
     let options = Options {
         compression: args.compression.into(),
         level: args.level,
@@ -156,6 +171,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if !args.quiet {
             eprintln!("layerlift-convert: {report}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `layerlift-convert LAYOUT --index NAME`.
+fn index(args: &Args, name: &str) -> anyhow::Result<ExitCode> {
+    let format = match args.format {
+        FormatArg::Oci => Some(Format::Oci),
+        FormatArg::Docker => Some(Format::Docker),
+        FormatArg::Keep => None,
+    };
+    let report = layerlift_convert::assemble_index(&args.input, name, format)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&report)?)?
+        );
+    } else {
+        println!("{} {}", report.digest, report.name);
+        if !args.quiet {
+            let platforms: Vec<String> = report
+                .platforms
+                .iter()
+                .map(|(p, d)| format!("{p} {d}"))
+                .collect();
+            eprintln!(
+                "layerlift-convert: {} is now an index ({}) of {}",
+                report.name,
+                report.media_type,
+                platforms.join(", ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -145,6 +145,17 @@ pub struct Options {
     /// tagged as the image would be (e.g. a containerd save that holds one platform of several).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::app::parse_platform)]
     pub platform: Option<String>,
+    /// An index that lists platforms SOURCE does not hold (a containerd-store `docker save` of an
+    /// image pulled for one platform) is refused, since the registry would refuse it; with this,
+    /// push a new index of the platforms SOURCE holds instead. Its digest is new: said on stderr
+    /// (`newindex` with --json), and printed as the pushed digest.
+    #[arg(long, conflicts_with = "platform")]
+    pub skip_absent_platforms: bool,
+    /// BuildKit's attestation manifests (provenance, SBOM; platform `unknown/unknown`) in an
+    /// index: `keep` pushes them with it (the index keeps its digest); `drop` pushes a new index
+    /// without them (a new digest, said on stderr), for registries that refuse them.
+    #[arg(long, value_enum, value_name = "keep|drop", default_value_t = AttestationsArg::Keep)]
+    pub attestations: AttestationsArg,
     /// Also look for reusable layers in the image REF points at (same registry; repeatable). DEST's
     /// own tags are always looked at. A layer found only through REF is read back from the
     /// registry and checked against its diff_id before the manifest names it.
@@ -172,6 +183,22 @@ pub struct Options {
     /// Connect timeout and per-read/per-write timeout, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", hide = true)]
     pub timeout: u64,
+}
+
+/// `--attestations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttestationsArg {
+    Keep,
+    Drop,
+}
+
+impl From<AttestationsArg> for layerlift_push::Attestations {
+    fn from(a: AttestationsArg) -> Self {
+        match a {
+            AttestationsArg::Keep => layerlift_push::Attestations::Keep,
+            AttestationsArg::Drop => layerlift_push::Attestations::Drop,
+        }
+    }
 }
 
 /// `123`, `64k`, `16MiB`, `1G`… (binary multiples), more than 0.
@@ -392,6 +419,8 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
         images: o.images.clone(),
         all: o.all,
         platform: o.platform.clone(),
+        skip_absent_platforms: o.skip_absent_platforms,
+        attestations: o.attestations.into(),
         tags: args.tags.clone(),
         compression,
         compression_level: o.level,

@@ -68,6 +68,7 @@
 
 #![warn(missing_docs)]
 
+mod assemble;
 mod config_time;
 mod engine;
 mod error;
@@ -79,6 +80,7 @@ mod pool;
 mod report;
 mod select;
 
+pub use assemble::{AssembleError, IndexReport, assemble_index};
 pub use error::{ConvertError, OptionsError, SelectError};
 pub use layerlift_layers::Compression;
 pub use layerlift_manifest::convert::Format;

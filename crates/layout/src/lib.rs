@@ -24,7 +24,7 @@ pub use blob::{BlobWriter, StagedBlob};
 pub use error::LayoutError;
 pub use layerlift_manifest::Digest;
 
-use layerlift_manifest::{Index, parse_json};
+use layerlift_manifest::{Descriptor, ImageConfig, Index, Manifest, Platform, parse_json};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -237,6 +237,33 @@ impl Layout {
         let digest = staged.digest();
         staged.commit()?;
         Ok(digest)
+    }
+
+    /// The platform of the image manifest `manifest` describes, from its config's `os`,
+    /// `architecture` and `variant`; `None` when the config names no OS or architecture.
+    pub fn image_platform(&self, manifest: &Descriptor) -> Result<Option<Platform>, LayoutError> {
+        let bad = |digest: &Digest| {
+            let path = self.blob_path(digest);
+            move |source| LayoutError::Json { path, source }
+        };
+        let bytes = self.read_blob(&manifest.digest)?;
+        let m: Manifest = parse_json("image manifest", &bytes).map_err(bad(&manifest.digest))?;
+        let bytes = self.read_blob(&m.config.digest)?;
+        let config: ImageConfig =
+            parse_json("image config", &bytes).map_err(bad(&m.config.digest))?;
+        Ok(match (config.os, config.architecture) {
+            (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
+                Some(Platform {
+                    architecture,
+                    os,
+                    os_version: None,
+                    os_features: None,
+                    variant: config.variant.filter(|v| !v.is_empty()),
+                    extra: Default::default(),
+                })
+            }
+            _ => None,
+        })
     }
 
     /// Read `index.json`.

@@ -94,6 +94,45 @@ pub enum Event {
         #[serde(rename = "dryRun", skip_serializing_if = "Option::is_none")]
         dry_run: Option<bool>,
     },
+    /// An index of SOURCE is pushed as a new index, without entries the options left out
+    /// (`--skip-absent-platforms`, `--attestations drop`): its digest changes.
+    NewIndex {
+        /// The repository.
+        repository: String,
+        /// The index SOURCE holds.
+        original: Digest,
+        /// The new index pushed in its place.
+        digest: Digest,
+        /// What was left out, one line each.
+        dropped: Vec<String>,
+    },
+    /// Manifests whose `subject` is an image pushed (signatures, SBOMs) were pushed with it, and
+    /// the registry lists them: through its referrers API, or (a registry without it) under the
+    /// referrers tag schema's tag, an index of them.
+    Referrers {
+        /// The repository.
+        repository: String,
+        /// The manifest they refer to.
+        subject: Digest,
+        /// The referrers pushed.
+        referrers: Vec<Digest>,
+        /// The tag schema's tag (`sha256-<hex>`) written, or None when the registry has the
+        /// referrers API.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        /// The tag's index.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<Digest>,
+    },
+    /// A referrer of SOURCE is not pushed: its subject is not (another image than those pushed,
+    /// or an archive's image pushed under a new digest because its layers were compressed on the
+    /// way).
+    ReferrerLeftOut {
+        /// The referrer.
+        referrer: Digest,
+        /// The manifest it refers to.
+        subject: Digest,
+    },
     /// A request to the registry failed and is tried again.
     Retried {
         /// The attempt that failed (1 for the first).

@@ -85,17 +85,20 @@ pub use error::PushError;
 pub use event::{
     BlobAction, DestinationOutcome, Event, LayerSource, Observer, Progress, Pushed, Silent,
 };
-pub use plan::{Blob, Choice, Doc, PlanError, PushPlan, RepoPlan, Tag};
+pub use plan::{
+    Attestations, Blob, Choice, Doc, PlanError, PushPlan, Referrer, RepoPlan, Rewrite, Tag,
+    referrers_tag,
+};
 pub use reuse::{ConfirmError, Origin, ReuseNote};
 pub use source::check_source;
 pub use upload::BlobError;
 
 use layerlift_layers::Compression;
 use layerlift_layout::Layout;
-use layerlift_manifest::Digest;
+use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use layerlift_registry::{Client, Reference, Scope, UploadOptions};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use upload::{Pool, Uploader};
 
@@ -111,6 +114,14 @@ pub struct Options {
     pub all: bool,
     /// Push only this platform (`os/arch[/variant]`) of a multi-platform image.
     pub platform: Option<String>,
+    /// An index that lists manifests SOURCE does not hold (a containerd-store `docker save` of
+    /// an image pulled for one platform) is pushed as a new index of the manifests SOURCE holds,
+    /// with a new digest ([`Event::NewIndex`]). Without this, such an index is refused
+    /// ([`PlanError::ChildMissing`]).
+    pub skip_absent_platforms: bool,
+    /// Keep BuildKit's attestation manifests in the indexes pushed (the default), or push each
+    /// index that has some as a new index without them ([`Event::NewIndex`]).
+    pub attestations: Attestations,
     /// Tags besides DEST's. Without any, DEST's tag or `latest`.
     pub tags: Vec<String>,
     /// For an archive SOURCE: the compression of the layers it stores uncompressed (`None`: as
@@ -156,6 +167,8 @@ impl Default for Options {
             images: Vec::new(),
             all: false,
             platform: None,
+            skip_absent_platforms: false,
+            attestations: Attestations::Keep,
             tags: Vec::new(),
             compression: Some(Compression::Gzip),
             compression_level: None,
@@ -472,8 +485,16 @@ impl Pusher<'_, '_, '_> {
                 all: self.options.all,
                 extra_tags: &self.options.tags,
                 platform: self.options.platform.as_deref(),
+                skip_absent: self.options.skip_absent_platforms,
+                attestations: self.options.attestations,
             },
         )?;
+        for (referrer, subject) in &plan.unpushed_referrers {
+            self.observer().event(&Event::ReferrerLeftOut {
+                referrer: *referrer,
+                subject: *subject,
+            });
+        }
         let scopes: Vec<Scope> = plan
             .repos
             .iter()
@@ -490,6 +511,14 @@ impl Pusher<'_, '_, '_> {
     /// Push `repo`: blobs (with `early`'s workers when the archive reader already fed them),
     /// manifests, tags, and read the tags back.
     fn repository(&mut self, repo: &RepoPlan, early: Option<Pool>) -> Result<(), PushError> {
+        for r in &repo.rewrites {
+            self.observer().event(&Event::NewIndex {
+                repository: repo.repository.clone(),
+                original: r.original,
+                digest: r.digest,
+                dropped: r.dropped.clone(),
+            });
+        }
         self.blobs(repo, early)?;
         if self.options.dry_run {
             for t in &repo.tags {
@@ -504,6 +533,7 @@ impl Pusher<'_, '_, '_> {
         self.manifests(repo)?;
         self.tags(repo)?;
         self.read_back(repo)?;
+        self.referrers(repo)?;
         for d in &repo.untagged {
             let reference = format!("{}/{}@{}", self.dest.registry, repo.repository, d);
             self.observer().event(&Event::Untagged {
@@ -671,6 +701,97 @@ impl Pusher<'_, '_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Have the registry list the referrers pushed, by subject: a registry with the referrers
+    /// API lists them by itself (checked); otherwise the referrers tag schema's index, tagged
+    /// `sha256-<subject hex>`, gets them (added to what the tag already lists).
+    fn referrers(&self, repo: &RepoPlan) -> Result<(), PushError> {
+        let client = self.uploader.client;
+        let subjects: BTreeSet<Digest> = repo.referrers.iter().map(|r| r.subject).collect();
+        for subject in subjects {
+            let mine: Vec<&Descriptor> = repo
+                .referrers
+                .iter()
+                .filter(|r| r.subject == subject)
+                .map(|r| &r.descriptor)
+                .collect();
+            let api =
+                client
+                    .referrers(&repo.repository, &subject)
+                    .map_err(|e| PushError::Manifest {
+                        what: format!("listing the referrers of {subject} in {}", repo.repository),
+                        source: e,
+                    })?;
+            let listed = |bytes: &[u8]| -> Vec<Digest> {
+                parse_json::<Index>("referrers index", bytes)
+                    .map(|i| i.manifests.iter().map(|m| m.digest).collect())
+                    .unwrap_or_default()
+            };
+            let (tag, index) = match api {
+                Some(bytes) if mine.iter().all(|m| listed(&bytes).contains(&m.digest)) => {
+                    (None, None)
+                }
+                _ => {
+                    let (tag, digest) = self.referrers_tag_index(repo, &subject, &mine)?;
+                    (Some(tag), Some(digest))
+                }
+            };
+            self.observer().event(&Event::Referrers {
+                repository: repo.repository.clone(),
+                subject,
+                referrers: mine.iter().map(|m| m.digest).collect(),
+                tag,
+                index,
+            });
+        }
+        Ok(())
+    }
+
+    /// The referrers tag schema: read the index tagged `sha256-<subject hex>` (when there is
+    /// one; a document there that is not an index is replaced, the spec reserves the tag), add
+    /// `mine` to it, and put it back under that tag. Returns the tag and the index's digest.
+    fn referrers_tag_index(
+        &self,
+        repo: &RepoPlan,
+        subject: &Digest,
+        mine: &[&Descriptor],
+    ) -> Result<(String, Digest), PushError> {
+        let client = self.uploader.client;
+        let tag = referrers_tag(subject);
+        let failed = |step: &str| {
+            let what = format!(
+                "{step} {}/{}:{tag} (the referrers of {subject})",
+                self.dest.registry, repo.repository
+            );
+            move |source| PushError::Manifest { what, source }
+        };
+        let existing = match client
+            .manifest_digest(&repo.repository, &tag)
+            .map_err(failed("reading"))?
+        {
+            Some(_) => Some(
+                client
+                    .get_manifest(&repo.repository, &tag)
+                    .map_err(failed("reading"))?
+                    .1,
+            ),
+            None => None,
+        };
+        let mut index = existing
+            .and_then(|bytes| parse_json::<Index>("referrers index", &bytes).ok())
+            .unwrap_or_else(Index::empty);
+        for m in mine {
+            if !index.manifests.iter().any(|e| e.digest == m.digest) {
+                index.manifests.push((*m).clone());
+            }
+        }
+        // An `Index` of strings and numbers always serialises.
+        let bytes = serde_json::to_vec(&index).unwrap_or_default();
+        let digest = client
+            .put_manifest(&repo.repository, &tag, media_types::OCI_INDEX, &bytes)
+            .map_err(failed("tagging"))?;
+        Ok((tag, digest))
     }
 
     /// Read every tag back: `Ok` only when the registry serves what was pushed.

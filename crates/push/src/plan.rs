@@ -3,7 +3,9 @@
 //! their tags. Manifest bytes are read from the layout (digest-verified) and pushed unchanged.
 
 use layerlift_layout::{Layout, LayoutError};
-use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
+use layerlift_manifest::annotations::{
+    ATTESTATION_MANIFEST, IMAGE_NAME, REF_NAME, REFERENCE_DIGEST, REFERENCE_TYPE,
+};
 use layerlift_manifest::selector::{SelectorError, select};
 use layerlift_manifest::{
     Descriptor, Digest, Index, Manifest, ManifestError, media_types, parse_json, platform_matches,
@@ -168,22 +170,61 @@ pub enum PlanError {
         /// Where it leads.
         target: std::path::PathBuf,
     },
-    /// An index lists a manifest SOURCE does not hold.
+    /// An index lists manifests SOURCE does not hold.
     #[error(
-        "index {index} lists {media_type} {child} ({platform}), which is not in {source_name}: the registry would refuse the index (push one platform with --platform)"
+        "index {index} lists {count} manifest{plural} not in {source_name}: {missing}; the registry would refuse the index (push one platform with --platform, or an index of the platforms present with --skip-absent-platforms)",
+        plural = if *count == 1 { "" } else { "s" }
     )]
     ChildMissing {
         /// The index.
         index: Digest,
-        /// The child's media type.
-        media_type: String,
-        /// The child.
-        child: Digest,
-        /// The child's platform, or `no platform`.
-        platform: String,
+        /// How many of its entries are missing.
+        count: usize,
+        /// Each missing entry: `linux/arm64 (sha256:…)`, `attestation manifest sha256:… (…)`.
+        missing: String,
         /// SOURCE.
         source_name: String,
     },
+    /// An index rewritten by the options would list no image.
+    #[error("index {digest} in {source_name} would list no image {what}")]
+    NothingLeft {
+        /// The index.
+        digest: Digest,
+        /// SOURCE.
+        source_name: String,
+        /// What was left out.
+        what: String,
+    },
+    /// DEST names the digest of an index the options rewrite.
+    #[error("DEST names digest {want}, but the options push a new index {have} in place of it")]
+    RewrittenDigest {
+        /// DEST's digest.
+        want: Digest,
+        /// The new index's.
+        have: Digest,
+    },
+}
+
+/// What to do with BuildKit's attestation manifests (provenance, SBOM: index entries with
+/// `vnd.docker.reference.type: attestation-manifest` and platform `unknown/unknown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Attestations {
+    /// Push them with the index (the index keeps its digest).
+    #[default]
+    Keep,
+    /// Push a new index without them (a new digest), for registries that refuse them.
+    Drop,
+}
+
+/// An index pushed as a new index (new digest) because the options left entries out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The index SOURCE holds.
+    pub original: Digest,
+    /// The index pushed in its place.
+    pub digest: Digest,
+    /// What was left out, one line each (`linux/arm64 (sha256:…): not in SOURCE`).
+    pub dropped: Vec<String>,
 }
 
 /// Refuse a blob file of `layout` that resolves, through symbolic links (its own or a
@@ -251,8 +292,97 @@ pub struct RepoPlan {
     pub tags: Vec<Tag>,
     /// Top-level images pushed by digest only.
     pub untagged: Vec<Digest>,
+    /// Indexes pushed as new indexes (the options left entries out).
+    pub rewrites: Vec<Rewrite>,
+    /// Manifests of SOURCE whose `subject` is pushed here (signatures, SBOMs, attestations),
+    /// pushed with it (their documents are in [`RepoPlan::manifests`], their blobs in
+    /// [`RepoPlan::blobs`]); the registry lists them by subject (referrers API or tag schema).
+    pub referrers: Vec<Referrer>,
     seen_blobs: BTreeSet<Digest>,
     seen_docs: BTreeSet<Digest>,
+}
+
+/// A manifest that refers to another one through its `subject` (OCI 1.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    /// The manifest it refers to.
+    pub subject: Digest,
+    /// Its descriptor as a referrers index lists it: media type, digest, size, `artifactType`
+    /// (the manifest's, else its config's media type) and the manifest's annotations.
+    pub descriptor: Descriptor,
+}
+
+/// `sha256-<64 hex>`: a tag of the referrers tag schema, naming the index of the referrers of
+/// `sha256:<hex>`.
+pub fn referrers_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
+
+fn is_referrers_tag(name: &str) -> bool {
+    name.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The referrer a manifest of the layout is, when its JSON has a `subject`.
+fn as_referrer(d: &Descriptor, value: &serde_json::Value) -> Option<Referrer> {
+    let subject: Digest = value
+        .get("subject")?
+        .get("digest")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let mut descriptor = Descriptor::new(
+        value
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .unwrap_or(&d.media_type),
+        d.digest,
+        d.size,
+    );
+    descriptor.artifact_type = value
+        .get("artifactType")
+        .or_else(|| value.get("config")?.get("mediaType"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string);
+    descriptor.annotations = value
+        .get("annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    Some(Referrer {
+        subject,
+        descriptor,
+    })
+}
+
+/// The referrers `index.json` holds: entries whose manifest has a `subject`, and the manifests
+/// listed by referrers-tag-schema entries (`sha256-<hex>`: what a copy to an OCI layout that
+/// keeps referrers writes). Returns them and the positions of the entries that are only that.
+fn layout_referrers(
+    layout: &Layout,
+    entries: &[Descriptor],
+) -> (Vec<(Referrer, Descriptor)>, BTreeSet<usize>) {
+    let mut found = Vec::new();
+    let mut positions = BTreeSet::new();
+    let read = |d: &Descriptor| -> Option<serde_json::Value> {
+        let bytes = layout.read_blob(&d.digest).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    for (i, d) in entries.iter().enumerate() {
+        let Some(value) = read(d) else { continue };
+        if let Some(r) = as_referrer(d, &value) {
+            found.push((r, d.clone()));
+            positions.insert(i);
+        } else if d.annotation(REF_NAME).is_some_and(is_referrers_tag)
+            && let Ok(index) = serde_json::from_value::<Index>(value)
+        {
+            positions.insert(i);
+            for child in &index.manifests {
+                if let Some(r) = read(child).and_then(|v| as_referrer(child, &v)) {
+                    found.push((r, child.clone()));
+                }
+            }
+        }
+    }
+    (found, positions)
 }
 
 /// The whole push: what goes to each repository.
@@ -260,6 +390,9 @@ pub struct RepoPlan {
 pub struct PushPlan {
     /// The repositories, in push order.
     pub repos: Vec<RepoPlan>,
+    /// Referrers of SOURCE left out because their subject is not pushed (another image, or an
+    /// image pushed under a new digest): each referrer and its subject.
+    pub unpushed_referrers: Vec<(Digest, Digest)>,
 }
 
 /// What to push, as the options say it.
@@ -273,6 +406,11 @@ pub struct Choice<'a> {
     pub extra_tags: &'a [String],
     /// Only this platform of a multi-platform image.
     pub platform: Option<&'a str>,
+    /// An index listing manifests SOURCE does not hold is pushed as a new index of those it
+    /// holds (instead of being refused).
+    pub skip_absent: bool,
+    /// Keep or drop attestation manifests.
+    pub attestations: Attestations,
 }
 
 fn entry_name(d: &Descriptor) -> Option<&str> {
@@ -419,11 +557,23 @@ impl PushPlan {
             source_name: source.to_string(),
             source: Box::new(e),
         })?;
-        let entries: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
-        if entries.is_empty() {
+        if index.manifests.is_empty() {
             return Err(PlanError::Empty {
                 source_name: source.to_string(),
             });
+        }
+        // Referrers go with their subject, not as images of their own, unless chosen by name
+        // (`--image`), or `--all` pushes every entry under its own name, or SOURCE holds nothing
+        // else.
+        let (referrers, only_referrers) = layout_referrers(layout, &index.manifests);
+        let all: Vec<(usize, &Descriptor)> = index.manifests.iter().enumerate().collect();
+        let mut entries: Vec<(usize, &Descriptor)> = all
+            .iter()
+            .filter(|(i, _)| !only_referrers.contains(i))
+            .copied()
+            .collect();
+        if entries.is_empty() || choice.all || !choice.selectors.is_empty() {
+            entries = all;
         }
         let chosen = choose(&entries, choice.selectors, source)?;
         // Several different images chosen with --image: each goes under its own name, as with
@@ -452,16 +602,51 @@ impl PushPlan {
                     repos.len() - 1
                 }
             };
-            repos[idx].add(layout, source, dest, tag, d, choice.platform)?;
+            repos[idx].add(layout, source, dest, tag, d, choice)?;
+        }
+        for rp in &mut repos {
+            rp.add_referrers(layout, source, &referrers)?;
+        }
+        let mut unpushed_referrers = Vec::new();
+        for (r, d) in &referrers {
+            let pushed = repos.iter().any(|rp| rp.seen_docs.contains(&d.digest));
+            if !pushed && !unpushed_referrers.contains(&(d.digest, r.subject)) {
+                unpushed_referrers.push((d.digest, r.subject));
+            }
         }
         for blob in repos.iter().flat_map(|r| &r.blobs) {
             check_inside(layout, &blob.digest)?;
         }
-        Ok(PushPlan { repos })
+        Ok(PushPlan {
+            repos,
+            unpushed_referrers,
+        })
     }
 }
 
 impl RepoPlan {
+    /// Add the referrers of what this repository gets (and theirs, transitively).
+    fn add_referrers(
+        &mut self,
+        layout: &Layout,
+        source: &str,
+        referrers: &[(Referrer, Descriptor)],
+    ) -> Result<(), PlanError> {
+        loop {
+            let mut added = false;
+            for (r, d) in referrers {
+                if self.seen_docs.contains(&r.subject) && !self.seen_docs.contains(&d.digest) {
+                    walk(layout, source, self, d, 0)?;
+                    self.referrers.push(r.clone());
+                    added = true;
+                }
+            }
+            if !added {
+                return Ok(());
+            }
+        }
+    }
+
     /// Add image `d` (narrowed to `platform`), tagged `tag` or by digest only.
     fn add(
         &mut self,
@@ -470,17 +655,44 @@ impl RepoPlan {
         dest: &Reference,
         tag: Option<String>,
         d: &Descriptor,
-        platform: Option<&str>,
+        choice: Choice<'_>,
     ) -> Result<(), PlanError> {
         let narrowed;
-        let d = match platform {
+        let d = match choice.platform {
             Some(p) => {
                 narrowed = narrow(layout, source, d, p)?;
                 &narrowed
             }
             None => d,
         };
-        let top = walk(layout, source, self, d, 0)?;
+        let (bytes, value) = read_doc(layout, d)?;
+        let rewritten = rewrite(layout, source, d, &bytes, &value, choice)?;
+        let (d, top) = match rewritten {
+            Some((descriptor, new_bytes, rewrite)) => {
+                if let Some(want) = dest.digest
+                    && want == rewrite.original
+                {
+                    return Err(PlanError::RewrittenDigest {
+                        want,
+                        have: rewrite.digest,
+                    });
+                }
+                if !self.rewrites.contains(&rewrite) {
+                    self.rewrites.push(rewrite);
+                }
+                let value = serde_json::from_slice(&new_bytes).map_err(|e| PlanError::NotJson {
+                    digest: descriptor.digest,
+                    source: e,
+                })?;
+                let top = walk_doc(layout, source, self, &descriptor, new_bytes, value, 0)?;
+                (descriptor, top)
+            }
+            None => (
+                d.clone(),
+                walk_doc(layout, source, self, d, bytes, value, 0)?,
+            ),
+        };
+        let d = &d;
         match tag {
             Some(tag) => {
                 if let Some(other) = self.tags.iter().find(|t| t.tag == tag)
@@ -561,6 +773,103 @@ fn narrow(
     }
 }
 
+/// Is this index entry a BuildKit attestation manifest?
+fn is_attestation(d: &Descriptor) -> bool {
+    d.annotation(REFERENCE_TYPE) == Some(ATTESTATION_MANIFEST)
+}
+
+fn entry_label(d: &Descriptor) -> String {
+    let platform = d
+        .platform
+        .as_ref()
+        .map_or("no platform".to_string(), |p| p.to_string());
+    if is_attestation(d) {
+        format!("attestation manifest {} ({platform})", d.digest)
+    } else {
+        format!("{platform} ({})", d.digest)
+    }
+}
+
+/// The index `d` (bytes and JSON as read) as the options want it pushed: `None` when it is pushed
+/// as it is; else its new descriptor, bytes and what was left out. Entries left out: attestation
+/// manifests with [`Attestations::Drop`]; with `skip_absent`, manifests SOURCE does not hold and
+/// the attestation manifests about them. Everything else of the index (its media type,
+/// annotations, the entries kept and their order) is kept.
+fn rewrite(
+    layout: &Layout,
+    source: &str,
+    d: &Descriptor,
+    bytes: &[u8],
+    value: &serde_json::Value,
+    choice: Choice<'_>,
+) -> Result<Option<(Descriptor, Vec<u8>, Rewrite)>, PlanError> {
+    if value.get("manifests").is_none()
+        || (!choice.skip_absent && choice.attestations == Attestations::Keep)
+    {
+        return Ok(None);
+    }
+    let mut index: Index = parse_json("image index", bytes).map_err(PlanError::IndexJson)?;
+    let is_doc = |m: &Descriptor| {
+        media_types::is_index(&m.media_type) || media_types::is_manifest(&m.media_type)
+    };
+    let absent: BTreeSet<Digest> = index
+        .manifests
+        .iter()
+        .filter(|m| choice.skip_absent && is_doc(m) && !layout.has_blob(&m.digest))
+        .map(|m| m.digest)
+        .collect();
+    let mut dropped = Vec::new();
+    index.manifests.retain(|m| {
+        let why = if absent.contains(&m.digest) {
+            Some(format!("not in {source}"))
+        } else if is_attestation(m) && choice.attestations == Attestations::Drop {
+            Some("--attestations drop".to_string())
+        } else if is_attestation(m)
+            && m.annotation(REFERENCE_DIGEST)
+                .and_then(|r| r.parse::<Digest>().ok())
+                .is_some_and(|r| absent.contains(&r))
+        {
+            Some(format!("its image is not in {source}"))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                dropped.push(format!("{}: {why}", entry_label(m)));
+                false
+            }
+            None => true,
+        }
+    });
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    if !index.manifests.iter().any(|m| !is_attestation(m)) {
+        return Err(PlanError::NothingLeft {
+            digest: d.digest,
+            source_name: source.to_string(),
+            what: format!("(left out: {})", dropped.join("; ")),
+        });
+    }
+    let new_bytes = serde_json::to_vec(&index).map_err(|e| PlanError::NotJson {
+        digest: d.digest,
+        source: e,
+    })?;
+    let digest = Digest::of(&new_bytes);
+    let mut descriptor = d.clone();
+    descriptor.digest = digest;
+    descriptor.size = new_bytes.len() as u64;
+    Ok(Some((
+        descriptor,
+        new_bytes,
+        Rewrite {
+            original: d.digest,
+            digest,
+            dropped,
+        },
+    )))
+}
+
 /// Collect the blobs and documents under `d` (children first); returns `d`'s own document.
 fn walk(
     layout: &Layout,
@@ -573,6 +882,19 @@ fn walk(
         return Err(PlanError::TooDeep { digest: d.digest });
     }
     let (bytes, value) = read_doc(layout, d)?;
+    walk_doc(layout, source, rp, d, bytes, value, depth)
+}
+
+/// [`walk`] with `d`'s document already read (or made: a rewritten index).
+fn walk_doc(
+    layout: &Layout,
+    source: &str,
+    rp: &mut RepoPlan,
+    d: &Descriptor,
+    bytes: Vec<u8>,
+    value: serde_json::Value,
+    depth: usize,
+) -> Result<Doc, PlanError> {
     let own_type = value.get("mediaType").and_then(|v| v.as_str());
     let media_type = match own_type {
         Some(t) if !t.is_empty() => t.to_string(),
@@ -582,27 +904,31 @@ fn walk(
         || (media_type.is_empty() && value.get("manifests").is_some());
     if is_index {
         let idx: Index = parse_json("image index", &bytes).map_err(PlanError::IndexJson)?;
-        for child in &idx.manifests {
-            let child_is_doc = media_types::is_index(&child.media_type)
+        let is_doc = |child: &Descriptor| {
+            media_types::is_index(&child.media_type)
                 || media_types::is_manifest(&child.media_type)
-                || child.media_type.ends_with("+json") && layout.has_blob(&child.digest);
-            if !child_is_doc {
+                || child.media_type.ends_with("+json") && layout.has_blob(&child.digest)
+        };
+        let missing: Vec<String> = idx
+            .manifests
+            .iter()
+            .filter(|c| is_doc(c) && !layout.has_blob(&c.digest))
+            .map(entry_label)
+            .collect();
+        if !missing.is_empty() {
+            return Err(PlanError::ChildMissing {
+                index: d.digest,
+                count: missing.len(),
+                missing: missing.join(", "),
+                source_name: source.to_string(),
+            });
+        }
+        for child in &idx.manifests {
+            if is_doc(child) {
+                walk(layout, source, rp, child, depth + 1)?;
+            } else {
                 add_blob(rp, child);
-                continue;
             }
-            if !layout.has_blob(&child.digest) {
-                return Err(PlanError::ChildMissing {
-                    index: d.digest,
-                    media_type: child.media_type.clone(),
-                    child: child.digest,
-                    platform: child
-                        .platform
-                        .as_ref()
-                        .map_or("no platform".to_string(), |p| p.to_string()),
-                    source_name: source.to_string(),
-                });
-            }
-            walk(layout, source, rp, child, depth + 1)?;
         }
     } else {
         let m: Manifest =
@@ -676,6 +1002,102 @@ mod tests {
             Err(PlanError::NoSuchImage { .. })
         ));
         assert!(matches!(positions(&["@x"]), Err(PlanError::BadSelector(_))));
+    }
+
+    #[test]
+    fn referrers_tags() {
+        let d = Digest::of(b"image");
+        let tag = referrers_tag(&d);
+        assert_eq!(tag, format!("sha256-{}", d.hex()));
+        assert!(is_referrers_tag(&tag));
+        assert!(!is_referrers_tag("sha256-abc"));
+        assert!(!is_referrers_tag(&format!("{tag}.meta")));
+        assert!(!is_referrers_tag("latest"));
+    }
+
+    /// An index of amd64 (present), arm64 (absent) and an attestation manifest for each (amd64's
+    /// present, arm64's absent), with an annotation of its own.
+    fn partial_index(layout: &Layout) -> (Descriptor, Vec<u8>, [Digest; 4]) {
+        let amd64 = layout.write_blob(b"amd64 manifest").unwrap();
+        let att_amd64 = layout.write_blob(b"amd64 attestation").unwrap();
+        let arm64 = Digest::of(b"arm64 manifest");
+        let att_arm64 = Digest::of(b"arm64 attestation");
+        let entry = |d: &Digest, arch: &str, about: Option<&Digest>| {
+            let mut v = serde_json::json!({
+                "mediaType": media_types::OCI_MANIFEST,
+                "digest": d.to_string(),
+                "size": 1,
+                "platform": {"os": if about.is_some() { "unknown" } else { "linux" }, "architecture": arch},
+            });
+            if let Some(about) = about {
+                v["annotations"] = serde_json::json!({
+                    REFERENCE_TYPE: ATTESTATION_MANIFEST,
+                    REFERENCE_DIGEST: about.to_string(),
+                });
+            }
+            v
+        };
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_INDEX,
+            "manifests": [
+                entry(&amd64, "amd64", None),
+                entry(&arm64, "arm64", None),
+                entry(&att_amd64, "unknown", Some(&amd64)),
+                entry(&att_arm64, "unknown", Some(&arm64)),
+            ],
+            "annotations": {"org.opencontainers.image.created": "2026-12-06T00:00:00Z"},
+        });
+        let bytes = serde_json::to_vec(&index).unwrap();
+        let digest = layout.write_blob(&bytes).unwrap();
+        let d = Descriptor::new(media_types::OCI_INDEX, digest, bytes.len() as u64);
+        (d, bytes, [amd64, arm64, att_amd64, att_arm64])
+    }
+
+    #[test]
+    fn rewrites_leave_out_what_the_options_say_and_keep_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path().join("oci")).unwrap();
+        let (d, bytes, [amd64, arm64, att_amd64, _]) = partial_index(&layout);
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let choice = |skip_absent, attestations| Choice {
+            selectors: &[],
+            all: false,
+            extra_tags: &[],
+            platform: None,
+            skip_absent,
+            attestations,
+        };
+        let kept = |skip, att| -> Option<(Vec<Digest>, Rewrite, serde_json::Value)> {
+            let (desc, new, rw) =
+                rewrite(&layout, "src", &d, &bytes, &value, choice(skip, att)).unwrap()?;
+            assert_eq!(desc.digest, Digest::of(&new));
+            assert_eq!(rw.original, d.digest);
+            assert_eq!(rw.digest, desc.digest);
+            let v: serde_json::Value = serde_json::from_slice(&new).unwrap();
+            let index: Index = serde_json::from_slice(&new).unwrap();
+            Some((index.manifests.iter().map(|m| m.digest).collect(), rw, v))
+        };
+        assert!(
+            kept(false, Attestations::Keep).is_none(),
+            "no option: as it is"
+        );
+        let (digests, rw, v) = kept(true, Attestations::Keep).unwrap();
+        assert_eq!(digests, [amd64, att_amd64]);
+        assert_eq!(rw.dropped.len(), 2, "{:?}", rw.dropped);
+        assert_eq!(v["mediaType"], media_types::OCI_INDEX);
+        assert_eq!(
+            v["annotations"]["org.opencontainers.image.created"],
+            "2026-12-06T00:00:00Z"
+        );
+        let (digests, _, _) = kept(true, Attestations::Drop).unwrap();
+        assert_eq!(digests, [amd64]);
+        let (digests, _, _) = kept(false, Attestations::Drop).unwrap();
+        assert_eq!(
+            digests,
+            [amd64, arm64],
+            "drop alone leaves the absent platform listed"
+        );
     }
 
     #[test]

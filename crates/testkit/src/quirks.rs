@@ -54,6 +54,16 @@ pub enum Quirk {
     /// zot without its Docker compatibility (`http.compat: ["docker2s2"]`): Docker schema 2
     /// manifests and manifest lists are refused with `400 MANIFEST_INVALID`.
     RefuseDocker,
+    /// A registry that does not take BuildKit's attestation manifests: a manifest `PUT` whose
+    /// layers are in-toto statements (`application/vnd.in-toto+json`), or an index `PUT` that
+    /// lists an attestation manifest (`vnd.docker.reference.type: attestation-manifest`), gets
+    /// `400 MANIFEST_INVALID`.
+    RefuseAttestations,
+    /// A registry with the OCI 1.1 referrers API (zot and Harbor 2.8+ have one): the proxy
+    /// notes every manifest `PUT` whose JSON has a `subject`, and answers
+    /// `GET /v2/<name>/referrers/<digest>` itself with an image index of those manifests (the
+    /// registry behind, distribution 2.8, has no such API).
+    ReferrersApi,
     /// Artifactory 6: a blob sent in the `PUT` that closes an upload is refused with
     /// `404 BLOB_UNKNOWN`; only `PATCH`es carry blob bytes.
     MonolithicPutRefused,
@@ -118,6 +128,8 @@ struct State {
     fired: Vec<AtomicUsize>,
     /// The registry's last Bearer challenge (realm and service), for `MountInsufficientScope`.
     challenge: Mutex<Option<String>>,
+    /// `ReferrersApi`: (repository, subject digest) → descriptors of the manifests `PUT` with it.
+    referrers: Mutex<HashMap<(String, String), Vec<serde_json::Value>>>,
 }
 
 /// The registry at `upstream` behind a proxy with these quirks; stops on drop.
@@ -140,6 +152,7 @@ impl QuirkProxy {
             quirks,
             sessions: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
+            referrers: Mutex::new(HashMap::new()),
         });
         let proxy = FaultProxy::with_exchange(upstream, |_| Fault::Pass, state.clone());
         QuirkProxy { proxy, state }
@@ -203,6 +216,46 @@ fn docker_child(index: &[u8]) -> Option<String> {
         let t = m["mediaType"].as_str()?;
         (t != OCI_MANIFEST && t != OCI_INDEX).then(|| t.to_string())
     })
+}
+
+/// A manifest with a `subject`: the subject's digest and the manifest's descriptor as a
+/// referrers index lists it.
+fn referrer_of(body: &[u8]) -> Option<(String, serde_json::Value)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let subject = v["subject"]["digest"].as_str()?.to_string();
+    let hash = ring::digest::digest(&ring::digest::SHA256, body);
+    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let mut d = serde_json::json!({
+        "mediaType": v["mediaType"],
+        "digest": format!("sha256:{hex}"),
+        "size": body.len(),
+    });
+    if let Some(t) = v["artifactType"]
+        .as_str()
+        .or(v["config"]["mediaType"].as_str())
+    {
+        d["artifactType"] = t.into();
+    }
+    if v["annotations"].is_object() {
+        d["annotations"] = v["annotations"].clone();
+    }
+    Some((subject, d))
+}
+
+/// An attestation manifest (in-toto layers), or an index that lists one.
+fn is_attestation_doc(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let in_toto = v["layers"].as_array().is_some_and(|ls| {
+        ls.iter()
+            .any(|l| l["mediaType"] == "application/vnd.in-toto+json")
+    });
+    let lists_one = v["manifests"].as_array().is_some_and(|ms| {
+        ms.iter()
+            .any(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+    });
+    in_toto || lists_one
 }
 
 fn is_blob_target(target: &str) -> bool {
@@ -453,6 +506,54 @@ impl Exchange for State {
                             "manifest invalid; map[description:During upload, manifests undergo several checks ensuring validity. If those checks fail, this error MAY be returned, unless a more specific error is included. The detail will contain information the failed validation. mediaType:{media_type}]"
                         ),
                     ));
+                }
+                Quirk::RefuseAttestations
+                    if req.method == "PUT"
+                        && manifest_target(&req.target).is_some()
+                        && is_attestation_doc(&req.body) =>
+                {
+                    self.fire(q);
+                    return Before::Answer(Answer::error(
+                        400,
+                        "MANIFEST_INVALID",
+                        "manifest invalid: attestation manifests are not supported",
+                    ));
+                }
+                Quirk::ReferrersApi => {
+                    let path = req.target.split('?').next().unwrap_or_default();
+                    if req.method == "GET"
+                        && let Some(rest) = path.strip_prefix("/v2/")
+                        && let Some((name, subject)) = rest.split_once("/referrers/")
+                    {
+                        self.fire(q);
+                        let listed = self
+                            .referrers
+                            .lock()
+                            .unwrap()
+                            .get(&(name.to_string(), subject.to_string()))
+                            .cloned()
+                            .unwrap_or_default();
+                        let body = serde_json::json!({
+                            "schemaVersion": 2,
+                            "mediaType": OCI_INDEX,
+                            "manifests": listed,
+                        });
+                        return Before::Answer(Answer {
+                            status: 200,
+                            headers: vec![("Content-Type".into(), OCI_INDEX.into())],
+                            body: body.to_string().into_bytes(),
+                        });
+                    }
+                    if req.method == "PUT"
+                        && let Some(name) = manifest_target(&req.target)
+                        && let Some((subject, descriptor)) = referrer_of(&req.body)
+                    {
+                        let mut all = self.referrers.lock().unwrap();
+                        let list = all.entry((name.to_string(), subject)).or_default();
+                        if !list.contains(&descriptor) {
+                            list.push(descriptor);
+                        }
+                    }
                 }
                 Quirk::MonolithicPutRefused
                     if req.method == "PUT"

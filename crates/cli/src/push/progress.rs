@@ -36,6 +36,33 @@ impl Observer for Output {
                 // The `result` event lists it.
                 return;
             }
+            Event::NewIndex {
+                original,
+                digest,
+                dropped,
+                ..
+            } => self.notice(&format!(
+                "pushing a new index {digest} in place of {original} (a new digest), without: {}",
+                dropped.join("; ")
+            )),
+            Event::Referrers {
+                subject,
+                referrers,
+                tag,
+                ..
+            } => self.notice(&match tag {
+                Some(tag) => format!(
+                    "pushed {} referrer(s) of {subject}, listed under the tag {tag} (the registry has no referrers API)",
+                    referrers.len()
+                ),
+                None => format!(
+                    "pushed {} referrer(s) of {subject}, listed by the registry's referrers API",
+                    referrers.len()
+                ),
+            }),
+            Event::ReferrerLeftOut { referrer, subject } => self.notice(&format!(
+                "not pushing {referrer}, a referrer of {subject}: that manifest is not pushed (another image, or an archive's image whose layers are compressed on the way, which gives it a new digest: --compression none keeps it)"
+            )),
             Event::Blob {
                 action: BlobAction::WouldUpload,
                 digest,

@@ -17,6 +17,7 @@
 mod blob;
 mod http;
 mod manifest;
+mod referrers;
 mod retrying;
 mod source;
 mod stream;
