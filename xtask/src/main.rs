@@ -1,7 +1,8 @@
 //! `cargo xtask`: the one entry point for development tasks (see docs/development.md).
 //!
 //! ```text
-//! cargo xtask test [CARGO TEST ARGS…]   install test tools, generate fixtures, cargo test --workspace
+//! cargo xtask test [CARGO TEST ARGS…]   install test tools, lint, generate fixtures, cargo test --workspace
+//! cargo xtask lint                      module import cycles and functions over 120 lines in crates/*/src
 //! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
 //! cargo xtask fuzz [--minutes N] [...]  build and run the cargo-fuzz targets in fuzz/ (nightly)
 //! cargo xtask bench [--quick] [...]     unpack vs tar -xf, convert and push vs skopeo, ~300 MB image
@@ -20,6 +21,7 @@ mod big_layer;
 mod dist;
 mod fixtures;
 mod fuzz;
+mod lint;
 mod man;
 mod measure;
 mod registry;
@@ -33,8 +35,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, `cargo doc`, then
-                      `cargo test --workspace --locked ARGS…`
+  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask lint`, `cargo xtask fixtures`,
+                      `cargo doc`, then `cargo test --workspace --locked ARGS…`
+  lint                import cycles between the modules of a crate and functions over 120 lines
+                      in crates/*/src, one `file:line: …` each
   fixtures [--force]  generate test archives with real tools into target/fixtures/
   fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]
                       build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "test" => test::run(rest),
+        "lint" => lint::run(rest),
         "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
         "fuzz" => fuzz::run(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::run(rest),
