@@ -53,7 +53,11 @@ pub fn check_workspace(root: &Path) -> Result<Vec<String>> {
         let shown: Vec<(String, String)> = files
             .into_iter()
             .map(|(path, text)| {
-                let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
                 (rel, text)
             })
             .collect();
@@ -140,7 +144,10 @@ fn blank(text: &str) -> String {
     };
     while i < b.len() {
         if b[i..].starts_with(b"//") {
-            let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |p| i + p);
             wipe(&mut out, i, end);
             i = end;
         } else if b[i..].starts_with(b"/*") {
@@ -547,12 +554,18 @@ fn expand_use_with_alias(tree: &str) -> Vec<(Vec<String>, String)> {
     }
     let (path, alias) = match tree.split_once(" as ") {
         Some((p, a)) => (p.trim(), a.trim().to_string()),
-        None => (tree, tree.rsplit("::").next().unwrap_or(tree).trim().to_string()),
+        None => (
+            tree,
+            tree.rsplit("::").next().unwrap_or(tree).trim().to_string(),
+        ),
     };
     if path.is_empty() || alias == "*" || alias == "self" {
         return out;
     }
-    out.push((path.split("::").map(|s| s.trim().to_string()).collect(), alias));
+    out.push((
+        path.split("::").map(|s| s.trim().to_string()).collect(),
+        alias,
+    ));
     out
 }
 
@@ -619,7 +632,13 @@ fn cycles(modules: &[Module]) -> Vec<String> {
         .iter()
         .map(|m| (m.path.as_str(), m.file.as_str()))
         .collect();
-    let show = |p: &str| if p.is_empty() { "crate".to_string() } else { p.to_string() };
+    let show = |p: &str| {
+        if p.is_empty() {
+            "crate".to_string()
+        } else {
+            p.to_string()
+        }
+    };
     // Each strongly connected set of modules once, shown as one cycle through it.
     let mut findings = Vec::new();
     let mut reported: BTreeSet<BTreeSet<String>> = BTreeSet::new();
@@ -697,7 +716,10 @@ mod tests {
         let found = check_crate(&files(&[
             ("lib.rs", "mod a;\nmod b;\npub use a::A;\n"),
             ("a.rs", "use crate::b::B;\npub struct A;\n"),
-            ("b.rs", "// use crate::a::A; in a comment is nothing\nfn f() { let _ = \"crate::a\"; }\n"),
+            (
+                "b.rs",
+                "// use crate::a::A; in a comment is nothing\nfn f() { let _ = \"crate::a\"; }\n",
+            ),
         ]));
         assert!(found.is_empty(), "{found:?}");
         let found = check_crate(&files(&[
@@ -707,27 +729,42 @@ mod tests {
         ]));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("module cycle a -> b -> a"), "{found:?}");
-        assert!(found[0].contains("crates/x/src/b.rs:3: uses a"), "{found:?}");
+        assert!(
+            found[0].contains("crates/x/src/b.rs:3: uses a"),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn cycles_through_a_third_module_and_the_root_are_found() {
         let found = check_crate(&files(&[
-            ("lib.rs", "mod a;\nmod b;\nmod c;\npub struct Hook;\nfn g() { a::f() }\n"),
+            (
+                "lib.rs",
+                "mod a;\nmod b;\nmod c;\npub struct Hook;\nfn g() { a::f() }\n",
+            ),
             ("a.rs", "use crate::{b::{self, B}};\n"),
             ("b.rs", "use crate::c::C;\n"),
             ("c.rs", "use crate::Hook;\n"),
         ]));
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("module cycle crate -> a -> b -> c -> crate"), "{found:?}");
+        assert!(
+            found[0].contains("module cycle crate -> a -> b -> c -> crate"),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn test_modules_and_strings_are_not_imports() {
         let found = check_crate(&files(&[
             ("lib.rs", "mod a;\nmod b;\n"),
-            ("a.rs", "use crate::b::B;\nconst S: &str = r#\"crate::b\"#;\nconst C: char = '{';\n"),
-            ("b.rs", "pub struct B;\n#[cfg(test)]\nmod tests {\n    use crate::a::*;\n}\n"),
+            (
+                "a.rs",
+                "use crate::b::B;\nconst S: &str = r#\"crate::b\"#;\nconst C: char = '{';\n",
+            ),
+            (
+                "b.rs",
+                "pub struct B;\n#[cfg(test)]\nmod tests {\n    use crate::a::*;\n}\n",
+            ),
         ]));
         assert!(found.is_empty(), "{found:?}");
     }

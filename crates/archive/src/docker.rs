@@ -2,9 +2,9 @@
 //! skopeo docker-archives, kaniko/ggcr tarballs): configs copied byte for byte, layers stored as they
 //! are and checked against the config's diff_ids, one OCI manifest generated per image.
 
-use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
+use crate::model::{BlobOrigin, Defect, ImageInfo, LayerInfo, ManifestInfo};
 use crate::oci::platform_of;
-use crate::plan::BlobOrigin;
+use crate::paths::digest_in_name;
 use crate::scan::Scan;
 use layerlift_layers::Compression;
 use layerlift_manifest::{
@@ -279,36 +279,4 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
     });
     img.descriptor = descriptor;
     img
-}
-
-/// The digest a file name states: `<hex>`, `<hex>.json`, `<hex>.tar[.gz]`, `sha256:<hex>`,
-/// `blobs/sha256/<hex>`. Legacy `<v1id>/layer.tar` names state none (v1 ids are not digests).
-pub(crate) fn digest_in_name(path: &str) -> Option<Digest> {
-    let name = path.rsplit('/').next()?;
-    let name = name.strip_prefix("sha256:").unwrap_or(name);
-    let hex = name.get(..64)?;
-    let rest = &name[64..];
-    if !(rest.is_empty() || rest.starts_with('.')) {
-        return None;
-    }
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    Digest::from_hex(&hex.to_ascii_lowercase()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_in_names() {
-        let hex = "75ae28a28d5e0d3d1e1d7e8ee2ef8db0b3cb26e5b6a27f3b4c1f3c0e0c0e0c0e";
-        assert!(digest_in_name(&format!("{hex}.json")).is_some());
-        assert!(digest_in_name(&format!("sha256:{hex}")).is_some());
-        assert!(digest_in_name(&format!("blobs/sha256/{hex}")).is_some());
-        assert!(digest_in_name(&format!("{hex}.tar.gz")).is_some());
-        assert!(digest_in_name(&format!("{hex}/layer.tar")).is_none());
-        assert!(digest_in_name("repositories").is_none());
-    }
 }

@@ -2,8 +2,7 @@
 //! directory, Docker 25+ and containerd-store saves) and the `dir:` transport's manifest. Every blob
 //! is checked against its descriptor's digest and size; image layers against the config's diff_ids.
 
-use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
-use crate::plan::BlobOrigin;
+use crate::model::{BlobOrigin, Defect, ImageInfo, LayerInfo, ManifestInfo};
 use crate::scan::{FileEntry, Scan};
 use layerlift_layers::Compression;
 use layerlift_manifest::{

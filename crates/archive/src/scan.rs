@@ -6,8 +6,8 @@
 
 use crate::error::ArchiveError;
 use crate::growing::{Feed, Watched};
+use crate::hooks::{BlobHook, PublishedBlob};
 use crate::paths::{self, Link};
-use crate::{BlobHook, PublishedBlob};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
@@ -282,7 +282,7 @@ impl Scan {
             head == 512 && (&buf[257..262] == b"ustar" || buf[..512].iter().all(|b| *b == 0));
         // A layer the registry has, named by its diff_id: only hashed (checked at the end).
         let named = (looks_tar && compression == Compression::None)
-            .then(|| crate::docker::digest_in_name(&path))
+            .then(|| paths::digest_in_name(&path))
             .flatten()
             .and_then(|d| self.reuse.by_diff_id.get(&d).map(|r| (d, *r)));
         let mut streamed = false;

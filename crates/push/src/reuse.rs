@@ -24,8 +24,8 @@
 //! A blob that does not match fails the push (and its cache entry is removed).
 
 use crate::cache::{Cache, Key};
+use layerlift_archive::CatalogLayer;
 use layerlift_archive::ReusedEntry;
-use layerlift_archive::catalog::CatalogLayer;
 use layerlift_layers::Compression;
 use layerlift_manifest::convert::layer_compression_label;
 use layerlift_manifest::{

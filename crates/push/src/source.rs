@@ -10,7 +10,7 @@ use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
 use crate::upload::{Pool, Uploader, lock};
-use layerlift_archive::catalog::CatalogLayer;
+use layerlift_archive::CatalogLayer;
 use layerlift_archive::{ArchiveInfo, Input, LayerInfo};
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
@@ -115,8 +115,8 @@ impl<'a> Opener<'a> {
         });
         let input = Input::from_arg(self.source);
         // What the archive's metadata says, when it can be read without reading the layers.
-        let contents = layerlift_archive::catalog::contents(&input)
-            .map_err(|e| self.archive_error(&input, e))?;
+        let contents =
+            layerlift_archive::read_catalog(&input).map_err(|e| self.archive_error(&input, e))?;
         let reuse = if self.options.verify_all {
             ReusePlan::default()
         } else {
