@@ -242,6 +242,12 @@ impl Client {
         }
     }
 
+    /// Whether `url` is on the registry's own origin (scheme, host, port): the only place its
+    /// credentials go.
+    pub(super) fn on_registry_origin(&self, url: &Url) -> bool {
+        same_origin(url, &self.base())
+    }
+
     /// One HTTP exchange, following redirects. `auth` (the `Authorization` value) goes only to
     /// the request's own origin: a redirect to another scheme, host or port drops it for that hop
     /// and every later one. A 303, and a 301 or 302 answering a POST, continue as a GET without
