@@ -2,7 +2,7 @@
 //!
 //! - [`Registry`]: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 with a free port and
 //!   fresh storage, anonymous, htpasswd Basic, or token auth, optionally behind TLS with a
-//!   generated CA; killed on drop.
+//!   generated CA; killed on drop. [`mutual_tls_registry`]: one that requires a client certificate.
 //! - [`TokenServer`]: a small token server signing ES256 JWTs the registry trusts.
 //! - [`FaultProxy`]: a loopback HTTP proxy that drops connections, injects 5xx/429, stalls and
 //!   redirects, to test retries and resume.
@@ -21,7 +21,9 @@ mod token;
 
 pub use proxy::{Answer, Before, Exchange, Fault, FaultProxy, Message, ProxyLog, RequestInfo};
 pub use quirks::{BODY_TOO_LARGE, GAR_UPLOADS, PART_TOO_SMALL, Quirk, QuirkProxy};
-pub use registry::{Auth, Registry, RegistryOptions, TlsFiles, registry_binary};
+pub use registry::{
+    Auth, MutualTls, Registry, RegistryOptions, TlsFiles, mutual_tls_registry, registry_binary,
+};
 pub use token::{TokenRequest, TokenServer};
 
 /// Reserve a free TCP port on 127.0.0.1 (the listener is closed again; a small race remains).
