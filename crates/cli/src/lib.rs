@@ -11,4 +11,5 @@ pub mod check;
 pub mod convert;
 pub mod exit;
 pub mod push;
+mod shared;
 pub mod unpack;
