@@ -63,7 +63,8 @@ pub use model::{
 pub use paths::PathError;
 pub use plan::{commit, label, select};
 pub use scan::{
-    MAX_ENTRIES, MAX_HEADER_BYTES, MAX_LINKS, Reuse, ReusedEntry, Scan, ScanSettings, scan_tar,
+    MAX_ENTRIES, MAX_HEADER_BYTES, MAX_LINKS, Replacement, Reuse, ReusedEntry, Scan, ScanSettings,
+    scan_tar,
 };
 pub use verify::{Verification, verify_layout};
 

@@ -70,8 +70,8 @@ pub struct Reuse {
     /// For input that cannot be walked ahead (a pipe): an uncompressed layer entry whose name
     /// states its digest (`blobs/sha256/<hex>`, `<hex>.tar`) and whose digest is a key here is only
     /// hashed, not compressed or staged; if its content matches its name, the registry's blob
-    /// (digest, size, compression) stands in for it, otherwise the read fails.
-    pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression)>,
+    /// stands in for it, otherwise the read fails.
+    pub by_diff_id: BTreeMap<Digest, Replacement>,
 }
 
 impl Reuse {
@@ -92,8 +92,32 @@ pub struct ReusedEntry {
     /// The uncompressed digest the image config gives the layer.
     pub diff_id: Digest,
     /// For an uncompressed entry that would be compressed on the way: the blob the registry has
-    /// in its place (digest, size, compression).
-    pub replacement: Option<(Digest, u64, Compression)>,
+    /// in its place.
+    pub replacement: Option<Replacement>,
+}
+
+/// The compressed blob the destination registry holds for an uncompressed layer entry: the
+/// layout's manifest names it instead of a compressed copy of the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replacement {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// How the blob is compressed.
+    pub compression: Compression,
+}
+
+impl From<Replacement> for Encoded {
+    /// A replacement as the compressed copy of its entry, with nothing staged.
+    fn from(r: Replacement) -> Self {
+        Encoded {
+            digest: r.digest,
+            size: r.size,
+            compression: r.compression,
+            staged: None,
+        }
+    }
 }
 
 /// An entry compressed while it streamed past: what is staged in its place.
@@ -206,15 +230,7 @@ impl Scan {
     fn add_reused(&mut self, path: String, size: u64, r: &ReusedEntry) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
         let (uncompressed, encoded) = match (r.compression, r.replacement) {
-            (Compression::None, Some((digest, size, compression))) => (
-                None,
-                Some(Encoded {
-                    digest,
-                    size,
-                    compression,
-                    staged: None,
-                }),
-            ),
+            (Compression::None, Some(replacement)) => (None, Some(replacement.into())),
             (Compression::None, None) => (None, None),
             // The uncompressed size is unknown without reading; it is only ever shown.
             (_, _) => (Some(Ok((r.diff_id, 0))), None),
@@ -281,12 +297,7 @@ impl Scan {
                     why: format!("its content is {digest}, not the {stated} its name states"),
                 });
             }
-            encoded = Some(Encoded {
-                digest: replacement.0,
-                size: replacement.1,
-                compression: replacement.2,
-                staged: None,
-            });
+            encoded = Some(replacement.into());
         }
         let uncompressed = taps.uncompressed();
         if let (Some(hook), Some(layout)) = (&self.on_blob, layout) {

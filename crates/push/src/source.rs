@@ -136,7 +136,7 @@ impl<'a> Opener<'a> {
             reuse
                 .by_diff_id
                 .values()
-                .map(|(d, _, _, r)| (*d, r.clone())),
+                .map(|h| (h.blob.digest, h.repository.clone())),
         );
         // Only blobs of the image that is pushed go up early: with image selectors or a platform,
         // which layers those are is known only once the archive's metadata (written last) is
@@ -170,7 +170,7 @@ impl<'a> Opener<'a> {
                 by_diff_id: reuse
                     .by_diff_id
                     .iter()
-                    .map(|(id, (d, size, c, _))| (*id, (*d, *size, *c)))
+                    .map(|(id, held)| (*id, held.blob))
                     .collect(),
             },
             scratch: true,
@@ -343,15 +343,15 @@ fn unconfirmed_layers(
         let hashed_only = layer
             .diff_id
             .and_then(|id| Some((id, reuse.by_diff_id.get(&id)?)));
-        if let Some((diff_id, (d, _, compression, repository))) = hashed_only
-            && *d == layer.descriptor.digest
+        if let Some((diff_id, held)) = hashed_only
+            && held.blob.digest == layer.descriptor.digest
         {
-            if Unconfirmed::needed(Origin::Registry, repository, dest_repository) {
+            if Unconfirmed::needed(Origin::Registry, &held.repository, dest_repository) {
                 todo.push(Unconfirmed {
                     diff_id,
-                    digest: *d,
-                    compression: *compression,
-                    repository: repository.clone(),
+                    digest: held.blob.digest,
+                    compression: held.blob.compression,
+                    repository: held.repository.clone(),
                     origin: Origin::Registry,
                     uncompressed_size: layer.uncompressed_size,
                 });
@@ -390,17 +390,17 @@ fn report_layers(
 ) {
     for (path, layer) in layers_read(info) {
         let hashed_only = layer.diff_id.and_then(|id| reuse.by_diff_id.get(&id));
-        if let Some((d, size, _, repository)) = hashed_only
-            && *d == layer.descriptor.digest
+        if let Some(held) = hashed_only
+            && held.blob.digest == layer.descriptor.digest
         {
             // Read and checked against its name (the diff_id), not compressed: the registry's blob.
             observer.event(&Event::Layer {
-                digest: *d,
-                size: *size,
+                digest: held.blob.digest,
+                size: held.blob.size,
                 diff_id: layer.diff_id,
                 verified: true,
                 source: LayerSource::Registry,
-                repository: Some(repository.clone()),
+                repository: Some(held.repository.clone()),
             });
             continue;
         }
