@@ -195,7 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 dry_run: None,
                 images: None,
                 error: Some(crate::exit::one_line(e.as_ref())),
-                registry_code: registry.and_then(|r| r.code()).map(str::to_string),
+                registry_code: registry.and_then(|r| r.code()).map(|c| c.to_string()),
                 registry_message: registry
                     .and_then(|r| r.registry_message())
                     .map(str::to_string),

@@ -4,7 +4,7 @@
 use super::Client;
 use super::http::{Req, Resp, resolve_location, status_error};
 use crate::auth::Scope;
-use crate::error::{Error, display_url};
+use crate::error::{Error, ErrorCode, display_url};
 use layerlift_manifest::Digest;
 use std::io::Read;
 use url::Url;
@@ -63,7 +63,8 @@ impl Client {
         url.query_pairs_mut().append_pair("n", "1");
         match self.retrying(None, |_| self.send(&Req::new("GET", url.clone()))) {
             Ok(resp) => {
-                resp.status == 404 && status_error("GET", &resp).code() == Some("NAME_UNKNOWN")
+                resp.status == 404
+                    && status_error("GET", &resp).code() == Some(&ErrorCode::NameUnknown)
             }
             Err(_) => false,
         }

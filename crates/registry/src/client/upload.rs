@@ -5,7 +5,7 @@
 use super::Client;
 use super::http::{NO_ANSWER, Req, ReqBody, Resp, resolve_location, status_error};
 use super::source::BlobSource;
-use crate::error::{Error, RegistryErrorBody, display_url};
+use crate::error::{Error, ErrorCode, RegistryErrorBody, display_url};
 use layerlift_manifest::Digest;
 use std::time::Duration;
 use url::Url;
@@ -159,7 +159,7 @@ pub(super) fn monolithic_refused(e: &Error) -> bool {
             method: "PUT",
             status: 404,
             ..
-        } => e.code() == Some("BLOB_UNKNOWN"),
+        } => e.code() == Some(&ErrorCode::BlobUnknown),
         _ => false,
     }
 }
@@ -230,7 +230,7 @@ impl Client {
         let resp = self.send(&Req::new("POST", url))?;
         if resp.status != 202 {
             let e = status_error("POST", &resp);
-            if resp.status == 404 && e.code() == Some("NAME_UNKNOWN") {
+            if resp.status == 404 && e.code() == Some(&ErrorCode::NameUnknown) {
                 return Err(self.repository_missing(repo, e));
             }
             return Err(e);
@@ -373,7 +373,7 @@ impl Client {
             let e = status_error("PUT", &resp);
             // Not the session but the blob unknown: the registry does not take a blob in the
             // `PUT` (Artifactory 6); `upload_blob` sends it in chunks instead.
-            if e.code() == Some("BLOB_UNKNOWN") {
+            if e.code() == Some(&ErrorCode::BlobUnknown) {
                 return Err(e);
             }
             return Err(session_lost("PUT", &resp));
