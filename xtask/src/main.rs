@@ -51,7 +51,7 @@ tasks:
                       `skopeo copy` to a local docker-registry (cold, and re-pushes), with peak RSS
   big-layer [--size BYTES] [--no-build]
                       one incompressible layer (default 4 GiB) unpacked, converted and pushed to a
-                      local docker-registry; peak RSS and disk use against the issues' bounds
+                      local docker-registry; peak RSS and disk use against the bounds in docs/benchmarks.md
   man [DIR]           man pages for layerlift and each of its commands (clap_mangen) into DIR
                       (target/man)
   dist [--debug]      release archive for this target: the four binaries, man pages, bash/zsh/fish

@@ -24,7 +24,8 @@
 //! the layout may end up holding layers no image uses (of images not chosen, or of a failed read),
 //! which suits push's temporary layout and nothing else. With [`BlobHook::streaming`], a large
 //! uncompressed layer is also handed over when its compression starts, as a [`GrowingBlob`] that
-//! reads the compressed bytes as they reach the layout: push uploads it while it is compressed.
+//! reads the compressed bytes as they reach the layout: push uploads it while it is compressed
+//! (docs/architecture.md, "Uploads overlap reading", describes push's side).
 
 #![warn(missing_docs)]
 

@@ -2,7 +2,8 @@
 //! into a temporary layout ([`TempDir`]) in one pass, leaving out the layers the registry already
 //! has ([`crate::reuse`]). When the push goes to DEST's repository alone (no `all`, image
 //! selectors, `platform` or `dry_run`), upload workers start first and each layer goes up as soon
-//! as it is in the temporary layout, while the reader carries on with the next one.
+//! as it is in the temporary layout, while the reader carries on with the next one (see
+//! docs/architecture.md, "Uploads overlap reading").
 
 use crate::Options;
 use crate::cache::{self, Cache};
