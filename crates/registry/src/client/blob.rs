@@ -72,7 +72,7 @@ impl Client {
 
     /// Try to mount `digest` from `from` into `repo`. Any answer but `201`, and any failure that
     /// retries do not mend, reads as "not mounted"; a `201` counts as far as it names the blob
-    /// ([`Client::mounted`]).
+    /// (`mounted`).
     pub fn mount_blob(
         &self,
         repo: &str,
