@@ -288,7 +288,12 @@ impl Scan {
         self.copy(
             reader, &mut buf, head.len, &mut sink, &mut taps, layout, &path,
         )?;
-        let (digest, size, mut staged, mut encoded) = sink.finish()?;
+        let Stored {
+            digest,
+            size,
+            mut staged,
+            mut encoded,
+        } = sink.finish()?;
         let reused = named.is_some();
         if let Some((stated, replacement)) = named {
             if digest != stated {
@@ -567,15 +572,25 @@ impl Sink {
 
     /// Digest and size of the bytes; the staged blob (as they are, or compressed).
     #[allow(clippy::type_complexity)]
-    fn finish(self) -> Result<(Digest, u64, Option<StagedBlob>, Option<Encoded>), ArchiveError> {
+    fn finish(self) -> Result<Stored, ArchiveError> {
         Ok(match self {
             Sink::Stage(w) => {
                 let staged = w.finish()?;
-                (staged.digest(), staged.size(), Some(staged), None)
+                Stored {
+                    digest: staged.digest(),
+                    size: staged.size(),
+                    staged: Some(staged),
+                    encoded: None,
+                }
             }
             Sink::Hash(w) => {
                 let (digest, size, _) = w.finish();
-                (digest, size, None, None)
+                Stored {
+                    digest,
+                    size,
+                    staged: None,
+                    encoded: None,
+                }
             }
             Sink::Encode {
                 raw,
@@ -600,10 +615,24 @@ impl Sink {
                     compression,
                     staged: Some(staged),
                 };
-                (digest, size, None, Some(encoded))
+                Stored {
+                    digest,
+                    size,
+                    staged: None,
+                    encoded: Some(encoded),
+                }
             }
         })
     }
+}
+
+/// What a [`Sink`] made of an entry: the digest and size of its bytes as stored, and its staged
+/// copy or the compressed copy staged in its place.
+struct Stored {
+    digest: Digest,
+    size: u64,
+    staged: Option<StagedBlob>,
+    encoded: Option<Encoded>,
 }
 
 /// Read a tar stream to its end, feeding every entry into a [`Scan`].
