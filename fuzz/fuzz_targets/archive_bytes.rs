@@ -4,14 +4,14 @@
 
 #![no_main]
 
-use layerlift_archive::{analyze, scan, select};
+use layerlift_archive::{analyze, scan_tar, select};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok((compression, mut decoded)) = layerlift_layers::decoder(data) else {
         return;
     };
-    let Ok(scan) = scan::scan_tar(&mut decoded, None, None) else {
+    let Ok(scan) = scan_tar(&mut decoded, None, None) else {
         return;
     };
     if let Ok(info) = analyze(&scan, compression) {

@@ -1,4 +1,4 @@
-//! Crash safety (issue 6): each step killed with SIGKILL at many points leaves nothing broken.
+//! Crash safety: each step killed with SIGKILL at many points leaves nothing broken.
 //!
 //! - unpack, killed at ten points of its piped input: the layout it was adding to is valid
 //!   (`layerlift check`) and unchanged, never an index.json that points at a missing or partial blob;
@@ -347,7 +347,7 @@ fn the_next_push_sweeps_temporary_layouts_of_killed_pushes() {
     assert_eq!(left.len(), 1, "the push removed its own layout too");
 }
 
-/// Resume across restarts (issue 6): a chunked push that lost its network in the middle of a
+/// Resume across restarts: a chunked push that lost its network in the middle of a
 /// large blob and was then killed has recorded its upload session in the cache directory; the
 /// rerun asks the registry how far that session got and sends only the rest. In all, both runs
 /// send at most 20% more than the blob's size.

@@ -1,4 +1,4 @@
-//! Issue 6, load: concurrent `layerlift-push` processes against one registry.
+//! Load: concurrent `layerlift-push` processes against one registry.
 //!
 //! - 8 different images that share their 3 base layers, pushed at the same moment, each into a
 //!   repository of its own (the base layers race into the registry's one blob store);

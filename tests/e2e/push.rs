@@ -536,7 +536,7 @@ fn push_docker_archives() {
     assert!(raw.iter().all(|t| !t.contains("gzip")), "{raw:?}");
 }
 
-/// Issue 6: through a proxy that faults one request in five — dropped mid-body, 500, 503 and 429
+/// Faults: through a proxy that faults one request in five — dropped mid-body, 500, 503 and 429
 /// with `Retry-After: 0`, stalled (the first stall past the client's timeout, the others shorter) —
 /// 20 pushes in a row of a generated 40-layer image all land with the right digest, one in four in
 /// chunks; the last is read back with skopeo (straight from the registry) and checked layer by

@@ -1,4 +1,4 @@
-//! Issue 4's done-when: every input unpack accepts (the real-tool fixtures and the generated ones,
+//! The push matrix: every input unpack accepts (the real-tool fixtures and the generated ones,
 //! [`crate::fixtures::REAL_TOOL_OK`] and [`crate::fixtures::GENERATED_OK`]) is pushed with
 //! `layerlift-push SOURCE REGISTRY/mN --all` to a real registry in each of the four auth/TLS modes
 //! (anonymous, htpasswd Basic, Bearer token, TLS with a generated CA), and every pushed image is

@@ -1,4 +1,4 @@
-//! Re-push (issue 5), end to end against a real `docker-registry`: layers the registry already
+//! Re-push, end to end against a real `docker-registry`: layers the registry already
 //! holds are named by its descriptor and never read from the archive (proved with an archive whose
 //! reused layer bytes are corrupt: reading them would fail the diff_id check), a rebuilt image
 //! uploads only its changed layer, and the local cache is a hint that a HEAD must confirm (a stale
@@ -336,7 +336,7 @@ fn the_local_cache_is_a_hint_a_head_confirms() {
     skopeo_verify(&dest, &pushed_digest(&ev), &ids(&s.base));
 }
 
-/// Issue 6's load item for the cache: eight pushes at once of different archives that share base
+/// The cache under load: eight pushes at once of different archives that share base
 /// layers, all writing one cache directory. Every push lands, the cache holds one whole entry per
 /// distinct layer, and a later push finds all of its layers through it.
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 6's security review, end to end through `layerlift-push`:
+//! The security rules of docs/security.md, end to end through `layerlift-push`:
 //!
 //! - `Authorization` is never sent to another host: a registry that redirects blob requests to a
 //!   second host (another loopback proxy) gets credentials, the second host never does (the

@@ -2,7 +2,8 @@
 //! one way to run `layerlift-push` ([`push_cmd`], [`run`], [`run_with_stdin`]: a clean credential
 //! environment, and every output checked for the test passwords), one registry per auth/TLS mode
 //! with the flags each client needs ([`Mode`], [`ModeRegistry`]), skopeo read-back into an OCI
-//! layout that `verify::layout` checks ([`skopeo_pull`]), and small generated images ([`Image`]).
+//! layout that `verify::layout` checks ([`skopeo_pull`]), and small generated images ([`Image`], from the
+//! testkit).
 
 use crate::verify::{self, CheckedImage};
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
@@ -46,10 +47,9 @@ pub fn have_tool(name: &str) -> bool {
     found
 }
 
-/// `sha256:<hex>` of some bytes.
+/// `sha256:<hex>` of some bytes: the tests' one sha256 helper.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    layerlift_manifest::Digest::of(bytes).to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,23 +146,10 @@ pub fn pushed(stdout: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Standard base64 of `s` (as a Basic `Authorization` header or an auth.json `auth` holds it).
 pub fn base64_encode(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,99 +412,15 @@ pub fn skopeo_inspect_raw(reference: &str, extra: &[String], config: bool) -> Ve
 // ---------------------------------------------------------------------------------------------
 // Generated images
 
-/// A small image built in the test: uncompressed layer tars, written as an OCI layout with gzip or
-/// plain layers.
-#[derive(Debug, Clone)]
-pub struct Image {
-    /// `org.opencontainers.image.ref.name` in index.json.
-    pub name: String,
-    pub layers: Vec<Vec<u8>>,
-}
+/// A small image built in the test (the testkit's one image builder): uncompressed layer tars,
+/// written as an OCI layout with gzip or plain layers by [`write_layout`].
+pub use layerlift_testkit::image::{TestImage as Image, write_layout};
 
-/// A layer tar holding one file `/<name>` of `size` bytes derived from `seed` (letters: gzip
-/// shrinks it to about two thirds, at full speed).
+/// A layer tar holding one file `/<name>` of `size` letters derived from `seed` (gzip shrinks it
+/// to about two thirds, at full speed).
 pub fn layer_tar(name: &str, seed: u64, size: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b'a' + (x % 26) as u8
-        })
-        .collect();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut h, name, data.as_slice()).unwrap();
-    b.into_inner().unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn put_blob(dir: &Path, bytes: &[u8]) -> String {
-    let d = sha256_digest(bytes);
-    std::fs::write(
-        dir.join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:")),
-        bytes,
-    )
-    .unwrap();
-    d
-}
-
-/// Write `images` as one OCI layout at `dir` (gzip layers when `gzip_layers`). Returns each
-/// image's manifest digest.
-pub fn write_layout(dir: &Path, images: &[Image], gzip_layers: bool) -> Vec<String> {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let mut entries = Vec::new();
-    let mut digests = Vec::new();
-    for img in images {
-        let mut diff_ids = Vec::new();
-        let mut layers = Vec::new();
-        for tar in &img.layers {
-            diff_ids.push(sha256_digest(tar));
-            let (bytes, mt) = if gzip_layers {
-                (gzip(tar), "application/vnd.oci.image.layer.v1.tar+gzip")
-            } else {
-                (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
-            };
-            let d = put_blob(dir, &bytes);
-            layers.push(serde_json::json!({"mediaType": mt, "digest": d, "size": bytes.len()}));
-        }
-        let config = serde_json::json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Cmd": ["/bin/true"]},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        })
-        .to_string();
-        let cd = put_blob(dir, config.as_bytes());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-            "layers": layers,
-        })
-        .to_string();
-        let md = put_blob(dir, manifest.as_bytes());
-        entries.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": md, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": img.name},
-        }));
-        digests.push(md);
-    }
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": entries});
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
-    digests
+    use layerlift_testkit::image;
+    image::layer_tar(&[(name, &image::letters(seed, size))])
 }
 
 /// Every file under `dir` with its contents, sorted: equal snapshots mean an unchanged tree.

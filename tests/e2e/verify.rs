@@ -2,8 +2,8 @@
 //! from index.json hashes to its digest and has its size, and every image layer decompresses (flate2 /
 //! zstd directly) to the config's diff_id.
 
+use crate::util::sha256_digest;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
@@ -13,10 +13,6 @@ pub struct CheckedImage {
     pub manifest: String,
     pub config: String,
     pub diff_ids: Vec<String>,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 fn blob(dir: &Path, digest: &str) -> Option<Vec<u8>> {
@@ -38,7 +34,7 @@ fn uncompressed_digest(bytes: &[u8]) -> String {
     } else {
         out = bytes.to_vec();
     }
-    sha256_hex(&out)
+    sha256_digest(&out)
 }
 
 /// Check the whole layout; panics with a message on any inconsistency. Returns the images found
@@ -67,7 +63,7 @@ fn walk(dir: &Path, desc: &Value, found: &mut Vec<CheckedImage>) {
         return;
     }; // absent platform: allowed below the top
     assert_eq!(
-        sha256_hex(&bytes),
+        sha256_digest(&bytes),
         digest,
         "blob {digest} does not hash to its name"
     );
@@ -93,7 +89,7 @@ fn walk(dir: &Path, desc: &Value, found: &mut Vec<CheckedImage>) {
     let config_digest = doc["config"]["digest"].as_str().unwrap();
     let config =
         blob(dir, config_digest).unwrap_or_else(|| panic!("config {config_digest} missing"));
-    assert_eq!(sha256_hex(&config), config_digest);
+    assert_eq!(sha256_digest(&config), config_digest);
     let config: Value = serde_json::from_slice(&config).unwrap();
     let layers = doc["layers"].as_array().unwrap();
     let Some(diff_ids) = config["rootfs"]["diff_ids"].as_array() else {
@@ -101,7 +97,7 @@ fn walk(dir: &Path, desc: &Value, found: &mut Vec<CheckedImage>) {
         for layer in layers {
             let ld = layer["digest"].as_str().unwrap();
             if let Some(bytes) = blob(dir, ld) {
-                assert_eq!(sha256_hex(&bytes), ld, "artifact blob {ld}");
+                assert_eq!(sha256_digest(&bytes), ld, "artifact blob {ld}");
             }
         }
         return;
@@ -125,7 +121,7 @@ fn walk(dir: &Path, desc: &Value, found: &mut Vec<CheckedImage>) {
             );
             continue;
         };
-        assert_eq!(sha256_hex(&bytes), ld, "layer blob {ld}");
+        assert_eq!(sha256_digest(&bytes), ld, "layer blob {ld}");
         assert_eq!(
             &uncompressed_digest(&bytes),
             diff_id,

@@ -165,7 +165,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask bench: built in {:.1}s", t.elapsed().as_secs_f64());
     }
     let archive_size = fs::metadata(&archive)?.len();
-    // Issue 5's rebuilt image: the same but for its last layer (~30 MB; ~3 MB with --quick).
+    // The re-push bench's rebuilt image: the same but for its last layer (~30 MB; ~3 MB with --quick).
     let rebuilt = bench_dir.join(format!("docker-save-{}M-rebuilt.tar", budget >> 20));
     if opts.repush && !rebuilt.exists() {
         eprintln!("xtask bench: building {} (once; cached)", rebuilt.display());
@@ -285,7 +285,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             [reg.clone(), second],
             &work,
         ));
-        // Issue 4's 40-layer image: the same files in 40 layers (built once, cached).
+        // The push bench's 40-layer image: the same files in 40 layers (built once, cached).
         let archive40 = bench_dir.join(format!("docker-save-{}M-40layers.tar", budget >> 20));
         if !archive40.exists() {
             eprintln!(
@@ -434,7 +434,7 @@ fn unpack_targets() -> Vec<Target> {
     ]
 }
 
-/// Issue 3: gzip ≤ 0.5× skopeo's gzip time, zstd ≤ 0.35×, peak RSS ≤ 64 MiB; CPU-time ratios and
+/// Convert's targets: gzip ≤ 0.5× skopeo's gzip time, zstd ≤ 0.35×, peak RSS ≤ 64 MiB; CPU-time ratios and
 /// pigz for reference.
 fn convert_targets() -> Vec<Target> {
     vec![
@@ -504,7 +504,7 @@ fn size_targets(sizes: &Sizes) -> Vec<Target> {
     ]
 }
 
-/// Issue 4: from the `docker save` archive, cold push ≤ 0.4× skopeo, stored bytes ≤ 1.10× (added
+/// Push's targets: from the `docker save` archive, cold push ≤ 0.4× skopeo, stored bytes ≤ 1.10× (added
 /// after the runs), peak RSS ≤ 48 MiB; from the gzip layout (the same blobs for both tools) the same
 /// time target, and the re-push ratio for information. For each archive push, the least ratio this
 /// machine allows: layerlift's CPU time and the registry's, spread over all `cpus` cores.
@@ -591,7 +591,7 @@ fn push_targets(cpus: usize) -> Vec<Target> {
     ]
 }
 
-/// Issue 5: re-push of what the registry has ≤ 1.0× skopeo with its cache and ≤ 0.05× without;
+/// Re-push's targets: re-push of what the registry has ≤ 1.0× skopeo with its cache and ≤ 0.05× without;
 /// the rebuilt image (last layer changed) ≤ 0.25× skopeo without its cache.
 fn repush_targets() -> Vec<Target> {
     use bench_repush as br;
@@ -669,7 +669,7 @@ fn print_throughput(results: &[Measurement], volumes: &[(String, u64)]) {
     }
 }
 
-/// The three steps of issue 2: tar -xf, unpack from the file, unpack from a pipe.
+/// The three unpack steps: tar -xf, unpack from the file, unpack from a pipe.
 fn unpack_steps(archive: &Path, unpack: &Path, work: &Path) -> Vec<Step> {
     let archive = Rc::new(archive.to_path_buf());
     let unpack = Rc::new(unpack.to_path_buf());

@@ -1,4 +1,4 @@
-//! Issue 5's comparisons for `cargo xtask bench --steps repush`: pushing an image the registry
+//! The re-push comparisons of `cargo xtask bench --steps repush`: pushing an image the registry
 //! already has, and a "rebuilt" image whose last layer changed, against skopeo with and without its
 //! blob-info cache. layerlift runs with a fresh, empty `--cache-dir` every time, so what it skips it
 //! learnt from the registry alone (a CI machine that keeps nothing).

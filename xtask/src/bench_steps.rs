@@ -1,4 +1,4 @@
-//! The convert (issue 3) and push (issue 4) comparisons of `cargo xtask bench`, against skopeo in
+//! The convert and push comparisons of `cargo xtask bench`, against skopeo in
 //! the same run, on the layout that `layerlift-unpack` makes of the bench archive.
 //!
 //! convert: `layerlift-convert IN OUT` (gzip, and zstd) against
@@ -9,8 +9,8 @@
 //! `skopeo copy --dest-tls-verify=false oci:LAYOUT:REF docker://HOST/bench/bN:1` on one local
 //! registry, each cold (a repository name never used, and no repository of the same tool left that
 //! skopeo could mount from: skopeo remembers where it pushed blobs and mounts them from there) and
-//! as a re-push of the same image to the repository that already has it. And issue 4's own
-//! comparison: `layerlift-push ARCHIVE` against `skopeo copy docker-archive:ARCHIVE docker://…`,
+//! as a re-push of the same image to the repository that already has it. And the archive
+//! push comparison: `layerlift-push ARCHIVE` against `skopeo copy docker-archive:ARCHIVE docker://…`,
 //! both compressing on the way, cold, with the layer bytes the registry stored.
 
 use crate::measure::{self, Log, Step};
@@ -355,13 +355,13 @@ pub struct ArchivePush {
     pub prefixes: [&'static str; 2],
 }
 
-/// Issue 4's own comparison: the `docker save` archive straight to the registry (layerlift-push
+/// The archive push comparison: the `docker save` archive straight to the registry (layerlift-push
 /// compresses while it reads; skopeo compresses for a docker:// destination by default), cold.
 pub const ARCHIVE_6: ArchivePush = ArchivePush {
     names: [PUSH_ARCHIVE, SKOPEO_PUSH_ARCHIVE],
     prefixes: ["c", "d"],
 };
-/// The same comparison on the 40-layer archive (issue 4: ≤ 0.5× skopeo).
+/// The same comparison on the 40-layer archive (target: ≤ 0.5× skopeo).
 pub const ARCHIVE_40: ArchivePush = ArchivePush {
     names: [PUSH_ARCHIVE_40, SKOPEO_PUSH_ARCHIVE_40],
     prefixes: ["k", "m"],

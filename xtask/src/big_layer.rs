@@ -1,8 +1,8 @@
-//! `cargo xtask big-layer [--size N]`: the big-layer check of issue 6, opt-in because it writes
+//! `cargo xtask big-layer [--size N]`: the big-layer check, opt-in because it writes
 //! several times N to disk. It generates a `docker save`-style archive with one incompressible
 //! layer of N bytes (default 4 GiB), then unpacks it, converts the layout to gzip, and pushes both
 //! the archive and the gzip layout to a throw-away local `docker-registry`, measuring each step's
-//! peak RSS against the bounds of issues 2–4 (unpack 32 MiB, convert 64 MiB, push 48 MiB) and
+//! peak RSS against the bounds of docs/benchmarks.md (unpack 32 MiB, convert 64 MiB, push 48 MiB) and
 //! sampling disk use while each runs: no step may hold more than its output's own blobs (for push
 //! of the archive, its temporary layout of the compressed layer) — no uncompressed temporary copy.
 //! Exit 1 when a bound is exceeded.

@@ -201,7 +201,7 @@ fn plan(real: &Path, out: &Path) -> Result<Vec<Fixture>> {
         ));
     }
 
-    // Damaged streams (bad input, issue 2 item 4): each must fail with a one-line error, exit 1.
+    // Damaged streams (bad input): each must fail with a one-line error, exit 1.
     for (ext, tool, args) in WRAPPERS {
         let src = link.clone();
         plan.push(fixture(

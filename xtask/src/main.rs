@@ -1,7 +1,8 @@
 //! `cargo xtask`: the one entry point for development tasks (see docs/development.md).
 //!
 //! ```text
-//! cargo xtask test [CARGO TEST ARGS…]   install test tools, generate fixtures, cargo test --workspace
+//! cargo xtask test [CARGO TEST ARGS…]   install test tools, lint, generate fixtures, cargo test --workspace
+//! cargo xtask lint                      module import cycles and functions over 120 lines in crates/*/src
 //! cargo xtask fixtures [--force]        generate test archives with real tools into target/fixtures/
 //! cargo xtask fuzz [--minutes N] [...]  build and run the cargo-fuzz targets in fuzz/ (nightly)
 //! cargo xtask bench [--quick] [...]     unpack vs tar -xf, convert and push vs skopeo, ~300 MB image
@@ -21,6 +22,7 @@ mod big_layer;
 mod dist;
 mod fixtures;
 mod fuzz;
+mod lint;
 mod man;
 mod measure;
 mod registry;
@@ -34,8 +36,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask fixtures`, `cargo doc`, then
-                      `cargo test --workspace --locked ARGS…`
+  test [ARGS…]        scripts/install-test-deps.sh, `cargo xtask lint`, `cargo xtask fixtures`,
+                      `cargo doc`, then `cargo test --workspace --locked ARGS…`
+  lint                import cycles between the modules of a crate and functions over 120 lines
+                      in crates/*/src, one `file:line: …` each
   fixtures [--force]  generate test archives with real tools into target/fixtures/
   fuzz [--minutes N] [--build-only] [--regressions] [TARGET…]
                       build the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz) and run each
@@ -49,7 +53,7 @@ tasks:
                       against `tar -cf` of the same blobs, with peak RSS
   big-layer [--size BYTES] [--no-build]
                       one incompressible layer (default 4 GiB) unpacked, converted and pushed to a
-                      local docker-registry; peak RSS and disk use against the issues' bounds
+                      local docker-registry; peak RSS and disk use against the bounds in docs/benchmarks.md
   man [DIR]           man pages for layerlift and each of its commands (clap_mangen) into DIR
                       (target/man)
   dist [--debug]      release archive for this target: the five binaries, man pages, bash/zsh/fish
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "test" => test::run(rest),
+        "lint" => lint::run(rest),
         "fixtures" => fixtures::run(rest).map(|()| ExitCode::SUCCESS),
         "fuzz" => fuzz::run(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::run(rest),

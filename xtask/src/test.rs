@@ -1,14 +1,15 @@
 //! `cargo xtask test`: the whole suite, as `.ci/run` and the README run it: the API documentation
 //! builds without a warning, then every test of the workspace.
 
-use crate::{fixtures, util};
+use crate::{fixtures, lint, util};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
-/// Install tools, generate fixtures, check the docs, run `cargo test --workspace --locked ARGS…`.
+/// Install tools, lint, generate fixtures, check the docs, run `cargo test --workspace --locked ARGS…`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
     install_deps()?;
+    check_lint()?;
     let dir = fixtures::fixtures_dir();
     fixtures::generate(&dir)?;
     check_docs()?;
@@ -49,6 +50,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask test: cargo test failed ({status})");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `cargo xtask lint`: no module import cycle, no over-long function in `crates/*/src`.
+fn check_lint() -> Result<()> {
+    let findings = lint::check_workspace(&util::workspace_root())?;
+    for f in &findings {
+        eprintln!("{f}");
+    }
+    if !findings.is_empty() {
+        bail!("`cargo xtask lint` found {} problem(s)", findings.len());
+    }
+    Ok(())
 }
 
 /// `cargo doc --no-deps` of the workspace's crates with warnings as errors: every public item of the

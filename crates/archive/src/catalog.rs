@@ -10,11 +10,13 @@
 //! registry already has is then left unread ([`crate::Options::reuse`]); every other layer is read,
 //! hashed and checked against its diff_id as usual.
 
-use crate::Input;
-use crate::docker::{Item, digest_in_name};
+use crate::docker::Item;
 use crate::error::ArchiveError;
 use crate::fanout::FanOut;
+use crate::input::Input;
+use crate::metadata::{self, Primary};
 use crate::oci::platform_of;
+use crate::paths::digest_in_name;
 use crate::paths::{self, Link};
 use crate::scan::{BufSeek, DirEntry, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES, walk_dir};
 use layerlift_layers::{Compression, sniff};
@@ -86,7 +88,7 @@ pub fn is_plain_tar(file: &mut fs::File) -> Result<bool, ArchiveError> {
 /// The layers of every image of `input`, and how many different images it holds, from its
 /// metadata, without reading the layers. `None` when the input cannot be walked that way (a pipe, a
 /// compressed archive) or has neither `manifest.json` nor `index.json`.
-pub fn contents(input: &Input) -> Result<Option<Contents>, ArchiveError> {
+pub fn read_catalog(input: &Input) -> Result<Option<Contents>, ArchiveError> {
     let catalog = match input {
         Input::Stdin => return Ok(None),
         Input::Path(p) if p.is_dir() => catalog_dir(p)?,
@@ -217,35 +219,50 @@ impl Catalog {
         self.entry(path)?.1.json.as_deref()
     }
 
+    /// The layers and images of the document that describes the images ([`metadata::primary`]);
+    /// `None` when that is not a list of images or an OCI index, or is unreadable here (the full
+    /// read reports what is wrong).
     fn contents(&self) -> Result<Option<Contents>, ArchiveError> {
+        let manifest_json = match self.entry("manifest.json") {
+            Some((_, entry)) => match entry.json.as_deref() {
+                Some(bytes) => Some(bytes),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let index_json = self.json("index.json");
+        let primary = match metadata::primary(manifest_json, index_json.is_some()) {
+            Ok(Some(primary)) => primary,
+            Ok(None) | Err(_) => return Ok(None),
+        };
         let mut layers = Vec::new();
-        let images: BTreeSet<String> = if let Some(bytes) = self.json("manifest.json")
-            && let Ok(items) = serde_json::from_slice::<Vec<Item>>(bytes)
-        {
-            for item in &items {
-                self.docker_item(item, &mut layers);
+        let images: BTreeSet<String> = match (primary, index_json) {
+            (Primary::DockerList(items), _) => {
+                for item in &items {
+                    self.docker_item(item, &mut layers);
+                }
+                items
+                    .iter()
+                    .map(|i| format!("{} {:?}", i.config, i.layers))
+                    .collect()
             }
-            items
-                .iter()
-                .map(|i| format!("{} {:?}", i.config, i.layers))
-                .collect()
-        } else if let Some(bytes) = self.json("index.json") {
-            let fanout = FanOut::default();
-            self.oci_document(bytes, 0, &mut layers, &fanout);
-            if fanout.exceeded() {
-                return Err(fanout.error());
+            (Primary::OciIndex, Some(bytes)) => {
+                let fanout = FanOut::default();
+                self.oci_document(bytes, 0, &mut layers, &fanout);
+                if fanout.exceeded() {
+                    return Err(fanout.error());
+                }
+                parse_json::<Index>("image index", bytes)
+                    .map(|index| {
+                        index
+                            .manifests
+                            .iter()
+                            .map(|d| d.digest.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default()
             }
-            parse_json::<Index>("image index", bytes)
-                .map(|index| {
-                    index
-                        .manifests
-                        .iter()
-                        .map(|d| d.digest.to_string())
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            return Ok(None);
+            _ => return Ok(None),
         };
         Ok(Some(Contents {
             layers,
@@ -434,7 +451,7 @@ mod tests {
     fn docker_archive_layers_without_reading_them() {
         let tmp = tempfile::tempdir().unwrap();
         let (path, ids) = archive(tmp.path());
-        let Contents { layers, images } = contents(&Input::Path(path)).unwrap().unwrap();
+        let Contents { layers, images } = read_catalog(&Input::Path(path)).unwrap().unwrap();
         assert_eq!(images, 1);
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].path, "a/layer.tar");
@@ -456,7 +473,7 @@ mod tests {
                 {"Config": "cfg.json", "RepoTags": ["app:latest"], "Layers": both},
             ]),
         );
-        let c = contents(&Input::Path(path)).unwrap().unwrap();
+        let c = read_catalog(&Input::Path(path)).unwrap().unwrap();
         assert_eq!(c.images, 1, "one image under two names");
         let (path, _) = archive_with(
             tmp.path(),
@@ -465,7 +482,7 @@ mod tests {
                 {"Config": "cfg.json", "RepoTags": ["base:1"], "Layers": ["a/layer.tar"]},
             ]),
         );
-        let c = contents(&Input::Path(path)).unwrap().unwrap();
+        let c = read_catalog(&Input::Path(path)).unwrap().unwrap();
         assert_eq!(c.images, 2, "different layers, a different image");
     }
 
@@ -503,6 +520,21 @@ mod tests {
         fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     }
 
+    /// The catalog follows the full read's rule for which document describes the images: a
+    /// `manifest.json` that is no list of images is an error there, and no catalog here, even
+    /// next to a good `index.json`.
+    #[test]
+    fn follows_the_full_reads_choice_of_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("layout");
+        fan_out_layout(&dir, 1, 2);
+        assert!(read_catalog(&Input::Path(dir.clone())).unwrap().is_some());
+        fs::write(dir.join("manifest.json"), r#"{"not": "a list"}"#).unwrap();
+        assert_eq!(read_catalog(&Input::Path(dir.clone())).unwrap(), None);
+        let err = crate::read(&Input::Path(dir), None).unwrap_err();
+        assert!(err.to_string().contains("manifest.json"), "{err}");
+    }
+
     /// A manifest referenced many times is walked once (its layers listed once), but every
     /// reference counts towards the fan-out limit, as in unpack's walk.
     #[test]
@@ -510,7 +542,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ok = tmp.path().join("ok");
         fan_out_layout(&ok, 50, 100);
-        let c = contents(&Input::Path(ok.clone())).unwrap().unwrap();
+        let c = read_catalog(&Input::Path(ok.clone())).unwrap().unwrap();
         assert_eq!(c.layers.len(), 100, "one manifest's layers, once");
         assert_eq!(c.images, 1);
         let (_, scan) = crate::read(&Input::Path(ok), None).unwrap();
@@ -518,7 +550,7 @@ mod tests {
 
         let bomb = tmp.path().join("bomb");
         fan_out_layout(&bomb, 400, 400); // 160,000 descriptors through every reference
-        let err = contents(&Input::Path(bomb.clone())).unwrap_err();
+        let err = read_catalog(&Input::Path(bomb.clone())).unwrap_err();
         assert!(
             err.to_string().contains("fan out to more than 100000"),
             "{err}"
@@ -538,7 +570,7 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         io::Write::write_all(&mut e, &fs::read(&path).unwrap()).unwrap();
         fs::write(&gz, e.finish().unwrap()).unwrap();
-        assert_eq!(contents(&Input::Path(gz)).unwrap(), None);
-        assert_eq!(contents(&Input::Stdin).unwrap(), None);
+        assert_eq!(read_catalog(&Input::Path(gz)).unwrap(), None);
+        assert_eq!(read_catalog(&Input::Stdin).unwrap(), None);
     }
 }

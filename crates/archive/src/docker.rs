@@ -2,10 +2,10 @@
 //! skopeo docker-archives, kaniko/ggcr tarballs): configs copied byte for byte, layers stored as they
 //! are and checked against the config's diff_ids, one OCI manifest generated per image.
 
-use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
+use crate::model::{BlobOrigin, Defect, ImageInfo, LayerInfo, ManifestInfo};
 use crate::oci::platform_of;
-use crate::plan::BlobOrigin;
-use crate::scan::Scan;
+use crate::paths::digest_in_name;
+use crate::scan::{FileEntry, Scan};
 use layerlift_layers::Compression;
 use layerlift_manifest::{
     Descriptor, Digest, ImageConfig, Manifest, Platform, media_types, parse_json,
@@ -37,12 +37,13 @@ pub(crate) fn images(scan: &Scan, items: &[Item]) -> Vec<ImageInfo> {
         .collect()
 }
 
+/// One item of `manifest.json` read against the files: its config byte for byte, its layers
+/// checked against the config's diff_ids, and one OCI manifest generated for it.
 fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
-    let names = item.repo_tags.clone().unwrap_or_default();
     let mut img = ImageInfo {
         position,
-        names,
-        // Replaced below once the manifest is generated.
+        names: item.repo_tags.clone().unwrap_or_default(),
+        // Replaced by `add_manifest` once the manifest is generated.
         descriptor: Descriptor::new(media_types::OCI_MANIFEST, Digest::of(b""), 0),
         parent: item.parent.clone(),
         manifests: Vec::new(),
@@ -50,57 +51,9 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
         blobs: Vec::new(),
         annotate_names: true,
     };
-    let fatal = |img: &mut ImageInfo, msg: String| img.defects.push(Defect::fatal(msg));
-
-    // The config, byte for byte.
-    let (config_path, config_file) = match scan.file(&item.config) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            fatal(
-                &mut img,
-                format!("config `{}` is not in the archive", item.config),
-            );
-            return img;
-        }
-        Err(e) => {
-            fatal(&mut img, format!("config `{}`: {e}", item.config));
-            return img;
-        }
+    let Some((config, config_desc)) = read_config(scan, item, &mut img) else {
+        return img;
     };
-    let config: ImageConfig = match config_file
-        .json()
-        .as_deref()
-        .map(|j| parse_json("image config", j))
-    {
-        Some(Ok(c)) => c,
-        Some(Err(e)) => {
-            fatal(&mut img, format!("{config_path}: {e}"));
-            return img;
-        }
-        None => {
-            fatal(
-                &mut img,
-                format!("{config_path}: the image config is not a JSON document"),
-            );
-            return img;
-        }
-    };
-    let config_digest = config_file.digest;
-    if let Some(named) = digest_in_name(&item.config)
-        && named != config_digest
-    {
-        fatal(
-            &mut img,
-            format!(
-                "{}: digest mismatch: its name says {named}, the content is {config_digest}",
-                item.config
-            ),
-        );
-    }
-    img.blobs
-        .push((config_digest, BlobOrigin::Entry(config_path)));
-    let config_desc = Descriptor::new(media_types::OCI_CONFIG, config_digest, config_file.size);
-
     // The layers, in manifest.json order, which is rootfs.diff_ids order.
     let paths = item.layers.clone().unwrap_or_default();
     let diff_ids = &config.rootfs.diff_ids;
@@ -116,29 +69,103 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
         return img;
     }
     let sources = item.layer_sources.clone().unwrap_or_default();
-    let mut layers = Vec::new();
-    for (path, diff_id) in paths.iter().zip(diff_ids) {
-        let foreign = sources
-            .get(diff_id)
-            .filter(|d| media_types::is_non_distributable(&d.media_type));
-        let mut info = LayerInfo {
-            path: Some(path.clone()),
-            resolved: None,
-            descriptor: Descriptor::new(media_types::OCI_LAYER, *diff_id, 0),
-            compression: Compression::None,
-            diff_id: Some(*diff_id),
-            uncompressed_size: None,
-            present: false,
-        };
-        let found = match scan.file(path) {
-            Ok(found) => found,
-            Err(e) => {
-                fatal(&mut img, format!("layer `{path}`: {e}"));
-                layers.push(info);
-                continue;
-            }
-        };
-        let Some((resolved, file)) = found else {
+    let layers = paths
+        .iter()
+        .zip(diff_ids)
+        .map(|(path, diff_id)| {
+            let foreign = sources
+                .get(diff_id)
+                .filter(|d| media_types::is_non_distributable(&d.media_type));
+            read_layer(scan, &mut img, path, diff_id, foreign)
+        })
+        .collect();
+    add_manifest(&mut img, &config, config_desc, layers);
+    img
+}
+
+fn fatal(img: &mut ImageInfo, msg: String) {
+    img.defects.push(Defect::fatal(msg));
+}
+
+/// The image's config, byte for byte (a blob of the image), and its descriptor; `None` (with a
+/// fatal defect) when it is missing or no config.
+fn read_config(scan: &Scan, item: &Item, img: &mut ImageInfo) -> Option<(ImageConfig, Descriptor)> {
+    let (config_path, config_file) = match scan.file(&item.config) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            fatal(
+                img,
+                format!("config `{}` is not in the archive", item.config),
+            );
+            return None;
+        }
+        Err(e) => {
+            fatal(img, format!("config `{}`: {e}", item.config));
+            return None;
+        }
+    };
+    let config: ImageConfig = match config_file
+        .json()
+        .as_deref()
+        .map(|j| parse_json("image config", j))
+    {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            fatal(img, format!("{config_path}: {e}"));
+            return None;
+        }
+        None => {
+            fatal(
+                img,
+                format!("{config_path}: the image config is not a JSON document"),
+            );
+            return None;
+        }
+    };
+    let config_digest = config_file.digest;
+    if let Some(named) = digest_in_name(&item.config)
+        && named != config_digest
+    {
+        fatal(
+            img,
+            format!(
+                "{}: digest mismatch: its name says {named}, the content is {config_digest}",
+                item.config
+            ),
+        );
+    }
+    img.blobs
+        .push((config_digest, BlobOrigin::Entry(config_path)));
+    let desc = Descriptor::new(media_types::OCI_CONFIG, config_digest, config_file.size);
+    Some((config, desc))
+}
+
+/// The layer at `path`, which the config says is `diff_id`: checked against it and against the
+/// digest its name states, and added to the image's blobs unless it is a foreign layer whose
+/// descriptor (`foreign`, from `LayerSources`) is kept instead.
+fn read_layer(
+    scan: &Scan,
+    img: &mut ImageInfo,
+    path: &String,
+    diff_id: &Digest,
+    foreign: Option<&Descriptor>,
+) -> LayerInfo {
+    let mut info = LayerInfo {
+        path: Some(path.clone()),
+        resolved: None,
+        descriptor: Descriptor::new(media_types::OCI_LAYER, *diff_id, 0),
+        compression: Compression::None,
+        diff_id: Some(*diff_id),
+        uncompressed_size: None,
+        present: false,
+    };
+    let (resolved, file) = match scan.file(path) {
+        Ok(Some(found)) => found,
+        Err(e) => {
+            fatal(img, format!("layer `{path}`: {e}"));
+            return info;
+        }
+        Ok(None) => {
             match foreign {
                 Some(desc) => {
                     img.defects.push(Defect::note(format!(
@@ -147,100 +174,121 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
                     )));
                     info.descriptor = desc.clone();
                 }
-                None => fatal(&mut img, format!("layer `{path}` is not in the archive")),
+                None => fatal(img, format!("layer `{path}` is not in the archive")),
             }
-            layers.push(info);
-            continue;
-        };
-        if resolved != *path {
-            info.resolved = Some(resolved.clone());
+            return info;
         }
-        info.present = true;
-        info.compression = file.compression;
-        match file.diff_id() {
-            Err(e) => fatal(&mut img, format!("layer {path}: cannot decompress ({e})")),
-            Ok((actual, size)) => {
-                info.uncompressed_size = Some(size);
-                if actual != *diff_id {
-                    fatal(
-                        &mut img,
-                        format!("layer {path}: diff_id mismatch: expected {diff_id}, got {actual}"),
-                    );
-                }
+    };
+    if resolved != *path {
+        info.resolved = Some(resolved.clone());
+    }
+    info.present = true;
+    info.compression = file.compression;
+    match file.diff_id() {
+        Err(e) => fatal(img, format!("layer {path}: cannot decompress ({e})")),
+        Ok((actual, size)) => {
+            info.uncompressed_size = Some(size);
+            if actual != *diff_id {
+                fatal(
+                    img,
+                    format!("layer {path}: diff_id mismatch: expected {diff_id}, got {actual}"),
+                );
             }
         }
-        if let Some(named) = digest_in_name(path)
-            && named != file.digest
-            && named != *diff_id
-        {
-            fatal(
-                &mut img,
-                format!(
-                    "layer {path}: digest mismatch: its name says {named}, the content is {}",
-                    file.digest
-                ),
-            );
+    }
+    if let Some(named) = digest_in_name(path)
+        && named != file.digest
+        && named != *diff_id
+    {
+        fatal(
+            img,
+            format!(
+                "layer {path}: digest mismatch: its name says {named}, the content is {}",
+                file.digest
+            ),
+        );
+    }
+    let stored = stored_layer(img, path, resolved, file, diff_id, info.uncompressed_size);
+    match foreign {
+        // A foreign layer whose stored bytes are what its descriptor names: keep the descriptor.
+        Some(desc) if desc.digest == stored.descriptor.digest => info.descriptor = desc.clone(),
+        Some(desc) => {
+            img.defects.push(Defect::note(format!(
+                "layer {path} is a foreign layer; its descriptor ({}) is kept and the stored bytes are not",
+                desc.digest
+            )));
+            info.descriptor = desc.clone();
+            return info;
         }
-        let (media_type, digest, size, source) = match (&file.encoded, file.compression) {
-            // Compressed while it was read (unpack with an encoding).
-            (Some(enc), _) => (
+        None => info.descriptor = stored.descriptor,
+    }
+    img.blobs.push((info.descriptor.digest, stored.origin));
+    info
+}
+
+/// How a layer goes into the layout: its descriptor there and where its bytes come from.
+struct StoredLayer {
+    descriptor: Descriptor,
+    origin: BlobOrigin,
+}
+
+/// The layer entry `resolved` as the layout stores it: its compressed copy if one was made while
+/// reading, the entry itself if OCI has a media type for how it is stored, its decompressed
+/// content otherwise (bzip2, xz; noted as a defect of `img`).
+fn stored_layer(
+    img: &mut ImageInfo,
+    path: &str,
+    resolved: String,
+    file: &FileEntry,
+    diff_id: &Digest,
+    uncompressed_size: Option<u64>,
+) -> StoredLayer {
+    let as_is = |media_type: &str, origin| StoredLayer {
+        descriptor: Descriptor::new(media_type, file.digest, file.size),
+        origin,
+    };
+    match (&file.encoded, file.compression) {
+        // Compressed while it was read (unpack with an encoding).
+        (Some(enc), _) => StoredLayer {
+            descriptor: Descriptor::new(
                 crate::oci::oci_layer_type(enc.compression),
                 enc.digest,
                 enc.size,
-                BlobOrigin::Encoded(resolved.clone()),
             ),
-            (None, Compression::None) => (
-                media_types::OCI_LAYER,
-                file.digest,
-                file.size,
-                BlobOrigin::Entry(resolved.clone()),
-            ),
-            (None, Compression::Gzip) => (
-                media_types::OCI_LAYER_GZIP,
-                file.digest,
-                file.size,
-                BlobOrigin::Entry(resolved.clone()),
-            ),
-            (None, Compression::Zstd) => (
-                media_types::OCI_LAYER_ZSTD,
-                file.digest,
-                file.size,
-                BlobOrigin::Entry(resolved.clone()),
-            ),
-            // OCI has no media type for these (docker load accepts them): store the tar itself.
-            (None, Compression::Bzip2 | Compression::Xz) => {
-                img.defects.push(Defect::note(format!(
-                    "layer {path} is {}-compressed, which OCI has no media type for; stored uncompressed",
-                    file.compression
-                )));
-                let size = info.uncompressed_size.unwrap_or(0);
-                (
+            origin: BlobOrigin::Encoded(resolved),
+        },
+        (None, Compression::None) => as_is(media_types::OCI_LAYER, BlobOrigin::Entry(resolved)),
+        (None, Compression::Gzip) => {
+            as_is(media_types::OCI_LAYER_GZIP, BlobOrigin::Entry(resolved))
+        }
+        (None, Compression::Zstd) => {
+            as_is(media_types::OCI_LAYER_ZSTD, BlobOrigin::Entry(resolved))
+        }
+        // OCI has no media type for these (docker load accepts them): store the tar itself.
+        (None, Compression::Bzip2 | Compression::Xz) => {
+            img.defects.push(Defect::note(format!(
+                "layer {path} is {}-compressed, which OCI has no media type for; stored uncompressed",
+                file.compression
+            )));
+            StoredLayer {
+                descriptor: Descriptor::new(
                     media_types::OCI_LAYER,
                     *diff_id,
-                    size,
-                    BlobOrigin::Decompressed(resolved.clone()),
-                )
+                    uncompressed_size.unwrap_or(0),
+                ),
+                origin: BlobOrigin::Decompressed(resolved),
             }
-        };
-        match foreign {
-            // A foreign layer whose stored bytes are what its descriptor names: keep the descriptor.
-            Some(desc) if desc.digest == digest => info.descriptor = desc.clone(),
-            Some(desc) => {
-                img.defects.push(Defect::note(format!(
-                    "layer {path} is a foreign layer; its descriptor ({}) is kept and the stored bytes are not",
-                    desc.digest
-                )));
-                info.descriptor = desc.clone();
-                layers.push(info);
-                continue;
-            }
-            None => info.descriptor = Descriptor::new(media_type, digest, size),
         }
-        img.blobs.push((digest, source));
-        layers.push(info);
     }
+}
 
-    // One OCI manifest for the image.
+/// Generate the image's one OCI manifest (a blob of the image) and describe it.
+fn add_manifest(
+    img: &mut ImageInfo,
+    config: &ImageConfig,
+    config_desc: Descriptor,
+    layers: Vec<LayerInfo>,
+) {
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media_types::OCI_MANIFEST.to_string()),
@@ -269,7 +317,7 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
     img.manifests.push(ManifestInfo {
         digest,
         media_type: media_types::OCI_MANIFEST.to_string(),
-        platform: platform_of(&config),
+        platform: platform_of(config),
         present: true,
         complete: !img.is_fatal(),
         config: Some(config_desc),
@@ -278,37 +326,4 @@ fn image(scan: &Scan, position: usize, item: &Item) -> ImageInfo {
         blobs: 0..img.blobs.len(),
     });
     img.descriptor = descriptor;
-    img
-}
-
-/// The digest a file name states: `<hex>`, `<hex>.json`, `<hex>.tar[.gz]`, `sha256:<hex>`,
-/// `blobs/sha256/<hex>`. Legacy `<v1id>/layer.tar` names state none (v1 ids are not digests).
-pub(crate) fn digest_in_name(path: &str) -> Option<Digest> {
-    let name = path.rsplit('/').next()?;
-    let name = name.strip_prefix("sha256:").unwrap_or(name);
-    let hex = name.get(..64)?;
-    let rest = &name[64..];
-    if !(rest.is_empty() || rest.starts_with('.')) {
-        return None;
-    }
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    Digest::from_hex(&hex.to_ascii_lowercase()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_in_names() {
-        let hex = "75ae28a28d5e0d3d1e1d7e8ee2ef8db0b3cb26e5b6a27f3b4c1f3c0e0c0e0c0e";
-        assert!(digest_in_name(&format!("{hex}.json")).is_some());
-        assert!(digest_in_name(&format!("sha256:{hex}")).is_some());
-        assert!(digest_in_name(&format!("blobs/sha256/{hex}")).is_some());
-        assert!(digest_in_name(&format!("{hex}.tar.gz")).is_some());
-        assert!(digest_in_name(&format!("{hex}/layer.tar")).is_none());
-        assert!(digest_in_name("repositories").is_none());
-    }
 }

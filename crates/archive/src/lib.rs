@@ -7,11 +7,12 @@
 //! layout directories and `dir:` transport directories; the outer stream plain, gzip, zstd, bzip2
 //! or xz.
 //!
-//! How: [`scan`] streams every entry once (hashing it, decoding compressed entries to learn their
-//! uncompressed digest, staging it in the layout's temp dir), then the metadata — which Docker and
-//! skopeo write last — is reconciled ([`analyze`]), and [`plan::commit`] publishes the chosen
-//! images: verified blobs renamed into place, index.json written last. Nothing here touches the
-//! network.
+//! How: [`read`] streams every entry once (`scan`: hashing it, decoding compressed entries to
+//! learn their uncompressed digest, staging it in the layout's temp dir), then the metadata —
+//! which Docker and skopeo write last — is reconciled ([`analyze`]; which document describes the
+//! images is one rule, `metadata`, which push's [`read_catalog`] follows too), and [`commit`]
+//! publishes the chosen images: verified blobs renamed into place, index.json written last.
+//! Nothing here touches the network.
 //!
 //! Early publication, for push: with [`Options::on_blob`], each layer is renamed into the layout
 //! as soon as it has streamed past (named by the digest it was hashed to while being written) and
@@ -23,73 +24,55 @@
 //! the layout may end up holding layers no image uses (of images not chosen, or of a failed read),
 //! which suits push's temporary layout and nothing else. With [`BlobHook::streaming`], a large
 //! uncompressed layer is also handed over when its compression starts, as a [`GrowingBlob`] that
-//! reads the compressed bytes as they reach the layout: push uploads it while it is compressed.
+//! reads the compressed bytes as they reach the layout: push uploads it while it is compressed
+//! (docs/architecture.md, "Uploads overlap reading", describes push's side).
 
 #![warn(missing_docs)]
 
-pub mod catalog;
+mod analyze;
+mod catalog;
 mod docker;
 mod error;
 mod fanout;
 mod growing;
+mod hooks;
+mod input;
 mod listing;
-pub mod model;
-pub mod names;
+mod metadata;
+mod model;
+mod names;
 mod oci;
-pub mod paths;
-pub mod plan;
+mod paths;
+mod plan;
 mod readahead;
-pub mod scan;
+mod scan;
 mod sniff;
 mod verify;
+
+pub use analyze::analyze;
+pub use catalog::{CatalogLayer, Contents, read_catalog};
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
 pub use growing::{Completion, GrowingBlob};
+pub use hooks::{BlobHook, PublishedBlob};
+pub use input::Input;
 pub use listing::Listing;
 pub use model::{
     ArchiveInfo, Defect, Format, ImageInfo, LayerInfo, LinkInfo, ManifestInfo, Origin,
 };
+pub use paths::PathError;
 pub use plan::{commit, label, select};
-pub use scan::{Reuse, ReusedEntry, Scan, ScanSettings};
+pub use scan::{
+    MAX_ENTRIES, MAX_HEADER_BYTES, MAX_LINKS, Replacement, Reuse, ReusedEntry, Scan, ScanSettings,
+    scan_tar,
+};
 pub use verify::{Verification, verify_layout};
 
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
-use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
-use oci::Walker;
-use paths::Link;
+use layerlift_manifest::Descriptor;
 use std::io::{BufReader, Read};
-use std::path::PathBuf;
-use std::sync::Arc;
-
-/// Where the archive comes from.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A file (tar, possibly compressed) or a directory (OCI layout, `dir:` transport, extracted archive).
-    Path(PathBuf),
-    /// Standard input, read once.
-    Stdin,
-}
-
-impl Input {
-    /// `-` means standard input.
-    pub fn from_arg(arg: &str) -> Self {
-        if arg == "-" {
-            Input::Stdin
-        } else {
-            Input::Path(PathBuf::from(arg))
-        }
-    }
-
-    /// How messages name it.
-    pub fn display(&self) -> String {
-        match self {
-            Input::Path(p) => p.display().to_string(),
-            Input::Stdin => "<stdin>".to_string(),
-        }
-    }
-}
 
 const READ_BUFFER: usize = 1 << 20;
 
@@ -176,283 +159,6 @@ fn scan_stream(
     Ok((scan, compression))
 }
 
-/// Work out what the scanned entries hold.
-pub fn analyze(scan: &Scan, compression: Compression) -> Result<ArchiveInfo, ArchiveError> {
-    let mut defects = Vec::new();
-    let links = scan
-        .links
-        .iter()
-        .map(|(path, link)| LinkInfo {
-            path: path.clone(),
-            target: link.target().to_string(),
-            kind: match link {
-                Link::Symlink(_) => "symlink",
-                Link::Hard(_) => "hardlink",
-            },
-            resolves_to: paths::resolve(&scan.links, path).map_err(|e| e.to_string()),
-        })
-        .collect();
-    // A link out of the archive's root is an attack or a broken writer, referenced or not.
-    for path in scan.links.keys() {
-        if let Err(e @ paths::PathError::LinkEscapes { .. }) = paths::resolve(&scan.links, path) {
-            return Err(e.into());
-        }
-    }
-    for skipped in &scan.skipped {
-        defects.push(Defect::note(format!(
-            "entry `{skipped}` is neither a file, a directory nor a link; ignored"
-        )));
-    }
-    let metadata = |name: &str| -> Result<Option<std::borrow::Cow<'_, [u8]>>, ArchiveError> {
-        match scan.file(name)? {
-            None => Ok(None),
-            Some((_, f)) => f.json().map(Some).ok_or_else(|| ArchiveError::BadMetadata {
-                file: name.to_string(),
-                why: "is not a JSON document (or larger than 8 MiB)".into(),
-            }),
-        }
-    };
-    let bad = |file: &str, why: String| ArchiveError::BadMetadata {
-        file: file.to_string(),
-        why,
-    };
-
-    let has_layout = scan.file("oci-layout")?.is_some();
-    let index_json = metadata("index.json")?;
-    let oci_images = |defects: &mut Vec<Defect>| -> Result<Vec<ImageInfo>, ArchiveError> {
-        let Some(bytes) = index_json.as_deref() else {
-            return Ok(Vec::new());
-        };
-        let raw: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| bad("index.json", e.to_string()))?;
-        if raw.get("manifests").is_some_and(|m| m.is_null()) {
-            defects.push(Defect::note(
-                "index.json has \"manifests\": null (Docker 25.0.0–25.0.2 saving an untagged image, moby#47210)",
-            ));
-        }
-        let index: Index =
-            parse_json("index.json", bytes).map_err(|e| bad("index.json", e.to_string()))?;
-        let walker = Walker {
-            scan,
-            names: oci::BlobNames::Layout,
-            fanout: fanout::FanOut::default(),
-        };
-        let mut images = Vec::new();
-        for (i, d) in index.manifests.iter().enumerate() {
-            images.push(walker.image(i, d.clone(), oci::descriptor_names(d), None));
-            if walker.fanout.exceeded() {
-                return Err(walker.fanout.error());
-            }
-        }
-        Ok(images)
-    };
-
-    let manifest_json = metadata("manifest.json")?;
-    let Some(manifest_bytes) = manifest_json.as_deref() else {
-        if index_json.is_some() {
-            if !has_layout {
-                defects.push(Defect::note(
-                    "oci-layout is missing; index.json read anyway",
-                ));
-            }
-            let images = oci_images(&mut defects)?;
-            return finish(
-                Format::OciLayout,
-                Origin::Oci,
-                compression,
-                images,
-                links,
-                defects,
-                scan,
-            );
-        }
-        if scan.file("repositories")?.is_some() {
-            return Err(ArchiveError::PreManifestDocker);
-        }
-        return Err(ArchiveError::NotAnImageArchive);
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(manifest_bytes).map_err(|e| bad("manifest.json", e.to_string()))?;
-    match value {
-        serde_json::Value::Array(_) => {}
-        serde_json::Value::Object(ref o) if o.contains_key("schemaVersion") => {
-            return dir_transport(scan, manifest_bytes, compression, links, defects);
-        }
-        serde_json::Value::Null => {
-            return Err(bad(
-                "manifest.json",
-                "is `null`, not a list of images".into(),
-            ));
-        }
-        _ => {
-            return Err(bad(
-                "manifest.json",
-                "is neither a docker save list of images nor an image manifest".into(),
-            ));
-        }
-    }
-    let items: Vec<docker::Item> =
-        serde_json::from_value(value).map_err(|e| bad("manifest.json", e.to_string()))?;
-    if items.is_empty() {
-        return Err(bad("manifest.json", "lists no images".into()));
-    }
-    let docker_images = docker::images(scan, &items);
-    let origin = docker_origin(scan, &items, index_json.is_some());
-
-    // Docker 25+ and containerd-store saves are also OCI layouts. Their index.json keeps the real
-    // manifests (digests, media types, other platforms): use it when it covers every image of
-    // manifest.json, and manifest.json otherwise (it is always consistent with the files).
-    if index_json.is_some() {
-        let mut oci_defects = Vec::new();
-        let mut oci = oci_images(&mut oci_defects)?;
-        let uncovered: Vec<&ImageInfo> =
-            docker_images.iter().filter(|d| !covered(d, &oci)).collect();
-        if uncovered.is_empty() && oci.iter().all(|i| !i.is_fatal()) {
-            for d in &docker_images {
-                if let Some(o) = oci.iter_mut().find(|o| covered(d, std::slice::from_ref(o))) {
-                    for n in &d.names {
-                        if !o.names.contains(n) {
-                            o.names.push(n.clone());
-                        }
-                    }
-                }
-            }
-            defects.extend(oci_defects);
-            return finish(
-                Format::DockerArchive,
-                origin,
-                compression,
-                oci,
-                links,
-                defects,
-                scan,
-            );
-        }
-        defects.extend(oci_defects);
-        defects.push(Defect::note(format!(
-            "index.json does not describe {} of manifest.json's images as stored (Docker 25.0.0–25.0.2 defects); images read from manifest.json",
-            uncovered.len()
-        )));
-    }
-    finish(
-        Format::DockerArchive,
-        origin,
-        compression,
-        docker_images,
-        links,
-        defects,
-        scan,
-    )
-}
-
-/// Does one of `oci`'s images hold a manifest with `docker`'s config and stored layers?
-fn covered(docker: &ImageInfo, oci: &[ImageInfo]) -> bool {
-    let Some(want) = docker.manifests.first() else {
-        return false;
-    };
-    let key = |m: &ManifestInfo| -> Option<(Digest, Vec<Digest>)> {
-        Some((
-            m.config.as_ref()?.digest,
-            m.layers.iter().map(|l| l.descriptor.digest).collect(),
-        ))
-    };
-    let Some(want) = key(want) else { return false };
-    oci.iter().any(|o| {
-        o.manifests
-            .iter()
-            .filter(|m| m.present)
-            .any(|m| key(m).as_ref() == Some(&want))
-    })
-}
-
-fn docker_origin(scan: &Scan, items: &[docker::Item], has_index: bool) -> Origin {
-    let layer_paths = || items.iter().flat_map(|i| i.layers.iter().flatten());
-    let compressed = layer_paths()
-        .any(|p| matches!(scan.file(p), Ok(Some((_, f))) if f.compression != Compression::None));
-    if has_index {
-        let sources = items.iter().any(|i| i.layer_sources.is_some());
-        return if sources || !compressed {
-            Origin::Docker25
-        } else {
-            Origin::DockerContainerd
-        };
-    }
-    if items.iter().any(|i| i.config.starts_with("sha256:")) || compressed {
-        return Origin::Ggcr;
-    }
-    if layer_paths().all(|p| !p.contains('/') && docker::digest_in_name(p).is_some()) {
-        return Origin::ContainersImage;
-    }
-    Origin::DockerLegacy
-}
-
-fn dir_transport(
-    scan: &Scan,
-    manifest_bytes: &[u8],
-    compression: Compression,
-    links: Vec<LinkInfo>,
-    defects: Vec<Defect>,
-) -> Result<ArchiveInfo, ArchiveError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(manifest_bytes).map_err(|e| ArchiveError::BadMetadata {
-            file: "manifest.json".into(),
-            why: e.to_string(),
-        })?;
-    let media_type = value
-        .get("mediaType")
-        .and_then(|m| m.as_str())
-        .unwrap_or(media_types::DOCKER_MANIFEST)
-        .to_string();
-    if !media_types::is_manifest(&media_type) {
-        return Err(ArchiveError::BadMetadata {
-            file: "manifest.json".into(),
-            why: format!("media type {media_type} is not an image manifest this tool reads"),
-        });
-    }
-    let (path, entry) = scan
-        .file("manifest.json")?
-        .expect("manifest.json was found before");
-    let desc = Descriptor::new(media_type, entry.digest, entry.size);
-    let walker = Walker {
-        scan,
-        names: oci::BlobNames::Hex,
-        fanout: fanout::FanOut::default(),
-    };
-    let image = walker.image(0, desc, Vec::new(), Some((path, entry)));
-    if walker.fanout.exceeded() {
-        return Err(walker.fanout.error());
-    }
-    finish(
-        Format::DirTransport,
-        Origin::DirTransport,
-        compression,
-        vec![image],
-        links,
-        defects,
-        scan,
-    )
-}
-
-fn finish(
-    format: Format,
-    origin: Origin,
-    compression: Compression,
-    images: Vec<ImageInfo>,
-    links: Vec<LinkInfo>,
-    defects: Vec<Defect>,
-    scan: &Scan,
-) -> Result<ArchiveInfo, ArchiveError> {
-    Ok(ArchiveInfo {
-        format,
-        origin,
-        compression,
-        images,
-        links,
-        defects,
-        entries: scan.files.len() + scan.links.len(),
-    })
-}
-
 /// Unpack `input` into the layout at `dir` (created if needed): all images, or those `selectors`
 /// choose. Returns what was read and the index.json entries added.
 pub fn unpack(
@@ -481,7 +187,7 @@ pub struct Options {
     /// copy. Manifests that name such layers are generated anew (their digests change; configs do
     /// not).
     pub encoding: Option<Encoding>,
-    /// Layers not to read (by path, from [`catalog`]) or not to compress (by diff_id), because the
+    /// Layers not to read (by path, from [`read_catalog`]) or not to compress (by diff_id), because the
     /// destination already has them. Their blobs are not written to the layout; the manifests name
     /// them.
     pub reuse: Reuse,
@@ -491,87 +197,6 @@ pub struct Options {
     /// the archive is still being read (push starts uploading it). Called once per blob, from the
     /// reading thread, after the rename: keep it short. See the module docs for which blobs.
     pub on_blob: Option<BlobHook>,
-}
-
-/// A layer published into the layout while the archive was still being read ([`Options::on_blob`]).
-#[derive(Debug, Clone)]
-pub struct PublishedBlob {
-    /// The hook's streaming callback ([`BlobHook::streaming`]) was handed this layer while it was
-    /// being compressed.
-    pub streamed: bool,
-    /// The sha256 its bytes were hashed to while being written: its name in the layout.
-    pub digest: Digest,
-    /// Size of the blob in bytes.
-    pub size: u64,
-    /// `blobs/sha256/<hex>` in the layout.
-    pub path: PathBuf,
-}
-
-/// The callback of [`Options::on_blob`], and optionally a question asked as the archive is read:
-/// should reading stop ([`BlobHook::stopping_when`])?
-#[derive(Clone)]
-pub struct BlobHook {
-    published: Arc<dyn Fn(&PublishedBlob) + Send + Sync>,
-    stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
-    /// Layers of at least this many uncompressed bytes, and the callback they go to.
-    streaming: Option<(u64, StreamFn)>,
-}
-
-/// Where [`BlobHook::streaming`] hands layers.
-type StreamFn = Arc<dyn Fn(GrowingBlob) + Send + Sync>;
-
-impl BlobHook {
-    /// A hook that calls `f` for every layer published while the archive is read.
-    pub fn new(f: impl Fn(&PublishedBlob) + Send + Sync + 'static) -> Self {
-        BlobHook {
-            published: Arc::new(f),
-            stop: None,
-            streaming: None,
-        }
-    }
-
-    /// Also hand every uncompressed layer of at least `min_bytes` that is compressed on the way
-    /// ([`Options::encoding`]) to `f` the moment its compression starts, as a [`GrowingBlob`]
-    /// that reads the compressed bytes while they are written to the layout. The layer is then
-    /// published as usual, with [`PublishedBlob::streamed`] set.
-    pub fn streaming(
-        mut self,
-        min_bytes: u64,
-        f: impl Fn(GrowingBlob) + Send + Sync + 'static,
-    ) -> Self {
-        self.streaming = Some((min_bytes, Arc::new(f)));
-        self
-    }
-
-    /// Also ask `stop` after every buffer the reader takes in (keep it cheap: an atomic load);
-    /// once it says `true`, reading ends with [`ArchiveError::Stopped`]. For a caller that has
-    /// failed meanwhile (push: an upload the registry refused) and has its own error to report.
-    pub fn stopping_when(mut self, stop: impl Fn() -> bool + Send + Sync + 'static) -> Self {
-        self.stop = Some(Arc::new(stop));
-        self
-    }
-
-    pub(crate) fn call(&self, blob: &PublishedBlob) {
-        (self.published)(blob)
-    }
-
-    /// The streaming callback, if a layer of `size` uncompressed bytes is to be streamed.
-    pub(crate) fn stream_for(&self, size: u64) -> Option<&(dyn Fn(GrowingBlob) + Send + Sync)> {
-        match &self.streaming {
-            Some((min, f)) if size >= *min => Some(&**f),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn stop_requested(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s())
-    }
-}
-
-impl std::fmt::Debug for BlobHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BlobHook")
-    }
 }
 
 /// [`unpack`] with [`Options`].

@@ -165,7 +165,7 @@ pub struct ImageInfo {
     pub defects: Vec<Defect>,
     /// Blobs to publish, as (digest, where they come from).
     #[serde(skip)]
-    pub(crate) blobs: Vec<(Digest, crate::plan::BlobOrigin)>,
+    pub(crate) blobs: Vec<(Digest, BlobOrigin)>,
     /// True when the names should be written as annotations (archives without an index.json).
     #[serde(skip)]
     pub(crate) annotate_names: bool,
@@ -209,4 +209,17 @@ pub struct ArchiveInfo {
     pub defects: Vec<Defect>,
     /// How many files and links the archive holds (directories and skipped entries not counted).
     pub entries: usize,
+}
+
+/// Where a blob of the output comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum BlobOrigin {
+    /// The staged bytes of this archive entry, as they are.
+    Entry(String),
+    /// Bytes layerlift generated (a manifest).
+    Generated(Vec<u8>),
+    /// The compressed copy of this entry made while reading it.
+    Encoded(String),
+    /// The decompressed content of this entry (bzip2/xz layers, which OCI has no media type for).
+    Decompressed(String),
 }

@@ -10,12 +10,6 @@ pub fn full_name(name: &str) -> Option<String> {
     layerlift_manifest::reference::full_name(name)
 }
 
-/// Does `selector` (`@N`, a digest, or a name: see [`layerlift_manifest::selector`]) choose this
-/// image? A selector that does not parse chooses nothing.
-pub fn matches(img: &ImageInfo, selector: &str) -> bool {
-    ImageSelector::parse(selector).is_ok_and(|sel| selects(&sel, img))
-}
-
 /// Does `sel` choose this image, by position, by the digest of its descriptor, or by one of its
 /// names?
 pub(crate) fn selects(sel: &ImageSelector, img: &ImageInfo) -> bool {
@@ -29,6 +23,11 @@ pub(crate) fn selects(sel: &ImageSelector, img: &ImageInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Does `selector` choose this image? A selector that does not parse chooses nothing.
+    fn matches(img: &ImageInfo, selector: &str) -> bool {
+        ImageSelector::parse(selector).is_ok_and(|sel| selects(&sel, img))
+    }
 
     #[test]
     fn qualifies_names() {

@@ -2,8 +2,7 @@
 //! directory, Docker 25+ and containerd-store saves) and the `dir:` transport's manifest. Every blob
 //! is checked against its descriptor's digest and size; image layers against the config's diff_ids.
 
-use crate::model::{Defect, ImageInfo, LayerInfo, ManifestInfo};
-use crate::plan::BlobOrigin;
+use crate::model::{BlobOrigin, Defect, ImageInfo, LayerInfo, ManifestInfo};
 use crate::scan::{FileEntry, Scan};
 use layerlift_layers::Compression;
 use layerlift_manifest::{
@@ -214,6 +213,8 @@ impl<'a> Walker<'a> {
         img.manifests.push(info);
     }
 
+    /// One image manifest: its config (checked, and its diff_ids read) and its layers (checked
+    /// against them), the manifest regenerated if layers were compressed while they were read.
     fn manifest(
         &self,
         manifest: &Manifest,
@@ -234,7 +235,6 @@ impl<'a> Walker<'a> {
             blobs: 0..0,
         };
         let defects_before = img.defects.len();
-        let mut config_ok = false;
         // visit() pushed the manifest's own blob just before calling this.
         let manifest_blob = img.blobs.len() - 1;
         let label = info
@@ -242,53 +242,9 @@ impl<'a> Walker<'a> {
             .as_deref()
             .map(|p| format!("platform {p}: "))
             .unwrap_or_default();
-        let absent = |img: &mut ImageInfo, what: String| {
-            img.defects.push(if top {
-                Defect::fatal(format!("{label}{what}"))
-            } else {
-                Defect::note(format!("{label}{what}"))
-            });
-        };
-        // The config.
-        let mut diff_ids: Option<Vec<Digest>> = None;
-        match self.lookup(&manifest.config.digest) {
-            None => absent(
-                img,
-                format!("config {} is not in the archive", manifest.config.digest),
-            ),
-            Some((path, file)) => {
-                if check_blob(&manifest.config, &path, file, img) {
-                    config_ok = true;
-                    img.blobs
-                        .push((manifest.config.digest, BlobOrigin::Entry(path.clone())));
-                    let is_image_config = manifest.config.media_type == media_types::OCI_CONFIG
-                        || manifest.config.media_type == media_types::DOCKER_CONFIG
-                        || manifest.config.media_type == "application/octet-stream";
-                    // Artifacts reuse the image config type with `{}` (regclient, oras): only a
-                    // config with a rootfs has diff_ids to check.
-                    let json = file.json();
-                    let has_rootfs = json.as_deref().is_some_and(|j| looks_like(j, "rootfs"));
-                    let image_layers = manifest.layers.iter().any(|l| is_layer_type(&l.media_type));
-                    if is_image_config && (has_rootfs || image_layers) {
-                        match json
-                            .as_deref()
-                            .map(|j| parse_json::<ImageConfig>("image config", j))
-                        {
-                            Some(Ok(c)) => {
-                                if info.platform.is_none() {
-                                    info.platform = platform_of(&c);
-                                }
-                                diff_ids = Some(c.rootfs.diff_ids);
-                            }
-                            Some(Err(e)) => img.defects.push(Defect::fatal(format!("{path}: {e}"))),
-                            None => img.defects.push(Defect::fatal(format!(
-                                "{path}: the image config is not a JSON document"
-                            ))),
-                        }
-                    }
-                }
-            }
-        }
+        let absence = Absence { top, label: &label };
+        let config = self.config(manifest, &mut info, img, &absence);
+        let mut diff_ids = config.diff_ids;
         if let Some(ids) = &diff_ids
             && ids.len() != manifest.layers.len()
         {
@@ -300,67 +256,14 @@ impl<'a> Walker<'a> {
             )));
             diff_ids = None;
         }
-        // The layers.
-        let mut rewritten = 0;
-        let mut missing = 0;
-        let mut mislabelled: Vec<(String, String)> = Vec::new();
+        let mut tally = LayerTally::default();
         for (i, layer) in manifest.layers.iter().enumerate() {
             let expected = diff_ids.as_ref().map(|ids| ids[i]);
-            let mut li = LayerInfo {
-                path: None,
-                resolved: None,
-                descriptor: layer.clone(),
-                compression: Compression::None,
-                diff_id: expected,
-                uncompressed_size: None,
-                present: false,
-            };
-            match self.lookup(&layer.digest) {
-                None if media_types::is_non_distributable(&layer.media_type) => img.defects.push(Defect::note(format!(
-                    "{label}layer {} is non-distributable and not in the archive; its descriptor is kept",
-                    layer.digest
-                ))),
-                None => missing += 1,
-                Some((path, file)) => {
-                    li.path = Some(path.clone());
-                    li.present = true;
-                    li.compression = file.compression;
-                    if check_blob(layer, &path, file, img) {
-                        match &file.encoded {
-                            // Compressed while it was read: the manifest will name the new blob.
-                            Some(enc) => {
-                                img.blobs.push((enc.digest, BlobOrigin::Encoded(path.clone())));
-                                let mut d = layer.clone();
-                                d.media_type = compressed_type(&desc.media_type, &layer.media_type, enc.compression);
-                                d.digest = enc.digest;
-                                d.size = enc.size;
-                                li.descriptor = d;
-                                rewritten += 1;
-                            }
-                            None => img.blobs.push((layer.digest, BlobOrigin::Entry(path.clone()))),
-                        }
-                        match (file.diff_id(), expected) {
-                            (Err(e), _) => img.defects.push(Defect::fatal(format!("layer {path}: cannot decompress ({e})"))),
-                            (Ok((actual, size)), Some(expected)) => {
-                                li.uncompressed_size = Some(size);
-                                if actual != expected {
-                                    img.defects.push(Defect::fatal(format!(
-                                        "layer {path}: diff_id mismatch: expected {expected}, got {actual}"
-                                    )));
-                                }
-                            }
-                            (Ok((_, size)), None) => li.uncompressed_size = Some(size),
-                        }
-                        if let Some(note) = mislabel(&layer.media_type, file.compression) {
-                            mislabelled.push((note, path.clone()));
-                        }
-                    }
-                }
-            }
+            let li = self.layer(layer, expected, &desc.media_type, img, &label, &mut tally);
             info.layers.push(li);
         }
-        mislabelled.sort();
-        for group in mislabelled.chunk_by(|a, b| a.0 == b.0) {
+        tally.mislabelled.sort();
+        for group in tally.mislabelled.chunk_by(|a, b| a.0 == b.0) {
             let (note, first) = (&group[0].0, &group[0].1);
             let which = match group.len() {
                 1 => format!("layer {first}"),
@@ -369,7 +272,7 @@ impl<'a> Walker<'a> {
             img.defects
                 .push(Defect::note(format!("{label}{which}: {note}")));
         }
-        if rewritten > 0 {
+        if tally.rewritten > 0 {
             self.rewrite(
                 manifest,
                 desc,
@@ -377,22 +280,188 @@ impl<'a> Walker<'a> {
                 img,
                 manifest_blob,
                 top,
-                rewritten,
+                tally.rewritten,
             );
         }
-        info.complete =
-            config_ok && missing == 0 && !img.defects[defects_before..].iter().any(|d| d.fatal);
-        if missing > 0 {
-            absent(
+        info.complete = config.found
+            && tally.missing == 0
+            && !img.defects[defects_before..].iter().any(|d| d.fatal);
+        if tally.missing > 0 {
+            absence.report(
                 img,
                 format!(
-                    "{missing} of {} layer blobs are not in the archive",
+                    "{} of {} layer blobs are not in the archive",
+                    tally.missing,
                     manifest.layers.len()
                 ),
             );
         }
         info
     }
+
+    /// The manifest's config: checked and added to the image's blobs, and for an image config
+    /// (not an artifact's) its diff_ids, and the platform if the index did not give one.
+    fn config(
+        &self,
+        manifest: &Manifest,
+        info: &mut ManifestInfo,
+        img: &mut ImageInfo,
+        absence: &Absence<'_>,
+    ) -> ConfigRead {
+        let mut read = ConfigRead {
+            found: false,
+            diff_ids: None,
+        };
+        let Some((path, file)) = self.lookup(&manifest.config.digest) else {
+            absence.report(
+                img,
+                format!("config {} is not in the archive", manifest.config.digest),
+            );
+            return read;
+        };
+        if !check_blob(&manifest.config, &path, file, img) {
+            return read;
+        }
+        read.found = true;
+        img.blobs
+            .push((manifest.config.digest, BlobOrigin::Entry(path.clone())));
+        let is_image_config = manifest.config.media_type == media_types::OCI_CONFIG
+            || manifest.config.media_type == media_types::DOCKER_CONFIG
+            || manifest.config.media_type == "application/octet-stream";
+        // Artifacts reuse the image config type with `{}` (regclient, oras): only a config with a
+        // rootfs has diff_ids to check.
+        let json = file.json();
+        let has_rootfs = json.as_deref().is_some_and(|j| looks_like(j, "rootfs"));
+        let image_layers = manifest.layers.iter().any(|l| is_layer_type(&l.media_type));
+        if !(is_image_config && (has_rootfs || image_layers)) {
+            return read;
+        }
+        match json
+            .as_deref()
+            .map(|j| parse_json::<ImageConfig>("image config", j))
+        {
+            Some(Ok(c)) => {
+                if info.platform.is_none() {
+                    info.platform = platform_of(&c);
+                }
+                read.diff_ids = Some(c.rootfs.diff_ids);
+            }
+            Some(Err(e)) => img.defects.push(Defect::fatal(format!("{path}: {e}"))),
+            None => img.defects.push(Defect::fatal(format!(
+                "{path}: the image config is not a JSON document"
+            ))),
+        }
+        read
+    }
+
+    /// One layer of a manifest (of type `manifest_type`): looked up, checked (against the
+    /// `expected` diff_id if the config gives one) and added to the image's blobs; missing,
+    /// compressed-while-read and mislabelled layers are counted in `tally`.
+    fn layer(
+        &self,
+        layer: &Descriptor,
+        expected: Option<Digest>,
+        manifest_type: &str,
+        img: &mut ImageInfo,
+        label: &str,
+        tally: &mut LayerTally,
+    ) -> LayerInfo {
+        let mut li = LayerInfo {
+            path: None,
+            resolved: None,
+            descriptor: layer.clone(),
+            compression: Compression::None,
+            diff_id: expected,
+            uncompressed_size: None,
+            present: false,
+        };
+        let Some((path, file)) = self.lookup(&layer.digest) else {
+            if media_types::is_non_distributable(&layer.media_type) {
+                img.defects.push(Defect::note(format!(
+                    "{label}layer {} is non-distributable and not in the archive; its descriptor is kept",
+                    layer.digest
+                )));
+            } else {
+                tally.missing += 1;
+            }
+            return li;
+        };
+        li.path = Some(path.clone());
+        li.present = true;
+        li.compression = file.compression;
+        if !check_blob(layer, &path, file, img) {
+            return li;
+        }
+        match &file.encoded {
+            // Compressed while it was read: the manifest will name the new blob.
+            Some(enc) => {
+                img.blobs
+                    .push((enc.digest, BlobOrigin::Encoded(path.clone())));
+                let mut d = layer.clone();
+                d.media_type = compressed_type(manifest_type, &layer.media_type, enc.compression);
+                d.digest = enc.digest;
+                d.size = enc.size;
+                li.descriptor = d;
+                tally.rewritten += 1;
+            }
+            None => img
+                .blobs
+                .push((layer.digest, BlobOrigin::Entry(path.clone()))),
+        }
+        match (file.diff_id(), expected) {
+            (Err(e), _) => img.defects.push(Defect::fatal(format!(
+                "layer {path}: cannot decompress ({e})"
+            ))),
+            (Ok((actual, size)), Some(expected)) => {
+                li.uncompressed_size = Some(size);
+                if actual != expected {
+                    img.defects.push(Defect::fatal(format!(
+                        "layer {path}: diff_id mismatch: expected {expected}, got {actual}"
+                    )));
+                }
+            }
+            (Ok((_, size)), None) => li.uncompressed_size = Some(size),
+        }
+        if let Some(note) = mislabel(&layer.media_type, file.compression) {
+            tally.mislabelled.push((note, path.clone()));
+        }
+        li
+    }
+}
+
+/// How a manifest's missing config or layers are reported: fatal for the image's top manifest,
+/// a note for one of an index's other manifests; prefixed with its platform.
+struct Absence<'a> {
+    top: bool,
+    label: &'a str,
+}
+
+impl Absence<'_> {
+    fn report(&self, img: &mut ImageInfo, what: String) {
+        let msg = format!("{}{what}", self.label);
+        img.defects.push(if self.top {
+            Defect::fatal(msg)
+        } else {
+            Defect::note(msg)
+        });
+    }
+}
+
+/// What a manifest's config gave: whether it is there and checked, and its diff_ids.
+struct ConfigRead {
+    found: bool,
+    diff_ids: Option<Vec<Digest>>,
+}
+
+/// Counts over a manifest's layers.
+#[derive(Default)]
+struct LayerTally {
+    /// Layers compressed while the archive was read (the manifest is regenerated).
+    rewritten: usize,
+    /// Layers not in the archive.
+    missing: usize,
+    /// Layers whose media type does not say how they are stored: (note, path).
+    mislabelled: Vec<(String, String)>,
 }
 
 impl Walker<'_> {

@@ -1,6 +1,7 @@
 //! Entry names inside an archive: normalisation, and resolving symlinks and hard links without ever
 //! leaving the archive's root.
 
+use layerlift_manifest::Digest;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How many links one path may pass through before we call it a loop.
@@ -49,7 +50,7 @@ pub enum PathError {
     /// Resolving this path follows more than 40 links.
     #[error("`{0}` goes through more than 40 links")]
     TooManyLinks(String),
-    /// A name or link target is longer than [`MAX_PATH`]; holds the first 64 characters of the
+    /// A name or link target is longer than 4096 bytes (Linux's `PATH_MAX`); holds the first 64 characters of the
     /// name (or the link concerned).
     #[error("entry `{0}…` has a name or link target longer than 4096 bytes")]
     TooLong(String),
@@ -149,9 +150,36 @@ pub fn resolve(links: &BTreeMap<String, Link>, path: &str) -> Result<String, Pat
     Ok(done.join("/"))
 }
 
+/// The digest a file name states: `<hex>`, `<hex>.json`, `<hex>.tar[.gz]`, `sha256:<hex>`,
+/// `blobs/sha256/<hex>`. Legacy `<v1id>/layer.tar` names state none (v1 ids are not digests).
+pub(crate) fn digest_in_name(path: &str) -> Option<Digest> {
+    let name = path.rsplit('/').next()?;
+    let name = name.strip_prefix("sha256:").unwrap_or(name);
+    let hex = name.get(..64)?;
+    let rest = &name[64..];
+    if !(rest.is_empty() || rest.starts_with('.')) {
+        return None;
+    }
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Digest::from_hex(&hex.to_ascii_lowercase()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_in_names() {
+        let hex = "75ae28a28d5e0d3d1e1d7e8ee2ef8db0b3cb26e5b6a27f3b4c1f3c0e0c0e0c0e";
+        assert!(digest_in_name(&format!("{hex}.json")).is_some());
+        assert!(digest_in_name(&format!("sha256:{hex}")).is_some());
+        assert!(digest_in_name(&format!("blobs/sha256/{hex}")).is_some());
+        assert!(digest_in_name(&format!("{hex}.tar.gz")).is_some());
+        assert!(digest_in_name(&format!("{hex}/layer.tar")).is_none());
+        assert!(digest_in_name("repositories").is_none());
+    }
 
     fn links(list: &[(&str, Link)]) -> BTreeMap<String, Link> {
         list.iter()

@@ -2,7 +2,7 @@
 //! index.json last, so that an interrupted unpack never leaves an index pointing at a missing blob.
 
 use crate::error::ArchiveError;
-use crate::model::{ArchiveInfo, ImageInfo};
+use crate::model::{ArchiveInfo, BlobOrigin, ImageInfo};
 use crate::names;
 use crate::scan::Scan;
 use layerlift_layout::Layout;
@@ -10,19 +10,6 @@ use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
 use layerlift_manifest::{Descriptor, Digest, SelectorError, media_types, platform_matches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
-
-/// Where a blob of the output comes from.
-#[derive(Debug, Clone)]
-pub(crate) enum BlobOrigin {
-    /// The staged bytes of this archive entry, as they are.
-    Entry(String),
-    /// Bytes layerlift generated (a manifest).
-    Generated(Vec<u8>),
-    /// The compressed copy of this entry made while reading it.
-    Encoded(String),
-    /// The decompressed content of this entry (bzip2/xz layers, which OCI has no media type for).
-    Decompressed(String),
-}
 
 /// Which images `selectors` (`@N`, a digest or a name: see [`layerlift_manifest::selector`])
 /// choose, in the order the selectors name them; all of them when there are no selectors.

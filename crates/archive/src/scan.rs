@@ -6,8 +6,8 @@
 
 use crate::error::ArchiveError;
 use crate::growing::{Feed, Watched};
+use crate::hooks::{BlobHook, PublishedBlob};
 use crate::paths::{self, Link};
-use crate::{BlobHook, PublishedBlob};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
 use layerlift_manifest::{Digest, Sha256Writer};
@@ -70,8 +70,8 @@ pub struct Reuse {
     /// For input that cannot be walked ahead (a pipe): an uncompressed layer entry whose name
     /// states its digest (`blobs/sha256/<hex>`, `<hex>.tar`) and whose digest is a key here is only
     /// hashed, not compressed or staged; if its content matches its name, the registry's blob
-    /// (digest, size, compression) stands in for it, otherwise the read fails.
-    pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression)>,
+    /// stands in for it, otherwise the read fails.
+    pub by_diff_id: BTreeMap<Digest, Replacement>,
 }
 
 impl Reuse {
@@ -92,8 +92,32 @@ pub struct ReusedEntry {
     /// The uncompressed digest the image config gives the layer.
     pub diff_id: Digest,
     /// For an uncompressed entry that would be compressed on the way: the blob the registry has
-    /// in its place (digest, size, compression).
-    pub replacement: Option<(Digest, u64, Compression)>,
+    /// in its place.
+    pub replacement: Option<Replacement>,
+}
+
+/// The compressed blob the destination registry holds for an uncompressed layer entry: the
+/// layout's manifest names it instead of a compressed copy of the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replacement {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// How the blob is compressed.
+    pub compression: Compression,
+}
+
+impl From<Replacement> for Encoded {
+    /// A replacement as the compressed copy of its entry, with nothing staged.
+    fn from(r: Replacement) -> Self {
+        Encoded {
+            digest: r.digest,
+            size: r.size,
+            compression: r.compression,
+            staged: None,
+        }
+    }
 }
 
 /// An entry compressed while it streamed past: what is staged in its place.
@@ -206,15 +230,7 @@ impl Scan {
     fn add_reused(&mut self, path: String, size: u64, r: &ReusedEntry) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
         let (uncompressed, encoded) = match (r.compression, r.replacement) {
-            (Compression::None, Some((digest, size, compression))) => (
-                None,
-                Some(Encoded {
-                    digest,
-                    size,
-                    compression,
-                    staged: None,
-                }),
-            ),
+            (Compression::None, Some(replacement)) => (None, Some(replacement.into())),
             (Compression::None, None) => (None, None),
             // The uncompressed size is unknown without reading; it is only ever shown.
             (_, _) => (Some(Ok((r.diff_id, 0))), None),
@@ -253,134 +269,47 @@ impl Scan {
         disk: Option<&Path>,
     ) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
-        let read_err = |e: io::Error| ArchiveError::io(format!("entry `{path}`"), e);
         let mut buf = vec![0u8; COPY_BUFFER];
-        // The first bytes decide whether this is compressed or JSON.
-        let mut head = 0;
-        while head < 512 {
-            match reader.read(&mut buf[head..512]) {
-                Ok(0) => break,
-                Ok(n) => head += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_err(e)),
-            }
-        }
-        let compression = sniff(&buf[..head]);
-        let looks_json = matches!(
-            buf[..head].iter().find(|b| !b.is_ascii_whitespace()),
-            Some(b'{' | b'[' | b'n')
-        );
+        let head = Head::read(reader, &mut buf).map_err(|e| entry_error(&path, e))?;
         // A directory's file can be read again: its JSON is collected (one document at a time)
         // to learn whether it is small, and kept only within the total.
-        let mut json =
-            (looks_json && (self.kept_json < MAX_KEPT_TOTAL || disk.is_some())).then(Vec::new);
-        let mut decode = (compression != Compression::None).then(DiffIdWriter::new);
-        let mut decode_err: Option<String> = None;
-
-        // An uncompressed tar (a layer; an empty tar is all zeros) can be compressed on the way.
-        let looks_tar =
-            head == 512 && (&buf[257..262] == b"ustar" || buf[..512].iter().all(|b| *b == 0));
+        let mut taps = Taps {
+            json: (head.looks_json && (self.kept_json < MAX_KEPT_TOTAL || disk.is_some()))
+                .then(Vec::new),
+            decode: (head.compression != Compression::None).then(DiffIdWriter::new),
+            decode_err: None,
+        };
         // A layer the registry has, named by its diff_id: only hashed (checked at the end).
-        let named = (looks_tar && compression == Compression::None)
-            .then(|| crate::docker::digest_in_name(&path))
+        let named = (head.looks_tar && head.compression == Compression::None)
+            .then(|| paths::digest_in_name(&path))
             .flatten()
             .and_then(|d| self.reuse.by_diff_id.get(&d).map(|r| (d, *r)));
-        let mut streamed = false;
-        let mut sink = match (layout, self.encoding) {
-            _ if named.is_some() => Sink::Hash(Sha256Writer::new(io::sink())),
-            (Some(l), Some(encoding)) if looks_tar && compression == Compression::None => {
-                let writer = l.blob_writer()?;
-                // Handed to the hook's streaming callback, which reads it as it is written.
-                let stream = self.on_blob.as_ref().and_then(|h| h.stream_for(declared));
-                let feed = match stream {
-                    Some(f) => {
-                        streamed = true;
-                        let (feed, blob) = Feed::new(writer.temp_path(), &path, declared)
-                            .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
-                        f(blob);
-                        Some(feed)
-                    }
-                    None => None,
-                };
-                let watched = Watched {
-                    inner: writer,
-                    feed,
-                };
-                let encoder = LayerEncoder::new(watched, &encoding)
-                    .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
-                Sink::Encode {
-                    raw: Sha256Writer::new(io::sink()),
-                    encoder: Box::new(encoder),
-                    compression: encoding.compression,
-                }
-            }
-            (Some(l), _) => Sink::Stage(l.blob_writer()?),
-            (None, _) => Sink::Hash(Sha256Writer::new(io::sink())),
-        };
-        let write_err = |e: io::Error| ArchiveError::Write {
-            what: format!("entry `{path}`"),
-            dir: layout.map(|l| l.root().to_path_buf()).unwrap_or_default(),
-            source: e,
-        };
-        let mut chunk = head;
-        loop {
-            if chunk > 0 {
-                let bytes = &buf[..chunk];
-                sink.write_all(bytes).map_err(write_err)?;
-                if let Some(d) = decode.as_mut()
-                    && let Err(e) = d.write_all(bytes)
-                {
-                    decode_err = Some(e.to_string());
-                    decode = None;
-                }
-                if let Some(j) = json.as_mut() {
-                    if (j.len() + chunk) as u64 <= MAX_KEPT_JSON {
-                        j.extend_from_slice(bytes);
-                    } else {
-                        json = None;
-                    }
-                }
-            }
-            if self.on_blob.as_ref().is_some_and(BlobHook::stop_requested) {
-                return Err(ArchiveError::Stopped);
-            }
-            chunk = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(read_err(e)),
-            };
-        }
-        let (digest, size, mut staged, mut encoded) = sink.finish()?;
+        let (mut sink, streamed) = self.sink(&path, declared, &head, layout, named.is_some())?;
+        self.copy(
+            reader, &mut buf, head.len, &mut sink, &mut taps, layout, &path,
+        )?;
+        let Stored {
+            digest,
+            size,
+            mut staged,
+            mut encoded,
+        } = sink.finish()?;
         let reused = named.is_some();
-        if let Some((stated, (digest_r, size_r, compression_r))) = named {
+        if let Some((stated, replacement)) = named {
             if digest != stated {
                 return Err(ArchiveError::BadEntry {
                     path,
                     why: format!("its content is {digest}, not the {stated} its name states"),
                 });
             }
-            encoded = Some(Encoded {
-                digest: digest_r,
-                size: size_r,
-                compression: compression_r,
-                staged: None,
-            });
+            encoded = Some(replacement.into());
         }
-        let uncompressed = match (decode, decode_err) {
-            (_, Some(e)) => Some(Err(e)),
-            (Some(d), None) => Some(
-                d.finish()
-                    .map(|id| (id.digest, id.size))
-                    .map_err(|e| e.to_string()),
-            ),
-            (None, None) => None,
-        };
+        let uncompressed = taps.uncompressed();
         if let (Some(hook), Some(layout)) = (&self.on_blob, layout) {
             // Only layers (configs and manifests are told apart by the metadata that comes last);
             // bzip2/xz layers are decompressed at commit, from the staged copy.
-            let layer = match compression {
-                Compression::None => looks_tar,
+            let layer = match head.compression {
+                Compression::None => head.looks_tar,
                 Compression::Gzip | Compression::Zstd => matches!(uncompressed, Some(Ok(_))),
                 Compression::Bzip2 | Compression::Xz => false,
             };
@@ -393,23 +322,13 @@ impl Scan {
                 publish_now(layout, blob, hook, streamed)?;
             }
         }
-        let mut json_path = None;
-        if let Some(j) = &json {
-            if self.kept_json + j.len() as u64 > MAX_KEPT_TOTAL
-                && let Some(disk) = disk
-            {
-                json_path = Some(disk.to_path_buf());
-                json = None;
-            } else {
-                self.kept_json += j.len() as u64;
-            }
-        }
+        let (json, json_path) = self.keep_json(taps.json, disk);
         self.files.insert(
             path,
             FileEntry {
                 size,
                 digest,
-                compression,
+                compression: head.compression,
                 uncompressed,
                 json,
                 json_path,
@@ -419,6 +338,188 @@ impl Scan {
             },
         );
         Ok(())
+    }
+
+    /// Where an entry's bytes go, and whether the hook's streaming callback was handed it: only
+    /// a hasher (no layout, or a layer the registry has), a compressor staging into the layout (an
+    /// uncompressed layer, with an encoding), or the layout as they are.
+    fn sink(
+        &self,
+        path: &str,
+        declared: u64,
+        head: &Head,
+        layout: Option<&Layout>,
+        hash_only: bool,
+    ) -> Result<(Sink, bool), ArchiveError> {
+        let compress = head.looks_tar && head.compression == Compression::None;
+        Ok(match (layout, self.encoding) {
+            _ if hash_only => (Sink::Hash(Sha256Writer::new(io::sink())), false),
+            (Some(l), Some(encoding)) if compress => {
+                let writer = l.blob_writer()?;
+                // Handed to the hook's streaming callback, which reads it as it is written.
+                let stream = self.on_blob.as_ref().and_then(|h| h.stream_for(declared));
+                let feed = match stream {
+                    Some(f) => {
+                        let (feed, blob) = Feed::new(writer.temp_path(), path, declared)
+                            .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
+                        f(blob);
+                        Some(feed)
+                    }
+                    None => None,
+                };
+                let streamed = feed.is_some();
+                let watched = Watched {
+                    inner: writer,
+                    feed,
+                };
+                let encoder = LayerEncoder::new(watched, &encoding)
+                    .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
+                let sink = Sink::Encode {
+                    raw: Sha256Writer::new(io::sink()),
+                    encoder: Box::new(encoder),
+                    compression: encoding.compression,
+                };
+                (sink, streamed)
+            }
+            (Some(l), _) => (Sink::Stage(l.blob_writer()?), false),
+            (None, _) => (Sink::Hash(Sha256Writer::new(io::sink())), false),
+        })
+    }
+
+    /// Copy the entry to `sink` and `taps`: the `head` bytes already in `buf`, then the rest of
+    /// `reader`, asking the hook after every buffer whether to stop.
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &self,
+        reader: &mut dyn Read,
+        buf: &mut [u8],
+        head: usize,
+        sink: &mut Sink,
+        taps: &mut Taps,
+        layout: Option<&Layout>,
+        path: &str,
+    ) -> Result<(), ArchiveError> {
+        let write_err = |e: io::Error| ArchiveError::Write {
+            what: format!("entry `{path}`"),
+            dir: layout.map(|l| l.root().to_path_buf()).unwrap_or_default(),
+            source: e,
+        };
+        let mut chunk = head;
+        loop {
+            if chunk > 0 {
+                let bytes = &buf[..chunk];
+                sink.write_all(bytes).map_err(write_err)?;
+                taps.write(bytes);
+            }
+            if self.on_blob.as_ref().is_some_and(BlobHook::stop_requested) {
+                return Err(ArchiveError::Stopped);
+            }
+            chunk = match reader.read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(entry_error(path, e)),
+            };
+        }
+    }
+
+    /// Keep a small JSON document in memory within the total; past it, a directory's file is read
+    /// again from `disk` when needed. Returns the kept bytes and the path to read again.
+    fn keep_json(
+        &mut self,
+        json: Option<Vec<u8>>,
+        disk: Option<&Path>,
+    ) -> (Option<Vec<u8>>, Option<std::path::PathBuf>) {
+        let Some(j) = json else {
+            return (None, None);
+        };
+        if self.kept_json + j.len() as u64 > MAX_KEPT_TOTAL
+            && let Some(disk) = disk
+        {
+            return (None, Some(disk.to_path_buf()));
+        }
+        self.kept_json += j.len() as u64;
+        (Some(j), None)
+    }
+}
+
+fn entry_error(path: &str, e: io::Error) -> ArchiveError {
+    ArchiveError::io(format!("entry `{path}`"), e)
+}
+
+/// The first (up to 512) bytes of an entry, which decide how it is treated.
+struct Head {
+    /// How many bytes were read into the buffer.
+    len: usize,
+    compression: Compression,
+    /// Starts like a JSON document (`{`, `[`, `null`).
+    looks_json: bool,
+    /// An uncompressed tar (a layer; an empty tar is all zeros), which can be compressed on the way.
+    looks_tar: bool,
+}
+
+impl Head {
+    /// Read up to 512 bytes into the start of `buf`.
+    fn read(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<Head> {
+        let mut len = 0;
+        while len < 512 {
+            match reader.read(&mut buf[len..512]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let bytes = &buf[..len];
+        Ok(Head {
+            len,
+            compression: sniff(bytes),
+            looks_json: matches!(
+                bytes.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'{' | b'[' | b'n')
+            ),
+            looks_tar: len == 512
+                && (&bytes[257..262] == b"ustar" || bytes.iter().all(|b| *b == 0)),
+        })
+    }
+}
+
+/// What an entry's bytes are fed to besides its sink: the decoder of a compressed entry (for its
+/// diff_id) and the collector of a small JSON document.
+struct Taps {
+    json: Option<Vec<u8>>,
+    decode: Option<DiffIdWriter>,
+    decode_err: Option<String>,
+}
+
+impl Taps {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(d) = self.decode.as_mut()
+            && let Err(e) = d.write_all(bytes)
+        {
+            self.decode_err = Some(e.to_string());
+            self.decode = None;
+        }
+        if let Some(j) = self.json.as_mut() {
+            if (j.len() + bytes.len()) as u64 <= MAX_KEPT_JSON {
+                j.extend_from_slice(bytes);
+            } else {
+                self.json = None;
+            }
+        }
+    }
+
+    /// The decoded stream's digest and size (or why decoding failed), for a compressed entry.
+    fn uncompressed(&mut self) -> Option<Result<(Digest, u64), String>> {
+        match (self.decode.take(), self.decode_err.take()) {
+            (_, Some(e)) => Some(Err(e)),
+            (Some(d), None) => Some(
+                d.finish()
+                    .map(|id| (id.digest, id.size))
+                    .map_err(|e| e.to_string()),
+            ),
+            (None, None) => None,
+        }
     }
 }
 
@@ -471,15 +572,25 @@ impl Sink {
 
     /// Digest and size of the bytes; the staged blob (as they are, or compressed).
     #[allow(clippy::type_complexity)]
-    fn finish(self) -> Result<(Digest, u64, Option<StagedBlob>, Option<Encoded>), ArchiveError> {
+    fn finish(self) -> Result<Stored, ArchiveError> {
         Ok(match self {
             Sink::Stage(w) => {
                 let staged = w.finish()?;
-                (staged.digest(), staged.size(), Some(staged), None)
+                Stored {
+                    digest: staged.digest(),
+                    size: staged.size(),
+                    staged: Some(staged),
+                    encoded: None,
+                }
             }
             Sink::Hash(w) => {
                 let (digest, size, _) = w.finish();
-                (digest, size, None, None)
+                Stored {
+                    digest,
+                    size,
+                    staged: None,
+                    encoded: None,
+                }
             }
             Sink::Encode {
                 raw,
@@ -504,10 +615,24 @@ impl Sink {
                     compression,
                     staged: Some(staged),
                 };
-                (digest, size, None, Some(encoded))
+                Stored {
+                    digest,
+                    size,
+                    staged: None,
+                    encoded: Some(encoded),
+                }
             }
         })
     }
+}
+
+/// What a [`Sink`] made of an entry: the digest and size of its bytes as stored, and its staged
+/// copy or the compressed copy staged in its place.
+struct Stored {
+    digest: Digest,
+    size: u64,
+    staged: Option<StagedBlob>,
+    encoded: Option<Encoded>,
 }
 
 /// Read a tar stream to its end, feeding every entry into a [`Scan`].

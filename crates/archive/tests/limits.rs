@@ -2,8 +2,8 @@
 //! name lengths. Each is refused with a typed error before it costs memory.
 
 use layerlift_archive::ArchiveError;
-use layerlift_archive::paths::PathError;
-use layerlift_archive::scan::{MAX_ENTRIES, MAX_HEADER_BYTES, MAX_LINKS, scan_tar};
+use layerlift_archive::PathError;
+use layerlift_archive::{MAX_ENTRIES, MAX_HEADER_BYTES, MAX_LINKS, scan_tar};
 
 fn header(kind: tar::EntryType, path: &str, size: u64) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();

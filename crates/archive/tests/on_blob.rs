@@ -6,48 +6,18 @@ use layerlift_archive::{BlobHook, Input, Options, PublishedBlob, unpack_with};
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::Digest;
+use layerlift_testkit::image::{self, LayerNames, TestImage};
 use std::sync::{Arc, Mutex};
 
 fn layer(name: &str, size: usize) -> Vec<u8> {
-    let data: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, name, data.as_slice()).unwrap();
-    b.into_inner().unwrap()
+    image::layer_tar(&[(name, &image::letters(size as u64, size))])
 }
 
 /// A podman-style docker-archive (`<diff_id>.tar` layers, the config, manifest.json last); the
 /// second layer is listed twice but stored once.
 fn archive(layers: &[Vec<u8>]) -> Vec<u8> {
-    let ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
-    let listed = [ids[0].clone(), ids[1].clone(), ids[1].clone()];
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": listed},
-    })
-    .to_string();
-    let config_name = format!("{}.json", Digest::of(config.as_bytes()).hex());
-    let names: Vec<String> = listed.iter().map(|d| format!("{}.tar", &d[7..])).collect();
-    let manifest =
-        serde_json::json!([{"Config": config_name, "RepoTags": ["app:1"], "Layers": names}])
-            .to_string();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    for (name, bytes) in names.iter().zip(layers) {
-        add(name, bytes);
-    }
-    add(&config_name, config.as_bytes());
-    add("manifest.json", manifest.as_bytes());
-    b.into_inner().unwrap()
+    let listed = vec![layers[0].clone(), layers[1].clone(), layers[1].clone()];
+    TestImage::new("app:1", listed).docker_archive(LayerNames::DiffIds)
 }
 
 /// Unpack `bytes` with `encoding`, recording what the hook saw (and whether each blob was in

@@ -12,4 +12,5 @@ pub mod convert;
 pub mod exit;
 pub mod pack;
 pub mod push;
+mod shared;
 pub mod unpack;

@@ -254,7 +254,7 @@ fn described(e: &anyhow::Error) -> (String, Option<String>, Option<String>) {
         .find_map(|c| c.downcast_ref::<layerlift_registry::Error>());
     (
         crate::exit::one_line(e.as_ref()),
-        registry.and_then(|r| r.code()).map(str::to_string),
+        registry.and_then(|r| r.code()).map(|c| c.to_string()),
         registry
             .and_then(|r| r.registry_message())
             .map(str::to_string),

@@ -5,10 +5,9 @@
 
 use crate::config_time::rewrite_config;
 use crate::error::ConvertError;
-use crate::layer::LayerDone;
 use crate::observer::Observer;
 use crate::options::Options;
-use crate::report::{Action, Blob, LayerReport, SourceLayer};
+use crate::report::{Action, Blob, LayerDone, LayerReport, SourceLayer};
 use layerlift_layers::Encoding;
 use layerlift_layout::Layout;
 use layerlift_manifest::convert::{

@@ -4,47 +4,17 @@
 use crate::engine::Converter;
 use crate::error::ConvertError;
 use crate::observer::{Event, LayerId, Observer};
-use crate::report::{Action, Blob, LayerReport, SourceLayer};
+use crate::report::{Action, Blob, LayerDone, LayerReport, SourceLayer};
 use layerlift_layers::{
     Compression, Encoding, LayerOutput, copy_layer, encode_layer, encode_layer_clamped, sniff,
 };
 use layerlift_layout::{BlobWriter, LayoutError};
-use layerlift_manifest::convert::{
-    Format, LayerCompression, drop_compressed_bytes_annotations, layer_media_type,
-};
+use layerlift_manifest::convert::{Format, LayerCompression, layer_media_type};
 use layerlift_manifest::{Descriptor, Digest};
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-/// What a converted layer became (cached by source digest and format: images share layers).
-#[derive(Debug, Clone)]
-pub(crate) struct LayerDone {
-    /// The diff_id of the layer as stored now (differs from the old one when times were clamped).
-    pub diff_id: Digest,
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    pub reencoded: bool,
-}
-
-impl LayerDone {
-    /// The descriptor of the converted layer, annotations of the source's kept (except the ones
-    /// that describe compressed bytes that are no longer there).
-    pub fn descriptor(&self, source: &Descriptor) -> Descriptor {
-        let mut to = Descriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest,
-            size: self.size,
-            ..source.clone()
-        };
-        if self.reencoded {
-            drop_compressed_bytes_annotations(&mut to);
-        }
-        to
-    }
-}
 
 /// What [`Converter::write_layer`] read and wrote: the output (no writer when the destination
 /// had the kept blob already), the new diff_id when times were clamped, and what was done.

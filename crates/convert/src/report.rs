@@ -3,7 +3,7 @@
 
 use crate::error::ConvertError;
 use layerlift_layers::Compression;
-use layerlift_manifest::convert::Format;
+use layerlift_manifest::convert::{Format, drop_compressed_bytes_annotations};
 use layerlift_manifest::{Descriptor, Digest};
 use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
@@ -198,4 +198,32 @@ fn optional_compression_name<S: Serializer>(
 
 fn format_name<S: Serializer>(f: &Option<Format>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(f.map(Format::name).unwrap_or("keep"))
+}
+
+/// What a converted layer became (cached by source digest and format: images share layers).
+#[derive(Debug, Clone)]
+pub(crate) struct LayerDone {
+    /// The diff_id of the layer as stored now (differs from the old one when times were clamped).
+    pub diff_id: Digest,
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub reencoded: bool,
+}
+
+impl LayerDone {
+    /// The descriptor of the converted layer, annotations of the source's kept (except the ones
+    /// that describe compressed bytes that are no longer there).
+    pub fn descriptor(&self, source: &Descriptor) -> Descriptor {
+        let mut to = Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest,
+            size: self.size,
+            ..source.clone()
+        };
+        if self.reencoded {
+            drop_compressed_bytes_annotations(&mut to);
+        }
+        to
+    }
 }

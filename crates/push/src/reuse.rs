@@ -24,8 +24,8 @@
 //! A blob that does not match fails the push (and its cache entry is removed).
 
 use crate::cache::{Cache, Key};
-use layerlift_archive::ReusedEntry;
-use layerlift_archive::catalog::CatalogLayer;
+use layerlift_archive::CatalogLayer;
+use layerlift_archive::{Replacement, ReusedEntry};
 use layerlift_layers::Compression;
 use layerlift_manifest::convert::layer_compression_label;
 use layerlift_manifest::{
@@ -207,9 +207,9 @@ impl Wanted<'_> {
 pub struct ReusePlan {
     pub entries: BTreeMap<String, ReusedEntry>,
     pub reused: Vec<Reused>,
-    /// For an archive without a catalog (a pipe): diff_id → the registry's blob (digest, size,
-    /// compression), confirmed by HEAD, and the repository that holds it.
-    pub by_diff_id: BTreeMap<Digest, (Digest, u64, Compression, String)>,
+    /// For an archive without a catalog (a pipe): diff_id → the registry's blob, confirmed by
+    /// HEAD, and the repository that holds it.
+    pub by_diff_id: BTreeMap<Digest, HeldBlob>,
     /// Notes for stderr (a reference that could not be read, and why).
     pub notes: Vec<ReuseNote>,
     /// Blobs a HEAD found absent from DEST's repository while planning: their upload need not
@@ -222,6 +222,13 @@ pub struct ReusePlan {
     pub new_repository: bool,
 }
 
+/// A blob of the registry that stands for a layer, and the repository that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBlob {
+    pub blob: Replacement,
+    pub repository: String,
+}
+
 impl ReusePlan {
     /// Keep in each of `plans` (one per destination of one read) only what all of them reuse
     /// the same way: a layer can be left unread only when every destination has it, as the same
@@ -231,7 +238,7 @@ impl ReusePlan {
         let Some((first, rest)) = plans.split_first() else {
             return;
         };
-        let blob = |e: &ReusedEntry| (e.digest, e.replacement.map(|r| r.0));
+        let blob = |e: &ReusedEntry| (e.digest, e.replacement.as_ref().map(|r| r.digest));
         let paths: BTreeSet<String> = first
             .entries
             .iter()
@@ -244,9 +251,12 @@ impl ReusePlan {
         let ids: BTreeSet<Digest> = first
             .by_diff_id
             .iter()
-            .filter(|(id, (d, ..))| {
-                rest.iter()
-                    .all(|o| o.by_diff_id.get(*id).is_some_and(|(e, ..)| e == d))
+            .filter(|(id, held)| {
+                rest.iter().all(|o| {
+                    o.by_diff_id
+                        .get(*id)
+                        .is_some_and(|h| h.blob.digest == held.blob.digest)
+                })
             })
             .map(|(id, _)| *id)
             .collect();
@@ -298,9 +308,17 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
                 .then_some((k, c))
         });
         if let Some((k, c)) = usable {
+            let blob = Replacement {
+                digest: k.descriptor.digest,
+                size: k.descriptor.size,
+                compression: c,
+            };
             plan.by_diff_id.insert(
                 diff_id,
-                (k.descriptor.digest, k.descriptor.size, c, k.repository),
+                HeldBlob {
+                    blob,
+                    repository: k.repository,
+                },
             );
         }
     }
@@ -375,7 +393,9 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R +
     }
 }
 
-/// Work out which of `layers` need not be read.
+/// Work out which of `layers` need not be read: learn what the registry's images hold
+/// ([`learn`]), list every blob that could stand for a layer ([`candidates`]), ask the registry
+/// about them all at once ([`heads`]), then pick each layer's stand-in ([`reuse_of`]).
 pub(crate) fn plan(
     client: &dyn RegistryView,
     layers: &[CatalogLayer],
@@ -392,9 +412,52 @@ pub(crate) fn plan(
             plan.notes.push(note);
         }
     }
-    // Every blob that could stand for a layer, and then one HEAD each, all at once.
-    let mut cached: BTreeMap<Digest, (Digest, u64)> = BTreeMap::new();
-    let mut candidates: Vec<(String, Digest)> = Vec::new();
+    let (mut candidates, cached) = candidates(layers, wanted, &known);
+    skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
+    let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
+    plan.absent = absent_from(wanted.repository, &candidates, &confirmed);
+    let seen = Seen {
+        known: &known,
+        cached: &cached,
+        confirmed: &confirmed,
+    };
+    for layer in layers {
+        if plan.entries.contains_key(&layer.path) {
+            continue;
+        }
+        if let Some((replacement, reused)) = reuse_of(layer, wanted, &seen) {
+            plan.entries.insert(
+                layer.path.clone(),
+                ReusedEntry {
+                    digest: layer.digest,
+                    compression: layer.compression,
+                    diff_id: layer.diff_id,
+                    replacement,
+                },
+            );
+            plan.reused.push(reused);
+        }
+    }
+    plan
+}
+
+/// A layer's compressed blob as the local cache remembers it for its diff_id (not confirmed).
+#[derive(Debug, Clone, Copy)]
+struct CachedBlob {
+    digest: Digest,
+    size: u64,
+}
+
+/// Every blob (repository, digest) that could stand for one of `layers` — the layer itself, a
+/// blob an image of the registry has for its diff_id, the one the cache remembers — and the
+/// cache's blobs by diff_id.
+fn candidates(
+    layers: &[CatalogLayer],
+    wanted: &Wanted<'_>,
+    known: &BTreeMap<Digest, Vec<Known>>,
+) -> (Vec<(String, Digest)>, BTreeMap<Digest, CachedBlob>) {
+    let mut cached = BTreeMap::new();
+    let mut candidates = Vec::new();
     for layer in layers {
         match (layer.compression, wanted.compression) {
             (Compression::None, None) | (Compression::Gzip | Compression::Zstd, _) => {
@@ -410,103 +473,98 @@ pub(crate) fn plan(
                     .cache
                     .and_then(|cache| cache.get(&Key::new(layer.diff_id, want, wanted.level)));
                 if let Some((digest, size)) = hint {
-                    cached.insert(layer.diff_id, (digest, size));
+                    cached.insert(layer.diff_id, CachedBlob { digest, size });
                     candidates.push((wanted.repository.to_string(), digest));
                 }
             }
             _ => {}
         }
     }
-    skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
-    let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
-    plan.absent = absent_from(wanted.repository, &candidates, &confirmed);
-    let present = |repo: &str, d: &Digest| confirmed.contains(&(repo.to_string(), *d));
-    for layer in layers {
-        if plan.entries.contains_key(&layer.path) {
-            continue;
-        }
-        let found = match (layer.compression, wanted.compression) {
-            // Stored compressed (pushed as it is), or pushed uncompressed: the digest is known.
-            (Compression::None, None) | (Compression::Gzip | Compression::Zstd, _) => {
-                present(wanted.repository, &layer.digest).then(|| {
-                    (
-                        None,
-                        Reused {
-                            path: layer.path.clone(),
-                            diff_id: layer.diff_id,
-                            digest: layer.digest,
-                            size: layer.size,
-                            origin: Origin::Archive,
-                            repository: wanted.repository.to_string(),
-                            compression: layer.compression,
-                            uncompressed_size: (layer.compression == Compression::None)
-                                .then_some(layer.size),
-                        },
-                    )
-                })
-            }
-            (Compression::None, Some(want)) => {
-                let from_registry = known.get(&layer.diff_id).and_then(|ks| {
-                    ks.iter().find_map(|k| {
-                        let c = wanted.accepts(&k.descriptor.media_type, want)?;
-                        present(&k.repository, &k.descriptor.digest).then(|| {
-                            (
-                                k.descriptor.digest,
-                                k.descriptor.size,
-                                c,
-                                Origin::Registry,
-                                k.repository.clone(),
-                            )
-                        })
-                    })
-                });
-                let from_cache = || {
-                    let (digest, size) = *cached.get(&layer.diff_id)?;
-                    present(wanted.repository, &digest).then(|| {
-                        (
-                            digest,
-                            size,
-                            want,
-                            Origin::Cache,
-                            wanted.repository.to_string(),
-                        )
-                    })
-                };
-                from_registry.or_else(from_cache).map(
-                    |(digest, size, compression, origin, repository)| {
-                        (
-                            Some((digest, size, compression)),
-                            Reused {
-                                path: layer.path.clone(),
-                                diff_id: layer.diff_id,
-                                digest,
-                                size,
-                                origin,
-                                repository,
-                                compression,
-                                uncompressed_size: Some(layer.size),
-                            },
-                        )
-                    },
-                )
-            }
-            // bzip2/xz layers are decompressed on the way: always read.
-            _ => None,
-        };
-        if let Some((replacement, reused)) = found {
-            plan.entries.insert(
-                layer.path.clone(),
-                ReusedEntry {
-                    digest: layer.digest,
-                    compression: layer.compression,
-                    diff_id: layer.diff_id,
-                    replacement,
-                },
-            );
-            plan.reused.push(reused);
-        }
+    (candidates, cached)
+}
+
+/// What planning learnt: the registry's blobs by diff_id, the cache's, and which (repository,
+/// digest) the registry confirmed.
+struct Seen<'a> {
+    known: &'a BTreeMap<Digest, Vec<Known>>,
+    cached: &'a BTreeMap<Digest, CachedBlob>,
+    confirmed: &'a BTreeSet<(String, Digest)>,
+}
+
+impl Seen<'_> {
+    fn present(&self, repo: &str, d: &Digest) -> bool {
+        self.confirmed.contains(&(repo.to_string(), *d))
     }
-    plan
+}
+
+/// The blob that stands for `layer`, if the registry has one: the layer's own (stored
+/// compressed, or pushed uncompressed), or for a layer this push would compress, a blob an image
+/// of the registry has for its diff_id, else the one the cache remembers. With the replacement
+/// the archive reader stages in its place (none when it is the layer's own bytes).
+fn reuse_of(
+    layer: &CatalogLayer,
+    wanted: &Wanted<'_>,
+    seen: &Seen<'_>,
+) -> Option<(Option<Replacement>, Reused)> {
+    match (layer.compression, wanted.compression) {
+        // Stored compressed (pushed as it is), or pushed uncompressed: the digest is known.
+        (Compression::None, None) | (Compression::Gzip | Compression::Zstd, _) => {
+            seen.present(wanted.repository, &layer.digest).then(|| {
+                let reused = Reused {
+                    path: layer.path.clone(),
+                    diff_id: layer.diff_id,
+                    digest: layer.digest,
+                    size: layer.size,
+                    origin: Origin::Archive,
+                    repository: wanted.repository.to_string(),
+                    compression: layer.compression,
+                    uncompressed_size: (layer.compression == Compression::None)
+                        .then_some(layer.size),
+                };
+                (None, reused)
+            })
+        }
+        (Compression::None, Some(want)) => {
+            let from_registry = seen.known.get(&layer.diff_id).and_then(|ks| {
+                ks.iter().find_map(|k| {
+                    let c = wanted.accepts(&k.descriptor.media_type, want)?;
+                    seen.present(&k.repository, &k.descriptor.digest).then(|| {
+                        let blob = Replacement {
+                            digest: k.descriptor.digest,
+                            size: k.descriptor.size,
+                            compression: c,
+                        };
+                        (blob, Origin::Registry, k.repository.clone())
+                    })
+                })
+            });
+            let from_cache = || {
+                let cached = *seen.cached.get(&layer.diff_id)?;
+                seen.present(wanted.repository, &cached.digest).then(|| {
+                    let blob = Replacement {
+                        digest: cached.digest,
+                        size: cached.size,
+                        compression: want,
+                    };
+                    (blob, Origin::Cache, wanted.repository.to_string())
+                })
+            };
+            let (blob, origin, repository) = from_registry.or_else(from_cache)?;
+            let reused = Reused {
+                path: layer.path.clone(),
+                diff_id: layer.diff_id,
+                digest: blob.digest,
+                size: blob.size,
+                origin,
+                repository,
+                compression: blob.compression,
+                uncompressed_size: Some(layer.size),
+            };
+            Some((Some(blob), reused))
+        }
+        // bzip2/xz layers are decompressed on the way: always read.
+        _ => None,
+    }
 }
 
 /// A reused blob whose pairing with a diff_id was learnt outside DEST's repository (an image of
@@ -896,7 +954,11 @@ mod tests {
         let entry = &plan.entries["a/layer.tar"];
         assert_eq!(
             entry.replacement,
-            Some((Digest::of(b"gzip of a"), 9, Compression::Gzip))
+            Some(Replacement {
+                digest: Digest::of(b"gzip of a"),
+                size: 9,
+                compression: Compression::Gzip
+            })
         );
         assert!(!plan.entries.contains_key("b/layer.tar"));
         // DEST's own image is trusted as DEST is: nothing to read back.
@@ -1086,12 +1148,14 @@ mod tests {
         assert_eq!(p.by_diff_id.len(), 1);
         assert_eq!(
             p.by_diff_id[&a],
-            (
-                Digest::of(b"gzip of a"),
-                9,
-                Compression::Gzip,
-                "app".to_string()
-            )
+            HeldBlob {
+                blob: Replacement {
+                    digest: Digest::of(b"gzip of a"),
+                    size: 9,
+                    compression: Compression::Gzip
+                },
+                repository: "app".to_string()
+            }
         );
     }
 

@@ -2,7 +2,8 @@
 //! into a temporary layout ([`TempDir`]) in one pass, leaving out the layers the registry already
 //! has ([`crate::reuse`]). When the push goes to DEST's repository alone (no `all`, image
 //! selectors, `platform` or `dry_run`), upload workers start first and each layer goes up as soon
-//! as it is in the temporary layout, while the reader carries on with the next one.
+//! as it is in the temporary layout, while the reader carries on with the next one (see
+//! docs/architecture.md, "Uploads overlap reading").
 
 use crate::Options;
 use crate::cache::{self, Cache};
@@ -10,7 +11,7 @@ use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
 use crate::upload::{Pool, Uploader, lock};
-use layerlift_archive::catalog::CatalogLayer;
+use layerlift_archive::CatalogLayer;
 use layerlift_archive::{ArchiveInfo, Input, LayerInfo};
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
@@ -137,8 +138,8 @@ impl<'a> Opener<'a> {
         });
         let input = Input::from_arg(self.source);
         // What the archive's metadata says, when it can be read without reading the layers.
-        let contents = layerlift_archive::catalog::contents(&input)
-            .map_err(|e| self.archive_error(&input, e))?;
+        let contents =
+            layerlift_archive::read_catalog(&input).map_err(|e| self.archive_error(&input, e))?;
         let mut plans: Vec<ReusePlan> = self
             .targets
             .iter()
@@ -199,7 +200,7 @@ impl<'a> Opener<'a> {
                 by_diff_id: reuse
                     .by_diff_id
                     .iter()
-                    .map(|(id, (d, size, c, _))| (*id, (*d, *size, *c)))
+                    .map(|(id, held)| (*id, held.blob))
                     .collect(),
             },
             scratch: true,
@@ -385,7 +386,7 @@ impl Target<'_> {
             reuse
                 .by_diff_id
                 .values()
-                .map(|(d, _, _, r)| (*d, r.clone())),
+                .map(|h| (h.blob.digest, h.repository.clone())),
         );
         holders
     }
@@ -419,15 +420,15 @@ fn unconfirmed_layers(
         let hashed_only = layer
             .diff_id
             .and_then(|id| Some((id, reuse.by_diff_id.get(&id)?)));
-        if let Some((diff_id, (d, _, compression, repository))) = hashed_only
-            && *d == layer.descriptor.digest
+        if let Some((diff_id, held)) = hashed_only
+            && held.blob.digest == layer.descriptor.digest
         {
-            if Unconfirmed::needed(Origin::Registry, repository, dest_repository) {
+            if Unconfirmed::needed(Origin::Registry, &held.repository, dest_repository) {
                 todo.push(Unconfirmed {
                     diff_id,
-                    digest: *d,
-                    compression: *compression,
-                    repository: repository.clone(),
+                    digest: held.blob.digest,
+                    compression: held.blob.compression,
+                    repository: held.repository.clone(),
                     origin: Origin::Registry,
                     uncompressed_size: layer.uncompressed_size,
                 });
@@ -466,17 +467,17 @@ fn report_layers(
 ) {
     for (path, layer) in layers_read(info) {
         let hashed_only = layer.diff_id.and_then(|id| reuse.by_diff_id.get(&id));
-        if let Some((d, size, _, repository)) = hashed_only
-            && *d == layer.descriptor.digest
+        if let Some(held) = hashed_only
+            && held.blob.digest == layer.descriptor.digest
         {
             // Read and checked against its name (the diff_id), not compressed: the registry's blob.
             observer.event(&Event::Layer {
-                digest: *d,
-                size: *size,
+                digest: held.blob.digest,
+                size: held.blob.size,
                 diff_id: layer.diff_id,
                 verified: true,
                 source: LayerSource::Registry,
-                repository: Some(repository.clone()),
+                repository: Some(held.repository.clone()),
             });
             continue;
         }

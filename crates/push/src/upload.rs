@@ -4,13 +4,10 @@
 //!
 //! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository it is started before
 //! the archive is read, and the archive reader hands it every layer the moment that layer is in
-//! the temporary layout ([`Pool::hook`]), so uploads overlap reading and compressing. A large
-//! layer the reader compresses is handed over sooner, when its compression starts, as a
-//! [`GrowingBlob`]: a worker streams it to the registry while it is being compressed
-//! ([`Uploader::push_stream`]: no HEAD, the digest is known only at the end) from the bytes
-//! landing in the temporary layout; if the registry refuses the stream or the connection breaks,
-//! the worker uploads the finished blob again from those bytes the ordinary way. Then
-//! [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
+//! the temporary layout ([`Pool::hook`]); a large layer being compressed comes sooner, as a
+//! [`GrowingBlob`] that [`Uploader::push_stream`] streams. How and when uploads overlap reading
+//! (and what happens when a stream fails) is described once, in docs/architecture.md, "Uploads
+//! overlap reading; only the pushed image goes up". Then [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
 //! (no second HEAD), the others (configs, and every blob of an OCI layout SOURCE) are queued, and
 //! it waits until each of them is done. The first error stops the workers and is the push's
 //! error. Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in

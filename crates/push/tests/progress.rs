@@ -5,52 +5,16 @@
 use layerlift_push::{Observer, Options, Progress, push};
 use layerlift_registry::{Client, Credential, Reference, RetryPolicy, TransportOptions};
 use layerlift_testkit::Registry;
+use layerlift_testkit::image::{self, LayerNames, TestImage};
 use std::sync::Mutex;
 
 /// A `docker save` archive of one layer holding `size` bytes of poorly compressible data (so that
 /// its gzip is several MiB and goes up in several writes).
 fn archive(dir: &std::path::Path, size: usize) -> std::path::PathBuf {
-    let mut data = Vec::with_capacity(size);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while data.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(size);
-    let mut layer = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_cksum();
-    layer.append_data(&mut h, "data.bin", &data[..]).unwrap();
-    let layer = layer.into_inner().unwrap();
-    let diff_id = layerlift_manifest::Digest::of(&layer);
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
-    );
-    let config_digest = layerlift_manifest::Digest::of(config.as_bytes());
-    let config_name = format!("{}.json", config_digest.hex());
-    let manifest = format!(
-        r#"[{{"Config":"{config_name}","RepoTags":["progress:1"],"Layers":["layer/layer.tar"]}}]"#
-    );
+    let layer = image::layer_tar(&[("data.bin", &image::noise(1, size))]);
+    let bytes = TestImage::new("progress:1", vec![layer]).docker_archive(LayerNames::Directories);
     let path = dir.join("archive.tar");
-    let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    for (name, bytes) in [
-        (config_name.as_str(), config.as_bytes()),
-        ("layer/layer.tar", &layer[..]),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        out.append_data(&mut h, name, bytes).unwrap();
-    }
-    out.finish().unwrap();
+    std::fs::write(&path, bytes).unwrap();
     path
 }
 

@@ -10,7 +10,7 @@ use std::fmt;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryErrorBody {
     /// First error code, e.g. `BLOB_UNKNOWN`, `DENIED`.
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     /// First error message, or a short excerpt of a non-JSON body.
     pub message: Option<String>,
 }
@@ -39,7 +39,10 @@ impl RegistryErrorBody {
         {
             // distribution sends several errors for one failure ("unknown error", then the
             // real reason): keep every distinct message.
-            let code = e.errors.iter().find_map(|x| x.code.clone());
+            let code = e
+                .errors
+                .iter()
+                .find_map(|x| x.code.as_deref().map(ErrorCode::parse));
             let mut messages: Vec<String> = Vec::new();
             for x in e.errors {
                 let detail = match x.detail {
@@ -74,6 +77,90 @@ impl RegistryErrorBody {
             code: None,
             message,
         }
+    }
+}
+
+/// An error code of the distribution API (the OCI distribution specification's, and the few
+/// that registries add), as a registry's error body gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// `BLOB_UNKNOWN`: the repository does not hold the blob.
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`: the upload was refused (a chunk out of order, say).
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`: the upload session is not known (any more).
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`: the content does not match the digest sent with it.
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`: a blob the manifest names is not in the repository.
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`: the manifest was refused (also for a media type the registry does not
+    /// take).
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`: no manifest under that reference.
+    ManifestUnknown,
+    /// `NAME_INVALID`: the repository name is not valid.
+    NameInvalid,
+    /// `NAME_UNKNOWN`: the repository does not exist.
+    NameUnknown,
+    /// `SIZE_INVALID`: the content does not have the size sent with it.
+    SizeInvalid,
+    /// `UNAUTHORIZED`: authentication is needed.
+    Unauthorized,
+    /// `DENIED`: the credentials may not do this.
+    Denied,
+    /// `UNSUPPORTED`: the registry does not do this.
+    Unsupported,
+    /// `TOOMANYREQUESTS`: rate limited.
+    TooManyRequests,
+    /// `UNAVAILABLE`: the registry cannot answer now (distribution's, not the specification's).
+    Unavailable,
+    /// A code this client does not know, as the registry wrote it.
+    Other(String),
+}
+
+impl ErrorCode {
+    const KNOWN: [(&'static str, ErrorCode); 15] = [
+        ("BLOB_UNKNOWN", ErrorCode::BlobUnknown),
+        ("BLOB_UPLOAD_INVALID", ErrorCode::BlobUploadInvalid),
+        ("BLOB_UPLOAD_UNKNOWN", ErrorCode::BlobUploadUnknown),
+        ("DIGEST_INVALID", ErrorCode::DigestInvalid),
+        ("MANIFEST_BLOB_UNKNOWN", ErrorCode::ManifestBlobUnknown),
+        ("MANIFEST_INVALID", ErrorCode::ManifestInvalid),
+        ("MANIFEST_UNKNOWN", ErrorCode::ManifestUnknown),
+        ("NAME_INVALID", ErrorCode::NameInvalid),
+        ("NAME_UNKNOWN", ErrorCode::NameUnknown),
+        ("SIZE_INVALID", ErrorCode::SizeInvalid),
+        ("UNAUTHORIZED", ErrorCode::Unauthorized),
+        ("DENIED", ErrorCode::Denied),
+        ("UNSUPPORTED", ErrorCode::Unsupported),
+        ("TOOMANYREQUESTS", ErrorCode::TooManyRequests),
+        ("UNAVAILABLE", ErrorCode::Unavailable),
+    ];
+
+    /// The code as the registry wrote it (known codes are matched exactly).
+    pub fn parse(code: &str) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(text, _)| *text == code)
+            .map_or_else(|| ErrorCode::Other(code.to_string()), |(_, c)| c.clone())
+    }
+
+    /// The code as the registry wrote it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Other(code) => code,
+            known => Self::KNOWN
+                .iter()
+                .find(|(_, c)| c == known)
+                .map_or("", |(text, _)| text),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -250,9 +337,9 @@ impl Error {
     }
 
     /// The registry's error code (`DENIED`, `BLOB_UNKNOWN`...), if any.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
-            Error::Status { body, .. } | Error::Unauthorized { body, .. } => body.code.as_deref(),
+            Error::Status { body, .. } | Error::Unauthorized { body, .. } => body.code.as_ref(),
             Error::GaveUp { last, .. } => last.code(),
             Error::RepositoryMissing { evidence, .. } => evidence.code(),
             _ => None,
@@ -267,7 +354,7 @@ impl Error {
             Error::Status { status: 415, .. } => true,
             Error::Status {
                 status: 400, body, ..
-            } => body.code.as_deref() == Some("MANIFEST_INVALID"),
+            } => body.code == Some(ErrorCode::ManifestInvalid),
             Error::GaveUp { last, .. } => last.is_media_type_refusal(),
             _ => false,
         }
@@ -306,11 +393,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_codes_read_and_print_as_the_registry_wrote_them() {
+        for (_, known) in ErrorCode::KNOWN {
+            assert_eq!(ErrorCode::parse(known.as_str()), known);
+        }
+        assert_eq!(ErrorCode::parse("BLOB_UNKNOWN"), ErrorCode::BlobUnknown);
+        assert_eq!(
+            ErrorCode::parse("TOOMANYREQUESTS").to_string(),
+            "TOOMANYREQUESTS"
+        );
+        // Unknown codes, and known ones spelt otherwise, are kept as they are.
+        for odd in ["QUOTA_EXCEEDED", "blob_unknown", ""] {
+            assert_eq!(ErrorCode::parse(odd), ErrorCode::Other(odd.to_string()));
+            assert_eq!(ErrorCode::parse(odd).as_str(), odd);
+        }
+    }
+
+    #[test]
     fn error_bodies() {
         let b = RegistryErrorBody::parse(
             br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":null}]}"#,
         );
-        assert_eq!(b.code.as_deref(), Some("DENIED"));
+        assert_eq!(b.code, Some(ErrorCode::Denied));
         assert_eq!(
             b.to_string(),
             " (DENIED: requested access to the resource is denied)"

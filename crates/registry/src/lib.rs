@@ -31,7 +31,7 @@ pub use client::{
     StreamError, UploadEvent, UploadOptions, VerifyingSource,
 };
 pub use credentials::{Credential, Secret};
-pub use error::{Error, RegistryErrorBody};
+pub use error::{Error, ErrorCode, RegistryErrorBody};
 /// Image references live in `layerlift-manifest` (archives and layouts name images with them too).
 pub use layerlift_manifest::reference;
 pub use reference::{Reference, ReferenceError};

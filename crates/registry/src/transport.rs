@@ -168,7 +168,7 @@ mod tests {
     /// does not get it, and refuses the handshake.
     #[test]
     fn the_client_certificate_is_for_the_registry_host_only() {
-        let mtls = layerlift_testkit::tls::mutual_tls_registry();
+        let mtls = layerlift_testkit::mutual_tls_registry();
         let (reg, ca, client) = (&mtls.registry, mtls.ca.clone(), &mtls.client);
         let certs_d = tempfile::tempdir().unwrap();
         let host_dir = certs_d.path().join(reg.addr());

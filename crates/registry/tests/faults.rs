@@ -4,8 +4,8 @@
 
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    BlobSource, BytesSource, Client, Credential, Error, RetryPolicy, TransportOptions, UploadEvent,
-    UploadOptions,
+    BlobSource, BytesSource, Client, Credential, Error, ErrorCode, RetryPolicy, TransportOptions,
+    UploadEvent, UploadOptions,
 };
 use layerlift_testkit::{Fault, FaultProxy, Registry};
 
@@ -146,7 +146,7 @@ fn gives_up_with_a_clear_error() {
         text.contains("503") && text.contains("UNAVAILABLE"),
         "{text}"
     );
-    assert_eq!(err.code(), Some("UNAVAILABLE"));
+    assert_eq!(err.code(), Some(&ErrorCode::Unavailable));
 }
 
 #[test]

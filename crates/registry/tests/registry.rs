@@ -3,7 +3,7 @@
 
 use layerlift_manifest::Digest;
 use layerlift_registry::{
-    BlobSource, BytesSource, Client, Credential, Error, MountResult, RetryPolicy, Scope,
+    BlobSource, BytesSource, Client, Credential, Error, ErrorCode, MountResult, RetryPolicy, Scope,
     TransportOptions, UploadEvent, UploadOptions,
 };
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
@@ -158,7 +158,7 @@ fn digest_mismatch_is_refused() {
         )
         .unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
-    assert_eq!(err.code(), Some("DIGEST_INVALID"), "{err}");
+    assert_eq!(err.code(), Some(&ErrorCode::DigestInvalid), "{err}");
 }
 
 #[test]

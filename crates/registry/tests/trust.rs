@@ -434,7 +434,7 @@ fn an_expired_trusted_certificate_is_refused() {
 /// `certs.d/<host>/client.cert` + `client.key` is presented; without it the handshake fails.
 #[test]
 fn mutual_tls_with_a_client_certificate_from_certs_d() {
-    let mtls = layerlift_testkit::tls::mutual_tls_registry();
+    let mtls = layerlift_testkit::mutual_tls_registry();
     let (reg, ca, client) = (&mtls.registry, &mtls.ca, &mtls.client);
     let certs_d = tempfile::tempdir().unwrap();
     let host_dir = certs_d.path().join(reg.addr());

@@ -338,6 +338,67 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     serve_stream(BufReader::new(client), w, shared)
 }
 
+/// Answer `head` with the injected error `status` (a registry's error body, `Retry-After` if
+/// given; no body for a `HEAD`).
+fn answer_status(
+    head: &Head,
+    w: &mut TcpStream,
+    status: u16,
+    retry_after: Option<u32>,
+) -> std::io::Result<()> {
+    let mut headers = vec![("Content-Type", "application/json".to_string())];
+    if let Some(s) = retry_after {
+        headers.push(("Retry-After", s.to_string()));
+    }
+    let code = match status {
+        429 => "TOOMANYREQUESTS",
+        404 => "BLOB_UPLOAD_UNKNOWN",
+        _ => "UNAVAILABLE",
+    };
+    let body =
+        format!(r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#);
+    if head.method() == "HEAD" {
+        // A HEAD response has no body (its Content-Length still says how long).
+        headers.push(("Content-Length", body.len().to_string()));
+        let h = Head {
+            start: format!("HTTP/1.1 {status} {}", reason(status)),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        h.write_to(w)?;
+        w.flush()?;
+    } else {
+        http::respond(w, status, reason(status), &headers, body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Answer `head` with an injected 401 carrying `challenge` (no body for a `HEAD`).
+fn answer_unauthorized(head: &Head, w: &mut TcpStream, challenge: String) -> std::io::Result<()> {
+    let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired (injected by the fault proxy)"}]}"#;
+    let headers = [
+        ("WWW-Authenticate", challenge),
+        ("Content-Type", "application/json".to_string()),
+    ];
+    if head.method() == "HEAD" {
+        let mut h = Head {
+            start: "HTTP/1.1 401 Unauthorized".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        h.set("Content-Length", &body.len().to_string());
+        h.write_to(w)?;
+        w.flush()?;
+    } else {
+        http::respond(w, 401, "Unauthorized", &headers, body)?;
+    }
+    Ok(())
+}
+
 /// Serve requests read from `r` (a client connection, or a caught tunnel), answering on `w`.
 fn serve_stream(
     mut r: BufReader<TcpStream>,
@@ -385,55 +446,11 @@ fn serve_stream(
                 retry_after,
             } => {
                 http::read_body(&mut r, &kind)?;
-                let mut headers = vec![("Content-Type", "application/json".to_string())];
-                if let Some(s) = retry_after {
-                    headers.push(("Retry-After", s.to_string()));
-                }
-                let code = match status {
-                    429 => "TOOMANYREQUESTS",
-                    404 => "BLOB_UPLOAD_UNKNOWN",
-                    _ => "UNAVAILABLE",
-                };
-                let body = format!(
-                    r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#
-                );
-                if head.method() == "HEAD" {
-                    // A HEAD response has no body (its Content-Length still says how long).
-                    headers.push(("Content-Length", body.len().to_string()));
-                    let h = Head {
-                        start: format!("HTTP/1.1 {status} {}", reason(status)),
-                        headers: headers
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.clone()))
-                            .collect(),
-                    };
-                    h.write_to(&mut w)?;
-                    w.flush()?;
-                } else {
-                    http::respond(&mut w, status, reason(status), &headers, body.as_bytes())?;
-                }
+                answer_status(&head, &mut w, status, retry_after)?;
             }
             Fault::Unauthorized { challenge } => {
                 http::read_body(&mut r, &kind)?;
-                let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired (injected by the fault proxy)"}]}"#;
-                let headers = [
-                    ("WWW-Authenticate", challenge),
-                    ("Content-Type", "application/json".to_string()),
-                ];
-                if head.method() == "HEAD" {
-                    let mut h = Head {
-                        start: "HTTP/1.1 401 Unauthorized".into(),
-                        headers: headers
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.clone()))
-                            .collect(),
-                    };
-                    h.set("Content-Length", &body.len().to_string());
-                    h.write_to(&mut w)?;
-                    w.flush()?;
-                } else {
-                    http::respond(&mut w, 401, "Unauthorized", &headers, body)?;
-                }
+                answer_unauthorized(&head, &mut w, challenge)?;
             }
             Fault::Redirect { to } => {
                 http::read_body(&mut r, &kind)?;

@@ -315,303 +315,13 @@ impl Exchange for State {
             req.target = format!("/v2/{rest}");
         }
         for q in &self.quirks {
-            match q {
-                Quirk::AbruptMissingRepository { existing } | Quirk::NameUnknown { existing } => {
-                    if req.method == "POST"
-                        && let Some((name, None)) = &upload
-                        && !existing.contains(name)
-                    {
-                        self.fire(q);
-                        if matches!(q, Quirk::AbruptMissingRepository { .. }) {
-                            return Before::Close;
-                        }
-                        return Before::Answer(Answer::error(
-                            404,
-                            "NAME_UNKNOWN",
-                            &format!("repository name not known to registry: {name}"),
-                        ));
-                    }
-                }
-                Quirk::ProjectMustExist { projects } => {
-                    if req.method == "POST"
-                        && let Some((name, None)) = &upload
-                    {
-                        let project = name.split('/').next().unwrap_or_default();
-                        if !projects.iter().any(|p| p == project) {
-                            self.fire(q);
-                            return Before::Answer(Answer::error(
-                                401,
-                                "UNAUTHORIZED",
-                                &format!("project {project} not found"),
-                            ));
-                        }
-                    }
-                }
-                Quirk::MountInsufficientScope { source }
-                    if req.method == "POST"
-                        && upload.is_some()
-                        && query_has(&req.target, "mount")
-                        && query_value(&req.target, "from").as_deref() == Some(source.as_str()) =>
-                {
-                    self.fire(q);
-                    let mut a = Answer::error(401, "UNAUTHORIZED", "authentication required");
-                    let base = self.challenge.lock().unwrap().clone().unwrap_or_else(|| {
-                        r#"Bearer realm="http://127.0.0.1:9/token",service="quirks""#.into()
-                    });
-                    a.set(
-                        "WWW-Authenticate",
-                        &format!(
-                            r#"{base},scope="repository:{source}:pull",error="insufficient_scope""#
-                        ),
-                    );
-                    return Before::Answer(a);
-                }
-                Quirk::TruncateStream { by }
-                    if req.method == "PATCH" && !req.had_length && req.body.len() as u64 > *by =>
-                {
-                    self.fire(q);
-                    let keep = req.body.len() - *by as usize;
-                    req.body.truncate(keep);
-                }
-                Quirk::BlindMount
-                    if req.method == "POST"
-                        && upload.is_some()
-                        && query_has(&req.target, "mount") =>
-                {
-                    self.fire(q);
-                    return Before::Answer(Answer {
-                        status: 201,
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                    });
-                }
-                Quirk::HeadBlob404 if req.method == "HEAD" && is_blob_target(&req.target) => {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(404, "BLOB_UNKNOWN", "blob unknown"));
-                }
-                Quirk::MaxRequestBody { max } if req.body.len() as u64 > *max => {
-                    self.fire(q);
-                    return Before::Answer(Answer {
-                        status: 413,
-                        headers: vec![("Content-Type".into(), "text/html".into())],
-                        body: b"<html><head><title>413 Request Entity Too Large</title></head><body><center><h1>413 Request Entity Too Large</h1></center><hr><center>nginx</center></body></html>".to_vec(),
-                    });
-                }
-                Quirk::MaxPatchBody { max }
-                    if req.method == "PATCH" && req.body.len() as u64 > *max =>
-                {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(
-                        416,
-                        "REQUESTED_RANGE_NOT_SATISFIABLE",
-                        BODY_TOO_LARGE,
-                    ));
-                }
-                Quirk::NoChunkedUploads if req.method == "PATCH" => {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(
-                        405,
-                        "UNSUPPORTED",
-                        "chunked uploads are not supported; use a monolithic upload",
-                    ));
-                }
-                Quirk::AcrContentRange => {
-                    if let Some(cr) = req.header("content-range")
-                        && !cr.trim().bytes().all(|b| b.is_ascii_digit() || b == b'-')
-                    {
-                        self.fire(q);
-                        return Before::Answer(Answer::error(
-                            400,
-                            "BLOB_UPLOAD_INVALID",
-                            "the Content-Range header format is invalid",
-                        ));
-                    }
-                }
-                Quirk::AcrState => {
-                    if let Some((_, Some(id))) = &upload {
-                        let want = format!("_acr={}", id.split('?').next().unwrap_or_default());
-                        let query = req.target.split_once('?').map_or("", |(_, q)| q);
-                        let kept = query.split('&').any(|kv| kv == want)
-                            && query.split('&').any(|kv| kv == "_nouploadcache=false");
-                        if !kept {
-                            self.fire(q);
-                            return Before::Answer(Answer::error(
-                                404,
-                                "BLOB_UPLOAD_INVALID",
-                                "blob upload invalid",
-                            ));
-                        }
-                        // The registry behind does not know ACR's parameters.
-                        let (path, q) = req.target.split_once('?').unwrap_or((&req.target, ""));
-                        let rest: Vec<&str> = q
-                            .split('&')
-                            .filter(|kv| {
-                                !kv.starts_with("_acr=") && !kv.starts_with("_nouploadcache=")
-                            })
-                            .collect();
-                        req.target = if rest.is_empty() {
-                            path.to_string()
-                        } else {
-                            format!("{path}?{}", rest.join("&"))
-                        };
-                    }
-                }
-                Quirk::MinPart { min, .. } => {
-                    if req.method == "PATCH"
-                        && let Some((_, Some(id))) = &upload
-                    {
-                        let len = req.body.len() as u64;
-                        let too_small = self.session(id, |s| {
-                            let small = s.parts.iter().any(|p| p < min);
-                            s.parts.push(len);
-                            small
-                        });
-                        if too_small {
-                            self.fire(q);
-                            return Before::Answer(Answer::error(
-                                400,
-                                "LayerPartTooSmallException",
-                                PART_TOO_SMALL,
-                            ));
-                        }
-                    }
-                }
-                Quirk::QuayNoOci
-                    if req.method == "PUT"
-                        && manifest_target(&req.target).is_some()
-                        && req
-                            .header("content-type")
-                            .is_some_and(|t| t.starts_with("application/vnd.oci.")) =>
-                {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(
-                        400,
-                        "MANIFEST_INVALID",
-                        "manifest invalid",
-                    ));
-                }
-                Quirk::RefuseDocker
-                    if req.method == "PUT"
-                        && manifest_target(&req.target).is_some()
-                        && req
-                            .header("content-type")
-                            .is_some_and(|t| t.starts_with("application/vnd.docker.")) =>
-                {
-                    self.fire(q);
-                    let media_type = req.header("content-type").unwrap_or_default();
-                    return Before::Answer(Answer::error(
-                        400,
-                        "MANIFEST_INVALID",
-                        &format!(
-                            "manifest invalid; map[description:During upload, manifests undergo several checks ensuring validity. If those checks fail, this error MAY be returned, unless a more specific error is included. The detail will contain information the failed validation. mediaType:{media_type}]"
-                        ),
-                    ));
-                }
-                Quirk::RefuseAttestations
-                    if req.method == "PUT"
-                        && manifest_target(&req.target).is_some()
-                        && is_attestation_doc(&req.body) =>
-                {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(
-                        400,
-                        "MANIFEST_INVALID",
-                        "manifest invalid: attestation manifests are not supported",
-                    ));
-                }
-                Quirk::ReferrersApi => {
-                    let path = req.target.split('?').next().unwrap_or_default();
-                    if req.method == "GET"
-                        && let Some(rest) = path.strip_prefix("/v2/")
-                        && let Some((name, subject)) = rest.split_once("/referrers/")
-                    {
-                        self.fire(q);
-                        let listed = self
-                            .referrers
-                            .lock()
-                            .unwrap()
-                            .get(&(name.to_string(), subject.to_string()))
-                            .cloned()
-                            .unwrap_or_default();
-                        let body = serde_json::json!({
-                            "schemaVersion": 2,
-                            "mediaType": OCI_INDEX,
-                            "manifests": listed,
-                        });
-                        return Before::Answer(Answer {
-                            status: 200,
-                            headers: vec![("Content-Type".into(), OCI_INDEX.into())],
-                            body: body.to_string().into_bytes(),
-                        });
-                    }
-                    if req.method == "PUT"
-                        && let Some(name) = manifest_target(&req.target)
-                        && let Some((subject, descriptor)) = referrer_of(&req.body)
-                    {
-                        let mut all = self.referrers.lock().unwrap();
-                        let list = all.entry((name.to_string(), subject)).or_default();
-                        if !list.contains(&descriptor) {
-                            list.push(descriptor);
-                        }
-                    }
-                }
-                Quirk::MonolithicPutRefused
-                    if req.method == "PUT"
-                        && matches!(upload, Some((_, Some(_))))
-                        && !req.body.is_empty() =>
-                {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(
-                        404,
-                        "BLOB_UNKNOWN",
-                        "blob unknown to registry",
-                    ));
-                }
-                Quirk::ManifestContentLength
-                    if req.method == "PUT"
-                        && manifest_target(&req.target).is_some()
-                        && !req.had_length =>
-                {
-                    self.fire(q);
-                    return Before::Answer(Answer::error(
-                        411,
-                        "MANIFEST_INVALID",
-                        "manifest upload requires Content-Length",
-                    ));
-                }
-                Quirk::QuayDockerInOciIndex => {
-                    if req.method == "PUT"
-                        && manifest_target(&req.target).is_some()
-                        && req.header("content-type") == Some(OCI_INDEX)
-                        && let Some(bad) = docker_child(&req.body)
-                    {
-                        self.fire(q);
-                        return Before::Answer(Answer::error(
-                            400,
-                            "MANIFEST_INVALID",
-                            &format!(
-                                "manifest invalid; map[message:failed to parse manifest: manifest data does not match schema: '{bad}' is not one of ['{OCI_MANIFEST}', '{OCI_INDEX}'] Failed validating 'enum' in schema['properties']['manifests']['items']['properties']['mediaType']]"
-                            ),
-                        ));
-                    }
-                }
-                Quirk::StaleRange => {
-                    if req.method == "PATCH"
-                        && let Some((_, Some(id))) = &upload
-                        && let Some(range) = self.session(id, |s| s.first_range.clone())
-                    {
-                        self.fire(q);
-                        let mut a = Answer {
-                            status: 201,
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                        };
-                        a.set("Range", &range);
-                        a.set("Location", &req.target);
-                        return Before::Answer(a);
-                    }
-                }
-                _ => {}
+            let answer = self
+                .refuse_upload_start(q, req, &upload)
+                .or_else(|| self.upload_quirk(q, req, &upload))
+                .or_else(|| self.session_quirk(q, req, &upload))
+                .or_else(|| self.manifest_quirk(q, req));
+            if let Some(before) = answer {
+                return before;
             }
         }
         Before::Forward
@@ -732,6 +442,355 @@ impl Exchange for State {
         if new != loc {
             a.set("Location", &new);
         }
+    }
+}
+
+/// The quirks' actions on the request, by the kind of request they concern.
+impl State {
+    /// What the quirk `q` does to a `POST` that starts an upload or a mount: refuse it (a repository or
+    /// project that does not exist, a mount's scope) or answer it without the registry.
+    fn refuse_upload_start(
+        &self,
+        q: &Quirk,
+        req: &mut Message,
+        upload: &Option<(String, Option<String>)>,
+    ) -> Option<Before> {
+        match q {
+            Quirk::AbruptMissingRepository { existing } | Quirk::NameUnknown { existing } => {
+                if req.method == "POST"
+                    && let Some((name, None)) = &upload
+                    && !existing.contains(name)
+                {
+                    self.fire(q);
+                    if matches!(q, Quirk::AbruptMissingRepository { .. }) {
+                        return Some(Before::Close);
+                    }
+                    return Some(Before::Answer(Answer::error(
+                        404,
+                        "NAME_UNKNOWN",
+                        &format!("repository name not known to registry: {name}"),
+                    )));
+                }
+            }
+            Quirk::ProjectMustExist { projects } => {
+                if req.method == "POST"
+                    && let Some((name, None)) = &upload
+                {
+                    let project = name.split('/').next().unwrap_or_default();
+                    if !projects.iter().any(|p| p == project) {
+                        self.fire(q);
+                        return Some(Before::Answer(Answer::error(
+                            401,
+                            "UNAUTHORIZED",
+                            &format!("project {project} not found"),
+                        )));
+                    }
+                }
+            }
+            Quirk::MountInsufficientScope { source }
+                if req.method == "POST"
+                    && upload.is_some()
+                    && query_has(&req.target, "mount")
+                    && query_value(&req.target, "from").as_deref() == Some(source.as_str()) =>
+            {
+                self.fire(q);
+                let mut a = Answer::error(401, "UNAUTHORIZED", "authentication required");
+                let base = self.challenge.lock().unwrap().clone().unwrap_or_else(|| {
+                    r#"Bearer realm="http://127.0.0.1:9/token",service="quirks""#.into()
+                });
+                a.set(
+                    "WWW-Authenticate",
+                    &format!(
+                        r#"{base},scope="repository:{source}:pull",error="insufficient_scope""#
+                    ),
+                );
+                return Some(Before::Answer(a));
+            }
+            Quirk::BlindMount
+                if req.method == "POST" && upload.is_some() && query_has(&req.target, "mount") =>
+            {
+                self.fire(q);
+                return Some(Before::Answer(Answer {
+                    status: 201,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                }));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// What the quirk `q` does to a blob request (`HEAD`, `PATCH`, `PUT` of an upload): answer it
+    /// itself (a size limit, chunks refused), or truncate a streamed body before it is forwarded.
+    fn upload_quirk(
+        &self,
+        q: &Quirk,
+        req: &mut Message,
+        upload: &Option<(String, Option<String>)>,
+    ) -> Option<Before> {
+        match q {
+            Quirk::TruncateStream { by }
+                if req.method == "PATCH" && !req.had_length && req.body.len() as u64 > *by =>
+            {
+                self.fire(q);
+                let keep = req.body.len() - *by as usize;
+                req.body.truncate(keep);
+            }
+            Quirk::HeadBlob404 if req.method == "HEAD" && is_blob_target(&req.target) => {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    404,
+                    "BLOB_UNKNOWN",
+                    "blob unknown",
+                )));
+            }
+            Quirk::MaxRequestBody { max } if req.body.len() as u64 > *max => {
+                self.fire(q);
+                return Some(Before::Answer(Answer {
+                        status: 413,
+                        headers: vec![("Content-Type".into(), "text/html".into())],
+                        body: b"<html><head><title>413 Request Entity Too Large</title></head><body><center><h1>413 Request Entity Too Large</h1></center><hr><center>nginx</center></body></html>".to_vec(),
+                    }));
+            }
+            Quirk::MaxPatchBody { max }
+                if req.method == "PATCH" && req.body.len() as u64 > *max =>
+            {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    416,
+                    "REQUESTED_RANGE_NOT_SATISFIABLE",
+                    BODY_TOO_LARGE,
+                )));
+            }
+            Quirk::NoChunkedUploads if req.method == "PATCH" => {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    405,
+                    "UNSUPPORTED",
+                    "chunked uploads are not supported; use a monolithic upload",
+                )));
+            }
+            Quirk::MonolithicPutRefused
+                if req.method == "PUT"
+                    && matches!(upload, Some((_, Some(_))))
+                    && !req.body.is_empty() =>
+            {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    404,
+                    "BLOB_UNKNOWN",
+                    "blob unknown to registry",
+                )));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// What the quirk `q` does to a request of an upload session: check its form (ACR's
+    /// `Content-Range` and query parameters, a minimum part size) or answer with a stale `Range`.
+    fn session_quirk(
+        &self,
+        q: &Quirk,
+        req: &mut Message,
+        upload: &Option<(String, Option<String>)>,
+    ) -> Option<Before> {
+        match q {
+            Quirk::AcrContentRange => {
+                if let Some(cr) = req.header("content-range")
+                    && !cr.trim().bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                {
+                    self.fire(q);
+                    return Some(Before::Answer(Answer::error(
+                        400,
+                        "BLOB_UPLOAD_INVALID",
+                        "the Content-Range header format is invalid",
+                    )));
+                }
+            }
+            Quirk::AcrState => {
+                if let Some((_, Some(id))) = &upload {
+                    let want = format!("_acr={}", id.split('?').next().unwrap_or_default());
+                    let query = req.target.split_once('?').map_or("", |(_, q)| q);
+                    let kept = query.split('&').any(|kv| kv == want)
+                        && query.split('&').any(|kv| kv == "_nouploadcache=false");
+                    if !kept {
+                        self.fire(q);
+                        return Some(Before::Answer(Answer::error(
+                            404,
+                            "BLOB_UPLOAD_INVALID",
+                            "blob upload invalid",
+                        )));
+                    }
+                    // The registry behind does not know ACR's parameters.
+                    let (path, q) = req.target.split_once('?').unwrap_or((&req.target, ""));
+                    let rest: Vec<&str> = q
+                        .split('&')
+                        .filter(|kv| !kv.starts_with("_acr=") && !kv.starts_with("_nouploadcache="))
+                        .collect();
+                    req.target = if rest.is_empty() {
+                        path.to_string()
+                    } else {
+                        format!("{path}?{}", rest.join("&"))
+                    };
+                }
+            }
+            Quirk::MinPart { min, .. } => {
+                if req.method == "PATCH"
+                    && let Some((_, Some(id))) = &upload
+                {
+                    let len = req.body.len() as u64;
+                    let too_small = self.session(id, |s| {
+                        let small = s.parts.iter().any(|p| p < min);
+                        s.parts.push(len);
+                        small
+                    });
+                    if too_small {
+                        self.fire(q);
+                        return Some(Before::Answer(Answer::error(
+                            400,
+                            "LayerPartTooSmallException",
+                            PART_TOO_SMALL,
+                        )));
+                    }
+                }
+            }
+            Quirk::StaleRange => {
+                if req.method == "PATCH"
+                    && let Some((_, Some(id))) = &upload
+                    && let Some(range) = self.session(id, |s| s.first_range.clone())
+                {
+                    self.fire(q);
+                    let mut a = Answer {
+                        status: 201,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    };
+                    a.set("Range", &range);
+                    a.set("Location", &req.target);
+                    return Some(Before::Answer(a));
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// What the quirk `q` does to a manifest `PUT`: refuse media types or a body without
+    /// `Content-Length` as the registry it mimics does.
+    fn manifest_quirk(&self, q: &Quirk, req: &mut Message) -> Option<Before> {
+        match q {
+            Quirk::QuayNoOci
+                if req.method == "PUT"
+                    && manifest_target(&req.target).is_some()
+                    && req
+                        .header("content-type")
+                        .is_some_and(|t| t.starts_with("application/vnd.oci.")) =>
+            {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    400,
+                    "MANIFEST_INVALID",
+                    "manifest invalid",
+                )));
+            }
+            Quirk::RefuseDocker
+                if req.method == "PUT"
+                    && manifest_target(&req.target).is_some()
+                    && req
+                        .header("content-type")
+                        .is_some_and(|t| t.starts_with("application/vnd.docker.")) =>
+            {
+                self.fire(q);
+                let media_type = req.header("content-type").unwrap_or_default();
+                return Some(Before::Answer(Answer::error(
+                    400,
+                    "MANIFEST_INVALID",
+                    &format!(
+                        "manifest invalid; map[description:During upload, manifests undergo several checks ensuring validity. If those checks fail, this error MAY be returned, unless a more specific error is included. The detail will contain information the failed validation. mediaType:{media_type}]"
+                    ),
+                )));
+            }
+            Quirk::ManifestContentLength
+                if req.method == "PUT"
+                    && manifest_target(&req.target).is_some()
+                    && !req.had_length =>
+            {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    411,
+                    "MANIFEST_INVALID",
+                    "manifest upload requires Content-Length",
+                )));
+            }
+            Quirk::QuayDockerInOciIndex => {
+                if req.method == "PUT"
+                    && manifest_target(&req.target).is_some()
+                    && req.header("content-type") == Some(OCI_INDEX)
+                    && let Some(bad) = docker_child(&req.body)
+                {
+                    self.fire(q);
+                    return Some(Before::Answer(Answer::error(
+                        400,
+                        "MANIFEST_INVALID",
+                        &format!(
+                            "manifest invalid; map[message:failed to parse manifest: manifest data does not match schema: '{bad}' is not one of ['{OCI_MANIFEST}', '{OCI_INDEX}'] Failed validating 'enum' in schema['properties']['manifests']['items']['properties']['mediaType']]"
+                        ),
+                    )));
+                }
+            }
+            Quirk::RefuseAttestations
+                if req.method == "PUT"
+                    && manifest_target(&req.target).is_some()
+                    && is_attestation_doc(&req.body) =>
+            {
+                self.fire(q);
+                return Some(Before::Answer(Answer::error(
+                    400,
+                    "MANIFEST_INVALID",
+                    "manifest invalid: attestation manifests are not supported",
+                )));
+            }
+            Quirk::ReferrersApi => {
+                let path = req.target.split('?').next().unwrap_or_default();
+                if req.method == "GET"
+                    && let Some(rest) = path.strip_prefix("/v2/")
+                    && let Some((name, subject)) = rest.split_once("/referrers/")
+                {
+                    self.fire(q);
+                    let listed = self
+                        .referrers
+                        .lock()
+                        .unwrap()
+                        .get(&(name.to_string(), subject.to_string()))
+                        .cloned()
+                        .unwrap_or_default();
+                    let body = serde_json::json!({
+                        "schemaVersion": 2,
+                        "mediaType": OCI_INDEX,
+                        "manifests": listed,
+                    });
+                    return Some(Before::Answer(Answer {
+                        status: 200,
+                        headers: vec![("Content-Type".into(), OCI_INDEX.into())],
+                        body: body.to_string().into_bytes(),
+                    }));
+                }
+                if req.method == "PUT"
+                    && let Some(name) = manifest_target(&req.target)
+                    && let Some((subject, descriptor)) = referrer_of(&req.body)
+                {
+                    let mut all = self.referrers.lock().unwrap();
+                    let list = all.entry((name.to_string(), subject)).or_default();
+                    if !list.contains(&descriptor) {
+                        list.push(descriptor);
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
     }
 }
 

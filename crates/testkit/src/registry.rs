@@ -4,7 +4,7 @@
 //! generated CA. The process is killed and reaped on drop.
 
 use crate::TokenServer;
-use crate::tls::{TestCerts, generate_server_certs};
+use crate::tls::{ClientCertPem, TestCerts, generate_mtls_certs, generate_server_certs};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -306,4 +306,43 @@ impl Drop for Registry {
 fn write(dir: &Path, name: &str, text: &str) {
     let mut f = std::fs::File::create(dir.join(name)).expect("write test file");
     f.write_all(text.as_bytes()).expect("write test file");
+}
+
+/// A registry on 127.0.0.1 over TLS that requires a client certificate signed by its CA
+/// (`http.tls.clientcas`), with a fresh CA, server and client certificate.
+pub struct MutualTls {
+    /// The running registry.
+    pub registry: Registry,
+    /// The CA's PEM file (it signed the server's and the client's certificates).
+    pub ca: PathBuf,
+    /// A client certificate the registry accepts.
+    pub client: ClientCertPem,
+    /// Holds the files.
+    _dir: tempfile::TempDir,
+}
+
+/// Start a [`MutualTls`] registry with anonymous access.
+pub fn mutual_tls_registry() -> MutualTls {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (certs, client) = generate_mtls_certs();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("writing a test certificate");
+        path
+    };
+    let ca = write("ca.crt", &certs.ca_pem);
+    let registry = Registry::start_with_tls(
+        Auth::Anonymous,
+        TlsFiles {
+            cert: write("server.crt", &certs.cert_pem),
+            key: write("server.key", &certs.key_pem),
+            client_ca: Some(ca.clone()),
+        },
+    );
+    MutualTls {
+        registry,
+        ca,
+        client,
+        _dir: dir,
+    }
 }

@@ -1,11 +1,9 @@
 //! Test certificates: a CA and a server certificate for `127.0.0.1` / `localhost` signed by it
 //! (and a client certificate for mutual TLS), and a standalone ECDSA key + self-signed certificate for signing tokens.
 
-use crate::{Auth, Registry, TlsFiles};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use std::path::PathBuf;
 
 /// A CA and a leaf certificate for 127.0.0.1, all PEM.
 #[derive(Debug, Clone)]
@@ -20,45 +18,6 @@ pub struct TestCerts {
 pub struct ClientCertPem {
     pub cert_pem: String,
     pub key_pem: String,
-}
-
-/// A registry on 127.0.0.1 over TLS that requires a client certificate signed by its CA
-/// (`http.tls.clientcas`), with a fresh CA, server and client certificate.
-pub struct MutualTls {
-    /// The running registry.
-    pub registry: Registry,
-    /// The CA's PEM file (it signed the server's and the client's certificates).
-    pub ca: PathBuf,
-    /// A client certificate the registry accepts.
-    pub client: ClientCertPem,
-    /// Holds the files.
-    _dir: tempfile::TempDir,
-}
-
-/// Start a [`MutualTls`] registry with anonymous access.
-pub fn mutual_tls_registry() -> MutualTls {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (certs, client) = generate_mtls_certs();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).expect("writing a test certificate");
-        path
-    };
-    let ca = write("ca.crt", &certs.ca_pem);
-    let registry = Registry::start_with_tls(
-        Auth::Anonymous,
-        TlsFiles {
-            cert: write("server.crt", &certs.cert_pem),
-            key: write("server.key", &certs.key_pem),
-            client_ca: Some(ca.clone()),
-        },
-    );
-    MutualTls {
-        registry,
-        ca,
-        client,
-        _dir: dir,
-    }
 }
 
 /// Generate a fresh CA and a server certificate for 127.0.0.1 and localhost.

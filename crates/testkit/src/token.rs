@@ -248,6 +248,49 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The ES256 JWT (with the signing certificate in `x5c`) the registry trusts: `user`'s (or an
+/// anonymous caller's: pull only) access to the repositories of `scopes`, numbered `n`.
+fn sign_token(shared: &Shared, user: Option<&str>, scopes: &[String], n: u64) -> String {
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter_map(|s| {
+            let rest = s.strip_prefix("repository:")?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            let actions: Vec<&str> = actions
+                .split(',')
+                .filter(|a| user.is_some() || *a == "pull")
+                .collect();
+            Some(serde_json::json!({"type":"repository","name":name,"actions":actions}))
+        })
+        .collect();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = serde_json::json!({
+        "typ": "JWT",
+        "alg": "ES256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(&shared.key.cert_der)],
+    });
+    let claims = serde_json::json!({
+        "iss": shared.issuer,
+        "sub": user.unwrap_or_default(),
+        "aud": shared.service,
+        "exp": now.saturating_add(shared.expires_in),
+        "nbf": now.saturating_sub(10),
+        "iat": now,
+        "jti": format!("jti-{n}"),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let sig = shared.key.sign(signing_input.as_bytes());
+    let jwt = format!("{signing_input}.{}", b64url(&sig));
+    jwt
+}
+
 fn handle(head: &http::Head, body: &[u8], shared: &Shared) -> (u16, String) {
     let target = head.target();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -328,44 +371,8 @@ fn handle(head: &http::Head, body: &[u8], shared: &Shared) -> (u16, String) {
         },
     };
     entry.user = user.clone();
-    let access: Vec<serde_json::Value> = scopes
-        .iter()
-        .filter_map(|s| {
-            let rest = s.strip_prefix("repository:")?;
-            let (name, actions) = rest.rsplit_once(':')?;
-            let actions: Vec<&str> = actions
-                .split(',')
-                .filter(|a| user.is_some() || *a == "pull")
-                .collect();
-            Some(serde_json::json!({"type":"repository","name":name,"actions":actions}))
-        })
-        .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let n = shared.counter.fetch_add(1, Ordering::SeqCst);
-    let header = serde_json::json!({
-        "typ": "JWT",
-        "alg": "ES256",
-        "x5c": [base64::engine::general_purpose::STANDARD.encode(&shared.key.cert_der)],
-    });
-    let claims = serde_json::json!({
-        "iss": shared.issuer,
-        "sub": user.clone().unwrap_or_default(),
-        "aud": shared.service,
-        "exp": now.saturating_add(shared.expires_in),
-        "nbf": now.saturating_sub(10),
-        "iat": now,
-        "jti": format!("jti-{n}"),
-        "access": access,
-    });
-    let signing_input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let sig = shared.key.sign(signing_input.as_bytes());
-    let jwt = format!("{signing_input}.{}", b64url(&sig));
+    let jwt = sign_token(shared, user.as_deref(), &scopes, n);
     let mut answer = serde_json::json!({
         "token": jwt,
         "access_token": jwt,

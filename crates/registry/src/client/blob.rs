@@ -4,7 +4,7 @@
 use super::Client;
 use super::http::{Req, Resp, resolve_location, status_error};
 use crate::auth::Scope;
-use crate::error::{Error, display_url};
+use crate::error::{Error, ErrorCode, display_url};
 use layerlift_manifest::Digest;
 use std::io::Read;
 use url::Url;
@@ -63,7 +63,8 @@ impl Client {
         url.query_pairs_mut().append_pair("n", "1");
         match self.retrying(None, |_| self.send(&Req::new("GET", url.clone()))) {
             Ok(resp) => {
-                resp.status == 404 && status_error("GET", &resp).code() == Some("NAME_UNKNOWN")
+                resp.status == 404
+                    && status_error("GET", &resp).code() == Some(&ErrorCode::NameUnknown)
             }
             Err(_) => false,
         }
@@ -71,7 +72,7 @@ impl Client {
 
     /// Try to mount `digest` from `from` into `repo`. Any answer but `201`, and any failure that
     /// retries do not mend, reads as "not mounted"; a `201` counts as far as it names the blob
-    /// ([`Client::mounted`]).
+    /// (`mounted`).
     pub fn mount_blob(
         &self,
         repo: &str,

@@ -242,154 +242,153 @@ impl Client {
         }
     }
 
+    /// Whether `url` is on the registry's own origin (scheme, host, port): the only place its
+    /// credentials go.
+    pub(super) fn on_registry_origin(&self, url: &Url) -> bool {
+        same_origin(url, &self.base())
+    }
+
     /// One HTTP exchange, following redirects. `auth` (the `Authorization` value) goes only to
     /// the request's own origin: a redirect to another scheme, host or port drops it for that hop
     /// and every later one. A 303, and a 301 or 302 answering a POST, continue as a GET without
     /// the body (a token request's form is never posted again); a 307 or 308 keeps method and
     /// body, except that a form (which holds a refresh token) is never sent to another origin.
     pub(super) fn execute(&self, req: &Req<'_>, auth: Option<String>) -> Result<Resp, Error> {
-        let mut url = req.url.clone();
-        let mut method = req.method;
-        let mut auth = auth;
-        let mut body_dropped = false;
+        let mut hop = Hop {
+            url: req.url.clone(),
+            method: req.method,
+            auth,
+            body_dropped: false,
+        };
         for _ in 0..10 {
-            let mut builder = http::Request::builder().method(method).uri(url.as_str());
-            for (k, v) in &req.headers {
-                if body_dropped && k.eq_ignore_ascii_case("content-type") {
-                    continue;
-                }
-                builder = builder.header(*k, v.as_str());
-            }
-            if let Some(a) = &auth {
-                builder = builder.header("Authorization", a.as_str());
-            }
-            let body = if body_dropped {
-                &ReqBody::Empty
-            } else {
-                &req.body
-            };
-            // A request ureq's builder refuses (a header value it cannot send, say).
-            let unbuildable = |e: http::Error| Error::Protocol {
-                method,
-                url: display_url(&url),
-                reason: e.to_string(),
-            };
-            let result = match body {
-                ReqBody::Empty => {
-                    let b = if matches!(method, "POST" | "PUT" | "PATCH") {
-                        builder.header("Content-Length", "0")
-                    } else {
-                        builder
-                    };
-                    let r = b.body(()).map_err(unbuildable)?;
-                    self.agent.run(r)
-                }
-                ReqBody::Bytes(bytes) => {
-                    let r = builder
-                        .header("Content-Length", bytes.len().to_string())
-                        .body(*bytes)
-                        .map_err(unbuildable)?;
-                    self.agent.run(r)
-                }
-                ReqBody::Form(text) => {
-                    let r = builder
-                        .header("Content-Length", text.len().to_string())
-                        .body(text.as_bytes())
-                        .map_err(unbuildable)?;
-                    self.agent.run(r)
-                }
-                ReqBody::Source {
-                    src,
-                    offset,
-                    len,
-                    progress,
-                } => {
-                    let reader = src.open_at(*offset).map_err(|source| Error::Io {
-                        what: "cannot read blob",
-                        path: src.describe(),
-                        source,
-                    })?;
-                    let mut counting = Counting::new(reader.take(*len), *progress);
-                    let r = builder
-                        .header("Content-Length", len.to_string())
-                        .body(ureq::SendBody::from_reader(&mut counting))
-                        .map_err(unbuildable)?;
-                    let res = self.agent.run(r);
-                    if res.is_ok() && counting.sent < *len {
-                        return Err(Error::Io {
-                            what: "blob is shorter than its descriptor says",
-                            path: src.describe(),
-                            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-                        });
-                    }
-                    res
-                }
-            };
-            let mut resp = result.map_err(|e| transport_error(method, &url, e))?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            if req.stream && status == 200 {
-                return Ok(Resp {
-                    status,
-                    headers,
-                    url,
-                    body: Vec::new(),
-                    stream: Some(resp.into_body()),
-                });
-            }
-            let body = if method == "HEAD" {
-                Vec::new()
-            } else {
-                resp.body_mut()
-                    .with_config()
-                    .limit(MAX_BODY)
-                    .read_to_vec()
-                    .map_err(|e| transport_error(method, &url, e))?
-            };
-            if matches!(status, 301 | 302 | 303 | 307 | 308)
-                && let Some(loc) = headers.get("location").and_then(|v| v.to_str().ok())
+            let resp = self.exchange(req, &hop)?;
+            if matches!(resp.status, 301 | 302 | 303 | 307 | 308)
+                && let Some(loc) = resp.headers.get("location").and_then(|v| v.to_str().ok())
             {
-                let next = resolve_location(&url, loc).map_err(|e| Error::Protocol {
-                    method,
-                    url: display_url(&url),
-                    reason: format!("redirect Location is not a URL: {e}"),
-                })?;
-                let cross = !same_origin(&url, &next);
-                if cross {
-                    auth = None;
-                }
-                if status == 303 || (matches!(status, 301 | 302) && method == "POST") {
-                    if method != "HEAD" {
-                        method = "GET";
-                    }
-                    body_dropped = true;
-                } else if cross && !body_dropped && matches!(req.body, ReqBody::Form(_)) {
-                    return Err(Error::Protocol {
-                        method,
-                        url: display_url(&url),
-                        reason: format!(
-                            "HTTP {status} redirects the token request to {}, another origin: \
-                             its form (which holds a refresh token) is not sent there",
-                            display_url(&next)
-                        ),
-                    });
-                }
-                url = next;
+                hop.follow(req, resp.status, loc)?;
                 continue;
             }
+            return Ok(resp);
+        }
+        Err(Error::Protocol {
+            method: hop.method,
+            url: display_url(&hop.url),
+            reason: "more than 10 redirects".into(),
+        })
+    }
+
+    /// One hop sent and its answer read: the body in full (at most `MAX_BODY`; none for `HEAD`),
+    /// or left unread for a streamed request's 200.
+    fn exchange(&self, req: &Req<'_>, hop: &Hop) -> Result<Resp, Error> {
+        let mut resp = self.send_hop(req, hop)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let url = hop.url.clone();
+        if req.stream && status == 200 {
             return Ok(Resp {
                 status,
                 headers,
                 url,
-                body,
-                stream: None,
+                body: Vec::new(),
+                stream: Some(resp.into_body()),
             });
         }
-        Err(Error::Protocol {
-            method,
-            url: display_url(&url),
-            reason: "more than 10 redirects".into(),
+        let body = if hop.method == "HEAD" {
+            Vec::new()
+        } else {
+            resp.body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_vec()
+                .map_err(|e| transport_error(hop.method, &url, e))?
+        };
+        Ok(Resp {
+            status,
+            headers,
+            url,
+            body,
+            stream: None,
         })
+    }
+
+    /// Build one hop's request — the request's headers (no `Content-Type` once its body is
+    /// dropped), `Authorization` while it goes to the request's origin, the body with its
+    /// `Content-Length` — and run it.
+    fn send_hop(&self, req: &Req<'_>, hop: &Hop) -> Result<http::Response<ureq::Body>, Error> {
+        let (method, url) = (hop.method, &hop.url);
+        let mut builder = http::Request::builder().method(method).uri(url.as_str());
+        for (k, v) in &req.headers {
+            if hop.body_dropped && k.eq_ignore_ascii_case("content-type") {
+                continue;
+            }
+            builder = builder.header(*k, v.as_str());
+        }
+        if let Some(a) = &hop.auth {
+            builder = builder.header("Authorization", a.as_str());
+        }
+        let body = if hop.body_dropped {
+            &ReqBody::Empty
+        } else {
+            &req.body
+        };
+        // A request ureq's builder refuses (a header value it cannot send, say).
+        let unbuildable = |e: http::Error| Error::Protocol {
+            method,
+            url: display_url(url),
+            reason: e.to_string(),
+        };
+        let result = match body {
+            ReqBody::Empty => {
+                let b = if matches!(method, "POST" | "PUT" | "PATCH") {
+                    builder.header("Content-Length", "0")
+                } else {
+                    builder
+                };
+                let r = b.body(()).map_err(unbuildable)?;
+                self.agent.run(r)
+            }
+            ReqBody::Bytes(bytes) => {
+                let r = builder
+                    .header("Content-Length", bytes.len().to_string())
+                    .body(*bytes)
+                    .map_err(unbuildable)?;
+                self.agent.run(r)
+            }
+            ReqBody::Form(text) => {
+                let r = builder
+                    .header("Content-Length", text.len().to_string())
+                    .body(text.as_bytes())
+                    .map_err(unbuildable)?;
+                self.agent.run(r)
+            }
+            ReqBody::Source {
+                src,
+                offset,
+                len,
+                progress,
+            } => {
+                let reader = src.open_at(*offset).map_err(|source| Error::Io {
+                    what: "cannot read blob",
+                    path: src.describe(),
+                    source,
+                })?;
+                let mut counting = Counting::new(reader.take(*len), *progress);
+                let r = builder
+                    .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_reader(&mut counting))
+                    .map_err(unbuildable)?;
+                let res = self.agent.run(r);
+                if res.is_ok() && counting.sent < *len {
+                    return Err(Error::Io {
+                        what: "blob is shorter than its descriptor says",
+                        path: src.describe(),
+                        source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                    });
+                }
+                res
+            }
+        };
+        result.map_err(|e| transport_error(method, url, e))
     }
 
     pub(super) fn location(&self, resp: &Resp, method: &'static str) -> Result<Url, Error> {
@@ -415,6 +414,51 @@ impl Client {
                 got: got.trim().to_string(),
             });
         }
+        Ok(())
+    }
+}
+
+/// Where one hop of a request goes and what it carries; a redirect changes it.
+struct Hop {
+    url: Url,
+    method: &'static str,
+    /// The `Authorization` value, until a redirect leaves the request's origin.
+    auth: Option<String>,
+    /// A redirect turned the request into a `GET` without its body.
+    body_dropped: bool,
+}
+
+impl Hop {
+    /// Follow a redirect (`status`, with `location`) from this hop: `Authorization` is dropped
+    /// when it leaves the origin; a 303, and a 301 or 302 answering a POST, continue as a GET
+    /// without the body; a token request's form is never sent to another origin.
+    fn follow(&mut self, req: &Req<'_>, status: u16, location: &str) -> Result<(), Error> {
+        let next = resolve_location(&self.url, location).map_err(|e| Error::Protocol {
+            method: self.method,
+            url: display_url(&self.url),
+            reason: format!("redirect Location is not a URL: {e}"),
+        })?;
+        let cross = !same_origin(&self.url, &next);
+        if cross {
+            self.auth = None;
+        }
+        if status == 303 || (matches!(status, 301 | 302) && self.method == "POST") {
+            if self.method != "HEAD" {
+                self.method = "GET";
+            }
+            self.body_dropped = true;
+        } else if cross && !self.body_dropped && matches!(req.body, ReqBody::Form(_)) {
+            return Err(Error::Protocol {
+                method: self.method,
+                url: display_url(&self.url),
+                reason: format!(
+                    "HTTP {status} redirects the token request to {}, another origin: its form \
+                     (which holds a refresh token) is not sent there",
+                    display_url(&next)
+                ),
+            });
+        }
+        self.url = next;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Client;
 use super::http::{Req, ReqBody, status_error};
-use crate::error::{Error, display_url};
+use crate::error::{Error, ErrorCode, display_url};
 use layerlift_manifest::Digest;
 use std::time::Duration;
 
@@ -16,11 +16,12 @@ pub(super) fn blob_unknown(e: &Error) -> bool {
     else {
         return false;
     };
-    let code = body.code.as_deref().unwrap_or_default();
     let message = body.message.as_deref().unwrap_or_default();
-    code == "MANIFEST_BLOB_UNKNOWN"
-        || code == "BLOB_UNKNOWN"
-        || (code == "DIGEST_INVALID" && message.contains("blob unknown"))
+    match body.code {
+        Some(ErrorCode::ManifestBlobUnknown | ErrorCode::BlobUnknown) => true,
+        Some(ErrorCode::DigestInvalid) => message.contains("blob unknown"),
+        _ => false,
+    }
 }
 
 pub(super) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";

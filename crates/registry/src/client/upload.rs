@@ -5,7 +5,7 @@
 use super::Client;
 use super::http::{NO_ANSWER, Req, ReqBody, Resp, resolve_location, status_error};
 use super::source::BlobSource;
-use crate::error::{Error, RegistryErrorBody, display_url};
+use crate::error::{Error, ErrorCode, RegistryErrorBody, display_url};
 use layerlift_manifest::Digest;
 use std::time::Duration;
 use url::Url;
@@ -63,6 +63,36 @@ pub enum UploadEvent {
 }
 
 /// The registry forgot an upload session (404, `BLOB_UPLOAD_UNKNOWN`: restarted, expired, or a
+/// A chunked upload's session with the registry: where it is and how far it got.
+#[derive(Debug, Clone)]
+pub(super) struct UploadSession {
+    /// The session's URL (the last `Location` the registry gave).
+    location: Url,
+    /// Bytes the registry has acknowledged: the next chunk starts here.
+    offset: u64,
+    /// The smallest chunk the registry takes (`OCI-Chunk-Min-Length`), 0 if it said none.
+    min_chunk: u64,
+}
+
+/// A chunked upload across the attempts of its retry loop.
+pub(super) struct Chunked {
+    /// The session to go on with, if the last attempt left one.
+    session: Option<UploadSession>,
+    /// The last attempt failed with the session possibly still good: ask the registry where it
+    /// stands before sending more.
+    broken: bool,
+    /// The offset of the `PATCH` the registry refused with 416 (see [`resume_point`]).
+    refused_at: Option<u64>,
+}
+
+impl Chunked {
+    /// The attempt failed, but `session` may still be good: check it on the next one.
+    fn keep(&mut self, session: UploadSession) {
+        self.broken = true;
+        self.session = Some(session);
+    }
+}
+
 /// load balancer sent us to another instance). Transient: the retry opens a new session.
 pub(super) fn session_lost(method: &'static str, resp: &Resp) -> Error {
     let body = RegistryErrorBody::parse(&resp.body);
@@ -129,7 +159,7 @@ pub(super) fn monolithic_refused(e: &Error) -> bool {
             method: "PUT",
             status: 404,
             ..
-        } => e.code() == Some("BLOB_UNKNOWN"),
+        } => e.code() == Some(&ErrorCode::BlobUnknown),
         _ => false,
     }
 }
@@ -200,7 +230,7 @@ impl Client {
         let resp = self.send(&Req::new("POST", url))?;
         if resp.status != 202 {
             let e = status_error("POST", &resp);
-            if resp.status == 404 && e.code() == Some("NAME_UNKNOWN") {
+            if resp.status == 404 && e.code() == Some(&ErrorCode::NameUnknown) {
                 return Err(self.repository_missing(repo, e));
             }
             return Err(e);
@@ -343,7 +373,7 @@ impl Client {
             let e = status_error("PUT", &resp);
             // Not the session but the blob unknown: the registry does not take a blob in the
             // `PUT` (Artifactory 6); `upload_blob` sends it in chunks instead.
-            if e.code() == Some("BLOB_UNKNOWN") {
+            if e.code() == Some(&ErrorCode::BlobUnknown) {
                 return Err(e);
             }
             return Err(session_lost("PUT", &resp));
@@ -354,6 +384,11 @@ impl Client {
         self.check_digest(&resp, &digest)
     }
 
+    /// Upload `src` in `PATCH` chunks of (at least) `chunk` bytes, in the upload `session` if one
+    /// is handed in, under the retry policy: each attempt checks where a broken session stands
+    /// ([`Client::check_session`]), opens one if there is none ([`Client::initiate_session`]),
+    /// streams the chunks ([`Client::patch_chunk`]) and commits the blob
+    /// ([`Client::commit_chunked`]).
     pub(super) fn upload_chunked(
         &self,
         repo: &str,
@@ -364,157 +399,217 @@ impl Client {
         on_retry: &dyn Fn(u32, &Error, Duration),
     ) -> Result<(), Error> {
         let size = src.size();
-        let digest = src.digest();
-        // (location, next offset, minimum chunk)
         // A session handed in (a failed mount's, or one a killed run recorded) may hold bytes
         // already: ask the registry where it stands before sending anything.
-        let mut broken = session.is_some();
-        let mut state: Option<(Url, u64, u64)> = session.map(|l| (l, 0, 0));
+        let mut up = Chunked {
+            broken: session.is_some(),
+            session: session.map(|location| UploadSession {
+                location,
+                offset: 0,
+                min_chunk: 0,
+            }),
+            refused_at: None,
+        };
         // Bytes the registry has accepted, summed over every session of this blob (a session the
         // registry loses restarts at 0, and what it accepted then was progress too): whenever it
         // grows, the retry budget starts again, so that it bounds each failing request, not the
         // blob. What bounds the blob is the bytes: sending it `max_attempts` times over is enough.
         let accepted = std::cell::Cell::new(0u64);
-        // The offset of the PATCH the registry refused with 416 (see `resume_point`).
-        let mut refused_at: Option<u64> = None;
         let sent_limit = size
             .max(1)
             .saturating_mul(u64::from(self.retry.max_attempts));
         self.retrying_progress(Some(on_retry), Some(&accepted), |_| {
-            if broken {
-                broken = false;
-                // Ask the registry how much it has; resume there, or start again.
-                state = match state.take() {
-                    Some((loc, acked, min)) => match self.upload_status(&loc) {
-                        Ok(Some((loc, offset))) if offset <= size => {
-                            match resume_point(acked, offset, refused_at.take()) {
-                                Some(offset) => {
-                                    if offset > 0 {
-                                        events(UploadEvent::Resumed { offset });
-                                    }
-                                    Some((loc, offset, min))
-                                }
-                                None => None,
-                            }
-                        }
-                        _ => None,
-                    },
+            if std::mem::take(&mut up.broken) {
+                up.session = match up.session.take() {
+                    Some(s) => self.check_session(s, size, &mut up.refused_at, events),
                     None => None,
                 };
             }
-            let (mut loc, mut offset, min) = match state.take() {
+            let mut session = match up.session.take() {
                 Some(s) => s,
                 None => {
                     if accepted.get() >= sent_limit {
-                        return Err(Error::Transport {
-                            method: "POST",
-                            url: display_url(&self.api_url(&format!("v2/{repo}/blobs/uploads/"))),
-                            reason: format!(
-                                "gave up: the registry lost this blob's upload sessions after \
-                                 accepting {} bytes of its {size}",
-                                accepted.get()
-                            ),
-                            transient: false,
-                            refused: false,
-                        });
+                        return Err(self.gave_up(repo, accepted.get(), size));
                     }
-                    let (l, m) = self.start_upload(repo)?;
-                    events(UploadEvent::Session {
-                        location: l.clone(),
-                    });
-                    (l, 0, m)
+                    self.initiate_session(repo, events)?
                 }
             };
             // The registry's announced minimum, or the one known for its host.
-            let chunk = chunk.max(min).max(crate::hosts::min_chunk(&self.registry));
-            while offset < size {
-                let len = chunk.min(size - offset);
-                let base = offset;
-                let progress = |sent: u64| events(UploadEvent::Progress { sent: base + sent });
-                let req = Req::new("PATCH", loc.clone())
-                    .header("Content-Type", "application/octet-stream")
-                    .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
-                    .body(ReqBody::Source {
-                        src,
-                        offset,
-                        len,
-                        progress: Some(&progress),
-                    });
-                let resp = match self.send(&req) {
-                    Ok(r) if r.status == 202 || r.status == 201 || r.status == 204 => r,
-                    Ok(r) if r.status == 404 => {
-                        // Session gone: the next attempt starts a new one.
-                        return Err(session_lost("PATCH", &r));
-                    }
-                    Ok(r) => {
-                        let e = status_error("PATCH", &r);
-                        if body_too_large(&e) || !(e.is_transient() || r.status == 416) {
-                            // Refused for good: this session is of no more use.
-                            self.abandon(&loc);
-                            return Err(e);
-                        }
-                        if e.is_transient() || r.status == 416 {
-                            broken = true;
-                            state = Some((loc, offset, min));
-                            if r.status == 416 {
-                                refused_at = Some(offset);
-                                return Err(Error::Transport {
-                                    method: "PATCH",
-                                    url: display_url(&r.url),
-                                    reason: "registry refused the chunk's range (416)".into(),
-                                    transient: true,
-                                    refused: false,
-                                });
-                            }
-                        }
-                        return Err(e);
-                    }
-                    Err(e) => {
-                        if e.is_transient() {
-                            broken = true;
-                            state = Some((loc, offset, min));
-                        }
-                        return Err(e);
-                    }
-                };
-                if let Some(l) = resp.header("location") {
-                    loc = resolve_location(&resp.url, l).map_err(|e| Error::Protocol {
-                        method: "PATCH",
-                        url: display_url(&resp.url),
-                        reason: format!("Location `{l}` is not a URL: {e}"),
-                    })?;
-                }
-                offset = match offset_after_patch(resp.header("range"), offset, len) {
-                    Ok(o) => o,
-                    Err(reason) => {
-                        self.abandon(&loc);
-                        return Err(Error::Protocol {
-                            method: "PATCH",
-                            url: display_url(&resp.url),
-                            reason,
-                        });
-                    }
-                };
-                accepted.set(accepted.get() + offset.saturating_sub(base));
+            let chunk = chunk
+                .max(session.min_chunk)
+                .max(crate::hosts::min_chunk(&self.registry));
+            while session.offset < size {
+                let base = session.offset;
+                session =
+                    self.patch_chunk(session, src, chunk.min(size - base), events, &mut up)?;
+                accepted.set(accepted.get() + session.offset.saturating_sub(base));
                 events(UploadEvent::Session {
-                    location: loc.clone(),
+                    location: session.location.clone(),
                 });
             }
-            let req = Req::new("PUT", Self::with_digest(&loc, &digest));
-            let resp = self.send(&req)?;
-            if resp.status == 404 {
-                return Err(session_lost("PUT", &resp));
+            self.commit_chunked(session, &src.digest(), &mut up)
+        })
+    }
+
+    /// Where a broken `session` stands (`GET` on it): the session to continue, at the offset
+    /// [`resume_point`] picks, or `None` to start again.
+    fn check_session(
+        &self,
+        session: UploadSession,
+        size: u64,
+        refused_at: &mut Option<u64>,
+        events: &(dyn Fn(UploadEvent) + Sync),
+    ) -> Option<UploadSession> {
+        match self.upload_status(&session.location) {
+            Ok(Some((location, offset))) if offset <= size => {
+                let offset = resume_point(session.offset, offset, refused_at.take())?;
+                if offset > 0 {
+                    events(UploadEvent::Resumed { offset });
+                }
+                Some(UploadSession {
+                    location,
+                    offset,
+                    min_chunk: session.min_chunk,
+                })
             }
-            if resp.status != 201 && resp.status != 204 && resp.status != 200 {
-                let e = status_error("PUT", &resp);
-                if e.is_transient() {
-                    broken = true;
-                    state = Some((loc, offset, min));
+            _ => None,
+        }
+    }
+
+    /// A new upload session (`POST`), announced to `events` so that a later run can resume it.
+    fn initiate_session(
+        &self,
+        repo: &str,
+        events: &(dyn Fn(UploadEvent) + Sync),
+    ) -> Result<UploadSession, Error> {
+        let (location, min_chunk) = self.start_upload(repo)?;
+        events(UploadEvent::Session {
+            location: location.clone(),
+        });
+        Ok(UploadSession {
+            location,
+            offset: 0,
+            min_chunk,
+        })
+    }
+
+    /// The error that ends a chunked upload whose sessions the registry kept losing after it had
+    /// accepted `accepted` bytes, as many as the retry policy would send the blob over.
+    fn gave_up(&self, repo: &str, accepted: u64, size: u64) -> Error {
+        Error::Transport {
+            method: "POST",
+            url: display_url(&self.api_url(&format!("v2/{repo}/blobs/uploads/"))),
+            reason: format!(
+                "gave up: the registry lost this blob's upload sessions after accepting \
+                 {accepted} bytes of its {size}"
+            ),
+            transient: false,
+            refused: false,
+        }
+    }
+
+    /// Send the `len` bytes of `src` at the session's offset (`PATCH` with `Content-Range`): the
+    /// session after it (its new `Location`, the offset the registry acknowledged). A failure
+    /// that leaves the session usable (transient, or a refused range: 416) keeps it in `up` for
+    /// the next attempt; a refusal for good abandons it.
+    fn patch_chunk(
+        &self,
+        mut session: UploadSession,
+        src: &dyn BlobSource,
+        len: u64,
+        events: &(dyn Fn(UploadEvent) + Sync),
+        up: &mut Chunked,
+    ) -> Result<UploadSession, Error> {
+        let offset = session.offset;
+        let progress = |sent: u64| {
+            events(UploadEvent::Progress {
+                sent: offset + sent,
+            })
+        };
+        let req = Req::new("PATCH", session.location.clone())
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
+            .body(ReqBody::Source {
+                src,
+                offset,
+                len,
+                progress: Some(&progress),
+            });
+        let resp = match self.send(&req) {
+            Ok(r) if r.status == 202 || r.status == 201 || r.status == 204 => r,
+            Ok(r) if r.status == 404 => {
+                // Session gone: the next attempt starts a new one.
+                return Err(session_lost("PATCH", &r));
+            }
+            Ok(r) => {
+                let e = status_error("PATCH", &r);
+                if body_too_large(&e) || !(e.is_transient() || r.status == 416) {
+                    // Refused for good: this session is of no more use.
+                    self.abandon(&session.location);
+                    return Err(e);
+                }
+                up.keep(session);
+                if r.status == 416 {
+                    up.refused_at = Some(offset);
+                    return Err(Error::Transport {
+                        method: "PATCH",
+                        url: display_url(&r.url),
+                        reason: "registry refused the chunk's range (416)".into(),
+                        transient: true,
+                        refused: false,
+                    });
                 }
                 return Err(e);
             }
-            self.check_digest(&resp, &digest)
-        })
+            Err(e) => {
+                if e.is_transient() {
+                    up.keep(session);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(l) = resp.header("location") {
+            session.location = resolve_location(&resp.url, l).map_err(|e| Error::Protocol {
+                method: "PATCH",
+                url: display_url(&resp.url),
+                reason: format!("Location `{l}` is not a URL: {e}"),
+            })?;
+        }
+        match offset_after_patch(resp.header("range"), offset, len) {
+            Ok(o) => session.offset = o,
+            Err(reason) => {
+                self.abandon(&session.location);
+                return Err(Error::Protocol {
+                    method: "PATCH",
+                    url: display_url(&resp.url),
+                    reason,
+                });
+            }
+        }
+        Ok(session)
+    }
+
+    /// Close the session with the blob's `digest` (`PUT ?digest=`) and check the digest the
+    /// registry answers; a transient failure keeps the session in `up` for the next attempt.
+    fn commit_chunked(
+        &self,
+        session: UploadSession,
+        digest: &Digest,
+        up: &mut Chunked,
+    ) -> Result<(), Error> {
+        let req = Req::new("PUT", Self::with_digest(&session.location, digest));
+        let resp = self.send(&req)?;
+        if resp.status == 404 {
+            return Err(session_lost("PUT", &resp));
+        }
+        if resp.status != 201 && resp.status != 204 && resp.status != 200 {
+            let e = status_error("PUT", &resp);
+            if e.is_transient() {
+                up.keep(session);
+            }
+            return Err(e);
+        }
+        self.check_digest(&resp, digest)
     }
 
     /// The largest request body the registry took so far without complaint: `u64::MAX` until
