@@ -97,8 +97,11 @@ pub enum PackError {
         /// The platforms it lists whose manifests are in the layout.
         available: String,
     },
-    /// Indexes nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
-    #[error("index {digest}: indexes nested more than {} deep", crate::MAX_DEPTH)]
+    /// Indexes nested deeper than [`MAX_DEPTH`](crate::limits::MAX_DEPTH).
+    #[error(
+        "index {digest}: indexes nested more than {} deep",
+        crate::limits::MAX_DEPTH
+    )]
     TooDeep {
         /// The index at which the walk stopped.
         digest: Digest,

@@ -3,11 +3,11 @@
 //! (`RepoTags` from the entry's `io.containerd.image.name` or a full `ref.name`, or `--tag`), and
 //! which blobs an oci-archive holds.
 
-use crate::error::PackError;
+use crate::error::{OptionsError, PackError};
+use crate::limits::MAX_DEPTH;
 use crate::options::{Options, tag_name};
 use crate::report::PackedImage;
 use crate::sink::{DockerArchive, DockerImage, OciArchive};
-use crate::{MAX_DEPTH, OptionsError};
 use layerlift_layout::Layout;
 use layerlift_manifest::annotations::{IMAGE_NAME, REF_NAME};
 use layerlift_manifest::reference::DOCKER_HUB;

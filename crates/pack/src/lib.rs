@@ -69,6 +69,7 @@
 
 mod error;
 mod from_layout;
+mod limits;
 mod observer;
 mod options;
 mod report;
@@ -76,6 +77,7 @@ pub mod sink;
 mod tar_out;
 
 pub use error::{OptionsError, PackError};
+pub use limits::MAX_DEPTH;
 pub use observer::{Event, NoProgress, Observer, Step};
 pub use options::{ArchiveFormat, Options};
 pub use report::{PackedImage, Report};
@@ -85,9 +87,6 @@ use layerlift_layout::Layout;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// How deep image indexes may nest inside each other.
-pub const MAX_DEPTH: usize = 8;
 
 /// An archive planned and checked: every blob it will hold is present and as its descriptor
 /// says; nothing is written yet.

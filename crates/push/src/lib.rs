@@ -73,6 +73,7 @@
 mod cache;
 mod error;
 mod event;
+mod options;
 mod plan;
 mod refused;
 mod reuse;
@@ -85,6 +86,7 @@ pub use error::PushError;
 pub use event::{
     BlobAction, DestinationOutcome, Event, LayerSource, Observer, Progress, Pushed, Silent,
 };
+pub use options::Options;
 pub use plan::{
     Attestations, Blob, Choice, Doc, PlanError, PushPlan, Referrer, RepoPlan, Rewrite, Tag,
     referrers_tag,
@@ -99,93 +101,7 @@ use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use layerlift_registry::{Client, Reference, Scope, UploadOptions};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use upload::{Pool, Uploader};
-
-/// How to push.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Push only these images of SOURCE: each a name (`org.opencontainers.image.ref.name`), full
-    /// name, digest, or `@N` for the N-th entry of index.json. Several different images are each
-    /// pushed under their own name, as with [`Options::all`].
-    pub images: Vec<String>,
-    /// Push every image of SOURCE, each under its own name retargeted to DEST's registry and
-    /// repository prefix.
-    pub all: bool,
-    /// Push only this platform (`os/arch[/variant]`) of a multi-platform image.
-    pub platform: Option<String>,
-    /// An index that lists manifests SOURCE does not hold (a containerd-store `docker save` of
-    /// an image pulled for one platform) is pushed as a new index of the manifests SOURCE holds,
-    /// with a new digest ([`Event::NewIndex`]). Without this, such an index is refused
-    /// ([`PlanError::ChildMissing`]).
-    pub skip_absent_platforms: bool,
-    /// Keep BuildKit's attestation manifests in the indexes pushed (the default), or push each
-    /// index that has some as a new index without them ([`Event::NewIndex`]).
-    pub attestations: Attestations,
-    /// Tags besides DEST's. Without any, DEST's tag or `latest`.
-    pub tags: Vec<String>,
-    /// For an archive SOURCE: the compression of the layers it stores uncompressed (`None`: as
-    /// they are). An OCI layout SOURCE is always pushed as it is.
-    pub compression: Option<Compression>,
-    /// The level of `compression` (`None`: its default, [`layerlift_layers::Encoding`]).
-    pub compression_level: Option<i32>,
-    /// Blobs uploaded in parallel (and blobs asked about at once when planning a re-push).
-    pub jobs: usize,
-    /// Upload in chunks of this size (PATCH). `None`: one PUT per blob.
-    pub chunk_size: Option<u64>,
-    /// Blobs larger than this are uploaded in chunks (of `chunk_size`, default 64 MiB).
-    pub max_single_upload: Option<u64>,
-    /// Repositories of DEST's registry to try to mount blobs from first.
-    pub mount_from: Vec<String>,
-    /// Images (on DEST's registry) to look for reusable layers in, besides DEST's own tags. A
-    /// layer found only through them is read back and checked before a manifest names it.
-    pub reuse_from: Vec<Reference>,
-    /// Reuse a layer the registry has in another compression than `compression` would produce.
-    pub reuse_any_compression: bool,
-    /// Read and verify every layer of an archive SOURCE, even those the registry already has.
-    pub verify_all: bool,
-    /// Use the local layer cache (diff_id → compressed digest) and the resume journal of
-    /// chunked uploads; `false`: nothing under the cache directory is read or written.
-    pub use_cache: bool,
-    /// The local layer cache's directory (`None`: `LAYERLIFT_CACHE_DIR`,
-    /// `$XDG_CACHE_HOME/layerlift`, `~/.cache/layerlift`). The resume journal lives there too.
-    /// One another user can write to is refused ([`PushError::CacheDir`]), except the default
-    /// (without this or `LAYERLIFT_CACHE_DIR`), which is then not used.
-    pub cache_dir: Option<PathBuf>,
-    /// Say what would be uploaded (after asking the registry what it has); change nothing.
-    pub dry_run: bool,
-    /// When the registry refuses a manifest or index for its media type (`400 MANIFEST_INVALID`
-    /// or `415`), push it converted to the other format (OCI ⇄ Docker schema 2), which changes
-    /// its digest and the digests of the indexes above it. Without this, such a refusal fails
-    /// the push and says what the conversion would change.
-    pub convert_refused: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            images: Vec::new(),
-            all: false,
-            platform: None,
-            skip_absent_platforms: false,
-            attestations: Attestations::Keep,
-            tags: Vec::new(),
-            compression: Some(Compression::Gzip),
-            compression_level: None,
-            jobs: 4,
-            chunk_size: None,
-            max_single_upload: None,
-            mount_from: Vec::new(),
-            reuse_from: Vec::new(),
-            reuse_any_compression: false,
-            verify_all: false,
-            use_cache: true,
-            cache_dir: None,
-            dry_run: false,
-            convert_refused: false,
-        }
-    }
-}
 
 /// What a push left in the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -428,31 +344,6 @@ fn push_live(
     result
 }
 
-/// Start upload workers pushing to `repository` with `uploader`; `holders` are the repositories
-/// known to hold a blob.
-fn start_pool<'scope, 'env>(
-    s: &'scope std::thread::Scope<'scope, 'env>,
-    uploader: &'env Uploader<'env>,
-    repository: &str,
-    holders: BTreeMap<Digest, String>,
-    jobs: usize,
-) -> Result<Pool, PushError> {
-    let repo = repository.to_string();
-    let holders = std::sync::Arc::new(holders);
-    let (r2, h2) = (repo.clone(), std::sync::Arc::clone(&holders));
-    let stream: std::sync::Arc<upload::StreamWork<'env>> =
-        std::sync::Arc::new(move |growing| uploader.push_stream(&r2, growing, &h2));
-    Pool::start(
-        s,
-        repository,
-        jobs,
-        uploader.observer,
-        move |blob, path| uploader.push_blob(&repo, blob, path, &holders),
-        Some(stream),
-    )
-    .map_err(PushError::Thread)
-}
-
 /// The push of the plan's repositories, one after the other.
 struct Pusher<'a, 'scope, 'env> {
     s: &'scope std::thread::Scope<'scope, 'env>,
@@ -557,13 +448,14 @@ impl Pusher<'_, '_, '_> {
     fn blobs(&mut self, repo: &RepoPlan, early: Option<Pool>) -> Result<(), PushError> {
         let pool = match early {
             Some(p) => p,
-            None => start_pool(
+            None => upload::start_pool(
                 self.s,
                 self.uploader,
                 &repo.repository,
                 self.holders.clone(),
                 self.options.jobs.min(repo.blobs.len()),
-            )?,
+            )
+            .map_err(PushError::Thread)?,
         };
         let blobs = repo
             .blobs

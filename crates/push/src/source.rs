@@ -5,10 +5,10 @@
 //! as it is in the temporary layout, while the reader carries on with the next one (see
 //! docs/architecture.md, "Uploads overlap reading").
 
-use crate::Options;
 use crate::cache::{self, Cache};
 use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
+use crate::options::Options;
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
 use crate::upload::{Pool, Uploader, lock};
 use layerlift_archive::CatalogLayer;
@@ -171,7 +171,7 @@ impl<'a> Opener<'a> {
                 .iter()
                 .zip(&holders)
                 .map(|(t, h)| {
-                    crate::start_pool(
+                    crate::upload::start_pool(
                         scope,
                         t.uploader,
                         &t.dest.repository,
@@ -180,7 +180,8 @@ impl<'a> Opener<'a> {
                     )
                     .map(Some)
                 })
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()
+                .map_err(PushError::Thread)?
         } else {
             self.targets.iter().map(|_| None).collect()
         };

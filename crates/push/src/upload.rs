@@ -135,6 +135,17 @@ enum Found {
     Absent(Option<Url>),
 }
 
+/// How a layer's stream ended ([`Uploader::stream`]).
+enum Streamed {
+    /// The registry holds the whole layer (`resumed_at`: bytes a recorded session already held).
+    Whole { resumed_at: u64 },
+    /// Not streamed, or not to its end: the layer goes up from its file, continuing `session`
+    /// where a broken connection may have left a prefix of it.
+    Not { session: Option<Url> },
+    /// The registry committed a wrong blob under the layer's digest (it does not verify).
+    CommittedWrong(RegistryError),
+}
+
 /// What happened to one blob in the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BlobOutcome {
@@ -708,75 +719,31 @@ impl Uploader<'_> {
         holders: &BTreeMap<Digest, String>,
     ) -> Result<Option<(Digest, BlobOutcome)>, BlobError> {
         let client = self.client;
-        let mut session = None;
-        let mut streamed = false;
         // What the stream sent, counted in the push's total and done as it goes: the layer's
         // size is known only at its end.
         let counted = AtomicU64::new(0);
-        let resumed_at = AtomicU64::new(0);
-        if !client.streams_refused() {
-            let completion = growing.completion();
-            let produced = || completion.wait();
-            // The session is recorded under the stream's key while it runs: a run killed in
-            // the middle leaves it, and the next one continues it.
-            let registry = client.registry().to_string();
-            let key = self.stream_key(&growing);
-            let journal = self.sessions.as_ref().filter(|_| !self.dry_run);
-            let recorded =
-                journal.and_then(|s| s.get(&registry, repository, &key, &client.origin()));
-            let on_event = |e: UploadEvent| match e {
-                UploadEvent::Progress { sent } => {
-                    let before = counted.fetch_max(sent, Ordering::Relaxed);
-                    if sent > before {
-                        let bytes = sent - before;
-                        self.observer.progress(&Progress::Queued { bytes });
-                        self.observer.progress(&Progress::Advanced { bytes });
-                    }
-                }
-                UploadEvent::Session { location } => {
-                    if let Some(s) = journal {
-                        s.put(&registry, repository, &key, location.as_str());
-                    }
-                }
-                UploadEvent::Resumed { offset } => resumed_at.store(offset, Ordering::Relaxed),
-                UploadEvent::Retry { .. } => {}
-            };
-            let result =
-                client.upload_stream(repository, &mut growing, &produced, recorded, &on_event);
-            if let Some(s) = journal {
-                s.remove(&registry, repository, &key);
+        let tried = if client.streams_refused() {
+            Streamed::Not { session: None }
+        } else {
+            self.stream(repository, &mut growing, &counted)
+        };
+        let (streamed, session) = match tried {
+            Streamed::Whole { resumed_at } => (Some(resumed_at), None),
+            Streamed::Not { session } => (None, session),
+            // The registry keeps a wrong blob under the layer's digest: another upload would be
+            // told it is there.
+            Streamed::CommittedWrong(error) => {
+                let Some((digest, _)) = growing.wait_finished() else {
+                    return Ok(None);
+                };
+                return Err(BlobError::Upload {
+                    digest,
+                    registry: client.registry().to_string(),
+                    repository: repository.to_string(),
+                    source: error,
+                });
             }
-            match result {
-                Ok(_) => streamed = true,
-                // The staged file could not be read to its end: if the layer was finished all
-                // the same, it goes up from the file below; if not, the archive read failed.
-                Err(e) if e.read_failed => {}
-                // The registry keeps a wrong blob under the layer's digest: another upload would
-                // be told it is there.
-                Err(e) if e.committed_wrong => {
-                    let Some((digest, _)) = growing.wait_finished() else {
-                        return Ok(None);
-                    };
-                    return Err(BlobError::Upload {
-                        digest,
-                        registry: client.registry().to_string(),
-                        repository: repository.to_string(),
-                        source: e.error,
-                    });
-                }
-                Err(e) => {
-                    self.observer.message(&format!(
-                        "streaming a layer to {} failed ({e}); uploading it from the temporary layout",
-                        client.registry()
-                    ));
-                    // A connection that broke in the middle may have left a prefix of the layer
-                    // in the registry's session.
-                    if matches!(e.error, RegistryError::Transport { .. }) {
-                        session = e.session;
-                    }
-                }
-            }
-        }
+        };
         let Some((digest, size)) = growing.wait_finished() else {
             return Ok(None);
         };
@@ -791,12 +758,11 @@ impl Uploader<'_> {
             blob: &blob,
             holders,
         };
-        if streamed {
+        if let Some(offset) = streamed {
             // Its bytes are in the total and done already.
             let rest = size.saturating_sub(counted.into_inner());
             self.observer.progress(&Progress::Queued { bytes: rest });
             self.observer.progress(&Progress::Advanced { bytes: rest });
-            let offset = resumed_at.into_inner();
             if offset > 0 {
                 let mut e = job.event(BlobAction::Resumed);
                 if let Event::Blob { offset: o, .. } = &mut e {
@@ -836,6 +802,62 @@ impl Uploader<'_> {
         }
         job.upload_from(&src, fresh, &self.upload)
             .map(|o| Some((digest, o)))
+    }
+
+    /// Stream `growing` to `repository` (see [`Uploader::push_stream`]), its session recorded in
+    /// the journal while it runs (a run killed in the middle leaves it, and the next one
+    /// continues it), its bytes added to `counted` and to the progress as they go up.
+    fn stream(&self, repository: &str, growing: &mut GrowingBlob, counted: &AtomicU64) -> Streamed {
+        let client = self.client;
+        let completion = growing.completion();
+        let produced = || completion.wait();
+        let registry = client.registry().to_string();
+        let key = self.stream_key(growing);
+        let journal = self.sessions.as_ref().filter(|_| !self.dry_run);
+        let recorded = journal.and_then(|s| s.get(&registry, repository, &key, &client.origin()));
+        let resumed_at = AtomicU64::new(0);
+        let on_event = |e: UploadEvent| match e {
+            UploadEvent::Progress { sent } => {
+                let before = counted.fetch_max(sent, Ordering::Relaxed);
+                if sent > before {
+                    let bytes = sent - before;
+                    self.observer.progress(&Progress::Queued { bytes });
+                    self.observer.progress(&Progress::Advanced { bytes });
+                }
+            }
+            UploadEvent::Session { location } => {
+                if let Some(s) = journal {
+                    s.put(&registry, repository, &key, location.as_str());
+                }
+            }
+            UploadEvent::Resumed { offset } => resumed_at.store(offset, Ordering::Relaxed),
+            UploadEvent::Retry { .. } => {}
+        };
+        let result = client.upload_stream(repository, growing, &produced, recorded, &on_event);
+        if let Some(s) = journal {
+            s.remove(&registry, repository, &key);
+        }
+        match result {
+            Ok(_) => Streamed::Whole {
+                resumed_at: resumed_at.into_inner(),
+            },
+            // The staged file could not be read to its end: if the layer was finished all the
+            // same, it goes up from the file; if not, the archive read failed.
+            Err(e) if e.read_failed => Streamed::Not { session: None },
+            Err(e) if e.committed_wrong => Streamed::CommittedWrong(e.error),
+            Err(e) => {
+                self.observer.message(&format!(
+                    "streaming a layer to {} failed ({e}); uploading it from the temporary layout",
+                    client.registry()
+                ));
+                // A connection that broke in the middle may have left a prefix of the layer in
+                // the registry's session.
+                let session = matches!(e.error, RegistryError::Transport { .. })
+                    .then_some(e.session)
+                    .flatten();
+                Streamed::Not { session }
+            }
+        }
     }
 
     /// The key a layer's stream is recorded under in the journal: not a blob's digest (that is
@@ -896,10 +918,34 @@ impl Uploader<'_> {
     }
 }
 
+/// Start upload workers pushing to `repository` with `uploader`; `holders` are the repositories
+/// known to hold a blob.
+pub(crate) fn start_pool<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    uploader: &'env Uploader<'env>,
+    repository: &str,
+    holders: BTreeMap<Digest, String>,
+    jobs: usize,
+) -> Result<Pool, std::io::Error> {
+    let repo = repository.to_string();
+    let holders = std::sync::Arc::new(holders);
+    let (r2, h2) = (repo.clone(), std::sync::Arc::clone(&holders));
+    let stream: std::sync::Arc<StreamWork<'env>> =
+        std::sync::Arc::new(move |growing| uploader.push_stream(&r2, growing, &h2));
+    Pool::start(
+        s,
+        repository,
+        jobs,
+        uploader.observer,
+        move |blob, path| uploader.push_blob(&repo, blob, path, &holders),
+        Some(stream),
+    )
+}
+
 /// What decides the bytes of the layers an archive push streams besides their entries: SOURCE
 /// (an archive file by its full path, size and modification time; a pipe by its name) and the
 /// encoding. Part of each stream's journal key ([`Uploader::stream_key`]).
-pub(crate) fn stream_origin(source: &str, options: &crate::Options) -> String {
+pub(crate) fn stream_origin(source: &str, options: &crate::options::Options) -> String {
     let file = std::fs::canonicalize(source)
         .ok()
         .zip(std::fs::metadata(source).ok())
