@@ -19,11 +19,11 @@ pub struct Options {
     pub platform: Option<String>,
     /// An index that lists manifests SOURCE does not hold (a containerd-store `docker save` of
     /// an image pulled for one platform) is pushed as a new index of the manifests SOURCE holds,
-    /// with a new digest ([`Event::NewIndex`]). Without this, such an index is refused
-    /// ([`PlanError::ChildMissing`]).
+    /// with a new digest ([`Event::NewIndex`](crate::Event::NewIndex)). Without this, such an index is refused
+    /// ([`PlanError::ChildMissing`](crate::PlanError::ChildMissing)).
     pub skip_absent_platforms: bool,
     /// Keep BuildKit's attestation manifests in the indexes pushed (the default), or push each
-    /// index that has some as a new index without them ([`Event::NewIndex`]).
+    /// index that has some as a new index without them ([`Event::NewIndex`](crate::Event::NewIndex)).
     pub attestations: Attestations,
     /// Tags besides DEST's. Without any, DEST's tag or `latest`.
     pub tags: Vec<String>,
@@ -52,7 +52,7 @@ pub struct Options {
     pub use_cache: bool,
     /// The local layer cache's directory (`None`: `LAYERLIFT_CACHE_DIR`,
     /// `$XDG_CACHE_HOME/layerlift`, `~/.cache/layerlift`). The resume journal lives there too.
-    /// One another user can write to is refused ([`PushError::CacheDir`]), except the default
+    /// One another user can write to is refused ([`PushError::CacheDir`](crate::PushError::CacheDir)), except the default
     /// (without this or `LAYERLIFT_CACHE_DIR`), which is then not used.
     pub cache_dir: Option<PathBuf>,
     /// Say what would be uploaded (after asking the registry what it has); change nothing.
