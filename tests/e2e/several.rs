@@ -2,38 +2,20 @@
 //! read and compressed once and goes up once to each registry; both pull back right; a
 //! destination that fails does not stop the other, and the exit code and stderr say which failed.
 
-use crate::util::{have_tool, layer_tar, podman_archive, push_cmd, sha256_digest, skopeo_pull};
+use crate::util::{TestArchive, layer_tar, push_cmd};
 use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Registry};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Output, Stdio};
 
-/// An archive of one layer streamed while it is compressed (6 MiB) and two small ones; its
-/// bytes, config digest and diff_ids.
-fn archive() -> (Vec<u8>, String, Vec<String>) {
+/// An archive of one layer streamed while it is compressed (6 MiB) and two small ones.
+fn archive() -> TestArchive {
     let layers = vec![
         layer_tar("big", 11, 6 << 20),
         layer_tar("a", 12, 20_000),
         layer_tar("b", 13, 30_000),
     ];
-    let diff_ids = layers.iter().map(|l| sha256_digest(l)).collect();
-    let (bytes, _) = podman_archive(&layers, &[], "several:1");
-    let mut tar = tar::Archive::new(&bytes[..]);
-    let manifest: serde_json::Value = tar
-        .entries()
-        .unwrap()
-        .map(Result::unwrap)
-        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
-        .map(|e| serde_json::from_reader(e).unwrap())
-        .unwrap();
-    let config = format!(
-        "sha256:{}",
-        manifest[0]["Config"]
-            .as_str()
-            .unwrap()
-            .trim_end_matches(".json")
-    );
-    (bytes, config, diff_ids)
+    TestArchive::new(&layers, "several:1")
 }
 
 /// `layerlift-push - DESTS… --json` with `archive` on standard input.
@@ -76,22 +58,6 @@ fn result(o: &Output) -> serde_json::Value {
     serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_default()
 }
 
-fn pulls_back(reg: &Registry, repo: &str, digest: &str, config: &str, diff_ids: &[String]) {
-    if !have_tool("skopeo") {
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = skopeo_pull(
-        &format!("{}/{repo}:1", reg.addr()),
-        digest,
-        &["--src-tls-verify=false".to_string()],
-        work.path(),
-    );
-    assert_eq!(images.len(), 1);
-    assert_eq!(images[0].config, config);
-    assert_eq!(images[0].diff_ids, diff_ids);
-}
-
 /// An archive from a pipe (it can be read only once) pushed to two registries: each blob is
 /// committed once in each, the streamed layer included, and both serve the image.
 #[test]
@@ -101,12 +67,12 @@ fn one_read_to_two_registries() {
         FaultProxy::transparent(a.port()),
         FaultProxy::transparent(b.port()),
     );
-    let (bytes, config, diff_ids) = archive();
+    let image = archive();
     let dests = [
         format!("{}/one/app:1", pa.addr()),
         format!("{}/two/app:1", pb.addr()),
     ];
-    let o = push_pipe(&bytes, &dests, &[]);
+    let o = push_pipe(&image.bytes, &dests, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let r = result(&o);
@@ -131,7 +97,7 @@ fn one_read_to_two_registries() {
         // Three layers and the config, each committed once.
         assert_eq!(n.len(), 4, "{n:?}");
         assert!(n.values().all(|c| *c == 1), "{n:?}");
-        pulls_back(reg, repo, digest, &config, &diff_ids);
+        image.pulls_back(reg, &format!("{repo}:1"), digest);
     }
 }
 
@@ -153,13 +119,13 @@ fn a_failed_destination_does_not_stop_the_others() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_addr = closed.local_addr().unwrap();
     drop(closed);
-    let (bytes, config, diff_ids) = archive();
+    let image = archive();
     let dests = [
         format!("{}/refused/app:1", proxy.addr()),
         format!("{}/good/app:1", good.addr()),
         format!("{closed_addr}/down/app:1"),
     ];
-    let o = push_pipe(&bytes, &dests, &["--retries", "1"]);
+    let o = push_pipe(&image.bytes, &dests, &["--retries", "1"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{err}");
     let lines: Vec<&str> = err.lines().collect();
@@ -197,7 +163,7 @@ fn a_failed_destination_does_not_stop_the_others() {
         Some(digest)
     );
     assert_eq!(crate::util::tag_digest(&refusing, "refused/app", "1"), None);
-    pulls_back(&good, "good/app", digest, &config, &diff_ids);
+    image.pulls_back(&good, "good/app:1", digest);
 }
 
 /// Credentials given on the command line are one registry's: with DESTs on two registries they

@@ -14,7 +14,7 @@
 //! - a pids limit (a cgroup of the test's own, root only) that stops the upload threads from
 //!   starting: the push fails saying so instead of waiting for ever.
 
-use crate::util::{assert_ok, have_tool, layer_tar, podman_archive, push_cmd, run, skopeo_pull};
+use crate::util::{TestArchive, assert_ok, layer_tar, push_cmd, run};
 use layerlift_testkit::{Fault, FaultProxy, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,35 +22,18 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// An archive written for a test: its path, its config digest and its layers' diff_ids.
+/// An archive written for a test: its path, and what a pull of it must give back.
 struct Archive {
     path: PathBuf,
-    config: String,
-    diff_ids: Vec<String>,
+    image: TestArchive,
 }
 
 /// A podman-style archive of `layers` under `dir/name.tar`.
 fn archive(dir: &Path, name: &str, layers: &[Vec<u8>]) -> Archive {
-    let (bytes, _) = podman_archive(layers, &[], &format!("soak/{name}:1"));
+    let image = TestArchive::new(layers, &format!("soak/{name}:1"));
     let path = dir.join(format!("{name}.tar"));
-    std::fs::write(&path, &bytes).unwrap();
-    let mut entries = tar::Archive::new(&bytes[..]);
-    let manifest: serde_json::Value = entries
-        .entries()
-        .unwrap()
-        .map(Result::unwrap)
-        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
-        .map(|e| serde_json::from_reader(e).unwrap())
-        .unwrap();
-    let config = manifest[0]["Config"].as_str().unwrap();
-    Archive {
-        path,
-        config: format!("sha256:{}", config.trim_end_matches(".json")),
-        diff_ids: layers
-            .iter()
-            .map(|l| crate::util::sha256_digest(l))
-            .collect(),
-    }
+    std::fs::write(&path, &image.bytes).unwrap();
+    Archive { path, image }
 }
 
 /// A push of `src` to `dest` with its own temporary directory `tmp`; the command.
@@ -79,23 +62,6 @@ fn leftovers(tmp: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Pull `reference` with skopeo and check it against `a` (same config bytes, same layers).
-fn pulls_back(reg: &Registry, repo: &str, tag: &str, digest: &str, a: &Archive) {
-    if !have_tool("skopeo") {
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = skopeo_pull(
-        &format!("{}/{repo}:{tag}", reg.addr()),
-        digest,
-        &["--src-tls-verify=false".to_string()],
-        work.path(),
-    );
-    assert_eq!(images.len(), 1, "{repo}:{tag}");
-    assert_eq!(images[0].config, a.config, "{repo}:{tag}: config");
-    assert_eq!(images[0].diff_ids, a.diff_ids, "{repo}:{tag}: layers");
 }
 
 /// Three rounds of 8 concurrent pushes of 4 images sharing a base layer (one of them large
@@ -175,7 +141,9 @@ fn concurrent_pushes_of_overlapping_images() {
             candidates.contains(&now),
             "{repo}:{tag} names {now}, pushed there: {candidates:?}"
         );
-        pulls_back(&reg, repo, tag, &now, &images[digests[&now]]);
+        images[digests[&now]]
+            .image
+            .pulls_back(&reg, &format!("{repo}:{tag}"), &now);
     }
 }
 
@@ -301,7 +269,7 @@ fn check_killed(reg: &Shared, repo: &str, digest: &str, a: &Archive) {
         crate::util::tag_digest(&reg, &repo, "1").as_deref(),
         Some(digest)
     );
-    pulls_back(&reg, &repo, "1", digest, a);
+    a.image.pulls_back(&reg, &format!("{repo}:1"), digest);
 }
 
 /// The blobs a registry's storage holds (`sha256:<hex>`).

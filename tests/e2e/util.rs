@@ -470,6 +470,53 @@ pub fn podman_archive(
     podman_archive_of(&[(layers, tag)], stored)
 }
 
+/// A podman-style archive of one image ([`podman_archive`]) with what a pull of it must give back.
+pub struct TestArchive {
+    pub bytes: Vec<u8>,
+    /// The config's digest (the image ID): a pull must give these config bytes.
+    pub config: String,
+    /// The layers' diff_ids, in order.
+    pub diff_ids: Vec<String>,
+}
+
+impl TestArchive {
+    /// The archive of `layers` tagged `tag`.
+    pub fn new(layers: &[Vec<u8>], tag: &str) -> Self {
+        let (bytes, _) = podman_archive(layers, &[], tag);
+        let manifest: serde_json::Value = tar::Archive::new(&bytes[..])
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+            .map(|e| serde_json::from_reader(e).unwrap())
+            .unwrap();
+        let config = manifest[0]["Config"].as_str().unwrap();
+        TestArchive {
+            config: format!("sha256:{}", config.trim_end_matches(".json")),
+            diff_ids: layers.iter().map(|l| sha256_digest(l)).collect(),
+            bytes,
+        }
+    }
+
+    /// skopeo pulls `REGISTRY/reference` at `digest` from `reg`: one image with this archive's
+    /// config bytes and layers.
+    pub fn pulls_back(&self, reg: &Registry, reference: &str, digest: &str) {
+        if !have_tool("skopeo") {
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let images = skopeo_pull(
+            &format!("{}/{reference}", reg.addr()),
+            digest,
+            &["--src-tls-verify=false".to_string()],
+            work.path(),
+        );
+        assert_eq!(images.len(), 1, "{reference}");
+        assert_eq!(images[0].config, self.config, "{reference}: config");
+        assert_eq!(images[0].diff_ids, self.diff_ids, "{reference}: layers");
+    }
+}
+
 /// [`podman_archive`] of several images, one `manifest.json` item each; the layers of all of them
 /// come first, in order (`stored` indexes that list), then the configs.
 pub fn podman_archive_of(
