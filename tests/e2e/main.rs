@@ -6,6 +6,7 @@ mod convert;
 mod crash;
 mod docker;
 mod fixtures;
+mod golden;
 mod indexes;
 mod load;
 mod makefile;

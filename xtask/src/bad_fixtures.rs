@@ -237,7 +237,12 @@ fn repeated_frames(
 /// Makes a fixture's bytes (given its temporary path, beside which it may write scratch files).
 type Bytes = Box<dyn Fn(&Path) -> Result<Vec<u8>>>;
 
-/// Every bad-input fixture, as `bad/<name>`.
+/// Adds one fixture: its name, what it is, how to make its bytes.
+type Add<'a> = dyn FnMut(&str, &str, Bytes) + 'a;
+
+/// Every bad-input fixture, as `bad/<name>`: the truncations, damaged compression and bombs
+/// built by [`truncations`], [`damaged_compression`] and [`bombs`], and the table of
+/// [`malformed`] archives.
 pub fn plan() -> Vec<Fixture> {
     let mut plan = Vec::new();
     let mut add = |name: &str, about: &str, build: Bytes| {
@@ -251,10 +256,20 @@ pub fn plan() -> Vec<Fixture> {
         ));
     };
     let g = Good::new();
+    truncations(&mut add, &g);
+    damaged_compression(&mut add, &g.tar());
+    bombs(&mut add);
+    for (name, about, bytes) in malformed(&g) {
+        add(name, about, Box::new(move |_| Ok(bytes.clone())));
+    }
+    plan
+}
+
+/// Truncations at each structural boundary of the valid docker save.
+fn truncations(add: &mut Add<'_>, g: &Good) {
     let good = g.tar();
     let [_, config_hdr, manifest_hdr, end] = g.boundaries();
 
-    // Truncations at each structural boundary of the valid docker save.
     let cuts: [(&str, &str, usize); 8] = [
         ("cut-0-bytes.tar", "an empty file", 0),
         (
@@ -301,8 +316,11 @@ pub fn plan() -> Vec<Fixture> {
             Box::new(move |_| Ok(bytes.clone())),
         );
     }
+}
 
-    // Damaged gzip and zstd around the valid docker save.
+/// Damaged gzip and zstd around the valid docker save `good`.
+fn damaged_compression(add: &mut Add<'_>, good: &[u8]) {
+    let good = good.to_vec();
     let gz = gzip(&good);
     let b = gz[..10].to_vec();
     add(
@@ -356,8 +374,10 @@ pub fn plan() -> Vec<Fixture> {
             Ok(b)
         }),
     );
+}
 
-    // Bombs: sizes that are only claimed, or only reached once decompressed.
+/// Bombs: sizes that are only claimed, or only reached once decompressed.
+fn bombs(add: &mut Add<'_>) {
     let b = huge_entry(tar::EntryType::Regular, "manifest.json", 1 << 40);
     add(
         "bomb-size-header.tar",
@@ -464,10 +484,14 @@ pub fn plan() -> Vec<Fixture> {
         "an OCI archive whose index.json nests image indexes 12 deep",
         Box::new(move |_| Ok(b.clone())),
     );
+}
 
-    // Names that leave the archive.
+/// Archives whose names leave the archive, duplicates, and bad metadata (manifest.json, the
+/// config, OCI index.json and manifests), and files that are no image at all: name, what it is,
+/// its bytes.
+fn malformed(g: &Good) -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let layer_sha = sha(&g.layer);
-    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+    vec![
         (
             "path-dotdot.tar",
             "the layer stored as `../evil/layer.tar` and listed so in manifest.json",
@@ -779,9 +803,5 @@ pub fn plan() -> Vec<Fixture> {
                 .entry(tar::EntryType::GNUSparse, "sparse", "", &[])
                 .end(),
         ),
-    ];
-    for (name, about, bytes) in cases {
-        add(name, about, Box::new(move |_| Ok(bytes.clone())));
-    }
-    plan
+    ]
 }

@@ -31,29 +31,15 @@ impl Observer for Silent {
 pub enum Event {
     /// A blob of a repository: found, mounted, uploaded, … (see [`BlobAction`]).
     Blob {
-        /// What happened.
-        action: BlobAction,
         /// The repository it is pushed to.
         repository: String,
         /// The blob.
         digest: Digest,
         /// Its size in bytes.
         size: u64,
-        /// `mounted`: the repository it was mounted from.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        from: Option<String>,
-        /// `retried`: the attempt that failed (1 for the first).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        attempt: Option<u32>,
-        /// `retried`: the wait before the next attempt, in milliseconds.
-        #[serde(rename = "delayMs", skip_serializing_if = "Option::is_none")]
-        delay_ms: Option<u64>,
-        /// `retried`: what went wrong.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-        /// `resumed`: the bytes the registry already held.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        offset: Option<u64>,
+        /// What happened: its `action` field, and the fields of that action.
+        #[serde(flatten)]
+        action: BlobAction,
     },
     /// A layer of an archive SOURCE's images, and where its blob comes from.
     Layer {
@@ -203,40 +189,49 @@ pub struct DestinationOutcome {
 }
 
 impl Event {
-    /// A `blob` event with no details besides the action.
+    /// A `blob` event: `action` on the blob `digest` (`size` bytes) of `repository`.
     pub fn blob(action: BlobAction, repository: &str, digest: Digest, size: u64) -> Self {
         Event::Blob {
-            action,
             repository: repository.to_string(),
             digest,
             size,
-            from: None,
-            attempt: None,
-            delay_ms: None,
-            error: None,
-            offset: None,
+            action,
         }
     }
 }
 
-/// What happened to a blob (`blob` event's `action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// What happened to a blob (`blob` event's `action`), with what the action tells besides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
 pub enum BlobAction {
     /// The repository has it already.
     Skipped,
     /// A non-distributable layer that is not in SOURCE: left to its own URLs.
     Foreign,
     /// Mounted from another repository of the registry.
-    Mounted,
+    Mounted {
+        /// The repository it was mounted from.
+        from: String,
+    },
     /// Dry run: it would be uploaded.
     WouldUpload,
     /// Uploaded.
     Uploaded,
     /// A request of its upload failed and is tried again.
-    Retried,
+    Retried {
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// The wait before the next attempt, in milliseconds.
+        #[serde(rename = "delayMs")]
+        delay_ms: u64,
+        /// What went wrong.
+        error: String,
+    },
     /// Its upload continues a session a previous run left.
-    Resumed,
+    Resumed {
+        /// The bytes the registry already held.
+        offset: u64,
+    },
 }
 
 /// Where a layer's blob comes from (`layer` event's `source`).
@@ -315,10 +310,14 @@ mod tests {
     #[test]
     fn events_serialise_to_the_json_lines_of_the_cli() {
         let d = Digest::of(b"blob");
-        let mut mounted = Event::blob(BlobAction::Mounted, "app", d, 4);
-        if let Event::Blob { from, .. } = &mut mounted {
-            *from = Some("base".into());
-        }
+        let mounted = Event::blob(
+            BlobAction::Mounted {
+                from: "base".into(),
+            },
+            "app",
+            d,
+            4,
+        );
         assert_eq!(
             json(&mounted),
             format!(
@@ -329,6 +328,29 @@ mod tests {
             json(&Event::blob(BlobAction::WouldUpload, "app", d, 4)),
             format!(
                 r#"{{"action":"would-upload","digest":"{d}","event":"blob","repository":"app","size":4}}"#
+            )
+        );
+        let retried = Event::blob(
+            BlobAction::Retried {
+                attempt: 2,
+                delay_ms: 500,
+                error: "HTTP 502".into(),
+            },
+            "app",
+            d,
+            4,
+        );
+        assert_eq!(
+            json(&retried),
+            format!(
+                r#"{{"action":"retried","attempt":2,"delayMs":500,"digest":"{d}","error":"HTTP 502","event":"blob","repository":"app","size":4}}"#
+            )
+        );
+        let resumed = Event::blob(BlobAction::Resumed { offset: 3 }, "app", d, 4);
+        assert_eq!(
+            json(&resumed),
+            format!(
+                r#"{{"action":"resumed","digest":"{d}","event":"blob","offset":3,"repository":"app","size":4}}"#
             )
         );
         let layer = Event::Layer {

@@ -502,11 +502,9 @@ impl BlobJob<'_> {
     }
 
     fn mounted(&self, from: &str) -> BlobOutcome {
-        let mut e = self.event(BlobAction::Mounted);
-        if let Event::Blob { from: f, .. } = &mut e {
-            *f = Some(from.to_string());
-        }
-        self.emit(e);
+        self.emit(self.event(BlobAction::Mounted {
+            from: from.to_string(),
+        }));
         self.uploader.observer.progress(&Progress::Advanced {
             bytes: self.blob.size,
         });
@@ -656,26 +654,14 @@ impl BlobJob<'_> {
                     d.short(),
                     delay.as_secs_f64()
                 ));
-                let mut e = self.event(BlobAction::Retried);
-                if let Event::Blob {
-                    attempt: a,
-                    delay_ms,
-                    error: err,
-                    ..
-                } = &mut e
-                {
-                    *a = Some(attempt);
-                    *delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-                    *err = Some(error);
-                }
-                self.emit(e);
+                self.emit(self.event(BlobAction::Retried {
+                    attempt,
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    error,
+                }));
             }
             UploadEvent::Resumed { offset } => {
-                let mut e = self.event(BlobAction::Resumed);
-                if let Event::Blob { offset: o, .. } = &mut e {
-                    *o = Some(offset);
-                }
-                self.emit(e);
+                self.emit(self.event(BlobAction::Resumed { offset }));
             }
             UploadEvent::Session { location } => {
                 if let Some(s) = sessions {
@@ -764,11 +750,7 @@ impl Uploader<'_> {
             self.observer.progress(&Progress::Queued { bytes: rest });
             self.observer.progress(&Progress::Advanced { bytes: rest });
             if offset > 0 {
-                let mut e = job.event(BlobAction::Resumed);
-                if let Event::Blob { offset: o, .. } = &mut e {
-                    *o = Some(offset);
-                }
-                job.emit(e);
+                job.emit(job.event(BlobAction::Resumed { offset }));
             }
             job.emit(job.event(BlobAction::Uploaded));
             return Ok(Some((digest, BlobOutcome::Uploaded)));

@@ -2,6 +2,7 @@
 //! may hold upload state), the HTTP status and the registry's error code when there is one. No
 //! variant carries a credential or a token.
 
+use crate::method::Method;
 use layerlift_manifest::Digest;
 use serde::Deserialize;
 use std::fmt;
@@ -182,7 +183,7 @@ pub enum Error {
     #[error("{method} {url}: {reason}")]
     Transport {
         /// The request's method.
-        method: &'static str,
+        method: Method,
         /// The request's URL, without its query.
         url: String,
         /// What failed.
@@ -196,7 +197,7 @@ pub enum Error {
     #[error("{method} {url}: HTTP {status}{body}")]
     Status {
         /// The request's method.
-        method: &'static str,
+        method: Method,
         /// The response's URL, without its query.
         url: String,
         /// The HTTP status.
@@ -210,7 +211,7 @@ pub enum Error {
     #[error("{method} {url}: authentication failed (HTTP {status}){body}{hint}")]
     Unauthorized {
         /// The request's method.
-        method: &'static str,
+        method: Method,
         /// The response's URL, without its query.
         url: String,
         /// 401 or 403.
@@ -242,7 +243,7 @@ pub enum Error {
     #[error("{method} {url}: {reason}")]
     Protocol {
         /// The request's method.
-        method: &'static str,
+        method: Method,
         /// The response's URL, without its query.
         url: String,
         /// What the registry did wrong.
@@ -407,6 +408,32 @@ mod tests {
             assert_eq!(ErrorCode::parse(odd), ErrorCode::Other(odd.to_string()));
             assert_eq!(ErrorCode::parse(odd).as_str(), odd);
         }
+    }
+
+    #[test]
+    fn errors_name_the_request_by_its_method() {
+        let e = Error::Status {
+            method: Method::Put,
+            url: "https://r.example/v2/app/manifests/1".into(),
+            status: 400,
+            body: RegistryErrorBody::parse(b""),
+            retry_after: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "PUT https://r.example/v2/app/manifests/1: HTTP 400"
+        );
+        let e = Error::Transport {
+            method: Method::Patch,
+            url: "https://r.example/v2/app/blobs/uploads/u".into(),
+            reason: "timeout: global".into(),
+            transient: true,
+            refused: false,
+        };
+        assert_eq!(
+            e.to_string(),
+            "PATCH https://r.example/v2/app/blobs/uploads/u: timeout: global"
+        );
     }
 
     #[test]

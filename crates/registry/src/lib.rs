@@ -21,6 +21,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hosts;
+mod method;
 mod retry;
 mod tls;
 mod transport;
@@ -34,6 +35,7 @@ pub use credentials::{Credential, Secret};
 pub use error::{Error, ErrorCode, RegistryErrorBody};
 /// Image references live in `layerlift-manifest` (archives and layouts name images with them too).
 pub use layerlift_manifest::reference;
+pub use method::Method;
 pub use reference::{Reference, ReferenceError};
 pub use retry::RetryPolicy;
 pub use transport::{Scheme, TransportOptions};

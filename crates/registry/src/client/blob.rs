@@ -5,6 +5,7 @@ use super::Client;
 use super::http::{Req, Resp, resolve_location, status_error};
 use crate::auth::Scope;
 use crate::error::{Error, ErrorCode, display_url};
+use crate::method::Method;
 use layerlift_manifest::Digest;
 use std::io::Read;
 use url::Url;
@@ -35,7 +36,7 @@ impl Client {
         match resp.header("content-length").map(|v| v.trim().parse()) {
             Some(Ok(n)) => Ok(Some(n)),
             _ => Err(Error::Protocol {
-                method: "HEAD",
+                method: Method::Head,
                 url: display_url(&resp.url),
                 reason: "the answer has no Content-Length".into(),
             }),
@@ -45,11 +46,11 @@ impl Client {
     fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Resp>, Error> {
         let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
         self.retrying(None, |_| {
-            let resp = self.send(&Req::new("HEAD", url.clone()))?;
+            let resp = self.send(&Req::new(Method::Head, url.clone()))?;
             match resp.status {
                 200 => Ok(Some(resp)),
                 404 | 401 => Ok(None),
-                _ => Err(status_error("HEAD", &resp)),
+                _ => Err(status_error(Method::Head, &resp)),
             }
         })
     }
@@ -61,10 +62,10 @@ impl Client {
     pub fn repository_unknown(&self, repo: &str) -> bool {
         let mut url = self.api_url(&format!("v2/{repo}/tags/list"));
         url.query_pairs_mut().append_pair("n", "1");
-        match self.retrying(None, |_| self.send(&Req::new("GET", url.clone()))) {
+        match self.retrying(None, |_| self.send(&Req::new(Method::Get, url.clone()))) {
             Ok(resp) => {
                 resp.status == 404
-                    && status_error("GET", &resp).code() == Some(&ErrorCode::NameUnknown)
+                    && status_error(Method::Get, &resp).code() == Some(&ErrorCode::NameUnknown)
             }
             Err(_) => false,
         }
@@ -85,9 +86,9 @@ impl Client {
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
         let resp = match self.retrying(None, |_| {
-            let r = self.send(&Req::new("POST", url.clone()))?;
+            let r = self.send(&Req::new(Method::Post, url.clone()))?;
             if crate::error::is_retryable_status(r.status) {
-                return Err(status_error("POST", &r));
+                return Err(status_error(Method::Post, &r));
             }
             Ok(r)
         }) {
@@ -141,11 +142,11 @@ impl Client {
     pub fn get_small_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
         let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
         self.retrying(None, |_| {
-            let resp = self.send(&Req::new("GET", url.clone()))?;
+            let resp = self.send(&Req::new(Method::Get, url.clone()))?;
             match resp.status {
                 200 => {}
                 404 => return Ok(None),
-                _ => return Err(status_error("GET", &resp)),
+                _ => return Err(status_error(Method::Get, &resp)),
             }
             let got = Digest::of(&resp.body);
             if got != *digest {
@@ -171,11 +172,11 @@ impl Client {
     ) -> Result<Option<T>, Error> {
         let url = self.api_url(&format!("v2/{repo}/blobs/{digest}"));
         self.retrying(None, |_| {
-            let resp = self.send(&Req::new("GET", url.clone()).streamed())?;
+            let resp = self.send(&Req::new(Method::Get, url.clone()).streamed())?;
             let Some(body) = resp.stream else {
                 return match resp.status {
                     404 => Ok(None),
-                    _ => Err(status_error("GET", &resp)),
+                    _ => Err(status_error(Method::Get, &resp)),
                 };
             };
             let shown = display_url(&resp.url);

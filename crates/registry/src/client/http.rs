@@ -6,6 +6,7 @@
 use super::Client;
 use super::source::BlobSource;
 use crate::error::{Error, RegistryErrorBody, display_url};
+use crate::method::Method;
 use crate::retry::parse_retry_after;
 use layerlift_manifest::Digest;
 use std::io::Read;
@@ -28,7 +29,7 @@ pub(super) enum ReqBody<'a> {
 }
 
 pub(super) struct Req<'a> {
-    pub(super) method: &'static str,
+    pub(super) method: Method,
     pub(super) url: Url,
     pub(super) headers: Vec<(&'static str, String)>,
     pub(super) body: ReqBody<'a>,
@@ -37,7 +38,7 @@ pub(super) struct Req<'a> {
 }
 
 impl<'a> Req<'a> {
-    pub(super) fn new(method: &'static str, url: Url) -> Self {
+    pub(super) fn new(method: Method, url: Url) -> Self {
         Req {
             method,
             url,
@@ -89,7 +90,7 @@ impl Resp {
 /// reset, broken pipe), as opposed to one that could not be made or timed out.
 pub(super) const NO_ANSWER: &str = "the connection was closed without an answer";
 
-pub(super) fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -> Error {
+pub(super) fn transport_error(method: Method, url: &Url, e: ureq::Error) -> Error {
     let closed = matches!(&e, ureq::Error::Io(io) if matches!(
         io.kind(),
         std::io::ErrorKind::UnexpectedEof
@@ -121,7 +122,7 @@ pub(super) fn transport_error(method: &'static str, url: &Url, e: ureq::Error) -
     }
 }
 
-pub(super) fn status_error(method: &'static str, resp: &Resp) -> Error {
+pub(super) fn status_error(method: Method, resp: &Resp) -> Error {
     let body = RegistryErrorBody::parse(&resp.body);
     if resp.status == 401 || resp.status == 403 {
         return Error::Unauthorized {
@@ -214,13 +215,14 @@ impl Client {
             }
             // HEAD has no body to read an error from, and its callers read a 401 themselves
             // (Docker Hub answers so for repositories that do not exist yet).
-            if (resp.status == 401 || resp.status == 403) && req.method != "HEAD" {
+            if (resp.status == 401 || resp.status == 403) && req.method != Method::Head {
                 let mut e = status_error(req.method, &resp);
                 if let Error::Unauthorized { hint, .. } = &mut e {
                     *hint = if own && self.on_registry_origin(&resp.url) {
                         let mut h = format!(" as {}", self.credential.describe());
                         // Harbor refuses an upload into a project that does not exist so.
-                        if req.method == "POST" && req.url.path().ends_with("/blobs/uploads/") {
+                        if req.method == Method::Post && req.url.path().ends_with("/blobs/uploads/")
+                        {
                             h.push_str(&format!(
                                 "; if these credentials may push there, the repository or its \
                                  project may not exist on {} (create it first)",
@@ -293,7 +295,7 @@ impl Client {
                 stream: Some(resp.into_body()),
             });
         }
-        let body = if hop.method == "HEAD" {
+        let body = if hop.method == Method::Head {
             Vec::new()
         } else {
             resp.body_mut()
@@ -316,7 +318,9 @@ impl Client {
     /// `Content-Length` — and run it.
     fn send_hop(&self, req: &Req<'_>, hop: &Hop) -> Result<http::Response<ureq::Body>, Error> {
         let (method, url) = (hop.method, &hop.url);
-        let mut builder = http::Request::builder().method(method).uri(url.as_str());
+        let mut builder = http::Request::builder()
+            .method(method.as_str())
+            .uri(url.as_str());
         for (k, v) in &req.headers {
             if hop.body_dropped && k.eq_ignore_ascii_case("content-type") {
                 continue;
@@ -339,7 +343,7 @@ impl Client {
         };
         let result = match body {
             ReqBody::Empty => {
-                let b = if matches!(method, "POST" | "PUT" | "PATCH") {
+                let b = if method.sends_body() {
                     builder.header("Content-Length", "0")
                 } else {
                     builder
@@ -391,7 +395,7 @@ impl Client {
         result.map_err(|e| transport_error(method, url, e))
     }
 
-    pub(super) fn location(&self, resp: &Resp, method: &'static str) -> Result<Url, Error> {
+    pub(super) fn location(&self, resp: &Resp, method: Method) -> Result<Url, Error> {
         let l = resp.header("location").ok_or_else(|| Error::Protocol {
             method,
             url: display_url(&resp.url),
@@ -421,7 +425,7 @@ impl Client {
 /// Where one hop of a request goes and what it carries; a redirect changes it.
 struct Hop {
     url: Url,
-    method: &'static str,
+    method: Method,
     /// The `Authorization` value, until a redirect leaves the request's origin.
     auth: Option<String>,
     /// A redirect turned the request into a `GET` without its body.
@@ -442,9 +446,9 @@ impl Hop {
         if cross {
             self.auth = None;
         }
-        if status == 303 || (matches!(status, 301 | 302) && self.method == "POST") {
-            if self.method != "HEAD" {
-                self.method = "GET";
+        if status == 303 || (matches!(status, 301 | 302) && self.method == Method::Post) {
+            if self.method != Method::Head {
+                self.method = Method::Get;
             }
             self.body_dropped = true;
         } else if cross && !self.body_dropped && matches!(req.body, ReqBody::Form(_)) {

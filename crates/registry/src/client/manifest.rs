@@ -4,6 +4,7 @@
 use super::Client;
 use super::http::{Req, ReqBody, status_error};
 use crate::error::{Error, ErrorCode, display_url};
+use crate::method::Method;
 use layerlift_manifest::Digest;
 use std::time::Duration;
 
@@ -41,12 +42,12 @@ impl Client {
         let mut races = 0;
         self.retrying(None, |_| {
             loop {
-                let req = Req::new("PUT", url.clone())
+                let req = Req::new(Method::Put, url.clone())
                     .header("Content-Type", media_type)
                     .body(ReqBody::Bytes(bytes));
                 let resp = self.send(&req)?;
                 if !(200..=299).contains(&resp.status) {
-                    let e = status_error("PUT", &resp);
+                    let e = status_error(Method::Put, &resp);
                     // "Blob unknown" for a blob this push has just uploaded or found: the registry is
                     // racing another push of the same blob (docker-registry 2.8 rewrites a
                     // repository's blob link in place when an upload of a blob it already has
@@ -70,7 +71,7 @@ impl Client {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
         self.retrying(None, |_| {
             let resp =
-                self.send(&Req::new("HEAD", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
+                self.send(&Req::new(Method::Head, url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
             match resp.status {
                 200 => match resp.header("docker-content-digest") {
                     Some(d) => d
@@ -78,24 +79,24 @@ impl Client {
                         .parse::<Digest>()
                         .map(Some)
                         .map_err(|e| Error::Protocol {
-                            method: "HEAD",
+                            method: Method::Head,
                             url: display_url(&resp.url),
                             reason: e.to_string(),
                         }),
                     // The header is optional (the spec says SHOULD): hash what a GET serves.
                     None => {
                         let resp = self.send(
-                            &Req::new("GET", url.clone()).header("Accept", ACCEPT_MANIFESTS),
+                            &Req::new(Method::Get, url.clone()).header("Accept", ACCEPT_MANIFESTS),
                         )?;
                         match resp.status {
                             200 => Ok(Some(Digest::of(&resp.body))),
                             404 => Ok(None),
-                            _ => Err(status_error("GET", &resp)),
+                            _ => Err(status_error(Method::Get, &resp)),
                         }
                     }
                 },
                 404 => Ok(None),
-                _ => Err(status_error("HEAD", &resp)),
+                _ => Err(status_error(Method::Head, &resp)),
             }
         })
     }
@@ -105,9 +106,9 @@ impl Client {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"));
         self.retrying(None, |_| {
             let resp =
-                self.send(&Req::new("GET", url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
+                self.send(&Req::new(Method::Get, url.clone()).header("Accept", ACCEPT_MANIFESTS))?;
             if resp.status != 200 {
-                return Err(status_error("GET", &resp));
+                return Err(status_error(Method::Get, &resp));
             }
             let mt = resp.header("content-type").unwrap_or_default().to_string();
             Ok((mt, resp.body))

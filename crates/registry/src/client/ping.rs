@@ -5,6 +5,7 @@ use super::Client;
 use super::http::{Req, status_error};
 use crate::auth;
 use crate::error::Error;
+use crate::method::Method;
 use crate::transport::{self, Scheme};
 
 impl Client {
@@ -42,16 +43,16 @@ impl Client {
     }
 
     fn ping_status(&self) -> Result<u16, Error> {
-        let resp = self.execute(&Req::new("GET", self.api_url("v2/")), None)?;
+        let resp = self.execute(&Req::new(Method::Get, self.api_url("v2/")), None)?;
         if crate::error::is_retryable_status(resp.status) {
-            return Err(status_error("GET", &resp));
+            return Err(status_error(Method::Get, &resp));
         }
         Ok(resp.status)
     }
 
     fn ping_once(&self) -> Result<(), Error> {
         let url = self.api_url("v2/");
-        let resp = self.execute(&Req::new("GET", url), None)?;
+        let resp = self.execute(&Req::new(Method::Get, url), None)?;
         match resp.status {
             200..=299 => Ok(()),
             // Only the registry's own challenge says where its credentials go, not that of a
@@ -65,7 +66,7 @@ impl Client {
             }
             // Some registries answer 404 or 403 on /v2/; the real requests will tell.
             400..=499 => Ok(()),
-            _ => Err(status_error("GET", &resp)),
+            _ => Err(status_error(Method::Get, &resp)),
         }
     }
 }

@@ -6,6 +6,7 @@
 use super::Client;
 use super::http::{Req, status_error};
 use crate::error::Error;
+use crate::method::Method;
 use layerlift_manifest::Digest;
 
 impl Client {
@@ -16,7 +17,7 @@ impl Client {
         let url = self.api_url(&format!("v2/{repo}/referrers/{subject}"));
         self.retrying(None, |_| {
             let resp = self.send(
-                &Req::new("GET", url.clone())
+                &Req::new(Method::Get, url.clone())
                     .header("Accept", "application/vnd.oci.image.index.v1+json"),
             )?;
             match resp.status {
@@ -27,7 +28,7 @@ impl Client {
                     Ok(is_index.then_some(resp.body))
                 }
                 404 | 405 => Ok(None),
-                _ => Err(status_error("GET", &resp)),
+                _ => Err(status_error(Method::Get, &resp)),
             }
         })
     }

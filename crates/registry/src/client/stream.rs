@@ -14,6 +14,7 @@ use super::Client;
 use super::http::{Counting, MAX_BODY, Req, Resp, status_error, transport_error};
 use super::upload::{UploadEvent, parse_range_end};
 use crate::error::{Error, display_url};
+use crate::method::Method;
 use layerlift_manifest::Digest;
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -148,7 +149,7 @@ impl Client {
             (None, 0)
         };
         let mut builder = http::Request::builder()
-            .method("PATCH")
+            .method(Method::Patch.as_str())
             .uri(loc.as_str())
             .header("Content-Type", "application/octet-stream");
         if let Some(a) = &auth {
@@ -157,14 +158,14 @@ impl Client {
         let req = builder
             .body(ureq::SendBody::from_reader(&mut *counting))
             .map_err(|e| Error::Protocol {
-                method: "PATCH",
+                method: Method::Patch,
                 url: display_url(&loc),
                 reason: e.to_string(),
             })?;
         let mut resp = self
             .agent
             .run(req)
-            .map_err(|e| transport_error("PATCH", &loc, e))?;
+            .map_err(|e| transport_error(Method::Patch, &loc, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
@@ -172,7 +173,7 @@ impl Client {
             .with_config()
             .limit(MAX_BODY)
             .read_to_vec()
-            .map_err(|e| transport_error("PATCH", &loc, e))?;
+            .map_err(|e| transport_error(Method::Patch, &loc, e))?;
         let resp = Resp {
             status,
             headers,
@@ -181,10 +182,10 @@ impl Client {
             stream: None,
         };
         if !(200..=299).contains(&resp.status) {
-            return Err(status_error("PATCH", &resp));
+            return Err(status_error(Method::Patch, &resp));
         }
         let loc = match resp.header("location") {
-            Some(_) => self.location(&resp, "PATCH")?,
+            Some(_) => self.location(&resp, Method::Patch)?,
             None => resp.url.clone(),
         };
         run.session = Some(loc.clone());
@@ -201,7 +202,7 @@ impl Client {
             && held != sent
         {
             return Err(Error::Protocol {
-                method: "PATCH",
+                method: Method::Patch,
                 url: display_url(&resp.url),
                 reason: format!(
                     "the registry holds {held} bytes of the stream, {sent} were sent (the body was cut on the way)"
@@ -227,9 +228,9 @@ impl Client {
             });
         }
         self.retrying(None, |_| {
-            let resp = self.send(&Req::new("PUT", Self::with_digest(&loc, &digest)))?;
+            let resp = self.send(&Req::new(Method::Put, Self::with_digest(&loc, &digest)))?;
             if !(200..=299).contains(&resp.status) {
-                return Err(status_error("PUT", &resp));
+                return Err(status_error(Method::Put, &resp));
             }
             self.check_digest(&resp, &digest)
         })?;
@@ -239,7 +240,7 @@ impl Client {
             if stored != Some(size) {
                 run.committed = stored.is_some();
                 return Err(Error::Protocol {
-                    method: "HEAD",
+                    method: Method::Head,
                     url: display_url(&self.api_url(&format!("v2/{repo}/blobs/{digest}"))),
                     reason: match stored {
                         Some(n) => format!(

@@ -7,6 +7,7 @@ use super::http::{Req, ReqBody, Resp, status_error};
 use crate::auth::{self, AuthState, Challenge, Scope, Token, TokenResponse};
 use crate::credentials::Credential;
 use crate::error::{Error, display_url};
+use crate::method::Method;
 use crate::transport::{self, Scheme};
 use url::Url;
 
@@ -77,7 +78,7 @@ impl Client {
             }
             form.append_pair("scope", &scopes.join(" "));
             form.append_pair("client_id", "layerlift");
-            let req = Req::new("POST", realm_url.clone())
+            let req = Req::new(Method::Post, realm_url.clone())
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(ReqBody::Form(form.finish()));
             let resp = self.retrying(None, |_| self.execute(&req, None))?;
@@ -92,7 +93,7 @@ impl Client {
             self.token_get(&realm_url, service.as_deref(), &scopes)?
         };
         if resp.status != 200 {
-            let mut e = status_error("GET", &resp);
+            let mut e = status_error(Method::Get, &resp);
             if let Error::Unauthorized { hint, .. } = &mut e {
                 *hint = format!(" (token request as {})", self.credential.describe());
             }
@@ -131,7 +132,7 @@ impl Client {
                 q.append_pair("scope", s);
             }
         }
-        let req = Req::new("GET", url);
+        let req = Req::new(Method::Get, url);
         // Passed as the request's credentials, not as a header: `execute` drops it when a
         // redirect leaves the realm's origin.
         let basic = match &self.credential {

@@ -6,6 +6,7 @@ use super::Client;
 use super::http::{NO_ANSWER, Req, ReqBody, Resp, resolve_location, status_error};
 use super::source::BlobSource;
 use crate::error::{Error, ErrorCode, RegistryErrorBody, display_url};
+use crate::method::Method;
 use layerlift_manifest::Digest;
 use std::time::Duration;
 use url::Url;
@@ -94,7 +95,7 @@ impl Chunked {
 }
 
 /// load balancer sent us to another instance). Transient: the retry opens a new session.
-pub(super) fn session_lost(method: &'static str, resp: &Resp) -> Error {
+pub(super) fn session_lost(method: Method, resp: &Resp) -> Error {
     let body = RegistryErrorBody::parse(&resp.body);
     Error::Transport {
         method,
@@ -136,7 +137,7 @@ pub(super) fn body_too_large(e: &Error) -> bool {
 pub(super) fn chunks_refused(e: &Error) -> bool {
     match e {
         Error::Status {
-            method: "PATCH",
+            method: Method::Patch,
             status,
             ..
         } => {
@@ -144,7 +145,8 @@ pub(super) fn chunks_refused(e: &Error) -> bool {
                 && !matches!(status, 401 | 403 | 404 | 408 | 413 | 416 | 429)
         }
         Error::Protocol {
-            method: "PATCH", ..
+            method: Method::Patch,
+            ..
         } => true,
         Error::GaveUp { last, .. } => chunks_refused(last),
         _ => false,
@@ -156,7 +158,7 @@ pub(super) fn chunks_refused(e: &Error) -> bool {
 pub(super) fn monolithic_refused(e: &Error) -> bool {
     match e {
         Error::Status {
-            method: "PUT",
+            method: Method::Put,
             status: 404,
             ..
         } => e.code() == Some(&ErrorCode::BlobUnknown),
@@ -227,15 +229,15 @@ impl Client {
     /// `POST /v2/<repo>/blobs/uploads/` → the session URL and the registry's minimum chunk.
     pub(super) fn start_upload(&self, repo: &str) -> Result<(Url, u64), Error> {
         let url = self.api_url(&format!("v2/{repo}/blobs/uploads/"));
-        let resp = self.send(&Req::new("POST", url))?;
+        let resp = self.send(&Req::new(Method::Post, url))?;
         if resp.status != 202 {
-            let e = status_error("POST", &resp);
+            let e = status_error(Method::Post, &resp);
             if resp.status == 404 && e.code() == Some(&ErrorCode::NameUnknown) {
                 return Err(self.repository_missing(repo, e));
             }
             return Err(e);
         }
-        let loc = self.location(&resp, "POST")?;
+        let loc = self.location(&resp, Method::Post)?;
         let min = resp
             .header("oci-chunk-min-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -360,7 +362,7 @@ impl Client {
     ) -> Result<(), Error> {
         let digest = src.digest();
         let progress = |sent: u64| events(UploadEvent::Progress { sent });
-        let req = Req::new("PUT", Self::with_digest(loc, &digest))
+        let req = Req::new(Method::Put, Self::with_digest(loc, &digest))
             .header("Content-Type", "application/octet-stream")
             .body(ReqBody::Source {
                 src,
@@ -370,16 +372,16 @@ impl Client {
             });
         let resp = self.send(&req)?;
         if resp.status == 404 {
-            let e = status_error("PUT", &resp);
+            let e = status_error(Method::Put, &resp);
             // Not the session but the blob unknown: the registry does not take a blob in the
             // `PUT` (Artifactory 6); `upload_blob` sends it in chunks instead.
             if e.code() == Some(&ErrorCode::BlobUnknown) {
                 return Err(e);
             }
-            return Err(session_lost("PUT", &resp));
+            return Err(session_lost(Method::Put, &resp));
         }
         if resp.status != 201 && resp.status != 204 && resp.status != 200 {
-            return Err(status_error("PUT", &resp));
+            return Err(status_error(Method::Put, &resp));
         }
         self.check_digest(&resp, &digest)
     }
@@ -497,7 +499,7 @@ impl Client {
     /// accepted `accepted` bytes, as many as the retry policy would send the blob over.
     fn gave_up(&self, repo: &str, accepted: u64, size: u64) -> Error {
         Error::Transport {
-            method: "POST",
+            method: Method::Post,
             url: display_url(&self.api_url(&format!("v2/{repo}/blobs/uploads/"))),
             reason: format!(
                 "gave up: the registry lost this blob's upload sessions after accepting \
@@ -526,7 +528,7 @@ impl Client {
                 sent: offset + sent,
             })
         };
-        let req = Req::new("PATCH", session.location.clone())
+        let req = Req::new(Method::Patch, session.location.clone())
             .header("Content-Type", "application/octet-stream")
             .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
             .body(ReqBody::Source {
@@ -539,10 +541,10 @@ impl Client {
             Ok(r) if r.status == 202 || r.status == 201 || r.status == 204 => r,
             Ok(r) if r.status == 404 => {
                 // Session gone: the next attempt starts a new one.
-                return Err(session_lost("PATCH", &r));
+                return Err(session_lost(Method::Patch, &r));
             }
             Ok(r) => {
-                let e = status_error("PATCH", &r);
+                let e = status_error(Method::Patch, &r);
                 if body_too_large(&e) || !(e.is_transient() || r.status == 416) {
                     // Refused for good: this session is of no more use.
                     self.abandon(&session.location);
@@ -552,7 +554,7 @@ impl Client {
                 if r.status == 416 {
                     up.refused_at = Some(offset);
                     return Err(Error::Transport {
-                        method: "PATCH",
+                        method: Method::Patch,
                         url: display_url(&r.url),
                         reason: "registry refused the chunk's range (416)".into(),
                         transient: true,
@@ -570,7 +572,7 @@ impl Client {
         };
         if let Some(l) = resp.header("location") {
             session.location = resolve_location(&resp.url, l).map_err(|e| Error::Protocol {
-                method: "PATCH",
+                method: Method::Patch,
                 url: display_url(&resp.url),
                 reason: format!("Location `{l}` is not a URL: {e}"),
             })?;
@@ -580,7 +582,7 @@ impl Client {
             Err(reason) => {
                 self.abandon(&session.location);
                 return Err(Error::Protocol {
-                    method: "PATCH",
+                    method: Method::Patch,
                     url: display_url(&resp.url),
                     reason,
                 });
@@ -597,13 +599,13 @@ impl Client {
         digest: &Digest,
         up: &mut Chunked,
     ) -> Result<(), Error> {
-        let req = Req::new("PUT", Self::with_digest(&session.location, digest));
+        let req = Req::new(Method::Put, Self::with_digest(&session.location, digest));
         let resp = self.send(&req)?;
         if resp.status == 404 {
-            return Err(session_lost("PUT", &resp));
+            return Err(session_lost(Method::Put, &resp));
         }
         if resp.status != 201 && resp.status != 204 && resp.status != 200 {
-            let e = status_error("PUT", &resp);
+            let e = status_error(Method::Put, &resp);
             if e.is_transient() {
                 up.keep(session);
             }
@@ -632,7 +634,7 @@ impl Client {
     /// `DELETE` an upload session that is of no more use (best effort: registries may not
     /// support it, and an abandoned session expires anyway).
     fn abandon(&self, loc: &Url) {
-        let _ = self.send(&Req::new("DELETE", loc.clone()));
+        let _ = self.send(&Req::new(Method::Delete, loc.clone()));
     }
 
     /// [`Error::RepositoryMissing`] for `repo`, with the registry's answer as evidence.
@@ -654,7 +656,7 @@ impl Client {
         };
         match last {
             Error::Transport {
-                method: "POST",
+                method: Method::Post,
                 url,
                 reason,
                 ..
@@ -667,7 +669,7 @@ impl Client {
 
     /// `GET <upload>` → the newest Location and the next offset, if the session still exists.
     pub(super) fn upload_status(&self, loc: &Url) -> Result<Option<(Url, u64)>, Error> {
-        let resp = self.send(&Req::new("GET", loc.clone()))?;
+        let resp = self.send(&Req::new(Method::Get, loc.clone()))?;
         if resp.status != 204 && resp.status != 200 {
             return Ok(None);
         }
@@ -675,7 +677,7 @@ impl Client {
             return Ok(None);
         };
         let loc = match resp.header("location") {
-            Some(_) => self.location(&resp, "GET")?,
+            Some(_) => self.location(&resp, Method::Get)?,
             None => loc.clone(),
         };
         Ok(Some((loc, next)))
@@ -742,7 +744,7 @@ mod tests {
         );
     }
 
-    fn status(method: &'static str, status: u16, body: &[u8]) -> Error {
+    fn status(method: Method, status: u16, body: &[u8]) -> Error {
         Error::Status {
             method,
             url: "http://r/v2/a/blobs/uploads/u".into(),
@@ -756,35 +758,39 @@ mod tests {
     #[test]
     fn refusals() {
         let ghcr = br#"{"errors":[{"code":"REQUESTED_RANGE_NOT_SATISFIABLE","message":"the request body is too large and exceeds the maximum permissible limit of 4.00MiB"}]}"#;
-        assert!(body_too_large(&status("PATCH", 416, ghcr)));
-        assert!(body_too_large(&status("PUT", 413, b"<html>413</html>")));
+        assert!(body_too_large(&status(Method::Patch, 416, ghcr)));
+        assert!(body_too_large(&status(
+            Method::Put,
+            413,
+            b"<html>413</html>"
+        )));
         // A plain 416 is a range out of order: resume, do not shrink.
-        assert!(!body_too_large(&status("PATCH", 416, b"")));
+        assert!(!body_too_large(&status(Method::Patch, 416, b"")));
         let wrapped = Error::GaveUp {
             attempts: 2,
             seconds: 0,
-            last: Box::new(status("PUT", 413, b"")),
+            last: Box::new(status(Method::Put, 413, b"")),
         };
         assert!(body_too_large(&wrapped));
         let small = br#"{"errors":[{"code":"LayerPartTooSmallException","message":"All layer parts except the last part should be at least 5MB"}]}"#;
-        assert!(chunks_refused(&status("PATCH", 400, small)));
-        assert!(chunks_refused(&status("PATCH", 405, b"")));
+        assert!(chunks_refused(&status(Method::Patch, 400, small)));
+        assert!(chunks_refused(&status(Method::Patch, 405, b"")));
         assert!(chunks_refused(&Error::Protocol {
-            method: "PATCH",
+            method: Method::Patch,
             url: String::new(),
             reason: "stale Range".into(),
         }));
         for kept in [401, 403, 404, 408, 413, 416, 429, 500] {
-            assert!(!chunks_refused(&status("PATCH", kept, b"")), "{kept}");
+            assert!(!chunks_refused(&status(Method::Patch, kept, b"")), "{kept}");
         }
         let unknown =
             br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
-        assert!(monolithic_refused(&status("PUT", 404, unknown)));
-        assert!(!monolithic_refused(&status("PUT", 404, b"")));
-        assert!(!monolithic_refused(&status("PATCH", 404, unknown)));
+        assert!(monolithic_refused(&status(Method::Put, 404, unknown)));
+        assert!(!monolithic_refused(&status(Method::Put, 404, b"")));
+        assert!(!monolithic_refused(&status(Method::Patch, 404, unknown)));
         // Only a PATCH refusal ends chunking: a refused PUT or POST is the blob's own error.
-        assert!(!chunks_refused(&status("PUT", 400, small)));
-        assert!(!chunks_refused(&status("POST", 405, b"")));
+        assert!(!chunks_refused(&status(Method::Put, 400, small)));
+        assert!(!chunks_refused(&status(Method::Post, 405, b"")));
     }
 
     /// An upload POST cut off without an answer reads as a missing repository; other failures stay.
@@ -797,7 +803,7 @@ mod tests {
             crate::RetryPolicy::none(),
         )
         .unwrap();
-        let transport = |method: &'static str, url: &str, reason: String| Error::Transport {
+        let transport = |method: Method, url: &str, reason: String| Error::Transport {
             method,
             url: url.into(),
             reason,
@@ -805,7 +811,11 @@ mod tests {
             refused: false,
         };
         let post = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
-        let cut = transport("POST", post, format!("{NO_ANSWER} (io: Peer disconnected)"));
+        let cut = transport(
+            Method::Post,
+            post,
+            format!("{NO_ANSWER} (io: Peer disconnected)"),
+        );
         let e = c.missing_if_cut_off(
             "a",
             Error::GaveUp {
@@ -819,13 +829,13 @@ mod tests {
                 .starts_with("repository a does not exist on 127.0.0.1:5000 (create it first): "),
             "{e}"
         );
-        let timeout = transport("POST", post, "timeout: global".into());
+        let timeout = transport(Method::Post, post, "timeout: global".into());
         assert!(matches!(
             c.missing_if_cut_off("a", timeout),
             Error::Transport { .. }
         ));
         let patch = transport(
-            "PATCH",
+            Method::Patch,
             "http://127.0.0.1:5000/v2/a/blobs/uploads/u",
             NO_ANSWER.into(),
         );
