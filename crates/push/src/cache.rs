@@ -296,7 +296,7 @@ pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -372,7 +372,8 @@ mod tests {
         assert_eq!(kept, vec![6, 7, 8, 9]);
     }
 
-    fn mode(path: &Path) -> u32 {
+    /// A file's permission bits (not followed through a link).
+    pub(crate) fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)
             .unwrap()
             .permissions()

@@ -1,8 +1,9 @@
 //! Opening SOURCE: an OCI layout directory is pushed as it is; anything else is an archive, read
 //! into a temporary layout ([`TempDir`]) in one pass, leaving out the layers the registry already
 //! has ([`crate::reuse`]). When the push goes to DEST's repository alone (no `all`, image
-//! selectors, `platform` or `dry_run`), upload workers start first and each layer goes up as soon
-//! as it is in the temporary layout, while the reader carries on with the next one (see
+//! selectors, `platform` or `dry_run`), upload workers start first (a pool per destination) and
+//! each layer goes up to every destination as soon as it is in the temporary layout, while the
+//! reader carries on with the next one; a layer is left unread only when every destination has it (see
 //! docs/architecture.md, "Uploads overlap reading").
 
 use crate::cache::{self, Cache};

@@ -2,15 +2,16 @@
 //! registry hold each one ([`Uploader::push_blob`]: HEAD, then a mount, else an upload), each
 //! digest once.
 //!
-//! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository it is started before
-//! the archive is read, and the archive reader hands it every layer the moment that layer is in
+//! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository (of each destination:
+//! one pool per destination) it is started before the archive is read, and the archive reader
+//! hands it every layer the moment that layer is in
 //! the temporary layout ([`Pool::hook`]); a large layer being compressed comes sooner, as a
 //! [`GrowingBlob`] that [`Uploader::push_stream`] streams. How and when uploads overlap reading
 //! (and what happens when a stream fails) is described once, in docs/architecture.md, "Uploads
 //! overlap reading; only the pushed image goes up". Then [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
 //! (no second HEAD), the others (configs, and every blob of an OCI layout SOURCE) are queued, and
 //! it waits until each of them is done. The first error stops the workers and is the push's
-//! error. Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in
+//! error (that destination's: the reader stops only when every destination's pool has failed). Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in
 //! flight runs to its end (the workers are scoped threads of the push).
 
 use crate::event::{BlobAction, Event, Observer, Progress};
