@@ -52,7 +52,7 @@ pub enum ArchiveError {
     /// The stream ends early: inside an entry, a header, or before the tar's end-of-archive blocks.
     #[error("truncated archive: {0}")]
     Truncated(String),
-    /// The [`crate::BlobHook`] asked reading to stop: the caller reports its own error.
+    /// Every receiver of the [`crate::Options::handover`] is gone: the caller reports its own error.
     #[error("reading stopped by the caller")]
     Stopped,
     /// The outer stream's compressed data cannot be decoded (corrupt, truncated, or followed by

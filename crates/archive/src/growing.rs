@@ -1,5 +1,5 @@
 //! A layer that is still being compressed into the layout, readable while it grows
-//! ([`crate::BlobHook::streaming`]): the reader follows the staged file as the encoder writes it
+//! ([`crate::Layer::Streaming`]): the reader follows the staged file as the encoder writes it
 //! and ends where the finished blob ends, so that push can upload the layer while it is being
 //! compressed, from the very bytes that land in the layout.
 

@@ -14,17 +14,18 @@
 //! publishes the chosen images: verified blobs renamed into place, index.json written last.
 //! Nothing here touches the network.
 //!
-//! Early publication, for push: with [`Options::on_blob`], each layer is renamed into the layout
+//! Early publication, for push: with [`Options::handover`], each layer is renamed into the layout
 //! as soon as it has streamed past (named by the digest it was hashed to while being written) and
-//! the hook is called with it, while the rest of the archive is still being read; `layerlift-push`
-//! uploads it meanwhile. Only layers are published early — an uncompressed tar entry (or the
+//! sent on the [`handover`] channel as a [`Layer::Ready`], while the rest of the archive is still
+//! being read; `layerlift-push` uploads it meanwhile. Only layers are published early — an uncompressed tar entry (or the
 //! compressed copy made of it), a gzip or zstd entry that decoded — not JSON documents (configs,
 //! manifests: which is which is known only once the metadata, written last, is read) nor
 //! bzip2/xz layers (decompressed at commit). Such a layer is visible before the metadata names it:
 //! the layout may end up holding layers no image uses (of images not chosen, or of a failed read),
-//! which suits push's temporary layout and nothing else. With [`BlobHook::streaming`], a large
-//! uncompressed layer is also handed over when its compression starts, as a [`GrowingBlob`] that
-//! reads the compressed bytes as they reach the layout: push uploads it while it is compressed
+//! which suits push's temporary layout and nothing else. With [`LayerSender::streaming`], a
+//! large uncompressed layer is also handed over when its compression starts
+//! ([`Layer::Streaming`]), as a [`GrowingBlob`] that reads the compressed bytes as they reach the
+//! layout: push uploads it while it is compressed
 //! (docs/architecture.md, "Uploads overlap reading", describes push's side).
 
 #![warn(missing_docs)]
@@ -35,7 +36,7 @@ mod docker;
 mod error;
 mod fanout;
 mod growing;
-mod hooks;
+mod handover;
 mod input;
 mod listing;
 mod metadata;
@@ -55,7 +56,7 @@ pub use catalog::{CatalogLayer, Contents, read_catalog};
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
 pub use growing::{Completion, GrowingBlob};
-pub use hooks::{BlobHook, PublishedBlob};
+pub use handover::{Closer, Layer, LayerReceiver, LayerSender, PublishedBlob, handover};
 pub use input::Input;
 pub use listing::Listing;
 pub use model::{
@@ -86,7 +87,7 @@ pub fn read(input: &Input, layout: Option<&Layout>) -> Result<(ArchiveInfo, Scan
 /// them (with a layout); leaving their `reuse` entries by path unread (an uncompressed archive file
 /// or a directory skips them without reading a byte; a stream reads past them without hashing)
 /// and only hashing their layers by diff_id; publishing layers into `layout` as they stream past
-/// when `on_blob` is given ([`Options::on_blob`]).
+/// when `handover` is given ([`Options::handover`]).
 pub fn read_with(
     input: &Input,
     layout: Option<&Layout>,
@@ -193,10 +194,11 @@ pub struct Options {
     pub reuse: Reuse,
     /// The layout is temporary (push's): created without fsyncs ([`Layout::create_scratch`]).
     pub scratch: bool,
-    /// Publish each layer as soon as it has been read, and call this with it, while the rest of
-    /// the archive is still being read (push starts uploading it). Called once per blob, from the
-    /// reading thread, after the rename: keep it short. See the module docs for which blobs.
-    pub on_blob: Option<BlobHook>,
+    /// Publish each layer as soon as it has been read and send it here, while the rest of the
+    /// archive is still being read (push starts uploading it); stop reading once every receiver
+    /// is gone. See the module docs for which blobs. The receivers see the end of the read when
+    /// every clone of the sender is dropped: this one too.
+    pub handover: Option<LayerSender>,
 }
 
 /// [`unpack`] with [`Options`].
@@ -217,7 +219,7 @@ pub fn unpack_with(
         let settings = ScanSettings {
             encoding: options.encoding,
             reuse: options.reuse.clone(),
-            on_blob: options.on_blob.clone(),
+            handover: options.handover.clone(),
         };
         let (info, mut scan) = read_with(input, Some(&layout), settings)?;
         let chosen = select(&info, selectors)?;

@@ -2,11 +2,12 @@
 //! blob (or only hashed, for `--list`), its sha256 computed as it goes; compressed entries are also
 //! decoded on the fly to learn their uncompressed digest; small JSON documents are kept in memory so
 //! that the manifest that comes last can be reconciled at the end without reading anything twice.
-//! With a [`BlobHook`], layers are published as soon as they are staged (see the crate docs).
+//! With a [`LayerSender`], layers are published as soon as they are staged and sent on it (see the
+//! crate docs).
 
 use crate::error::ArchiveError;
 use crate::growing::{Feed, Watched};
-use crate::hooks::{BlobHook, PublishedBlob};
+use crate::handover::{Layer, LayerSender, PublishedBlob};
 use crate::paths::{self, Link};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
 use layerlift_layout::{Layout, StagedBlob};
@@ -169,8 +170,8 @@ pub struct ScanSettings {
     pub encoding: Option<Encoding>,
     /// What not to read, or not to compress ([`Reuse`]).
     pub reuse: Reuse,
-    /// Publish each layer as soon as it is staged ([`crate::Options::on_blob`]).
-    pub on_blob: Option<BlobHook>,
+    /// Publish each layer as soon as it is staged, and send it here ([`crate::Options::handover`]).
+    pub handover: Option<LayerSender>,
 }
 
 /// Everything one pass learnt about the archive's entries.
@@ -187,8 +188,8 @@ pub struct Scan {
     pub encoding: Option<Encoding>,
     /// What not to read, or not to compress ([`Reuse`]).
     pub reuse: Reuse,
-    /// Publish each layer as soon as it is staged, and call this ([`crate::Options::on_blob`]).
-    pub on_blob: Option<BlobHook>,
+    /// Publish each layer as soon as it is staged, and send it here ([`crate::Options::handover`]).
+    pub handover: Option<LayerSender>,
     kept_json: u64,
 }
 
@@ -198,12 +199,12 @@ impl Scan {
         let ScanSettings {
             encoding,
             reuse,
-            on_blob,
+            handover,
         } = settings;
         Scan {
             encoding,
             reuse,
-            on_blob,
+            handover,
             ..Scan::default()
         }
     }
@@ -305,7 +306,7 @@ impl Scan {
             encoded = Some(replacement.into());
         }
         let uncompressed = taps.uncompressed();
-        if let (Some(hook), Some(layout)) = (&self.on_blob, layout) {
+        if let (Some(handover), Some(layout)) = (&self.handover, layout) {
             // Only layers (configs and manifests are told apart by the metadata that comes last);
             // bzip2/xz layers are decompressed at commit, from the staged copy.
             let layer = match head.compression {
@@ -319,7 +320,7 @@ impl Scan {
                 None => staged.take(),
             };
             if let Some(blob) = blob {
-                publish_now(layout, blob, hook, streamed)?;
+                publish_now(layout, blob, handover, streamed)?;
             }
         }
         let (json, json_path) = self.keep_json(taps.json, disk);
@@ -340,7 +341,7 @@ impl Scan {
         Ok(())
     }
 
-    /// Where an entry's bytes go, and whether the hook's streaming callback was handed it: only
+    /// Where an entry's bytes go, and whether it was handed over while compressed: only
     /// a hasher (no layout, or a layer the registry has), a compressor staging into the layout (an
     /// uncompressed layer, with an encoding), or the layout as they are.
     fn sink(
@@ -356,13 +357,13 @@ impl Scan {
             _ if hash_only => (Sink::Hash(Sha256Writer::new(io::sink())), false),
             (Some(l), Some(encoding)) if compress => {
                 let writer = l.blob_writer()?;
-                // Handed to the hook's streaming callback, which reads it as it is written.
-                let stream = self.on_blob.as_ref().and_then(|h| h.stream_for(declared));
+                // Handed over now, read as it is written.
+                let stream = self.handover.as_ref().filter(|h| h.streams(declared));
                 let feed = match stream {
-                    Some(f) => {
+                    Some(handover) => {
                         let (feed, blob) = Feed::new(writer.temp_path(), path, declared)
                             .map_err(|e| ArchiveError::io(format!("staging entry `{path}`"), e))?;
-                        f(blob);
+                        handover.send(Layer::Streaming(blob));
                         Some(feed)
                     }
                     None => None,
@@ -387,7 +388,7 @@ impl Scan {
     }
 
     /// Copy the entry to `sink` and `taps`: the `head` bytes already in `buf`, then the rest of
-    /// `reader`, asking the hook after every buffer whether to stop.
+    /// `reader`, stopping after any buffer once every receiver of the handover is gone.
     #[allow(clippy::too_many_arguments)]
     fn copy(
         &self,
@@ -411,7 +412,7 @@ impl Scan {
                 sink.write_all(bytes).map_err(write_err)?;
                 taps.write(bytes);
             }
-            if self.on_blob.as_ref().is_some_and(BlobHook::stop_requested) {
+            if self.handover.as_ref().is_some_and(LayerSender::stopped) {
                 return Err(ArchiveError::Stopped);
             }
             chunk = match reader.read(buf) {
@@ -523,12 +524,12 @@ impl Taps {
     }
 }
 
-/// Rename a staged layer into the layout now and tell the hook, once per digest (a second copy of
+/// Rename a staged layer into the layout now and send it on, once per digest (a second copy of
 /// the same bytes is dropped by [`StagedBlob::commit`]). Its name is the digest it was hashed to.
 fn publish_now(
     layout: &Layout,
     blob: StagedBlob,
-    hook: &BlobHook,
+    handover: &LayerSender,
     streamed: bool,
 ) -> Result<(), ArchiveError> {
     let (digest, size) = (blob.digest(), blob.size());
@@ -536,12 +537,12 @@ fn publish_now(
     let new = !path.is_file();
     blob.commit()?;
     if new {
-        hook.call(&PublishedBlob {
+        handover.send(Layer::Ready(PublishedBlob {
             digest,
             size,
             path,
             streamed,
-        });
+        }));
     }
     Ok(())
 }

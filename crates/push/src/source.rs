@@ -11,9 +11,9 @@ use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
 use crate::options::Options;
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
-use crate::upload::{Pool, Uploader, lock};
+use crate::upload::{Pool, STREAM_MIN, Uploader, lock};
 use layerlift_archive::CatalogLayer;
-use layerlift_archive::{ArchiveInfo, Input, LayerInfo};
+use layerlift_archive::{ArchiveInfo, Input, LayerInfo, LayerSender};
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::Digest;
@@ -193,7 +193,7 @@ impl<'a> Opener<'a> {
             )),
             None => self.observer.message(&format!("reading {}", self.source)),
         }
-        let pools: Vec<&Pool> = early.iter().flatten().collect();
+        let handover = self.hand_over(scope, &early)?;
         let reuse = &plans[0];
         let options = layerlift_archive::Options {
             encoding,
@@ -207,10 +207,13 @@ impl<'a> Opener<'a> {
             },
             scratch: true,
             platform: self.options.platform.clone(),
-            on_blob: (!pools.is_empty()).then(|| Pool::hook(&pools, self.streams())),
+            handover,
             ..Default::default()
         };
-        let (info, _) = match layerlift_archive::unpack_with(&input, &tmp.path(), &options) {
+        let read = layerlift_archive::unpack_with(&input, &tmp.path(), &options);
+        // The last sender: its drop ends the read for the pools' feeders.
+        drop(options);
+        let (info, _) = match read {
             Ok(r) => r,
             // The upload to every destination failed while the archive was read, and the reader
             // stopped: those are the errors.
@@ -286,6 +289,29 @@ impl<'a> Opener<'a> {
             report_layers(self.observer, info, reuse, &confirmed, encoding, self.cache);
         }
         Ok(())
+    }
+
+    /// The channel the archive reader hands its layers over on, one receiver per pool of
+    /// `early` (none without pools); large layers are handed over while they are compressed
+    /// when [`Opener::streams`] says so.
+    fn hand_over<'scope>(
+        &self,
+        scope: &'scope Scope<'scope, 'a>,
+        early: &[Option<Pool>],
+    ) -> Result<Option<LayerSender>, PushError> {
+        let pools: Vec<&Pool> = early.iter().flatten().collect();
+        if pools.is_empty() {
+            return Ok(None);
+        }
+        let (sender, receivers) = layerlift_archive::handover(pools.len());
+        for (pool, receiver) in pools.into_iter().zip(receivers) {
+            pool.feed(scope, receiver).map_err(PushError::Thread)?;
+        }
+        Ok(Some(if self.streams() {
+            sender.streaming(STREAM_MIN)
+        } else {
+            sender
+        }))
     }
 
     /// Whether layers may be streamed while they are compressed: not when the user chose how

@@ -3,21 +3,22 @@
 //! digest once.
 //!
 //! A [`Pool`] is fed twice. For an archive SOURCE pushed to one repository (of each destination:
-//! one pool per destination) it is started before the archive is read, and the archive reader
-//! hands it every layer the moment that layer is in
-//! the temporary layout ([`Pool::hook`]); a large layer being compressed comes sooner, as a
-//! [`GrowingBlob`] that [`Uploader::push_stream`] streams. How and when uploads overlap reading
+//! one pool per destination) it is started before the archive is read and given a receiver of
+//! the archive reader's layers ([`Pool::feed`]): each layer the moment it is in the temporary
+//! layout ([`Layer::Ready`]), a large layer being compressed sooner ([`Layer::Streaming`], a
+//! [`GrowingBlob`] that [`Uploader::push_stream`] streams). How and when uploads overlap reading
 //! (and what happens when a stream fails) is described once, in docs/architecture.md, "Uploads
 //! overlap reading; only the pushed image goes up". Then [`Pool::finish`] gets the plan's blobs: those already handed over are not asked about again
 //! (no second HEAD), the others (configs, and every blob of an OCI layout SOURCE) are queued, and
 //! it waits until each of them is done. The first error stops the workers and is the push's
-//! error (that destination's: the reader stops only when every destination's pool has failed). Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in
+//! error (that destination's): the pool closes its receiver, and the reader stops once every
+//! destination's receiver is closed. Dropping a pool (a failed read, a failed plan) drops what is still queued; an upload in
 //! flight runs to its end (the workers are scoped threads of the push).
 
 use crate::event::{BlobAction, Event, Observer, Progress};
 use crate::plan::Blob;
 use crate::sessions::Sessions;
-use layerlift_archive::{BlobHook, GrowingBlob, PublishedBlob};
+use layerlift_archive::{Closer, GrowingBlob, Layer, LayerReceiver};
 use layerlift_manifest::Digest;
 use layerlift_registry::{
     BlobSource, Client, Error as RegistryError, FileSource, MountResult, UploadEvent,
@@ -25,7 +26,7 @@ use layerlift_registry::{
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Scope;
 
@@ -191,13 +192,12 @@ pub(crate) struct Pool {
     repository: String,
 }
 
-/// The queue the archive reader's hook and the workers share.
+/// The queue the feeder of the archive's layers ([`Pool::feed`]), [`Pool::finish`] and the
+/// workers share.
 #[derive(Default)]
 struct Queue {
     state: Mutex<State>,
     changed: Condvar,
-    /// Set with the first error: the archive reader stops at its next buffer ([`Pool::hook`]).
-    failed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -213,6 +213,11 @@ struct State {
     workers: usize,
     /// Jobs taken from the queue whose result is not recorded yet.
     busy: usize,
+    /// The archive's layers are still coming ([`Pool::feed`]): [`Pool::finish`] waits for them.
+    feeding: bool,
+    /// Closes the receiver of the archive's layers with the first error (the reader stops
+    /// once every destination's is closed).
+    closer: Option<Closer>,
 }
 
 impl Queue {
@@ -295,12 +300,44 @@ impl Queue {
         }
     }
 
-    /// Record the pool's first error and stop the archive reader.
+    /// Record the pool's first error and close the receiver of the archive's layers.
     fn fail(&self, st: &mut State, e: BlobError) {
         if st.error.is_none() {
             st.error = Some(e);
-            self.failed.store(true, Ordering::Relaxed);
+            if let Some(closer) = &st.closer {
+                closer.close();
+            }
         }
+    }
+
+    /// Queue one layer the archive reader handed over. A streamed layer, once finished, is
+    /// only noted: its stream's worker reports it done.
+    fn take(&self, layer: Layer) {
+        match layer {
+            Layer::Ready(b) if b.streamed => {
+                self.lock().seen.insert(b.digest);
+            }
+            Layer::Ready(b) => {
+                let blob = Blob {
+                    digest: b.digest,
+                    size: b.size,
+                    non_distributable: false,
+                };
+                self.submit(blob, b.path);
+            }
+            Layer::Streaming(growing) => self.submit_stream(growing),
+        }
+    }
+}
+
+/// Held by the thread that feeds a pool the archive's layers ([`Pool::feed`]): its end, however
+/// it ends, is seen by [`Pool::finish`].
+struct Feeder(Arc<Queue>);
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.0.lock().feeding = false;
+        self.0.changed.notify_all();
     }
 }
 
@@ -374,48 +411,34 @@ impl Pool {
         &self.repository
     }
 
-    /// For [`layerlift_archive::Options::on_blob`]: queue each layer the archive reader publishes
-    /// in every one of `pools` (one per destination), and stop the reader once an upload has
-    /// failed in all of them (each failed push fails with its own error: reading the rest of a
-    /// large archive first would only make the user wait for it). With `stream`, layers of at
-    /// least [`STREAM_MIN`] bytes are queued when their compression starts (a worker of each pool
-    /// streams them, each from its own reader of the staged file), and only noted when they are
-    /// published.
-    pub fn hook(pools: &[&Pool], stream: bool) -> BlobHook {
-        let queues: Arc<Vec<Arc<Queue>>> =
-            Arc::new(pools.iter().map(|p| Arc::clone(&p.queue)).collect());
-        let (published, failed) = (Arc::clone(&queues), Arc::clone(&queues));
-        let hook = BlobHook::new(move |b: &PublishedBlob| {
-            for queue in published.iter() {
-                if b.streamed {
-                    queue.lock().seen.insert(b.digest);
-                    continue;
-                }
-                let blob = Blob {
-                    digest: b.digest,
-                    size: b.size,
-                    non_distributable: false,
-                };
-                queue.submit(blob, b.path.clone());
+    /// Queue every layer `layers` receives, on a thread of `scope` that ends with the read
+    /// (every sender dropped); [`Pool::finish`] waits for it. The first upload error closes the
+    /// receiver: once every destination's is closed, the reader stops (each failed push fails
+    /// with its own error: reading the rest of a large archive first would only make the user
+    /// wait for it).
+    pub fn feed<'scope>(
+        &self,
+        scope: &'scope Scope<'scope, '_>,
+        layers: LayerReceiver,
+    ) -> Result<(), std::io::Error> {
+        {
+            let mut st = self.queue.lock();
+            st.closer = Some(layers.closer());
+            if st.error.is_some() {
+                layers.closer().close();
             }
-        })
-        .stopping_when(move || failed.iter().all(|q| q.failed.load(Ordering::Relaxed)));
-        if !stream {
-            return hook;
+            st.feeding = true;
         }
-        hook.streaming(STREAM_MIN, move |growing| {
-            let Some((last, others)) = queues.split_last() else {
-                return;
-            };
-            for queue in others {
-                // Without a reader of its own (no file handle left), the pool's `Lost` check
-                // fails that push once it waits for the layer.
-                if let Ok(mine) = growing.try_clone() {
-                    queue.submit_stream(mine);
+        let feeder = Feeder(Arc::clone(&self.queue));
+        let started = std::thread::Builder::new()
+            .name("upload-feed".into())
+            .spawn_scoped(scope, move || {
+                while let Some(layer) = layers.recv() {
+                    feeder.0.take(layer);
                 }
-            }
-            last.submit_stream(growing);
-        })
+            });
+        // Not started: the guard went with the closure, and `feeding` is off again.
+        started.map(drop)
     }
 
     /// The first upload error, if one happened (it is taken: [`Pool::finish`] will not see it).
@@ -430,6 +453,16 @@ impl Pool {
         self,
         blobs: impl IntoIterator<Item = (Blob, PathBuf)>,
     ) -> Result<Vec<(Digest, BlobOutcome)>, BlobError> {
+        // Every layer the archive reader handed over is queued first (its read is over).
+        let mut st = self.queue.lock();
+        while st.feeding {
+            st = self
+                .queue
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(st);
         let mut wanted = BTreeSet::new();
         for (blob, path) in blobs {
             wanted.insert(blob.digest);
@@ -1098,26 +1131,131 @@ mod tests {
         );
     }
 
+    fn ready(name: &str) -> Layer {
+        let (b, path) = blob(name);
+        Layer::Ready(layerlift_archive::PublishedBlob {
+            streamed: false,
+            digest: b.digest,
+            size: b.size,
+            path,
+        })
+    }
+
     #[test]
     fn a_failure_while_the_archive_is_read_stops_the_reader_and_is_taken_once() {
+        bounded(|| {
+            std::thread::scope(|s| {
+                let pool = Pool::start(
+                    s,
+                    "app",
+                    2,
+                    &Silent,
+                    |_: &Blob, path: PathBuf| Err(missing(&path)),
+                    None,
+                )
+                .unwrap();
+                let (sender, mut rxs) = layerlift_archive::handover(1);
+                pool.feed(s, rxs.pop().unwrap()).unwrap();
+                assert!(!sender.stopped());
+                sender.send(ready("a"));
+                // The pool closed its receiver: the archive reader stops.
+                while !sender.stopped() {
+                    std::thread::yield_now();
+                }
+                assert!(matches!(pool.take_error(), Some(BlobError::Missing { .. })));
+                assert!(pool.take_error().is_none());
+            });
+        });
+    }
+
+    /// Wait until `pool` has failed.
+    fn wait_failed(pool: &Pool) {
+        while pool.queue.lock().error.is_none() {
+            std::thread::yield_now();
+        }
+    }
+
+    /// One reader, two destinations: each pool gets every layer, and `finish` waits for the
+    /// layers still coming; the reader goes on while one pool has failed.
+    #[test]
+    fn the_reader_feeds_every_pool_and_goes_on_while_one_works() {
+        let done = Mutex::new(Vec::new());
         std::thread::scope(|s| {
-            let pool = Pool::start(
+            let good = Pool::start(
                 s,
-                "app",
-                2,
+                "good",
+                1,
+                &Silent,
+                |_: &Blob, path: PathBuf| {
+                    done.lock().unwrap().push(path);
+                    Ok(BlobOutcome::Uploaded)
+                },
+                None,
+            )
+            .unwrap();
+            let bad = Pool::start(
+                s,
+                "bad",
+                1,
                 &Silent,
                 |_: &Blob, path: PathBuf| Err(missing(&path)),
                 None,
             )
             .unwrap();
-            let (b, p) = blob("a");
-            pool.queue.submit(b, p);
-            // The flag the hook's stop question reads: the archive reader stops.
-            while !pool.queue.failed.load(Ordering::Relaxed) {
-                std::thread::yield_now();
-            }
-            assert!(matches!(pool.take_error(), Some(BlobError::Missing { .. })));
-            assert!(pool.take_error().is_none());
+            let (sender, rxs) = layerlift_archive::handover(2);
+            let mut rxs = rxs.into_iter();
+            good.feed(s, rxs.next().unwrap()).unwrap();
+            bad.feed(s, rxs.next().unwrap()).unwrap();
+            sender.send(ready("a"));
+            wait_failed(&bad);
+            assert!(!sender.stopped(), "one destination still pushes");
+            sender.send(ready("b"));
+            drop(sender);
+            let outcomes = good.finish(["a", "b"].map(blob)).unwrap();
+            assert_eq!(outcomes.len(), 2);
+            assert!(matches!(bad.finish([]), Err(BlobError::Missing { .. })));
+        });
+        let done = done.into_inner().unwrap();
+        assert_eq!(done, [PathBuf::from("a"), PathBuf::from("b")], "each once");
+    }
+
+    /// The reader stops only once the second of two pools has failed too.
+    #[test]
+    fn the_reader_stops_once_every_pool_failed() {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        std::thread::scope(|s| {
+            let first = Pool::start(
+                s,
+                "first",
+                1,
+                &Silent,
+                |_: &Blob, path: PathBuf| Err(missing(&path)),
+                None,
+            )
+            .unwrap();
+            let second = Pool::start(
+                s,
+                "second",
+                1,
+                &Silent,
+                |_: &Blob, path: PathBuf| {
+                    wait.lock().unwrap().recv().unwrap();
+                    Err(missing(&path))
+                },
+                None,
+            )
+            .unwrap();
+            let (sender, rxs) = layerlift_archive::handover(2);
+            let mut rxs = rxs.into_iter();
+            first.feed(s, rxs.next().unwrap()).unwrap();
+            second.feed(s, rxs.next().unwrap()).unwrap();
+            sender.send(ready("a"));
+            wait_failed(&first);
+            assert!(!sender.stopped(), "the second pool has not failed yet");
+            go.send(()).unwrap();
+            wait_failed(&second);
+            assert!(sender.stopped());
         });
     }
 
@@ -1201,9 +1339,15 @@ mod tests {
                 )
                 .unwrap();
                 let (b, p) = blob("layer");
-                // What the archive reader's hook notes when a streamed layer is published; its
-                // stream's job has already ended with nothing.
-                pool.queue.lock().seen.insert(b.digest);
+                // What the pool notes when a streamed layer is published; its stream's job has
+                // already ended with nothing.
+                pool.queue
+                    .take(Layer::Ready(layerlift_archive::PublishedBlob {
+                        streamed: true,
+                        digest: b.digest,
+                        size: b.size,
+                        path: p.clone(),
+                    }));
                 pool.finish([(b, p)])
             })
         });

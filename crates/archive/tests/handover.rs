@@ -1,13 +1,12 @@
-//! `Options::on_blob`: each layer is published and reported while the archive is being read, once,
-//! already in place under its digest; JSON documents (the config) are not; the result is the same
-//! layout as without the hook.
+//! `Options::handover`: each layer is published and sent while the archive is being read, once,
+//! already in place under its digest, to every receiver; JSON documents (the config) are not; the
+//! result is the same layout as without the handover; a read whose receivers are all gone stops.
 
-use layerlift_archive::{BlobHook, Input, Options, PublishedBlob, unpack_with};
+use layerlift_archive::{Input, Layer, Options, PublishedBlob, handover, unpack_with};
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::Digest;
 use layerlift_testkit::image::{self, LayerNames, TestImage};
-use std::sync::{Arc, Mutex};
 
 fn layer(name: &str, size: usize) -> Vec<u8> {
     image::layer_tar(&[(name, &image::letters(size as u64, size))])
@@ -20,33 +19,42 @@ fn archive(layers: &[Vec<u8>]) -> Vec<u8> {
     TestImage::new("app:1", listed).docker_archive(LayerNames::DiffIds)
 }
 
-/// Unpack `bytes` with `encoding`, recording what the hook saw (and whether each blob was in
-/// place, with its size, when it was called). Returns the layout and the calls.
+/// Unpack `bytes` with `encoding`, handing layers over to `receivers` receivers, and record
+/// what each received (and whether each blob was in place, with its size, by the end of the
+/// read). Returns the layout and what each receiver saw.
 fn unpack(
     bytes: &[u8],
     encoding: Option<Encoding>,
     dir: &std::path::Path,
-) -> (Layout, Vec<(PublishedBlob, bool)>) {
+    receivers: usize,
+) -> (Layout, Vec<Vec<(PublishedBlob, bool)>>) {
     let file = dir.join("app.tar");
     std::fs::write(&file, bytes).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let hook = {
-        let seen = Arc::clone(&seen);
-        BlobHook::new(move |b: &PublishedBlob| {
-            let in_place = std::fs::metadata(&b.path).is_ok_and(|m| m.len() == b.size);
-            seen.lock().unwrap().push((b.clone(), in_place));
-        })
-    };
+    let (sender, rxs) = handover(receivers);
     let out = dir.join("layout");
     let options = Options {
         encoding,
-        on_blob: Some(hook),
+        handover: Some(sender),
         scratch: true,
         ..Default::default()
     };
     unpack_with(&Input::Path(file), &out, &options).unwrap();
-    let calls = seen.lock().unwrap().clone();
-    (Layout::open(&out).unwrap(), calls)
+    drop(options);
+    let seen = rxs
+        .iter()
+        .map(|rx| {
+            std::iter::from_fn(|| rx.recv())
+                .map(|layer| match layer {
+                    Layer::Ready(b) => {
+                        let in_place = std::fs::metadata(&b.path).is_ok_and(|m| m.len() == b.size);
+                        (b, in_place)
+                    }
+                    Layer::Streaming(g) => panic!("no layer is streamed here: {}", g.entry()),
+                })
+                .collect()
+        })
+        .collect();
+    (Layout::open(&out).unwrap(), seen)
 }
 
 /// The layer digests of the layout's one image.
@@ -75,7 +83,9 @@ fn every_layer_is_reported_once_in_place_and_nothing_else() {
         }),
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        let (layout, calls) = unpack(&bytes, encoding, tmp.path());
+        let (layout, mut seen) = unpack(&bytes, encoding, tmp.path(), 2);
+        let calls = seen.pop().unwrap();
+        assert_eq!(seen[0], calls, "every receiver gets the same layers");
         assert!(calls.iter().all(|(_, in_place)| *in_place), "{calls:?}");
         let reported: Vec<Digest> = calls.iter().map(|(b, _)| b.digest).collect();
         let mut want = manifest_layers(&layout);
@@ -92,36 +102,47 @@ fn every_layer_is_reported_once_in_place_and_nothing_else() {
     }
 }
 
-/// `stopping_when`: once it answers `true` (here: after the first layer was published), reading
-/// ends with `ArchiveError::Stopped` inside the next entry, and the layout this run created is
-/// removed as for any failed read.
+/// Once every receiver is gone (one dropped, the other closed while still held), reading ends
+/// with `ArchiveError::Stopped` at the first buffer, nothing is sent, and the layout this run
+/// created is removed as for any failed read. With one receiver left, the read goes on.
 #[test]
-fn a_hook_that_says_stop_ends_the_read() {
+fn a_read_whose_receivers_are_all_gone_stops() {
     let layers = [layer("a", 300_000), layer("b", 400_000)];
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("app.tar");
     std::fs::write(&file, archive(&layers)).unwrap();
-    let published = Arc::new(Mutex::new(0));
-    let hook = {
-        let (p1, p2) = (Arc::clone(&published), Arc::clone(&published));
-        BlobHook::new(move |_: &PublishedBlob| *p1.lock().unwrap() += 1)
-            .stopping_when(move || *p2.lock().unwrap() > 0)
-    };
     let out = tmp.path().join("layout");
-    let options = Options {
-        on_blob: Some(hook),
-        scratch: true,
-        ..Default::default()
+    let read = |rxs: &[layerlift_archive::LayerReceiver], sender| {
+        let options = Options {
+            handover: Some(sender),
+            scratch: true,
+            ..Default::default()
+        };
+        let result = unpack_with(&Input::Path(file.clone()), &out, &options);
+        drop(options);
+        let received = rxs
+            .iter()
+            .map(|rx| std::iter::from_fn(|| rx.recv()).count())
+            .collect::<Vec<_>>();
+        (result, received)
     };
-    let err = unpack_with(&Input::Path(file), &out, &options).unwrap_err();
+
+    let (sender, mut rxs) = handover(2);
+    drop(rxs.pop());
+    let (result, received) = read(&rxs, sender);
+    assert!(result.is_ok(), "one receiver is left: {result:?}");
+    assert_eq!(received, [2], "both layers");
+    std::fs::remove_dir_all(&out).unwrap();
+
+    let (sender, mut rxs) = handover(2);
+    drop(rxs.pop());
+    rxs[0].closer().close();
+    let (result, received) = read(&rxs, sender);
+    let err = result.unwrap_err();
     assert!(
         matches!(err, layerlift_archive::ArchiveError::Stopped),
         "{err}"
     );
-    assert_eq!(
-        *published.lock().unwrap(),
-        1,
-        "the second layer was not finished"
-    );
+    assert_eq!(received, [0], "nothing sent to a closed receiver");
     assert!(!out.exists(), "the layout this run created is removed");
 }
