@@ -2,7 +2,7 @@
 //! and what `layerlift-unpack --json` and `--list --json` print for it, as insta snapshots
 //! (`tests/e2e/snapshots/`). The snapshots hold the output as printed, byte for byte (field order
 //! included; a push's lines sorted), after the run-dependent strings (the registry's port,
-//! temporary paths) are replaced by placeholders. The archive's bytes are fixed, so its digests
+//! temporary paths, the archive's directory) are replaced by placeholders. The archive's bytes are fixed, so its digests
 //! (and those of the layers the push compresses) stay in the snapshots.
 
 use crate::unpack::unpack;
@@ -50,7 +50,11 @@ fn push_json(archive: &Path, reg: &Registry, dest: &str, cache: &Path, extra: &[
     let out = assert_ok(&run(c));
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort_unstable();
-    redacted(&lines.join("\n"), &[(&reg.addr(), "[registry]")])
+    let dir = archive.parent().and_then(Path::to_str).unwrap_or_default();
+    redacted(
+        &lines.join("\n"),
+        &[(&reg.addr(), "[registry]"), (dir, "[tmp]")],
+    )
 }
 
 /// A first push uploads every blob; the same push again finds them all; a push to another

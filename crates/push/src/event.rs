@@ -1,5 +1,6 @@
-//! What a push tells its observer: [`Event`]s (one per blob, layer, manifest and tag, and the
-//! result), human [messages](Observer::message) and [`Progress`] for progress bars.
+//! What a push tells its observer: [`Event`]s (one per blob, layer, manifest and tag, what is
+//! read and reused, and the result) and [`Progress`] for progress bars. Events are data; the
+//! caller (`crates/cli`) words them for a person.
 //!
 //! Events serialise (serde) to the JSON objects `layerlift-push --json` prints, one per line:
 //! `{"event": "blob", "action": "uploaded", …}`.
@@ -9,10 +10,8 @@ use serde::Serialize;
 
 /// Receives what a push does, from several threads at once (the upload workers).
 pub trait Observer: Sync {
-    /// Something happened that a machine may want to know (see [`Event`]).
+    /// Something happened (see [`Event`]).
     fn event(&self, event: &Event);
-    /// A note for a person (what is being read, which layers are reused, a retry). Default: none.
-    fn message(&self, _text: &str) {}
     /// Bytes moved, for progress bars. Default: none.
     fn progress(&self, _progress: &Progress) {}
 }
@@ -137,6 +136,66 @@ pub enum Event {
         path: String,
         /// Why it is not used, on one line.
         reason: String,
+    },
+    /// An archive SOURCE is being read (into push's temporary layout), its uncompressed layers
+    /// compressed on the way when `compression` is set.
+    Reading {
+        /// SOURCE as given (`-` for standard input).
+        source: String,
+        /// The compression its uncompressed layers get (`gzip`, `zstd`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        compression: Option<String>,
+    },
+    /// Layers of the archive that a destination holds already are not read.
+    Reused {
+        /// `REGISTRY/REPOSITORY` of the destination.
+        destination: String,
+        /// How many of the archive's layers are not read.
+        reused: usize,
+        /// How many layers the archive holds.
+        layers: usize,
+    },
+    /// What a destination holds cannot be used to reuse layers (a manifest that cannot be read,
+    /// say): the push reads those layers instead.
+    #[serde(rename = "reuse-unavailable")]
+    ReuseUnavailable {
+        /// Why, on one line.
+        reason: String,
+    },
+    /// Reused layers learnt outside DEST's repository (`--reuse-from`, the cache) are read back
+    /// from the registry and checked against their diff_ids before any manifest is pushed.
+    #[serde(rename = "reading-back")]
+    ReadingBack {
+        /// DEST's repository.
+        repository: String,
+        /// How many layers are read back.
+        layers: usize,
+    },
+    /// Streaming a layer while it was compressed failed; it goes up from the temporary layout
+    /// once it is finished (and later layers go up as files if the registry refuses streams).
+    #[serde(rename = "stream-failed")]
+    StreamFailed {
+        /// The registry.
+        registry: String,
+        /// What went wrong, on one line.
+        error: String,
+    },
+    /// The registry refused a manifest's media type and `--convert-refused` pushed it converted
+    /// to the other format, under a new digest.
+    Converted {
+        /// The repository.
+        repository: String,
+        /// The document as SOURCE has it.
+        original: Digest,
+        /// Its media type, which the registry refused.
+        refused: String,
+        /// The registry's answer, on one line.
+        error: String,
+        /// The converted document pushed.
+        digest: Digest,
+        /// Its media type.
+        #[serde(rename = "mediaType")]
+        media_type: String,
     },
     /// An image pushed by digest only (no tag). `--json` does not print it: the `result` lists it.
     Untagged {

@@ -559,15 +559,14 @@ impl Pusher<'_, '_, '_> {
             what: what(),
             source: e,
         })?;
-        self.observer().message(&format!(
-            "{}: the registry refused {} ({}); pushed as {}, digest {} instead of {}",
-            what(),
-            now.media_type,
-            error,
-            converted.media_type,
-            converted.digest,
-            doc.digest
-        ));
+        self.observer().event(&Event::Converted {
+            repository: repo.repository.clone(),
+            original: doc.digest,
+            refused: now.media_type.clone(),
+            error: error.to_string(),
+            digest: converted.digest,
+            media_type: converted.media_type.clone(),
+        });
         self.renames.insert(doc.digest, converted.clone());
         Ok(converted)
     }

@@ -186,13 +186,10 @@ impl<'a> Opener<'a> {
         } else {
             self.targets.iter().map(|_| None).collect()
         };
-        match encoding {
-            Some(e) => self.observer.message(&format!(
-                "reading {} (compressing layers: {})",
-                self.source, e.compression
-            )),
-            None => self.observer.message(&format!("reading {}", self.source)),
-        }
+        self.observer.event(&Event::Reading {
+            source: self.source.to_string(),
+            compression: encoding.map(|e| e.compression.to_string()),
+        });
         let handover = self.hand_over(scope, &early)?;
         let reuse = &plans[0];
         let options = layerlift_archive::Options {
@@ -259,11 +256,10 @@ impl<'a> Opener<'a> {
     ) -> Result<(), PushError> {
         let unconfirmed = unconfirmed_layers(info, reuse, &target.dest.repository);
         if !unconfirmed.is_empty() {
-            self.observer.message(&format!(
-                "reading back {} reused layer(s) learnt outside {} to check them against their diff_ids",
-                unconfirmed.len(),
-                target.dest.repository
-            ));
+            self.observer.event(&Event::ReadingBack {
+                repository: target.dest.repository.clone(),
+                layers: unconfirmed.len(),
+            });
         }
         if let Err(e) = reuse::confirm(target.uploader.client, &unconfirmed, self.options.jobs) {
             if let (
@@ -373,25 +369,28 @@ impl<'a> Opener<'a> {
         let Some(layers) = layers else {
             // A pipe or a compressed archive: layers the registry has are hashed, not compressed.
             let plan = reuse::plan_by_diff_id(client, &wanted);
-            for note in &plan.notes {
-                self.observer.message(&note.to_string());
-            }
+            self.report_notes(&plan);
             return plan;
         };
         let plan = reuse::plan(client, layers, &wanted);
-        for note in &plan.notes {
-            self.observer.message(&note.to_string());
-        }
+        self.report_notes(&plan);
         if !plan.reused.is_empty() {
-            self.observer.message(&format!(
-                "{} of {} layers are in {}/{} already: not read",
-                plan.reused.len(),
-                layers.len(),
-                dest.registry,
-                dest.repository
-            ));
+            self.observer.event(&Event::Reused {
+                destination: format!("{}/{}", dest.registry, dest.repository),
+                reused: plan.reused.len(),
+                layers: layers.len(),
+            });
         }
         plan
+    }
+
+    /// Why some of what a destination holds could not be used for reuse.
+    fn report_notes(&self, plan: &ReusePlan) {
+        for note in &plan.notes {
+            self.observer.event(&Event::ReuseUnavailable {
+                reason: note.to_string(),
+            });
+        }
     }
 }
 

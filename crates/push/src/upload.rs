@@ -683,11 +683,6 @@ impl BlobJob<'_> {
                 delay,
                 error,
             } => {
-                observer.message(&format!(
-                    "retrying {} in {:.1}s after: {error}",
-                    d.short(),
-                    delay.as_secs_f64()
-                ));
                 self.emit(self.event(BlobAction::Retried {
                     attempt,
                     delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -862,10 +857,10 @@ impl Uploader<'_> {
             Err(e) if e.read_failed => Streamed::Not { session: None },
             Err(e) if e.committed_wrong => Streamed::CommittedWrong(e.error),
             Err(e) => {
-                self.observer.message(&format!(
-                    "streaming a layer to {} failed ({e}); uploading it from the temporary layout",
-                    client.registry()
-                ));
+                self.observer.event(&Event::StreamFailed {
+                    registry: client.registry().to_string(),
+                    error: e.to_string(),
+                });
                 // A connection that broke in the middle may have left a prefix of the layer in
                 // the registry's session.
                 let session = matches!(e.error, RegistryError::Transport { .. })
@@ -1301,7 +1296,6 @@ mod tests {
                     panic!("observer bug");
                 }
             }
-            fn message(&self, _: &str) {}
         }
         let result = bounded(|| {
             std::thread::scope(|s| {

@@ -1,6 +1,7 @@
-//! What `layerlift-push` shows of a push's [`Event`]s and [`Progress`]: plain lines or JSON
-//! events on stdout, progress bars (overall and per blob, with bytes/s) on stderr only when it is
-//! a terminal and neither `-q` nor `--json` is given.
+//! What `layerlift-push` shows of a push's [`Event`]s and [`Progress`] (the library reports data;
+//! the sentences are written here): plain lines or JSON events on stdout, notes on stderr,
+//! progress bars (overall and per blob, with bytes/s) on stderr only when it is a terminal and
+//! neither `-q` nor `--json` is given.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use layerlift_manifest::Digest;
@@ -72,7 +73,7 @@ impl Observer for Output {
             Event::CacheUnused { path, reason } => self.warning(&format!(
                 "not using the cache directory {path}: {reason} (give a private one with --cache-dir)"
             )),
-            _ => {}
+            _ => self.note(event),
         }
         if self.json {
             // Through a `Value`: its keys come out sorted, as they always have.
@@ -81,10 +82,6 @@ impl Observer for Output {
                 Err(e) => eprintln!("layerlift-push: cannot print an event: {e}"),
             }
         }
-    }
-
-    fn message(&self, text: &str) {
-        Output::message(self, text);
     }
 
     fn progress(&self, progress: &Progress) {
@@ -113,6 +110,54 @@ impl Observer for Output {
 }
 
 impl Output {
+    /// The events said to a person only on a terminal ([`Output::message`]): what is read, what
+    /// is reused, retries and fallbacks.
+    fn note(&self, event: &Event) {
+        let text = match event {
+            Event::Reading {
+                source,
+                compression: Some(c),
+            } => format!("reading {source} (compressing layers: {c})"),
+            Event::Reading { source, .. } => format!("reading {source}"),
+            Event::Reused {
+                destination,
+                reused,
+                layers,
+            } => format!("{reused} of {layers} layers are in {destination} already: not read"),
+            Event::ReuseUnavailable { reason } => reason.clone(),
+            Event::ReadingBack { repository, layers } => format!(
+                "reading back {layers} reused layer(s) learnt outside {repository} to check them against their diff_ids"
+            ),
+            Event::StreamFailed { registry, error } => format!(
+                "streaming a layer to {registry} failed ({error}); uploading it from the temporary layout"
+            ),
+            Event::Converted {
+                repository,
+                original,
+                refused,
+                error,
+                digest,
+                media_type,
+            } => format!(
+                "{repository}: the registry refused {refused} ({error}); pushed {original} as {media_type}, digest {digest}"
+            ),
+            Event::Blob {
+                digest,
+                action:
+                    BlobAction::Retried {
+                        delay_ms, error, ..
+                    },
+                ..
+            } => format!(
+                "retrying {} in {:.1}s after: {error}",
+                digest.short(),
+                *delay_ms as f64 / 1000.0
+            ),
+            _ => return,
+        };
+        self.message(&text);
+    }
+
     /// Plain lines, or JSON events with `json`; nothing on stderr but errors with `quiet`.
     pub fn new(json: bool, quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
