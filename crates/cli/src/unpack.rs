@@ -1,6 +1,8 @@
 //! `layerlift-unpack ARCHIVE|- DIR`: read any saved-image archive into an OCI image layout, or
 //! `--list` what it holds.
 
+mod listing;
+
 use crate::convert::CompressionArg;
 use anyhow::Context;
 use layerlift_archive::Input;
@@ -72,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&listing)?);
         } else {
-            print!("{listing}");
+            print!("{}", listing::Text(listing));
         }
         let fatal = chosen.iter().any(|&n| info.images[n].is_fatal());
         return Ok(if fatal {
