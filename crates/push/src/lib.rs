@@ -100,8 +100,8 @@ use layerlift_layout::Layout;
 use layerlift_manifest::{Descriptor, Digest, Index, media_types, parse_json};
 use layerlift_registry::{Client, Reference, Scope, UploadOptions};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
-use upload::{Pool, Uploader};
+use std::collections::BTreeSet;
+use upload::{Known, Pool, Uploader};
 
 /// What a push left in the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -280,8 +280,6 @@ fn push_live(
             dry_run: options.dry_run,
             source: source.to_string(),
             stream_origin: upload::stream_origin(source, options),
-            absent: Default::default(),
-            new_repositories: Default::default(),
         })
         .collect();
     let targets: Vec<source::Target<'_>> = live
@@ -307,19 +305,19 @@ fn push_live(
                 return Ok(errors.into_iter().map(Err).collect());
             }
         };
-        let work = targets.iter().zip(opened.early).zip(opened.holders);
+        let work = targets.iter().zip(opened.early).zip(opened.known);
         let layout = &opened.layout;
         // Each destination's blobs, manifests and tags, side by side.
         std::thread::scope(|s| {
             let pushes: Vec<_> = work
-                .map(|((target, early), holders)| {
+                .map(|((target, early), known)| {
                     let one = Pusher {
                         s,
                         uploader: target.uploader,
                         dest: target.dest,
                         options,
                         layout,
-                        holders: holders.into_iter().collect(),
+                        known,
                         images: Vec::new(),
                         renames: refused::Renames::default(),
                     };
@@ -351,8 +349,10 @@ struct Pusher<'a, 'scope, 'env> {
     dest: &'env Reference,
     options: &'env Options,
     layout: &'a Layout,
-    /// Repositories of this registry known to hold a blob (for automatic mounts).
-    holders: BTreeMap<Digest, String>,
+    /// What planning learnt about DEST's repository, and the repositories of this registry
+    /// known to hold a blob (for automatic mounts; those of an `all` push's earlier
+    /// repositories are added as it goes).
+    known: Known,
     /// What was pushed so far.
     images: Vec<Pushed>,
     /// Documents pushed converted because the registry refused their media type.
@@ -452,7 +452,7 @@ impl Pusher<'_, '_, '_> {
                 self.s,
                 self.uploader,
                 &repo.repository,
-                self.holders.clone(),
+                self.known_for(&repo.repository),
                 self.options.jobs.min(repo.blobs.len()),
             )
             .map_err(PushError::Thread)?,
@@ -463,12 +463,25 @@ impl Pusher<'_, '_, '_> {
             .map(|b| (b.clone(), self.layout.blob_path(&b.digest)));
         for (d, outcome) in pool.finish(blobs)? {
             if outcome.holds() {
-                self.holders
+                self.known
+                    .holders
                     .entry(d)
                     .or_insert_with(|| repo.repository.clone());
             }
         }
         Ok(())
+    }
+
+    /// What the uploads to `repository` need not ask: all of [`Pusher::known`] for DEST's
+    /// repository, only the holders of blobs for another one.
+    fn known_for(&self, repository: &str) -> Known {
+        if repository == self.dest.repository {
+            return self.known.clone();
+        }
+        Known {
+            holders: self.known.holders.clone(),
+            ..Known::default()
+        }
     }
 
     fn manifest_event(&self, repo: &RepoPlan, digest: Digest, media_type: &str, size: usize) {

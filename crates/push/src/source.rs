@@ -11,7 +11,7 @@ use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
 use crate::options::Options;
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
-use crate::upload::{Pool, STREAM_MIN, Uploader, lock};
+use crate::upload::{Known, Pool, STREAM_MIN, Uploader};
 use layerlift_archive::CatalogLayer;
 use layerlift_archive::{ArchiveInfo, Input, LayerInfo, LayerSender};
 use layerlift_layers::{Compression, Encoding};
@@ -31,9 +31,10 @@ pub(crate) struct Opened {
     /// The temporary layout an archive was read into (removed on drop).
     pub _tmp: Option<TempDir>,
     pub layout: Layout,
-    /// For each target: blobs its registry has that the layout does not (reused), and the
-    /// repository holding each.
-    pub holders: Vec<Vec<(Digest, String)>>,
+    /// For each target: what its reuse plan learnt about DEST's repository (blobs its registry
+    /// has that the layout does not, and the repository holding each; blobs found absent; a
+    /// repository that does not exist yet), for its uploads.
+    pub known: Vec<Known>,
 }
 
 /// Why SOURCE could not be opened.
@@ -112,7 +113,7 @@ impl<'a> Opener<'a> {
                 early: self.targets.iter().map(|_| None).collect(),
                 _tmp: None,
                 layout,
-                holders: self.targets.iter().map(|_| Vec::new()).collect(),
+                known: self.targets.iter().map(|_| Known::default()).collect(),
             });
         }
         self.open_archive(scope)
@@ -154,12 +155,7 @@ impl<'a> Opener<'a> {
             .collect();
         // A layer is left unread only when every destination has it.
         ReusePlan::keep_common(&mut plans);
-        let holders: Vec<Vec<(Digest, String)>> = self
-            .targets
-            .iter()
-            .zip(&plans)
-            .map(|(t, reuse)| t.learn(reuse))
-            .collect();
+        let known: Vec<Known> = plans.iter().map(known).collect();
         // Only blobs of the image that is pushed go up early: with image selectors or a platform,
         // which layers those are is known only once the archive's metadata (written last) is
         // read. An archive file whose metadata names several images is refused after the read
@@ -170,13 +166,13 @@ impl<'a> Opener<'a> {
         let early: Vec<Option<Pool>> = if one_image && !self.options.all && !self.options.dry_run {
             self.targets
                 .iter()
-                .zip(&holders)
-                .map(|(t, h)| {
+                .zip(&known)
+                .map(|(t, k)| {
                     crate::upload::start_pool(
                         scope,
                         t.uploader,
                         &t.dest.repository,
-                        h.iter().cloned().collect(),
+                        k.clone(),
                         self.options.jobs,
                     )
                     .map(Some)
@@ -240,7 +236,7 @@ impl<'a> Opener<'a> {
             early,
             _tmp: Some(tmp),
             layout,
-            holders,
+            known,
         })
     }
 
@@ -394,28 +390,21 @@ impl<'a> Opener<'a> {
     }
 }
 
-impl Target<'_> {
-    /// Tell this destination's uploads what its reuse plan learnt (a repository the registry
-    /// does not know yet, blobs found absent); the blobs it reuses and the repository holding
-    /// each.
-    fn learn(&self, reuse: &ReusePlan) -> Vec<(Digest, String)> {
-        let repository = &self.dest.repository;
-        if reuse.new_repository {
-            lock(&self.uploader.new_repositories).insert(repository.clone());
-        }
-        lock(&self.uploader.absent).extend(reuse.absent.iter().map(|d| (repository.clone(), *d)));
-        let mut holders: Vec<(Digest, String)> = reuse
-            .reused
-            .iter()
-            .map(|r| (r.digest, r.repository.clone()))
-            .collect();
-        holders.extend(
-            reuse
-                .by_diff_id
-                .values()
-                .map(|h| (h.blob.digest, h.repository.clone())),
-        );
-        holders
+/// What a destination's reuse plan learnt for its uploads: the blobs it reuses and the
+/// repository holding each, the blobs found absent, whether DEST's repository is new.
+fn known(reuse: &ReusePlan) -> Known {
+    let reused = reuse
+        .reused
+        .iter()
+        .map(|r| (r.digest, r.repository.clone()));
+    let by_diff_id = reuse
+        .by_diff_id
+        .values()
+        .map(|h| (h.blob.digest, h.repository.clone()));
+    Known {
+        holders: reused.chain(by_diff_id).collect(),
+        absent: reuse.absent.clone(),
+        new_repository: reuse.new_repository,
     }
 }
 

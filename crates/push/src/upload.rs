@@ -122,11 +122,21 @@ pub(crate) struct Uploader<'a> {
     /// What decides the bytes of a layer streamed from SOURCE besides its entry
     /// ([`stream_origin`]): part of the key its session is recorded under.
     pub stream_origin: String,
-    /// (repository, blob) pairs a HEAD found absent while planning: not asked about again.
-    pub absent: Mutex<BTreeSet<(String, Digest)>>,
-    /// Repositories the registry said do not exist yet ([`crate::reuse::ReusePlan::new_repository`]):
-    /// their blobs are asked about with a mount from the repository itself ([`BlobJob::find`]).
-    pub new_repositories: Mutex<BTreeSet<String>>,
+}
+
+/// What planning learnt about the registry for one pool's repository: its uploads need not ask
+/// again. Given to the pool when it starts ([`start_pool`]).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Known {
+    /// Repositories of the registry known to hold a blob: this one's blobs are not asked about,
+    /// the others' are mounted from there.
+    pub holders: BTreeMap<Digest, String>,
+    /// Blobs a HEAD found absent from this repository while planning: not asked about again.
+    pub absent: BTreeSet<Digest>,
+    /// The registry said this repository does not exist yet
+    /// ([`crate::reuse::ReusePlan::new_repository`]): its blobs are asked about with a mount
+    /// from the repository itself ([`BlobJob::find`]).
+    pub new_repository: bool,
 }
 
 /// Whether a repository holds a blob, as [`BlobJob::find`] learns it.
@@ -515,7 +525,7 @@ struct BlobJob<'a> {
     uploader: &'a Uploader<'a>,
     repository: &'a str,
     blob: &'a Blob,
-    holders: &'a BTreeMap<Digest, String>,
+    known: &'a Known,
 }
 
 impl BlobJob<'_> {
@@ -558,14 +568,14 @@ impl BlobJob<'_> {
         let client = uploader.client;
         let d = self.blob.digest;
         // Confirmed in this repository by a HEAD while planning: no second HEAD.
-        if self.holders.get(&d).map(String::as_str) == Some(self.repository) {
+        if self.known.holders.get(&d).map(String::as_str) == Some(self.repository) {
             return Ok(Found::Held);
         }
         // Found absent by a HEAD while planning: no second HEAD.
-        if lock(&uploader.absent).contains(&(self.repository.to_string(), d)) {
+        if self.known.absent.contains(&d) {
             return Ok(Found::Absent(None));
         }
-        if !uploader.dry_run && lock(&uploader.new_repositories).contains(self.repository) {
+        if !uploader.dry_run && self.known.new_repository {
             match client.mount_blob(self.repository, &d, self.repository) {
                 Ok(MountResult::Mounted) => return Ok(Found::Held),
                 Ok(MountResult::NotMounted(Some(session))) => {
@@ -593,7 +603,7 @@ impl BlobJob<'_> {
             return Ok(BlobOutcome::Missing);
         }
         // A layer left unread because another repository of the registry holds it: mount it.
-        if let Some(from) = self.holders.get(&d).filter(|h| *h != self.repository)
+        if let Some(from) = self.known.holders.get(&d).filter(|h| *h != self.repository)
             && !self.uploader.dry_run
             && matches!(
                 self.uploader.client.mount_blob(self.repository, &d, from),
@@ -618,7 +628,7 @@ impl BlobJob<'_> {
             .iter()
             .filter(|m| *m != self.repository)
             .collect();
-        if let Some(h) = self.holders.get(&d)
+        if let Some(h) = self.known.holders.get(&d)
             && h != self.repository
             && !sources.contains(&h)
         {
@@ -731,7 +741,7 @@ impl Uploader<'_> {
         &self,
         repository: &str,
         mut growing: GrowingBlob,
-        holders: &BTreeMap<Digest, String>,
+        known: &Known,
     ) -> Result<Option<(Digest, BlobOutcome)>, BlobError> {
         let client = self.client;
         // What the stream sent, counted in the push's total and done as it goes: the layer's
@@ -771,7 +781,7 @@ impl Uploader<'_> {
             uploader: self,
             repository,
             blob: &blob,
-            holders,
+            known,
         };
         if let Some(offset) = streamed {
             // Its bytes are in the total and done already.
@@ -895,13 +905,13 @@ impl Uploader<'_> {
         repository: &str,
         blob: &Blob,
         path: PathBuf,
-        holders: &BTreeMap<Digest, String>,
+        known: &Known,
     ) -> Result<BlobOutcome, BlobError> {
         let job = BlobJob {
             uploader: self,
             repository,
             blob,
-            holders,
+            known,
         };
         let fresh = match job.find()? {
             Found::Held => return Ok(job.done(BlobAction::Skipped, BlobOutcome::Skipped)),
@@ -929,26 +939,26 @@ impl Uploader<'_> {
     }
 }
 
-/// Start upload workers pushing to `repository` with `uploader`; `holders` are the repositories
-/// known to hold a blob.
+/// Start upload workers pushing to `repository` with `uploader`, and what planning learnt about
+/// it (`known`).
 pub(crate) fn start_pool<'scope, 'env>(
     s: &'scope std::thread::Scope<'scope, 'env>,
     uploader: &'env Uploader<'env>,
     repository: &str,
-    holders: BTreeMap<Digest, String>,
+    known: Known,
     jobs: usize,
 ) -> Result<Pool, std::io::Error> {
     let repo = repository.to_string();
-    let holders = std::sync::Arc::new(holders);
-    let (r2, h2) = (repo.clone(), std::sync::Arc::clone(&holders));
+    let known = std::sync::Arc::new(known);
+    let (r2, k2) = (repo.clone(), std::sync::Arc::clone(&known));
     let stream: std::sync::Arc<StreamWork<'env>> =
-        std::sync::Arc::new(move |growing| uploader.push_stream(&r2, growing, &h2));
+        std::sync::Arc::new(move |growing| uploader.push_stream(&r2, growing, &k2));
     Pool::start(
         s,
         repository,
         jobs,
         uploader.observer,
-        move |blob, path| uploader.push_blob(&repo, blob, path, &holders),
+        move |blob, path| uploader.push_blob(&repo, blob, path, &known),
         Some(stream),
     )
 }
@@ -974,11 +984,6 @@ pub(crate) fn stream_origin(source: &str, options: &crate::options::Options) -> 
         "{id}\n{:?}\n{:?}",
         options.compression, options.compression_level
     )
-}
-
-/// A lock that a panicked holder left is still used (the data are sets of digests).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A finished layer read from the staged file a [`GrowingBlob`] holds open (whatever its name in
