@@ -1219,6 +1219,46 @@ mod tests {
         assert_eq!(done, [PathBuf::from("a"), PathBuf::from("b")], "each once");
     }
 
+    /// `finish` queues the plan's blobs only once the read is over and every layer handed over
+    /// is in: a layer the reader hands over as streamed is not uploaded again as a file, though
+    /// the plan names it (its stream gave no result here, so it is `Lost`).
+    #[test]
+    fn finish_waits_for_the_layers_handed_over() {
+        let uploaded = Mutex::new(BTreeSet::new());
+        let (result, early) = std::thread::scope(|s| {
+            let pool = Pool::start(
+                s,
+                "app",
+                1,
+                &Silent,
+                |b: &Blob, _: PathBuf| {
+                    uploaded.lock().unwrap().insert(b.digest);
+                    Ok(BlobOutcome::Uploaded)
+                },
+                None,
+            )
+            .unwrap();
+            let (sender, mut rxs) = layerlift_archive::handover(1);
+            pool.feed(s, rxs.pop().unwrap()).unwrap();
+            let (b, p) = blob("streamed");
+            let note = Layer::Ready(layerlift_archive::PublishedBlob {
+                streamed: true,
+                digest: b.digest,
+                size: b.size,
+                path: p.clone(),
+            });
+            let finisher = s.spawn(move || pool.finish([(b, p)]));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let early = finisher.is_finished();
+            sender.send(note);
+            drop(sender);
+            (finisher.join().unwrap(), early)
+        });
+        assert!(!early, "finish returned while the read was still going");
+        assert!(matches!(result, Err(BlobError::Lost { .. })), "{result:?}");
+        assert!(!uploaded.lock().unwrap().contains(&Digest::of(b"streamed")));
+    }
+
     /// The reader stops only once the second of two pools has failed too.
     #[test]
     fn the_reader_stops_once_every_pool_failed() {

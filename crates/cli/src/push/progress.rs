@@ -110,52 +110,11 @@ impl Observer for Output {
 }
 
 impl Output {
-    /// The events said to a person only on a terminal ([`Output::message`]): what is read, what
-    /// is reused, retries and fallbacks.
+    /// The events said to a person only on a terminal ([`Output::message`]).
     fn note(&self, event: &Event) {
-        let text = match event {
-            Event::Reading {
-                source,
-                compression: Some(c),
-            } => format!("reading {source} (compressing layers: {c})"),
-            Event::Reading { source, .. } => format!("reading {source}"),
-            Event::Reused {
-                destination,
-                reused,
-                layers,
-            } => format!("{reused} of {layers} layers are in {destination} already: not read"),
-            Event::ReuseUnavailable { reason } => reason.clone(),
-            Event::ReadingBack { repository, layers } => format!(
-                "reading back {layers} reused layer(s) learnt outside {repository} to check them against their diff_ids"
-            ),
-            Event::StreamFailed { registry, error } => format!(
-                "streaming a layer to {registry} failed ({error}); uploading it from the temporary layout"
-            ),
-            Event::Converted {
-                repository,
-                original,
-                refused,
-                error,
-                digest,
-                media_type,
-            } => format!(
-                "{repository}: the registry refused {refused} ({error}); pushed {original} as {media_type}, digest {digest}"
-            ),
-            Event::Blob {
-                digest,
-                action:
-                    BlobAction::Retried {
-                        delay_ms, error, ..
-                    },
-                ..
-            } => format!(
-                "retrying {} in {:.1}s after: {error}",
-                digest.short(),
-                *delay_ms as f64 / 1000.0
-            ),
-            _ => return,
-        };
-        self.message(&text);
+        if let Some(text) = note_text(event) {
+            self.message(&text);
+        }
     }
 
     /// Plain lines, or JSON events with `json`; nothing on stderr but errors with `quiet`.
@@ -286,5 +245,98 @@ impl Output {
         if let Some(m) = &self.bars {
             let _ = m.clear();
         }
+    }
+}
+
+/// The sentence for an event that is a note for a person (what is read, what is reused, retries
+/// and fallbacks), or `None`.
+fn note_text(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Reading {
+            source,
+            compression: Some(c),
+        } => format!("reading {source} (compressing layers: {c})"),
+        Event::Reading { source, .. } => format!("reading {source}"),
+        Event::Reused {
+            destination,
+            reused,
+            layers,
+        } => format!("{reused} of {layers} layers are in {destination} already: not read"),
+        Event::ReuseUnavailable { reason } => reason.clone(),
+        Event::ReadingBack { repository, layers } => format!(
+            "reading back {layers} reused layer(s) learnt outside {repository} to check them against their diff_ids"
+        ),
+        Event::StreamFailed { registry, error } => format!(
+            "streaming a layer to {registry} failed ({error}); uploading it from the temporary layout"
+        ),
+        Event::Converted {
+            repository,
+            original,
+            refused,
+            error,
+            digest,
+            media_type,
+        } => format!(
+            "{repository}: the registry refused {refused} ({error}); pushed {original} as {media_type}, digest {digest}"
+        ),
+        Event::Blob {
+            digest,
+            action: BlobAction::Retried {
+                delay_ms, error, ..
+            },
+            ..
+        } => format!(
+            "retrying {} in {:.1}s after: {error}",
+            digest.short(),
+            *delay_ms as f64 / 1000.0
+        ),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_worded_from_the_events_data() {
+        let reading = Event::Reading {
+            source: "app.tar".into(),
+            compression: Some("gzip".into()),
+        };
+        assert_eq!(
+            note_text(&reading).as_deref(),
+            Some("reading app.tar (compressing layers: gzip)")
+        );
+        let reused = Event::Reused {
+            destination: "localhost:5000/app".into(),
+            reused: 2,
+            layers: 3,
+        };
+        assert_eq!(
+            note_text(&reused).as_deref(),
+            Some("2 of 3 layers are in localhost:5000/app already: not read")
+        );
+        let retried = Event::blob(
+            BlobAction::Retried {
+                attempt: 1,
+                delay_ms: 1500,
+                error: "HTTP 503".into(),
+            },
+            "app",
+            Digest::of(b"x"),
+            1,
+        );
+        let short = Digest::of(b"x").short();
+        assert_eq!(
+            note_text(&retried),
+            Some(format!("retrying {short} in 1.5s after: HTTP 503"))
+        );
+        let tag = Event::Tag {
+            reference: "r/a:1".into(),
+            digest: Digest::of(b"x"),
+            dry_run: None,
+        };
+        assert_eq!(note_text(&tag), None, "not a note");
     }
 }
