@@ -92,6 +92,7 @@ pub use plan::{
     referrers_tag,
 };
 pub use reuse::{ConfirmError, Origin, ReuseNote};
+use source::Source;
 pub use source::check_source;
 pub use upload::BlobError;
 
@@ -176,7 +177,7 @@ pub fn push_to_all(
     for d in dests {
         check(d.reference, options)?;
     }
-    check_source(source)?;
+    let source = Source::check(source)?;
     let mut results: Vec<Option<Result<Report, PushError>>> = dests.iter().map(|_| None).collect();
     for (d, result) in dests.iter().zip(&mut results) {
         if let Err(e) = reach(d, options) {
@@ -192,7 +193,7 @@ pub fn push_to_all(
     let outcomes = if live.is_empty() {
         Vec::new()
     } else {
-        push_live(source, &live, options, observer)?
+        push_live(&source, &live, options, observer)?
     };
     let mut outcomes = outcomes.into_iter();
     Ok(results
@@ -238,7 +239,7 @@ fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
 
 /// The push to the destinations that answered: what each one now holds, or its error.
 fn push_live(
-    source: &str,
+    source: &Source,
     live: &[&Destination<'_>],
     options: &Options,
     observer: &dyn Observer,
@@ -276,10 +277,10 @@ fn push_live(
                 .as_deref()
                 .map(|dir| sessions::Sessions::new(dir, d.client.origin())),
             mount_from: options.mount_from.clone(),
-            hash_files: source::is_layout(source),
+            hash_files: source.is_layout(),
             dry_run: options.dry_run,
-            source: source.to_string(),
-            stream_origin: upload::stream_origin(source, options),
+            source: source.name.clone(),
+            stream_origin: upload::stream_origin(&source.name, options),
         })
         .collect();
     let targets: Vec<source::Target<'_>> = live
@@ -323,7 +324,7 @@ fn push_live(
                     };
                     std::thread::Builder::new()
                         .name(format!("push-{}", target.dest.registry))
-                        .spawn_scoped(s, move || one.push(source, early))
+                        .spawn_scoped(s, move || one.push(&source.name, early))
                         .map_err(PushError::Thread)
                 })
                 .collect();

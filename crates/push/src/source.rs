@@ -84,15 +84,48 @@ pub fn check_source(source: &str) -> Result<(), PushError> {
     })
 }
 
-/// Whether SOURCE is an OCI layout directory (pushed as it is; anything else is an archive).
-pub(crate) fn is_layout(source: &str) -> bool {
-    let path = Path::new(source);
-    source != "-" && path.is_dir() && path.join("oci-layout").is_file()
+/// SOURCE, checked ([`check_source`]) and told apart once: what it is decides how it is opened.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// SOURCE as given (`-` for standard input): how messages, events and errors name it.
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+/// What SOURCE is.
+#[derive(Debug, Clone)]
+pub(crate) enum SourceKind {
+    /// An OCI layout directory, pushed as it is (its blobs hashed as they are uploaded).
+    Layout(PathBuf),
+    /// An archive (a file, a directory of one, standard input), read into a temporary layout.
+    Archive(Input),
+}
+
+impl Source {
+    /// Check SOURCE as given ([`check_source`]) and tell what it is.
+    pub fn check(arg: &str) -> Result<Source, PushError> {
+        check_source(arg)?;
+        let path = Path::new(arg);
+        let kind = if arg != "-" && path.is_dir() && path.join("oci-layout").is_file() {
+            SourceKind::Layout(path.to_path_buf())
+        } else {
+            SourceKind::Archive(Input::from_arg(arg))
+        };
+        Ok(Source {
+            name: arg.to_string(),
+            kind,
+        })
+    }
+
+    /// Whether it is an OCI layout (this run did not write its blobs).
+    pub fn is_layout(&self) -> bool {
+        matches!(self.kind, SourceKind::Layout(_))
+    }
 }
 
 /// What opening an archive needs.
 pub(crate) struct Opener<'a> {
-    pub source: &'a str,
+    pub source: &'a Source,
     /// Where it goes: one read for all of them.
     pub targets: &'a [Target<'a>],
     pub options: &'a Options,
@@ -103,20 +136,25 @@ pub(crate) struct Opener<'a> {
 impl<'a> Opener<'a> {
     /// Open SOURCE (see the module docs); early upload workers run on `scope`.
     pub fn open<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, OpenError> {
-        let path = Path::new(self.source);
-        if is_layout(self.source) {
-            let layout = Layout::open(path).map_err(|e| PushError::Layout {
-                source_name: self.source.to_string(),
-                source: e,
-            })?;
-            return Ok(Opened {
-                early: self.targets.iter().map(|_| None).collect(),
-                _tmp: None,
-                layout,
-                known: self.targets.iter().map(|_| Known::default()).collect(),
-            });
-        }
-        self.open_archive(scope)
+        let input = match &self.source.kind {
+            SourceKind::Archive(input) => input,
+            SourceKind::Layout(path) => return self.open_layout(path),
+        };
+        self.open_archive(scope, input)
+    }
+
+    /// An OCI layout SOURCE: pushed as it is, nothing uploaded while it is opened.
+    fn open_layout(&self, path: &Path) -> Result<Opened, OpenError> {
+        let layout = Layout::open(path).map_err(|e| PushError::Layout {
+            source_name: self.source.name.clone(),
+            source: e,
+        })?;
+        Ok(Opened {
+            early: self.targets.iter().map(|_| None).collect(),
+            _tmp: None,
+            layout,
+            known: self.targets.iter().map(|_| Known::default()).collect(),
+        })
     }
 
     fn archive_error(&self, input: &Input, e: layerlift_archive::ArchiveError) -> PushError {
@@ -126,7 +164,11 @@ impl<'a> Opener<'a> {
         }
     }
 
-    fn open_archive<'scope>(&self, scope: &'scope Scope<'scope, 'a>) -> Result<Opened, OpenError> {
+    fn open_archive<'scope>(
+        &self,
+        scope: &'scope Scope<'scope, 'a>,
+        input: &Input,
+    ) -> Result<Opened, OpenError> {
         let tmp = TempDir::new()?;
         // One pass over the archive: every layer is read once, hashed, and (when it is stored
         // uncompressed) compressed on the way into the temporary layout, which never holds an
@@ -138,10 +180,9 @@ impl<'a> Opener<'a> {
                 .map(|n| n.get())
                 .unwrap_or(1),
         });
-        let input = Input::from_arg(self.source);
         // What the archive's metadata says, when it can be read without reading the layers.
         let contents =
-            layerlift_archive::read_catalog(&input).map_err(|e| self.archive_error(&input, e))?;
+            layerlift_archive::read_catalog(input).map_err(|e| self.archive_error(input, e))?;
         let mut plans: Vec<ReusePlan> = self
             .targets
             .iter()
@@ -183,7 +224,7 @@ impl<'a> Opener<'a> {
             self.targets.iter().map(|_| None).collect()
         };
         self.observer.event(&Event::Reading {
-            source: self.source.to_string(),
+            source: self.source.name.clone(),
             compression: encoding.map(|e| e.compression.to_string()),
         });
         let handover = self.hand_over(scope, &early)?;
@@ -203,7 +244,7 @@ impl<'a> Opener<'a> {
             handover,
             ..Default::default()
         };
-        let read = layerlift_archive::unpack_with(&input, &tmp.path(), &options);
+        let read = layerlift_archive::unpack_with(input, &tmp.path(), &options);
         // The last sender: its drop ends the read for the pools' feeders.
         drop(options);
         let (info, _) = match read {
@@ -225,7 +266,7 @@ impl<'a> Opener<'a> {
                         .collect(),
                 ));
             }
-            Err(e) => return Err(self.archive_error(&input, e).into()),
+            Err(e) => return Err(self.archive_error(input, e).into()),
         };
         let layout = Layout::open(tmp.path()).map_err(PushError::TempLayout)?;
         for (i, (t, reuse)) in self.targets.iter().zip(&plans).enumerate() {
