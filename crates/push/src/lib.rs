@@ -344,12 +344,12 @@ fn push_live(
 }
 
 /// The push of the plan's repositories, one after the other.
-struct Pusher<'a, 'scope, 'env> {
+struct Pusher<'scope, 'env> {
     s: &'scope std::thread::Scope<'scope, 'env>,
     uploader: &'env Uploader<'env>,
     dest: &'env Reference,
     options: &'env Options,
-    layout: &'a Layout,
+    layout: &'env Layout,
     /// What planning learnt about DEST's repository, and the repositories of this registry
     /// known to hold a blob (for automatic mounts; those of an `all` push's earlier
     /// repositories are added as it goes).
@@ -360,7 +360,7 @@ struct Pusher<'a, 'scope, 'env> {
     renames: refused::Renames,
 }
 
-impl Pusher<'_, '_, '_> {
+impl Pusher<'_, '_> {
     fn observer(&self) -> &dyn Observer {
         self.uploader.observer
     }
