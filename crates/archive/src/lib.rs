@@ -93,7 +93,7 @@ pub fn read_with(
     layout: Option<&Layout>,
     settings: ScanSettings,
 ) -> Result<(ArchiveInfo, Scan), ArchiveError> {
-    let (scan, compression) = match input {
+    let (mut scan, compression) = match input {
         Input::Path(p) if p.is_dir() => (scan::scan_dir(p, layout, settings)?, Compression::None),
         Input::Path(p) => {
             let mut file =
@@ -112,6 +112,9 @@ pub fn read_with(
             scan_stream(Box::new(std::io::stdin()), layout, settings)?
         }
     };
+    // The read is over: the scan keeps no sender, so receivers see the end once the caller's
+    // own (`settings`' original) is dropped.
+    scan.handover = None;
     let info = analyze(&scan, compression)?;
     Ok((info, scan))
 }
