@@ -70,9 +70,12 @@
 // An error ends the push, once: the size of the error types costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
+mod bulk;
 mod cache;
 mod error;
 mod event;
+mod folder;
+mod names;
 mod options;
 mod plan;
 mod refused;
@@ -83,9 +86,12 @@ mod upload;
 
 pub use cache::CacheDirError;
 pub use error::PushError;
+pub use folder::{FolderEntry, archives_in};
 pub use event::{
-    BlobAction, DestinationOutcome, Event, LayerSource, Observer, Progress, Pushed, Silent,
+    BlobAction, DestinationOutcome, Event, FailedImage, ImageStatus, LayerSource, Observer,
+    Progress, Pushed, Silent,
 };
+pub use names::{LeftOut, LeftOutKind, NameError, Naming, Placement, PlannedImage};
 pub use options::Options;
 pub use plan::{
     Attestations, Blob, Choice, Doc, PlanError, PushPlan, Referrer, RepoPlan, Rewrite, Tag,
@@ -111,6 +117,9 @@ pub struct Report {
     pub dry_run: bool,
     /// Every tag read back, then every image pushed by digest only, repository by repository.
     pub images: Vec<Pushed>,
+    /// A push under own names (`all`): the images that did not get there (the others did).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedImage>,
 }
 
 /// Check the options against DEST before anything is read: errors here are
@@ -202,9 +211,10 @@ pub fn push_to_all(
             None => outcomes
                 .next()
                 .unwrap_or(Err(PushError::NoDestination))
-                .map(|images| Report {
+                .map(|(images, failed)| Report {
                     dry_run: options.dry_run,
                     images,
+                    failed,
                 }),
         })
         .collect())
@@ -221,7 +231,12 @@ fn repository_scope(repository: &str, options: &Options) -> Scope {
 
 /// Ask for the token a push to `d` needs and check that its registry answers.
 fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
-    let mut scopes = vec![repository_scope(&d.reference.repository, options)];
+    // A DEST of a registry alone (`all`) names no repository of its own.
+    let mut scopes: Vec<Scope> = Some(&d.reference.repository)
+        .filter(|r| !r.is_empty())
+        .map(|r| repository_scope(r, options))
+        .into_iter()
+        .collect();
     scopes.extend(
         options
             .reuse_from
@@ -242,7 +257,7 @@ fn push_live(
     live: &[&Destination<'_>],
     options: &Options,
     observer: &dyn Observer,
-) -> Result<Vec<Result<Vec<Pushed>, PushError>>, PushError> {
+) -> Result<Vec<Result<Outcome, PushError>>, PushError> {
     // The cache directory holds the layer cache and the resume journal: with `--no-cache`,
     // nothing under it is read or written.
     let cache_dir = if options.use_cache {
@@ -321,6 +336,7 @@ fn push_live(
                         layout,
                         holders: holders.into_iter().collect(),
                         images: Vec::new(),
+                        failed: Vec::new(),
                         renames: refused::Renames::default(),
                     };
                     std::thread::Builder::new()
@@ -344,6 +360,10 @@ fn push_live(
     result
 }
 
+/// What the push to one destination left: the images there, and those that failed (a push
+/// under own names goes on past a failed repository).
+type Outcome = (Vec<Pushed>, Vec<FailedImage>);
+
 /// The push of the plan's repositories, one after the other.
 struct Pusher<'a, 'scope, 'env> {
     s: &'scope std::thread::Scope<'scope, 'env>,
@@ -355,6 +375,8 @@ struct Pusher<'a, 'scope, 'env> {
     holders: BTreeMap<Digest, String>,
     /// What was pushed so far.
     images: Vec<Pushed>,
+    /// A push under own names: the images that failed so far.
+    failed: Vec<FailedImage>,
     /// Documents pushed converted because the registry refused their media type.
     renames: refused::Renames,
 }
@@ -366,7 +388,7 @@ impl Pusher<'_, '_, '_> {
 
     /// Push the chosen images of the layout to DEST: what the registry now holds. `early`: the
     /// workers that started uploading to DEST's repository while the archive was read.
-    fn push(mut self, source: &str, mut early: Option<Pool>) -> Result<Vec<Pushed>, PushError> {
+    fn push(mut self, source: &str, mut early: Option<Pool>) -> Result<Outcome, PushError> {
         let plan = PushPlan::build(
             self.layout,
             source,
@@ -378,6 +400,10 @@ impl Pusher<'_, '_, '_> {
                 platform: self.options.platform.as_deref(),
                 skip_absent: self.options.skip_absent_platforms,
                 attestations: self.options.attestations,
+                naming: Naming {
+                    rules: &self.options.map,
+                    only_mapped: self.options.only_mapped,
+                },
             },
         )?;
         for (referrer, subject) in &plan.unpushed_referrers {
@@ -392,11 +418,50 @@ impl Pusher<'_, '_, '_> {
             .map(|r| repository_scope(&r.repository, self.options))
             .collect();
         self.uploader.client.authorize(&scopes);
+        self.failed = bulk::left_out(self.observer(), &plan);
         for repo in &plan.repos {
             let workers = early.take().filter(|p| p.repository() == repo.repository);
-            self.repository(repo, workers)?;
+            if plan.images.is_empty() {
+                self.repository(repo, workers)?;
+            } else {
+                self.each_image(&plan, repo, workers);
+            }
         }
-        Ok(self.images)
+        Ok((self.images, self.failed))
+    }
+
+    /// Push `repo` of a push under own names: not at all when its tags already point at its
+    /// images; a failure fails its images only ([`bulk`]).
+    fn each_image(&mut self, plan: &PushPlan, repo: &RepoPlan, workers: Option<Pool>) {
+        let client = self.uploader.client;
+        let present = bulk::already_there(client, repo);
+        let result = if present {
+            let registry = &self.dest.registry;
+            let tags = bulk::present_tags(self.observer(), registry, repo, self.options.dry_run);
+            if !self.options.dry_run {
+                self.images.extend(tags);
+            }
+            // Its blobs are there: the next repositories mount them from it.
+            for b in &repo.blobs {
+                self.holders
+                    .entry(b.digest)
+                    .or_insert_with(|| repo.repository.clone());
+            }
+            Ok(())
+        } else {
+            self.repository(repo, workers)
+        };
+        let error = result.as_ref().err().map(|e| e as &dyn std::error::Error);
+        let failed = bulk::repository_done(
+            self.observer(),
+            &self.dest.registry,
+            plan,
+            repo,
+            present,
+            self.options.dry_run,
+            error,
+        );
+        self.failed.extend(failed);
     }
 
     /// Push `repo`: blobs (with `early`'s workers when the archive reader already fed them),
