@@ -191,6 +191,15 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A file of a directory of archives (`all`) that is not an archive: skipped. Sent by the
+    /// caller that walks the directory ([`archives_in`](crate::archives_in)).
+    #[serde(rename = "not-archive")]
+    NotArchive {
+        /// The file.
+        path: String,
+        /// Why it is not read as an archive, on one line.
+        reason: String,
+    },
 }
 
 /// What happened to one image of a push under own names (`image` event's `status`).

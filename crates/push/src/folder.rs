@@ -72,7 +72,8 @@ mod tests {
         let mut h = tar::Header::new_ustar();
         h.set_size(2);
         h.set_cksum();
-        tar.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+        tar.append_data(&mut h, "manifest.json", &b"[]"[..])
+            .unwrap();
         std::fs::write(dir.path().join("b.tar"), tar.into_inner().unwrap()).unwrap();
         std::fs::write(dir.path().join("a.txt"), b"checksums").unwrap();
         std::fs::write(dir.path().join(".hidden"), b"x").unwrap();

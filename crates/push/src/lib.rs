@@ -86,11 +86,11 @@ mod upload;
 
 pub use cache::CacheDirError;
 pub use error::PushError;
-pub use folder::{FolderEntry, archives_in};
 pub use event::{
     BlobAction, DestinationOutcome, Event, FailedImage, ImageStatus, LayerSource, Observer,
     Progress, Pushed, Silent,
 };
+pub use folder::{FolderEntry, archives_in};
 pub use names::{LeftOut, LeftOutKind, NameError, Naming, Placement, PlannedImage};
 pub use options::Options;
 pub use plan::{

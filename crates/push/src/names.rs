@@ -213,7 +213,7 @@ pub fn place(
             reason: format!(
                 "it has no name{}: give it one with --map '{}=REPOSITORY:TAG'",
                 name.map(|n| format!(" (only `{n}`)")).unwrap_or_default(),
-                digests.last().map_or_else(String::new, Digest::to_string),
+                digests.first().map_or_else(String::new, Digest::to_string),
             ),
         }),
     }
@@ -290,7 +290,11 @@ mod tests {
         let d = Digest::of(b"image");
         assert_eq!(
             place(&dest, Some("alpine:3"), &[d], naming),
-            tagged("mirror/base/alpine", "3", Some("docker.io/library/*=base/*"))
+            tagged(
+                "mirror/base/alpine",
+                "3",
+                Some("docker.io/library/*=base/*")
+            )
         );
         assert_eq!(
             place(&dest, Some("bulk/app:1"), &[d], naming),

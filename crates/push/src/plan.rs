@@ -2,6 +2,7 @@
 //! destination repository, with their blobs (deduplicated), their manifests children-first, and
 //! their tags. Manifest bytes are read from the layout (digest-verified) and pushed unchanged.
 
+use crate::names::{NameError, Naming, Placement, PlannedImage, place};
 use layerlift_layout::{Layout, LayoutError};
 use layerlift_manifest::annotations::{
     ATTESTATION_MANIFEST, IMAGE_NAME, REF_NAME, REFERENCE_DIGEST, REFERENCE_TYPE,
@@ -10,7 +11,6 @@ use layerlift_manifest::selector::{SelectorError, select};
 use layerlift_manifest::{
     Descriptor, Digest, Index, Manifest, ManifestError, media_types, parse_json, platform_matches,
 };
-use crate::names::{NameError, Naming, Placement, PlannedImage, place};
 use layerlift_registry::Reference;
 use std::collections::BTreeSet;
 
@@ -590,7 +590,10 @@ impl PushPlan {
             }
             own_name_targets(layout, dest, &chosen, choice)?
         } else {
-            (dest_targets(dest, &chosen, choice.extra_tags, source)?, Vec::new())
+            (
+                dest_targets(dest, &chosen, choice.extra_tags, source)?,
+                Vec::new(),
+            )
         };
         let mut repos: Vec<RepoPlan> = Vec::new();
         for (repo, tag, d) in targets {
