@@ -191,8 +191,21 @@ fn bundle_under_mapped_names_with_a_refused_repository_and_an_unnamed_image() {
     );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}\n{out}");
-    let got = images(&events(&out));
+    let evs = events(&out);
+    let got = images(&evs);
     assert_eq!(got["alpine:3"].0, "present", "{got:?}");
+    // The base the registry has is not read from the archive again (nor compressed).
+    let base_ids: Vec<String> = imgs[0].layers[..2]
+        .iter()
+        .map(|l| sha256_digest(l))
+        .collect();
+    for id in &base_ids {
+        let layer = evs
+            .iter()
+            .find(|e| e["event"] == "layer" && e["diffId"] == id.as_str())
+            .unwrap_or_else(|| panic!("no layer event for {id}: {out}"));
+        assert_eq!(layer["source"], "registry", "{layer}");
+    }
     assert_eq!(got["bulk/app:1"].0, "present", "{got:?}");
     assert_eq!(got["bulk/denied:1"].0, "pushed", "{got:?}");
     assert_eq!(got[unnamed_key].0, "pushed", "{got:?}");

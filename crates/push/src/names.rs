@@ -219,6 +219,26 @@ pub fn place(
     }
 }
 
+/// The (repository, tag) each of `names` (an archive's image names, before it is read) goes to
+/// under DEST, each once: where a push under own names looks for the layers it may reuse.
+pub fn own_references(
+    dest: &Reference,
+    names: &[String],
+    naming: Naming<'_>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in names {
+        if let Placement::Tagged {
+            repository, tag, ..
+        } = place(dest, Some(name), &[], naming)
+            && !out.iter().any(|(r, t)| *r == repository && *t == tag)
+        {
+            out.push((repository, tag));
+        }
+    }
+    out
+}
+
 /// An error and its causes on one line.
 pub(crate) fn display_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
