@@ -5,8 +5,11 @@
 
 use crate::event::{Event, FailedImage, ImageStatus, Observer, Pushed};
 use crate::names::{LeftOutKind, Placement, PlannedImage, display_chain};
-use crate::plan::{PushPlan, RepoPlan};
+use crate::plan::{Blob, PushPlan, RepoPlan};
+use layerlift_manifest::Digest;
 use layerlift_registry::Client;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// The images of `plan` left out (no name and no rule, an invalid name, or unmapped with
 /// `only_mapped`): one event each; the failures among them.
@@ -136,4 +139,145 @@ pub(crate) fn repository_done(
         }
     }
     failed
+}
+
+/// Which repository of a push under own names uploads each blob, when repositories are pushed
+/// several at a time: the first to claim a blob uploads it; a later one waits until the claimer is
+/// done and mounts it. When the claimer failed without it, the blob passes to the earliest later
+/// claim that needs it, which uploads it while the others wait again. A repository waits only for
+/// claims made before its own, so no two wait for each other.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    state: Mutex<ClaimState>,
+    finished: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ClaimState {
+    /// Claims made so far.
+    count: usize,
+    /// Each blob claimed, and the claim that uploads it.
+    owner: BTreeMap<Digest, usize>,
+    /// Each blob, and every claim that needs it.
+    needs: BTreeMap<Digest, BTreeSet<usize>>,
+    /// Claims whose repository is done.
+    done: BTreeSet<usize>,
+}
+
+impl Claims {
+    fn state(&self) -> MutexGuard<'_, ClaimState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claim the unclaimed ones of `blobs`; the claim's position (its order among claims).
+    pub(crate) fn claim(&self, blobs: &[Blob]) -> usize {
+        let mut st = self.state();
+        let position = st.count;
+        st.count += 1;
+        for b in blobs {
+            st.owner.entry(b.digest).or_insert(position);
+            st.needs.entry(b.digest).or_default().insert(position);
+        }
+        position
+    }
+
+    /// Wait until every earlier claim holding one of `blobs` is done.
+    pub(crate) fn wait_before(&self, position: usize, blobs: &[Blob]) {
+        let mut st = self.state();
+        loop {
+            let waiting = blobs.iter().any(|b| {
+                st.owner
+                    .get(&b.digest)
+                    .is_some_and(|o| *o < position && !st.done.contains(o))
+            });
+            if !waiting {
+                return;
+            }
+            st = self.finished.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The claim at `position` is done (its repository pushed, or failed); `held` says which
+    /// blobs the registry now has (the blobs it owned and failed to get there pass on).
+    pub(crate) fn finish(&self, position: usize, held: impl Fn(&Digest) -> bool) {
+        let mut st = self.state();
+        st.done.insert(position);
+        let orphans: Vec<Digest> = st
+            .owner
+            .iter()
+            .filter(|(d, o)| **o == position && !held(d))
+            .map(|(d, _)| *d)
+            .collect();
+        for d in orphans {
+            let next = st.needs.get(&d).and_then(|n| {
+                n.iter()
+                    .copied()
+                    .find(|p| *p > position && !st.done.contains(p))
+            });
+            match next {
+                Some(p) => st.owner.insert(d, p),
+                None => st.owner.remove(&d),
+            };
+        }
+        drop(st);
+        self.finished.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(seed: &[u8]) -> Blob {
+        Blob {
+            digest: Digest::of(seed),
+            size: 1,
+            non_distributable: false,
+        }
+    }
+
+    #[test]
+    fn later_claims_wait_for_earlier_owners_only() {
+        let claims = std::sync::Arc::new(Claims::default());
+        let (base, a, b) = (blob(b"base"), blob(b"a"), blob(b"b"));
+        let first = claims.claim(&[base.clone(), a.clone()]);
+        let second = claims.claim(&[base.clone(), b.clone()]);
+        // The first owns everything it needs: no wait.
+        claims.wait_before(first, &[base.clone(), a]);
+        let waiter = {
+            let claims = claims.clone();
+            std::thread::spawn(move || claims.wait_before(second, &[base, b]))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "the second waits for the base's owner"
+        );
+        claims.finish(first, |_| true);
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn a_blob_whose_owner_failed_passes_to_the_next_claim() {
+        let claims = std::sync::Arc::new(Claims::default());
+        let base = blob(b"base");
+        let positions: Vec<usize> = (0..3).map(|_| claims.claim(&[base.clone()])).collect();
+        let waiters: Vec<_> = positions[1..]
+            .iter()
+            .map(|p| {
+                let (claims, base, p) = (claims.clone(), base.clone(), *p);
+                std::thread::spawn(move || claims.wait_before(p, &[base]))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The owner failed: the base passes to the second, the third waits for it.
+        claims.finish(positions[0], |_| false);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(waiters[0].is_finished());
+        assert!(!waiters[1].is_finished());
+        claims.finish(positions[1], |_| true);
+        for w in waiters {
+            w.join().unwrap();
+        }
+    }
 }

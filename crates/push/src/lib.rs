@@ -418,23 +418,75 @@ impl Pusher<'_, '_, '_> {
             .map(|r| repository_scope(&r.repository, self.options))
             .collect();
         self.uploader.client.authorize(&scopes);
-        self.failed = bulk::left_out(self.observer(), &plan);
+        if !plan.images.is_empty() {
+            self.failed = bulk::left_out(self.observer(), &plan);
+            self.each_repository(&plan);
+            return Ok((self.images, self.failed));
+        }
         for repo in &plan.repos {
             let workers = early.take().filter(|p| p.repository() == repo.repository);
-            if plan.images.is_empty() {
-                self.repository(repo, workers)?;
-            } else {
-                self.each_image(&plan, repo, workers);
-            }
+            self.repository(repo, workers)?;
         }
         Ok((self.images, self.failed))
     }
 
+    /// The repositories of a push under own names, `jobs` at a time, each blob uploaded by the
+    /// first repository to claim it and mounted by the others once it is there
+    /// ([`bulk::Claims`]); the images and failures in the plan's order.
+    fn each_repository(&mut self, plan: &PushPlan) {
+        let claims = bulk::Claims::default();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let holders = std::sync::Mutex::new(std::mem::take(&mut self.holders));
+        let done = std::sync::Mutex::new(Vec::new());
+        let this = &*self;
+        let work = || {
+            while let Some(repo) = plan
+                .repos
+                .get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+            {
+                let present = bulk::already_there(this.uploader.client, repo);
+                let position = claims.claim(&repo.blobs);
+                if !present {
+                    claims.wait_before(position, &repo.blobs);
+                }
+                let mut one = Pusher {
+                    s: this.s,
+                    uploader: this.uploader,
+                    dest: this.dest,
+                    options: this.options,
+                    layout: this.layout,
+                    holders: upload::lock(&holders).clone(),
+                    images: Vec::new(),
+                    failed: Vec::new(),
+                    renames: refused::Renames::default(),
+                };
+                one.each_image(plan, repo, present);
+                let mut all = upload::lock(&holders);
+                for (digest, repository) in one.holders {
+                    all.entry(digest).or_insert(repository);
+                }
+                claims.finish(position, |d| all.contains_key(d));
+                drop(all);
+                upload::lock(&done).push((position, one.images, one.failed));
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..self.options.jobs.clamp(1, plan.repos.len().max(1)) {
+                s.spawn(work);
+            }
+        });
+        self.holders = holders.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        done.sort_by_key(|(position, _, _)| *position);
+        for (_, images, failed) in done {
+            self.images.extend(images);
+            self.failed.extend(failed);
+        }
+    }
+
     /// Push `repo` of a push under own names: not at all when its tags already point at its
-    /// images; a failure fails its images only ([`bulk`]).
-    fn each_image(&mut self, plan: &PushPlan, repo: &RepoPlan, workers: Option<Pool>) {
-        let client = self.uploader.client;
-        let present = bulk::already_there(client, repo);
+    /// images (`present`); a failure fails its images only ([`bulk`]).
+    fn each_image(&mut self, plan: &PushPlan, repo: &RepoPlan, present: bool) {
         let result = if present {
             let registry = &self.dest.registry;
             let tags = bulk::present_tags(self.observer(), registry, repo, self.options.dry_run);
@@ -449,7 +501,7 @@ impl Pusher<'_, '_, '_> {
             }
             Ok(())
         } else {
-            self.repository(repo, workers)
+            self.repository(repo, None)
         };
         let error = result.as_ref().err().map(|e| e as &dyn std::error::Error);
         let failed = bulk::repository_done(
