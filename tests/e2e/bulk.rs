@@ -168,8 +168,6 @@ fn bundle_under_mapped_names_with_a_refused_repository_and_an_unnamed_image() {
     let mut unique = first.clone();
     unique.sort();
     unique.dedup();
-    let blob_events: Vec<&serde_json::Value> =
-        evs.iter().filter(|e| e["event"] == "blob").collect();
     assert_eq!(unique.len(), first.len(), "{first:?}\n{err}");
     let mounts = proxy
         .log()

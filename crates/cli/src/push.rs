@@ -353,7 +353,8 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .map(|(reference, client)| layerlift_push::Destination { reference, client })
         .collect();
     if let Some(entries) = folder {
-        return folder::push(args, out, &targets, &options, entries);
+        let outcome = folder::push_each(&args.dests, out, &targets, &options, entries);
+        return folder_results(args, out, options.dry_run, outcome);
     }
     let mut results =
         layerlift_push::push_to_all(&args.source, &targets, &options, &**out).map_err(failed)?;
@@ -378,6 +379,41 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         };
     }
     several_results(args, out, results)
+}
+
+/// Report the pushes of a directory of archives: each failure on stderr, the digests, the
+/// summary and one `result` event; `Err` (exit 1) naming what failed.
+fn folder_results(
+    args: &Args,
+    out: &Arc<Output>,
+    dry_run: bool,
+    outcome: folder::Outcome,
+) -> anyhow::Result<()> {
+    out.finish_bars();
+    let mut failures = Vec::new();
+    for (what, e) in outcome.failures {
+        out.error(&format!("{what}: {}", described(&failed(e)).0));
+        failures.push(what);
+    }
+    write_digests(args, &outcome.reports)?;
+    let mut errors: Vec<String> = images_failed(out).into_iter().collect();
+    if !failures.is_empty() {
+        errors.push(format!("failed: {}", failures.join(", ")));
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    out.event(&Event::Result {
+        ok: error.is_none(),
+        dry_run: Some(dry_run),
+        images: Some(outcome.reports.into_iter().flat_map(|r| r.images).collect()),
+        error: error.clone(),
+        registry_code: None,
+        registry_message: None,
+        destinations: None,
+    });
+    match error {
+        Some(e) => Err(anyhow::Error::new(SeveralFailed(e))),
+        None => Ok(()),
+    }
 }
 
 /// With --all: the summary line, and the error naming the images that failed (`None`: none did).
@@ -407,10 +443,15 @@ fn several_results(
     let mut reports = Vec::new();
     let mut failed_dests = Vec::new();
     for (dest, result) in args.dests.iter().zip(results) {
-        let result = result.and_then(|report| match report.failed.len() {
-            0 => Ok(report),
-            n => Err(PushError::ImagesFailed { count: n }),
-        });
+        // With --all, a destination where some images failed has failed; what landed is kept.
+        let result = match result {
+            Ok(report) if !report.failed.is_empty() => {
+                let count = report.failed.len();
+                reports.push(report);
+                Err(PushError::ImagesFailed { count })
+            }
+            other => other,
+        };
         match result {
             Ok(report) => {
                 outcomes.push(layerlift_push::DestinationOutcome {

@@ -261,7 +261,9 @@ mod tests {
     fn a_blob_whose_owner_failed_passes_to_the_next_claim() {
         let claims = std::sync::Arc::new(Claims::default());
         let base = blob(b"base");
-        let positions: Vec<usize> = (0..3).map(|_| claims.claim(&[base.clone()])).collect();
+        let positions: Vec<usize> = (0..3)
+            .map(|_| claims.claim(std::slice::from_ref(&base)))
+            .collect();
         let waiters: Vec<_> = positions[1..]
             .iter()
             .map(|p| {
