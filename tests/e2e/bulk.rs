@@ -367,3 +367,44 @@ fn sigkill_mid_bundle_then_a_rerun_uploads_nothing_twice() {
         pulls_back(&reference, digest, img);
     }
 }
+
+#[test]
+fn bundle_from_a_pipe_under_a_registry_alone() {
+    let reg = Registry::anonymous();
+    let imgs = [image("alpine:3", 1), image("bulk/app:1", 2)];
+    let mut c = push_cmd();
+    c.args(["--all", "-"])
+        .arg(reg.addr())
+        .args(["--plain-http", "--no-cache", "--json"])
+        .args(["--map", "docker.io/library/*=base/*"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let bytes = bundle(&imgs);
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    let got = images(&evs);
+    assert_eq!(
+        got["alpine:3"],
+        ("pushed".into(), format!("{}/base/alpine:3", reg.addr()))
+    );
+    assert_eq!(
+        got["bulk/app:1"],
+        ("pushed".into(), format!("{}/bulk/app:1", reg.addr()))
+    );
+    for (name, img) in [("alpine:3", &imgs[0]), ("bulk/app:1", &imgs[1])] {
+        let reference = &got[name].1;
+        let digest = evs
+            .iter()
+            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
+            .and_then(|e| e["digest"].as_str())
+            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        pulls_back(reference, digest, img);
+    }
+}
