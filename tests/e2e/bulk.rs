@@ -121,6 +121,34 @@ fn bundle_under_mapped_names_with_a_refused_repository_and_an_unnamed_image() {
     std::fs::write(&archive, bundle(&imgs)).unwrap();
     let unnamed_id = sha256_digest(imgs[3].config().as_bytes());
 
+    // The plan first: each blob would go up once, the shared base mounted into the others.
+    let o = push_all(
+        &proxy.addr(),
+        &archive,
+        &["--map", "docker.io/library/*=base/*", "--dry-run"],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "the unnamed image: {err}\n{out}");
+    let mut would: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events(&out).iter().filter(|e| e["event"] == "blob") {
+        let action = e["action"].as_str().unwrap().to_string();
+        would
+            .entry(e["digest"].as_str().unwrap().to_string())
+            .or_default()
+            .push(action);
+    }
+    let shared: Vec<&Vec<String>> = would.values().filter(|a| a.len() == 3).collect();
+    assert_eq!(shared.len(), 2, "the base's two layers: {would:?}");
+    for actions in shared {
+        let uploads = actions.iter().filter(|a| *a == "would-upload").count();
+        let mounts = actions.iter().filter(|a| *a == "would-mount").count();
+        assert_eq!((uploads, mounts), (1, 2), "{actions:?}");
+    }
+    assert!(
+        uploaded(&proxy.log(), 0).is_empty(),
+        "a dry run uploads nothing"
+    );
+
     // DEST a registry alone; official images under base/ by a rule.
     let o = push_all(
         &proxy.addr(),

@@ -291,6 +291,12 @@ pub enum BlobAction {
         /// The bytes the registry already held.
         offset: u64,
     },
+    /// Dry run: it would be mounted from another repository that holds it (or, in a push under
+    /// own names, that an earlier repository of this push would have uploaded it to).
+    WouldMount {
+        /// The repository it would be mounted from.
+        from: String,
+    },
 }
 
 /// Where a layer's blob comes from (`layer` event's `source`).

@@ -158,11 +158,14 @@ pub(crate) enum BlobOutcome {
 }
 
 impl BlobOutcome {
-    /// Does the repository hold the blob now?
+    /// Does the repository hold the blob now (on a dry run: would it)?
     pub fn holds(self) -> bool {
         matches!(
             self,
-            BlobOutcome::Uploaded | BlobOutcome::Mounted | BlobOutcome::Skipped
+            BlobOutcome::Uploaded
+                | BlobOutcome::Mounted
+                | BlobOutcome::Skipped
+                | BlobOutcome::WouldUpload
         )
     }
 }
@@ -502,6 +505,14 @@ impl BlobJob<'_> {
         outcome
     }
 
+    /// Dry run: it would be mounted from `from`.
+    fn would_mount(&self, from: &str) -> BlobOutcome {
+        self.emit(self.event(BlobAction::WouldMount {
+            from: from.to_string(),
+        }));
+        BlobOutcome::WouldUpload
+    }
+
     fn mounted(&self, from: &str) -> BlobOutcome {
         self.emit(self.event(BlobAction::Mounted {
             from: from.to_string(),
@@ -560,6 +571,11 @@ impl BlobJob<'_> {
             return Ok(BlobOutcome::Missing);
         }
         // A layer left unread because another repository of the registry holds it: mount it.
+        if let Some(from) = self.holders.get(&d).filter(|h| *h != self.repository)
+            && self.uploader.dry_run
+        {
+            return Ok(self.would_mount(from));
+        }
         if let Some(from) = self.holders.get(&d).filter(|h| *h != self.repository)
             && !self.uploader.dry_run
             && matches!(
@@ -891,6 +907,13 @@ impl Uploader<'_> {
             });
         }
         if self.dry_run {
+            if let Some(from) = job
+                .holders
+                .get(&blob.digest)
+                .filter(|h| *h != job.repository)
+            {
+                return Ok(job.would_mount(from));
+            }
             job.emit(job.event(BlobAction::WouldUpload));
             return Ok(BlobOutcome::WouldUpload);
         }

@@ -71,6 +71,11 @@ impl Observer for Output {
                 size,
                 ..
             } => self.plain(&format!("would upload {digest} ({size} bytes)")),
+            Event::Blob {
+                action: BlobAction::WouldMount { from },
+                digest,
+                ..
+            } => self.plain(&format!("would mount {digest} from {from}")),
             Event::Image { .. } => {
                 self.tally.count(event);
                 match super::bulk::line(event) {
