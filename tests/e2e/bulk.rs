@@ -436,3 +436,72 @@ fn bundle_from_a_pipe_under_a_registry_alone() {
         pulls_back(reference, digest, img);
     }
 }
+
+#[test]
+fn a_network_drop_mid_bundle_fails_the_rest_and_a_rerun_finishes_it() {
+    let reg = Registry::anonymous();
+    // After the second manifest PUT, every connection is dropped until the network is back.
+    let manifests = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(AtomicBool::new(false));
+    let proxy = {
+        let (manifests, down) = (manifests.clone(), down.clone());
+        FaultProxy::start(reg.port(), move |r| {
+            if down.load(Ordering::SeqCst) {
+                return Fault::Drop { after: 0 };
+            }
+            if r.method == "PUT"
+                && r.target.contains("/manifests/")
+                && manifests.fetch_add(1, Ordering::SeqCst) == 1
+            {
+                down.store(true, Ordering::SeqCst);
+            }
+            Fault::Pass
+        })
+    };
+    let imgs: Vec<TestImage> = (0..5)
+        .map(|i| image(&format!("bulk/net{i}:1"), 30 + i))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let dest = format!("{}/site", proxy.addr());
+    let o = push_all(&dest, &archive, &["--jobs", "1"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}\n{out}");
+    let got = images(&events(&out));
+    let failed: Vec<&String> = got
+        .iter()
+        .filter(|(_, (s, _))| s == "failed")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!failed.is_empty(), "{got:?}");
+    for name in &failed {
+        assert!(err.contains(name.as_str()), "{name} is named: {err}");
+    }
+    let first = uploaded(&proxy.log(), 0);
+    down.store(false, Ordering::SeqCst);
+    manifests.store(100, Ordering::SeqCst);
+    let before = proxy.log().len();
+    let o = push_all(&dest, &archive, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    let got = images(&evs);
+    // What landed before the drop is there (the image whose tag went in just before it, though
+    // not read back, too); the rest is pushed.
+    assert!(got.values().any(|(s, _)| s == "present"), "{got:?}");
+    assert!(got.values().any(|(s, _)| s == "pushed"), "{got:?}");
+    assert!(got.values().all(|(s, _)| s == "present" || s == "pushed"));
+    for d in uploaded(&proxy.log(), before) {
+        assert!(!first.contains(&d), "{d} uploaded twice");
+    }
+    for (i, img) in imgs.iter().enumerate() {
+        let reference = format!("{dest}/bulk/net{i}:1");
+        let digest = evs
+            .iter()
+            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
+            .and_then(|e| e["digest"].as_str())
+            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        pulls_back(&reference, digest, img);
+    }
+}
