@@ -505,3 +505,30 @@ fn a_network_drop_mid_bundle_fails_the_rest_and_a_rerun_finishes_it() {
         pulls_back(&reference, digest, img);
     }
 }
+
+#[test]
+fn an_unnamed_image_goes_by_digest_under_a_prefix_and_is_there_on_a_rerun() {
+    let reg = Registry::anonymous();
+    let imgs = [image("alpine:3", 1), image("", 2)];
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let dest = format!("{}/m", reg.addr());
+    let statuses = || {
+        let o = push_all(&dest, &archive, &[]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}\n{out}");
+        images(&events(&out))
+    };
+    let first = statuses();
+    let (key, (status, reference)) = first
+        .iter()
+        .find(|(k, _)| k.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert_eq!(status, "pushed");
+    assert_eq!(*reference, format!("{dest}@{key}"));
+    pulls_back(reference, key, &imgs[1]);
+    let again = statuses();
+    assert_eq!(again[key.as_str()].0, "present", "{again:?}");
+    assert_eq!(again["alpine:3"].0, "present", "{again:?}");
+}

@@ -43,43 +43,56 @@ pub(crate) fn left_out(observer: &dyn Observer, plan: &PushPlan) -> Vec<FailedIm
     failed
 }
 
-/// Whether every tag of `repo` already points at its image (and it has nothing else to push:
-/// no untagged image, no referrers): then nothing of it is sent again. Each tag is one HEAD;
-/// a failed request counts as "not there".
+/// Whether every tag of `repo` already points at its image and every image it pushes by digest
+/// only is there (and it has no referrers to push): then nothing of it is sent again. One HEAD
+/// each; a failed request counts as "not there".
 pub(crate) fn already_there(client: &Client, repo: &RepoPlan) -> bool {
-    !repo.tags.is_empty()
-        && repo.untagged.is_empty()
+    let at = |reference: &str, digest: Digest| {
+        client
+            .manifest_digest(&repo.repository, reference)
+            .is_ok_and(|d| d == Some(digest))
+    };
+    (!repo.tags.is_empty() || !repo.untagged.is_empty())
         && repo.referrers.is_empty()
-        && repo.tags.iter().all(|t| {
-            client
-                .manifest_digest(&repo.repository, &t.tag)
-                .is_ok_and(|d| d == Some(t.digest))
-        })
+        && repo.tags.iter().all(|t| at(&t.tag, t.digest))
+        && repo.untagged.iter().all(|d| at(&d.to_string(), *d))
 }
 
-/// The tags of a repository found [`already_there`]: a `tag` event each (as a push reads its
-/// tags back), and what the report lists.
+/// The images of a repository found [`already_there`]: a `tag` event per tag (as a push reads its
+/// tags back) and an `untagged` one per image by digest, and what the report lists.
 pub(crate) fn present_tags(
     observer: &dyn Observer,
     registry: &str,
     repo: &RepoPlan,
     dry_run: bool,
 ) -> Vec<Pushed> {
-    repo.tags
-        .iter()
-        .map(|t| {
-            let reference = format!("{registry}/{}:{}", repo.repository, t.tag);
-            observer.event(&Event::Tag {
+    let mut there = Vec::new();
+    for t in &repo.tags {
+        let reference = format!("{registry}/{}:{}", repo.repository, t.tag);
+        observer.event(&Event::Tag {
+            reference: reference.clone(),
+            digest: t.digest,
+            dry_run: dry_run.then_some(true),
+        });
+        there.push(Pushed {
+            reference,
+            digest: t.digest,
+        });
+    }
+    for d in &repo.untagged {
+        let reference = format!("{registry}/{}@{d}", repo.repository);
+        if !dry_run {
+            observer.event(&Event::Untagged {
                 reference: reference.clone(),
-                digest: t.digest,
-                dry_run: dry_run.then_some(true),
+                digest: *d,
             });
-            Pushed {
-                reference,
-                digest: t.digest,
-            }
-        })
-        .collect()
+        }
+        there.push(Pushed {
+            reference,
+            digest: *d,
+        });
+    }
+    there
 }
 
 /// Where `image` went in `repo` (`None`: not this repository).
