@@ -372,6 +372,11 @@ impl<'a> Opener<'a> {
             return plan;
         };
         let mut plan = reuse::plan(client, layers, &wanted);
+        if self.options.all {
+            // What was learnt about the first image's repository alone is no hint for the others.
+            plan.absent.clear();
+            plan.new_repository = false;
+        }
         plan.own_repositories = own;
         for note in &plan.notes {
             self.observer.message(&note.to_string());
