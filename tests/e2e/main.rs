@@ -1,6 +1,7 @@
 //! End-to-end tests: drive the built binaries against real archives, real tools and a real registry.
 
 mod bad_input;
+mod bulk;
 mod check;
 mod convert;
 mod crash;

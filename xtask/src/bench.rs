@@ -42,11 +42,12 @@ struct Options {
     push: bool,
     pack: bool,
     repush: bool,
+    bulk: bool,
     net: bool,
     baseline: Option<PathBuf>,
 }
 
-const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,pack,repush|net] [--baseline DIR]";
+const USAGE: &str = "cargo xtask bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,pack,repush,bulk|net] [--baseline DIR]";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
@@ -59,6 +60,7 @@ fn parse(args: &[String]) -> Result<Options> {
         push: true,
         pack: true,
         repush: true,
+        bulk: true,
         net: false,
         baseline: None,
     };
@@ -84,11 +86,11 @@ fn parse(args: &[String]) -> Result<Options> {
                 ));
             }
             "--steps" => {
-                let list = it
-                    .next()
-                    .context("--steps needs a list: unpack,convert,push,pack,repush, or net")?;
-                (o.unpack, o.convert, o.push, o.pack, o.repush) =
-                    (false, false, false, false, false);
+                let list = it.next().context(
+                    "--steps needs a list: unpack,convert,push,pack,repush,bulk, or net",
+                )?;
+                (o.unpack, o.convert, o.push, o.pack, o.repush, o.bulk) =
+                    (false, false, false, false, false, false);
                 for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match s {
                         "unpack" => o.unpack = true,
@@ -96,18 +98,22 @@ fn parse(args: &[String]) -> Result<Options> {
                         "push" => o.push = true,
                         "pack" => o.pack = true,
                         "repush" => o.repush = true,
+                        "bulk" => o.bulk = true,
                         "net" => o.net = true,
                         other => {
                             bail!(
-                                "--steps: unknown step `{other}` (unpack, convert, push, pack, repush, net)"
+                                "--steps: unknown step `{other}` (unpack, convert, push, pack, repush, bulk, net)"
                             )
                         }
                     }
                 }
-                if !(o.unpack || o.convert || o.push || o.pack || o.repush || o.net) {
-                    bail!("--steps: no step given (unpack, convert, push, pack, repush, net)");
+                let local = o.unpack || o.convert || o.push || o.pack || o.repush || o.bulk;
+                if !(local || o.net) {
+                    bail!(
+                        "--steps: no step given (unpack, convert, push, pack, repush, bulk, net)"
+                    );
                 }
-                if o.net && (o.unpack || o.convert || o.push || o.pack || o.repush) {
+                if o.net && local {
                     bail!("--steps: net runs alone (in a network namespace of its own)");
                 }
             }
@@ -125,6 +131,9 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           pack     layerlift-pack of the unpacked image vs tar -cf of its blobs\n\
                      \x20           repush   re-push of the same archive and of a rebuilt one (last layer\n\
                      \x20                    changed) vs skopeo with and without its blob-info cache\n\
+                     \x20           bulk     --all of a 20-image bundle (shared ~100 MB base) vs a loop\n\
+                     \x20                    of skopeo copies and podman load + push; 100 and 1,000\n\
+                     \x20                    images: --dry-run and push (time and peak RSS)\n\
                      \x20           net      (alone; root) cold archive pushes in a network namespace\n\
                      \x20                    limited by tc tbf to 250 Mbit/s and 1 Gbit/s, and 40\n\
                      \x20                    small layers through a 20 ms round trip, vs skopeo\n\
@@ -198,7 +207,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let unpack = bin("layerlift-unpack")?;
     for (wanted, tools) in [
         (opts.convert, &["skopeo", "pigz", "cat"][..]),
-        (opts.push || opts.repush, &["skopeo"][..]),
+        (opts.push || opts.repush || opts.bulk, &["skopeo"][..]),
     ] {
         if let Some(t) = tools.iter().find(|t| wanted && !util::have(t)) {
             bail!("`{t}` is not on PATH (scripts/install-test-deps.sh installs it)");
@@ -353,6 +362,32 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         steps.extend(repush_steps);
         targets.extend(repush_targets());
         rebuilt_sent = Some(sent);
+    }
+
+    if opts.bulk {
+        let push = bin("layerlift-push")?;
+        let reg = match &registry {
+            Some(r) => Rc::clone(r),
+            None => {
+                let r = Rc::new(Registry::start(&work.join("registry"))?);
+                eprintln!("xtask bench: docker-registry on {}", r.addr());
+                registry = Some(Rc::clone(&r));
+                r
+            }
+        };
+        let (bundle, [b100, b1000]) = crate::bench_bulk::bundles(&bench_dir, opts.quick)?;
+        steps.extend(crate::bench_bulk::bundle_steps(&push, &bundle, &reg, &work));
+        steps.extend(crate::bench_bulk::scale_steps(
+            &push,
+            [&b100, &b1000],
+            &reg,
+            &work,
+        ));
+        targets.extend(crate::bench_bulk::targets(util::have("podman")));
+        volumes.push((
+            crate::bench_bulk::BULK_COLD.to_string(),
+            fs::metadata(&bundle)?.len(),
+        ));
     }
 
     println!(
@@ -727,7 +762,7 @@ fn check_layout(dir: &Path) -> Result<()> {
 }
 
 /// A file chosen for the image, with its path inside the layer.
-struct Item {
+pub(crate) struct Item {
     src: PathBuf,
     name: String,
     kind: Kind,
@@ -744,7 +779,7 @@ enum Kind {
 /// Walk `SOURCE_ROOTS` in sorted order, taking directories, symlinks and readable regular files until
 /// `budget` bytes of file content are collected. Files larger than `max_file` are skipped (one huge
 /// file would make one huge layer and overshoot the budget).
-fn collect(budget: u64, max_file: u64) -> Vec<Item> {
+pub(crate) fn collect(budget: u64, max_file: u64) -> Vec<Item> {
     fn walk(dir: &Path, budget: u64, max_file: u64, total: &mut u64, acc: &mut Vec<Item>) {
         let Ok(rd) = fs::read_dir(dir) else { return };
         let mut entries: Vec<_> = rd.flatten().collect();
@@ -796,7 +831,7 @@ fn collect(budget: u64, max_file: u64) -> Vec<Item> {
 }
 
 /// Write one layer tar; returns (diff_id hex, size).
-fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
+pub(crate) fn write_layer(items: &[Item], dest: &Path) -> Result<(String, u64)> {
     let f = File::create(dest).with_context(|| format!("create {}", dest.display()))?;
     let mut b = tar::Builder::new(HashWriter::new(BufWriter::with_capacity(1 << 20, f)));
     b.mode(tar::HeaderMode::Deterministic);

@@ -13,6 +13,7 @@
 
 mod bad_fixtures;
 mod bench;
+mod bench_bulk;
 mod bench_docker;
 mod bench_net;
 mod bench_pack;

@@ -60,6 +60,9 @@ pub struct Contents {
     /// manifest digests among index.json's entries (one multi-platform index is one image). The
     /// same image under two names counts once, as push counts them.
     pub images: usize,
+    /// Every image name the metadata gives (`RepoTags`, index.json's `ref.name`s), in order:
+    /// where a push under own names will send them, known before the archive is read.
+    pub names: Vec<String>,
 }
 
 /// A file entry of the catalog: its size, how it is stored, and its bytes if it is small JSON.
@@ -236,10 +239,12 @@ impl Catalog {
             Ok(None) | Err(_) => return Ok(None),
         };
         let mut layers = Vec::new();
+        let mut names = Vec::new();
         let images: BTreeSet<String> = match (primary, index_json) {
             (Primary::DockerList(items), _) => {
                 for item in &items {
                     self.docker_item(item, &mut layers);
+                    names.extend(item.repo_tags.iter().flatten().cloned());
                 }
                 items
                     .iter()
@@ -252,21 +257,22 @@ impl Catalog {
                 if fanout.exceeded() {
                     return Err(fanout.error());
                 }
-                parse_json::<Index>("image index", bytes)
-                    .map(|index| {
-                        index
-                            .manifests
-                            .iter()
-                            .map(|d| d.digest.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                let index = parse_json::<Index>("image index", bytes).ok();
+                let entries = index.iter().flat_map(|i| &i.manifests);
+                names.extend(
+                    entries
+                        .clone()
+                        .filter_map(|d| d.annotation(layerlift_manifest::annotations::REF_NAME))
+                        .map(str::to_string),
+                );
+                entries.map(|d| d.digest.to_string()).collect()
             }
             _ => return Ok(None),
         };
         Ok(Some(Contents {
             layers,
             images: images.len(),
+            names,
         }))
     }
 
@@ -451,8 +457,13 @@ mod tests {
     fn docker_archive_layers_without_reading_them() {
         let tmp = tempfile::tempdir().unwrap();
         let (path, ids) = archive(tmp.path());
-        let Contents { layers, images } = read_catalog(&Input::Path(path)).unwrap().unwrap();
+        let Contents {
+            layers,
+            images,
+            names,
+        } = read_catalog(&Input::Path(path)).unwrap().unwrap();
         assert_eq!(images, 1);
+        assert_eq!(names, ["app:1"]);
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].path, "a/layer.tar");
         assert_eq!(layers[1].path, "c/layer.tar", "the symlink is followed");

@@ -6,6 +6,8 @@
 //! Output: stdout gets one `REGISTRY/REPO:TAG@sha256:…` line per pushed tag (`--json`: one JSON
 //! event per line instead); progress bars go to stderr on a terminal only; `-q` silences it.
 
+mod bulk;
+mod folder;
 mod progress;
 
 use crate::exit::usage;
@@ -34,6 +36,8 @@ Examples:
   layerlift-push image.tar registry.example.com/app:1.0       an archive, unpacked on the way
   echo \"$TOKEN\" | layerlift-push -u ci --password-stdin oci-dir ghcr.io/org/app:1
   layerlift-push --all oci-dir registry.example.com/mirror    every image, under its own tag
+  layerlift-push --all bundle.tar reg.local --map 'docker.io/library/*=base/*'   rename while pushing
+  layerlift-push --all ./bundles/ reg.local/mirror --dry-run  every archive of a folder: the plan
   layerlift-push app.tar reg-a.example.com/app:1 reg-b.example.com/app:1   one read, two registries
 
 Credentials: --creds, --username with --password-stdin, --authfile, REGISTRY_AUTH_FILE,
@@ -66,9 +70,25 @@ pub struct Options {
     #[arg(long = "image", value_name = "NAME|DIGEST|@N")]
     pub images: Vec<String>,
     /// Push every image of SOURCE, each under its own name retargeted to DEST's registry and
-    /// repository prefix.
+    /// repository prefix (DEST may be a registry alone, `HOST[:PORT]`). SOURCE may also be a
+    /// directory of archives: each is read once, in name order; files that are not archives are
+    /// skipped with a warning. One image failing does not stop the others (exit 1 names them).
     #[arg(long, conflicts_with = "images")]
     pub all: bool,
+    /// With --all: name images matching FROM as TO under DEST (repeatable, first match wins).
+    /// FROM is matched against the name as SOURCE writes it and its full form (`bulk/*` and
+    /// `docker.io/bulk/*` both match `bulk/app:1`; an unnamed image: its ID `sha256:…`), `*`
+    /// standing for any characters; each `*` of TO is what FROM's matched; a TO without a tag
+    /// keeps the image's tag.
+    #[arg(long = "map", value_name = "FROM=TO", requires = "all", value_parser = parse_rule)]
+    pub map: Vec<layerlift_manifest::mapping::Rule>,
+    /// With --all: read --map rules from FILE, one per line (`#` comments), after those given
+    /// with --map.
+    #[arg(long, value_name = "FILE", requires = "all")]
+    pub map_file: Option<PathBuf>,
+    /// With --all: push only the images a --map rule matches (the others are skipped).
+    #[arg(long, requires = "all")]
+    pub only_mapped: bool,
     /// Credentials as USER:PASSWORD (prefer --password-stdin: arguments are visible to others).
     #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "username")]
     pub creds: Option<String>,
@@ -210,6 +230,24 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A `--map` rule.
+fn parse_rule(s: &str) -> Result<layerlift_manifest::mapping::Rule, String> {
+    layerlift_manifest::mapping::Rule::parse(s).map_err(|e| e.to_string())
+}
+
+/// DEST as given: with --all, `HOST[:PORT]` alone (no `/`) is a registry without a repository
+/// prefix.
+fn parse_dest(d: &str, all: bool) -> anyhow::Result<Reference> {
+    let bad = |e: layerlift_registry::ReferenceError| usage(format!("DEST `{d}`: {e}"));
+    let host_alone = d.strip_prefix("docker://").unwrap_or(d);
+    if all && !host_alone.contains('/') {
+        let mut r = Reference::parse(&format!("{host_alone}/x")).map_err(bad)?;
+        r.repository.clear();
+        return Ok(r);
+    }
+    Reference::parse(d).map_err(bad)
+}
+
 /// Run `layerlift-push`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out = Arc::new(Output::new(args.opts.json, args.opts.quiet));
@@ -234,7 +272,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Some of several destinations failed (each named on stderr already, the `result` event sent).
+/// Some of several destinations, or some images of --all, failed (each named on stderr already,
+/// the `result` event sent).
 #[derive(Debug)]
 struct SeveralFailed(String);
 
@@ -276,7 +315,7 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
     let dests = args
         .dests
         .iter()
-        .map(|d| Reference::parse(d).map_err(|e| usage(format!("DEST `{d}`: {e}"))))
+        .map(|d| parse_dest(d, args.opts.all))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let options = push_options(args)?;
     for dest in &dests {
@@ -296,7 +335,13 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         ));
     }
     // The source is opened and checked before anything talks to the registry.
-    layerlift_push::check_source(&args.source).map_err(failed)?;
+    let folder = match args.opts.all && args.source != "-" {
+        true => layerlift_push::archives_in(std::path::Path::new(&args.source)).map_err(failed)?,
+        false => None,
+    };
+    if folder.is_none() {
+        layerlift_push::check_source(&args.source).map_err(failed)?;
+    }
     let credential = explicit_credential(args)?;
     let clients = dests
         .iter()
@@ -307,6 +352,10 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .zip(&clients)
         .map(|(reference, client)| layerlift_push::Destination { reference, client })
         .collect();
+    if let Some(entries) = folder {
+        let outcome = folder::push_each(&args.dests, out, &targets, &options, entries);
+        return folder_results(args, out, options.dry_run, outcome);
+    }
     let mut results =
         layerlift_push::push_to_all(&args.source, &targets, &options, &**out).map_err(failed)?;
     out.finish_bars();
@@ -314,18 +363,73 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         let report = results.pop().unwrap_or(Err(PushError::NoDestination));
         let report = report.map_err(failed)?;
         write_digests(args, std::slice::from_ref(&report))?;
+        let error = images_failed(out);
         out.event(&Event::Result {
-            ok: true,
+            ok: error.is_none(),
             dry_run: Some(report.dry_run),
             images: Some(report.images),
-            error: None,
+            error: error.clone(),
             registry_code: None,
             registry_message: None,
             destinations: None,
         });
-        return Ok(());
+        return match error {
+            Some(e) => Err(anyhow::Error::new(SeveralFailed(e))),
+            None => Ok(()),
+        };
     }
     several_results(args, out, results)
+}
+
+/// Report the pushes of a directory of archives: each failure on stderr, the digests, the
+/// summary and one `result` event; `Err` (exit 1) naming what failed.
+fn folder_results(
+    args: &Args,
+    out: &Arc<Output>,
+    dry_run: bool,
+    outcome: folder::Outcome,
+) -> anyhow::Result<()> {
+    out.finish_bars();
+    let mut failures = Vec::new();
+    for (what, e) in outcome.failures {
+        out.error(&format!("{what}: {}", described(&failed(e)).0));
+        failures.push(what);
+    }
+    write_digests(args, &outcome.reports)?;
+    let mut errors: Vec<String> = images_failed(out).into_iter().collect();
+    if !failures.is_empty() {
+        errors.push(format!("failed: {}", failures.join(", ")));
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    out.event(&Event::Result {
+        ok: error.is_none(),
+        dry_run: Some(dry_run),
+        images: Some(outcome.reports.into_iter().flat_map(|r| r.images).collect()),
+        error: error.clone(),
+        registry_code: None,
+        registry_message: None,
+        destinations: None,
+    });
+    match error {
+        Some(e) => Err(anyhow::Error::new(SeveralFailed(e))),
+        None => Ok(()),
+    }
+}
+
+/// With --all: the summary line, and the error naming the images that failed (`None`: none did).
+fn images_failed(out: &Output) -> Option<String> {
+    if let Some(summary) = out.tally.summary() {
+        out.notice(&summary);
+    }
+    let failed = out.tally.failed();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "{} image{} failed: {}",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join(", ")
+        )
+    })
 }
 
 /// Report the pushes to several destinations: every image pushed, each failed destination named
@@ -339,6 +443,15 @@ fn several_results(
     let mut reports = Vec::new();
     let mut failed_dests = Vec::new();
     for (dest, result) in args.dests.iter().zip(results) {
+        // With --all, a destination where some images failed has failed; what landed is kept.
+        let result = match result {
+            Ok(report) if !report.failed.is_empty() => {
+                let count = report.failed.len();
+                reports.push(report);
+                Err(PushError::ImagesFailed { count })
+            }
+            other => other,
+        };
         match result {
             Ok(report) => {
                 outcomes.push(layerlift_push::DestinationOutcome {
@@ -363,6 +476,7 @@ fn several_results(
         }
     }
     write_digests(args, &reports)?;
+    images_failed(out);
     let ok = failed_dests.is_empty();
     let error = (!ok).then(|| {
         format!(
@@ -415,9 +529,21 @@ fn push_options(args: &Args) -> anyhow::Result<layerlift_push::Options> {
         .map(|r| Reference::parse(r).map_err(|e| usage(format!("--reuse-from `{r}`: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let compression = Some(o.compression.into()).filter(|c| *c != Compression::None);
+    let mut map = o.map.clone();
+    if let Some(file) = &o.map_file {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| usage(format!("--map-file {name}: cannot read it: {e}")))?;
+        map.extend(
+            layerlift_manifest::mapping::parse_rules(&name, &text)
+                .map_err(|e| usage(format!("--map-file {e}")))?,
+        );
+    }
     Ok(layerlift_push::Options {
         images: o.images.clone(),
         all: o.all,
+        map,
+        only_mapped: o.only_mapped,
         platform: o.platform.clone(),
         skip_absent_platforms: o.skip_absent_platforms,
         attestations: o.attestations.into(),

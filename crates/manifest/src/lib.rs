@@ -1,7 +1,7 @@
 //! OCI image-spec and Docker schema 2 types: digests, descriptors, manifests, indexes, the parts of an
 //! image config that layerlift reads, media types, image references ([`reference`](mod@reference): the
 //! distribution grammar and Docker Hub's name normalisation) and the `--image` selector
-//! ([`selector`]).
+//! ([`selector`]) and the name mapping rules of bulk pushes ([`mapping`]).
 //!
 //! The types are small serde structs of our own: annotations are `BTreeMap`s (so a manifest we
 //! generate serialises the same way every run) and every struct keeps unknown fields in a flattened
@@ -13,6 +13,7 @@
 pub mod annotations;
 pub mod convert;
 mod digest;
+pub mod mapping;
 pub mod media_types;
 pub mod reference;
 pub mod selector;

@@ -138,6 +138,13 @@ pub enum PushError {
     /// A push was asked for no destination.
     #[error("no destination to push to")]
     NoDestination,
+    /// A push under own names (`all`) left images out or failed some (named in the
+    /// [`Report::failed`](crate::Report::failed) of the destination).
+    #[error("{count} image(s) failed (named above)")]
+    ImagesFailed {
+        /// How many.
+        count: usize,
+    },
 }
 
 fn archive_what(source: &str) -> String {

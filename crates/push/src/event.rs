@@ -230,6 +230,65 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         destinations: Option<Vec<DestinationOutcome>>,
     },
+    /// An image of a push under own names (`all`): where it went and how, once its repository is
+    /// done (or, for an image left out, once the plan is made).
+    Image {
+        /// Its name in SOURCE (`None`: it has none).
+        name: Option<String>,
+        /// Its digest in SOURCE.
+        digest: Digest,
+        /// `REGISTRY/REPOSITORY:TAG` (or `@DIGEST`) it went to, or would go to; `None` when left
+        /// out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// What happened.
+        status: ImageStatus,
+        /// The `--map` rule that named it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        /// Why it failed or was left out, on one line.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A file of a directory of archives (`all`) that is not an archive: skipped. Sent by the
+    /// caller that walks the directory ([`archives_in`](crate::archives_in)).
+    #[serde(rename = "not-archive")]
+    NotArchive {
+        /// The file.
+        path: String,
+        /// Why it is not read as an archive, on one line.
+        reason: String,
+    },
+}
+
+/// What happened to one image of a push under own names (`image` event's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageStatus {
+    /// Pushed, and its tags read back.
+    Pushed,
+    /// Its tags pointed at it already: nothing was sent.
+    Present,
+    /// Dry run: it would be pushed.
+    WouldPush,
+    /// Left out: no `--map` rule names it and only mapped images are pushed.
+    Skipped,
+    /// Not pushed: it has no usable name, or its repository's push failed.
+    Failed,
+}
+
+/// An image of a push under own names that did not get to the registry ([`Report::failed`](crate::Report::failed)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedImage {
+    /// Its name in SOURCE (`None`: it has none).
+    pub name: Option<String>,
+    /// Its digest in SOURCE.
+    pub digest: Digest,
+    /// Where it was to go, when it had a place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Why, on one line.
+    pub error: String,
 }
 
 /// How the push to one of several destinations ended (in the `result` event).
@@ -290,6 +349,12 @@ pub enum BlobAction {
     Resumed {
         /// The bytes the registry already held.
         offset: u64,
+    },
+    /// Dry run: it would be mounted from another repository that holds it (or, in a push under
+    /// own names, that an earlier repository of this push would have uploaded it to).
+    WouldMount {
+        /// The repository it would be mounted from.
+        from: String,
     },
 }
 

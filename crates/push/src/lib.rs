@@ -70,9 +70,12 @@
 // An error ends the push, once: the size of the error types costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
+mod bulk;
 mod cache;
 mod error;
 mod event;
+mod folder;
+mod names;
 mod options;
 mod plan;
 mod refused;
@@ -84,8 +87,11 @@ mod upload;
 pub use cache::CacheDirError;
 pub use error::PushError;
 pub use event::{
-    BlobAction, DestinationOutcome, Event, LayerSource, Observer, Progress, Pushed, Silent,
+    BlobAction, DestinationOutcome, Event, FailedImage, ImageStatus, LayerSource, Observer,
+    Progress, Pushed, Silent,
 };
+pub use folder::{FolderEntry, archives_in};
+pub use names::{LeftOut, LeftOutKind, NameError, Naming, Placement, PlannedImage};
 pub use options::Options;
 pub use plan::{
     Attestations, Blob, Choice, Doc, PlanError, PushPlan, Referrer, RepoPlan, Rewrite, Tag,
@@ -112,6 +118,9 @@ pub struct Report {
     pub dry_run: bool,
     /// Every tag read back, then every image pushed by digest only, repository by repository.
     pub images: Vec<Pushed>,
+    /// A push under own names (`all`): the images that did not get there (the others did).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedImage>,
 }
 
 /// Check the options against DEST before anything is read: errors here are
@@ -203,9 +212,10 @@ pub fn push_to_all(
             None => outcomes
                 .next()
                 .unwrap_or(Err(PushError::NoDestination))
-                .map(|images| Report {
+                .map(|(images, failed)| Report {
                     dry_run: options.dry_run,
                     images,
+                    failed,
                 }),
         })
         .collect())
@@ -222,7 +232,12 @@ fn repository_scope(repository: &str, options: &Options) -> Scope {
 
 /// Ask for the token a push to `d` needs and check that its registry answers.
 fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
-    let mut scopes = vec![repository_scope(&d.reference.repository, options)];
+    // A DEST of a registry alone (`all`) names no repository of its own.
+    let mut scopes: Vec<Scope> = Some(&d.reference.repository)
+        .filter(|r| !r.is_empty())
+        .map(|r| repository_scope(r, options))
+        .into_iter()
+        .collect();
     scopes.extend(
         options
             .reuse_from
@@ -243,7 +258,7 @@ fn push_live(
     live: &[&Destination<'_>],
     options: &Options,
     observer: &dyn Observer,
-) -> Result<Vec<Result<Vec<Pushed>, PushError>>, PushError> {
+) -> Result<Vec<Result<Outcome, PushError>>, PushError> {
     // The cache directory holds the layer cache and the resume journal: with `--no-cache`,
     // nothing under it is read or written.
     let cache_dir = if options.use_cache {
@@ -320,6 +335,7 @@ fn push_live(
                         layout,
                         known,
                         images: Vec::new(),
+                        failed: Vec::new(),
                         renames: refused::Renames::default(),
                     };
                     std::thread::Builder::new()
@@ -343,6 +359,10 @@ fn push_live(
     result
 }
 
+/// What the push to one destination left: the images there, and those that failed (a push
+/// under own names goes on past a failed repository).
+type Outcome = (Vec<Pushed>, Vec<FailedImage>);
+
 /// The push of the plan's repositories, one after the other.
 struct Pusher<'scope, 'env> {
     s: &'scope std::thread::Scope<'scope, 'env>,
@@ -356,6 +376,8 @@ struct Pusher<'scope, 'env> {
     known: Known,
     /// What was pushed so far.
     images: Vec<Pushed>,
+    /// A push under own names: the images that failed so far.
+    failed: Vec<FailedImage>,
     /// Documents pushed converted because the registry refused their media type.
     renames: refused::Renames,
 }
@@ -367,7 +389,7 @@ impl Pusher<'_, '_> {
 
     /// Push the chosen images of the layout to DEST: what the registry now holds. `early`: the
     /// workers that started uploading to DEST's repository while the archive was read.
-    fn push(mut self, source: &str, mut early: Option<Pool>) -> Result<Vec<Pushed>, PushError> {
+    fn push(mut self, source: &str, mut early: Option<Pool>) -> Result<Outcome, PushError> {
         let plan = PushPlan::build(
             self.layout,
             source,
@@ -379,6 +401,10 @@ impl Pusher<'_, '_> {
                 platform: self.options.platform.as_deref(),
                 skip_absent: self.options.skip_absent_platforms,
                 attestations: self.options.attestations,
+                naming: Naming {
+                    rules: &self.options.map,
+                    only_mapped: self.options.only_mapped,
+                },
             },
         )?;
         for (referrer, subject) in &plan.unpushed_referrers {
@@ -393,11 +419,106 @@ impl Pusher<'_, '_> {
             .map(|r| repository_scope(&r.repository, self.options))
             .collect();
         self.uploader.client.authorize(&scopes);
+        if !plan.images.is_empty() {
+            self.failed = bulk::left_out(self.observer(), &plan);
+            self.each_repository(&plan);
+            return Ok((self.images, self.failed));
+        }
         for repo in &plan.repos {
             let workers = early.take().filter(|p| p.repository() == repo.repository);
             self.repository(repo, workers)?;
         }
-        Ok(self.images)
+        Ok((self.images, self.failed))
+    }
+
+    /// The repositories of a push under own names, `jobs` at a time, each blob uploaded by the
+    /// first repository to claim it and mounted by the others once it is there
+    /// ([`bulk::Claims`]); the images and failures in the plan's order.
+    fn each_repository(&mut self, plan: &PushPlan) {
+        let claims = bulk::Claims::default();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let holders = std::sync::Mutex::new(std::mem::take(&mut self.known.holders));
+        let done = std::sync::Mutex::new(Vec::new());
+        let this = &*self;
+        let work = || {
+            while let Some(repo) = plan
+                .repos
+                .get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+            {
+                let present = bulk::already_there(this.uploader.client, repo);
+                let position = claims.claim(&repo.blobs);
+                if !present {
+                    claims.wait_before(position, &repo.blobs);
+                }
+                let mut one = Pusher {
+                    s: this.s,
+                    uploader: this.uploader,
+                    dest: this.dest,
+                    options: this.options,
+                    layout: this.layout,
+                    known: Known {
+                        holders: upload::lock(&holders).clone(),
+                        ..Known::default()
+                    },
+                    images: Vec::new(),
+                    failed: Vec::new(),
+                    renames: refused::Renames::default(),
+                };
+                one.each_image(plan, repo, present);
+                let mut all = upload::lock(&holders);
+                for (digest, repository) in one.known.holders {
+                    all.entry(digest).or_insert(repository);
+                }
+                claims.finish(position, |d| all.contains_key(d));
+                drop(all);
+                upload::lock(&done).push((position, one.images, one.failed));
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..self.options.jobs.clamp(1, plan.repos.len().max(1)) {
+                s.spawn(work);
+            }
+        });
+        self.known.holders = holders.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        done.sort_by_key(|(position, _, _)| *position);
+        for (_, images, failed) in done {
+            self.images.extend(images);
+            self.failed.extend(failed);
+        }
+    }
+
+    /// Push `repo` of a push under own names: not at all when its tags already point at its
+    /// images (`present`); a failure fails its images only ([`bulk`]).
+    fn each_image(&mut self, plan: &PushPlan, repo: &RepoPlan, present: bool) {
+        let result = if present {
+            let registry = &self.dest.registry;
+            let tags = bulk::present_tags(self.observer(), registry, repo, self.options.dry_run);
+            if !self.options.dry_run {
+                self.images.extend(tags);
+            }
+            // Its blobs are there: the next repositories mount them from it.
+            for b in &repo.blobs {
+                self.known
+                    .holders
+                    .entry(b.digest)
+                    .or_insert_with(|| repo.repository.clone());
+            }
+            Ok(())
+        } else {
+            self.repository(repo, None)
+        };
+        let error = result.as_ref().err().map(|e| e as &dyn std::error::Error);
+        let failed = bulk::repository_done(
+            self.observer(),
+            &self.dest.registry,
+            plan,
+            repo,
+            present,
+            self.options.dry_run,
+            error,
+        );
+        self.failed.extend(failed);
     }
 
     /// Push `repo`: blobs (with `early`'s workers when the archive reader already fed them),

@@ -15,6 +15,11 @@ pub struct Options {
     /// Push every image of SOURCE, each under its own name retargeted to DEST's registry and
     /// repository prefix.
     pub all: bool,
+    /// With `all`: `FROM=TO` rules naming the images under DEST, first match wins
+    /// ([`layerlift_manifest::mapping`]); an image no rule matches keeps its own name.
+    pub map: Vec<layerlift_manifest::mapping::Rule>,
+    /// With `all`: push only the images a rule in `map` matches (the others are skipped).
+    pub only_mapped: bool,
     /// Push only this platform (`os/arch[/variant]`) of a multi-platform image.
     pub platform: Option<String>,
     /// An index that lists manifests SOURCE does not hold (a containerd-store `docker save` of
@@ -69,6 +74,8 @@ impl Default for Options {
         Options {
             images: Vec::new(),
             all: false,
+            map: Vec::new(),
+            only_mapped: false,
             platform: None,
             skip_absent_platforms: false,
             attestations: Attestations::Keep,

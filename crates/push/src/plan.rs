@@ -2,6 +2,7 @@
 //! destination repository, with their blobs (deduplicated), their manifests children-first, and
 //! their tags. Manifest bytes are read from the layout (digest-verified) and pushed unchanged.
 
+use crate::names::{NameError, Naming, Placement, PlannedImage, place};
 use layerlift_layout::{Layout, LayoutError};
 use layerlift_manifest::annotations::{
     ATTESTATION_MANIFEST, IMAGE_NAME, REF_NAME, REFERENCE_DIGEST, REFERENCE_TYPE,
@@ -10,7 +11,7 @@ use layerlift_manifest::selector::{SelectorError, select};
 use layerlift_manifest::{
     Descriptor, Digest, Index, Manifest, ManifestError, media_types, parse_json, platform_matches,
 };
-use layerlift_registry::{Reference, ReferenceError};
+use layerlift_registry::Reference;
 use std::collections::BTreeSet;
 
 /// Why the images to push cannot be worked out.
@@ -77,25 +78,14 @@ pub enum PlanError {
         /// Why.
         reason: String,
     },
-    /// An image's name is not a valid tag.
-    #[error("image name `{name}` is not a usable tag")]
-    UnusableTag {
-        /// The name.
-        name: String,
-        /// Why.
-        source: ReferenceError,
-    },
-    /// An image's name is not a valid reference.
-    #[error("image name `{name}`")]
-    ImageName {
-        /// The name.
-        name: String,
-        /// Why.
-        source: ReferenceError,
-    },
-    /// The repository an image's name leads to is not valid.
-    #[error("{reason}")]
-    BadRepository {
+    /// An image's name cannot be turned into a destination.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// An image chosen by name cannot be pushed under its own name.
+    #[error("image {digest}: {reason}")]
+    Unplaced {
+        /// The image.
+        digest: Digest,
         /// Why.
         reason: String,
     },
@@ -393,6 +383,8 @@ pub struct PushPlan {
     /// Referrers of SOURCE left out because their subject is not pushed (another image, or an
     /// image pushed under a new digest): each referrer and its subject.
     pub unpushed_referrers: Vec<(Digest, Digest)>,
+    /// With `all`: every image chosen, as SOURCE names it, and where it goes (or why not).
+    pub images: Vec<PlannedImage>,
 }
 
 /// What to push, as the options say it.
@@ -411,6 +403,8 @@ pub struct Choice<'a> {
     pub skip_absent: bool,
     /// Keep or drop attestation manifests.
     pub attestations: Attestations,
+    /// How images pushed under their own names are named under DEST (`all`).
+    pub naming: Naming<'a>,
 }
 
 fn entry_name(d: &Descriptor) -> Option<&str> {
@@ -430,28 +424,6 @@ fn listing<'a>(entries: impl IntoIterator<Item = &'a (usize, &'a Descriptor)>) -
         .map(|(i, d)| describe(*i, d))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Where `--all` sends an entry named `name`: a bare tag stays in DEST's repository; a name with a
-/// repository goes under DEST's repository prefix (`app:1` → `DEST/app:1`).
-fn retarget(dest: &Reference, name: &str) -> Result<(String, String), PlanError> {
-    if !name.contains(':') && !name.contains('/') && !name.contains('@') {
-        Reference::parse(&format!("{}/x:{name}", dest.registry)).map_err(|source| {
-            PlanError::UnusableTag {
-                name: name.to_string(),
-                source,
-            }
-        })?;
-        return Ok((dest.repository.clone(), name.to_string()));
-    }
-    let r = Reference::parse(name).map_err(|source| PlanError::ImageName {
-        name: name.to_string(),
-        source,
-    })?;
-    let repo = format!("{}/{}", dest.repository, r.familiar_repository());
-    layerlift_registry::reference::validate_repository(&repo)
-        .map_err(|reason| PlanError::BadRepository { reason })?;
-    Ok((repo, r.tag.unwrap_or_else(|| "latest".into())))
 }
 
 /// A push target: repository, tag (`None`: by digest only), and the image.
@@ -480,23 +452,53 @@ fn choose<'a>(
     Ok(chosen.into_iter().map(|k| entries[k]).collect())
 }
 
-/// Each chosen image under its own name (`--all`, or several images chosen).
+/// Each chosen image under its own name (`--all`, or several images chosen), named as
+/// `choice.naming` says; with `--all`, what cannot be pushed is left out (listed in the returned
+/// images), else it is an error.
 fn own_name_targets<'a>(
+    layout: &Layout,
     dest: &Reference,
     chosen: &[(usize, &'a Descriptor)],
-) -> Result<Vec<Target<'a>>, PlanError> {
+    choice: Choice<'_>,
+) -> Result<(Vec<Target<'a>>, Vec<PlannedImage>), PlanError> {
     let mut targets = Vec::new();
+    let mut images = Vec::new();
     for (_, d) in chosen {
-        match entry_name(d) {
-            Some(name) => {
-                let name = d.annotation(REF_NAME).unwrap_or(name);
-                let (repo, tag) = retarget(dest, name)?;
-                targets.push((repo, Some(tag), *d));
-            }
-            None => targets.push((dest.repository.clone(), None, *d)),
+        let name = d.annotation(REF_NAME).or_else(|| entry_name(d));
+        let mut digests = vec![d.digest];
+        if name.is_none_or(layerlift_manifest::mapping::is_placeholder_name)
+            && let Some(config) = config_digest(layout, d)
+        {
+            digests.insert(0, config);
         }
+        let placement = place(dest, name, &digests, choice.naming);
+        match &placement {
+            Placement::Tagged {
+                repository, tag, ..
+            } => targets.push((repository.clone(), Some(tag.clone()), *d)),
+            Placement::Untagged { repository } => targets.push((repository.clone(), None, *d)),
+            Placement::LeftOut(out) if !choice.all => {
+                return Err(PlanError::Unplaced {
+                    digest: d.digest,
+                    reason: out.reason.clone(),
+                });
+            }
+            Placement::LeftOut(_) => {}
+        }
+        images.push(PlannedImage {
+            name: name.map(str::to_string),
+            digest: d.digest,
+            placement,
+        });
     }
-    Ok(targets)
+    Ok((targets, images))
+}
+
+/// The config digest of an image manifest entry (an unnamed image's ID, what rules for it match).
+fn config_digest(layout: &Layout, d: &Descriptor) -> Option<Digest> {
+    let bytes = layout.read_blob(&d.digest).ok()?;
+    let m: Manifest = parse_json("image manifest", &bytes).ok()?;
+    Some(m.config.digest)
 }
 
 /// The one chosen image under DEST's tag, the extra tags, or `latest`.
@@ -580,15 +582,18 @@ impl PushPlan {
         // --all (DEST cannot give one tag to all of them).
         let distinct: BTreeSet<Digest> = chosen.iter().map(|(_, d)| d.digest).collect();
         let each_own_name = choice.all || (!choice.selectors.is_empty() && distinct.len() > 1);
-        let targets = if each_own_name {
+        let (targets, images) = if each_own_name {
             if dest.tag.is_some() || dest.digest.is_some() || !choice.extra_tags.is_empty() {
                 return Err(PlanError::OwnNamesWithTag {
                     count: distinct.len(),
                 });
             }
-            own_name_targets(dest, &chosen)?
+            own_name_targets(layout, dest, &chosen, choice)?
         } else {
-            dest_targets(dest, &chosen, choice.extra_tags, source)?
+            (
+                dest_targets(dest, &chosen, choice.extra_tags, source)?,
+                Vec::new(),
+            )
         };
         let mut repos: Vec<RepoPlan> = Vec::new();
         for (repo, tag, d) in targets {
@@ -620,6 +625,7 @@ impl PushPlan {
         Ok(PushPlan {
             repos,
             unpushed_referrers,
+            images,
         })
     }
 }
@@ -1067,6 +1073,7 @@ mod tests {
             platform: None,
             skip_absent,
             attestations,
+            naming: Naming::default(),
         };
         let kept = |skip, att| -> Option<(Vec<Digest>, Rewrite, serde_json::Value)> {
             let (desc, new, rw) =
@@ -1097,27 +1104,6 @@ mod tests {
             digests,
             [amd64, arm64],
             "drop alone leaves the absent platform listed"
-        );
-    }
-
-    #[test]
-    fn retargeting() {
-        let dest = Reference::parse("127.0.0.1:5000/mirror").unwrap();
-        assert_eq!(
-            retarget(&dest, "v1").unwrap(),
-            ("mirror".to_string(), "v1".to_string())
-        );
-        assert_eq!(
-            retarget(&dest, "busybox:latest").unwrap(),
-            ("mirror/busybox".to_string(), "latest".to_string())
-        );
-        assert_eq!(
-            retarget(&dest, "docker.io/library/alpine:3").unwrap(),
-            ("mirror/alpine".to_string(), "3".to_string())
-        );
-        assert_eq!(
-            retarget(&dest, "quay.io/org/app").unwrap(),
-            ("mirror/org/app".to_string(), "latest".to_string())
         );
     }
 }

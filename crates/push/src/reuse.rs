@@ -220,6 +220,9 @@ pub struct ReusePlan {
     /// HEAD each would only find them absent); their uploads ask with a mount from DEST's own
     /// repository instead, which also opens the upload (see `crate::upload`).
     pub new_repository: bool,
+    /// A push under own names (`all`): the repositories it pushes to, each DEST's own as much as
+    /// DEST's repository is (their images' diff_id → blob pairs are trusted the same way).
+    pub own_repositories: BTreeSet<String>,
 }
 
 /// A blob of the registry that stands for a layer, and the repository that holds it.
@@ -230,6 +233,19 @@ pub struct HeldBlob {
 }
 
 impl ReusePlan {
+    /// Whether a layer reused from `repository` by way of `origin` must be read back before a
+    /// push to `dest_repository` names it ([`Unconfirmed::needed`], with
+    /// [`ReusePlan::own_repositories`] as trusted as DEST's).
+    pub(crate) fn needs_confirming(
+        &self,
+        origin: Origin,
+        repository: &str,
+        dest_repository: &str,
+    ) -> bool {
+        let own = origin == Origin::Registry && self.own_repositories.contains(repository);
+        !own && Unconfirmed::needed(origin, repository, dest_repository)
+    }
+
     /// Keep in each of `plans` (one per destination of one read) only what all of them reuse
     /// the same way: a layer can be left unread only when every destination has it, as the same
     /// blob. What a plan learnt for its own destination alone (blobs found absent, a new
@@ -283,12 +299,7 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
     let Some(want) = wanted.compression else {
         return plan;
     };
-    let mut known: BTreeMap<Digest, Vec<Known>> = BTreeMap::new();
-    for (repo, reference) in &wanted.references {
-        if let Err(note) = learn(client, repo, reference, &[], &mut known) {
-            plan.notes.push(note);
-        }
-    }
+    let known = learn_all(client, wanted, &[], &mut plan.notes);
     let mut candidates: Vec<(String, Digest)> = known
         .values()
         .flatten()
@@ -406,12 +417,7 @@ pub(crate) fn plan(
         .iter()
         .filter_map(|l| l.platform.as_deref())
         .collect();
-    let mut known: BTreeMap<Digest, Vec<Known>> = BTreeMap::new();
-    for (repo, reference) in &wanted.references {
-        if let Err(note) = learn(client, repo, reference, &platforms, &mut known) {
-            plan.notes.push(note);
-        }
-    }
+    let known = learn_all(client, wanted, &platforms, &mut plan.notes);
     let (mut candidates, cached) = candidates(layers, wanted, &known);
     skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
     let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
@@ -464,8 +470,13 @@ fn candidates(
                 candidates.push((wanted.repository.to_string(), layer.digest));
             }
             (Compression::None, Some(want)) => {
+                // Each blob asked about once, in the first repository known to hold it (a base
+                // layer of a bundle is in every image's repository).
+                let mut asked = BTreeSet::new();
                 for k in known.get(&layer.diff_id).into_iter().flatten() {
-                    if wanted.accepts(&k.descriptor.media_type, want).is_some() {
+                    if wanted.accepts(&k.descriptor.media_type, want).is_some()
+                        && asked.insert(k.descriptor.digest)
+                    {
                         candidates.push((k.repository.clone(), k.descriptor.digest));
                     }
                 }
@@ -682,6 +693,33 @@ fn confirm_one(client: &Client, b: &Unconfirmed) -> Result<(), ConfirmError> {
             source: Box::new(source),
         }),
     }
+}
+
+/// The layers of the images of `wanted.references` (diff_id → blobs, in the references' order),
+/// learnt `wanted.jobs` references at a time (a bulk push has one per image); what could not be
+/// learnt goes to `notes`.
+fn learn_all(
+    client: &dyn RegistryView,
+    wanted: &Wanted<'_>,
+    platforms: &[&str],
+    notes: &mut Vec<ReuseNote>,
+) -> BTreeMap<Digest, Vec<Known>> {
+    let learnt = in_parallel(&wanted.references, wanted.jobs, |(repo, reference)| {
+        let mut one = BTreeMap::new();
+        learn(client, repo, reference, platforms, &mut one).map(|()| one)
+    });
+    let mut known: BTreeMap<Digest, Vec<Known>> = BTreeMap::new();
+    for result in learnt {
+        match result {
+            Ok(one) => {
+                for (diff_id, ks) in one {
+                    known.entry(diff_id).or_default().extend(ks);
+                }
+            }
+            Err(note) => notes.push(note),
+        }
+    }
+    known
 }
 
 /// Add the layers of the image `repo:reference` to `known` (diff_id → blob).

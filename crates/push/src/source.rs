@@ -12,8 +12,7 @@ use crate::event::{Event, LayerSource, Observer};
 use crate::options::Options;
 use crate::reuse::{self, Origin, ReusePlan, Unconfirmed, Wanted};
 use crate::upload::{Known, Pool, STREAM_MIN, Uploader};
-use layerlift_archive::CatalogLayer;
-use layerlift_archive::{ArchiveInfo, Input, LayerInfo, LayerSender};
+use layerlift_archive::{ArchiveInfo, Contents, Input, LayerInfo, LayerSender};
 use layerlift_layers::{Compression, Encoding};
 use layerlift_layout::Layout;
 use layerlift_manifest::Digest;
@@ -190,7 +189,7 @@ impl<'a> Opener<'a> {
                 if self.options.verify_all {
                     ReusePlan::default()
                 } else {
-                    self.plan_reuse(t, contents.as_ref().map(|c| c.layers.as_slice()), encoding)
+                    self.plan_reuse(t, contents.as_ref(), encoding)
                 }
             })
             .collect();
@@ -363,28 +362,42 @@ impl<'a> Opener<'a> {
                 .any(|t| t.uploader.client.streams_refused())
     }
 
-    /// Which layers of an archive need not be read ([`reuse::plan`]); empty when the push goes
-    /// to several repositories (`all`). `layers` is the archive's catalog, `None` when it cannot
-    /// be walked without reading it (a pipe, a compressed archive).
+    /// Which layers of an archive need not be read ([`reuse::plan`]). `contents` is the
+    /// archive's catalog, `None` when it cannot be walked without reading it (a pipe, a
+    /// compressed archive); with `all`, the images it names are looked for where they go
+    /// ([`crate::names::own_references`]: none without a catalog).
     fn plan_reuse(
         &self,
         target: &Target<'_>,
-        layers: Option<&[CatalogLayer]>,
+        contents: Option<&Contents>,
         encoding: Option<Encoding>,
     ) -> ReusePlan {
-        if self.options.all {
-            return ReusePlan::default();
-        }
+        let layers = contents.map(|c| c.layers.as_slice());
         let dest = target.dest;
-        let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
-        tags.extend(self.options.tags.iter().cloned());
-        if tags.is_empty() && dest.digest.is_none() {
-            tags.push("latest".into());
-        }
-        let mut references: Vec<(String, String)> = tags
-            .into_iter()
-            .map(|t| (dest.repository.clone(), t))
-            .collect();
+        let (mut references, own) = if self.options.all {
+            let naming = crate::names::Naming {
+                rules: &self.options.map,
+                only_mapped: self.options.only_mapped,
+            };
+            let names = contents.map_or(&[][..], |c| c.names.as_slice());
+            let references = crate::names::own_references(dest, names, naming);
+            if references.is_empty() {
+                return ReusePlan::default();
+            }
+            let own = references.iter().map(|(r, _)| r.clone()).collect();
+            (references, own)
+        } else {
+            let mut tags: Vec<String> = dest.tag.iter().cloned().collect();
+            tags.extend(self.options.tags.iter().cloned());
+            if tags.is_empty() && dest.digest.is_none() {
+                tags.push("latest".into());
+            }
+            let references = tags
+                .into_iter()
+                .map(|t| (dest.repository.clone(), t))
+                .collect();
+            (references, BTreeSet::new())
+        };
         for r in &self.options.reuse_from {
             let reference = match (&r.digest, &r.tag) {
                 (Some(d), _) => d.to_string(),
@@ -393,8 +406,12 @@ impl<'a> Opener<'a> {
             };
             references.push((r.repository.clone(), reference));
         }
+        let repository = match references.first() {
+            Some((first, _)) if self.options.all => first.clone(),
+            _ => dest.repository.clone(),
+        };
         let wanted = Wanted {
-            repository: &dest.repository,
+            repository: &repository,
             references,
             compression: encoding.map(|e| e.compression),
             level: encoding.map_or(0, |e| e.effective_level()),
@@ -405,11 +422,18 @@ impl<'a> Opener<'a> {
         let client = target.uploader.client;
         let Some(layers) = layers else {
             // A pipe or a compressed archive: layers the registry has are hashed, not compressed.
-            let plan = reuse::plan_by_diff_id(client, &wanted);
+            let mut plan = reuse::plan_by_diff_id(client, &wanted);
+            plan.own_repositories = own;
             self.report_notes(&plan);
             return plan;
         };
-        let plan = reuse::plan(client, layers, &wanted);
+        let mut plan = reuse::plan(client, layers, &wanted);
+        if self.options.all {
+            // What was learnt about the first image's repository alone is no hint for the others.
+            plan.absent.clear();
+            plan.new_repository = false;
+        }
+        plan.own_repositories = own;
         self.report_notes(&plan);
         if !plan.reused.is_empty() {
             self.observer.event(&Event::Reused {
@@ -480,7 +504,7 @@ fn unconfirmed_layers(
         if let Some((diff_id, held)) = hashed_only
             && held.blob.digest == layer.descriptor.digest
         {
-            if Unconfirmed::needed(Origin::Registry, &held.repository, dest_repository) {
+            if reuse.needs_confirming(Origin::Registry, &held.repository, dest_repository) {
                 todo.push(Unconfirmed {
                     diff_id,
                     digest: held.blob.digest,
@@ -496,7 +520,7 @@ fn unconfirmed_layers(
             .reused
             .iter()
             .find(|r| Some(&r.path) == path && r.digest == layer.descriptor.digest)
-            && Unconfirmed::needed(r.origin, &r.repository, dest_repository)
+            && reuse.needs_confirming(r.origin, &r.repository, dest_repository)
         {
             todo.push(Unconfirmed {
                 diff_id: r.diff_id,

@@ -169,11 +169,14 @@ pub(crate) enum BlobOutcome {
 }
 
 impl BlobOutcome {
-    /// Does the repository hold the blob now?
+    /// Does the repository hold the blob now (on a dry run: would it)?
     pub fn holds(self) -> bool {
         matches!(
             self,
-            BlobOutcome::Uploaded | BlobOutcome::Mounted | BlobOutcome::Skipped
+            BlobOutcome::Uploaded
+                | BlobOutcome::Mounted
+                | BlobOutcome::Skipped
+                | BlobOutcome::WouldUpload
         )
     }
 }
@@ -545,6 +548,14 @@ impl BlobJob<'_> {
         outcome
     }
 
+    /// Dry run: it would be mounted from `from`.
+    fn would_mount(&self, from: &str) -> BlobOutcome {
+        self.emit(self.event(BlobAction::WouldMount {
+            from: from.to_string(),
+        }));
+        BlobOutcome::WouldUpload
+    }
+
     fn mounted(&self, from: &str) -> BlobOutcome {
         self.emit(self.event(BlobAction::Mounted {
             from: from.to_string(),
@@ -603,6 +614,11 @@ impl BlobJob<'_> {
             return Ok(BlobOutcome::Missing);
         }
         // A layer left unread because another repository of the registry holds it: mount it.
+        if let Some(from) = self.known.holders.get(&d).filter(|h| *h != self.repository)
+            && self.uploader.dry_run
+        {
+            return Ok(self.would_mount(from));
+        }
         if let Some(from) = self.known.holders.get(&d).filter(|h| *h != self.repository)
             && !self.uploader.dry_run
             && matches!(
@@ -929,6 +945,14 @@ impl Uploader<'_> {
             });
         }
         if self.dry_run {
+            if let Some(from) = job
+                .known
+                .holders
+                .get(&blob.digest)
+                .filter(|h| *h != job.repository)
+            {
+                return Ok(job.would_mount(from));
+            }
             job.emit(job.event(BlobAction::WouldUpload));
             return Ok(BlobOutcome::WouldUpload);
         }
@@ -1029,6 +1053,12 @@ impl BlobSource for OpenBlob<'_> {
     fn describe(&self) -> String {
         format!("the compressed layer {}", self.digest.short())
     }
+}
+
+/// A mutex's guard, also when a thread that held it panicked (the data stays consistent: every
+/// holder only inserts or pushes).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

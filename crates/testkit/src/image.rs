@@ -138,6 +138,40 @@ impl TestImage {
     }
 }
 
+/// A multi-image `docker save` archive (`docker save a b c`, what air-gapped sites carry): each
+/// layer once as `<diff_id hex>.tar` (a base shared by the images is stored once), each config as
+/// `<hex>.json`, `manifest.json` last with one item per image. An image whose name is empty has
+/// no `RepoTags` (an unnamed image, `<none>` in `docker images`).
+pub fn bundle(images: &[TestImage]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut stored = std::collections::BTreeSet::new();
+    let mut items = Vec::new();
+    for img in images {
+        let mut paths = Vec::new();
+        for layer in &img.layers {
+            let path = format!("{}.tar", Digest::of(layer).hex());
+            if stored.insert(path.clone()) {
+                append(&mut b, &path, layer);
+            }
+            paths.push(path);
+        }
+        let config = img.config();
+        let config_name = format!("{}.json", Digest::of(config.as_bytes()).hex());
+        if stored.insert(config_name.clone()) {
+            append(&mut b, &config_name, config.as_bytes());
+        }
+        let tags = if img.name.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!([img.name])
+        };
+        items.push(serde_json::json!({"Config": config_name, "RepoTags": tags, "Layers": paths}));
+    }
+    let manifest = serde_json::Value::Array(items).to_string();
+    append(&mut b, "manifest.json", manifest.as_bytes());
+    b.into_inner().expect("a tar in memory")
+}
+
 /// Write `images` as one OCI image layout at `dir` (gzip layers when `gzip_layers`), each image
 /// one `index.json` entry named by its name. Returns each image's manifest digest.
 pub fn write_layout(dir: &Path, images: &[TestImage], gzip_layers: bool) -> Vec<String> {

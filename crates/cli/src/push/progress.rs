@@ -19,6 +19,8 @@ pub struct Output {
     /// The bar of each blob being uploaded.
     blob_bars: Mutex<BTreeMap<Digest, ProgressBar>>,
     stdout: Mutex<()>,
+    /// The images of a push under own names (`--all`), as their events come.
+    pub tally: super::bulk::Tally,
 }
 
 impl Observer for Output {
@@ -70,6 +72,22 @@ impl Observer for Output {
                 size,
                 ..
             } => self.plain(&format!("would upload {digest} ({size} bytes)")),
+            Event::Blob {
+                action: BlobAction::WouldMount { from },
+                digest,
+                ..
+            } => self.plain(&format!("would mount {digest} from {from}")),
+            Event::Image { .. } => {
+                self.tally.count(event);
+                match super::bulk::line(event) {
+                    Some((line, true)) => self.error(&line),
+                    Some((line, false)) => self.notice(&line),
+                    None => {}
+                }
+            }
+            Event::NotArchive { path, reason } => {
+                self.warning(&format!("skipping {path}, not an archive: {reason}"))
+            }
             Event::CacheUnused { path, reason } => self.warning(&format!(
                 "not using the cache directory {path}: {reason} (give a private one with --cache-dir)"
             )),
@@ -129,6 +147,7 @@ impl Output {
             total: Mutex::new(None),
             blob_bars: Mutex::new(BTreeMap::new()),
             stdout: Mutex::new(()),
+            tally: super::bulk::Tally::default(),
         }
     }
 

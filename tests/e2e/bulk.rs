@@ -1,0 +1,534 @@
+//! Bulk pushes (`layerlift-push --all`, issue #24): a multi-image `docker save` bundle (and a
+//! directory of them) pushed under names the user chooses (`--map`, `--map-file`,
+//! `--only-mapped`, DEST a registry alone), unnamed images listed as needing a rule, a shared base
+//! uploaded once and mounted elsewhere, one refused repository failing only its image (exit 1
+//! names it), a re-run pushing only what is missing (also after a SIGKILL), every image pulled
+//! back with skopeo.
+
+use crate::util::{have_tool, push_cmd, run, sha256_digest, skopeo_pull, text};
+use layerlift_testkit::image::{TestImage, bundle, layer_tar, letters, noise};
+use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Registry};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A base of two layers shared by every image, and one small layer of each image's own.
+fn image(name: &str, seed: u64) -> TestImage {
+    let base = vec![
+        layer_tar(&[("bin/base", &noise(1, 300_000))]),
+        layer_tar(&[("etc/base", &letters(2, 100_000))]),
+    ];
+    let own = layer_tar(&[(
+        &format!("app/{seed}") as &str,
+        &letters(100 + seed, 5_000 + seed as usize),
+    )]);
+    TestImage::new(name, [base, vec![own]].concat())
+}
+
+/// The JSON events of a `--json` run.
+fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The `image` events: name (or digest) → (status, reference).
+fn images(events: &[serde_json::Value]) -> BTreeMap<String, (String, String)> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "image")
+        .map(|e| {
+            let key = e["name"].as_str().or(e["digest"].as_str()).unwrap();
+            let status = e["status"].as_str().unwrap().to_string();
+            let reference = e["reference"].as_str().unwrap_or("").to_string();
+            (key.to_string(), (status, reference))
+        })
+        .collect()
+}
+
+/// skopeo pulls `reference` at `digest`: one image with `img`'s config and layers.
+fn pulls_back(reference: &str, digest: &str, img: &TestImage) {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tls_off = ["--src-tls-verify=false".to_string()];
+    let pulled = skopeo_pull(reference, digest, &tls_off, work.path());
+    assert_eq!(pulled.len(), 1, "{reference}");
+    assert_eq!(
+        pulled[0].config,
+        sha256_digest(img.config().as_bytes()),
+        "{reference}"
+    );
+    let diff_ids: Vec<String> = img.layers.iter().map(|l| sha256_digest(l)).collect();
+    assert_eq!(pulled[0].diff_ids, diff_ids, "{reference}");
+}
+
+/// The digests a run uploaded (the `PUT …?digest=` that ends an upload), from the proxy's log
+/// after `from` requests.
+fn uploaded(log: &[ProxyLog], from: usize) -> Vec<String> {
+    log.iter()
+        .skip(from)
+        .filter(|l| l.method == "PUT" && l.fault == Fault::Pass && l.target.contains("/blobs/"))
+        .filter_map(|l| {
+            let d = l.target.split("digest=").nth(1)?;
+            Some(d.split('&').next()?.replace("%3A", ":"))
+        })
+        .collect()
+}
+
+fn push_all(dest: &str, source: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = push_cmd();
+    c.arg("--all")
+        .arg(source)
+        .arg(dest)
+        .args(["--plain-http", "--no-cache", "--retries", "1", "--json"])
+        .args(extra);
+    run(c)
+}
+
+#[test]
+fn bundle_under_mapped_names_with_a_refused_repository_and_an_unnamed_image() {
+    let reg = Registry::anonymous();
+    let refuse = Arc::new(AtomicBool::new(true));
+    let proxy = {
+        let refuse = refuse.clone();
+        FaultProxy::start(reg.port(), move |r| {
+            if refuse.load(Ordering::SeqCst)
+                && r.target.starts_with("/v2/bulk/denied/")
+                && r.method != "GET"
+                && r.method != "HEAD"
+            {
+                return Fault::Status {
+                    status: 403,
+                    retry_after: None,
+                };
+            }
+            Fault::Pass
+        })
+    };
+    let imgs = [
+        image("alpine:3", 1),
+        image("bulk/app:1", 2),
+        image("bulk/denied:1", 3),
+        image("", 4),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let unnamed_id = sha256_digest(imgs[3].config().as_bytes());
+
+    // The plan first: each blob would go up once, the shared base mounted into the others.
+    let o = push_all(
+        &proxy.addr(),
+        &archive,
+        &["--map", "docker.io/library/*=base/*", "--dry-run"],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "the unnamed image: {err}\n{out}");
+    let mut would: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events(&out).iter().filter(|e| e["event"] == "blob") {
+        let action = e["action"].as_str().unwrap().to_string();
+        would
+            .entry(e["digest"].as_str().unwrap().to_string())
+            .or_default()
+            .push(action);
+    }
+    let shared: Vec<&Vec<String>> = would.values().filter(|a| a.len() == 3).collect();
+    assert_eq!(shared.len(), 2, "the base's two layers: {would:?}");
+    for actions in shared {
+        let uploads = actions.iter().filter(|a| *a == "would-upload").count();
+        let mounts = actions.iter().filter(|a| *a == "would-mount").count();
+        assert_eq!((uploads, mounts), (1, 2), "{actions:?}");
+    }
+    assert!(
+        uploaded(&proxy.log(), 0).is_empty(),
+        "a dry run uploads nothing"
+    );
+
+    // DEST a registry alone; official images under base/ by a rule.
+    let o = push_all(
+        &proxy.addr(),
+        &archive,
+        &["--map", "docker.io/library/*=base/*"],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}\n{out}");
+    let evs = events(&out);
+    let got = images(&evs);
+    let at = |name: &str| got.get(name).unwrap_or_else(|| panic!("{name}: {got:?}"));
+    assert_eq!(at("alpine:3").0, "pushed");
+    assert_eq!(at("alpine:3").1, format!("{}/base/alpine:3", proxy.addr()));
+    assert_eq!(at("bulk/app:1").0, "pushed");
+    assert_eq!(at("bulk/app:1").1, format!("{}/bulk/app:1", proxy.addr()));
+    assert_eq!(at("bulk/denied:1").0, "failed");
+    // The unnamed image is listed by its manifest digest and needs a rule naming its ID.
+    let (unnamed_key, unnamed) = got
+        .iter()
+        .find(|(k, _)| k.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(unnamed.0, "failed");
+    assert!(err.contains("bulk/denied:1"), "{err}");
+    assert!(err.contains(&unnamed_id), "{err}");
+    assert!(err.contains("2 images failed"), "{err}");
+    let result = evs.last().unwrap();
+    assert_eq!(result["event"], "result");
+    assert_eq!(result["ok"], false);
+    // The two that landed pull back whole.
+    let tags: BTreeMap<String, String> = evs
+        .iter()
+        .filter(|e| e["event"] == "tag")
+        .map(|e| {
+            (
+                e["reference"].as_str().unwrap().to_string(),
+                e["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    pulls_back(&at("alpine:3").1, &tags[&at("alpine:3").1], &imgs[0]);
+    pulls_back(&at("bulk/app:1").1, &tags[&at("bulk/app:1").1], &imgs[1]);
+    // The shared base went up once (then mounted); nothing was uploaded twice.
+    let first = uploaded(&proxy.log(), 0);
+    let mut unique = first.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), first.len(), "{first:?}\n{err}");
+    let mounts = proxy
+        .log()
+        .iter()
+        .filter(|l| l.method == "POST" && l.target.contains("mount=") && l.fault == Fault::Pass)
+        .count();
+    assert!(
+        mounts >= 2,
+        "the base's two layers are mounted into bulk/app"
+    );
+
+    // Again, the refusal lifted and a rule for the unnamed image: what landed is already there,
+    // the rest is pushed, and the blobs the registry has are not uploaded again.
+    refuse.store(false, Ordering::SeqCst);
+    let before = proxy.log().len();
+    let rule = format!("{}*=orphans/x:1", &unnamed_id[..19]);
+    let o = push_all(
+        &proxy.addr(),
+        &archive,
+        &["--map", "docker.io/library/*=base/*", "--map", &rule],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    let got = images(&evs);
+    assert_eq!(got["alpine:3"].0, "present", "{got:?}");
+    // The base the registry has is not read from the archive again (nor compressed).
+    let base_ids: Vec<String> = imgs[0].layers[..2]
+        .iter()
+        .map(|l| sha256_digest(l))
+        .collect();
+    for id in &base_ids {
+        let layer = evs
+            .iter()
+            .find(|e| e["event"] == "layer" && e["diffId"] == id.as_str())
+            .unwrap_or_else(|| panic!("no layer event for {id}: {out}"));
+        assert_eq!(layer["source"], "registry", "{layer}");
+    }
+    assert_eq!(got["bulk/app:1"].0, "present", "{got:?}");
+    assert_eq!(got["bulk/denied:1"].0, "pushed", "{got:?}");
+    assert_eq!(got[unnamed_key].0, "pushed", "{got:?}");
+    assert_eq!(got[unnamed_key].1, format!("{}/orphans/x:1", proxy.addr()));
+    let again = uploaded(&proxy.log(), before);
+    for d in &again {
+        assert!(!first.contains(d), "{d} uploaded twice");
+    }
+}
+
+#[test]
+fn folder_of_bundles_with_a_map_file_only_mapped_and_a_dry_run() {
+    let reg = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("bundles");
+    std::fs::create_dir(&dir).unwrap();
+    let one = [image("alpine:3", 1), image("tools/x:1", 2)];
+    let two = [image("bulk/app:2", 3)];
+    std::fs::write(dir.join("1.tar"), bundle(&one)).unwrap();
+    std::fs::write(dir.join("2.tar"), bundle(&two)).unwrap();
+    std::fs::write(dir.join("SHA256SUMS"), "not an archive\n").unwrap();
+    let rules = work.path().join("rules");
+    std::fs::write(
+        &rules,
+        "# official images\ndocker.io/library/*=base/*\n\nbulk/*=apps/*\n",
+    )
+    .unwrap();
+    let dest = format!("{}/mirror", reg.addr());
+    let rules_arg = rules.to_str().unwrap();
+
+    // The plan: what would go where; nothing is pushed.
+    let o = push_all(
+        &dest,
+        &dir,
+        &["--map-file", rules_arg, "--only-mapped", "--dry-run"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let got = images(&events(&out));
+    assert_eq!(
+        got["alpine:3"],
+        ("would-push".into(), format!("{dest}/base/alpine:3"))
+    );
+    assert_eq!(
+        got["bulk/app:2"],
+        ("would-push".into(), format!("{dest}/apps/app:2"))
+    );
+    assert_eq!(got["tools/x:1"].0, "skipped");
+    let skipped = events(&out)
+        .into_iter()
+        .find(|e| e["event"] == "not-archive")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        skipped["path"].as_str().unwrap().ends_with("SHA256SUMS"),
+        "{skipped}"
+    );
+    let client = layerlift_registry::Client::new(
+        &reg.addr(),
+        layerlift_registry::Credential::Anonymous,
+        layerlift_registry::TransportOptions::default(),
+        layerlift_registry::RetryPolicy::none(),
+    )
+    .unwrap();
+    client.ping().unwrap();
+    assert_eq!(
+        client.manifest_digest("mirror/base/alpine", "3").unwrap(),
+        None
+    );
+
+    // For real: each archive read once, the mapped images land and pull back.
+    let o = push_all(&dest, &dir, &["--map-file", rules_arg, "--only-mapped"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let got = images(&events(&out));
+    assert_eq!(got["alpine:3"].0, "pushed");
+    assert_eq!(got["bulk/app:2"].0, "pushed");
+    for (name, img) in [("alpine:3", &one[0]), ("bulk/app:2", &two[0])] {
+        let reference = &got[name].1;
+        let (repo, tag) = reference[reg.addr().len() + 1..].rsplit_once(':').unwrap();
+        let digest = client.manifest_digest(repo, tag).unwrap().unwrap();
+        pulls_back(reference, &digest.to_string(), img);
+    }
+    assert_eq!(client.manifest_digest("mirror/tools/x", "1").unwrap(), None);
+
+    // A rule file with a bad line: a usage error naming the file and the line.
+    std::fs::write(&rules, "docker.io/library/*=base/*\nno rule here\n").unwrap();
+    let o = push_all(&dest, &dir, &["--map-file", rules_arg]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("rules, line 2"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn sigkill_mid_bundle_then_a_rerun_uploads_nothing_twice() {
+    let reg = Registry::anonymous();
+    // The third manifest PUT hangs until the push is killed.
+    let manifests = Arc::new(AtomicUsize::new(0));
+    let hang = Arc::new(AtomicBool::new(true));
+    let proxy = {
+        let (manifests, hang) = (manifests.clone(), hang.clone());
+        FaultProxy::start(reg.port(), move |r| {
+            if r.method == "PUT"
+                && r.target.contains("/manifests/")
+                && hang.load(Ordering::SeqCst)
+                && manifests.fetch_add(1, Ordering::SeqCst) == 2
+            {
+                return Fault::Stall(Duration::from_secs(60));
+            }
+            Fault::Pass
+        })
+    };
+    let imgs: Vec<TestImage> = (0..6)
+        .map(|i| image(&format!("bulk/app{i}:1"), 10 + i))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let mut c = push_cmd();
+    c.arg("--all")
+        .arg(&archive)
+        .arg(format!("{}/site", proxy.addr()))
+        .args(["--plain-http", "--no-cache", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let start = Instant::now();
+    while manifests.load(Ordering::SeqCst) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no third manifest"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    hang.store(false, Ordering::SeqCst);
+    let first = uploaded(&proxy.log(), 0);
+    assert!(!first.is_empty());
+    let before = proxy.log().len();
+    let o = push_all(&format!("{}/site", proxy.addr()), &archive, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let got = images(&events(&out));
+    let present = got.values().filter(|(s, _)| s == "present").count();
+    assert!(present >= 2, "the images done before the kill: {got:?}");
+    assert_eq!(got.len(), 6);
+    for d in uploaded(&proxy.log(), before) {
+        assert!(!first.contains(&d), "{d} uploaded twice");
+    }
+    let evs = events(&out);
+    for (i, img) in imgs.iter().enumerate() {
+        let reference = format!("{}/site/bulk/app{i}:1", proxy.addr());
+        let digest = evs
+            .iter()
+            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
+            .and_then(|e| e["digest"].as_str())
+            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        pulls_back(&reference, digest, img);
+    }
+}
+
+#[test]
+fn bundle_from_a_pipe_under_a_registry_alone() {
+    let reg = Registry::anonymous();
+    let imgs = [image("alpine:3", 1), image("bulk/app:1", 2)];
+    let mut c = push_cmd();
+    c.args(["--all", "-"])
+        .arg(reg.addr())
+        .args(["--plain-http", "--no-cache", "--json"])
+        .args(["--map", "docker.io/library/*=base/*"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let bytes = bundle(&imgs);
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    let got = images(&evs);
+    assert_eq!(
+        got["alpine:3"],
+        ("pushed".into(), format!("{}/base/alpine:3", reg.addr()))
+    );
+    assert_eq!(
+        got["bulk/app:1"],
+        ("pushed".into(), format!("{}/bulk/app:1", reg.addr()))
+    );
+    for (name, img) in [("alpine:3", &imgs[0]), ("bulk/app:1", &imgs[1])] {
+        let reference = &got[name].1;
+        let digest = evs
+            .iter()
+            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
+            .and_then(|e| e["digest"].as_str())
+            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        pulls_back(reference, digest, img);
+    }
+}
+
+#[test]
+fn a_network_drop_mid_bundle_fails_the_rest_and_a_rerun_finishes_it() {
+    let reg = Registry::anonymous();
+    // After the second manifest PUT, every connection is dropped until the network is back.
+    let manifests = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(AtomicBool::new(false));
+    let proxy = {
+        let (manifests, down) = (manifests.clone(), down.clone());
+        FaultProxy::start(reg.port(), move |r| {
+            if down.load(Ordering::SeqCst) {
+                return Fault::Drop { after: 0 };
+            }
+            if r.method == "PUT"
+                && r.target.contains("/manifests/")
+                && manifests.fetch_add(1, Ordering::SeqCst) == 1
+            {
+                down.store(true, Ordering::SeqCst);
+            }
+            Fault::Pass
+        })
+    };
+    let imgs: Vec<TestImage> = (0..5)
+        .map(|i| image(&format!("bulk/net{i}:1"), 30 + i))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let dest = format!("{}/site", proxy.addr());
+    let o = push_all(&dest, &archive, &["--jobs", "1"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}\n{out}");
+    let got = images(&events(&out));
+    let failed: Vec<&String> = got
+        .iter()
+        .filter(|(_, (s, _))| s == "failed")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!failed.is_empty(), "{got:?}");
+    for name in &failed {
+        assert!(err.contains(name.as_str()), "{name} is named: {err}");
+    }
+    let first = uploaded(&proxy.log(), 0);
+    down.store(false, Ordering::SeqCst);
+    manifests.store(100, Ordering::SeqCst);
+    let before = proxy.log().len();
+    let o = push_all(&dest, &archive, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    let got = images(&evs);
+    // What landed before the drop is there (the image whose tag went in just before it, though
+    // not read back, too); the rest is pushed.
+    assert!(got.values().any(|(s, _)| s == "present"), "{got:?}");
+    assert!(got.values().any(|(s, _)| s == "pushed"), "{got:?}");
+    assert!(got.values().all(|(s, _)| s == "present" || s == "pushed"));
+    for d in uploaded(&proxy.log(), before) {
+        assert!(!first.contains(&d), "{d} uploaded twice");
+    }
+    for (i, img) in imgs.iter().enumerate() {
+        let reference = format!("{dest}/bulk/net{i}:1");
+        let digest = evs
+            .iter()
+            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
+            .and_then(|e| e["digest"].as_str())
+            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        pulls_back(&reference, digest, img);
+    }
+}
+
+#[test]
+fn an_unnamed_image_goes_by_digest_under_a_prefix_and_is_there_on_a_rerun() {
+    let reg = Registry::anonymous();
+    let imgs = [image("alpine:3", 1), image("", 2)];
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let dest = format!("{}/m", reg.addr());
+    let statuses = || {
+        let o = push_all(&dest, &archive, &[]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}\n{out}");
+        images(&events(&out))
+    };
+    let first = statuses();
+    let (key, (status, reference)) = first
+        .iter()
+        .find(|(k, _)| k.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert_eq!(status, "pushed");
+    assert_eq!(*reference, format!("{dest}@{key}"));
+    pulls_back(reference, key, &imgs[1]);
+    let again = statuses();
+    assert_eq!(again[key.as_str()].0, "present", "{again:?}");
+    assert_eq!(again["alpine:3"].0, "present", "{again:?}");
+}
