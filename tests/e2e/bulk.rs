@@ -5,7 +5,7 @@
 //! names it), a re-run pushing only what is missing (also after a SIGKILL), every image pulled
 //! back with skopeo.
 
-use crate::util::{have_tool, push_cmd, run, sha256_digest, skopeo_pull, text};
+use crate::util::{anonymous_client, have_tool, push_cmd, run, sha256_digest, skopeo_pull, text};
 use layerlift_testkit::image::{TestImage, bundle, layer_tar, letters, noise};
 use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Registry};
 use std::collections::BTreeMap;
@@ -33,6 +33,15 @@ fn events(stdout: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
+}
+
+/// The digest the `tag` event for `reference` names (panics with the push's output if none does).
+fn tagged<'a>(events: &'a [serde_json::Value], reference: &str, out: &str) -> &'a str {
+    events
+        .iter()
+        .find(|e| e["event"] == "tag" && e["reference"] == reference)
+        .and_then(|e| e["digest"].as_str())
+        .unwrap_or_else(|| panic!("{reference}: {out}"))
 }
 
 /// The `image` events: name (or digest) → (status, reference).
@@ -290,14 +299,7 @@ fn folder_of_bundles_with_a_map_file_only_mapped_and_a_dry_run() {
         skipped["path"].as_str().unwrap().ends_with("SHA256SUMS"),
         "{skipped}"
     );
-    let client = layerlift_registry::Client::new(
-        &reg.addr(),
-        layerlift_registry::Credential::Anonymous,
-        layerlift_registry::TransportOptions::default(),
-        layerlift_registry::RetryPolicy::none(),
-    )
-    .unwrap();
-    client.ping().unwrap();
+    let client = anonymous_client(&reg);
     assert_eq!(
         client.manifest_digest("mirror/base/alpine", "3").unwrap(),
         None
@@ -387,11 +389,7 @@ fn sigkill_mid_bundle_then_a_rerun_uploads_nothing_twice() {
     let evs = events(&out);
     for (i, img) in imgs.iter().enumerate() {
         let reference = format!("{}/site/bulk/app{i}:1", proxy.addr());
-        let digest = evs
-            .iter()
-            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
-            .and_then(|e| e["digest"].as_str())
-            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        let digest = tagged(&evs, &reference, &out);
         pulls_back(&reference, digest, img);
     }
 }
@@ -428,11 +426,7 @@ fn bundle_from_a_pipe_under_a_registry_alone() {
     );
     for (name, img) in [("alpine:3", &imgs[0]), ("bulk/app:1", &imgs[1])] {
         let reference = &got[name].1;
-        let digest = evs
-            .iter()
-            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
-            .and_then(|e| e["digest"].as_str())
-            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        let digest = tagged(&evs, reference, &out);
         pulls_back(reference, digest, img);
     }
 }
@@ -497,11 +491,7 @@ fn a_network_drop_mid_bundle_fails_the_rest_and_a_rerun_finishes_it() {
     }
     for (i, img) in imgs.iter().enumerate() {
         let reference = format!("{dest}/bulk/net{i}:1");
-        let digest = evs
-            .iter()
-            .find(|e| e["event"] == "tag" && e["reference"] == reference.as_str())
-            .and_then(|e| e["digest"].as_str())
-            .unwrap_or_else(|| panic!("{reference}: {out}"));
+        let digest = tagged(&evs, &reference, &out);
         pulls_back(&reference, digest, img);
     }
 }

@@ -3,8 +3,8 @@
 //! pulls every pushed image back so that its manifests and blobs can be compared byte for byte.
 
 use crate::util::{
-    PASSWORD, WRONG_PASSWORD, assert_ok, base64_encode, have_tool, layout_layers, push_cmd, pushed,
-    real_tool_fixtures, run, run_with_stdin, skopeo_pull_layers, text,
+    PASSWORD, WRONG_PASSWORD, anonymous_client, assert_ok, base64_encode, have_tool, layout_layers,
+    push_cmd, pushed, real_tool_fixtures, run, run_with_stdin, skopeo_pull_layers, text,
 };
 use layerlift_testkit::{Auth, Registry, RegistryOptions};
 use std::path::PathBuf;
@@ -146,14 +146,7 @@ fn push_regclient_testrepo_all_tags() {
     // again with our own client, independently of the process that pushed).
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
-    let client = layerlift_registry::Client::new(
-        &reg.addr(),
-        layerlift_registry::Credential::Anonymous,
-        layerlift_registry::TransportOptions::default(),
-        layerlift_registry::RetryPolicy::none(),
-    )
-    .unwrap();
-    client.ping().unwrap();
+    let client = anonymous_client(&reg);
     let mut tags = 0;
     for m in index["manifests"].as_array().unwrap() {
         if let Some(name) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() {
@@ -189,14 +182,7 @@ fn json_dry_run_digest_file_and_second_push() {
         .args(["--image", "test_image_1", "--dry-run", "--json"]);
     let out = assert_ok(&run(c));
     assert!(out.contains("\"would-upload\""), "{out}");
-    let client = layerlift_registry::Client::new(
-        &reg.addr(),
-        layerlift_registry::Credential::Anonymous,
-        layerlift_registry::TransportOptions::default(),
-        layerlift_registry::RetryPolicy::none(),
-    )
-    .unwrap();
-    client.ping().unwrap();
+    let client = anonymous_client(&reg);
     assert_eq!(client.manifest_digest("app", "1").unwrap(), None);
 
     // Real push with a digest file; stdout is exactly the one reference line.
@@ -509,14 +495,7 @@ fn push_docker_archives() {
         .args(["--compression", "none"]);
     let out = assert_ok(&run(c));
     let plain = pushed(&out);
-    let client = layerlift_registry::Client::new(
-        &reg.addr(),
-        layerlift_registry::Credential::Anonymous,
-        layerlift_registry::TransportOptions::default(),
-        layerlift_registry::RetryPolicy::none(),
-    )
-    .unwrap();
-    client.ping().unwrap();
+    let client = anonymous_client(&reg);
     let layer_types = |repo: &str, d: &str| -> Vec<String> {
         let (_, bytes) = client.get_manifest(repo, d).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

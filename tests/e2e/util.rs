@@ -243,6 +243,20 @@ impl ModeRegistry {
     }
 }
 
+/// A registry client of our own for `reg` (anonymous, plain HTTP, no retries), pinged: an
+/// independent reader of what a push left.
+pub fn anonymous_client(reg: &Registry) -> layerlift_registry::Client {
+    let client = layerlift_registry::Client::new(
+        &reg.addr(),
+        layerlift_registry::Credential::Anonymous,
+        layerlift_registry::TransportOptions::default(),
+        layerlift_registry::RetryPolicy::none(),
+    )
+    .unwrap();
+    client.ping().unwrap();
+    client
+}
+
 /// The digest `repo:tag` points at in a testkit registry, read from its storage directory.
 pub fn tag_digest(reg: &Registry, repo: &str, tag: &str) -> Option<String> {
     let link = reg
