@@ -128,7 +128,7 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           net      (alone; root) cold archive pushes in a network namespace\n\
                      \x20                    limited by tc tbf to 250 Mbit/s and 1 Gbit/s, and 40\n\
                      \x20                    small layers through a 20 ms round trip, vs skopeo\n\
-                     --baseline DIR  (net) also time DIR/layerlift-push, for before/after ratios"
+                     --baseline DIR  (push, net) also time DIR/layerlift-push, for before/after ratios"
                 );
                 std::process::exit(0);
             }
@@ -176,7 +176,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     if opts.build {
         let mut cmd = util::cargo();
-        cmd.args(["build", "--release", "--locked", "-p", "layerlift"]);
+        // xtask too: its `__floor` task is the compute floor, built like the binaries it bounds.
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "layerlift",
+            "-p",
+            "xtask",
+        ]);
         eprintln!("xtask bench: {}", util::show(&cmd));
         let status = cmd.status().context("cannot run cargo build")?;
         if !status.success() {
@@ -227,6 +236,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut registry = None;
     let mut archive_stored = None;
     let mut docker_parts = None;
+    let mut cpu_rows = Vec::new();
     if opts.convert || opts.push || opts.pack {
         eprintln!(
             "xtask bench: unpacking the archive into {}",
@@ -297,6 +307,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let (steps40, _) =
             bs::archive_push_steps(&push, &archive40, reg.clone(), &work, &bs::ARCHIVE_40);
         steps.extend(steps40);
+        // The compute floor of both archive pushes, over their layers unpacked (untimed).
+        let input40 = work.join("in40");
+        util::run_quiet(Command::new(&unpack).arg(&archive40).arg(&input40))?;
+        let baseline = opts
+            .baseline
+            .as_deref()
+            .map(|d| (d, &*archive, reg.clone()));
+        let cpu = crate::bench_cpu::push_cpu(&bin("xtask")?, [&input, &input40], baseline, &work)?;
+        steps.extend(cpu.steps);
+        targets.extend(cpu.targets);
+        cpu_rows = cpu.rows;
         match bench_docker::daemon_version() {
             Ok(version) => {
                 eprintln!("xtask bench: Docker Engine {version}: docker load + docker push too");
@@ -398,6 +419,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         print_sizes(input_bytes, &sizes);
     }
     print_throughput(&results, &volumes);
+    crate::bench_cpu::print_cpu_table(&results, &cpu_rows);
     util::remove_any(&work)?;
 
     if pass || !opts.strict {

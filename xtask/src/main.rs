@@ -13,6 +13,7 @@
 
 mod bad_fixtures;
 mod bench;
+mod bench_cpu;
 mod bench_docker;
 mod bench_net;
 mod bench_pack;
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
         "man" => man::run(rest),
         "dist" => dist::run(rest),
         measure::RUSAGE_TASK => measure::rusage_main(rest),
+        bench_cpu::FLOOR_TASK => bench_cpu::floor_main(rest),
         man::MAN_TASK => man::generate(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -387,12 +387,12 @@ impl Scan {
     }
 
     /// Copy the entry to `sink` and `taps`: the `head` bytes already in `buf`, then the rest of
-    /// `reader`, asking the hook after every buffer whether to stop.
+    /// `reader` a whole buffer at a time, asking the hook after every buffer whether to stop.
     #[allow(clippy::too_many_arguments)]
     fn copy(
         &self,
         reader: &mut dyn Read,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
         head: usize,
         sink: &mut Sink,
         taps: &mut Taps,
@@ -407,19 +407,16 @@ impl Scan {
         let mut chunk = head;
         loop {
             if chunk > 0 {
-                let bytes = &buf[..chunk];
-                sink.write_all(bytes).map_err(write_err)?;
-                taps.write(bytes);
+                taps.write(&buf[..chunk]);
+                sink.write_chunk(buf, chunk).map_err(write_err)?;
             }
             if self.on_blob.as_ref().is_some_and(BlobHook::stop_requested) {
                 return Err(ArchiveError::Stopped);
             }
-            chunk = match reader.read(buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(entry_error(path, e)),
-            };
+            chunk = fill(reader, buf).map_err(|e| entry_error(path, e))?;
+            if chunk == 0 {
+                return Ok(());
+            }
         }
     }
 
@@ -441,6 +438,20 @@ impl Scan {
         self.kept_json += j.len() as u64;
         (Some(j), None)
     }
+}
+
+/// Read until `buf` is full or the reader ends; how many bytes were read.
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn entry_error(path: &str, e: io::Error) -> ArchiveError {
@@ -567,6 +578,22 @@ impl Sink {
                 raw.write_all(bytes)?;
                 encoder.write_all(bytes)
             }
+        }
+    }
+
+    /// [`write_all`](Self::write_all) of `buf[..len]`; a staged blob takes the buffer itself
+    /// (hashed on the blob writer's thread, not copied) and `buf` becomes another one of
+    /// [`COPY_BUFFER`] bytes.
+    fn write_chunk(&mut self, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        match self {
+            Sink::Stage(w) => {
+                buf.truncate(len);
+                let mut next = w.write_owned(std::mem::take(buf))?;
+                next.resize(COPY_BUFFER, 0);
+                *buf = next;
+                Ok(())
+            }
+            other => other.write_all(&buf[..len]),
         }
     }
 

@@ -19,9 +19,11 @@
 
 mod blob;
 mod error;
+mod hashing;
 
 pub use blob::{BlobWriter, StagedBlob};
 pub use error::LayoutError;
+pub use hashing::{HashingReader, HashingWriter};
 pub use layerlift_manifest::Digest;
 
 use layerlift_manifest::{Descriptor, ImageConfig, Index, Manifest, Platform, parse_json};
