@@ -190,6 +190,18 @@ pub struct Scan {
     /// Publish each layer as soon as it is staged, and call this ([`crate::Options::on_blob`]).
     pub on_blob: Option<BlobHook>,
     kept_json: u64,
+    copy_buf: CopyBuf,
+}
+
+/// The buffer entries are copied through, kept from one entry to the next: allocated (and zeroed)
+/// once per pass, not once per entry.
+#[derive(Default)]
+struct CopyBuf(Vec<u8>);
+
+impl std::fmt::Debug for CopyBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CopyBuf({} bytes)", self.0.len())
+    }
 }
 
 impl Scan {
@@ -269,7 +281,8 @@ impl Scan {
         disk: Option<&Path>,
     ) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
-        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut buf = std::mem::take(&mut self.copy_buf.0);
+        buf.resize(COPY_BUFFER, 0);
         let head = Head::read(reader, &mut buf).map_err(|e| entry_error(&path, e))?;
         // A directory's file can be read again: its JSON is collected (one document at a time)
         // to learn whether it is small, and kept only within the total.
@@ -288,6 +301,7 @@ impl Scan {
         self.copy(
             reader, &mut buf, head.len, &mut sink, &mut taps, layout, &path,
         )?;
+        self.copy_buf.0 = buf;
         let Stored {
             digest,
             size,

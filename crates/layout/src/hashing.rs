@@ -7,18 +7,17 @@
 //! thread starts with the first full buffer: a blob smaller than one chunk (a config, a manifest, a
 //! small layer) is hashed on the caller's thread at [`HashingWriter::finish`], without a thread.
 //! The digest is the same either way: sha256 of the bytes in the order they were written.
-//! [`HashingReader`] is the same for bytes read.
 
 use layerlift_manifest::Digest;
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 /// Bytes per buffer: what is written to the inner writer at once and handed to the hasher.
 pub(crate) const CHUNK: usize = 256 << 10;
 /// Full buffers waiting for the hashing thread before the writer waits for it.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 
 /// The hashing thread: full buffers go in, hashed (and emptied) buffers come back.
 struct Hasher {
@@ -188,39 +187,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A `Read` that hashes what is read through it with a [`HashingWriter`] (each buffer copied
-/// once, hashed on the writer's thread): for copies whose source is checked against its digest
-/// while the bytes go elsewhere.
-#[derive(Debug)]
-pub struct HashingReader<R> {
-    inner: R,
-    hash: HashingWriter<io::Sink>,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// A reader that hashes everything read from `inner`.
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hash: HashingWriter::new(io::sink()),
-        }
-    }
-
-    /// Digest and size of everything read, and the inner reader.
-    pub fn finish(self) -> io::Result<(Digest, u64, R)> {
-        let (digest, size, _) = self.hash.finish()?;
-        Ok((digest, size, self.inner))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,19 +235,6 @@ mod tests {
         let (digest, size, out) = w.finish().unwrap();
         assert_eq!((size, digest), (data.len() as u64, Digest::of(&data)));
         assert!(out == data);
-    }
-
-    #[test]
-    fn the_reader_hashes_what_was_read() {
-        let data: Vec<u8> = (0..3 * CHUNK + 5).map(|i| (i % 253) as u8).collect();
-        let mut r = HashingReader::new(&data[..]);
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).unwrap();
-        let (digest, size, _) = r.finish().unwrap();
-        assert_eq!(
-            (digest, size, got.len()),
-            (Digest::of(&data), data.len() as u64, data.len())
-        );
     }
 
     #[test]

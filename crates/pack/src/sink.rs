@@ -19,7 +19,7 @@ use crate::error::PackError;
 use crate::observer::{Event, Observer, Step};
 use crate::tar_out::{CopyError, TarOut};
 use layerlift_layers::{Compression, DecodeReader, LayerError, SNIFF_LEN, sniff};
-use layerlift_layout::{HashingReader, Layout, LayoutError};
+use layerlift_layout::{Layout, LayoutError};
 use layerlift_manifest::{Descriptor, Digest, Index, Sha256Reader};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -416,10 +416,9 @@ impl Prepared {
                         step: Step::Copy,
                     });
                     let mut reader =
-                        HashingReader::new(Progress::new(source.open(digest)?, observer));
+                        Sha256Reader::new(Progress::new(source.open(digest)?, observer));
                     copy(&mut tar, &path, *size, &mut reader, digest)?;
-                    let (actual, _, mut rest) =
-                        reader.finish().map_err(|e| read_error(*digest, e))?;
+                    let (actual, _, mut rest) = reader.finish();
                     check_end(&mut rest, digest)?;
                     if actual != *digest {
                         return Err(PackError::Changed {
@@ -437,12 +436,11 @@ impl Prepared {
                     });
                     let compression = sniff_blob(source, from)?;
                     let input = Progress::new(source.open(from)?, observer);
-                    let mut reader = HashingReader::new(
+                    let mut reader = Sha256Reader::new(
                         DecodeReader::new(input, compression).map_err(|e| read_error(*from, e))?,
                     );
                     copy(&mut tar, &path, *size, &mut reader, from)?;
-                    let (actual, _, mut rest) =
-                        reader.finish().map_err(|e| read_error(*from, e))?;
+                    let (actual, _, mut rest) = reader.finish();
                     check_end(&mut rest, from)?;
                     if actual != *digest {
                         return Err(PackError::Changed {
