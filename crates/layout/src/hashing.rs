@@ -19,7 +19,8 @@ pub(crate) const CHUNK: usize = 256 << 10;
 /// Full buffers waiting for the hashing thread before the writer waits for it.
 const IN_FLIGHT: usize = 2;
 
-/// The hashing thread: full buffers go in, hashed (and emptied) buffers come back.
+/// The hashing thread: full buffers go in, hashed buffers come back (for reuse; still holding
+/// their bytes).
 struct Hasher {
     full: SyncSender<Vec<u8>>,
     hashed: Receiver<Vec<u8>>,
@@ -180,9 +181,12 @@ impl<W: Write> Write for HashingWriter<W> {
         Ok(take)
     }
 
-    /// Buffered bytes stay buffered (they are written by the next full buffer or
-    /// [`finish`](HashingWriter::finish)); the inner writer is flushed.
+    /// Buffered bytes are written out (and handed to the hasher), then the inner writer is
+    /// flushed: a reader of the file sees everything written so far.
     fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.spill()?;
+        }
         self.inner.flush()
     }
 }
@@ -197,8 +201,12 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             for step in [1usize << 20, 4096, 1000] {
                 let mut w = HashingWriter::new(Vec::new());
-                for part in data.chunks(step) {
+                for (i, part) in data.chunks(step).enumerate() {
                     w.write_all(part).unwrap();
+                    if i % 5 == 4 {
+                        // A flush in between writes out a partial buffer.
+                        w.flush().unwrap();
+                    }
                 }
                 assert_eq!(w.written(), len as u64);
                 let (digest, size, out) = w.finish().unwrap();
@@ -235,6 +243,20 @@ mod tests {
         let (digest, size, out) = w.finish().unwrap();
         assert_eq!((size, digest), (data.len() as u64, Digest::of(&data)));
         assert!(out == data);
+    }
+
+    #[test]
+    fn a_flush_writes_out_what_is_buffered() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        w.flush().unwrap();
+        assert_eq!(w.inner, b"abc");
+        w.write_all(b"def").unwrap();
+        let (digest, size, out) = w.finish().unwrap();
+        assert_eq!(
+            (digest, size, &out[..]),
+            (Digest::of(b"abcdef"), 6, &b"abcdef"[..])
+        );
     }
 
     #[test]
