@@ -137,7 +137,7 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           net      (alone; root) cold archive pushes in a network namespace\n\
                      \x20                    limited by tc tbf to 250 Mbit/s and 1 Gbit/s, and 40\n\
                      \x20                    small layers through a 20 ms round trip, vs skopeo\n\
-                     --baseline DIR  (net) also time DIR/layerlift-push, for before/after ratios"
+                     --baseline DIR  (push, net) also time DIR/layerlift-push, for before/after ratios"
                 );
                 std::process::exit(0);
             }
@@ -185,7 +185,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     if opts.build {
         let mut cmd = util::cargo();
-        cmd.args(["build", "--release", "--locked", "-p", "layerlift"]);
+        // xtask too: its `__floor` task is the compute floor, built like the binaries it bounds.
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "layerlift",
+            "-p",
+            "xtask",
+        ]);
         eprintln!("xtask bench: {}", util::show(&cmd));
         let status = cmd.status().context("cannot run cargo build")?;
         if !status.success() {
@@ -236,6 +245,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut registry = None;
     let mut archive_stored = None;
     let mut docker_parts = None;
+    let mut cpu_rows = Vec::new();
     if opts.convert || opts.push || opts.pack {
         eprintln!(
             "xtask bench: unpacking the archive into {}",
@@ -306,6 +316,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let (steps40, _) =
             bs::archive_push_steps(&push, &archive40, reg.clone(), &work, &bs::ARCHIVE_40);
         steps.extend(steps40);
+        // The compute floor of both archive pushes, over their layers unpacked (untimed).
+        let input40 = work.join("in40");
+        util::run_quiet(Command::new(&unpack).arg(&archive40).arg(&input40))?;
+        let baseline = opts
+            .baseline
+            .as_deref()
+            .map(|d| (d, &*archive, reg.clone()));
+        let cpu = crate::bench_cpu::push_cpu(&bin("xtask")?, [&input, &input40], baseline, &work)?;
+        steps.extend(cpu.steps);
+        targets.extend(cpu.targets);
+        cpu_rows = cpu.rows;
         match bench_docker::daemon_version() {
             Ok(version) => {
                 eprintln!("xtask bench: Docker Engine {version}: docker load + docker push too");
@@ -433,6 +454,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         print_sizes(input_bytes, &sizes);
     }
     print_throughput(&results, &volumes);
+    crate::bench_cpu::print_cpu_table(&results, &cpu_rows);
     util::remove_any(&work)?;
 
     if pass || !opts.strict {
@@ -448,7 +470,22 @@ fn unpack_targets() -> Vec<Target> {
             label: "unpack FILE / tar -xf".into(),
             numerator: "layerlift-unpack FILE DIR".into(),
             denominator: "tar -xf FILE".into(),
-            max: 1.3,
+            max: 1.15,
+        },
+        Target::Info {
+            label: "unpack FILE / (tar -xf && sync), same durability".into(),
+            numerator: "layerlift-unpack FILE DIR".into(),
+            denominator: TAR_XF_SYNC.into(),
+        },
+        Target::Info {
+            label: "unpack - (pipe) / tar -xf".into(),
+            numerator: "cat FILE | layerlift-unpack - DIR".into(),
+            denominator: "tar -xf FILE".into(),
+        },
+        Target::CpuInfo {
+            label: "unpack FILE / tar -xf, CPU time".into(),
+            numerator: "layerlift-unpack FILE DIR".into(),
+            denominator: "tar -xf FILE".into(),
         },
         Target::Ratio {
             label: "unpack - (pipe) / unpack FILE".into(),
@@ -704,7 +741,10 @@ fn print_throughput(results: &[Measurement], volumes: &[(String, u64)]) {
     }
 }
 
-/// The three unpack steps: tar -xf, unpack from the file, unpack from a pipe.
+/// `tar -xf`, then `sync` of every file and directory it wrote.
+const TAR_XF_SYNC: &str = "tar -xf FILE && sync (each file)";
+
+/// The unpack steps: tar -xf (and made durable), unpack from the file, unpack from a pipe.
 fn unpack_steps(archive: &Path, unpack: &Path, work: &Path) -> Vec<Step> {
     let archive = Rc::new(archive.to_path_buf());
     let unpack = Rc::new(unpack.to_path_buf());
@@ -717,6 +757,25 @@ fn unpack_steps(archive: &Path, unpack: &Path, work: &Path) -> Vec<Step> {
         Step::new("tar -xf FILE", move || {
             measure::time_command(
                 Command::new("tar").arg("-xf").arg(&*a).arg("-C").arg(&dir),
+                &log,
+            )
+        })
+        .prepare(move || measure::fresh_dir(&d2)),
+    );
+
+    // The same durability as unpack's layout: every file and directory tar wrote fsynced.
+    let (a, dir) = (archive.clone(), work.join("tar-sync"));
+    let log = Rc::new(Log(work.join("tar-sync.log")));
+    let d2 = dir.clone();
+    steps.push(
+        Step::new(TAR_XF_SYNC, move || {
+            measure::time_command(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg("tar -xf \"$1\" -C \"$2\" && find \"$2\" -exec sync {} +")
+                    .arg("sh")
+                    .arg(&*a)
+                    .arg(&dir),
                 &log,
             )
         })

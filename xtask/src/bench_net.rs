@@ -23,6 +23,9 @@
 //!
 //! `--baseline DIR` adds a `layerlift-push` of DIR (an older build) to every comparison, for
 //! before/after ratios measured in the same run.
+//!
+//! After the floors, the client CPU of each loopback push per GB and per layer beside its compute
+//! floor (see `bench_cpu.rs`), measured in the same rounds.
 
 use crate::bench_steps::{self as bs, ArchivePush, Stored};
 use crate::measure::{self, Measurement, Step, Target};
@@ -290,6 +293,31 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
         human_bytes(std::fs::metadata(&small)?.len()),
         cpus(),
     );
+    // The compute floor of each image (its layers unpacked, untimed), beside the loopback pushes.
+    let mut cpu_rows = Vec::new();
+    for (archive, image) in [
+        (&six, "6 layers"),
+        (&one, "1 layer"),
+        (&small, "39 small layers"),
+    ] {
+        let layout = work.join(format!("in-{}", image.replace(' ', "-")));
+        util::run_quiet(
+            Command::new(bin.join("layerlift-unpack"))
+                .arg(archive)
+                .arg(&layout),
+        )?;
+        let floor = leak(format!("compute floor: gzip + sha256, {image}"));
+        let volume = crate::bench_cpu::Volume::default();
+        steps.push(crate::bench_cpu::floor_step(
+            floor,
+            &bin.join("xtask"),
+            &layout,
+            &work,
+            volume.clone(),
+        )?);
+        let ours = leak(format!("layerlift-push {image}, loopback"));
+        cpu_rows.push((ours, floor, volume));
+    }
     let results = measure::run_steps(&mut steps, reps);
     drop(steps);
     Link::Loopback.apply()?;
@@ -417,6 +445,7 @@ fn inside(reps: usize, baseline: Option<&Path>, bin: &Path) -> Result<ExitCode> 
             );
         }
     }
+    crate::bench_cpu::print_cpu_table(&results, &cpu_rows);
     util::remove_any(&work)?;
     Ok(ExitCode::SUCCESS)
 }

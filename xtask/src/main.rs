@@ -14,6 +14,7 @@
 mod bad_fixtures;
 mod bench;
 mod bench_bulk;
+mod bench_cpu;
 mod bench_docker;
 mod bench_net;
 mod bench_pack;
@@ -47,11 +48,13 @@ tasks:
                       for its share of N minutes (default 2), seeded from fuzz/seeds,
                       fuzz/regressions and tests/fixtures
   bench [--quick] [--reps N] [--strict] [--no-build] [--steps unpack,convert,push,pack,repush]
+        [--baseline DIR]
                       build a ~300 MB docker-save archive from files on this machine and time
                       layerlift-unpack (file and pipe) against `tar -xf`, layerlift-convert
                       against `skopeo copy --dest-compress` and pigz, layerlift-push against
                       `skopeo copy` to a local docker-registry (cold, and re-pushes), layerlift-pack
-                      against `tar -cf` of the same blobs, with peak RSS
+                      against `tar -cf` of the same blobs, with peak RSS; the archive pushes'
+                      client CPU per GB and per layer beside their compute floor
   big-layer [--size BYTES] [--no-build]
                       one incompressible layer (default 4 GiB) unpacked, converted and pushed to a
                       local docker-registry; peak RSS and disk use against the bounds in docs/benchmarks.md
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         "man" => man::run(rest),
         "dist" => dist::run(rest),
         measure::RUSAGE_TASK => measure::rusage_main(rest),
+        bench_cpu::FLOOR_TASK => bench_cpu::floor_main(rest),
         man::MAN_TASK => man::generate(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

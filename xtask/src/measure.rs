@@ -183,6 +183,15 @@ pub enum Target {
         numerator: String,
         denominator: String,
     },
+    /// median CPU(numerator) / median CPU(denominator) ≤ max: for targets on the client's CPU
+    /// (against the compute floor, or an older build), which move much less with background load
+    /// than wall times do.
+    CpuRatio {
+        label: String,
+        numerator: String,
+        denominator: String,
+        max: f64,
+    },
     /// The least wall-time ratio the numerator step could reach on this machine, reported without
     /// a target: (its median CPU + the registry's median CPU during it) ÷ `cpus`, over the
     /// denominator's median wall time. Both processes' work has to fit on the same `cpus` cores.
@@ -202,6 +211,7 @@ impl Target {
             | Target::Value { label, .. }
             | Target::Info { label, .. }
             | Target::CpuInfo { label, .. }
+            | Target::CpuRatio { label, .. }
             | Target::CpuFloor { label, .. } => label,
         }
     }
@@ -288,6 +298,20 @@ pub fn report(results: &[Measurement], targets: &[Target]) -> bool {
                 max,
             } => {
                 let ratio = median_ratio(results, numerator, denominator);
+                (
+                    label,
+                    ratio.map(|r| format!("{r:.2}×")),
+                    format!("≤ {max:.2}×"),
+                    ratio.map(|r| r <= *max),
+                )
+            }
+            Target::CpuRatio {
+                label,
+                numerator,
+                denominator,
+                max,
+            } => {
+                let ratio = median_cpu_ratio(results, numerator, denominator);
                 (
                     label,
                     ratio.map(|r| format!("{r:.2}×")),

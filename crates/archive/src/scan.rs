@@ -191,6 +191,18 @@ pub struct Scan {
     /// Publish each layer as soon as it is staged, and send it here ([`crate::Options::handover`]).
     pub handover: Option<LayerSender>,
     kept_json: u64,
+    copy_buf: CopyBuf,
+}
+
+/// The buffer entries are copied through, kept from one entry to the next: allocated (and zeroed)
+/// once per pass, not once per entry.
+#[derive(Default)]
+struct CopyBuf(Vec<u8>);
+
+impl std::fmt::Debug for CopyBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CopyBuf({} bytes)", self.0.len())
+    }
 }
 
 impl Scan {
@@ -270,7 +282,8 @@ impl Scan {
         disk: Option<&Path>,
     ) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
-        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut buf = std::mem::take(&mut self.copy_buf.0);
+        buf.resize(COPY_BUFFER, 0);
         let head = Head::read(reader, &mut buf).map_err(|e| entry_error(&path, e))?;
         // A directory's file can be read again: its JSON is collected (one document at a time)
         // to learn whether it is small, and kept only within the total.
@@ -289,6 +302,7 @@ impl Scan {
         self.copy(
             reader, &mut buf, head.len, &mut sink, &mut taps, layout, &path,
         )?;
+        self.copy_buf.0 = buf;
         let Stored {
             digest,
             size,
@@ -388,12 +402,13 @@ impl Scan {
     }
 
     /// Copy the entry to `sink` and `taps`: the `head` bytes already in `buf`, then the rest of
-    /// `reader`, stopping after any buffer once every receiver of the handover is gone.
+    /// `reader` a whole buffer at a time, stopping after any buffer once every receiver of the
+    /// handover is gone.
     #[allow(clippy::too_many_arguments)]
     fn copy(
         &self,
         reader: &mut dyn Read,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
         head: usize,
         sink: &mut Sink,
         taps: &mut Taps,
@@ -408,19 +423,16 @@ impl Scan {
         let mut chunk = head;
         loop {
             if chunk > 0 {
-                let bytes = &buf[..chunk];
-                sink.write_all(bytes).map_err(write_err)?;
-                taps.write(bytes);
+                taps.write(&buf[..chunk]);
+                sink.write_chunk(buf, chunk).map_err(write_err)?;
             }
             if self.handover.as_ref().is_some_and(LayerSender::stopped) {
                 return Err(ArchiveError::Stopped);
             }
-            chunk = match reader.read(buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(entry_error(path, e)),
-            };
+            chunk = fill(reader, buf).map_err(|e| entry_error(path, e))?;
+            if chunk == 0 {
+                return Ok(());
+            }
         }
     }
 
@@ -442,6 +454,20 @@ impl Scan {
         self.kept_json += j.len() as u64;
         (Some(j), None)
     }
+}
+
+/// Read until `buf` is full or the reader ends; how many bytes were read.
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn entry_error(path: &str, e: io::Error) -> ArchiveError {
@@ -568,6 +594,22 @@ impl Sink {
                 raw.write_all(bytes)?;
                 encoder.write_all(bytes)
             }
+        }
+    }
+
+    /// [`write_all`](Self::write_all) of `buf[..len]`; a staged blob takes the buffer itself
+    /// (hashed on the blob writer's thread, not copied) and `buf` becomes another one of
+    /// [`COPY_BUFFER`] bytes.
+    fn write_chunk(&mut self, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        match self {
+            Sink::Stage(w) => {
+                buf.truncate(len);
+                let mut next = w.write_owned(std::mem::take(buf))?;
+                next.resize(COPY_BUFFER, 0);
+                *buf = next;
+                Ok(())
+            }
+            other => other.write_all(&buf[..len]),
         }
     }
 

@@ -53,17 +53,20 @@ impl Deflater {
                 format!("gzip level {level} is out of range"),
             )
         })?;
-        let mut compressor = libdeflater::Compressor::new(lvl);
-        let bound = compressor.deflate_compress_bound(GZIP_BLOCK);
         Ok(Deflater {
-            compressor,
-            buf: vec![0; bound],
+            compressor: libdeflater::Compressor::new(lvl),
+            buf: Vec::new(),
         })
     }
 
     /// `input` (at most [`GZIP_BLOCK`] bytes) as one complete gzip member, appended to `out`.
     fn member(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         debug_assert!(input.len() <= GZIP_BLOCK);
+        // Sized for the largest block seen (a small layer never needs a whole block's bound).
+        let bound = self.compressor.deflate_compress_bound(input.len());
+        if self.buf.len() < bound {
+            self.buf.resize(bound, 0);
+        }
         let n = self
             .compressor
             .deflate_compress(input, &mut self.buf)
@@ -136,6 +139,9 @@ impl Drop for Pool {
 }
 
 enum Engine {
+    /// Not started: the worker threads start with the first full block, so a layer smaller than
+    /// one block is compressed on the calling thread without starting any.
+    Deferred { threads: usize, level: i32 },
     /// Compress on the calling thread.
     Inline {
         deflater: Deflater,
@@ -149,6 +155,15 @@ enum Engine {
         /// Input buffers given back by the workers, for the next blocks.
         spare: Vec<Vec<u8>>,
     },
+}
+
+impl Engine {
+    fn inline(level: i32) -> io::Result<Self> {
+        Ok(Engine::Inline {
+            deflater: Deflater::new(level)?,
+            scratch: Vec::new(),
+        })
+    }
 }
 
 /// A `Write` that gzips deterministically on `threads` threads (see the module docs). Call
@@ -176,17 +191,9 @@ impl<W: Write> GzipEncoder<W> {
     pub fn new(out: W, level: u32, threads: usize) -> io::Result<Self> {
         let level = (level as i32).clamp(*GZIP_LEVELS.start(), *GZIP_LEVELS.end());
         let engine = if threads <= 1 {
-            Engine::Inline {
-                deflater: Deflater::new(level)?,
-                scratch: Vec::new(),
-            }
+            Engine::inline(level)?
         } else {
-            Engine::Pool {
-                pool: Pool::new(threads, level)?,
-                pending: VecDeque::new(),
-                max_pending: threads * 2,
-                spare: Vec::new(),
-            }
+            Engine::Deferred { threads, level }
         };
         Ok(GzipEncoder {
             out,
@@ -201,7 +208,22 @@ impl<W: Write> GzipEncoder<W> {
     fn submit(&mut self, last: bool) -> io::Result<()> {
         // A partial last block, or the single empty member of an empty stream.
         let have_block = !self.block.is_empty() || (last && self.members == 0);
+        if let Engine::Deferred { threads, level } = self.engine {
+            // The last block of a stream that never filled one: no thread is worth starting.
+            self.engine = if last && self.members == 0 {
+                Engine::inline(level)?
+            } else {
+                Engine::Pool {
+                    pool: Pool::new(threads, level)?,
+                    pending: VecDeque::new(),
+                    max_pending: threads * 2,
+                    spare: Vec::new(),
+                }
+            };
+        }
         match &mut self.engine {
+            // Replaced just above.
+            Engine::Deferred { .. } => {}
             Engine::Inline { deflater, scratch } => {
                 if have_block {
                     scratch.clear();
@@ -274,5 +296,25 @@ impl<W: Write> Write for GzipEncoder<W> {
     fn flush(&mut self) -> io::Result<()> {
         // Blocks have fixed boundaries; flushing early would change the output.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_threads_start_only_when_a_block_fills() {
+        let mut small = GzipEncoder::new(Vec::new(), 1, 2).unwrap();
+        small.write_all(&[7; GZIP_BLOCK - 1]).unwrap();
+        assert!(matches!(small.engine, Engine::Deferred { .. }));
+        small.submit(true).unwrap();
+        assert!(matches!(small.engine, Engine::Inline { .. }));
+
+        let mut big = GzipEncoder::new(Vec::new(), 1, 2).unwrap();
+        big.write_all(&[7; GZIP_BLOCK]).unwrap();
+        assert!(matches!(big.engine, Engine::Pool { .. }));
+        let (small, big) = (small.finish().unwrap(), big.finish().unwrap());
+        assert!(!small.is_empty() && !big.is_empty());
     }
 }

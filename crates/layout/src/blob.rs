@@ -1,21 +1,21 @@
 //! Writing blobs: hash while writing to a temp file inside the layout, then rename into place.
 
+use crate::HashingWriter;
 use crate::LayoutError;
-use layerlift_manifest::{Digest, Sha256Writer};
+use layerlift_manifest::Digest;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use tempfile::TempPath;
 
-const WRITE_BUFFER: usize = 256 << 10;
-
-/// A blob being written. Bytes go to a temp file in the layout and through sha256; nothing is visible
-/// under `blobs/` until [`StagedBlob::commit`]. Dropping it removes the temp file.
+/// A blob being written. Bytes go to a temp file in the layout and through sha256 (on a thread of
+/// its own once the blob is larger than a buffer, see [`HashingWriter`]); nothing is visible under
+/// `blobs/` until [`StagedBlob::commit`]. Dropping it removes the temp file.
 #[derive(Debug)]
 pub struct BlobWriter {
-    out: Sha256Writer<BufWriter<File>>,
+    out: HashingWriter<File>,
     temp: TempPath,
     blobs_dir: PathBuf,
     /// fsync the file (in the background, see [`SyncSlots`]) before it can be renamed into place.
@@ -79,7 +79,7 @@ impl BlobWriter {
             .map_err(|e| LayoutError::io(tmp_dir, e))?;
         let (file, temp) = named.into_parts();
         Ok(BlobWriter {
-            out: Sha256Writer::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            out: HashingWriter::new(file),
             temp,
             blobs_dir,
             durable,
@@ -91,6 +91,12 @@ impl BlobWriter {
         &self.temp
     }
 
+    /// Write a whole buffer without copying it; returns a buffer to fill next (see
+    /// [`HashingWriter::write_owned`]).
+    pub fn write_owned(&mut self, full: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.out.write_owned(full)
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.out.written()
@@ -100,10 +106,10 @@ impl BlobWriter {
     /// In a durable layout its fsync starts now, in the background; [`StagedBlob::commit`] waits
     /// for it before the rename.
     pub fn finish(self) -> Result<StagedBlob, LayoutError> {
-        let (digest, size, buffered) = self.out.finish();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| LayoutError::io(&*self.temp, e.into_error()))?;
+        let (digest, size, file) = self
+            .out
+            .finish()
+            .map_err(|e| LayoutError::io(&*self.temp, e))?;
         let sync = self.durable.map(|slots| slots.start(file));
         Ok(StagedBlob {
             digest,

@@ -19,9 +19,11 @@
 
 mod blob;
 mod error;
+mod hashing;
 
 pub use blob::{BlobWriter, StagedBlob};
 pub use error::LayoutError;
+pub use hashing::HashingWriter;
 pub use layerlift_manifest::Digest;
 
 use layerlift_manifest::{Descriptor, ImageConfig, Index, Manifest, Platform, parse_json};
@@ -184,22 +186,24 @@ impl Layout {
     /// Start writing a blob of not-yet-known digest; see [`BlobWriter`].
     pub fn blob_writer(&self) -> Result<BlobWriter, LayoutError> {
         self.hold_writer_lock()?;
-        let tmp = self.root.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(|e| LayoutError::io(&tmp, e))?;
         BlobWriter::new(
-            &tmp,
+            &self.root.join(TMP_DIR),
             self.blobs_dir(),
             self.durable.then(|| Arc::clone(&self.syncs)),
         )
     }
 
-    /// Take this process's shared lock on `.layerlift-writers` unless it holds it already.
+    /// Take this process's shared lock on `.layerlift-writers` unless it holds it already, and
+    /// make the temp dir when taking it: nobody removes that dir while the lock is held, so blob
+    /// writers need not check for it again.
     fn hold_writer_lock(&self) -> Result<(), LayoutError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if writer.is_none() {
             let file = open_lock(&self.root.join(WRITERS_LOCK_FILE))?;
             file.lock_shared()
                 .map_err(|e| LayoutError::io(self.root.join(WRITERS_LOCK_FILE), e))?;
+            let tmp = self.root.join(TMP_DIR);
+            fs::create_dir_all(&tmp).map_err(|e| LayoutError::io(&tmp, e))?;
             *writer = Some(file);
         }
         Ok(())

@@ -236,3 +236,18 @@ fn temp_dir_stays_while_another_writer_uses_it() {
     drop(second);
     assert!(!tmp.exists(), "the last writer removes it");
 }
+
+/// Deleting blobs removes the temp dir; the next blob written makes it again (the writer lock
+/// is taken anew, and the dir with it), and a large blob (hashed on a thread) gets its digest.
+#[test]
+fn blobs_are_written_after_a_deletion_removed_the_temp_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    layout.write_blob(b"a").unwrap();
+    layout.exclusively(|| ()).unwrap();
+    assert!(!dir.path().join(TMP_DIR).exists());
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = layout.write_blob(&big).unwrap();
+    assert_eq!(digest, Digest::of(&big));
+    assert_eq!(layout.read_blob(&digest).unwrap(), big);
+}
