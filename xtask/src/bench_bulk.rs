@@ -181,7 +181,10 @@ pub fn build_scale_bundle(dest: &Path, count: usize) -> Result<()> {
 }
 
 /// Repositories under a prefix that changes every round: `bench/<stem>N/…`, the earlier rounds'
-/// deleted from the registry's storage (nothing can be mounted from them).
+/// deleted from the registry's storage (nothing can be mounted from them). The stems start with
+/// `u`, which no other step's prefix does: the single-image steps clear `bench/<letter>*` before
+/// their cold rounds, and a stem starting with `b` lost the re-push's seeded repositories to
+/// skopeo's `b`.
 struct Rounds {
     registry: Rc<Registry>,
     stem: &'static str,
@@ -303,7 +306,7 @@ pub fn bundle_steps(push: &Path, bundle: &Path, registry: &Rc<Registry>, work: &
     let log = |n: &str| Rc::new(Log(work.join(format!("{n}.log"))));
     let mut steps = Vec::new();
     {
-        let rounds = Rounds::new(registry, "bk");
+        let rounds = Rounds::new(registry, "ubk");
         let (r1, r2, r3) = (rounds.clone(), rounds.clone(), rounds);
         let (p, b, c, c2) = (
             push.to_path_buf(),
@@ -324,7 +327,7 @@ pub fn bundle_steps(push: &Path, bundle: &Path, registry: &Rc<Registry>, work: &
         );
     }
     {
-        let rounds = Rounds::new(registry, "ba");
+        let rounds = Rounds::new(registry, "uba");
         let (r1, r2) = (rounds.clone(), rounds);
         let (p, b, c) = (push.to_path_buf(), bundle.to_path_buf(), cache.clone());
         let (p2, b2, c2) = (push.to_path_buf(), bundle.to_path_buf(), cache.clone());
@@ -353,7 +356,7 @@ pub fn bundle_steps(push: &Path, bundle: &Path, registry: &Rc<Registry>, work: &
 }
 
 fn skopeo_step(bundle: &Path, registry: &Rc<Registry>, work: &Path) -> Step {
-    let rounds = Rounds::new(registry, "sk");
+    let rounds = Rounds::new(registry, "usk");
     let (r1, r2, r3) = (rounds.clone(), rounds.clone(), rounds);
     let cache = work.join("skopeo-cache");
     let (b, c, c2) = (bundle.to_path_buf(), cache.clone(), cache);
@@ -371,7 +374,7 @@ fn skopeo_step(bundle: &Path, registry: &Rc<Registry>, work: &Path) -> Step {
 }
 
 fn podman_step(bundle: &Path, registry: &Rc<Registry>, work: &Path) -> Step {
-    let rounds = Rounds::new(registry, "pd");
+    let rounds = Rounds::new(registry, "upd");
     let (r1, r2, r3) = (rounds.clone(), rounds.clone(), rounds);
     let root = work.join("podman");
     let (b, p, p2, p3) = (bundle.to_path_buf(), root.clone(), root.clone(), root);
@@ -401,7 +404,7 @@ pub fn scale_steps(
     for ((bundle, count), (dry, cold, stem)) in bundles
         .into_iter()
         .zip([100, 1000])
-        .zip([(DRY_100, SCALE_100, "sa"), (DRY_1000, SCALE_1000, "sb")])
+        .zip([(DRY_100, SCALE_100, "usa"), (DRY_1000, SCALE_1000, "usb")])
     {
         let rounds = Rounds::new(registry, stem);
         let (r1, r2, r3, r4) = (rounds.clone(), rounds.clone(), rounds.clone(), rounds);
