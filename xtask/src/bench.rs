@@ -289,8 +289,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             layout.display()
         );
         util::run_quiet(Command::new(&convert).arg(&input).arg(&layout).arg("-q"))?;
-        let reg = Rc::new(Registry::start(&work.join("registry"))?);
-        eprintln!("xtask bench: docker-registry on {}", reg.addr());
+        let reg = shared_registry(&mut registry, &work)?;
         steps.extend(bs::push_steps(&push, &layout, reg.clone(), &work)?);
         let (archive_steps, stored) =
             bs::archive_push_steps(&push, &archive, reg.clone(), &work, &bs::ARCHIVE_6);
@@ -364,20 +363,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         ] {
             volumes.push((n.to_string(), archive_size));
         }
-        registry = Some(reg);
     }
     let mut rebuilt_sent = None;
     if opts.repush {
         let push = bin("layerlift-push")?;
-        let reg = match &registry {
-            Some(r) => Rc::clone(r),
-            None => {
-                let r = Rc::new(Registry::start(&work.join("registry"))?);
-                eprintln!("xtask bench: docker-registry on {}", r.addr());
-                registry = Some(Rc::clone(&r));
-                r
-            }
-        };
+        let reg = shared_registry(&mut registry, &work)?;
         let (repush_steps, sent) =
             bench_repush::repush_steps(&push, &archive, &rebuilt, reg, &work)?;
         steps.extend(repush_steps);
@@ -387,15 +377,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     if opts.bulk {
         let push = bin("layerlift-push")?;
-        let reg = match &registry {
-            Some(r) => Rc::clone(r),
-            None => {
-                let r = Rc::new(Registry::start(&work.join("registry"))?);
-                eprintln!("xtask bench: docker-registry on {}", r.addr());
-                registry = Some(Rc::clone(&r));
-                r
-            }
-        };
+        let reg = shared_registry(&mut registry, &work)?;
         let (bundle, [b100, b1000]) = crate::bench_bulk::bundles(&bench_dir, opts.quick)?;
         steps.extend(crate::bench_bulk::bundle_steps(&push, &bundle, &reg, &work));
         steps.extend(crate::bench_bulk::scale_steps(
@@ -462,6 +444,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     } else {
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The docker-registry the push, re-push and bulk steps share (`W/registry`), started by the first
+/// of them that runs.
+fn shared_registry(registry: &mut Option<Rc<Registry>>, work: &Path) -> Result<Rc<Registry>> {
+    if let Some(r) = registry {
+        return Ok(Rc::clone(r));
+    }
+    let r = Rc::new(Registry::start(&work.join("registry"))?);
+    eprintln!("xtask bench: docker-registry on {}", r.addr());
+    *registry = Some(Rc::clone(&r));
+    Ok(r)
 }
 
 fn unpack_targets() -> Vec<Target> {

@@ -18,7 +18,9 @@ use crate::metadata::{self, Primary};
 use crate::oci::platform_of;
 use crate::paths::digest_in_name;
 use crate::paths::{self, Link};
-use crate::scan::{BufSeek, DirEntry, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES, walk_dir};
+use crate::scan::{
+    BufSeek, DirEntry, HeaderBudget, MAX_ENTRIES, MAX_HEADER_BYTES, read_up_to, walk_dir,
+};
 use layerlift_layers::{Compression, sniff};
 use layerlift_manifest::{Digest, ImageConfig, Index, Manifest, media_types, parse_json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,19 +199,6 @@ fn read_entry(reader: &mut dyn Read, size: u64) -> io::Result<Entry> {
         compression,
         json,
     })
-}
-
-fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 impl Catalog {

@@ -429,7 +429,7 @@ impl Scan {
             if self.handover.as_ref().is_some_and(LayerSender::stopped) {
                 return Err(ArchiveError::Stopped);
             }
-            chunk = fill(reader, buf).map_err(|e| entry_error(path, e))?;
+            chunk = read_up_to(reader, buf).map_err(|e| entry_error(path, e))?;
             if chunk == 0 {
                 return Ok(());
             }
@@ -457,7 +457,7 @@ impl Scan {
 }
 
 /// Read until `buf` is full or the reader ends; how many bytes were read.
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match reader.read(&mut buf[n..]) {

@@ -614,19 +614,16 @@ impl BlobJob<'_> {
             return Ok(BlobOutcome::Missing);
         }
         // A layer left unread because another repository of the registry holds it: mount it.
-        if let Some(from) = self.known.holders.get(&d).filter(|h| *h != self.repository)
-            && self.uploader.dry_run
-        {
-            return Ok(self.would_mount(from));
-        }
-        if let Some(from) = self.known.holders.get(&d).filter(|h| *h != self.repository)
-            && !self.uploader.dry_run
-            && matches!(
+        if let Some(from) = self.known.holders.get(&d).filter(|h| *h != self.repository) {
+            if self.uploader.dry_run {
+                return Ok(self.would_mount(from));
+            }
+            if matches!(
                 self.uploader.client.mount_blob(self.repository, &d, from),
                 Ok(MountResult::Mounted)
-            )
-        {
-            return Ok(self.mounted(from));
+            ) {
+                return Ok(self.mounted(from));
+            }
         }
         Err(BlobError::Missing {
             digest: d,

@@ -159,6 +159,20 @@ pub fn respond(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> io::Result<()> {
+    respond_head(w, status, reason, headers, body.len())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+/// Write a response's head only, its `Content-Length` saying `body_len` (the answer to a `HEAD`,
+/// which has no body; or the start of a response whose body follows).
+pub fn respond_head(
+    w: &mut impl Write,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+    body_len: usize,
+) -> io::Result<()> {
     let mut h = Head {
         start: format!("HTTP/1.1 {status} {reason}"),
         headers: headers
@@ -166,8 +180,7 @@ pub fn respond(
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
     };
-    h.set("Content-Length", &body.len().to_string());
+    h.set("Content-Length", &body_len.to_string());
     h.write_to(w)?;
-    w.write_all(body)?;
     w.flush()
 }

@@ -359,16 +359,7 @@ fn answer_status(
         format!(r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#);
     if head.method() == "HEAD" {
         // A HEAD response has no body (its Content-Length still says how long).
-        headers.push(("Content-Length", body.len().to_string()));
-        let h = Head {
-            start: format!("HTTP/1.1 {status} {}", reason(status)),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        };
-        h.write_to(w)?;
-        w.flush()?;
+        http::respond_head(w, status, reason(status), &headers, body.len())?;
     } else {
         http::respond(w, status, reason(status), &headers, body.as_bytes())?;
     }
@@ -383,16 +374,7 @@ fn answer_unauthorized(head: &Head, w: &mut TcpStream, challenge: String) -> std
         ("Content-Type", "application/json".to_string()),
     ];
     if head.method() == "HEAD" {
-        let mut h = Head {
-            start: "HTTP/1.1 401 Unauthorized".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        };
-        h.set("Content-Length", &body.len().to_string());
-        h.write_to(w)?;
-        w.flush()?;
+        http::respond_head(w, 401, "Unauthorized", &headers, body.len())?;
     } else {
         http::respond(w, 401, "Unauthorized", &headers, body)?;
     }
