@@ -593,7 +593,11 @@ fn bad_input_gives_one_line_and_leaves_no_file() {
         &layout,
         &[Image {
             name: "app:1".into(),
-            layers: vec![layer_tar("a", 1, 3000), layer_tar("b", 2, 3000)],
+            layers: vec![
+                layer_tar("a", 1, 3000),
+                layer_tar("b", 2, 3000),
+                layer_tar("c", 3, 3 << 20),
+            ],
         }],
         false,
     );
@@ -665,6 +669,24 @@ fn bad_input_gives_one_line_and_leaves_no_file() {
     );
     assert!(listing(&out_dir).is_empty(), "{:?}", listing(&out_dir));
     std::fs::write(blob(&layers[1]), &saved).unwrap();
+    // The same for a layer large enough to be hashed on a thread of its own while the kernel
+    // copies it, changed near its end, into a file and down a pipe (which never gets the
+    // end-of-archive blocks: the archive stops inside the layer's entry).
+    let big = &layers[2];
+    let saved = std::fs::read(blob(big)).unwrap();
+    let mut bad = saved.clone();
+    let at = bad.len() - 2000;
+    bad[at] ^= 1;
+    std::fs::write(blob(big), &bad).unwrap();
+    let (code, err, _) = run(&layout, out_arg, &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("blob {big} changed")), "{err}");
+    assert!(listing(&out_dir).is_empty(), "{:?}", listing(&out_dir));
+    let (code, err, written) = run(&layout, "-", &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("blob {big} changed")), "{err}");
+    assert!(written > saved.len() && written % 512 == 0, "{written}");
+    std::fs::write(blob(big), &saved).unwrap();
 
     // A missing layer, to a file and to standard output: refused before anything is written.
     std::fs::remove_file(blob(&layers[1])).unwrap();

@@ -7,6 +7,7 @@
 use indicatif::{MultiProgress, ProgressBar};
 use layerlift_pack::{ArchiveFormat, Event, Observer, Options, PackError, Step};
 use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -99,11 +100,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let layout = args.layout.display().to_string();
     let result = if to_stdout {
-        let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-        let r = layerlift_pack::pack_to_writer(&args.layout, &mut stdout, &options, &bar);
-        // A failed pack's buffered bytes are dropped unwritten (a success flushed them all).
-        drop(stdout.into_parts());
-        r
+        // Standard output as a file (its descriptor duplicated): blobs are copied into it by
+        // the kernel. Nothing else is printed there while the archive is.
+        let stdout = io::stdout().lock();
+        let out = std::fs::File::from(stdout.as_fd().try_clone_to_owned()?);
+        layerlift_pack::pack_to_stream(&args.layout, &out, &options, &bar)
     } else {
         layerlift_pack::pack_to_file(&args.layout, &args.output, &options, &bar)
     };

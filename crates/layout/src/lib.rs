@@ -18,10 +18,12 @@
 #![warn(missing_docs)]
 
 mod blob;
+mod copy;
 mod error;
 mod hashing;
 
 pub use blob::{BlobWriter, StagedBlob};
+pub use copy::{THREAD_MIN, copy_range};
 pub use error::LayoutError;
 pub use hashing::HashingWriter;
 pub use layerlift_manifest::Digest;

@@ -168,8 +168,29 @@ pub fn pack_to_writer(
 ) -> Result<Report, PackError> {
     let started = Instant::now();
     let plan = plan(layout, options, observer)?;
-    let written = plan.prepared.write_to(&plan.layout, out, observer)?;
+    let written = plan.prepared.write_to(&plan.layout, out, None, observer)?;
     Ok(plan.report(layout, None, options, written, started))
+}
+
+/// [`pack_to_writer`] into `out`, a pipe or a file open for writing (standard output, as a
+/// `File`): headers and small blobs go through a 1 MiB buffer, blobs are copied into `out` by the
+/// kernel (`sendfile`) while a thread of their own hashes them, and each is checked against its
+/// digest before the next entry; a failed pack's buffered bytes are dropped unwritten, so `out`
+/// then holds an archive without its end.
+pub fn pack_to_stream(
+    layout: &Path,
+    out: &std::fs::File,
+    options: &Options,
+    observer: &dyn Observer,
+) -> Result<Report, PackError> {
+    let started = Instant::now();
+    let plan = plan(layout, options, observer)?;
+    let mut buffered = io::BufWriter::with_capacity(tar_out::COPY_BUF, out);
+    let result = plan
+        .prepared
+        .write_to(&plan.layout, &mut buffered, Some((out, false)), observer);
+    drop(buffered.into_parts());
+    Ok(plan.report(layout, None, options, result?, started))
 }
 
 /// Pack the layout at `layout` into the file `output`, atomically: a temp file in the same
@@ -215,10 +236,15 @@ pub fn pack_to_file(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| out_err(dir, e))?;
+    // Blobs are copied by the kernel and sent to the disk as they go: the fsync below waits
+    // for the last pieces only.
     let mut buffered = io::BufWriter::with_capacity(tar_out::COPY_BUF, tmp.as_file());
-    let written = plan
-        .prepared
-        .write_to(&plan.layout, &mut buffered, observer)?;
+    let written = plan.prepared.write_to(
+        &plan.layout,
+        &mut buffered,
+        Some((tmp.as_file(), true)),
+        observer,
+    )?;
     drop(buffered);
     let file = tmp.as_file();
     file.sync_all().map_err(|e| out_err(tmp.path(), e))?;

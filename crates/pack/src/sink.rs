@@ -31,6 +31,13 @@ pub trait BlobSource {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, PackError>;
     /// The size of blob `digest` as stored.
     fn size(&self, digest: &Digest) -> Result<u64, PackError>;
+    /// Blob `digest` as a file, when it is one: the kernel can then copy it into a file or
+    /// pipe output (see [`layerlift_layout::copy_range`]). `None`: read it with
+    /// [`open`](Self::open).
+    fn open_file(&self, digest: &Digest) -> Result<Option<std::fs::File>, PackError> {
+        let _ = digest;
+        Ok(None)
+    }
 }
 
 impl BlobSource for Layout {
@@ -39,6 +46,12 @@ impl BlobSource for Layout {
             .open_blob(digest)
             .map_err(|e| PackError::blob(*digest, e))?;
         Ok(Box::new(file))
+    }
+
+    fn open_file(&self, digest: &Digest) -> Result<Option<std::fs::File>, PackError> {
+        self.open_blob(digest)
+            .map(Some)
+            .map_err(|e| PackError::blob(*digest, e))
     }
 
     fn size(&self, digest: &Digest) -> Result<u64, PackError> {
@@ -391,11 +404,15 @@ impl Prepared {
     }
 
     /// Write the archive to `out`: every entry, then the end-of-archive blocks (only when all went
-    /// well), then flush.
+    /// well), then flush. With `direct` (the file or pipe that `out` writes to, unbuffered), blobs
+    /// that are files in the source are copied into it by the kernel and hashed on a thread of
+    /// their own (`out` is flushed before each); with `writeback` as well, a file's written bytes
+    /// go to the disk as the copy goes (see [`layerlift_layout::copy_range`]).
     pub fn write_to(
         &self,
         source: &dyn BlobSource,
         out: &mut dyn Write,
+        direct: Option<(&std::fs::File, bool)>,
         observer: &dyn Observer,
     ) -> Result<Written, PackError> {
         observer.event(&Event::Started {
@@ -415,6 +432,17 @@ impl Prepared {
                         size: *size,
                         step: Step::Copy,
                     });
+                    let blob = match direct {
+                        Some(_) => source.open_file(digest)?,
+                        None => None,
+                    };
+                    if let (Some((to, writeback)), Some(blob)) = (direct, blob) {
+                        copy_direct(
+                            &mut tar, &path, *size, &blob, to, writeback, digest, observer,
+                        )?;
+                        observer.event(&Event::BlobFinished { digest: *digest });
+                        continue;
+                    }
                     let mut reader =
                         Sha256Reader::new(Progress::new(source.open(digest)?, observer));
                     copy(&mut tar, &path, *size, &mut reader, digest)?;
@@ -480,6 +508,46 @@ fn copy(
         CopyError::Read(e) => read_error(*digest, e),
         CopyError::Write(e) => PackError::Write(e),
     })
+}
+
+/// A blob copied by the kernel from the source's file `blob` into `to` (what the tar stream
+/// writes to), checked against `digest` before it counts.
+#[allow(clippy::too_many_arguments)]
+fn copy_direct(
+    tar: &mut TarOut<&mut dyn Write>,
+    path: &str,
+    size: u64,
+    blob: &std::fs::File,
+    to: &std::fs::File,
+    writeback: bool,
+    digest: &Digest,
+    observer: &dyn Observer,
+) -> Result<(), PackError> {
+    let progress = &mut |bytes| observer.event(&Event::Progress { bytes });
+    let actual = tar
+        .file_copied(path, size, blob, to, writeback, progress)
+        .map_err(|e| match e {
+            CopyError::Read(e) if e.kind() == io::ErrorKind::UnexpectedEof => PackError::Changed {
+                digest: *digest,
+                why: format!("it is shorter than {size} bytes"),
+            },
+            CopyError::Read(e) => read_error(*digest, e),
+            CopyError::Write(e) => PackError::Write(e),
+        })?;
+    let now = blob.metadata().map_err(|e| read_error(*digest, e))?.len();
+    if now > size {
+        return Err(PackError::Changed {
+            digest: *digest,
+            why: "it is longer than its descriptor says".into(),
+        });
+    }
+    if actual != *digest {
+        return Err(PackError::Changed {
+            digest: *digest,
+            why: format!("its bytes hash to {actual}"),
+        });
+    }
+    Ok(())
 }
 
 /// The source must hold nothing past the size written.
@@ -611,7 +679,9 @@ mod tests {
         }
         let prepared = archive.prepare(&mem, &NoProgress).unwrap();
         let mut out = Vec::new();
-        let written = prepared.write_to(&mem, &mut out, &NoProgress).unwrap();
+        let written = prepared
+            .write_to(&mem, &mut out, None, &NoProgress)
+            .unwrap();
         assert_eq!((written.blobs, written.decompressed), (4, 1));
         assert_eq!(written.bytes, out.len() as u64);
         let got = entries(&out);
@@ -634,7 +704,9 @@ mod tests {
         );
         // The same images give the same bytes.
         let mut again = Vec::new();
-        prepared.write_to(&mem, &mut again, &NoProgress).unwrap();
+        prepared
+            .write_to(&mem, &mut again, None, &NoProgress)
+            .unwrap();
         assert_eq!(out, again);
     }
 
