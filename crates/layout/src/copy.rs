@@ -155,6 +155,13 @@ fn kernel_piece(
     r.map_err(io::Error::from)
 }
 
+/// Whether `file` was opened for reading as well as writing.
+#[cfg(target_os = "linux")]
+fn readable(file: &File) -> bool {
+    use rustix::fs::OFlags;
+    rustix::fs::fcntl_getfl(file).is_ok_and(|f| f & OFlags::ACCMODE == OFlags::RDWR)
+}
+
 /// Errors that mean "this kernel, filesystem or file kind cannot do it": copy here instead.
 #[cfg(target_os = "linux")]
 fn refused(e: &io::Error) -> bool {
@@ -208,8 +215,10 @@ fn kernel_copy(
         Err(e) => return Err(e),
     };
     progress(n);
-    // What was written lands at `start..`: read back from there, or from the source for a pipe.
-    let (read_from, read_at) = if into_file {
+    // What was written lands at `start..`: read back from there, or from the source for a pipe
+    // or a file open for writing only (standard output sent to a file).
+    let read_back = into_file && readable(dst);
+    let (read_from, read_at) = if read_back {
         (dst, start)
     } else {
         (src, offset)
@@ -231,7 +240,7 @@ fn kernel_copy(
             &mut vec![0; len as usize],
             &mut hash,
         )?;
-        if writeback && into_file {
+        if writeback && read_back {
             start_writeback(dst, start, len);
         }
         return Ok(Copied::All(hash));
@@ -245,7 +254,7 @@ fn kernel_copy(
             .spawn_scoped(scope, move || -> io::Result<Sha256> {
                 let mut buf = vec![0u8; READ_BUF];
                 let mut hashed = 0;
-                if !into_file {
+                if !read_back {
                     hash_range(read_from, read_at, len, &mut buf, &mut hash)?;
                     return Ok(hash);
                 }
@@ -260,11 +269,11 @@ fn kernel_copy(
             })?;
         let stopped = || io::Error::other("the sha256 thread stopped");
         let copied = (|| {
-            if into_file {
+            if read_back {
                 written.send(n).map_err(|_| stopped())?;
             }
             copy_rest(src, &mut pos, offset + len, dst, into_file, progress, |k| {
-                if into_file {
+                if read_back {
                     written.send(k).map_err(|_| stopped())?;
                 }
                 Ok(())
@@ -372,6 +381,28 @@ mod tests {
             dst.read_to_end(&mut out).unwrap();
             assert!(out[4..] == *range && &out[..4] == b"head");
         }
+    }
+
+    /// Into a file open for writing only (standard output sent to a file): nothing can be read
+    /// back, the source is hashed instead.
+    #[test]
+    fn a_write_only_file_is_not_read_back() {
+        let bytes = data(2 * PIECE + 7);
+        let src = source(&bytes);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let dst = File::create(&path).unwrap();
+        let digest = copy_range(
+            src.as_file(),
+            0,
+            bytes.len() as u64,
+            &dst,
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(digest, Digest::of(&bytes));
+        assert!(std::fs::read(&path).unwrap() == bytes);
     }
 
     /// Into a pipe (sendfile): the reader gets the range, the digest is the range's.
