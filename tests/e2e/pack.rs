@@ -562,6 +562,20 @@ fn pack_round_trips_docker_saves_and_is_deterministic() {
                 bytes == pack_stdout(&layout, &["--format", format]),
                 "{name} {format}: file and stdout differ"
             );
+            // Standard output sent to a file (opened for writing only: nothing is read back).
+            let redirected = work.join(format!("{format}-redirected.tar"));
+            let o = pack_cmd()
+                .arg(&layout)
+                .arg("-")
+                .args(["--format", format, "-q"])
+                .stdout(std::fs::File::create(&redirected).unwrap())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "pack - > FILE: {}", text(&o).1);
+            assert!(
+                bytes == std::fs::read(&redirected).unwrap(),
+                "{name} {format}: file and stdout sent to a file differ"
+            );
             let again = work.join(format!("{format}-unpacked"));
             unpack(&first, &again);
             assert_eq!(
