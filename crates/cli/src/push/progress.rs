@@ -309,6 +309,14 @@ fn note_text(event: &Event) -> Option<String> {
             digest.short(),
             *delay_ms as f64 / 1000.0
         ),
+        Event::Blob {
+            digest,
+            action: BlobAction::Recompressed { offset },
+            ..
+        } => format!(
+            "{}: the upload goes on from byte {offset}, the layer compressed again from the archive",
+            digest.short()
+        ),
         _ => return None,
     })
 }
