@@ -619,6 +619,69 @@ mod tests {
         }
     }
 
+    fn span() -> ArchiveSpan {
+        ArchiveSpan {
+            file: Arc::new(tempfile::tempfile().unwrap()),
+            offset: 0,
+            size: 0,
+            encoding: Encoding {
+                compression: layerlift_layers::Compression::Gzip,
+                level: None,
+                threads: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn in_memory_readers_each_read_the_whole_blob_through_a_bounded_window() {
+        let (mut memory, a) = Feed::in_memory(span(), "layer.tar", 0);
+        let b = a.try_clone().unwrap();
+        let dropped = a.try_clone().unwrap();
+        drop(dropped);
+        let all: Vec<u8> = (0..3 * WINDOW as u32 + 12345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let shared = Arc::clone(&a.shared);
+        let readers = [a, b].map(|mut g| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = vec![0; 100_000];
+                loop {
+                    let n = g.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                got
+            })
+        });
+        let mut most_held = 0;
+        for chunk in all.chunks(70_000) {
+            memory.write_all(chunk).unwrap();
+            most_held = most_held.max(shared.lock().window.held);
+        }
+        memory.finish(Digest::of(&all), all.len() as u64);
+        for r in readers {
+            assert_eq!(r.join().unwrap(), all);
+        }
+        assert!(most_held < WINDOW + 70_000, "held {most_held} bytes at most");
+        assert_eq!(shared.lock().window.held, 0, "nothing held once all is read");
+    }
+
+    #[test]
+    fn an_in_memory_blob_with_no_reader_does_not_wait() {
+        let (mut memory, blob) = Feed::in_memory(span(), "layer.tar", 0);
+        let completion = blob.completion();
+        drop(blob);
+        for _ in 0..4 {
+            memory.write_all(&vec![7; WINDOW]).unwrap();
+        }
+        memory.finish(Digest::of(b"x"), 4 * WINDOW as u64);
+        assert!(completion.wait().is_some());
+    }
+
     #[test]
     fn a_writer_that_stops_early_fails_the_reader() {
         let dir = tempfile::tempdir().unwrap();
