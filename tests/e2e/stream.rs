@@ -391,13 +391,17 @@ fn a_streamed_upload_from_an_archive_file_resumes_by_compressing_again() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = tempfile::tempdir().unwrap();
         let mut c = push_cmd();
-        c.arg(if piped { "-".as_ref() } else { archive.as_os_str() })
-            .arg(format!("{}/{repo}:1", proxy.addr()))
-            .args(["--json", "--plain-http", "--retries", "2", "--cache-dir"])
-            .arg(cache.path())
-            .env("TMPDIR", tmp.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        c.arg(if piped {
+            "-".as_ref()
+        } else {
+            archive.as_os_str()
+        })
+        .arg(format!("{}/{repo}:1", proxy.addr()))
+        .args(["--json", "--plain-http", "--retries", "2", "--cache-dir"])
+        .arg(cache.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         if piped {
             c.stdin(std::fs::File::open(&archive).unwrap());
         }
@@ -405,7 +409,10 @@ fn a_streamed_upload_from_an_archive_file_resumes_by_compressing_again() {
         let text = assert_ok(&out);
         let log = proxy.log();
         assert!(
-            matches!(patches(&log).first().map(|l| &l.fault), Some(Fault::Drop { .. })),
+            matches!(
+                patches(&log).first().map(|l| &l.fault),
+                Some(Fault::Drop { .. })
+            ),
             "a streamed PATCH was cut: {log:#?}"
         );
         let uploaded = blob_events(&text, "uploaded");
@@ -417,8 +424,14 @@ fn a_streamed_upload_from_an_archive_file_resumes_by_compressing_again() {
         assert!(big > 1 << 20, "the streamed layer is larger than the cut");
         let again = blob_events(&text, "recompressed");
         if piped {
-            assert!(again.is_empty(), "a pipe resumes from its staged copy: {text}");
-            assert!(largest >= big, "the pipe's layer was staged ({largest} bytes)");
+            assert!(
+                again.is_empty(),
+                "a pipe resumes from its staged copy: {text}"
+            );
+            assert!(
+                largest >= big,
+                "the pipe's layer was staged ({largest} bytes)"
+            );
         } else {
             assert!(
                 largest < big,

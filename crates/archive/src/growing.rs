@@ -433,7 +433,11 @@ impl Feed {
 
     /// A feed whose bytes go through memory ([`InMemory`]) to one reader (more with
     /// [`GrowingBlob::try_clone`], before the first write), and can be made again from `span`.
-    pub(crate) fn in_memory(span: ArchiveSpan, entry: &str, raw_size: u64) -> (InMemory, GrowingBlob) {
+    pub(crate) fn in_memory(
+        span: ArchiveSpan,
+        entry: &str,
+        raw_size: u64,
+    ) -> (InMemory, GrowingBlob) {
         let shared = Shared::new();
         shared.lock().window.cursors.push(Cursor::At(0));
         let blob = GrowingBlob {
@@ -666,8 +670,15 @@ mod tests {
         for r in readers {
             assert_eq!(r.join().unwrap(), all);
         }
-        assert!(most_held < WINDOW + 70_000, "held {most_held} bytes at most");
-        assert_eq!(shared.lock().window.held, 0, "nothing held once all is read");
+        assert!(
+            most_held < WINDOW + 70_000,
+            "held {most_held} bytes at most"
+        );
+        assert_eq!(
+            shared.lock().window.held,
+            0,
+            "nothing held once all is read"
+        );
     }
 
     #[test]

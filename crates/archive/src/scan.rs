@@ -406,8 +406,11 @@ impl Scan {
                     };
                     let (memory, blob) = Feed::in_memory(span, path, declared);
                     handover.send(Layer::Streaming(blob));
-                    let encoder = LayerEncoder::new(Out::Memory(Sha256Writer::new(memory)), &encoding)
-                        .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
+                    let encoder =
+                        LayerEncoder::new(Out::Memory(Sha256Writer::new(memory)), &encoding)
+                            .map_err(|e| {
+                                ArchiveError::io(format!("compressing entry `{path}`"), e)
+                            })?;
                     let sink = Sink::Encode {
                         raw: Sha256Writer::new(io::sink()),
                         encoder: Box::new(encoder),

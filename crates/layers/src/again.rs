@@ -59,7 +59,12 @@ impl<R: Read> std::fmt::Debug for Reencoder<R> {
 impl<R: Read> Reencoder<R> {
     /// Compress `raw` again as `encoding` says, returning the output from byte `skip` on, and
     /// check it against `expected` (digest, size) at the end.
-    pub fn new(raw: R, encoding: &Encoding, skip: u64, expected: (Digest, u64)) -> io::Result<Self> {
+    pub fn new(
+        raw: R,
+        encoding: &Encoding,
+        skip: u64,
+        expected: (Digest, u64),
+    ) -> io::Result<Self> {
         let spill = Spill::default();
         Ok(Reencoder {
             raw,
@@ -93,10 +98,10 @@ impl<R: Read> Reencoder<R> {
         if n > 0 {
             encoder.write_all(&self.buf[..n])?;
         }
-        if n < STEP {
-            if let Some(e) = self.encoder.take() {
-                e.finish()?;
-            }
+        if n < STEP
+            && let Some(e) = self.encoder.take()
+        {
+            e.finish()?;
         }
         Ok(true)
     }
@@ -109,7 +114,9 @@ impl<R: Read> Reencoder<R> {
         while !spilled.is_empty() && given < out.len() {
             let (front, _) = spilled.as_slices();
             let take = if self.skip > 0 {
-                front.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX))
+                front
+                    .len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX))
             } else {
                 front.len().min(out.len() - given)
             };
