@@ -359,6 +359,18 @@ mod tests {
             note_text(&retried),
             Some(format!("retrying {short} in 1.5s after: HTTP 503"))
         );
+        let again = Event::blob(
+            BlobAction::Recompressed { offset: 1024 },
+            "app",
+            Digest::of(b"x"),
+            1,
+        );
+        assert_eq!(
+            note_text(&again),
+            Some(format!(
+                "{short}: the upload goes on from byte 1024, the layer compressed again from the archive"
+            ))
+        );
         let tag = Event::Tag {
             reference: "r/a:1".into(),
             digest: Digest::of(b"x"),
