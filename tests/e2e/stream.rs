@@ -323,3 +323,125 @@ fn a_push_killed_while_streaming_continues_in_its_session() {
     let digest = last["images"][0]["digest"].as_str().unwrap();
     check_pulled(&reg, "killed", digest, &diff_ids);
 }
+
+/// The largest regular file seen under `dir` while `child` runs (looked at every millisecond),
+/// and the child's output.
+fn largest_file_while(
+    dir: &std::path::Path,
+    child: std::process::Child,
+) -> (u64, std::process::Output) {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (dir, done) = (dir.to_path_buf(), std::sync::Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut largest = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let mut stack = vec![dir.clone()];
+                while let Some(d) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&d) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        match e.metadata() {
+                            Ok(m) if m.is_dir() => stack.push(e.path()),
+                            Ok(m) => largest = largest.max(m.len()),
+                            Err(_) => {}
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            largest
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    done.store(true, Ordering::SeqCst);
+    (watcher.join().unwrap(), out)
+}
+
+/// The `blob` events of `action` in a `--json` push's output.
+fn blob_events(out: &str, action: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "blob" && e["action"] == action)
+        .collect()
+}
+
+/// A layer streamed from an archive FILE goes up without a staged copy: the first PATCH is cut
+/// after 1 MiB, the upload goes on with the layer compressed again from the archive (a
+/// `recompressed` event), and the temporary directory never held a file as large as that layer.
+/// The same archive from a pipe stages its layers and resumes from the staged copy: no
+/// `recompressed` event. Both pull back byte-true.
+#[test]
+fn a_streamed_upload_from_an_archive_file_resumes_by_compressing_again() {
+    let reg = Registry::anonymous();
+    let cut_first_patch = || {
+        let cut = AtomicUsize::new(0);
+        FaultProxy::start(reg.port(), move |r| {
+            if r.method == "PATCH" && cut.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Fault::Drop { after: 1 << 20 };
+            }
+            Fault::Pass
+        })
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (archive, diff_ids) = archive(work.path(), 1);
+    for (repo, piped) in [("again-file", false), ("again-pipe", true)] {
+        let proxy = cut_first_patch();
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let mut c = push_cmd();
+        c.arg(if piped {
+            "-".as_ref()
+        } else {
+            archive.as_os_str()
+        })
+        .arg(format!("{}/{repo}:1", proxy.addr()))
+        .args(["--json", "--plain-http", "--retries", "2", "--cache-dir"])
+        .arg(cache.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        if piped {
+            c.stdin(std::fs::File::open(&archive).unwrap());
+        }
+        let (largest, out) = largest_file_while(tmp.path(), c.spawn().unwrap());
+        let text = assert_ok(&out);
+        let log = proxy.log();
+        assert!(
+            matches!(
+                patches(&log).first().map(|l| &l.fault),
+                Some(Fault::Drop { .. })
+            ),
+            "a streamed PATCH was cut: {log:#?}"
+        );
+        let uploaded = blob_events(&text, "uploaded");
+        let big = uploaded
+            .iter()
+            .map(|e| e["size"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert!(big > 1 << 20, "the streamed layer is larger than the cut");
+        let again = blob_events(&text, "recompressed");
+        if piped {
+            assert!(
+                again.is_empty(),
+                "a pipe resumes from its staged copy: {text}"
+            );
+            assert!(
+                largest >= big,
+                "the pipe's layer was staged ({largest} bytes)"
+            );
+        } else {
+            assert!(
+                largest < big,
+                "the temporary directory held a file of {largest} bytes, the layer is {big}"
+            );
+            assert_eq!(again.len(), 1, "{text}");
+            assert!(again[0]["offset"].is_u64(), "{text}");
+        }
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let digest = last["images"][0]["digest"].as_str().unwrap();
+        check_pulled(&reg, repo, digest, &diff_ids);
+    }
+}

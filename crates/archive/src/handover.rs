@@ -54,6 +54,7 @@ pub fn handover(receivers: usize) -> (LayerSender, Vec<LayerReceiver>) {
     let sender = LayerSender {
         outs: outs.into(),
         stream_min: None,
+        stage_streams: false,
     };
     (sender, ins)
 }
@@ -65,6 +66,8 @@ pub struct LayerSender {
     outs: Arc<[Out]>,
     /// Hand over uncompressed layers of at least this many bytes while they are compressed.
     stream_min: Option<u64>,
+    /// Stage streamed layers of a seekable input in the layout too ([`LayerSender::staging`]).
+    stage_streams: bool,
 }
 
 #[derive(Debug)]
@@ -80,6 +83,20 @@ impl LayerSender {
     pub fn streaming(mut self, min_bytes: u64) -> Self {
         self.stream_min = Some(min_bytes);
         self
+    }
+
+    /// Also write the streamed layers of a seekable input (an archive file, a directory) into
+    /// the layout. Without it such a layer goes to its readers through memory only
+    /// ([`crate::growing`]) and the layout lacks it; a layer of a pipe or a compressed archive
+    /// is staged either way (there is nothing to read again).
+    pub fn staging(mut self) -> Self {
+        self.stage_streams = true;
+        self
+    }
+
+    /// Whether streamed layers of a seekable input are staged too ([`LayerSender::staging`]).
+    pub(crate) fn stages_streams(&self) -> bool {
+        self.stage_streams
     }
 
     /// Whether a layer of `size` uncompressed bytes is to be handed over while it is compressed.

@@ -55,7 +55,7 @@ pub use catalog::{CatalogLayer, Contents, read_catalog};
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;
-pub use growing::{Completion, GrowingBlob};
+pub use growing::{Again, ArchiveSpan, Completion, GrowingBlob, ReadAt, STALL, WINDOW};
 pub use handover::{Closer, Layer, LayerReceiver, LayerSender, PublishedBlob, handover};
 pub use input::Input;
 pub use listing::Listing;
@@ -98,18 +98,24 @@ pub fn read_with(
         Input::Path(p) => {
             let mut file =
                 std::fs::File::open(p).map_err(|e| ArchiveError::io("the archive", e))?;
-            if !settings.reuse.by_path.is_empty() && catalog::is_plain_tar(&mut file)? {
+            let plain = catalog::is_plain_tar(&mut file)?;
+            if !settings.reuse.by_path.is_empty() && plain {
                 (
                     scan::scan_tar_file(&mut file, layout, settings)?,
                     Compression::None,
                 )
             } else {
-                scan_stream(Box::new(file), layout, settings)?
+                // An uncompressed archive file can be read again at an entry's offset.
+                let again = plain
+                    .then(|| file.try_clone().ok())
+                    .flatten()
+                    .map(std::sync::Arc::new);
+                scan_stream(Box::new(file), layout, settings, again)?
             }
         }
         Input::Stdin => {
             grow_pipe_buffer();
-            scan_stream(Box::new(std::io::stdin()), layout, settings)?
+            scan_stream(Box::new(std::io::stdin()), layout, settings, None)?
         }
     };
     // The read is over: the scan keeps no sender, so receivers see the end once the caller's
@@ -138,10 +144,13 @@ pub fn check_start(path: &std::path::Path) -> Result<(), ArchiveError> {
     sniff::check_start(decoded, compression).map(drop)
 }
 
+/// Read a (possibly compressed) tar stream; `again`: the file it is, when it is an uncompressed
+/// tar file (stream offsets are file offsets: where a streamed layer is compressed again from).
 fn scan_stream(
     source: Box<dyn Read + Send>,
     layout: Option<&Layout>,
     settings: ScanSettings,
+    again: Option<std::sync::Arc<std::fs::File>>,
 ) -> Result<(Scan, Compression), ArchiveError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, source);
     let (compression, decoded) = layerlift_layers::decoder(buffered)
@@ -149,7 +158,7 @@ fn scan_stream(
     let decoded = sniff::check_start(decoded, compression)?;
     // Reading and decompressing run on their own thread, ahead of hashing and staging.
     let mut reader = readahead::ReadAhead::new(decoded);
-    let scan = scan::scan_tar_with(&mut reader, layout, settings).map_err(|e| match e {
+    let scan = scan::scan_tar_again(&mut reader, layout, settings, again).map_err(|e| match e {
         ArchiveError::CorruptCompression { detail, .. } => ArchiveError::CorruptCompression {
             compression: compression.name(),
             detail,

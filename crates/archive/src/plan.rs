@@ -178,6 +178,8 @@ fn publish(
                 }
                 // Left unread: the destination registry has it (push's reuse).
                 None if entry.reused => {}
+                // Streamed through memory only: push uploaded it, the layout does not hold it.
+                None if entry.encoded.as_ref().is_some_and(|e| e.streamed_only) => {}
                 // Already published under another name, or staging was off.
                 None if layout.has_blob(digest) => {}
                 None => return Err(missing(path)),

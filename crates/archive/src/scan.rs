@@ -6,7 +6,7 @@
 //! crate docs).
 
 use crate::error::ArchiveError;
-use crate::growing::{Feed, Watched};
+use crate::growing::{ArchiveSpan, Feed, InMemory, Watched};
 use crate::handover::{Layer, LayerSender, PublishedBlob};
 use crate::paths::{self, Link};
 use layerlift_layers::{Compression, DiffIdWriter, Encoding, LayerEncoder, sniff};
@@ -19,6 +19,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// JSON documents up to this size are kept in memory while scanning.
 const MAX_KEPT_JSON: u64 = 8 << 20;
@@ -117,6 +118,7 @@ impl From<Replacement> for Encoded {
             size: r.size,
             compression: r.compression,
             staged: None,
+            streamed_only: false,
         }
     }
 }
@@ -131,8 +133,11 @@ pub struct Encoded {
     /// The compression it was written with.
     pub compression: Compression,
     /// The staged compressed copy; `None` when nothing was staged (the registry already has the
-    /// blob, see [`Reuse`]).
+    /// blob, see [`Reuse`], or it was only streamed: `streamed_only`).
     pub staged: Option<StagedBlob>,
+    /// Compressed from a seekable input and handed over through memory only
+    /// ([`crate::growing`]): the layout does not hold it.
+    pub streamed_only: bool,
 }
 
 impl FileEntry {
@@ -192,6 +197,9 @@ pub struct Scan {
     pub handover: Option<LayerSender>,
     kept_json: u64,
     copy_buf: CopyBuf,
+    /// The archive file being read, when it can be read again at an entry's offset (an
+    /// uncompressed tar file): where a streamed layer is compressed again from.
+    archive: Option<Arc<fs::File>>,
 }
 
 /// The buffer entries are copied through, kept from one entry to the next: allocated (and zeroed)
@@ -280,6 +288,7 @@ impl Scan {
         reader: &mut dyn Read,
         layout: Option<&Layout>,
         disk: Option<&Path>,
+        at: Option<(Arc<fs::File>, u64)>,
     ) -> Result<(), ArchiveError> {
         self.check_new(&path)?;
         let mut buf = std::mem::take(&mut self.copy_buf.0);
@@ -298,7 +307,8 @@ impl Scan {
             .then(|| paths::digest_in_name(&path))
             .flatten()
             .and_then(|d| self.reuse.by_diff_id.get(&d).map(|r| (d, *r)));
-        let (mut sink, streamed) = self.sink(&path, declared, &head, layout, named.is_some())?;
+        let (mut sink, streamed) =
+            self.sink(&path, declared, &head, layout, named.is_some(), at)?;
         self.copy(
             reader, &mut buf, head.len, &mut sink, &mut taps, layout, &path,
         )?;
@@ -320,6 +330,17 @@ impl Scan {
             encoded = Some(replacement.into());
         }
         let uncompressed = taps.uncompressed();
+        if let (Some(handover), Some(layout), Some(e)) = (&self.handover, layout, &encoded)
+            && e.streamed_only
+        {
+            // Streamed through memory: its readers learn it is finished, nothing is published.
+            handover.send(Layer::Ready(PublishedBlob {
+                streamed: true,
+                digest: e.digest,
+                size: e.size,
+                path: layout.blob_path(&e.digest),
+            }));
+        }
         if let (Some(handover), Some(layout)) = (&self.handover, layout) {
             // Only layers (configs and manifests are told apart by the metadata that comes last);
             // bzip2/xz layers are decompressed at commit, from the staged copy.
@@ -365,14 +386,39 @@ impl Scan {
         head: &Head,
         layout: Option<&Layout>,
         hash_only: bool,
+        at: Option<(Arc<fs::File>, u64)>,
     ) -> Result<(Sink, bool), ArchiveError> {
         let compress = head.looks_tar && head.compression == Compression::None;
         Ok(match (layout, self.encoding) {
             _ if hash_only => (Sink::Hash(Sha256Writer::new(io::sink())), false),
-            (Some(l), Some(encoding)) if compress => {
-                let writer = l.blob_writer()?;
+            (Some(_), Some(encoding)) if compress => {
                 // Handed over now, read as it is written.
                 let stream = self.handover.as_ref().filter(|h| h.streams(declared));
+                // From a seekable input, through memory only (unless staging is asked for).
+                if let (Some(handover), Some((file, offset))) = (stream, at)
+                    && !handover.stages_streams()
+                {
+                    let span = ArchiveSpan {
+                        file,
+                        offset,
+                        size: declared,
+                        encoding,
+                    };
+                    let (memory, blob) = Feed::in_memory(span, path, declared);
+                    handover.send(Layer::Streaming(blob));
+                    let encoder =
+                        LayerEncoder::new(Out::Memory(Sha256Writer::new(memory)), &encoding)
+                            .map_err(|e| {
+                                ArchiveError::io(format!("compressing entry `{path}`"), e)
+                            })?;
+                    let sink = Sink::Encode {
+                        raw: Sha256Writer::new(io::sink()),
+                        encoder: Box::new(encoder),
+                        compression: encoding.compression,
+                    };
+                    return Ok((sink, true));
+                }
+                let writer = layout.expect("matched Some").blob_writer()?;
                 let feed = match stream {
                     Some(handover) => {
                         let (feed, blob) = Feed::new(writer.temp_path(), path, declared)
@@ -387,7 +433,7 @@ impl Scan {
                     inner: writer,
                     feed,
                 };
-                let encoder = LayerEncoder::new(watched, &encoding)
+                let encoder = LayerEncoder::new(Out::Staged(watched), &encoding)
                     .map_err(|e| ArchiveError::io(format!("compressing entry `{path}`"), e))?;
                 let sink = Sink::Encode {
                     raw: Sha256Writer::new(io::sink()),
@@ -580,9 +626,37 @@ enum Sink {
     /// Hash the bytes, stage them compressed.
     Encode {
         raw: Sha256Writer<io::Sink>,
-        encoder: Box<LayerEncoder<Watched<layerlift_layout::BlobWriter>>>,
+        encoder: Box<LayerEncoder<Out>>,
         compression: Compression,
     },
+}
+
+/// Where a compressed layer goes: staged into the layout (and read from there while it grows, if
+/// handed over), or through memory only to its readers, hashed on the way.
+enum Out {
+    Staged(Watched<layerlift_layout::BlobWriter>),
+    Memory(Sha256Writer<InMemory>),
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Staged(w) => w.write(buf),
+            Out::Memory(w) => w.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Out::Staged(w) => w.write_all(buf),
+            Out::Memory(w) => w.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Staged(w) => w.flush(),
+            Out::Memory(w) => w.flush(),
+        }
+    }
 }
 
 impl Sink {
@@ -641,12 +715,31 @@ impl Sink {
                 compression,
             } => {
                 let (digest, size, _) = raw.finish();
+                let out = encoder
+                    .finish()
+                    .map_err(|e| ArchiveError::io("finishing a compressed layer", e))?;
                 let Watched {
                     inner: writer,
                     feed,
-                } = encoder
-                    .finish()
-                    .map_err(|e| ArchiveError::io("finishing a compressed layer", e))?;
+                } = match out {
+                    Out::Staged(w) => w,
+                    Out::Memory(hashed) => {
+                        let (blob, blob_size, memory) = hashed.finish();
+                        memory.finish(blob, blob_size);
+                        return Ok(Stored {
+                            digest,
+                            size,
+                            staged: None,
+                            encoded: Some(Encoded {
+                                digest: blob,
+                                size: blob_size,
+                                compression,
+                                staged: None,
+                                streamed_only: true,
+                            }),
+                        });
+                    }
+                };
                 // The blob writer hashed the compressed bytes as they were staged.
                 let staged = writer.finish()?;
                 if let Some(feed) = feed {
@@ -657,6 +750,7 @@ impl Sink {
                     size: staged.size(),
                     compression,
                     staged: Some(staged),
+                    streamed_only: false,
                 };
                 Stored {
                     digest,
@@ -698,6 +792,17 @@ pub fn scan_tar_with(
     layout: Option<&Layout>,
     settings: ScanSettings,
 ) -> Result<Scan, ArchiveError> {
+    scan_tar_again(reader, layout, settings, None)
+}
+
+/// [`scan_tar_with`] over the bytes of `archive`, an uncompressed tar file, read from its start:
+/// a streamed layer is compressed again from there when its upload needs it.
+pub(crate) fn scan_tar_again(
+    reader: &mut dyn Read,
+    layout: Option<&Layout>,
+    settings: ScanSettings,
+    archive: Option<Arc<fs::File>>,
+) -> Result<Scan, ArchiveError> {
     let budget = Rc::new(HeaderBudget::default());
     let mut counting = EofTracker {
         inner: reader,
@@ -705,6 +810,7 @@ pub fn scan_tar_with(
         budget: Rc::clone(&budget),
     };
     let mut scan = Scan::new(settings);
+    scan.archive = archive;
     {
         let mut archive = tar::Archive::new(&mut counting);
         let entries = archive
@@ -732,6 +838,7 @@ pub fn scan_tar_file(
     settings: ScanSettings,
 ) -> Result<Scan, ArchiveError> {
     let mut scan = Scan::new(settings);
+    scan.archive = file.try_clone().ok().map(Arc::new);
     let end = file
         .metadata()
         .map_err(|e| ArchiveError::io("the archive", e))?
@@ -795,7 +902,11 @@ fn scan_entries<R: Read>(
                     scan.add_reused(path, declared, &r)?;
                     continue;
                 }
-                scan.add_file(path.clone(), declared, &mut entry, layout, None)?;
+                let at = scan
+                    .archive
+                    .as_ref()
+                    .map(|f| (Arc::clone(f), entry.raw_file_position()));
+                scan.add_file(path.clone(), declared, &mut entry, layout, None, at)?;
                 let got = scan.files[&path].size;
                 if got != declared {
                     return Err(ArchiveError::Truncated(format!(
@@ -1024,7 +1135,8 @@ pub fn scan_dir(
             None => {
                 let mut file = fs::File::open(path)
                     .map_err(|e| ArchiveError::io(path.display().to_string(), e))?;
-                scan.add_file(rel, size, &mut file, layout, Some(path))
+                let again = file.try_clone().ok().map(|f| (Arc::new(f), 0));
+                scan.add_file(rel, size, &mut file, layout, Some(path), again)
             }
         },
         DirEntry::Other => {

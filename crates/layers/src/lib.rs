@@ -9,12 +9,15 @@
 //! - [`GzipEncoder`]: deterministic parallel gzip (libdeflate, one gzip member per 1 MiB block); [`LayerEncoder`] adds zstd
 //!   (multi-threaded, deterministic too) and plain; [`encode_layer`] / [`copy_layer`] are the two
 //!   layer operations of convert (re-encode, or keep the bytes), both checking the diff_id.
+//! - [`Reencoder`]: a layer compressed again from its uncompressed bytes, from any offset of the
+//!   output, checked against the first pass's digest (resuming a stream without a staged copy).
 //! - [`MtimeClamp`] / [`encode_layer_clamped`]: clamp tar entry times to `SOURCE_DATE_EPOCH`.
 //!
 //! This crate never touches the network and never parses manifests beyond the digest type.
 
 #![warn(missing_docs)]
 
+mod again;
 mod clamp;
 mod decode;
 mod diff_id;
@@ -23,6 +26,7 @@ mod error;
 mod gzip;
 mod sniff;
 
+pub use again::Reencoder;
 pub use clamp::{MAX_PAX, MtimeClamp};
 pub use decode::{DecodeReader, XZ_MEMLIMIT, ZSTD_WINDOW_LOG_MAX, decoder};
 pub use diff_id::{DiffId, DiffIdWriter};

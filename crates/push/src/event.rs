@@ -350,6 +350,13 @@ pub enum BlobAction {
         /// The bytes the registry already held.
         offset: u64,
     },
+    /// A layer streamed from a seekable archive without a staged copy: its upload goes on from
+    /// `offset` with the layer compressed again from the archive (the bytes before `offset`
+    /// compressed and hashed but not sent; the whole checked against the first pass's digest).
+    Recompressed {
+        /// The compressed offset the upload goes on from (what the registry holds).
+        offset: u64,
+    },
     /// Dry run: it would be mounted from another repository that holds it (or, in a push under
     /// own names, that an earlier repository of this push would have uploaded it to).
     WouldMount {
@@ -475,6 +482,13 @@ mod tests {
             json(&resumed),
             format!(
                 r#"{{"action":"resumed","digest":"{d}","event":"blob","offset":3,"repository":"app","size":4}}"#
+            )
+        );
+        let again = Event::blob(BlobAction::Recompressed { offset: 3 }, "app", d, 4);
+        assert_eq!(
+            json(&again),
+            format!(
+                r#"{{"action":"recompressed","digest":"{d}","event":"blob","offset":3,"repository":"app","size":4}}"#
             )
         );
         let layer = Event::Layer {

@@ -18,7 +18,7 @@
 use crate::event::{BlobAction, Event, Observer, Progress};
 use crate::plan::Blob;
 use crate::sessions::Sessions;
-use layerlift_archive::{Closer, GrowingBlob, Layer, LayerReceiver};
+use layerlift_archive::{Again, ArchiveSpan, Closer, GrowingBlob, Layer, LayerReceiver};
 use layerlift_manifest::Digest;
 use layerlift_registry::{
     BlobSource, Client, Error as RegistryError, FileSource, MountResult, UploadEvent,
@@ -249,7 +249,7 @@ impl Queue {
 
     fn submit_stream(&self, blob: GrowingBlob) {
         let mut st = self.lock();
-        if st.closed {
+        if st.closed || st.error.is_some() {
             return;
         }
         st.queue.push_back(Job::Stream(blob));
@@ -316,6 +316,9 @@ impl Queue {
     /// Record the pool's first error and close the receiver of the archive's layers.
     fn fail(&self, st: &mut State, e: BlobError) {
         if st.error.is_none() {
+            // Layers queued to stream are read by no one now: let go of them (a layer streamed
+            // through memory would wait for their readers).
+            st.queue.retain(|job| matches!(job, Job::File(..)));
             st.error = Some(e);
             if let Some(closer) = &st.closer {
                 closer.close();
@@ -765,6 +768,8 @@ impl Uploader<'_> {
         } else {
             self.stream(repository, &mut growing, &counted)
         };
+        // Read no more from it: a layer streamed through memory does not wait for this reader.
+        growing.detach();
         let (streamed, session) = match tried {
             Streamed::Whole { resumed_at } => (Some(resumed_at), None),
             Streamed::Not { session } => (None, session),
@@ -818,11 +823,16 @@ impl Uploader<'_> {
             }
             Found::Absent(fresh) => fresh,
         };
-        let src = OpenBlob {
-            file: growing.file(),
-            digest,
-            size,
+        let src: Box<dyn BlobSource> = match growing.again() {
+            Again::Staged(file) => Box::new(OpenBlob { file, digest, size }),
+            Again::Archive(span) => Box::new(Recompressed {
+                span,
+                digest,
+                size,
+                job: &job,
+            }),
         };
+        let src = &*src;
         if let Some(session) = session {
             // Resume in the session: a PATCH from the registry's offset (a new session if it has
             // none), then the PUT.
@@ -830,11 +840,11 @@ impl Uploader<'_> {
                 chunk_size: Some(size.max(1)),
                 ..self.upload.clone()
             };
-            if let Ok(outcome) = job.upload_from(&src, Some(session), &resume) {
+            if let Ok(outcome) = job.upload_from(src, Some(session), &resume) {
                 return Ok(Some((digest, outcome)));
             }
         }
-        job.upload_from(&src, fresh, &self.upload)
+        job.upload_from(src, fresh, &self.upload)
             .map(|o| Some((digest, o)))
     }
 
@@ -1009,28 +1019,13 @@ pub(crate) fn stream_origin(source: &str, options: &crate::options::Options) -> 
 
 /// A finished layer read from the staged file a [`GrowingBlob`] holds open (whatever its name in
 /// the layout is by now).
-struct OpenBlob<'a> {
-    file: &'a std::fs::File,
+struct OpenBlob {
+    file: std::sync::Arc<std::fs::File>,
     digest: Digest,
     size: u64,
 }
 
-/// Reads a file from an offset with positioned reads (the handle is shared).
-struct ReadAt<'a> {
-    file: &'a std::fs::File,
-    pos: u64,
-}
-
-impl std::io::Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl BlobSource for OpenBlob<'_> {
+impl BlobSource for OpenBlob {
     fn digest(&self) -> Digest {
         self.digest
     }
@@ -1038,10 +1033,7 @@ impl BlobSource for OpenBlob<'_> {
         self.size
     }
     fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
-        let from = ReadAt {
-            file: self.file,
-            pos: offset,
-        };
+        let from = layerlift_archive::ReadAt::new(std::sync::Arc::clone(&self.file), offset);
         Ok(Box::new(std::io::Read::take(
             from,
             self.size.saturating_sub(offset),
@@ -1049,6 +1041,38 @@ impl BlobSource for OpenBlob<'_> {
     }
     fn describe(&self) -> String {
         format!("the compressed layer {}", self.digest.short())
+    }
+}
+
+/// A finished layer that was streamed through memory only: every read compresses it again from
+/// the archive, skipping to the offset asked for, and fails at its end unless the whole output
+/// is the blob the first pass made (so a changed archive never commits wrong bytes).
+struct Recompressed<'a, 'u> {
+    span: ArchiveSpan,
+    digest: Digest,
+    size: u64,
+    job: &'a BlobJob<'u>,
+}
+
+impl BlobSource for Recompressed<'_, '_> {
+    fn digest(&self) -> Digest {
+        self.digest
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
+        self.job
+            .emit(self.job.event(BlobAction::Recompressed { offset }));
+        Ok(Box::new(
+            self.span.reencode(offset, (self.digest, self.size))?,
+        ))
+    }
+    fn describe(&self) -> String {
+        format!(
+            "the layer {} compressed again from the archive",
+            self.digest.short()
+        )
     }
 }
 

@@ -309,6 +309,14 @@ fn note_text(event: &Event) -> Option<String> {
             digest.short(),
             *delay_ms as f64 / 1000.0
         ),
+        Event::Blob {
+            digest,
+            action: BlobAction::Recompressed { offset },
+            ..
+        } => format!(
+            "{}: the upload goes on from byte {offset}, the layer compressed again from the archive",
+            digest.short()
+        ),
         _ => return None,
     })
 }
@@ -350,6 +358,18 @@ mod tests {
         assert_eq!(
             note_text(&retried),
             Some(format!("retrying {short} in 1.5s after: HTTP 503"))
+        );
+        let again = Event::blob(
+            BlobAction::Recompressed { offset: 1024 },
+            "app",
+            Digest::of(b"x"),
+            1,
+        );
+        assert_eq!(
+            note_text(&again),
+            Some(format!(
+                "{short}: the upload goes on from byte 1024, the layer compressed again from the archive"
+            ))
         );
         let tag = Event::Tag {
             reference: "r/a:1".into(),
