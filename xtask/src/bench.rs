@@ -276,6 +276,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             crate::bench_pack::TAR_CF_SYNC,
             crate::bench_pack::PACK,
             crate::bench_pack::PACK_OCI,
+            crate::bench_pack::TAR_CF_PIPE,
+            crate::bench_pack::PACK_PIPE,
         ] {
             volumes.push((n.to_string(), input_bytes));
         }
