@@ -334,7 +334,7 @@ impl Scan {
                 None => staged.take(),
             };
             if let Some(blob) = blob {
-                publish_now(layout, blob, handover, streamed)?;
+                publish_now(layout, blob, handover, streamed, &path)?;
             }
         }
         let (json, json_path) = self.keep_json(taps.json, disk);
@@ -557,6 +557,7 @@ fn publish_now(
     blob: StagedBlob,
     handover: &LayerSender,
     streamed: bool,
+    entry: &str,
 ) -> Result<(), ArchiveError> {
     let (digest, size) = (blob.digest(), blob.size());
     let path = layout.blob_path(&digest);
@@ -568,6 +569,7 @@ fn publish_now(
             size,
             path,
             streamed,
+            entry: entry.to_string(),
         }));
     }
     Ok(())

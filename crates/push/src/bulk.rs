@@ -1,15 +1,20 @@
-//! The per-image side of a push under own names (`all`, a bundle of many images): a repository
-//! whose tags already point at its images is not pushed again, each image's outcome is an
-//! [`Event::Image`], and a repository that fails fails only its own images ([`FailedImage`]); the
-//! others go on.
+//! The per-image side of a push under own names (`all`, a bundle of many images): while the
+//! archive is read, each layer goes up to the first repository whose image has it ([`Owners`],
+//! [`Early`]); then a repository whose tags already point at its images is not pushed again, each
+//! image's outcome is an [`Event::Image`], and a repository that fails fails only its own images
+//! ([`FailedImage`]); the others go on.
 
 use crate::event::{Event, FailedImage, ImageStatus, Observer, Pushed};
-use crate::names::{LeftOutKind, Placement, PlannedImage, display_chain};
+use crate::names::{LeftOutKind, Naming, Placement, PlannedImage, display_chain, place};
 use crate::plan::{Blob, PushPlan, RepoPlan};
+use crate::upload::{Known, Uploader};
+use layerlift_archive::{Contents, Layer, LayerReceiver};
+use layerlift_layers::Compression;
 use layerlift_manifest::Digest;
-use layerlift_registry::Client;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use layerlift_registry::{Client, Reference};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{Scope, ScopedJoinHandle};
 
 /// The images of `plan` left out (no name and no rule, an invalid name, or unmapped with
 /// `only_mapped`): one event each; the failures among them.
@@ -152,6 +157,228 @@ pub(crate) fn repository_done(
         }
     }
     failed
+}
+
+/// Which repository of a push under own names uploads each layer while the archive is still
+/// being read: that of the first image of the archive's metadata that has the layer and a name
+/// placed in a repository (by the rules, or its own). Known before the read only when the
+/// metadata can be read first (an archive file or directory, [`layerlift_archive::read_catalog`])
+/// and lists its images (`manifest.json`); otherwise there are none, and nothing goes up before
+/// the read is over.
+#[derive(Debug, Default)]
+pub(crate) struct Owners {
+    /// By archive entry (a layer compressed on the way: its digest is known at its end).
+    by_entry: BTreeMap<String, String>,
+    /// By digest (a layer stored compressed: its digest is the metadata's).
+    by_digest: BTreeMap<Digest, String>,
+}
+
+impl Owners {
+    /// The owners of `contents`' layers under DEST.
+    pub(crate) fn new(contents: &Contents, dest: &Reference, naming: Naming<'_>) -> Owners {
+        let mut owners = Owners::default();
+        for item in &contents.items {
+            let placed = item.names.iter().find_map(|n| match place(dest, Some(n), &[], naming) {
+                Placement::Tagged { repository, .. } => Some(repository),
+                _ => None,
+            });
+            let Some(repository) = placed else {
+                continue;
+            };
+            for layer in contents.layers.get(item.layers.clone()).unwrap_or_default() {
+                owners
+                    .by_entry
+                    .entry(layer.path.clone())
+                    .or_insert_with(|| repository.clone());
+                if layer.compression != Compression::None {
+                    owners
+                        .by_digest
+                        .entry(layer.digest)
+                        .or_insert_with(|| repository.clone());
+                }
+            }
+        }
+        owners
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_entry.is_empty()
+    }
+
+    /// The repositories that upload a layer.
+    pub(crate) fn repositories(&self) -> BTreeSet<&str> {
+        self.by_entry.values().map(String::as_str).collect()
+    }
+
+    /// The repository `layer` goes up to, if one has it (a streamed layer, once published, is
+    /// its stream's already).
+    fn of(&self, layer: &Layer) -> Option<&String> {
+        match layer {
+            Layer::Ready(b) if b.streamed => None,
+            Layer::Ready(b) => self
+                .by_entry
+                .get(&b.entry)
+                .or_else(|| self.by_digest.get(&b.digest)),
+            Layer::Streaming(g) => self.by_entry.get(g.entry()),
+        }
+    }
+}
+
+/// The uploads of a push under own names while its archive is read: a thread takes each layer
+/// the reader hands over to its [`Owners`] repository's queue, `jobs` workers push them (a layer
+/// being compressed streamed as it grows, [`Uploader::push_stream`]; one in a file as
+/// [`Uploader::push_blob`] does: HEAD, mount, upload). Best effort: a layer whose upload fails
+/// here, or that has no owner, is pushed after the read like the rest of the plan, whose failures
+/// are the ones reported.
+pub(crate) struct Early<'scope> {
+    queue: Arc<EarlyQueue>,
+    threads: Vec<ScopedJoinHandle<'scope, ()>>,
+}
+
+#[derive(Default)]
+struct EarlyQueue {
+    state: Mutex<EarlyState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct EarlyState {
+    jobs: VecDeque<(String, Layer)>,
+    /// Nothing more comes (the read is over, or the push gave up on it).
+    closed: bool,
+    /// Each blob uploaded (or found there), and the repository that holds it.
+    held: BTreeMap<Digest, String>,
+}
+
+impl EarlyQueue {
+    fn lock(&self) -> MutexGuard<'_, EarlyState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next(&self) -> Option<(String, Layer)> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.jobs.pop_front() {
+                return Some(job);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Closes the queue when the feeding thread ends, however it ends.
+struct CloseOnDrop(Arc<EarlyQueue>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl<'scope> Early<'scope> {
+    /// Start the feeding thread on `layers` and `jobs` workers on `scope`. The layers the
+    /// registry holds already (`known`) were left unread; what `known` says spares the workers
+    /// requests. A thread that cannot be started is the error.
+    pub(crate) fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        uploader: &'env Uploader<'env>,
+        owners: Owners,
+        known: Known,
+        jobs: usize,
+        layers: LayerReceiver,
+    ) -> Result<Early<'scope>, std::io::Error> {
+        let queue = Arc::new(EarlyQueue::default());
+        let mut early = Early {
+            queue: Arc::clone(&queue),
+            threads: Vec::new(),
+        };
+        let known = Arc::new(known);
+        for n in 0..jobs.max(1) {
+            let (mine, known) = (Arc::clone(&queue), Arc::clone(&known));
+            let worker = std::thread::Builder::new()
+                .name(format!("bulk-upload-{n}"))
+                .spawn_scoped(scope, move || {
+                    while let Some((repository, layer)) = mine.next() {
+                        let done = match layer {
+                            Layer::Streaming(growing) => {
+                                uploader.push_stream(&repository, growing, &known)
+                            }
+                            Layer::Ready(b) => {
+                                let blob = Blob {
+                                    digest: b.digest,
+                                    size: b.size,
+                                    non_distributable: false,
+                                };
+                                uploader
+                                    .push_blob(&repository, &blob, b.path, &known)
+                                    .map(|o| Some((b.digest, o)))
+                            }
+                        };
+                        if let Ok(Some((digest, outcome))) = done
+                            && outcome.holds()
+                        {
+                            mine.lock().held.insert(digest, repository);
+                        }
+                    }
+                });
+            match worker {
+                Ok(w) => early.threads.push(w),
+                Err(e) => {
+                    queue.close();
+                    return Err(e);
+                }
+            }
+        }
+        let closer = CloseOnDrop(Arc::clone(&queue));
+        let feeder = std::thread::Builder::new()
+            .name("bulk-upload-feed".into())
+            .spawn_scoped(scope, move || {
+                while let Some(layer) = layers.recv() {
+                    if let Some(repository) = owners.of(&layer) {
+                        closer.0.lock().jobs.push_back((repository.clone(), layer));
+                        closer.0.changed.notify_one();
+                    }
+                }
+            });
+        match feeder {
+            Ok(f) => early.threads.push(f),
+            Err(e) => {
+                queue.close();
+                return Err(e);
+            }
+        }
+        Ok(early)
+    }
+
+    /// Wait for every layer handed over to be pushed (the read is over: every sender dropped);
+    /// the blobs the registry now holds, and the repository holding each.
+    pub(crate) fn finish(mut self) -> BTreeMap<Digest, String> {
+        for t in self.threads.drain(..) {
+            // A worker that panicked took its layer with it: pushed after the read.
+            let _ = t.join();
+        }
+        std::mem::take(&mut self.queue.lock().held)
+    }
+}
+
+impl Drop for Early<'_> {
+    /// Not finished (the read failed): what is queued is dropped; uploads in flight end (the
+    /// threads are the scope's).
+    fn drop(&mut self) {
+        let mut st = self.queue.lock();
+        st.jobs.clear();
+        st.closed = true;
+        drop(st);
+        self.queue.changed.notify_all();
+    }
 }
 
 /// Which repository of a push under own names uploads each blob, when repositories are pushed

@@ -222,7 +222,7 @@ pub fn push_to_all(
 }
 
 /// The scope of a token for `repository`: pull, and push unless it is a dry run.
-fn repository_scope(repository: &str, options: &Options) -> Scope {
+pub(crate) fn repository_scope(repository: &str, options: &Options) -> Scope {
     if options.dry_run {
         Scope::pull(repository)
     } else {

@@ -6,6 +6,7 @@
 //! reader carries on with the next one; a layer is left unread only when every destination has it (see
 //! docs/architecture.md, "Uploads overlap reading").
 
+use crate::bulk;
 use crate::cache::{self, Cache};
 use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
@@ -195,7 +196,7 @@ impl<'a> Opener<'a> {
             .collect();
         // A layer is left unread only when every destination has it.
         ReusePlan::keep_common(&mut plans);
-        let known: Vec<Known> = plans.iter().map(known).collect();
+        let mut known: Vec<Known> = plans.iter().map(known).collect();
         // Only blobs of the image that is pushed go up early: with image selectors or a platform,
         // which layers those are is known only once the archive's metadata (written last) is
         // read. An archive file whose metadata names several images is refused after the read
@@ -226,7 +227,14 @@ impl<'a> Opener<'a> {
             source: self.source.name.clone(),
             compression: encoding.map(|e| e.compression.to_string()),
         });
-        let handover = self.hand_over(scope, &early)?;
+        let owners = self.bulk_owners(contents.as_ref());
+        let (handover, bulk_early) = match owners {
+            Some(owners) => {
+                let (h, e) = self.hand_over_bulk(scope, owners, &known[0])?;
+                (Some(h), Some(e))
+            }
+            None => (self.hand_over(scope, &early)?, None),
+        };
         let reuse = &plans[0];
         let options = layerlift_archive::Options {
             encoding,
@@ -246,6 +254,15 @@ impl<'a> Opener<'a> {
         let read = layerlift_archive::unpack_with(input, &tmp.path(), &options);
         // The last sender: its drop ends the read for the pools' feeders.
         drop(options);
+        if let Some(early) = bulk_early
+            && read.is_ok()
+        {
+            // What went up while the archive was read: each repository of the plan mounts it
+            // from there (or, its own, finds it held).
+            for (digest, repository) in early.finish() {
+                known[0].holders.entry(digest).or_insert(repository);
+            }
+        }
         let (info, _) = match read {
             Ok(r) => r,
             // The upload to every destination failed while the archive was read, and the reader
@@ -344,6 +361,61 @@ impl<'a> Opener<'a> {
         } else {
             sender
         }))
+    }
+
+    /// A push under own names (`all`, one destination, not a dry run) of an archive whose
+    /// metadata says which image each layer belongs to: the repository each layer goes up to
+    /// while the archive is read ([`bulk::Owners`]). `None`: nothing goes up before the read is
+    /// over (a pipe, an OCI index, nothing named).
+    fn bulk_owners(&self, contents: Option<&Contents>) -> Option<bulk::Owners> {
+        let o = self.options;
+        if !o.all || o.dry_run || self.targets.len() != 1 || !o.images.is_empty() {
+            return None;
+        }
+        let naming = crate::names::Naming {
+            rules: &o.map,
+            only_mapped: o.only_mapped,
+        };
+        let owners = bulk::Owners::new(contents?, self.targets[0].dest, naming);
+        (!owners.is_empty()).then_some(owners)
+    }
+
+    /// The channel the archive reader hands its layers over on for a push under own names, and
+    /// the uploads it feeds ([`bulk::Early`]); large layers are handed over while they are
+    /// compressed when [`Opener::streams`] says so.
+    fn hand_over_bulk<'scope>(
+        &self,
+        scope: &'scope Scope<'scope, 'a>,
+        owners: bulk::Owners,
+        known: &Known,
+    ) -> Result<(LayerSender, bulk::Early<'scope>), PushError> {
+        let target = &self.targets[0];
+        let scopes: Vec<layerlift_registry::Scope> = owners
+            .repositories()
+            .into_iter()
+            .map(|r| crate::repository_scope(r, self.options))
+            .collect();
+        target.uploader.client.authorize(&scopes);
+        let (sender, mut receivers) = layerlift_archive::handover(1);
+        let receiver = receivers.pop().ok_or(PushError::NoDestination)?;
+        let early = bulk::Early::start(
+            scope,
+            target.uploader,
+            owners,
+            Known {
+                holders: known.holders.clone(),
+                ..Known::default()
+            },
+            self.options.jobs,
+            receiver,
+        )
+        .map_err(PushError::Thread)?;
+        let sender = if self.streams() {
+            sender.streaming(STREAM_MIN)
+        } else {
+            sender
+        };
+        Ok((sender, early))
     }
 
     /// Whether layers may be streamed while they are compressed: not when the user chose how
