@@ -559,7 +559,13 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
     }
     let once: Vec<&&serde_json::Value> = layers
         .iter()
-        .filter(|l| uploads.iter().filter(|(_, u)| u["digest"] == l["digest"]).count() == 1)
+        .filter(|l| {
+            uploads
+                .iter()
+                .filter(|(_, u)| u["digest"] == l["digest"])
+                .count()
+                == 1
+        })
         .collect();
     assert_eq!(once.len(), layers.len(), "each layer uploaded once: {out}");
     // Nothing went up twice, the base was mounted into the others, every image pulls back.
@@ -572,7 +578,11 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
         .iter()
         .filter(|e| e["event"] == "blob" && e["action"] == "mounted")
         .count();
-    assert_eq!(mounted, 2 * (imgs.len() - 1), "the base's two layers: {out}");
+    assert_eq!(
+        mounted,
+        2 * (imgs.len() - 1),
+        "the base's two layers: {out}"
+    );
     for (i, img) in imgs.iter().enumerate() {
         let reference = format!("{dest}/bulk/flow{i}:1");
         let digest = tagged(&evs, &reference, &out);

@@ -247,7 +247,8 @@ impl Catalog {
                 for item in &items {
                     let start = layers.len();
                     self.docker_item(item, &mut layers);
-                    let item_names: Vec<String> = item.repo_tags.iter().flatten().cloned().collect();
+                    let item_names: Vec<String> =
+                        item.repo_tags.iter().flatten().cloned().collect();
                     names.extend(item_names.iter().cloned());
                     catalog_items.push(CatalogItem {
                         names: item_names,

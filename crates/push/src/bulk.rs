@@ -4,7 +4,7 @@
 //! image's outcome is an [`Event::Image`], and a repository that fails fails only its own images
 //! ([`FailedImage`]); the others go on.
 
-use crate::event::{Event, FailedImage, ImageStatus, Observer, Pushed};
+use crate::event::{Event, FailedImage, ImageStatus, Observer, Progress, Pushed};
 use crate::names::{LeftOutKind, Naming, Placement, PlannedImage, display_chain, place};
 use crate::plan::{Blob, PushPlan, RepoPlan};
 use crate::upload::{Known, Uploader};
@@ -50,14 +50,24 @@ pub(crate) fn left_out(observer: &dyn Observer, plan: &PushPlan) -> Vec<FailedIm
 
 /// Whether every tag of `repo` already points at its image and every image it pushes by digest
 /// only is there (and it has no referrers to push): then nothing of it is sent again. One HEAD
-/// each; a failed request counts as "not there".
-pub(crate) fn already_there(client: &Client, repo: &RepoPlan) -> bool {
+/// each; a failed request counts as "not there". A tag in `missing` (the reuse plan found no
+/// manifest there before the read) is not asked about again.
+pub(crate) fn already_there(
+    client: &Client,
+    repo: &RepoPlan,
+    missing: &BTreeSet<(String, String)>,
+) -> bool {
     let at = |reference: &str, digest: Digest| {
         client
             .manifest_digest(&repo.repository, reference)
             .is_ok_and(|d| d == Some(digest))
     };
-    (!repo.tags.is_empty() || !repo.untagged.is_empty())
+    let known_missing = repo
+        .tags
+        .iter()
+        .any(|t| missing.contains(&(repo.repository.clone(), t.tag.clone())));
+    !known_missing
+        && (!repo.tags.is_empty() || !repo.untagged.is_empty())
         && repo.referrers.is_empty()
         && repo.tags.iter().all(|t| at(&t.tag, t.digest))
         && repo.untagged.iter().all(|d| at(&d.to_string(), *d))
@@ -178,10 +188,13 @@ impl Owners {
     pub(crate) fn new(contents: &Contents, dest: &Reference, naming: Naming<'_>) -> Owners {
         let mut owners = Owners::default();
         for item in &contents.items {
-            let placed = item.names.iter().find_map(|n| match place(dest, Some(n), &[], naming) {
-                Placement::Tagged { repository, .. } => Some(repository),
-                _ => None,
-            });
+            let placed = item
+                .names
+                .iter()
+                .find_map(|n| match place(dest, Some(n), &[], naming) {
+                    Placement::Tagged { repository, .. } => Some(repository),
+                    _ => None,
+                });
             let Some(repository) = placed else {
                 continue;
             };
@@ -284,17 +297,21 @@ impl Drop for CloseOnDrop {
 }
 
 impl<'scope> Early<'scope> {
-    /// Start the feeding thread on `layers` and `jobs` workers on `scope`. The layers the
-    /// registry holds already (`known`) were left unread; what `known` says spares the workers
-    /// requests. A thread that cannot be started is the error.
+    /// Start the feeding thread on `layers` and `jobs` workers on `scope` (their progress
+    /// under `label`). The layers the registry holds already (`known`) were left unread; what
+    /// `known` says spares the workers requests. A thread that cannot be started is the error.
     pub(crate) fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         uploader: &'env Uploader<'env>,
+        label: &str,
         owners: Owners,
         known: Known,
         jobs: usize,
         layers: LayerReceiver,
     ) -> Result<Early<'scope>, std::io::Error> {
+        uploader.observer.progress(&Progress::Started {
+            repository: label.to_string(),
+        });
         let queue = Arc::new(EarlyQueue::default());
         let mut early = Early {
             queue: Arc::clone(&queue),

@@ -4,7 +4,9 @@
 //! selectors, `platform` or `dry_run`), upload workers start first (a pool per destination) and
 //! each layer goes up to every destination as soon as it is in the temporary layout, while the
 //! reader carries on with the next one; a layer is left unread only when every destination has it (see
-//! docs/architecture.md, "Uploads overlap reading").
+//! docs/architecture.md, "Uploads overlap reading"). With `all` (one destination, an archive whose
+//! catalog says which image each layer belongs to) the layers go up while it is read too, each to
+//! its image's repository ([`crate::bulk::Early`]).
 
 use crate::bulk;
 use crate::cache::{self, Cache};
@@ -35,6 +37,9 @@ pub(crate) struct Opened {
     /// has that the layout does not, and the repository holding each; blobs found absent; a
     /// repository that does not exist yet), for its uploads.
     pub known: Vec<Known>,
+    /// For each target: the references its reuse plan found no manifest at
+    /// ([`ReusePlan::missing`]).
+    pub missing: Vec<BTreeSet<(String, String)>>,
 }
 
 /// Why SOURCE could not be opened.
@@ -154,6 +159,7 @@ impl<'a> Opener<'a> {
             _tmp: None,
             layout,
             known: self.targets.iter().map(|_| Known::default()).collect(),
+            missing: self.targets.iter().map(|_| BTreeSet::new()).collect(),
         })
     }
 
@@ -294,6 +300,7 @@ impl<'a> Opener<'a> {
             _tmp: Some(tmp),
             layout,
             known,
+            missing: plans.into_iter().map(|p| p.missing).collect(),
         })
     }
 
@@ -401,6 +408,7 @@ impl<'a> Opener<'a> {
         let early = bulk::Early::start(
             scope,
             target.uploader,
+            format!("{}/{}", target.dest.registry, target.dest.repository).trim_end_matches('/'),
             owners,
             Known {
                 holders: known.holders.clone(),
