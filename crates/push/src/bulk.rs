@@ -493,6 +493,71 @@ mod tests {
         }
     }
 
+    /// Each layer goes to the first image that has it and a name placed in a repository; a
+    /// compressed entry is known by its digest too; a layer no named image has goes nowhere.
+    #[test]
+    fn each_layer_is_owned_by_the_first_named_image_that_has_it() {
+        use layerlift_archive::{CatalogItem, CatalogLayer, PublishedBlob};
+        let layer = |path: &str, compression| CatalogLayer {
+            path: path.into(),
+            compression,
+            digest: Digest::of(path.as_bytes()),
+            size: 1,
+            diff_id: Digest::of(path.as_bytes()),
+            platform: None,
+        };
+        let contents = Contents {
+            layers: vec![
+                layer("base.tar", Compression::None),
+                layer("a.tar.gz", Compression::Gzip),
+                layer("base.tar", Compression::None),
+                layer("b.tar", Compression::None),
+                layer("c.tar", Compression::None),
+            ],
+            images: 3,
+            names: vec!["bulk/a:1".into(), "bulk/b:1".into()],
+            items: vec![
+                CatalogItem {
+                    names: vec!["bulk/a:1".into()],
+                    layers: 0..2,
+                },
+                CatalogItem {
+                    names: vec!["bulk/b:1".into()],
+                    layers: 2..4,
+                },
+                CatalogItem {
+                    names: vec![],
+                    layers: 4..5,
+                },
+            ],
+        };
+        let dest = Reference::parse("reg.local/mirror").unwrap();
+        let naming = Naming {
+            rules: &[],
+            only_mapped: false,
+        };
+        let owners = Owners::new(&contents, &dest, naming);
+        let ready = |entry: &str, digest: Digest| {
+            Layer::Ready(PublishedBlob {
+                streamed: false,
+                digest,
+                size: 1,
+                path: "blob".into(),
+                entry: entry.into(),
+            })
+        };
+        let of = |l: Layer| owners.of(&l).cloned();
+        let (a, b) = (
+            Some("mirror/bulk/a".to_string()),
+            Some("mirror/bulk/b".to_string()),
+        );
+        assert_eq!(of(ready("base.tar", Digest::of(b"x"))), a);
+        assert_eq!(of(ready("b.tar", Digest::of(b"y"))), b);
+        assert_eq!(of(ready("", Digest::of(b"a.tar.gz"))), a, "by digest");
+        assert_eq!(of(ready("c.tar", Digest::of(b"z"))), None, "unnamed");
+        assert_eq!(owners.repositories().len(), 2);
+    }
+
     #[test]
     fn later_claims_wait_for_earlier_owners_only() {
         let claims = std::sync::Arc::new(Claims::default());

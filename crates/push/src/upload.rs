@@ -1165,6 +1165,7 @@ mod tests {
             digest: b.digest,
             size: b.size,
             path,
+            entry: String::new(),
         })
     }
 
@@ -1273,6 +1274,7 @@ mod tests {
                 digest: b.digest,
                 size: b.size,
                 path: p.clone(),
+                entry: String::new(),
             });
             let finisher = s.spawn(move || pool.finish([(b, p)]));
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1413,6 +1415,7 @@ mod tests {
                         digest: b.digest,
                         size: b.size,
                         path: p.clone(),
+                        entry: String::new(),
                     }));
                 pool.finish([(b, p)])
             })
