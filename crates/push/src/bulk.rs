@@ -375,14 +375,17 @@ impl<'scope> Early<'scope> {
         Ok(early)
     }
 
-    /// Wait for every layer handed over to be pushed (the read is over: every sender dropped);
-    /// the blobs the registry now holds, and the repository holding each.
-    pub(crate) fn finish(mut self) -> BTreeMap<Digest, String> {
+    /// Wait for every layer handed over to be pushed (the read is over: every sender dropped),
+    /// and add the blobs the registry now holds to `known`'s holders: each repository of the plan
+    /// mounts them from there (or, its own, does not ask about them).
+    pub(crate) fn add_holders(mut self, known: &mut Known) {
         for t in self.threads.drain(..) {
             // A worker that panicked took its layer with it: pushed after the read.
             let _ = t.join();
         }
-        std::mem::take(&mut self.queue.lock().held)
+        for (digest, repository) in std::mem::take(&mut self.queue.lock().held) {
+            known.holders.entry(digest).or_insert(repository);
+        }
     }
 }
 

@@ -222,21 +222,12 @@ pub fn push_to_all(
         .collect())
 }
 
-/// The scope of a token for `repository`: pull, and push unless it is a dry run.
-pub(crate) fn repository_scope(repository: &str, options: &Options) -> Scope {
-    if options.dry_run {
-        Scope::pull(repository)
-    } else {
-        Scope::pull_push(repository)
-    }
-}
-
 /// Ask for the token a push to `d` needs and check that its registry answers.
 fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
     // A DEST of a registry alone (`all`) names no repository of its own.
     let mut scopes: Vec<Scope> = Some(&d.reference.repository)
         .filter(|r| !r.is_empty())
-        .map(|r| repository_scope(r, options))
+        .map(|r| options.repository_scope(r))
         .into_iter()
         .collect();
     scopes.extend(
@@ -425,7 +416,7 @@ impl Pusher<'_, '_> {
         let scopes: Vec<Scope> = plan
             .repos
             .iter()
-            .map(|r| repository_scope(&r.repository, self.options))
+            .map(|r| self.options.repository_scope(&r.repository))
             .collect();
         self.uploader.client.authorize(&scopes);
         if !plan.images.is_empty() {

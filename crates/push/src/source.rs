@@ -233,12 +233,8 @@ impl<'a> Opener<'a> {
             source: self.source.name.clone(),
             compression: encoding.map(|e| e.compression.to_string()),
         });
-        let owners = self.bulk_owners(contents.as_ref());
-        let (handover, bulk_early) = match owners {
-            Some(owners) => {
-                let (h, e) = self.hand_over_bulk(scope, owners, &known[0])?;
-                (Some(h), Some(e))
-            }
+        let (handover, bulk_early) = match self.bulk_owners(contents.as_ref()) {
+            Some(owners) => self.hand_over_bulk(scope, owners, &known[0])?,
             None => (self.hand_over(scope, &early)?, None),
         };
         let reuse = &plans[0];
@@ -260,14 +256,9 @@ impl<'a> Opener<'a> {
         let read = layerlift_archive::unpack_with(input, &tmp.path(), &options);
         // The last sender: its drop ends the read for the pools' feeders.
         drop(options);
-        if let Some(early) = bulk_early
-            && read.is_ok()
-        {
-            // What went up while the archive was read: each repository of the plan mounts it
-            // from there (or, its own, finds it held).
-            for (digest, repository) in early.finish() {
-                known[0].holders.entry(digest).or_insert(repository);
-            }
+        if let Some(early) = bulk_early.filter(|_| read.is_ok()) {
+            // What went up while the archive was read: the plan's repositories mount it.
+            early.add_holders(&mut known[0]);
         }
         let (info, _) = match read {
             Ok(r) => r,
@@ -395,12 +386,12 @@ impl<'a> Opener<'a> {
         scope: &'scope Scope<'scope, 'a>,
         owners: bulk::Owners,
         known: &Known,
-    ) -> Result<(LayerSender, bulk::Early<'scope>), PushError> {
+    ) -> Result<(Option<LayerSender>, Option<bulk::Early<'scope>>), PushError> {
         let target = &self.targets[0];
         let scopes: Vec<layerlift_registry::Scope> = owners
             .repositories()
             .into_iter()
-            .map(|r| crate::repository_scope(r, self.options))
+            .map(|r| self.options.repository_scope(r))
             .collect();
         target.uploader.client.authorize(&scopes);
         let (sender, mut receivers) = layerlift_archive::handover(1);
@@ -423,7 +414,7 @@ impl<'a> Opener<'a> {
         } else {
             sender
         };
-        Ok((sender, early))
+        Ok((Some(sender), Some(early)))
     }
 
     /// Whether layers may be streamed while they are compressed: not when the user chose how
