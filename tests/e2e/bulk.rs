@@ -522,3 +522,70 @@ fn an_unnamed_image_goes_by_digest_under_a_prefix_and_is_there_on_a_rerun() {
     assert_eq!(again[key.as_str()].0, "present", "{again:?}");
     assert_eq!(again["alpine:3"].0, "present", "{again:?}");
 }
+
+#[test]
+fn a_bundle_files_layers_go_up_while_it_is_read() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |_| Fault::Pass);
+    let imgs: Vec<TestImage> = (0..4)
+        .map(|i| image(&format!("bulk/flow{i}:1"), 40 + i))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let dest = format!("{}/site", proxy.addr());
+    let o = push_all(&dest, &archive, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    // The `layer` events say what was read: they come once the read is over. Every layer went
+    // up before that, each to the first image's repository that has it.
+    let first_layer = evs
+        .iter()
+        .position(|e| e["event"] == "layer")
+        .unwrap_or_else(|| panic!("no layer event: {out}"));
+    let uploads: Vec<(usize, &serde_json::Value)> = evs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["event"] == "blob" && e["action"] == "uploaded")
+        .collect();
+    let layers: Vec<&serde_json::Value> = evs.iter().filter(|e| e["event"] == "layer").collect();
+    for layer in &layers {
+        let (at, up) = uploads
+            .iter()
+            .find(|(_, u)| u["digest"] == layer["digest"])
+            .unwrap_or_else(|| panic!("{layer} not uploaded: {out}"));
+        assert!(*at < first_layer, "{up} after the read: {out}");
+    }
+    let once: Vec<&&serde_json::Value> = layers
+        .iter()
+        .filter(|l| {
+            uploads
+                .iter()
+                .filter(|(_, u)| u["digest"] == l["digest"])
+                .count()
+                == 1
+        })
+        .collect();
+    assert_eq!(once.len(), layers.len(), "each layer uploaded once: {out}");
+    // Nothing went up twice, the base was mounted into the others, every image pulls back.
+    let sent = uploaded(&proxy.log(), 0);
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "{sent:?}");
+    let mounted = evs
+        .iter()
+        .filter(|e| e["event"] == "blob" && e["action"] == "mounted")
+        .count();
+    assert_eq!(
+        mounted,
+        2 * (imgs.len() - 1),
+        "the base's two layers: {out}"
+    );
+    for (i, img) in imgs.iter().enumerate() {
+        let reference = format!("{dest}/bulk/flow{i}:1");
+        let digest = tagged(&evs, &reference, &out);
+        pulls_back(&reference, digest, img);
+    }
+}

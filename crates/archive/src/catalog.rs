@@ -65,6 +65,18 @@ pub struct Contents {
     /// Every image name the metadata gives (`RepoTags`, index.json's `ref.name`s), in order:
     /// where a push under own names will send them, known before the archive is read.
     pub names: Vec<String>,
+    /// Each `manifest.json` item: its names and which of `layers` are its own (empty for an
+    /// OCI index): which image a layer belongs to before the archive is read.
+    pub items: Vec<CatalogItem>,
+}
+
+/// One `manifest.json` item of a [`Contents`]: its `RepoTags`, and its layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogItem {
+    /// The item's `RepoTags`.
+    pub names: Vec<String>,
+    /// Its layers, as indices into [`Contents::layers`] (those the catalog could pair).
+    pub layers: std::ops::Range<usize>,
 }
 
 /// A file entry of the catalog: its size, how it is stored, and its bytes if it is small JSON.
@@ -229,11 +241,19 @@ impl Catalog {
         };
         let mut layers = Vec::new();
         let mut names = Vec::new();
+        let mut catalog_items = Vec::new();
         let images: BTreeSet<String> = match (primary, index_json) {
             (Primary::DockerList(items), _) => {
                 for item in &items {
+                    let start = layers.len();
                     self.docker_item(item, &mut layers);
-                    names.extend(item.repo_tags.iter().flatten().cloned());
+                    let item_names: Vec<String> =
+                        item.repo_tags.iter().flatten().cloned().collect();
+                    names.extend(item_names.iter().cloned());
+                    catalog_items.push(CatalogItem {
+                        names: item_names,
+                        layers: start..layers.len(),
+                    });
                 }
                 items
                     .iter()
@@ -262,6 +282,7 @@ impl Catalog {
             layers,
             images: images.len(),
             names,
+            items: catalog_items,
         }))
     }
 
@@ -450,9 +471,12 @@ mod tests {
             layers,
             images,
             names,
+            items,
         } = read_catalog(&Input::Path(path)).unwrap().unwrap();
         assert_eq!(images, 1);
         assert_eq!(names, ["app:1"]);
+        assert_eq!(items.len(), 1);
+        assert_eq!((&items[0].names, &items[0].layers), (&names, &(0..2)));
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].path, "a/layer.tar");
         assert_eq!(layers[1].path, "c/layer.tar", "the symlink is followed");

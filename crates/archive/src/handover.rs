@@ -25,6 +25,8 @@ pub struct PublishedBlob {
     pub size: u64,
     /// `blobs/sha256/<hex>` in the layout.
     pub path: PathBuf,
+    /// The archive entry it was read from (its name in the archive; empty when not from one).
+    pub entry: String,
 }
 
 /// One layer handed over while the archive is read.
@@ -201,6 +203,7 @@ mod tests {
             digest: Digest::of(&[n]),
             size: 1,
             path: PathBuf::from(format!("blob-{n}")),
+            entry: format!("{n}/layer.tar"),
         })
     }
 

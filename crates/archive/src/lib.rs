@@ -51,7 +51,7 @@ mod sniff;
 mod verify;
 
 pub use analyze::analyze;
-pub use catalog::{CatalogLayer, Contents, read_catalog};
+pub use catalog::{CatalogItem, CatalogLayer, Contents, read_catalog};
 
 pub use error::ArchiveError;
 pub use fanout::MAX_DESCRIPTORS;

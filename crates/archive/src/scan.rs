@@ -355,7 +355,7 @@ impl Scan {
                 None => staged.take(),
             };
             if let Some(blob) = blob {
-                publish_now(layout, blob, handover, streamed)?;
+                publish_now(layout, blob, handover, streamed, &path)?;
             }
         }
         let (json, json_path) = self.keep_json(taps.json, disk);
@@ -603,6 +603,7 @@ fn publish_now(
     blob: StagedBlob,
     handover: &LayerSender,
     streamed: bool,
+    entry: &str,
 ) -> Result<(), ArchiveError> {
     let (digest, size) = (blob.digest(), blob.size());
     let path = layout.blob_path(&digest);
@@ -614,6 +615,7 @@ fn publish_now(
             size,
             path,
             streamed,
+            entry: entry.to_string(),
         }));
     }
     Ok(())

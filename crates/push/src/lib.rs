@@ -57,8 +57,9 @@
 //! manifests children first (image manifests before the indexes that list them), then tags.
 //! Finally every tag is read back and must point at the pushed digest: `Ok` means the registry
 //! holds it all. An archive pushed to one repository has its layers uploaded while it is still
-//! being read, each as soon as it is in the temporary layout; nothing else is pushed before the
-//! whole archive has been read.
+//! being read, each as soon as it is in the temporary layout; so has an archive file pushed with
+//! `all`, each layer to the first repository whose image has it (`bulk`); nothing else is pushed
+//! before the whole archive has been read.
 //!
 //! Modules: `plan` (what goes where: [`PushPlan`]), `reuse` (layers the registry has, so that an
 //! archive's layers need not be read: the reuse plan), `upload` (the pool of upload workers),
@@ -221,21 +222,12 @@ pub fn push_to_all(
         .collect())
 }
 
-/// The scope of a token for `repository`: pull, and push unless it is a dry run.
-fn repository_scope(repository: &str, options: &Options) -> Scope {
-    if options.dry_run {
-        Scope::pull(repository)
-    } else {
-        Scope::pull_push(repository)
-    }
-}
-
 /// Ask for the token a push to `d` needs and check that its registry answers.
 fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
     // A DEST of a registry alone (`all`) names no repository of its own.
     let mut scopes: Vec<Scope> = Some(&d.reference.repository)
         .filter(|r| !r.is_empty())
-        .map(|r| repository_scope(r, options))
+        .map(|r| options.repository_scope(r))
         .into_iter()
         .collect();
     scopes.extend(
@@ -321,12 +313,16 @@ fn push_live(
                 return Ok(errors.into_iter().map(Err).collect());
             }
         };
-        let work = targets.iter().zip(opened.early).zip(opened.known);
+        let work = targets
+            .iter()
+            .zip(opened.early)
+            .zip(opened.known)
+            .zip(opened.missing);
         let layout = &opened.layout;
         // Each destination's blobs, manifests and tags, side by side.
         std::thread::scope(|s| {
             let pushes: Vec<_> = work
-                .map(|((target, early), known)| {
+                .map(|(((target, early), known), missing)| {
                     let one = Pusher {
                         s,
                         uploader: target.uploader,
@@ -334,6 +330,7 @@ fn push_live(
                         options,
                         layout,
                         known,
+                        missing,
                         images: Vec::new(),
                         failed: Vec::new(),
                         renames: refused::Renames::default(),
@@ -374,6 +371,9 @@ struct Pusher<'scope, 'env> {
     /// known to hold a blob (for automatic mounts; those of an `all` push's earlier
     /// repositories are added as it goes).
     known: Known,
+    /// References (repository, tag) the reuse plan found no manifest at: a push under own names
+    /// does not ask about them again.
+    missing: BTreeSet<(String, String)>,
     /// What was pushed so far.
     images: Vec<Pushed>,
     /// A push under own names: the images that failed so far.
@@ -416,7 +416,7 @@ impl Pusher<'_, '_> {
         let scopes: Vec<Scope> = plan
             .repos
             .iter()
-            .map(|r| repository_scope(&r.repository, self.options))
+            .map(|r| self.options.repository_scope(&r.repository))
             .collect();
         self.uploader.client.authorize(&scopes);
         if !plan.images.is_empty() {
@@ -445,10 +445,20 @@ impl Pusher<'_, '_> {
                 .repos
                 .get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
             {
-                let present = bulk::already_there(this.uploader.client, repo);
-                let position = claims.claim(&repo.blobs);
+                let present = bulk::already_there(this.uploader.client, repo, &this.missing);
+                // Blobs a repository holds already (uploaded while the archive was read, or
+                // before) are mounted from it: nothing to wait for.
+                let unheld: Vec<plan::Blob> = {
+                    let held = upload::lock(&holders);
+                    repo.blobs
+                        .iter()
+                        .filter(|b| !held.contains_key(&b.digest))
+                        .cloned()
+                        .collect()
+                };
+                let position = claims.claim(&unheld);
                 if !present {
-                    claims.wait_before(position, &repo.blobs);
+                    claims.wait_before(position, &unheld);
                 }
                 let mut one = Pusher {
                     s: this.s,
@@ -460,6 +470,7 @@ impl Pusher<'_, '_> {
                         holders: upload::lock(&holders).clone(),
                         ..Known::default()
                     },
+                    missing: BTreeSet::new(),
                     images: Vec::new(),
                     failed: Vec::new(),
                     renames: refused::Renames::default(),

@@ -2,7 +2,7 @@
 
 use crate::plan::Attestations;
 use layerlift_layers::Compression;
-use layerlift_registry::Reference;
+use layerlift_registry::{Reference, Scope};
 use std::path::PathBuf;
 
 /// How to push.
@@ -93,6 +93,17 @@ impl Default for Options {
             cache_dir: None,
             dry_run: false,
             convert_refused: false,
+        }
+    }
+}
+
+impl Options {
+    /// The scope of a token for `repository`: pull, and push unless it is a dry run.
+    pub(crate) fn repository_scope(&self, repository: &str) -> Scope {
+        if self.dry_run {
+            Scope::pull(repository)
+        } else {
+            Scope::pull_push(repository)
         }
     }
 }

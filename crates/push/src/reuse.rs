@@ -223,6 +223,9 @@ pub struct ReusePlan {
     /// A push under own names (`all`): the repositories it pushes to, each DEST's own as much as
     /// DEST's repository is (their images' diff_id → blob pairs are trusted the same way).
     pub own_repositories: BTreeSet<String>,
+    /// The references looked at (repository, tag or digest) that the registry said it has no
+    /// manifest for: a push under own names need not ask about them again.
+    pub missing: BTreeSet<(String, String)>,
 }
 
 /// A blob of the registry that stands for a layer, and the repository that holds it.
@@ -299,7 +302,7 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
     let Some(want) = wanted.compression else {
         return plan;
     };
-    let known = learn_all(client, wanted, &[], &mut plan.notes);
+    let known = learn_all(client, wanted, &[], &mut plan);
     let mut candidates: Vec<(String, Digest)> = known
         .values()
         .flatten()
@@ -417,7 +420,7 @@ pub(crate) fn plan(
         .iter()
         .filter_map(|l| l.platform.as_deref())
         .collect();
-    let known = learn_all(client, wanted, &platforms, &mut plan.notes);
+    let known = learn_all(client, wanted, &platforms, &mut plan);
     let (mut candidates, cached) = candidates(layers, wanted, &known);
     skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
     let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
@@ -697,44 +700,48 @@ fn confirm_one(client: &Client, b: &Unconfirmed) -> Result<(), ConfirmError> {
 
 /// The layers of the images of `wanted.references` (diff_id → blobs, in the references' order),
 /// learnt `wanted.jobs` references at a time (a bulk push has one per image); what could not be
-/// learnt goes to `notes`.
+/// learnt goes to `plan`'s notes, the references without a manifest to its `missing`.
 fn learn_all(
     client: &dyn RegistryView,
     wanted: &Wanted<'_>,
     platforms: &[&str],
-    notes: &mut Vec<ReuseNote>,
+    plan: &mut ReusePlan,
 ) -> BTreeMap<Digest, Vec<Known>> {
     let learnt = in_parallel(&wanted.references, wanted.jobs, |(repo, reference)| {
         let mut one = BTreeMap::new();
-        learn(client, repo, reference, platforms, &mut one).map(|()| one)
+        learn(client, repo, reference, platforms, &mut one).map(|there| there.then_some(one))
     });
     let mut known: BTreeMap<Digest, Vec<Known>> = BTreeMap::new();
-    for result in learnt {
+    for (result, reference) in learnt.into_iter().zip(&wanted.references) {
         match result {
-            Ok(one) => {
+            Ok(Some(one)) => {
                 for (diff_id, ks) in one {
                     known.entry(diff_id).or_default().extend(ks);
                 }
             }
-            Err(note) => notes.push(note),
+            Ok(None) => {
+                plan.missing.insert(reference.clone());
+            }
+            Err(note) => plan.notes.push(note),
         }
     }
     known
 }
 
-/// Add the layers of the image `repo:reference` to `known` (diff_id → blob).
+/// Add the layers of the image `repo:reference` to `known` (diff_id → blob); `false` when the
+/// registry has no manifest there.
 fn learn(
     client: &dyn RegistryView,
     repo: &str,
     reference: &str,
     platforms: &[&str],
     known: &mut BTreeMap<Digest, Vec<Known>>,
-) -> Result<(), ReuseNote> {
+) -> Result<bool, ReuseNote> {
     let what = format!("{}/{repo}:{reference}", client.registry());
     let what = what.replace(":sha256:", "@sha256:");
     let (media_type, bytes) = match client.manifest(repo, reference) {
         Ok(Some(m)) => m,
-        Ok(None) => return Ok(()),
+        Ok(None) => return Ok(false),
         Err(error) => return Err(ReuseNote::Unreadable { what, error }),
     };
     let manifests = if media_types::is_index(&media_type) || looks_like_index(&bytes) {
@@ -764,7 +771,7 @@ fn learn(
             });
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The image manifests of the index `bytes` (named `what`) for `platforms` (all without).

@@ -4,8 +4,11 @@
 //! selectors, `platform` or `dry_run`), upload workers start first (a pool per destination) and
 //! each layer goes up to every destination as soon as it is in the temporary layout, while the
 //! reader carries on with the next one; a layer is left unread only when every destination has it (see
-//! docs/architecture.md, "Uploads overlap reading").
+//! docs/architecture.md, "Uploads overlap reading"). With `all` (one destination, an archive whose
+//! catalog says which image each layer belongs to) the layers go up while it is read too, each to
+//! its image's repository ([`crate::bulk::Early`]).
 
+use crate::bulk;
 use crate::cache::{self, Cache};
 use crate::error::PushError;
 use crate::event::{Event, LayerSource, Observer};
@@ -34,6 +37,9 @@ pub(crate) struct Opened {
     /// has that the layout does not, and the repository holding each; blobs found absent; a
     /// repository that does not exist yet), for its uploads.
     pub known: Vec<Known>,
+    /// For each target: the references its reuse plan found no manifest at
+    /// ([`ReusePlan::missing`]).
+    pub missing: Vec<BTreeSet<(String, String)>>,
 }
 
 /// Why SOURCE could not be opened.
@@ -153,6 +159,7 @@ impl<'a> Opener<'a> {
             _tmp: None,
             layout,
             known: self.targets.iter().map(|_| Known::default()).collect(),
+            missing: self.targets.iter().map(|_| BTreeSet::new()).collect(),
         })
     }
 
@@ -195,7 +202,7 @@ impl<'a> Opener<'a> {
             .collect();
         // A layer is left unread only when every destination has it.
         ReusePlan::keep_common(&mut plans);
-        let known: Vec<Known> = plans.iter().map(known).collect();
+        let mut known: Vec<Known> = plans.iter().map(known).collect();
         // Only blobs of the image that is pushed go up early: with image selectors or a platform,
         // which layers those are is known only once the archive's metadata (written last) is
         // read. An archive file whose metadata names several images is refused after the read
@@ -226,7 +233,10 @@ impl<'a> Opener<'a> {
             source: self.source.name.clone(),
             compression: encoding.map(|e| e.compression.to_string()),
         });
-        let handover = self.hand_over(scope, &early)?;
+        let (handover, bulk_early) = match self.bulk_owners(contents.as_ref()) {
+            Some(owners) => self.hand_over_bulk(scope, owners, &known[0])?,
+            None => (self.hand_over(scope, &early)?, None),
+        };
         let reuse = &plans[0];
         let options = layerlift_archive::Options {
             encoding,
@@ -246,6 +256,10 @@ impl<'a> Opener<'a> {
         let read = layerlift_archive::unpack_with(input, &tmp.path(), &options);
         // The last sender: its drop ends the read for the pools' feeders.
         drop(options);
+        if let Some(early) = bulk_early.filter(|_| read.is_ok()) {
+            // What went up while the archive was read: the plan's repositories mount it.
+            early.add_holders(&mut known[0]);
+        }
         let (info, _) = match read {
             Ok(r) => r,
             // The upload to every destination failed while the archive was read, and the reader
@@ -277,6 +291,7 @@ impl<'a> Opener<'a> {
             _tmp: Some(tmp),
             layout,
             known,
+            missing: plans.into_iter().map(|p| p.missing).collect(),
         })
     }
 
@@ -344,6 +359,62 @@ impl<'a> Opener<'a> {
         } else {
             sender
         }))
+    }
+
+    /// A push under own names (`all`, one destination, not a dry run) of an archive whose
+    /// metadata says which image each layer belongs to: the repository each layer goes up to
+    /// while the archive is read ([`bulk::Owners`]). `None`: nothing goes up before the read is
+    /// over (a pipe, an OCI index, nothing named).
+    fn bulk_owners(&self, contents: Option<&Contents>) -> Option<bulk::Owners> {
+        let o = self.options;
+        if !o.all || o.dry_run || self.targets.len() != 1 || !o.images.is_empty() {
+            return None;
+        }
+        let naming = crate::names::Naming {
+            rules: &o.map,
+            only_mapped: o.only_mapped,
+        };
+        let owners = bulk::Owners::new(contents?, self.targets[0].dest, naming);
+        (!owners.is_empty()).then_some(owners)
+    }
+
+    /// The channel the archive reader hands its layers over on for a push under own names, and
+    /// the uploads it feeds ([`bulk::Early`]); large layers are handed over while they are
+    /// compressed when [`Opener::streams`] says so.
+    fn hand_over_bulk<'scope>(
+        &self,
+        scope: &'scope Scope<'scope, 'a>,
+        owners: bulk::Owners,
+        known: &Known,
+    ) -> Result<(Option<LayerSender>, Option<bulk::Early<'scope>>), PushError> {
+        let target = &self.targets[0];
+        let scopes: Vec<layerlift_registry::Scope> = owners
+            .repositories()
+            .into_iter()
+            .map(|r| self.options.repository_scope(r))
+            .collect();
+        target.uploader.client.authorize(&scopes);
+        let (sender, mut receivers) = layerlift_archive::handover(1);
+        let receiver = receivers.pop().ok_or(PushError::NoDestination)?;
+        let early = bulk::Early::start(
+            scope,
+            target.uploader,
+            format!("{}/{}", target.dest.registry, target.dest.repository).trim_end_matches('/'),
+            owners,
+            Known {
+                holders: known.holders.clone(),
+                ..Known::default()
+            },
+            self.options.jobs,
+            receiver,
+        )
+        .map_err(PushError::Thread)?;
+        let sender = if self.streams() {
+            sender.streaming(STREAM_MIN)
+        } else {
+            sender
+        };
+        Ok((Some(sender), Some(early)))
     }
 
     /// Whether layers may be streamed while they are compressed: not when the user chose how

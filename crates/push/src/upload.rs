@@ -1189,6 +1189,7 @@ mod tests {
             digest: b.digest,
             size: b.size,
             path,
+            entry: String::new(),
         })
     }
 
@@ -1297,6 +1298,7 @@ mod tests {
                 digest: b.digest,
                 size: b.size,
                 path: p.clone(),
+                entry: String::new(),
             });
             let finisher = s.spawn(move || pool.finish([(b, p)]));
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1437,6 +1439,7 @@ mod tests {
                         digest: b.digest,
                         size: b.size,
                         path: p.clone(),
+                        entry: String::new(),
                     }));
                 pool.finish([(b, p)])
             })
