@@ -339,6 +339,7 @@ impl Scan {
                 digest: e.digest,
                 size: e.size,
                 path: layout.blob_path(&e.digest),
+                entry: path.clone(),
             }));
         }
         if let (Some(handover), Some(layout)) = (&self.handover, layout) {

@@ -409,8 +409,10 @@ impl<'a> Opener<'a> {
             receiver,
         )
         .map_err(PushError::Thread)?;
+        // Staged as well: a layer whose early upload fails goes up after the read, from the
+        // layout, with the other repositories' pushes.
         let sender = if self.streams() {
-            sender.streaming(STREAM_MIN)
+            sender.streaming(STREAM_MIN).staging()
         } else {
             sender
         };
