@@ -388,7 +388,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             &reg,
             &work,
         ));
-        targets.extend(crate::bench_bulk::targets(util::have("podman")));
+        targets.extend(crate::bench_bulk::targets(
+            util::have("podman"),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
         volumes.push((
             crate::bench_bulk::BULK_COLD.to_string(),
             fs::metadata(&bundle)?.len(),

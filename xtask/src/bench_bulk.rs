@@ -317,7 +317,9 @@ pub fn bundle_steps(push: &Path, bundle: &Path, registry: &Rc<Registry>, work: &
         let l = log("bulk-cold");
         steps.push(
             Step::new(BULK_COLD, move || {
-                measure::time_command(&mut push_all(&p, &b, &r1.prefix(), &c, &[]), &l)
+                with_registry_cpu(&r1.registry, || {
+                    measure::time_command(&mut push_all(&p, &b, &r1.prefix(), &c, &[]), &l)
+                })
             })
             .prepare(move || {
                 r2.next()?;
@@ -362,7 +364,9 @@ fn skopeo_step(bundle: &Path, registry: &Rc<Registry>, work: &Path) -> Step {
     let (b, c, c2) = (bundle.to_path_buf(), cache.clone(), cache);
     let l = Rc::new(Log(work.join("bulk-skopeo.log")));
     Step::new(SKOPEO_LOOP, move || {
-        measure::time_command(&mut skopeo_loop(&b, &r1.prefix(), &c), &l)
+        with_registry_cpu(&r1.registry, || {
+            measure::time_command(&mut skopeo_loop(&b, &r1.prefix(), &c), &l)
+        })
     })
     .prepare(move || {
         r2.next()?;
@@ -430,8 +434,19 @@ pub fn scale_steps(
     steps
 }
 
+/// `run`'s sample with the CPU time `registry` spent meanwhile (for the least possible ratio).
+fn with_registry_cpu(
+    registry: &Registry,
+    run: impl FnOnce() -> Result<measure::Sample>,
+) -> Result<measure::Sample> {
+    let before = registry.cpu_time()?;
+    let mut sample = run()?;
+    sample.server_cpu = Some(registry.cpu_time()?.saturating_sub(before));
+    Ok(sample)
+}
+
 /// The targets of the bulk steps (issue #24's "done when").
-pub fn targets(podman: bool) -> Vec<Target> {
+pub fn targets(podman: bool, cpus: usize) -> Vec<Target> {
     let ratio = |label: &str, numerator: &str, denominator: &str, max: f64| Target::Ratio {
         label: label.into(),
         numerator: numerator.into(),
@@ -445,6 +460,17 @@ pub fn targets(podman: bool) -> Vec<Target> {
     };
     let mut t = vec![
         ratio("bulk cold / skopeo loop", BULK_COLD, SKOPEO_LOOP, 0.3),
+        Target::CpuInfo {
+            label: "bulk cold / skopeo loop, CPU time".into(),
+            numerator: BULK_COLD.into(),
+            denominator: SKOPEO_LOOP.into(),
+        },
+        Target::CpuFloor {
+            label: "bulk cold / skopeo loop, least possible here".into(),
+            numerator: BULK_COLD.into(),
+            denominator: SKOPEO_LOOP.into(),
+            cpus,
+        },
         ratio(
             "bulk again / cold skopeo loop",
             BULK_AGAIN,

@@ -88,9 +88,9 @@ impl LayerSender {
     }
 
     /// Also write the streamed layers of a seekable input (an archive file, a directory) into
-    /// the layout. Without it such a layer goes to its readers through memory only
-    /// ([`crate::growing`]) and the layout lacks it; a layer of a pipe or a compressed archive
-    /// is staged either way (there is nothing to read again).
+    /// the layout. Without it such a layer goes to its readers through memory only (a
+    /// [`crate::GrowingBlob`] in memory) and the layout lacks it; a layer of a pipe or a
+    /// compressed archive is staged either way (there is nothing to read again).
     pub fn staging(mut self) -> Self {
         self.stage_streams = true;
         self

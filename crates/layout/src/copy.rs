@@ -30,7 +30,8 @@ const READ_BUF: usize = 1 << 20;
 pub const THREAD_MIN: u64 = 1 << 20;
 
 /// Copy `len` bytes of `src` from `offset` to `dst` at its current position (which advances by
-/// `len`); the sha256 of the bytes copied. See [`copy_range_hashed`].
+/// `len`); the sha256 of the bytes copied. With `writeback`, a file destination's pieces go to
+/// the disk as they are copied.
 pub fn copy_range(
     src: &File,
     offset: u64,
