@@ -324,8 +324,11 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The temporary directory is a 4 MiB tmpfs and the archive's layers compress to twice that: the push fails with one line that says the disk is full, leaves nothing in the
-/// temporary directory, and tags nothing.
+/// The temporary directory is a 4 MiB tmpfs and the archive's layers compress to twice that. From
+/// a pipe, whose streamed layers are staged there, the push fails with one line that says the disk
+/// is full, leaves nothing in the temporary directory, and tags nothing. From the archive file,
+/// whose streamed layers go to the registry through memory, the same push needs no room there and
+/// succeeds.
 #[test]
 fn a_full_temporary_directory_fails_cleanly() {
     if std::env::var_os("LAYERLIFT_SKIP_ROOT").is_some() {
@@ -340,11 +343,10 @@ fn a_full_temporary_directory_fails_cleanly() {
         .map(|i| layer_tar(&format!("full-{i}"), 70 + i, 6 << 20))
         .collect();
     let a = archive(work.path(), "full", &layers);
-    let o = run(push(
-        &a.path,
-        &format!("{}/soak/full:1", reg.addr()),
-        tmp.0.path(),
-    ));
+    let dest = format!("{}/soak/full:1", reg.addr());
+    let mut piped = push(Path::new("-"), &dest, tmp.0.path());
+    piped.stdin(std::fs::File::open(&a.path).unwrap());
+    let o = run(piped);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!o.status.success(), "the push cannot succeed: {err}");
     let last = err.lines().last().unwrap_or_default();
@@ -356,6 +358,17 @@ fn a_full_temporary_directory_fails_cleanly() {
     );
     assert_eq!(leftovers(tmp.0.path()), Vec::<String>::new());
     assert_eq!(crate::util::tag_digest(&reg, "soak/full", "1"), None);
+
+    let o = run(push(&a.path, &dest, tmp.0.path()));
+    assert!(
+        o.status.success(),
+        "from the file nothing is staged: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pushed = digest_of(&String::from_utf8_lossy(&o.stdout));
+    assert!(pushed.is_some());
+    assert_eq!(crate::util::tag_digest(&reg, "soak/full", "1"), pushed);
+    assert_eq!(leftovers(tmp.0.path()), Vec::<String>::new());
 }
 
 /// A pids cgroup of the test's own (cgroup v1 or v2), removed on drop.
