@@ -589,3 +589,40 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
         pulls_back(&reference, digest, img);
     }
 }
+
+/// A base large enough to be streamed while it is compressed (from the archive file: through
+/// memory), owned by the first image, whose repository refuses every upload: its early stream
+/// fails, and the other image's repository still gets the base after the read (exit 1 names the
+/// refused image only; the other pulls back).
+#[test]
+fn a_streamed_layer_whose_early_upload_is_refused_goes_up_after_the_read() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |r| {
+        if r.target.starts_with("/v2/site/bulk/denied/") && r.method != "GET" && r.method != "HEAD"
+        {
+            return Fault::Status {
+                status: 403,
+                retry_after: None,
+            };
+        }
+        Fault::Pass
+    });
+    let base = layer_tar(&[("bin/big", &noise(9, 6 << 20))]);
+    let imgs = [
+        TestImage::new("bulk/denied:1", vec![base.clone()]),
+        TestImage::new("bulk/fine:1", vec![base, layer_tar(&[("etc/own", b"own")])]),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let dest = format!("{}/site", proxy.addr());
+    let o = push_all(&dest, &archive, &[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}\n{out}");
+    assert!(err.contains("bulk/denied"), "{err}");
+    assert!(!err.contains("bulk/fine"), "{err}");
+    let evs = events(&out);
+    let reference = format!("{dest}/bulk/fine:1");
+    let digest = tagged(&evs, &reference, &out);
+    pulls_back(&reference, digest, &imgs[1]);
+}
