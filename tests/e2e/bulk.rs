@@ -9,7 +9,7 @@ use crate::util::{anonymous_client, have_tool, push_cmd, run, sha256_digest, sko
 use layerlift_testkit::image::{TestImage, bundle, layer_tar, letters, noise};
 use layerlift_testkit::{Fault, FaultProxy, ProxyLog, Registry};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -89,6 +89,48 @@ fn uploaded(log: &[ProxyLog], from: usize) -> Vec<String> {
         .collect()
 }
 
+/// `imgs` as one `docker save` bundle in a directory of its own: the directory and the file.
+fn bundle_file(imgs: &[TestImage]) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("bundle.tar");
+    std::fs::write(&archive, bundle(imgs)).unwrap();
+    (work, archive)
+}
+
+/// A proxy before `reg` that answers 403 to every request but GET and HEAD under the repository
+/// path `prefix` (`/v2/…/`) while `refuse` holds.
+fn refusing_writes(reg: &Registry, prefix: &'static str, refuse: Arc<AtomicBool>) -> FaultProxy {
+    FaultProxy::start(reg.port(), move |r| {
+        if refuse.load(Ordering::SeqCst)
+            && r.target.starts_with(prefix)
+            && r.method != "GET"
+            && r.method != "HEAD"
+        {
+            return Fault::Status {
+                status: 403,
+                retry_after: None,
+            };
+        }
+        Fault::Pass
+    })
+}
+
+/// skopeo pulls back each of `imgs` from `{under}/{stem}{i}:1` at the digest the run's events
+/// say it was tagged with.
+fn all_pull_back(
+    under: &str,
+    stem: &str,
+    imgs: &[TestImage],
+    evs: &[serde_json::Value],
+    out: &str,
+) {
+    for (i, img) in imgs.iter().enumerate() {
+        let reference = format!("{under}/{stem}{i}:1");
+        let digest = tagged(evs, &reference, out);
+        pulls_back(&reference, digest, img);
+    }
+}
+
 fn push_all(dest: &str, source: &Path, extra: &[&str]) -> std::process::Output {
     let mut c = push_cmd();
     c.arg("--all")
@@ -103,31 +145,14 @@ fn push_all(dest: &str, source: &Path, extra: &[&str]) -> std::process::Output {
 fn bundle_under_mapped_names_with_a_refused_repository_and_an_unnamed_image() {
     let reg = Registry::anonymous();
     let refuse = Arc::new(AtomicBool::new(true));
-    let proxy = {
-        let refuse = refuse.clone();
-        FaultProxy::start(reg.port(), move |r| {
-            if refuse.load(Ordering::SeqCst)
-                && r.target.starts_with("/v2/bulk/denied/")
-                && r.method != "GET"
-                && r.method != "HEAD"
-            {
-                return Fault::Status {
-                    status: 403,
-                    retry_after: None,
-                };
-            }
-            Fault::Pass
-        })
-    };
+    let proxy = refusing_writes(&reg, "/v2/bulk/denied/", refuse.clone());
     let imgs = [
         image("alpine:3", 1),
         image("bulk/app:1", 2),
         image("bulk/denied:1", 3),
         image("", 4),
     ];
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("bundle.tar");
-    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let (_work, archive) = bundle_file(&imgs);
     let unnamed_id = sha256_digest(imgs[3].config().as_bytes());
 
     // The plan first: each blob would go up once, the shared base mounted into the others.
@@ -351,9 +376,7 @@ fn sigkill_mid_bundle_then_a_rerun_uploads_nothing_twice() {
     let imgs: Vec<TestImage> = (0..6)
         .map(|i| image(&format!("bulk/app{i}:1"), 10 + i))
         .collect();
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("bundle.tar");
-    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let (_work, archive) = bundle_file(&imgs);
     let mut c = push_cmd();
     c.arg("--all")
         .arg(&archive)
@@ -387,11 +410,8 @@ fn sigkill_mid_bundle_then_a_rerun_uploads_nothing_twice() {
         assert!(!first.contains(&d), "{d} uploaded twice");
     }
     let evs = events(&out);
-    for (i, img) in imgs.iter().enumerate() {
-        let reference = format!("{}/site/bulk/app{i}:1", proxy.addr());
-        let digest = tagged(&evs, &reference, &out);
-        pulls_back(&reference, digest, img);
-    }
+    let under = format!("{}/site", proxy.addr());
+    all_pull_back(&under, "bulk/app", &imgs, &evs, &out);
 }
 
 #[test]
@@ -455,9 +475,7 @@ fn a_network_drop_mid_bundle_fails_the_rest_and_a_rerun_finishes_it() {
     let imgs: Vec<TestImage> = (0..5)
         .map(|i| image(&format!("bulk/net{i}:1"), 30 + i))
         .collect();
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("bundle.tar");
-    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let (_work, archive) = bundle_file(&imgs);
     let dest = format!("{}/site", proxy.addr());
     let o = push_all(&dest, &archive, &["--jobs", "1"]);
     let (out, err) = text(&o);
@@ -489,20 +507,14 @@ fn a_network_drop_mid_bundle_fails_the_rest_and_a_rerun_finishes_it() {
     for d in uploaded(&proxy.log(), before) {
         assert!(!first.contains(&d), "{d} uploaded twice");
     }
-    for (i, img) in imgs.iter().enumerate() {
-        let reference = format!("{dest}/bulk/net{i}:1");
-        let digest = tagged(&evs, &reference, &out);
-        pulls_back(&reference, digest, img);
-    }
+    all_pull_back(&dest, "bulk/net", &imgs, &evs, &out);
 }
 
 #[test]
 fn an_unnamed_image_goes_by_digest_under_a_prefix_and_is_there_on_a_rerun() {
     let reg = Registry::anonymous();
     let imgs = [image("alpine:3", 1), image("", 2)];
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("bundle.tar");
-    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let (_work, archive) = bundle_file(&imgs);
     let dest = format!("{}/m", reg.addr());
     let statuses = || {
         let o = push_all(&dest, &archive, &[]);
@@ -530,9 +542,7 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
     let imgs: Vec<TestImage> = (0..4)
         .map(|i| image(&format!("bulk/flow{i}:1"), 40 + i))
         .collect();
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("bundle.tar");
-    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let (_work, archive) = bundle_file(&imgs);
     let dest = format!("{}/site", proxy.addr());
     let o = push_all(&dest, &archive, &[]);
     let (out, err) = text(&o);
@@ -583,11 +593,7 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
         2 * (imgs.len() - 1),
         "the base's two layers: {out}"
     );
-    for (i, img) in imgs.iter().enumerate() {
-        let reference = format!("{dest}/bulk/flow{i}:1");
-        let digest = tagged(&evs, &reference, &out);
-        pulls_back(&reference, digest, img);
-    }
+    all_pull_back(&dest, "bulk/flow", &imgs, &evs, &out);
 }
 
 /// A base large enough to be streamed while it is compressed (from the archive file: through
@@ -597,24 +603,17 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
 #[test]
 fn a_streamed_layer_whose_early_upload_is_refused_goes_up_after_the_read() {
     let reg = Registry::anonymous();
-    let proxy = FaultProxy::start(reg.port(), |r| {
-        if r.target.starts_with("/v2/site/bulk/denied/") && r.method != "GET" && r.method != "HEAD"
-        {
-            return Fault::Status {
-                status: 403,
-                retry_after: None,
-            };
-        }
-        Fault::Pass
-    });
+    let proxy = refusing_writes(
+        &reg,
+        "/v2/site/bulk/denied/",
+        Arc::new(AtomicBool::new(true)),
+    );
     let base = layer_tar(&[("bin/big", &noise(9, 6 << 20))]);
     let imgs = [
         TestImage::new("bulk/denied:1", vec![base.clone()]),
         TestImage::new("bulk/fine:1", vec![base, layer_tar(&[("etc/own", b"own")])]),
     ];
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("bundle.tar");
-    std::fs::write(&archive, bundle(&imgs)).unwrap();
+    let (_work, archive) = bundle_file(&imgs);
     let dest = format!("{}/site", proxy.addr());
     let o = push_all(&dest, &archive, &[]);
     let (out, err) = text(&o);
