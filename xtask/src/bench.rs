@@ -137,7 +137,7 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           net      (alone; root) cold archive pushes in a network namespace\n\
                      \x20                    limited by tc tbf to 250 Mbit/s and 1 Gbit/s, and 40\n\
                      \x20                    small layers through a 20 ms round trip, vs skopeo\n\
-                     --baseline DIR  (push, net) also time DIR/layerlift-push, for before/after ratios"
+                     --baseline DIR  (push, net, pack) also time DIR/layerlift-push and DIR/layerlift-pack, for before/after ratios"
                 );
                 std::process::exit(0);
             }
@@ -269,8 +269,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     if opts.pack {
         let pack = bin("layerlift-pack")?;
-        steps.extend(crate::bench_pack::pack_steps(&pack, &input, &work));
-        targets.extend(crate::bench_pack::pack_targets());
+        let baseline = opts.baseline.as_deref();
+        steps.extend(crate::bench_pack::pack_steps(
+            &pack, &input, &work, baseline,
+        ));
+        targets.extend(crate::bench_pack::pack_targets(baseline.is_some()));
         for n in [
             crate::bench_pack::TAR_CF,
             crate::bench_pack::TAR_CF_SYNC,
@@ -278,6 +281,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             crate::bench_pack::PACK_OCI,
             crate::bench_pack::TAR_CF_PIPE,
             crate::bench_pack::PACK_PIPE,
+            crate::bench_pack::BASELINE_PACK,
         ] {
             volumes.push((n.to_string(), input_bytes));
         }

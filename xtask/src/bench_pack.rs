@@ -20,11 +20,13 @@ pub const PACK: &str = "layerlift-pack LAYOUT OUT";
 pub const PACK_OCI: &str = "layerlift-pack LAYOUT OUT --format oci";
 pub const TAR_CF_PIPE: &str = "tar -cf - blobs | cat >/dev/null";
 pub const PACK_PIPE: &str = "layerlift-pack LAYOUT - | cat >/dev/null";
+pub const BASELINE_PACK: &str = "baseline layerlift-pack LAYOUT OUT";
 
 /// tar, tar then sync, pack (docker) and pack --format oci of `layout`, each into its own file
-/// under `work`.
-pub fn pack_steps(pack: &Path, layout: &Path, work: &Path) -> Vec<Step> {
+/// under `work`; with `baseline` (a directory of release binaries), its `layerlift-pack` too.
+pub fn pack_steps(pack: &Path, layout: &Path, work: &Path, baseline: Option<&Path>) -> Vec<Step> {
     let layout = Rc::new(layout.to_path_buf());
+    let baseline = baseline.map(|dir| Rc::new(dir.join("layerlift-pack")));
     let pack = Rc::new(pack.to_path_buf());
     let mut steps = Vec::new();
 
@@ -93,11 +95,20 @@ pub fn pack_steps(pack: &Path, layout: &Path, work: &Path) -> Vec<Step> {
         )
     }));
 
-    for (name, extra, file) in [
-        (PACK, &[][..], "pack.tar"),
-        (PACK_OCI, &["--format", "oci"][..], "pack-oci.tar"),
-    ] {
-        let (l, p, out) = (layout.clone(), pack.clone(), work.join(file));
+    let mut packs = vec![
+        (PACK, pack.clone(), &[][..], "pack.tar"),
+        (
+            PACK_OCI,
+            pack.clone(),
+            &["--format", "oci"][..],
+            "pack-oci.tar",
+        ),
+    ];
+    if let Some(old) = baseline {
+        packs.push((BASELINE_PACK, old, &[][..], "pack-baseline.tar"));
+    }
+    for (name, p, extra, file) in packs {
+        let (l, out) = (layout.clone(), work.join(file));
         let log = Rc::new(Log(work.join(format!("{file}.log"))));
         let (o2, o3) = (out.clone(), out.clone());
         steps.push(
@@ -124,9 +135,10 @@ fn check_archive(path: &Path) -> Result<()> {
 }
 
 /// Issue 23: pack ≤ 1.2× `tar -cf` of the same blobs; beside it, pack against tar made as
-/// durable as pack's output, and both down a pipe; its memory bounded by buffers.
-pub fn pack_targets() -> Vec<Target> {
-    vec![
+/// durable as pack's output, and both down a pipe; its memory bounded by buffers; with a
+/// baseline, pack against the baseline's.
+pub fn pack_targets(baseline: bool) -> Vec<Target> {
+    let mut targets = vec![
         Target::Ratio {
             label: "pack / tar -cf".into(),
             numerator: PACK.into(),
@@ -153,5 +165,13 @@ pub fn pack_targets() -> Vec<Target> {
             step: PACK.into(),
             max_mib: 32.0,
         },
-    ]
+    ];
+    if baseline {
+        targets.push(Target::Info {
+            label: "pack / baseline pack".into(),
+            numerator: PACK.into(),
+            denominator: BASELINE_PACK.into(),
+        });
+    }
+    targets
 }

@@ -23,7 +23,7 @@ mod error;
 mod hashing;
 
 pub use blob::{BlobWriter, StagedBlob};
-pub use copy::{THREAD_MIN, copy_range};
+pub use copy::{Copier, CopyError};
 pub use error::LayoutError;
 pub use hashing::HashingWriter;
 pub use layerlift_manifest::Digest;

@@ -17,7 +17,7 @@
 //!   end-of-archive blocks, so a cut archive never looks complete;
 //! - [`pack_to_file`] writes a temp file beside the output and renames it into place at the end;
 //!   on failure nothing is left;
-//! - memory is a 1 MiB copy buffer whatever the layer sizes.
+//! - memory is a 1 MiB copy buffer (and one per hashing thread) whatever the layer sizes.
 //!
 //! ```
 //! use layerlift_pack::{ArchiveFormat, NoProgress, Options, pack_to_writer};
@@ -174,9 +174,9 @@ pub fn pack_to_writer(
 
 /// [`pack_to_writer`] into `out`, a pipe or a file open for writing (standard output, as a
 /// `File`): headers and small blobs go through a 1 MiB buffer, blobs are copied into `out` by the
-/// kernel (`sendfile`) while a thread of their own hashes them, and each is checked against its
-/// digest before the next entry; a failed pack's buffered bytes are dropped unwritten, so `out`
-/// then holds an archive without its end.
+/// kernel (`sendfile`) while threads of their own hash them, and each is checked against its
+/// digest before the end-of-archive blocks; a failed pack's buffered bytes are dropped unwritten,
+/// so `out` then holds an archive without its end.
 pub fn pack_to_stream(
     layout: &Path,
     out: &std::fs::File,

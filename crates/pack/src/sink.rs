@@ -13,13 +13,13 @@
 //! a decompressed layer decoded once to its diff_id and size) before the first byte is written,
 //! then [`Prepared::write_to`] writes the entries sorted by name — `blobs/`, `blobs/sha256/`, the
 //! blobs by digest, then the JSON files — each blob once, each copied blob hashed on the way and
-//! checked against its digest.
+//! checked against its digest before the end-of-archive blocks are written.
 
 use crate::error::PackError;
 use crate::observer::{Event, Observer, Step};
 use crate::tar_out::{CopyError, TarOut};
 use layerlift_layers::{Compression, DecodeReader, LayerError, SNIFF_LEN, sniff};
-use layerlift_layout::{Layout, LayoutError};
+use layerlift_layout::{Copier, Layout, LayoutError};
 use layerlift_manifest::{Descriptor, Digest, Index, Sha256Reader};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ pub trait BlobSource {
     /// The size of blob `digest` as stored.
     fn size(&self, digest: &Digest) -> Result<u64, PackError>;
     /// Blob `digest` as a file, when it is one: the kernel can then copy it into a file or
-    /// pipe output (see [`layerlift_layout::copy_range`]). `None`: read it with
+    /// pipe output (see [`layerlift_layout::Copier`]). `None`: read it with
     /// [`open`](Self::open).
     fn open_file(&self, digest: &Digest) -> Result<Option<std::fs::File>, PackError> {
         let _ = digest;
@@ -405,9 +405,10 @@ impl Prepared {
 
     /// Write the archive to `out`: every entry, then the end-of-archive blocks (only when all went
     /// well), then flush. With `direct` (the file or pipe that `out` writes to, unbuffered), blobs
-    /// that are files in the source are copied into it by the kernel and hashed on a thread of
-    /// their own (`out` is flushed before each); with `writeback` as well, a file's written bytes
-    /// go to the disk as the copy goes (see [`layerlift_layout::copy_range`]).
+    /// that are files in the source are copied into it by the kernel and hashed on threads of
+    /// their own, several blobs at once (`out` is flushed before each); with `writeback` as well,
+    /// a file's written bytes go to the disk as the copy goes (see [`layerlift_layout::Copier`]).
+    /// Every blob matched its digest before the end-of-archive blocks are written.
     pub fn write_to(
         &self,
         source: &dyn BlobSource,
@@ -419,6 +420,10 @@ impl Prepared {
             blobs: self.blobs.len(),
             bytes: self.bytes_to_read(),
         });
+        let mut copier = match direct {
+            Some((to, writeback)) => Some(Copier::new(to, writeback).map_err(PackError::Write)?),
+            None => None,
+        };
         let mut tar = TarOut::new(out);
         tar.dir("blobs/").map_err(PackError::Write)?;
         tar.dir("blobs/sha256/").map_err(PackError::Write)?;
@@ -432,14 +437,12 @@ impl Prepared {
                         size: *size,
                         step: Step::Copy,
                     });
-                    let blob = match direct {
+                    let blob = match copier {
                         Some(_) => source.open_file(digest)?,
                         None => None,
                     };
-                    if let (Some((to, writeback)), Some(blob)) = (direct, blob) {
-                        copy_direct(
-                            &mut tar, &path, *size, &blob, to, writeback, digest, observer,
-                        )?;
+                    if let (Some(copier), Some(blob)) = (copier.as_mut(), blob) {
+                        copy_direct(&mut tar, &path, *size, blob, copier, digest, observer)?;
                         observer.event(&Event::BlobFinished { digest: *digest });
                         continue;
                     }
@@ -480,6 +483,9 @@ impl Prepared {
                 }
             }
         }
+        if let Some(copier) = copier {
+            copier.finish().map_err(copied_wrong)?;
+        }
         for (name, bytes) in &self.files {
             tar.file(name, bytes).map_err(PackError::Write)?;
         }
@@ -510,30 +516,18 @@ fn copy(
     })
 }
 
-/// A blob copied by the kernel from the source's file `blob` into `to` (what the tar stream
-/// writes to), checked against `digest` before it counts.
+/// A blob copied by the kernel from the source's file `blob` into the file or pipe the tar stream
+/// writes to, by `copier`, which checks it against `digest` (see [`copied_wrong`]).
 #[allow(clippy::too_many_arguments)]
 fn copy_direct(
     tar: &mut TarOut<&mut dyn Write>,
     path: &str,
     size: u64,
-    blob: &std::fs::File,
-    to: &std::fs::File,
-    writeback: bool,
+    blob: std::fs::File,
+    copier: &mut Copier,
     digest: &Digest,
     observer: &dyn Observer,
 ) -> Result<(), PackError> {
-    let progress = &mut |bytes| observer.event(&Event::Progress { bytes });
-    let actual = tar
-        .file_copied(path, size, blob, to, writeback, progress)
-        .map_err(|e| match e {
-            CopyError::Read(e) if e.kind() == io::ErrorKind::UnexpectedEof => PackError::Changed {
-                digest: *digest,
-                why: format!("it is shorter than {size} bytes"),
-            },
-            CopyError::Read(e) => read_error(*digest, e),
-            CopyError::Write(e) => PackError::Write(e),
-        })?;
     let now = blob.metadata().map_err(|e| read_error(*digest, e))?.len();
     if now > size {
         return Err(PackError::Changed {
@@ -541,13 +535,28 @@ fn copy_direct(
             why: "it is longer than its descriptor says".into(),
         });
     }
-    if actual != *digest {
-        return Err(PackError::Changed {
-            digest: *digest,
+    let progress = &mut |bytes| observer.event(&Event::Progress { bytes });
+    tar.file_copied(path, size, blob, *digest, copier, progress)
+        .map_err(copied_wrong)
+}
+
+/// What a [`Copier`]'s failure means for the pack.
+fn copied_wrong(e: layerlift_layout::CopyError) -> PackError {
+    use layerlift_layout::CopyError as E;
+    match e {
+        E::Read { digest, source } if source.kind() == io::ErrorKind::UnexpectedEof => {
+            PackError::Changed {
+                digest,
+                why: "it is shorter than its descriptor says".into(),
+            }
+        }
+        E::Read { digest, source } => read_error(digest, source),
+        E::Write(e) => PackError::Write(e),
+        E::Mismatch { digest, actual } => PackError::Changed {
+            digest,
             why: format!("its bytes hash to {actual}"),
-        });
+        },
     }
-    Ok(())
 }
 
 /// The source must hold nothing past the size written.

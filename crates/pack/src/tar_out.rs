@@ -114,32 +114,25 @@ impl<W: Write> TarOut<W> {
         self.pad(size).map_err(CopyError::Write)
     }
 
-    /// A regular file of exactly `size` bytes of the file `from` (from its start), copied by the
-    /// kernel into `to` — the file or pipe `out` writes to, flushed first — and hashed on the way
-    /// ([`layerlift_layout::copy_range`]); its digest. `from` may hold more; the caller checks.
+    /// A regular file of exactly `size` bytes of the file `from` (from its start), copied by
+    /// `copier` into the file or pipe that `out` writes to (flushed first), to be checked against
+    /// `digest` ([`layerlift_layout::Copier`]). `from` may hold more; the caller checks.
     pub(crate) fn file_copied(
         &mut self,
         path: &str,
         size: u64,
-        from: &std::fs::File,
-        to: &std::fs::File,
-        writeback: bool,
+        from: std::fs::File,
+        digest: layerlift_layout::Digest,
+        copier: &mut layerlift_layout::Copier,
         progress: &mut dyn FnMut(u64),
-    ) -> Result<layerlift_layout::Digest, CopyError> {
+    ) -> Result<(), layerlift_layout::CopyError> {
+        use layerlift_layout::CopyError::Write;
         self.header(path, tar::EntryType::Regular, size)
-            .map_err(CopyError::Write)?;
-        self.out.flush().map_err(CopyError::Write)?;
-        let digest =
-            layerlift_layout::copy_range(from, 0, size, to, writeback, progress).map_err(|e| {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    CopyError::Read(e)
-                } else {
-                    CopyError::Write(e)
-                }
-            })?;
+            .map_err(Write)?;
+        self.out.flush().map_err(Write)?;
+        copier.copy(from, size, digest, progress)?;
         self.written += size;
-        self.pad(size).map_err(CopyError::Write)?;
-        Ok(digest)
+        self.pad(size).map_err(Write)
     }
 
     /// The end-of-archive blocks; flush; the writer.
