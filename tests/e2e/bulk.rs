@@ -578,6 +578,23 @@ fn a_bundle_files_layers_go_up_while_it_is_read() {
         })
         .collect();
     assert_eq!(once.len(), layers.len(), "each layer uploaded once: {out}");
+    // Each blob of each repository gets one event saying where it ended: a layer uploaded while
+    // the archive was read is not reported again by its repository's pass.
+    let mut ends: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
+    for e in evs.iter().filter(|e| e["event"] == "blob") {
+        let action = e["action"].as_str().unwrap();
+        if ["uploaded", "mounted", "skipped"].contains(&action) {
+            let key = (e["repository"].to_string(), e["digest"].to_string());
+            ends.entry(key).or_default().push(action);
+        }
+    }
+    for ((repository, digest), actions) in &ends {
+        assert_eq!(
+            actions.len(),
+            1,
+            "{repository} {digest}: {actions:?}\n{out}"
+        );
+    }
     // Nothing went up twice, the base was mounted into the others, every image pulls back.
     let sent = uploaded(&proxy.log(), 0);
     let mut unique = sent.clone();

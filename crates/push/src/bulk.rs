@@ -377,14 +377,16 @@ impl<'scope> Early<'scope> {
 
     /// Wait for every layer handed over to be pushed (the read is over: every sender dropped),
     /// and add the blobs the registry now holds to `known`'s holders: each repository of the plan
-    /// mounts them from there (or, its own, does not ask about them).
+    /// mounts them from there. Their own repository's pass leaves them out (`known.reported`):
+    /// their `blob` event was sent here.
     pub(crate) fn add_holders(mut self, known: &mut Known) {
         for t in self.threads.drain(..) {
             // A worker that panicked took its layer with it: pushed after the read.
             let _ = t.join();
         }
         for (digest, repository) in std::mem::take(&mut self.queue.lock().held) {
-            known.holders.entry(digest).or_insert(repository);
+            known.holders.entry(digest).or_insert(repository.clone());
+            known.reported.insert(digest, repository);
         }
     }
 }

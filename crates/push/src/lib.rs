@@ -468,6 +468,7 @@ impl Pusher<'_, '_> {
                     layout: this.layout,
                     known: Known {
                         holders: upload::lock(&holders).clone(),
+                        reported: this.known.reported.clone(),
                         ..Known::default()
                     },
                     missing: BTreeSet::new(),
@@ -593,6 +594,7 @@ impl Pusher<'_, '_> {
         let blobs = repo
             .blobs
             .iter()
+            .filter(|b| self.known.reported.get(&b.digest) != Some(&repo.repository))
             .map(|b| (b.clone(), self.layout.blob_path(&b.digest)));
         for (d, outcome) in pool.finish(blobs)? {
             if outcome.holds() {

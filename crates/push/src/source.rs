@@ -543,6 +543,7 @@ fn known(reuse: &ReusePlan) -> Known {
         holders: reused.chain(by_diff_id).collect(),
         absent: reuse.absent.clone(),
         new_repository: reuse.new_repository,
+        ..Known::default()
     }
 }
 

@@ -133,6 +133,10 @@ pub(crate) struct Known {
     pub holders: BTreeMap<Digest, String>,
     /// Blobs a HEAD found absent from this repository while planning: not asked about again.
     pub absent: BTreeSet<Digest>,
+    /// Blobs whose outcome in a repository this push has reported already (uploaded, mounted or
+    /// found there while the archive was read, [`crate::bulk::Early`]): that repository's pass
+    /// leaves them out, so each blob of each repository gets one `blob` event.
+    pub reported: BTreeMap<Digest, String>,
     /// The registry said this repository does not exist yet
     /// ([`crate::reuse::ReusePlan::new_repository`]): its blobs are asked about with a mount
     /// from the repository itself ([`BlobJob::find`]).
