@@ -354,6 +354,50 @@ fn folder_of_bundles_with_a_map_file_only_mapped_and_a_dry_run() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
+/// A directory of archives that share layers, each image saved on its own (a site's folder of
+/// `docker save` files): a layer an earlier file put in the registry is mounted into a later
+/// file's repository, not uploaded again.
+#[test]
+fn files_of_a_folder_mount_the_layers_earlier_files_uploaded() {
+    let reg = Registry::anonymous();
+    let proxy = FaultProxy::start(reg.port(), |_| Fault::Pass);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("saves");
+    std::fs::create_dir(&dir).unwrap();
+    let imgs: Vec<TestImage> = (0..3)
+        .map(|i| image(&format!("bulk/file{i}:1"), 60 + i))
+        .collect();
+    for (i, img) in imgs.iter().enumerate() {
+        std::fs::write(
+            dir.join(format!("{i}.tar")),
+            bundle(std::slice::from_ref(img)),
+        )
+        .unwrap();
+    }
+    let dest = format!("{}/site", proxy.addr());
+    let o = push_all(&dest, &dir, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let evs = events(&out);
+    let sent = uploaded(&proxy.log(), 0);
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "uploaded twice: {sent:?}\n{out}");
+    // The base's two layers: uploaded by the first file, mounted by each later one from the
+    // first file's repository.
+    let mounts: Vec<&serde_json::Value> = evs
+        .iter()
+        .filter(|e| e["event"] == "blob" && e["action"] == "mounted")
+        .collect();
+    assert_eq!(mounts.len(), 2 * (imgs.len() - 1), "{out}");
+    assert!(
+        mounts.iter().all(|m| m["from"] == "site/bulk/file0"),
+        "{out}"
+    );
+    all_pull_back(&dest, "bulk/file", &imgs, &evs, &out);
+}
+
 #[test]
 fn sigkill_mid_bundle_then_a_rerun_uploads_nothing_twice() {
     let reg = Registry::anonymous();

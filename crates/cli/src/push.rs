@@ -347,10 +347,21 @@ fn push(args: &Args, out: &Arc<Output>) -> anyhow::Result<()> {
         .iter()
         .map(|d| client(args, d, credential.clone(), out))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The archives of a directory are pushed one after another: each DEST carries what the
+    // earlier ones left in its registry, so that a shared layer is mounted, not uploaded again.
+    let holdings: Vec<layerlift_push::Holdings> =
+        dests.iter().map(|_| Default::default()).collect();
     let targets: Vec<layerlift_push::Destination<'_>> = dests
         .iter()
         .zip(&clients)
-        .map(|(reference, client)| layerlift_push::Destination { reference, client })
+        .zip(&holdings)
+        .map(
+            |((reference, client), holdings)| layerlift_push::Destination {
+                reference,
+                client,
+                holdings: Some(holdings),
+            },
+        )
         .collect();
     if let Some(entries) = folder {
         let outcome = folder::push_each(&args.dests, out, &targets, &options, entries);

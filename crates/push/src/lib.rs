@@ -91,7 +91,7 @@ pub use event::{
     BlobAction, DestinationOutcome, Event, FailedImage, ImageStatus, LayerSource, Observer,
     Progress, Pushed, Silent,
 };
-pub use folder::{FolderEntry, archives_in};
+pub use folder::{FolderEntry, Holdings, archives_in};
 pub use names::{LeftOut, LeftOutKind, NameError, Naming, Placement, PlannedImage};
 pub use options::Options;
 pub use plan::{
@@ -157,6 +157,7 @@ pub fn push(
     let one = Destination {
         reference: dest,
         client,
+        holdings: None,
     };
     let mut results = push_to_all(source, &[one], options, observer)?;
     results.pop().unwrap_or(Err(PushError::NoDestination))
@@ -169,6 +170,9 @@ pub struct Destination<'a> {
     pub reference: &'a Reference,
     /// A client for DEST's registry.
     pub client: &'a Client,
+    /// What earlier pushes of this run left in DEST's registry: mounted from there rather than
+    /// uploaded; this push adds what it leaves. `None`: nothing is carried between pushes.
+    pub holdings: Option<&'a Holdings>,
 }
 
 /// Push `source` to every one of `dests` from one read of it: an archive is read, and its layers
@@ -237,6 +241,9 @@ fn reach(d: &Destination<'_>, options: &Options) -> Result<(), PushError> {
             .map(|r| Scope::pull(&r.repository)),
     );
     scopes.extend(options.mount_from.iter().map(|m| Scope::pull(m)));
+    if let Some(h) = d.holdings {
+        scopes.extend(h.repositories().iter().map(|r| Scope::pull(r)));
+    }
     d.client.authorize(&scopes);
     d.client.ping().map_err(|e| PushError::Unreachable {
         registry: d.reference.registry.clone(),
@@ -284,6 +291,7 @@ fn push_live(
                 .as_deref()
                 .map(|dir| sessions::Sessions::new(dir, d.client.origin())),
             mount_from: options.mount_from.clone(),
+            holdings: d.holdings,
             hash_files: source.is_layout(),
             dry_run: options.dry_run,
             source: source.name.clone(),
@@ -389,7 +397,16 @@ impl Pusher<'_, '_> {
 
     /// Push the chosen images of the layout to DEST: what the registry now holds. `early`: the
     /// workers that started uploading to DEST's repository while the archive was read.
-    fn push(mut self, source: &str, mut early: Option<Pool>) -> Result<Outcome, PushError> {
+    fn push(mut self, source: &str, early: Option<Pool>) -> Result<Outcome, PushError> {
+        let pushed = self.push_plan(source, early);
+        if let Some(h) = self.uploader.holdings {
+            h.record(&self.known.holders);
+        }
+        pushed.map(|()| (self.images, self.failed))
+    }
+
+    /// [`push`](Self::push), leaving what it pushed in `self`.
+    fn push_plan(&mut self, source: &str, mut early: Option<Pool>) -> Result<(), PushError> {
         let plan = PushPlan::build(
             self.layout,
             source,
@@ -422,13 +439,13 @@ impl Pusher<'_, '_> {
         if !plan.images.is_empty() {
             self.failed = bulk::left_out(self.observer(), &plan);
             self.each_repository(&plan);
-            return Ok((self.images, self.failed));
+            return Ok(());
         }
         for repo in &plan.repos {
             let workers = early.take().filter(|p| p.repository() == repo.repository);
             self.repository(repo, workers)?;
         }
-        Ok((self.images, self.failed))
+        Ok(())
     }
 
     /// The repositories of a push under own names, `jobs` at a time, each blob uploaded by the

@@ -158,7 +158,11 @@ impl<'a> Opener<'a> {
             early: self.targets.iter().map(|_| None).collect(),
             _tmp: None,
             layout,
-            known: self.targets.iter().map(|_| Known::default()).collect(),
+            known: self
+                .targets
+                .iter()
+                .map(|t| carried(t, Known::default()))
+                .collect(),
             missing: self.targets.iter().map(|_| BTreeSet::new()).collect(),
         })
     }
@@ -202,7 +206,11 @@ impl<'a> Opener<'a> {
             .collect();
         // A layer is left unread only when every destination has it.
         ReusePlan::keep_common(&mut plans);
-        let mut known: Vec<Known> = plans.iter().map(known).collect();
+        let mut known: Vec<Known> = plans
+            .iter()
+            .zip(self.targets)
+            .map(|(plan, t)| carried(t, known(plan)))
+            .collect();
         // Only blobs of the image that is pushed go up early: with image selectors or a platform,
         // which layers those are is known only once the archive's metadata (written last) is
         // read. An archive file whose metadata names several images is refused after the read
@@ -545,6 +553,14 @@ fn known(reuse: &ReusePlan) -> Known {
         new_repository: reuse.new_repository,
         ..Known::default()
     }
+}
+
+/// `known` with what earlier pushes of the run left in `t`'s registry added to its holders.
+fn carried(t: &Target<'_>, mut known: Known) -> Known {
+    if let Some(h) = t.uploader.holdings {
+        h.fill(&mut known.holders);
+    }
+    known
 }
 
 /// The layers of the images read, each once.

@@ -112,6 +112,8 @@ pub(crate) struct Uploader<'a> {
     pub sessions: Option<Sessions>,
     /// `--mount-from`.
     pub mount_from: Vec<String>,
+    /// What earlier pushes of the run left in the registry ([`crate::Holdings`]).
+    pub holdings: Option<&'a crate::Holdings>,
     /// Hash the files uploaded as they are sent ([`VerifyingSource`]): those of an OCI layout
     /// SOURCE, which this run did not write (an archive's temporary layout was hashed as it was
     /// written).
