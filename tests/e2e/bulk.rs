@@ -356,7 +356,7 @@ fn folder_of_bundles_with_a_map_file_only_mapped_and_a_dry_run() {
 
 /// A directory of archives that share layers, each image saved on its own (a site's folder of
 /// `docker save` files): a layer an earlier file put in the registry is mounted into a later
-/// file's repository, not uploaded again.
+/// file's repository, not uploaded again, and not even read and compressed again.
 #[test]
 fn files_of_a_folder_mount_the_layers_earlier_files_uploaded() {
     let reg = Registry::anonymous();
@@ -395,6 +395,17 @@ fn files_of_a_folder_mount_the_layers_earlier_files_uploaded() {
         mounts.iter().all(|m| m["from"] == "site/bulk/file0"),
         "{out}"
     );
+    // Read once: the first file's `layer` events say each layer was read; the later files' say
+    // the base was taken unread from the first file's repository.
+    let layer_events: Vec<&serde_json::Value> =
+        evs.iter().filter(|e| e["event"] == "layer").collect();
+    assert_eq!(layer_events.len(), 3 * imgs.len(), "{out}");
+    let base: Vec<&serde_json::Value> = layer_events[..2].to_vec();
+    for (i, e) in layer_events.iter().enumerate() {
+        let is_base = base.iter().any(|b| b["diffId"] == e["diffId"]);
+        let unread = e["verified"] == false && e["source"] == "registry";
+        assert_eq!(unread, i >= 3 && is_base, "layer event {i}: {e}\n{out}");
+    }
     all_pull_back(&dest, "bulk/file", &imgs, &evs, &out);
 }
 

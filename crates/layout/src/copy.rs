@@ -35,9 +35,9 @@ const PIECE: usize = 8 << 20;
 /// A hashing thread's read buffer.
 const READ_BUF: usize = 1 << 20;
 /// Most hashing threads one [`Copier`] runs.
-pub const MAX_HASHERS: usize = 4;
+pub(crate) const MAX_HASHERS: usize = 4;
 /// How far the copy may run ahead of the hashing, per hashing thread.
-pub const LEAD: u64 = 32 << 20;
+pub(crate) const LEAD: u64 = 32 << 20;
 
 /// Why a [`Copier`] stopped.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +64,11 @@ pub enum CopyError {
     },
 }
 
-/// Copies blobs into one destination, one after another at its position, and checks each
-/// against its digest on a pool of hashing threads (see the [module docs](self)). Dropping it
+/// Copies blobs into one destination, one after another at its position, by the kernel
+/// (`copy_file_range` into a file, `sendfile` into a pipe; read and write where it refuses), and
+/// checks each against its digest on a pool of hashing threads, several blobs at once: read back
+/// from a file destination (the digest is that of the bytes written), from the blob itself
+/// otherwise. The copy runs at most 32 MiB per thread ahead of the hashing. Dropping it
 /// unfinished stops the threads.
 pub struct Copier {
     dst: Arc<File>,

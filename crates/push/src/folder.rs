@@ -6,10 +6,7 @@
 //! not read further.
 
 use crate::error::PushError;
-use layerlift_manifest::Digest;
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 /// Entries that make a directory an image of its own rather than a folder of archives.
 const IMAGE_MARKERS: &[&str] = &[
@@ -61,55 +58,6 @@ pub fn archives_in(dir: &Path) -> Result<Option<Vec<FolderEntry>>, PushError> {
             })
             .collect(),
     ))
-}
-
-/// The blobs that earlier pushes of the same run left in one registry, and a repository holding
-/// each. Given to the next push to that registry ([`Destination::holdings`](crate::Destination)),
-/// it mounts them from there instead of uploading them again, and adds what it leaves: so the
-/// files of a directory of archives (each its own push) share their layers. Nothing is trusted
-/// beyond the mount: a registry that no longer holds a blob there answers with an upload.
-#[derive(Debug, Default)]
-pub struct Holdings(Mutex<BTreeMap<Digest, String>>);
-
-impl Holdings {
-    /// Nothing known yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How many blobs are known.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no blob is known.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<Digest, String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Add what is known here to `holders` (an entry `holders` has already stays).
-    pub(crate) fn fill(&self, holders: &mut BTreeMap<Digest, String>) {
-        for (digest, repository) in self.lock().iter() {
-            holders.entry(*digest).or_insert_with(|| repository.clone());
-        }
-    }
-
-    /// Remember `holders` (an entry known here already stays).
-    pub(crate) fn record(&self, holders: &BTreeMap<Digest, String>) {
-        let mut known = self.lock();
-        for (digest, repository) in holders {
-            known.entry(*digest).or_insert_with(|| repository.clone());
-        }
-    }
-
-    /// The repositories that hold the blobs known here (a push needs to pull from them).
-    pub(crate) fn repositories(&self) -> BTreeSet<String> {
-        self.lock().values().cloned().collect()
-    }
 }
 
 #[cfg(test)]

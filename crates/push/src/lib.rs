@@ -76,6 +76,7 @@ mod cache;
 mod error;
 mod event;
 mod folder;
+mod holdings;
 mod names;
 mod options;
 mod plan;
@@ -91,7 +92,8 @@ pub use event::{
     BlobAction, DestinationOutcome, Event, FailedImage, ImageStatus, LayerSource, Observer,
     Progress, Pushed, Silent,
 };
-pub use folder::{FolderEntry, Holdings, archives_in};
+pub use folder::{FolderEntry, archives_in};
+pub use holdings::Holdings;
 pub use names::{LeftOut, LeftOutKind, NameError, Naming, Placement, PlannedImage};
 pub use options::Options;
 pub use plan::{

@@ -8,6 +8,9 @@
 //!    have, and its config: a layer whose diff_id appears there, stored with the compression this
 //!    push would produce (any compression with `--reuse-any-compression`), is a candidate.
 //! 2. **The local cache** ([`crate::cache`]): `diff_id, codec, level, encoder → digest`.
+//!
+//! (With a directory of archives, the layers earlier files of the run read and left in the
+//! registry come in with the first kind, from [`Wanted::carried`]: pairs this process made.)
 //! 3. A layer the archive stores compressed keeps its digest: it is a candidate as it is.
 //!
 //! A candidate is used only after a HEAD finds the blob in DEST's repository (or in the
@@ -17,7 +20,8 @@
 //! or a compressed archive is read in full.
 //!
 //! What is trusted: an image DEST's own repository serves is trusted as DEST itself is (whoever
-//! can write it can replace the pushed image anyway), so its diff_id → blob pairs are used unread.
+//! can write it can replace the pushed image anyway), so its diff_id → blob pairs are used unread,
+//! as are the pairs carried from earlier pushes of the run (this process made them).
 //! A pair learnt anywhere else — an image of a `--reuse-from` repository, or the local cache, which
 //! any process that can write the cache directory can change — is [`confirm`]ed before a manifest
 //! names it: the blob is read back from the registry, decompressed and hashed against the diff_id.
@@ -190,6 +194,10 @@ pub struct Wanted<'a> {
     pub cache: Option<&'a Cache>,
     /// HEAD requests in flight at once (`--jobs`).
     pub jobs: usize,
+    /// Layers an earlier push of this run read and left in the registry ([`crate::Holdings`]):
+    /// (diff_id, the blob pushed for it, a repository holding it). Candidates like an image's
+    /// layers, for the layers of an archive with a catalog.
+    pub carried: Vec<(Digest, Descriptor, String)>,
 }
 
 impl Wanted<'_> {
@@ -420,7 +428,16 @@ pub(crate) fn plan(
         .iter()
         .filter_map(|l| l.platform.as_deref())
         .collect();
-    let known = learn_all(client, wanted, &platforms, &mut plan);
+    let mut known = learn_all(client, wanted, &platforms, &mut plan);
+    let diff_ids: BTreeSet<&Digest> = layers.iter().map(|l| &l.diff_id).collect();
+    for (diff_id, descriptor, repository) in &wanted.carried {
+        if diff_ids.contains(diff_id) {
+            known.entry(*diff_id).or_default().push(Known {
+                descriptor: descriptor.clone(),
+                repository: repository.clone(),
+            });
+        }
+    }
     let (mut candidates, cached) = candidates(layers, wanted, &known);
     skip_new_repository(client, wanted, &known, &mut candidates, &mut plan);
     let confirmed = heads(client, candidates.iter().cloned(), wanted.jobs);
@@ -959,6 +976,7 @@ mod tests {
             any_compression: false,
             cache,
             jobs: 3,
+            carried: Vec::new(),
         }
     }
 

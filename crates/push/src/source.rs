@@ -290,10 +290,7 @@ impl<'a> Opener<'a> {
             Err(e) => return Err(self.archive_error(input, e).into()),
         };
         let layout = Layout::open(tmp.path()).map_err(PushError::TempLayout)?;
-        for (i, (t, reuse)) in self.targets.iter().zip(&plans).enumerate() {
-            // Layer events once: they say what was read, the same for every destination.
-            self.confirm(t, &info, reuse, encoding, i == 0)?;
-        }
+        self.confirm_all(&info, &plans, encoding)?;
         Ok(Opened {
             early,
             _tmp: Some(tmp),
@@ -301,6 +298,28 @@ impl<'a> Opener<'a> {
             known,
             missing: plans.into_iter().map(|p| p.missing).collect(),
         })
+    }
+
+    /// [`confirm`](Self::confirm) for every destination (the layer events once: they say what
+    /// was read, the same for all), then remember each layer's pushed blob for the next pushes
+    /// of the run (their holders come when this one is done).
+    fn confirm_all(
+        &self,
+        info: &ArchiveInfo,
+        plans: &[ReusePlan],
+        encoding: Option<Encoding>,
+    ) -> Result<(), PushError> {
+        for (i, (t, reuse)) in self.targets.iter().zip(plans).enumerate() {
+            self.confirm(t, info, reuse, encoding, i == 0)?;
+        }
+        for t in self.targets {
+            if let Some(h) = t.uploader.holdings {
+                h.record_layers(
+                    layers_read(info).filter_map(|(_, l)| Some((l.diff_id?, l.descriptor.clone()))),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Read back the reused layers learnt outside DEST's repository ([`reuse::confirm`]), then
@@ -499,6 +518,11 @@ impl<'a> Opener<'a> {
             any_compression: self.options.reuse_any_compression,
             cache: self.cache,
             jobs: self.options.jobs,
+            carried: target
+                .uploader
+                .holdings
+                .map(crate::Holdings::layers)
+                .unwrap_or_default(),
         };
         let client = target.uploader.client;
         let Some(layers) = layers else {
@@ -515,6 +539,14 @@ impl<'a> Opener<'a> {
             plan.new_repository = false;
         }
         plan.own_repositories = own;
+        // The pairs carried from earlier pushes of this run were made by this process: used
+        // unread, as those of DEST's own images are.
+        plan.own_repositories.extend(
+            wanted
+                .carried
+                .iter()
+                .map(|(_, _, repository)| repository.clone()),
+        );
         self.report_notes(&plan);
         if !plan.reused.is_empty() {
             self.observer.event(&Event::Reused {
