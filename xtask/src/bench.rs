@@ -137,7 +137,7 @@ fn parse(args: &[String]) -> Result<Options> {
                      \x20           net      (alone; root) cold archive pushes in a network namespace\n\
                      \x20                    limited by tc tbf to 250 Mbit/s and 1 Gbit/s, and 40\n\
                      \x20                    small layers through a 20 ms round trip, vs skopeo\n\
-                     --baseline DIR  (push, net, pack) also time DIR/layerlift-push and DIR/layerlift-pack, for before/after ratios"
+                     --baseline DIR  (push, net, pack, bulk) also time DIR/layerlift-push and DIR/layerlift-pack, for before/after ratios"
                 );
                 std::process::exit(0);
             }
@@ -384,8 +384,15 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if opts.bulk {
         let push = bin("layerlift-push")?;
         let reg = shared_registry(&mut registry, &work)?;
-        let (bundle, [b100, b1000]) = crate::bench_bulk::bundles(&bench_dir, opts.quick)?;
+        let (bundle, folder, [b100, b1000]) = crate::bench_bulk::bundles(&bench_dir, opts.quick)?;
         steps.extend(crate::bench_bulk::bundle_steps(&push, &bundle, &reg, &work));
+        steps.extend(crate::bench_bulk::folder_steps(
+            &push,
+            opts.baseline.as_deref(),
+            &folder,
+            &reg,
+            &work,
+        ));
         steps.extend(crate::bench_bulk::scale_steps(
             &push,
             [&b100, &b1000],
@@ -400,6 +407,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             crate::bench_bulk::BULK_COLD.to_string(),
             fs::metadata(&bundle)?.len(),
         ));
+        for n in [
+            crate::bench_bulk::FOLDER_COLD,
+            crate::bench_bulk::FOLDER_BASELINE,
+            crate::bench_bulk::FOLDER_SKOPEO,
+        ] {
+            volumes.push((n.to_string(), util::du(&folder)));
+        }
     }
 
     println!(

@@ -15,6 +15,11 @@
 //! nothing can be mounted from them). The re-push pushes the same bundle to where it already is,
 //! with an empty `--cache-dir` (what it skips it learns from the registry alone).
 //!
+//! A folder: the same 20 images saved one per file (`app0000.tar` …, each a bundle of one image,
+//! the base in every file), as a site's directory of `docker save` files is, pushed with
+//! `layerlift-push --all DIR` (and the `--baseline` build's) against a loop of `skopeo copy
+//! docker-archive:FILE`, its blob-info cache shared along the loop as above.
+//!
 //! Scale: generated bundles of 100 and 1,000 images (a tiny shared base, one tiny layer each) go
 //! through `--dry-run` and a cold push; time should grow linearly and peak RSS stay flat.
 
@@ -39,13 +44,26 @@ pub const DRY_100: &str = "layerlift-push --all 100 images --dry-run";
 pub const DRY_1000: &str = "layerlift-push --all 1000 images --dry-run";
 pub const SCALE_100: &str = "layerlift-push --all 100 images (cold)";
 pub const SCALE_1000: &str = "layerlift-push --all 1000 images (cold)";
+pub const FOLDER_COLD: &str = "layerlift-push --all DIR of 20 one-image saves (cold)";
+pub const FOLDER_BASELINE: &str = "baseline layerlift-push --all DIR (cold)";
+pub const FOLDER_SKOPEO: &str = "skopeo copy docker-archive:FILE loop over DIR (cold)";
 
 /// Images in the bench bundle.
 const IMAGES: usize = 20;
 
 /// The names of the bundle's images, in order.
 fn names(count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("bulk/app{i:04}:1")).collect()
+    (0..count).map(name).collect()
+}
+
+/// The name of image `i` of a bundle.
+fn name(i: usize) -> String {
+    format!("bulk/app{i:04}:1")
+}
+
+/// The file of image `i` in the folder of one-image saves.
+fn folder_file(i: usize) -> String {
+    format!("app{i:04}.tar")
 }
 
 /// A layer tar of generated files: `files` files of `size` bytes under `dir/`, deterministic.
@@ -80,7 +98,7 @@ fn write_bundle(
     dest: &Path,
     staging: &Path,
     base: &[(String, u64)],
-    count: usize,
+    images: std::ops::Range<usize>,
     own: impl Fn(usize) -> Result<Vec<Vec<u8>>>,
 ) -> Result<()> {
     let f = File::create(dest).with_context(|| format!("create {}", dest.display()))?;
@@ -99,7 +117,7 @@ fn write_bundle(
         b.append_data(&mut entry(*size), format!("{hex}.tar"), &mut file)?;
     }
     let mut items = Vec::new();
-    for (i, name) in names(count).into_iter().enumerate() {
+    for (i, name) in images.map(|i| (i, name(i))) {
         let mut layers: Vec<String> = base.iter().map(|(hex, _)| format!("{hex}.tar")).collect();
         let mut diff_ids: Vec<String> = base
             .iter()
@@ -140,8 +158,9 @@ fn write_bundle(
 }
 
 /// The bench bundle: 20 images on a base of about `base_bytes` of real files in two layers, each
-/// with 1–3 small layers of its own (a few hundred KB).
-pub fn build_bundle(dest: &Path, base_bytes: u64) -> Result<()> {
+/// with 1–3 small layers of its own (a few hundred KB). With `folder`, `dest` is a directory of
+/// the same images, one bundle of one image per file.
+pub fn build_bundle(dest: &Path, base_bytes: u64, folder: bool) -> Result<()> {
     let staging = dest.with_extension("staging");
     measure::fresh_dir(&staging)?;
     let items: Vec<Item> = collect(base_bytes, base_bytes / 4);
@@ -153,11 +172,19 @@ pub fn build_bundle(dest: &Path, base_bytes: u64) -> Result<()> {
         fs::rename(&tmp, staging.join(format!("{hex}.tar")))?;
         base.push((hex, size));
     }
-    write_bundle(dest, &staging, &base, IMAGES, |i| {
+    let own = |i: usize| {
         (0..1 + i % 3)
             .map(|k| small_layer(&format!("app{i}/part{k}"), (i * 10 + k) as u64, 20, 10_000))
             .collect()
-    })?;
+    };
+    if folder {
+        fs::create_dir_all(dest)?;
+        for i in 0..IMAGES {
+            write_bundle(&dest.join(folder_file(i)), &staging, &base, i..i + 1, own)?;
+        }
+    } else {
+        write_bundle(dest, &staging, &base, 0..IMAGES, own)?;
+    }
     util::remove_any(&staging)
 }
 
@@ -169,7 +196,7 @@ pub fn build_scale_bundle(dest: &Path, count: usize) -> Result<()> {
     let hex = util::sha256_hex(&base_layer);
     fs::write(staging.join(format!("{hex}.tar")), &base_layer)?;
     let base = vec![(hex, base_layer.len() as u64)];
-    write_bundle(dest, &staging, &base, count, |i| {
+    write_bundle(dest, &staging, &base, 0..count, |i| {
         Ok(vec![small_layer(
             &format!("app{i}"),
             i as u64 + 100,
@@ -248,9 +275,10 @@ fn push_all(push: &Path, bundle: &Path, dest: &str, cache: &Path, extra: &[&str]
     c
 }
 
-/// The loop of skopeo copies, one shell, its blob-info cache in `cache` (see the module docs).
-fn skopeo_loop(bundle: &Path, prefix: &str, cache: &Path) -> Command {
-    let script = "for n in $NAMES; do skopeo copy -q --dest-tls-verify=false \"docker-archive:$BUNDLE:$n\" \"docker://$PREFIX/$n\" || exit 1; done";
+/// The loop of skopeo copies, one shell, its blob-info cache in `cache` (see the module docs):
+/// each of `copies` is (the `docker-archive:` source, the name it goes to under `prefix`).
+fn skopeo_loop(copies: &[(String, String)], prefix: &str, cache: &Path) -> Command {
+    let script = "for p in $COPIES; do skopeo copy -q --dest-tls-verify=false \"docker-archive:${p%%=*}\" \"docker://$PREFIX/${p#*=}\" || exit 1; done";
     let mut c = if util::is_root() {
         let mut c = Command::new("unshare");
         c.args(["-m", "sh", "-c"]).arg(format!(
@@ -262,8 +290,8 @@ fn skopeo_loop(bundle: &Path, prefix: &str, cache: &Path) -> Command {
         c.arg("-c").arg(script).env("XDG_DATA_HOME", cache);
         c
     };
-    c.env("NAMES", names(IMAGES).join(" "))
-        .env("BUNDLE", bundle)
+    let copies: Vec<String> = copies.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    c.env("COPIES", copies.join(" "))
         .env("PREFIX", prefix)
         .env("CACHE", cache.join("containers/cache"));
     c
@@ -348,7 +376,11 @@ pub fn bundle_steps(push: &Path, bundle: &Path, registry: &Rc<Registry>, work: &
             }),
         );
     }
-    steps.push(skopeo_step(bundle, registry, work));
+    let copies = names(IMAGES)
+        .into_iter()
+        .map(|n| (format!("{}:{n}", bundle.display()), n))
+        .collect();
+    steps.push(skopeo_step(SKOPEO_LOOP, copies, "usk", registry, work));
     if util::have("podman") {
         steps.push(podman_step(bundle, registry, work));
     } else {
@@ -357,15 +389,22 @@ pub fn bundle_steps(push: &Path, bundle: &Path, registry: &Rc<Registry>, work: &
     steps
 }
 
-fn skopeo_step(bundle: &Path, registry: &Rc<Registry>, work: &Path) -> Step {
-    let rounds = Rounds::new(registry, "usk");
+/// The skopeo loop over `copies` ([`skopeo_loop`]) as step `step`, under `bench/<stem>N`.
+fn skopeo_step(
+    step: &str,
+    copies: Vec<(String, String)>,
+    stem: &'static str,
+    registry: &Rc<Registry>,
+    work: &Path,
+) -> Step {
+    let rounds = Rounds::new(registry, stem);
     let (r1, r2, r3) = (rounds.clone(), rounds.clone(), rounds);
     let cache = work.join("skopeo-cache");
-    let (b, c, c2) = (bundle.to_path_buf(), cache.clone(), cache);
-    let l = Rc::new(Log(work.join("bulk-skopeo.log")));
-    Step::new(SKOPEO_LOOP, move || {
+    let (c, c2) = (cache.clone(), cache);
+    let l = Rc::new(Log(work.join(format!("{stem}-skopeo.log"))));
+    Step::new(step, move || {
         with_registry_cpu(&r1.registry, || {
-            measure::time_command(&mut skopeo_loop(&b, &r1.prefix(), &c), &l)
+            measure::time_command(&mut skopeo_loop(&copies, &r1.prefix(), &c), &l)
         })
     })
     .prepare(move || {
@@ -394,6 +433,46 @@ fn podman_step(bundle: &Path, registry: &Rc<Registry>, work: &Path) -> Step {
         r3.check(IMAGES)?;
         reset_podman(&p3)
     })
+}
+
+/// The folder steps: `--all DIR` of the one-image saves cold (and the `baseline` build's), and the
+/// skopeo loop over the files.
+pub fn folder_steps(
+    push: &Path,
+    baseline: Option<&Path>,
+    folder: &Path,
+    registry: &Rc<Registry>,
+    work: &Path,
+) -> Vec<Step> {
+    let cache = work.join("bulk-cache");
+    let mut steps = Vec::new();
+    let mut ours = vec![(FOLDER_COLD, push.to_path_buf(), "ufo")];
+    if let Some(dir) = baseline {
+        ours.push((FOLDER_BASELINE, dir.join("layerlift-push"), "ufb"));
+    }
+    for (step, push, stem) in ours {
+        let rounds = Rounds::new(registry, stem);
+        let (r1, r2, r3) = (rounds.clone(), rounds.clone(), rounds);
+        let (f, c, c2) = (folder.to_path_buf(), cache.clone(), cache.clone());
+        let l = Rc::new(Log(work.join(format!("{stem}.log"))));
+        steps.push(
+            Step::new(step, move || {
+                with_registry_cpu(&r1.registry, || {
+                    measure::time_command(&mut push_all(&push, &f, &r1.prefix(), &c, &[]), &l)
+                })
+            })
+            .prepare(move || {
+                r2.next()?;
+                util::remove_any(&c2)
+            })
+            .verify(move || r3.check(IMAGES)),
+        );
+    }
+    let copies = (0..IMAGES)
+        .map(|i| (folder.join(folder_file(i)).display().to_string(), name(i)))
+        .collect();
+    steps.push(skopeo_step(FOLDER_SKOPEO, copies, "ufs", registry, work));
+    steps
 }
 
 /// The scale steps: `--dry-run` and a cold push of the 100- and 1,000-image bundles.
@@ -498,19 +577,46 @@ pub fn targets(podman: bool, cpus: usize) -> Vec<Target> {
             ratio("bulk cold / podman load + push", BULK_COLD, PODMAN, 0.2),
         );
     }
+    t.extend([
+        Target::Info {
+            label: "folder cold / skopeo loop over the files".into(),
+            numerator: FOLDER_COLD.into(),
+            denominator: FOLDER_SKOPEO.into(),
+        },
+        Target::CpuInfo {
+            label: "folder cold / skopeo loop over the files, CPU time".into(),
+            numerator: FOLDER_COLD.into(),
+            denominator: FOLDER_SKOPEO.into(),
+        },
+        Target::Info {
+            label: "folder cold / baseline's".into(),
+            numerator: FOLDER_COLD.into(),
+            denominator: FOLDER_BASELINE.into(),
+        },
+        Target::Info {
+            label: "folder cold / bundle cold (the same images)".into(),
+            numerator: FOLDER_COLD.into(),
+            denominator: BULK_COLD.into(),
+        },
+    ]);
     t
 }
 
-/// The bundles (built once, cached in `dir`): the bench bundle and the 100- and 1,000-image ones.
-pub fn bundles(dir: &Path, quick: bool) -> Result<(PathBuf, [PathBuf; 2])> {
+/// The bundles (built once, cached in `dir`): the bench bundle, the folder of the same images one
+/// per file, and the 100- and 1,000-image bundles.
+pub fn bundles(dir: &Path, quick: bool) -> Result<(PathBuf, PathBuf, [PathBuf; 2])> {
     let base: u64 = if quick { 10 << 20 } else { 100 << 20 };
     let bundle = dir.join(format!("bulk-{IMAGES}x{}M.tar", base >> 20));
-    if util::build_once(&bundle, |tmp| build_bundle(tmp, base))? {
+    if util::build_once(&bundle, |tmp| build_bundle(tmp, base, false))? {
         eprintln!("xtask bench: built {}", bundle.display());
+    }
+    let folder = dir.join(format!("bulk-{IMAGES}x{}M.d", base >> 20));
+    if util::build_once(&folder, |tmp| build_bundle(tmp, base, true))? {
+        eprintln!("xtask bench: built {}", folder.display());
     }
     let mut scale = [dir.join("bulk-100.tar"), dir.join("bulk-1000.tar")];
     for (path, count) in scale.iter_mut().zip([100, 1000]) {
         util::build_once(path, |tmp| build_scale_bundle(tmp, count))?;
     }
-    Ok((bundle, scale))
+    Ok((bundle, folder, scale))
 }
