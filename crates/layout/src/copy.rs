@@ -524,6 +524,12 @@ mod tests {
         f
     }
 
+    /// Copy `bytes` (from a file of their own) under their digest.
+    fn put(copier: &mut Copier, bytes: &[u8]) -> Result<(), CopyError> {
+        let digest = Digest::of(bytes);
+        copier.copy(source(bytes), bytes.len() as u64, digest, &mut |_| {})
+    }
+
     fn read_all(mut f: &File) -> Vec<u8> {
         f.rewind().unwrap();
         let mut out = Vec::new();
@@ -612,14 +618,7 @@ mod tests {
         let dst = File::create(&path).unwrap();
         let mut copier = Copier::new(&dst, true).unwrap();
         assert!(!copier.read_back);
-        copier
-            .copy(
-                source(&bytes),
-                bytes.len() as u64,
-                Digest::of(&bytes),
-                &mut |_| {},
-            )
-            .unwrap();
+        put(&mut copier, &bytes).unwrap();
         copier.finish().unwrap();
         assert!(std::fs::read(&path).unwrap() == bytes);
     }
@@ -637,14 +636,7 @@ mod tests {
         let tx = File::from(std::os::fd::OwnedFd::from(tx));
         let mut copier = Copier::new(&tx, false).unwrap();
         for blob in &blobs {
-            copier
-                .copy(
-                    source(blob),
-                    blob.len() as u64,
-                    Digest::of(blob),
-                    &mut |_| {},
-                )
-                .unwrap();
+            put(&mut copier, blob).unwrap();
         }
         copier.finish().unwrap();
         drop(tx);
@@ -681,14 +673,7 @@ mod tests {
         let dst = tempfile::tempfile().unwrap();
         let mut copier = Copier::new(&dst, false).unwrap();
         copier.kernel = false;
-        copier
-            .copy(
-                source(&bytes),
-                bytes.len() as u64,
-                Digest::of(&bytes),
-                &mut |_| {},
-            )
-            .unwrap();
+        put(&mut copier, &bytes).unwrap();
         let wrong = Digest::of(b"x");
         let err = copier
             .copy(source(&bytes), bytes.len() as u64, wrong, &mut |_| {})
