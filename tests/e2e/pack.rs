@@ -12,7 +12,9 @@ use crate::docker::{
     run_in, save_file,
 };
 use crate::fixtures::real_tool;
-use crate::util::{Image, have_tool, layer_tar, sha256_digest, snapshot, text, write_layout};
+use crate::util::{
+    Image, Tmpfs, have_tool, layer_tar, sha256_digest, snapshot, text, write_layout,
+};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -806,4 +808,56 @@ fn podman_loads_packed_archives_with_the_same_id() {
             "podman load ({what}): not the config digest"
         );
     }
+}
+
+/// OUT on a disk too small for the archive (a 4 MiB tmpfs; root only): one line that names OUT
+/// and says the disk is full, and nothing left on that disk. Down a pipe its reader closes early,
+/// the line names standard output.
+#[test]
+fn a_full_disk_or_a_closed_pipe_is_named() {
+    if std::env::var_os("LAYERLIFT_SKIP_ROOT").is_some() {
+        eprintln!("skip a_full_disk_or_a_closed_pipe_is_named: LAYERLIFT_SKIP_ROOT is set");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    write_layout(
+        &layout,
+        &[Image {
+            name: "app:1".into(),
+            layers: vec![layer_tar("big", 7, 6 << 20)],
+        }],
+        false,
+    );
+    let tmp = Tmpfs::mount("4m");
+    let out = tmp.path().join("app.tar");
+    let o = pack_cmd().arg(&layout).arg(&out).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("layerlift-pack: error: {}", out.display()))
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let mut child = pack_cmd()
+        .arg(&layout)
+        .arg("-")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 4096];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("layerlift-pack: error: standard output: writing the archive: ")
+            && err.contains("Broken pipe"),
+        "{err}"
+    );
 }

@@ -14,7 +14,7 @@
 //! - a pids limit (a cgroup of the test's own, root only) that stops the upload threads from
 //!   starting: the push fails saying so instead of waiting for ever.
 
-use crate::util::{TestArchive, assert_ok, layer_tar, push_cmd, run};
+use crate::util::{TestArchive, Tmpfs, assert_ok, layer_tar, push_cmd, run};
 use layerlift_testkit::{Fault, FaultProxy, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -290,40 +290,6 @@ fn held_blobs(storage: &Path) -> Vec<String> {
     out
 }
 
-/// A tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let o = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=1777"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            o.status.success(),
-            "this test mounts a small tmpfs and needs root: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// The temporary directory is a 4 MiB tmpfs and the archive's layers compress to twice that. From
 /// a pipe, whose streamed layers are staged there, the push fails with one line that says the disk
 /// is full, leaves nothing in the temporary directory, and tags nothing. From the archive file,
@@ -344,7 +310,7 @@ fn a_full_temporary_directory_fails_cleanly() {
         .collect();
     let a = archive(work.path(), "full", &layers);
     let dest = format!("{}/soak/full:1", reg.addr());
-    let mut piped = push(Path::new("-"), &dest, tmp.0.path());
+    let mut piped = push(Path::new("-"), &dest, tmp.path());
     piped.stdin(std::fs::File::open(&a.path).unwrap());
     let o = run(piped);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -356,10 +322,10 @@ fn a_full_temporary_directory_fails_cleanly() {
             && last.contains("No space left on device"),
         "{err}"
     );
-    assert_eq!(leftovers(tmp.0.path()), Vec::<String>::new());
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
     assert_eq!(crate::util::tag_digest(&reg, "soak/full", "1"), None);
 
-    let o = run(push(&a.path, &dest, tmp.0.path()));
+    let o = run(push(&a.path, &dest, tmp.path()));
     assert!(
         o.status.success(),
         "from the file nothing is staged: {}",
@@ -368,7 +334,7 @@ fn a_full_temporary_directory_fails_cleanly() {
     let pushed = digest_of(&String::from_utf8_lossy(&o.stdout));
     assert!(pushed.is_some());
     assert_eq!(crate::util::tag_digest(&reg, "soak/full", "1"), pushed);
-    assert_eq!(leftovers(tmp.0.path()), Vec::<String>::new());
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
 /// A pids cgroup of the test's own (cgroup v1 or v2), removed on drop.

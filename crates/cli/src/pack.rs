@@ -121,6 +121,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             | PackError::Select { .. }
             | PackError::Output { .. }),
         ) => return Err(e.into()),
+        Err(e @ PackError::Write(_)) if to_stdout => {
+            return Err(anyhow::Error::new(e).context("standard output"));
+        }
         Err(e) => return Err(anyhow::Error::new(e).context(layout)),
     };
     if args.json {

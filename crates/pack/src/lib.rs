@@ -239,12 +239,18 @@ pub fn pack_to_file(
     // Blobs are copied by the kernel and sent to the disk as they go: the fsync below waits
     // for the last pieces only.
     let mut buffered = io::BufWriter::with_capacity(tar_out::COPY_BUF, tmp.as_file());
-    let written = plan.prepared.write_to(
-        &plan.layout,
-        &mut buffered,
-        Some((tmp.as_file(), true)),
-        observer,
-    )?;
+    let written = plan
+        .prepared
+        .write_to(
+            &plan.layout,
+            &mut buffered,
+            Some((tmp.as_file(), true)),
+            observer,
+        )
+        .map_err(|e| match e {
+            PackError::Write(source) => out_err(output, source),
+            e => e,
+        })?;
     drop(buffered);
     let file = tmp.as_file();
     file.sync_all().map_err(|e| out_err(tmp.path(), e))?;
