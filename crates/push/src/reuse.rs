@@ -303,8 +303,9 @@ struct Known {
 }
 
 /// For an archive that cannot be walked ahead: every layer the registry's images (DEST's tags,
-/// `--reuse-from`) have in the compression this push would produce, by diff_id, HEAD-confirmed.
-/// The archive reader then only hashes a layer whose name states one of these diff_ids.
+/// `--reuse-from`) have in the compression this push would produce, by diff_id, HEAD-confirmed,
+/// and those [`carried_by_diff_id`] gives. The archive reader then only hashes a layer whose name
+/// states one of these diff_ids.
 pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) -> ReusePlan {
     let mut plan = ReusePlan::default();
     let Some(want) = wanted.compression else {
@@ -344,7 +345,34 @@ pub(crate) fn plan_by_diff_id(client: &dyn RegistryView, wanted: &Wanted<'_>) ->
             );
         }
     }
+    for (diff_id, held) in carried_by_diff_id(wanted) {
+        plan.by_diff_id.entry(diff_id).or_insert(held);
+    }
     plan
+}
+
+/// The layers earlier pushes of the run left in the registry ([`Wanted::carried`]) in the
+/// compression this push would produce, by diff_id, for an archive that cannot be walked ahead.
+/// Not asked about: which of them the archive holds is known only as it is read, and the run
+/// put them there.
+pub(crate) fn carried_by_diff_id(wanted: &Wanted<'_>) -> BTreeMap<Digest, HeldBlob> {
+    let Some(want) = wanted.compression else {
+        return BTreeMap::new();
+    };
+    wanted
+        .carried
+        .iter()
+        .filter_map(|(diff_id, descriptor, repository)| {
+            let compression = wanted.accepts(&descriptor.media_type, want)?;
+            let blob = Replacement {
+                digest: descriptor.digest,
+                size: descriptor.size,
+                compression,
+            };
+            let repository = repository.clone();
+            Some((*diff_id, HeldBlob { blob, repository }))
+        })
+        .collect()
 }
 
 /// When the registry says that DEST's repository does not exist, drop the candidates in it: a

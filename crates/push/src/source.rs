@@ -481,9 +481,6 @@ impl<'a> Opener<'a> {
             };
             let names = contents.map_or(&[][..], |c| c.names.as_slice());
             let references = crate::names::own_references(dest, names, naming);
-            if references.is_empty() {
-                return ReusePlan::default();
-            }
             let own = references.iter().map(|(r, _)| r.clone()).collect();
             (references, own)
         } else {
@@ -524,11 +521,22 @@ impl<'a> Opener<'a> {
                 .map(crate::Holdings::layers)
                 .unwrap_or_default(),
         };
+        if self.options.all && own.is_empty() {
+            // No catalog (a pipe, a compressed archive): the images' names come with the
+            // metadata at the end, too late to ask about their tags. What earlier pushes of the
+            // run left still spares compressing.
+            return ReusePlan {
+                by_diff_id: reuse::carried_by_diff_id(&wanted),
+                own_repositories: carried_repositories(&wanted).collect(),
+                ..ReusePlan::default()
+            };
+        }
         let client = target.uploader.client;
         let Some(layers) = layers else {
             // A pipe or a compressed archive: layers the registry has are hashed, not compressed.
             let mut plan = reuse::plan_by_diff_id(client, &wanted);
             plan.own_repositories = own;
+            plan.own_repositories.extend(carried_repositories(&wanted));
             self.report_notes(&plan);
             return plan;
         };
@@ -539,14 +547,7 @@ impl<'a> Opener<'a> {
             plan.new_repository = false;
         }
         plan.own_repositories = own;
-        // The pairs carried from earlier pushes of this run were made by this process: used
-        // unread, as those of DEST's own images are.
-        plan.own_repositories.extend(
-            wanted
-                .carried
-                .iter()
-                .map(|(_, _, repository)| repository.clone()),
-        );
+        plan.own_repositories.extend(carried_repositories(&wanted));
         self.report_notes(&plan);
         if !plan.reused.is_empty() {
             self.observer.event(&Event::Reused {
@@ -585,6 +586,15 @@ fn known(reuse: &ReusePlan) -> Known {
         new_repository: reuse.new_repository,
         ..Known::default()
     }
+}
+
+/// The repositories holding the layers carried from earlier pushes of the run: their pairs were
+/// made by this process, so they are used unread, as those of DEST's own images are.
+fn carried_repositories<'w>(wanted: &'w Wanted<'_>) -> impl Iterator<Item = String> + 'w {
+    wanted
+        .carried
+        .iter()
+        .map(|(_, _, repository)| repository.clone())
 }
 
 /// `known` with what earlier pushes of the run left in `t`'s registry added to its holders.
