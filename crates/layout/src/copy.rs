@@ -113,8 +113,7 @@ struct State {
     queue: VecDeque<Job>,
     /// Bytes of each blob in the destination so far.
     landed: Vec<u64>,
-    /// Bytes copied and bytes hashed, of all blobs.
-    copied: u64,
+    /// Bytes hashed, of all blobs.
     hashed: u64,
     /// Blobs queued or being hashed.
     unfinished: usize,
@@ -209,7 +208,6 @@ impl Copier {
             let mut s = self.shared.lock();
             let index = s.landed.len();
             s.landed.push(pos);
-            s.copied += pos;
             s.unfinished += 1;
             s.queue.push_back(Job {
                 index,
@@ -234,7 +232,6 @@ impl Copier {
             progress(pos - before);
             let mut s = self.shared.lock();
             s.landed[index] = pos;
-            s.copied += pos - before;
             self.shared.changed.notify_all();
         }
         Ok(())
@@ -264,7 +261,8 @@ impl Copier {
                 self.shared.changed.notify_all();
                 return Err(e);
             }
-            if s.copied.saturating_sub(s.hashed) < self.lead {
+            let copied: u64 = s.landed.iter().sum();
+            if copied.saturating_sub(s.hashed) < self.lead {
                 return Ok(());
             }
             s = self.shared.wait(s);

@@ -518,7 +518,6 @@ fn copy(
 
 /// A blob copied by the kernel from the source's file `blob` into the file or pipe the tar stream
 /// writes to, by `copier`, which checks it against `digest` (see [`copied_wrong`]).
-#[allow(clippy::too_many_arguments)]
 fn copy_direct(
     tar: &mut TarOut<&mut dyn Write>,
     path: &str,

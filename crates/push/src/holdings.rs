@@ -32,16 +32,6 @@ impl Holdings {
         Self::default()
     }
 
-    /// How many blobs are known.
-    pub fn len(&self) -> usize {
-        self.lock().holders.len()
-    }
-
-    /// Whether no blob is known.
-    pub fn is_empty(&self) -> bool {
-        self.lock().holders.is_empty()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Held> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
